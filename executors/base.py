@@ -1,0 +1,190 @@
+"""The small interface every rollback backend implements.
+
+A backend is built from a validated target config (what to act on: a Deployment, an ECS
+service, a bucket...) and the connection settings (endpoints, credentials sources). It
+reads the live version, describes a rollback without side effects (plan), applies it
+idempotently, waits for the infrastructure to settle while streaming progress lines, and
+checks the outcome.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+import jsonschema
+
+LogLine = Callable[[str], None]
+
+
+def discard_log(line: str) -> None:
+    """A log sink for callers that do not want progress lines."""
+
+
+class BackendError(Exception):
+    """An operation failed. `retryable` says whether trying again may succeed."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class ConfigError(BackendError):
+    """The target config or rollback parameters are invalid; never retryable."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+class DeadlineExceeded(BackendError):
+    """The infrastructure did not settle before the step's deadline."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+@dataclass(frozen=True)
+class Connections:
+    """Where the infrastructure is. Secrets are read from the environment by the SDKs."""
+
+    aws_endpoint_url: str | None = None
+    aws_region: str = "us-east-1"
+    kube_host: str | None = None
+    kubeconfig: str | None = None
+    kube_context: str | None = None
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    registered_commands: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RollbackTarget:
+    """What to roll back to.
+
+    `version` is the release label, `artifact` what it points at (image, task-definition
+    ARN, S3 prefix, snapshot id, ...). `previous=True` asks for the revision before the
+    live one when no artifact is given. `params` carries backend-specific options.
+    """
+
+    version: str | None = None
+    artifact: str | None = None
+    previous: bool = False
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One thing a rollback would change: on `resource`, `attribute` goes from before to after."""
+
+    resource: str
+    attribute: str
+    before: str | None
+    after: str | None
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    """A dry-run description of the rollback. `changes` empty means nothing to do."""
+
+    backend: str
+    summary: str
+    current_version: str | None
+    target_version: str | None
+    changes: tuple[Change, ...] = ()
+
+    @property
+    def is_noop(self) -> bool:
+        return not self.changes
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What apply did. `changed=False` means the infrastructure was already at the target."""
+
+    changed: bool
+    detail: str
+    facts: Mapping[str, Any] = field(default_factory=dict)
+
+
+class CheckStatus(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    status: CheckStatus
+    detail: str
+
+
+class Backend(ABC):
+    """Base class of every rollback backend."""
+
+    kind: ClassVar[str]
+    label: ClassVar[str]
+    config_schema: ClassVar[Mapping[str, Any]] = {"type": "object"}
+
+    def __init__(self, config: Mapping[str, Any], connections: Connections) -> None:
+        self.config = self.validate_config(config)
+        self.connections = connections
+
+    @classmethod
+    def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        """Return the config if it matches `config_schema`, else raise ConfigError."""
+        try:
+            jsonschema.validate(dict(config), cls.config_schema)
+        except jsonschema.ValidationError as error:
+            where = "/".join(str(part) for part in error.absolute_path) or "config"
+            raise ConfigError(f"{where}: {error.message}") from error
+        return dict(config)
+
+    @abstractmethod
+    def live_version(self) -> str | None:
+        """The version (or artifact) the infrastructure runs now, or None if unknown."""
+
+    @abstractmethod
+    def plan(self, target: RollbackTarget) -> RollbackPlan:
+        """Describe current → target without side effects."""
+
+    @abstractmethod
+    def apply(self, target: RollbackTarget, *, log: LogLine = discard_log) -> ApplyResult:
+        """Make the change. Safe to call again: a second call changes nothing."""
+
+    @abstractmethod
+    def wait(self, target: RollbackTarget, *, deadline: float, log: LogLine = discard_log) -> None:
+        """Block until the change has settled, or raise DeadlineExceeded at `deadline`
+        (a `time.monotonic()` instant), logging progress lines meanwhile."""
+
+    @abstractmethod
+    def checks(self, target: RollbackTarget) -> list[CheckResult]:
+        """Verify the outcome; each check passes, fails, or is inconclusive."""
+
+
+def poll_until(
+    condition: Callable[[], tuple[bool, str]],
+    *,
+    deadline: float,
+    log: LogLine,
+    interval: float = 0.5,
+    what: str,
+) -> None:
+    """Call `condition` until it returns (True, _), logging each new progress message.
+
+    Raises DeadlineExceeded when `deadline` (monotonic seconds) passes first.
+    """
+    last_message = None
+    while True:
+        done, message = condition()
+        if message != last_message:
+            log(message)
+            last_message = message
+        if done:
+            return
+        if time.monotonic() >= deadline:
+            raise DeadlineExceeded(f"{what}: deadline passed; last state: {message}")
+        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
