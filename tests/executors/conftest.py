@@ -26,3 +26,22 @@ def aws(moto_server: ServerProcess) -> Iterator[Connections]:
     """Connections to an emptied moto server."""
     reset_moto_server(moto_server.url)
     yield Connections(aws_endpoint_url=moto_server.url, aws_region="us-east-1")
+
+
+# --- Kubernetes API stand-in (devinfra.kube_standin) ------------------------------------
+
+from devinfra.kube_standin import KubeStandinHandle, start_kube_standin  # noqa: E402
+
+
+@pytest.fixture
+def kube_standin() -> Iterator[KubeStandinHandle]:
+    """A fresh Kubernetes API stand-in: rollouts settle in 0.1 s, crash loops tick every 0.05 s."""
+    handle = start_kube_standin(status_delay=0.1, restart_interval=0.05)
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def kube(kube_standin: KubeStandinHandle) -> Connections:
+    """Connections pointing the kubernetes client at the stand-in."""
+    return Connections(kube_host=kube_standin.url)
