@@ -1,0 +1,9 @@
+"""URL map of the console."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("", include("incidents.urls")),
+]

@@ -1,0 +1,52 @@
+"""Roles are Django groups. Each role grants a fixed set of permissions; approver
+capacities (who an approval policy may ask for) are groups too, without permissions."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import Group, Permission
+from django.db import transaction
+
+INCIDENT_COMMANDER = "Incident Commander"
+APPROVER = "Approver"
+SUPPORT_LEAD = "Support Lead"
+RESPONDER = "Responder"
+VIEWER = "Viewer"
+
+_READ = ["incidents.view_incident", "incidents.view_service", "incidents.view_release"]
+
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    VIEWER: _READ,
+    RESPONDER: [*_READ, "incidents.add_note", "incidents.tick_checklist"],
+    SUPPORT_LEAD: [*_READ, "incidents.add_note", "incidents.edit_status_page"],
+    APPROVER: [*_READ, "incidents.add_note", "incidents.approve_rollback"],
+    INCIDENT_COMMANDER: [
+        *_READ,
+        "incidents.add_incident",
+        "incidents.command_incident",
+        "incidents.add_note",
+        "incidents.tick_checklist",
+        "incidents.change_release",
+    ],
+}
+
+# The capacities approval policies name. A person approves in a capacity they hold.
+APPROVER_CAPACITIES = ["On-call", "Engineering Lead", "CTO", "Security Lead", "DBA"]
+
+
+@transaction.atomic
+def ensure_roles() -> dict[str, Group]:
+    """Create or refresh every role group and capacity group; return the groups by name."""
+    groups: dict[str, Group] = {}
+    for role, permission_names in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        permissions = []
+        for dotted in permission_names:
+            app_label, codename = dotted.split(".")
+            permissions.append(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
+        group.permissions.set(permissions)
+        groups[role] = group
+    for capacity in APPROVER_CAPACITIES:
+        groups[capacity], _ = Group.objects.get_or_create(name=capacity)
+    return groups
