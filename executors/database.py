@@ -31,16 +31,12 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
-
+from executors.aws import AwsError, aws_call, aws_client
 from executors.base import (
     ApplyResult,
     Backend,
@@ -71,63 +67,6 @@ _FAILED_STATUSES = frozenset(
         "storage-full",
     }
 )
-
-# -- AWS plumbing (the same in every boto3 backend) ---------------------------------------
-
-_CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30
-)
-# Error codes that mean "slow down" or "try again", from botocore's standard retry mode.
-_RETRYABLE_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "RequestThrottled",
-        "SlowDown",
-        "PriorRequestNotComplete",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "TooManyUpdates",
-    }
-)
-
-
-class AwsError(BackendError):
-    """A failed AWS call; `code` is the service's error code for callers to branch on."""
-
-    def __init__(self, message: str, *, code: str, retryable: bool) -> None:
-        super().__init__(message, retryable=retryable)
-        self.code = code
-
-
-def _client(connections: Connections, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=connections.aws_endpoint_url,
-        region_name=connections.aws_region,
-        config=_CLIENT_CONFIG,
-    )
-
-
-def _call[T](what: str, method: Callable[..., T], **kwargs: Any) -> T:
-    """Call a boto3 method, turning botocore failures into BackendErrors."""
-    try:
-        return method(**kwargs)
-    except ClientError as error:
-        code = str(error.response.get("Error", {}).get("Code", ""))
-        message = error.response.get("Error", {}).get("Message") or str(error)
-        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        retryable = code in _RETRYABLE_CODES or status >= 500
-        raise AwsError(f"{what}: {code}: {message}", code=code, retryable=retryable) from error
-    except (BotoConnectionError, HTTPClientError) as error:
-        raise BackendError(f"{what}: AWS did not answer: {error}", retryable=True) from error
-    except BotoCoreError as error:
-        raise BackendError(f"{what}: {error}") from error
-
 
 # -- connection values -------------------------------------------------------------------
 
@@ -271,7 +210,7 @@ class RdsRestoreBackend(Backend):
 
     def _aws(self, service: str) -> Any:
         if service not in self._clients:
-            self._clients[service] = _client(self.connections, service)
+            self._clients[service] = aws_client(self.connections, service)
         return self._clients[service]
 
     @property
@@ -323,7 +262,7 @@ class RdsRestoreBackend(Backend):
 
     def _instance(self, instance_id: str) -> dict[str, Any] | None:
         try:
-            response = _call(
+            response = aws_call(
                 f"describe RDS instance {instance_id}",
                 self.rds.describe_db_instances,
                 DBInstanceIdentifier=instance_id,
@@ -339,7 +278,7 @@ class RdsRestoreBackend(Backend):
         source_id = self.config["source_instance"]
         if restore.snapshot is not None:
             try:
-                snapshot = _call(
+                snapshot = aws_call(
                     f"describe DB snapshot {restore.snapshot}",
                     self.rds.describe_db_snapshots,
                     DBSnapshotIdentifier=restore.snapshot,
@@ -369,7 +308,7 @@ class RdsRestoreBackend(Backend):
     def _connection(self) -> ConnectionValue:
         try:
             if "secret" in self.config:
-                secret = _call(
+                secret = aws_call(
                     f"read {self._setting_name}",
                     self.settings.get_secret_value,
                     SecretId=self.config["secret"],
@@ -377,7 +316,7 @@ class RdsRestoreBackend(Backend):
                 if "SecretString" not in secret:
                     raise ConfigError(f"{self._setting_name} is binary; a text value is needed")
                 return ConnectionValue(secret["SecretString"], str(secret["VersionId"]))
-            parameter = _call(
+            parameter = aws_call(
                 f"read {self._setting_name}",
                 self.settings.get_parameter,
                 Name=self.config["ssm_parameter"],
@@ -392,7 +331,7 @@ class RdsRestoreBackend(Backend):
     def _write_connection(self, value: str) -> str:
         """Store `value`; return the new secret version id or parameter version."""
         if "secret" in self.config:
-            response = _call(
+            response = aws_call(
                 f"update {self._setting_name}",
                 self.settings.put_secret_value,
                 SecretId=self.config["secret"],
@@ -400,7 +339,7 @@ class RdsRestoreBackend(Backend):
             )
             return str(response["VersionId"])
         name = self.config["ssm_parameter"]
-        described = _call(
+        described = aws_call(
             f"describe {self._setting_name}",
             self.settings.describe_parameters,
             ParameterFilters=[{"Key": "Name", "Values": [name]}],
@@ -409,7 +348,7 @@ class RdsRestoreBackend(Backend):
         if described and described[0].get("Type") == "SecureString" and described[0].get("KeyId"):
             # Without KeyId an overwrite re-encrypts with the account's default key.
             kept["KeyId"] = described[0]["KeyId"]
-        response = _call(
+        response = aws_call(
             f"update {self._setting_name}",
             self.settings.put_parameter,
             Name=name,
@@ -518,7 +457,7 @@ class RdsRestoreBackend(Backend):
         if "vpc_security_group_ids" in self.config:
             common["VpcSecurityGroupIds"] = self.config["vpc_security_group_ids"]
         if restore.snapshot is not None:
-            response = _call(
+            response = aws_call(
                 f"restore {restore.instance_id} from snapshot {restore.snapshot}",
                 self.rds.restore_db_instance_from_db_snapshot,
                 DBInstanceIdentifier=restore.instance_id,
@@ -526,7 +465,7 @@ class RdsRestoreBackend(Backend):
                 **common,
             )
         else:
-            response = _call(
+            response = aws_call(
                 f"restore {restore.instance_id} from {restore.source}",
                 self.rds.restore_db_instance_to_point_in_time,
                 SourceDBInstanceIdentifier=self.config["source_instance"],

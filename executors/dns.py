@@ -26,14 +26,10 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
-
+from executors.aws import AwsError, aws_call, aws_client
 from executors.base import (
     ApplyResult,
     Backend,
@@ -53,62 +49,6 @@ from executors.base import (
 RECORD_TYPES = ("A", "AAAA", "CAA", "CNAME", "DS", "MX", "NAPTR", "NS", "PTR", "SPF", "SRV", "TXT")
 DEFAULT_TTL = 60
 _VALUE_FIELDS = ("TTL", "ResourceRecords", "AliasTarget")
-
-# -- AWS plumbing (the same in every boto3 backend) ---------------------------------------
-
-_CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30
-)
-# Error codes that mean "slow down" or "try again", from botocore's standard retry mode.
-_RETRYABLE_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "RequestThrottled",
-        "SlowDown",
-        "PriorRequestNotComplete",
-        "RequestTimeout",
-        "RequestTimeoutException",
-    }
-)
-
-
-class AwsError(BackendError):
-    """A failed AWS call; `code` is the service's error code for callers to branch on."""
-
-    def __init__(self, message: str, *, code: str, retryable: bool) -> None:
-        super().__init__(message, retryable=retryable)
-        self.code = code
-
-
-def _client(connections: Connections, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=connections.aws_endpoint_url,
-        region_name=connections.aws_region,
-        config=_CLIENT_CONFIG,
-    )
-
-
-def _call[T](what: str, method: Callable[..., T], **kwargs: Any) -> T:
-    """Call a boto3 method, turning botocore failures into BackendErrors."""
-    try:
-        return method(**kwargs)
-    except ClientError as error:
-        code = str(error.response.get("Error", {}).get("Code", ""))
-        message = error.response.get("Error", {}).get("Message") or str(error)
-        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        retryable = code in _RETRYABLE_CODES or status >= 500
-        raise AwsError(f"{what}: {code}: {message}", code=code, retryable=retryable) from error
-    except (BotoConnectionError, HTTPClientError) as error:
-        raise BackendError(f"{what}: AWS did not answer: {error}", retryable=True) from error
-    except BotoCoreError as error:
-        raise BackendError(f"{what}: {error}") from error
-
 
 # -- record sets ---------------------------------------------------------------------------
 
@@ -171,7 +111,7 @@ class Route53Backend(Backend):
     def client(self) -> Any:
         """The boto3 Route 53 client, built on first use."""
         if self._client is None:
-            self._client = _client(self.connections, "route53")
+            self._client = aws_client(self.connections, "route53")
         return self._client
 
     @property
@@ -210,7 +150,7 @@ class Route53Backend(Backend):
         }
         while True:
             try:
-                page = _call(
+                page = aws_call(
                     f"list record sets {self._where}",
                     self.client.list_resource_record_sets,
                     HostedZoneId=self.config["hosted_zone_id"],
@@ -358,7 +298,7 @@ class Route53Backend(Backend):
         current, differing = self._differences(target)
         if not differing:
             return ApplyResult(False, f"{self._where} already has the target values", {})
-        response = _call(
+        response = aws_call(
             f"UPSERT {self._where}",
             self.client.change_resource_record_sets,
             HostedZoneId=self.config["hosted_zone_id"],
@@ -390,7 +330,7 @@ class Route53Backend(Backend):
         if change_id is not None:
 
             def in_sync() -> tuple[bool, str]:
-                status = _call(f"read change {change_id}", self.client.get_change, Id=change_id)[
+                status = aws_call(f"read change {change_id}", self.client.get_change, Id=change_id)[
                     "ChangeInfo"
                 ]["Status"]
                 return str(status).upper() == "INSYNC", f"change {change_id}: {status}"

@@ -24,14 +24,10 @@ everything else is permanent. A missing cluster, service or task definition is a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
-
+from executors.aws import AwsError, aws_call, aws_client
 from executors.base import (
     ApplyResult,
     Backend,
@@ -49,62 +45,6 @@ from executors.base import (
 )
 
 ROLLED_BACK_TO_TAG = "backout:rolled-back-to"
-
-# -- AWS plumbing (the same in every boto3 backend) ---------------------------------------
-
-_CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30
-)
-# Error codes that mean "slow down" or "try again", from botocore's standard retry mode.
-_RETRYABLE_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "RequestThrottled",
-        "SlowDown",
-        "PriorRequestNotComplete",
-        "RequestTimeout",
-        "RequestTimeoutException",
-    }
-)
-
-
-class AwsError(BackendError):
-    """A failed AWS call; `code` is the service's error code for callers to branch on."""
-
-    def __init__(self, message: str, *, code: str, retryable: bool) -> None:
-        super().__init__(message, retryable=retryable)
-        self.code = code
-
-
-def _client(connections: Connections, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=connections.aws_endpoint_url,
-        region_name=connections.aws_region,
-        config=_CLIENT_CONFIG,
-    )
-
-
-def _call[T](what: str, method: Callable[..., T], **kwargs: Any) -> T:
-    """Call a boto3 method, turning botocore failures into BackendErrors."""
-    try:
-        return method(**kwargs)
-    except ClientError as error:
-        code = str(error.response.get("Error", {}).get("Code", ""))
-        message = error.response.get("Error", {}).get("Message") or str(error)
-        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        retryable = code in _RETRYABLE_CODES or status >= 500
-        raise AwsError(f"{what}: {code}: {message}", code=code, retryable=retryable) from error
-    except (BotoConnectionError, HTTPClientError) as error:
-        raise BackendError(f"{what}: AWS did not answer: {error}", retryable=True) from error
-    except BotoCoreError as error:
-        raise BackendError(f"{what}: {error}") from error
-
 
 # -- the backend -----------------------------------------------------------------------
 
@@ -147,7 +87,7 @@ class EcsServiceBackend(Backend):
     def client(self) -> Any:
         """The boto3 ECS client, built on first use."""
         if self._client is None:
-            self._client = _client(self.connections, "ecs")
+            self._client = aws_client(self.connections, "ecs")
         return self._client
 
     @property
@@ -156,7 +96,7 @@ class EcsServiceBackend(Backend):
 
     def _service(self) -> dict[str, Any]:
         try:
-            response = _call(
+            response = aws_call(
                 f"describe {self._where}",
                 self.client.describe_services,
                 cluster=self.config["cluster"],
@@ -178,7 +118,7 @@ class EcsServiceBackend(Backend):
         family, revision = _family_and_revision(current)
         if target.artifact:
             try:
-                described = _call(
+                described = aws_call(
                     f"describe task definition {target.artifact}",
                     self.client.describe_task_definition,
                     taskDefinition=target.artifact,
@@ -215,7 +155,7 @@ class EcsServiceBackend(Backend):
             return [arn for page in pages for arn in page.get("taskDefinitionArns", [])]
 
         # familyPrefix matches "web-worker" for "web": keep the exact family only.
-        arns = _call(f"list task definitions of {family}", listing)
+        arns = aws_call(f"list task definitions of {family}", listing)
         return [arn for arn in arns if _family_and_revision(arn)[0] == family]
 
     def _desired_count(self, service: Mapping[str, Any]) -> int:
@@ -271,14 +211,14 @@ class EcsServiceBackend(Backend):
         if not self._changes(service, target_arn):
             return ApplyResult(False, f"{self._where} already runs {_short(target_arn)}", facts)
         # Tag first: if the update then fails, a retry resolves "previous" to the same revision.
-        _call(
+        aws_call(
             f"tag {self._where}",
             self.client.tag_resource,
             resourceArn=service["serviceArn"],
             tags=[{"key": ROLLED_BACK_TO_TAG, "value": target_arn}],
         )
         log(f"updating {self._where} to {_short(target_arn)} with {desired} desired tasks")
-        _call(
+        aws_call(
             f"update {self._where}",
             self.client.update_service,
             cluster=self.config["cluster"],

@@ -59,12 +59,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
-import boto3
 import redis
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from executors.aws import AwsError, aws_call, aws_client
 from executors.base import (
     ApplyResult,
     Backend,
@@ -99,62 +96,6 @@ _REQUIRED_STORE_FIELDS = {
     "ssm": ("parameter_prefix",),
     "appconfig": _STORE_FIELDS["appconfig"],
 }
-
-# -- AWS plumbing (the same in every boto3 backend) ---------------------------------------
-
-_CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30
-)
-# Error codes that mean "slow down" or "try again", from botocore's standard retry mode.
-_RETRYABLE_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "RequestThrottled",
-        "SlowDown",
-        "PriorRequestNotComplete",
-        "RequestTimeout",
-        "RequestTimeoutException",
-    }
-)
-
-
-class AwsError(BackendError):
-    """A failed AWS call; `code` is the service's error code for callers to branch on."""
-
-    def __init__(self, message: str, *, code: str, retryable: bool) -> None:
-        super().__init__(message, retryable=retryable)
-        self.code = code
-
-
-def _client(connections: Connections, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=connections.aws_endpoint_url,
-        region_name=connections.aws_region,
-        config=_CLIENT_CONFIG,
-    )
-
-
-def _call[T](what: str, method: Callable[..., T], **kwargs: Any) -> T:
-    """Call a boto3 method, turning botocore failures into BackendErrors."""
-    try:
-        return method(**kwargs)
-    except ClientError as error:
-        code = str(error.response.get("Error", {}).get("Code", ""))
-        message = error.response.get("Error", {}).get("Message") or str(error)
-        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        retryable = code in _RETRYABLE_CODES or status >= 500
-        raise AwsError(f"{what}: {code}: {message}", code=code, retryable=retryable) from error
-    except (BotoConnectionError, HTTPClientError) as error:
-        raise BackendError(f"{what}: AWS did not answer: {error}", retryable=True) from error
-    except BotoCoreError as error:
-        raise BackendError(f"{what}: {error}") from error
-
 
 # -- stores ----------------------------------------------------------------------------------
 
@@ -229,7 +170,7 @@ class _SsmFlags:
 
     def __init__(self, config: Mapping[str, Any], connections: Connections) -> None:
         self.prefix: str = config["parameter_prefix"]
-        self.client = _client(connections, "ssm")
+        self.client = aws_client(connections, "ssm")
         self.where = f"SSM parameters {self.prefix}*"
 
     def resource(self, flag: str) -> str:
@@ -241,7 +182,7 @@ class _SsmFlags:
         pages = paginator.paginate(
             ParameterFilters=[{"Key": "Name", "Option": "BeginsWith", "Values": [self.prefix]}]
         )
-        for page in _call(f"list {self.where}", lambda: list(pages)):
+        for page in aws_call(f"list {self.where}", lambda: list(pages)):
             names.extend(parameter["Name"] for parameter in page.get("Parameters", []))
         return sorted(names)
 
@@ -251,7 +192,7 @@ class _SsmFlags:
         values: dict[str, str] = {}
         for start in range(0, len(names), 10):  # GetParameters takes ten names at a time
             batch = names[start : start + 10]
-            found = _call(
+            found = aws_call(
                 f"read {self.where}",
                 self.client.get_parameters,
                 Names=batch,
@@ -268,7 +209,7 @@ class _SsmFlags:
             name = self.prefix + flip.flag
             # Overwriting without a Type keeps the parameter's own (a SecureString stays one).
             new_type = {"Type": "String"} if flip.before is None else {}
-            _call(
+            aws_call(
                 f"write {name}",
                 self.client.put_parameter,
                 Name=name,
@@ -300,7 +241,7 @@ class _AppConfigFlags:
         self.environment: str = config["environment"]
         self.profile: str = config["configuration_profile"]
         self.strategy: str = config["deployment_strategy"]
-        self.client = _client(connections, "appconfig")
+        self.client = aws_client(connections, "appconfig")
         self.where = (
             f"AppConfig {self.application}/{self.profile} in environment {self.environment}"
         )
@@ -314,7 +255,7 @@ class _AppConfigFlags:
 
     def _missing_is_config_error[T](self, what: str, method: Callable[..., T], **kwargs: Any) -> T:
         try:
-            return _call(what, method, **kwargs)
+            return aws_call(what, method, **kwargs)
         except AwsError as error:
             if error.code in ("ResourceNotFoundException", "BadRequestException"):
                 raise ConfigError(str(error)) from error

@@ -29,15 +29,11 @@ import datetime
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
-
+from executors.aws import AwsError, aws_call, aws_client
 from executors.base import (
     ApplyResult,
     Backend,
@@ -66,63 +62,6 @@ _COPIED_HEADERS = (
     "ContentType",
     "WebsiteRedirectLocation",
 )
-
-# -- AWS plumbing (the same in every boto3 backend) ---------------------------------------
-
-_CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30
-)
-# Error codes that mean "slow down" or "try again", from botocore's standard retry mode.
-_RETRYABLE_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "RequestThrottled",
-        "SlowDown",
-        "PriorRequestNotComplete",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "TooManyInvalidationsInProgress",
-    }
-)
-
-
-class AwsError(BackendError):
-    """A failed AWS call; `code` is the service's error code for callers to branch on."""
-
-    def __init__(self, message: str, *, code: str, retryable: bool) -> None:
-        super().__init__(message, retryable=retryable)
-        self.code = code
-
-
-def _client(connections: Connections, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=connections.aws_endpoint_url,
-        region_name=connections.aws_region,
-        config=_CLIENT_CONFIG,
-    )
-
-
-def _call[T](what: str, method: Callable[..., T], **kwargs: Any) -> T:
-    """Call a boto3 method, turning botocore failures into BackendErrors."""
-    try:
-        return method(**kwargs)
-    except ClientError as error:
-        code = str(error.response.get("Error", {}).get("Code", ""))
-        message = error.response.get("Error", {}).get("Message") or str(error)
-        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        retryable = code in _RETRYABLE_CODES or status >= 500
-        raise AwsError(f"{what}: {code}: {message}", code=code, retryable=retryable) from error
-    except (BotoConnectionError, HTTPClientError) as error:
-        raise BackendError(f"{what}: AWS did not answer: {error}", retryable=True) from error
-    except BotoCoreError as error:
-        raise BackendError(f"{what}: {error}") from error
-
 
 # -- the backend -----------------------------------------------------------------------
 
@@ -194,14 +133,14 @@ class StaticFrontendBackend(Backend):
     def s3(self) -> Any:
         """The boto3 S3 client, built on first use."""
         if self._s3 is None:
-            self._s3 = _client(self.connections, "s3")
+            self._s3 = aws_client(self.connections, "s3")
         return self._s3
 
     @property
     def cloudfront(self) -> Any:
         """The boto3 CloudFront client, built on first use."""
         if self._cloudfront is None:
-            self._cloudfront = _client(self.connections, "cloudfront")
+            self._cloudfront = aws_client(self.connections, "cloudfront")
         return self._cloudfront
 
     # -- reading -------------------------------------------------------------------------
@@ -241,7 +180,7 @@ class StaticFrontendBackend(Backend):
             }
 
         try:
-            return _call(f"list s3://{bucket}/{prefix}", listing)
+            return aws_call(f"list s3://{bucket}/{prefix}", listing)
         except AwsError as error:
             if error.code == "NoSuchBucket":
                 raise ConfigError(f"bucket {bucket!r} does not exist") from error
@@ -268,7 +207,7 @@ class StaticFrontendBackend(Backend):
 
     def _head(self, bucket: str, key: str) -> dict[str, Any] | None:
         try:
-            head: dict[str, Any] = _call(
+            head: dict[str, Any] = aws_call(
                 f"read s3://{bucket}/{key}", self.s3.head_object, Bucket=bucket, Key=key
             )
         except AwsError as error:
@@ -279,14 +218,14 @@ class StaticFrontendBackend(Backend):
 
     def _read(self, bucket: str, key: str) -> bytes | None:
         try:
-            response = _call(
+            response = aws_call(
                 f"read s3://{bucket}/{key}", self.s3.get_object, Bucket=bucket, Key=key
             )
         except AwsError as error:
             if error.code == "NoSuchKey":
                 return None
             raise
-        body: bytes = _call(f"read s3://{bucket}/{key}", response["Body"].read)
+        body: bytes = aws_call(f"read s3://{bucket}/{key}", response["Body"].read)
         return body
 
     def _marker(self) -> dict[str, Any] | None:
@@ -329,7 +268,7 @@ class StaticFrontendBackend(Backend):
     def _check_distribution(self) -> None:
         distribution_id = self.config["distribution_id"]
         try:
-            _call(
+            aws_call(
                 f"read CloudFront distribution {distribution_id}",
                 self.cloudfront.get_distribution,
                 Id=distribution_id,
@@ -370,7 +309,7 @@ class StaticFrontendBackend(Backend):
                 for common in page.get("CommonPrefixes", [])
             ]
 
-        return _call(f"list releases in s3://{bucket}/{prefix}", listing)
+        return aws_call(f"list releases in s3://{bucket}/{prefix}", listing)
 
     def _index_of(self, release: str) -> str:
         return f"{self._release_prefix(release)}{self.config['index_key']}"
@@ -469,7 +408,7 @@ class StaticFrontendBackend(Backend):
             extra = {name: head[name] for name in _COPIED_HEADERS if name in head}
             extra["Metadata"] = {**head.get("Metadata", {}), SOURCE_ETAG_METADATA: head["ETag"]}
             extra["MetadataDirective"] = "REPLACE"
-        _call(
+        aws_call(
             f"copy s3://{releases}/{source['Key']} to s3://{live}/{key}",
             self.s3.copy_object,
             Bucket=live,
@@ -482,7 +421,7 @@ class StaticFrontendBackend(Backend):
         live = self.config["live_bucket"]
         for start in range(0, len(keys), _DELETE_BATCH):
             batch = keys[start : start + _DELETE_BATCH]
-            response = _call(
+            response = aws_call(
                 f"delete {len(batch)} objects from s3://{live}",
                 self.s3.delete_objects,
                 Bucket=live,
@@ -500,7 +439,7 @@ class StaticFrontendBackend(Backend):
 
     def _invalidate(self, release: str) -> str:
         distribution_id = self.config["distribution_id"]
-        response = _call(
+        response = aws_call(
             f"invalidate /* on {distribution_id}",
             self.cloudfront.create_invalidation,
             DistributionId=distribution_id,
@@ -514,7 +453,7 @@ class StaticFrontendBackend(Backend):
 
     def _write_marker(self, marker: Mapping[str, Any]) -> None:
         live = self.config["live_bucket"]
-        _call(
+        aws_call(
             f"write s3://{live}/{MARKER_KEY}",
             self.s3.put_object,
             Bucket=live,
@@ -534,7 +473,7 @@ class StaticFrontendBackend(Backend):
         return str(marker["invalidation_id"])
 
     def _invalidation_status(self, invalidation_id: str) -> str:
-        response = _call(
+        response = aws_call(
             f"read invalidation {invalidation_id}",
             self.cloudfront.get_invalidation,
             DistributionId=self.config["distribution_id"],
