@@ -1,0 +1,373 @@
+"""Pages of the console. Each view parses input with a form, calls one service, renders.
+
+Every view is behind login (LoginRequiredMiddleware) and checks the permission its action
+needs; domain refusals become 4xx responses carrying the service's message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django import forms
+from django.contrib.auth.decorators import permission_required
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from incidents import selectors, services
+from incidents.forms import (
+    ApprovalDecisionForm,
+    ApprovalRequestForm,
+    ChecklistItemForm,
+    CommanderForm,
+    IncidentCreateForm,
+    IncidentFilterForm,
+    InstantForm,
+    KnownGoodForm,
+    NoteForm,
+    SeverityChangeForm,
+    StatusChangeForm,
+    form_errors_text,
+)
+from incidents.models import ApprovalRequest, ChecklistItem, Incident, Release
+
+VIEW = "incidents.view_incident"
+COMMAND = "incidents.command_incident"
+
+BAD_REQUEST, FORBIDDEN = 400, 403
+
+
+def _is_htmx(request: HttpRequest) -> bool:
+    return bool(getattr(request, "htmx", False))
+
+
+def _incident(incident_id: int) -> Incident:
+    return get_object_or_404(
+        Incident.objects.select_related("commander", "created_by"), pk=incident_id
+    )
+
+
+@require_GET
+@permission_required(VIEW, raise_exception=True)
+def dashboard(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "incidents/dashboard.html",
+        {
+            "open_incidents": selectors.incidents_open(),
+            "services": selectors.services_with_releases(),
+            "awaiting": selectors.approvals_awaiting(request.user)
+            if request.user.has_perm("incidents.approve_rollback")
+            else [],
+        },
+    )
+
+
+@require_GET
+@permission_required(VIEW, raise_exception=True)
+def incident_list(request: HttpRequest) -> HttpResponse:
+    data = request.GET if request.GET else {"state": "open"}
+    form = IncidentFilterForm(data)
+    status = 200
+    if form.is_valid():
+        filters = form.cleaned_data
+        incidents = selectors.incidents_filtered(
+            state=filters["state"],
+            severity=filters["severity"],
+            environment=filters["environment"],
+            service=filters["service"],
+            text=filters["q"],
+        )
+    else:
+        incidents, status = selectors.incidents_filtered().none(), BAD_REQUEST
+    template = "incidents/incident_list.html"
+    if _is_htmx(request):
+        template += "#results"
+    return render(request, template, {"form": form, "incidents": incidents}, status=status)
+
+
+@permission_required("incidents.add_incident", raise_exception=True)
+def incident_create(request: HttpRequest) -> HttpResponse:
+    form = IncidentCreateForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                incident = services.incident_open(
+                    title=data["title"],
+                    severity=data["severity"],
+                    environment=data["environment"],
+                    opened_by=request.user,
+                    commander=data["commander"] or request.user,
+                    services=data["services"],
+                    summary=data["summary"],
+                    started_at=data["started_at"],
+                    detected_at=data["detected_at"],
+                    rto=timedelta(minutes=data["rto_minutes"]),
+                    rpo=timedelta(minutes=data["rpo_minutes"]),
+                )
+            except services.DomainError as error:
+                form.add_error(None, str(error))
+            else:
+                url = reverse("incident_room", args=[incident.pk])
+                if _is_htmx(request):
+                    return HttpResponseClientRedirect(url)
+                return redirect(url)
+        status = BAD_REQUEST
+    return render(request, "incidents/incident_create.html", {"form": form}, status=status)
+
+
+def _room_context(request: HttpRequest, incident: Incident) -> dict[str, Any]:
+    timeline = list(selectors.incident_timeline(incident))
+    return {
+        "incident": incident,
+        "timeline": timeline,
+        "last_entry_id": timeline[-1].pk if timeline else 0,
+        "checklists": selectors.incident_checklists(incident),
+        "approval_requests": selectors.incident_approval_requests(incident),
+        "metrics": incident.recovery_metrics(),
+        "status_form": StatusChangeForm(incident=incident),
+        "severity_form": SeverityChangeForm(initial={"severity": incident.severity}),
+        "commander_form": CommanderForm(initial={"commander": incident.commander_id}),
+        "instant_form": InstantForm(),
+        "note_form": NoteForm(),
+        "approval_request_form": ApprovalRequestForm(),
+        "can_command": request.user.has_perm(COMMAND),
+        "can_note": request.user.has_perm("incidents.add_note"),
+        "can_tick": request.user.has_perm("incidents.tick_checklist"),
+        "can_approve": request.user.has_perm("incidents.approve_rollback"),
+    }
+
+
+def _render_room(
+    request: HttpRequest, incident: Incident, *, error: str = "", status: int = 200
+) -> HttpResponse:
+    context = _room_context(request, incident) | {"error": error}
+    template = "incidents/incident_room.html"
+    if _is_htmx(request):
+        template += "#room"
+    return render(request, template, context, status=status)
+
+
+@require_GET
+@permission_required(VIEW, raise_exception=True)
+def incident_room(request: HttpRequest, incident_id: int) -> HttpResponse:
+    return _render_room(request, _incident(incident_id))
+
+
+@require_GET
+@permission_required(VIEW, raise_exception=True)
+def incident_timeline(request: HttpRequest, incident_id: int) -> HttpResponse:
+    """Timeline rows after `after` (an entry id), for the room's polling."""
+    incident = _incident(incident_id)
+    after = request.GET.get("after", "0")
+    if not after.isdigit():
+        return HttpResponse("after must be a timeline entry id", status=BAD_REQUEST)
+    entries = list(selectors.incident_timeline(incident, after=int(after)))
+    return render(
+        request,
+        "incidents/incident_room.html#timeline-update",
+        {
+            "incident": incident,
+            "timeline": entries,
+            "last_entry_id": entries[-1].pk if entries else int(after),
+        },
+    )
+
+
+def _room_action(
+    request: HttpRequest,
+    incident: Incident,
+    form: forms.Form,
+    perform: Callable[[dict[str, Any]], object],
+) -> HttpResponse:
+    """Validate `form`, run `perform` with its data, and answer with the refreshed room.
+
+    Invalid input or a refused operation answers 400 (403 for a missing role) with the
+    message, and changes nothing: each service runs in one transaction.
+    """
+    if not form.is_valid():
+        return _render_room(request, incident, error=form_errors_text(form), status=BAD_REQUEST)
+    try:
+        perform(form.cleaned_data)
+    except services.PermissionDenied as error:
+        return _render_room(request, incident, error=str(error), status=FORBIDDEN)
+    except services.DomainError as error:
+        return _render_room(request, incident, error=str(error), status=BAD_REQUEST)
+    incident.refresh_from_db()
+    if _is_htmx(request):
+        return _render_room(request, incident)
+    return HttpResponseRedirect(reverse("incident_room", args=[incident.pk]))
+
+
+@require_POST
+@permission_required(COMMAND, raise_exception=True)
+def incident_status(request: HttpRequest, incident_id: int) -> HttpResponse:
+    incident = _incident(incident_id)
+    return _room_action(
+        request,
+        incident,
+        StatusChangeForm(request.POST, incident=incident),
+        lambda data: services.incident_change_status(
+            incident=incident,
+            to_status=data["to_status"],
+            actor=request.user,
+            reason=data["reason"],
+        ),
+    )
+
+
+@require_POST
+@permission_required(COMMAND, raise_exception=True)
+def incident_severity(request: HttpRequest, incident_id: int) -> HttpResponse:
+    incident = _incident(incident_id)
+    return _room_action(
+        request,
+        incident,
+        SeverityChangeForm(request.POST),
+        lambda data: services.incident_change_severity(
+            incident=incident, severity=data["severity"], actor=request.user, reason=data["reason"]
+        ),
+    )
+
+
+@require_POST
+@permission_required(COMMAND, raise_exception=True)
+def incident_commander(request: HttpRequest, incident_id: int) -> HttpResponse:
+    incident = _incident(incident_id)
+    return _room_action(
+        request,
+        incident,
+        CommanderForm(request.POST),
+        lambda data: services.incident_assign_commander(
+            incident=incident, commander=data["commander"], actor=request.user
+        ),
+    )
+
+
+@require_POST
+@permission_required(COMMAND, raise_exception=True)
+def incident_instant(request: HttpRequest, incident_id: int) -> HttpResponse:
+    incident = _incident(incident_id)
+    return _room_action(
+        request,
+        incident,
+        InstantForm(request.POST),
+        lambda data: services.incident_record_instant(
+            incident=incident, instant=data["instant"], at=data["at"], actor=request.user
+        ),
+    )
+
+
+@require_POST
+@permission_required("incidents.add_note", raise_exception=True)
+def note_create(request: HttpRequest, incident_id: int) -> HttpResponse:
+    incident = _incident(incident_id)
+    return _room_action(
+        request,
+        incident,
+        NoteForm(request.POST),
+        lambda data: services.note_add(incident=incident, author=request.user, body=data["body"]),
+    )
+
+
+@require_POST
+@permission_required("incidents.tick_checklist", raise_exception=True)
+def checklist_item_toggle(request: HttpRequest, incident_id: int, item_id: int) -> HttpResponse:
+    """Tick or untick one item; htmx swaps just that item."""
+    item = get_object_or_404(
+        ChecklistItem.objects.select_related("checklist", "done_by"),
+        pk=item_id,
+        checklist__incident_id=incident_id,
+    )
+    form = ChecklistItemForm(request.POST)
+    error, status = "", 200
+    if not form.is_valid():
+        error, status = form_errors_text(form), BAD_REQUEST
+    else:
+        try:
+            item = services.checklist_item_set(
+                item=item, done=form.cleaned_data["done"], actor=request.user
+            )
+        except services.DomainError as refused:
+            error, status = str(refused), BAD_REQUEST
+    if not _is_htmx(request):
+        if status != 200:
+            return _render_room(request, item.checklist.incident, error=error, status=status)
+        return HttpResponseRedirect(reverse("incident_room", args=[incident_id]))
+    return render(
+        request,
+        "incidents/incident_room.html#checklist-item",
+        {"item": item, "incident": item.checklist.incident, "can_tick": True, "error": error},
+        status=status,
+    )
+
+
+@require_POST
+@permission_required(COMMAND, raise_exception=True)
+def approval_request_create(request: HttpRequest, incident_id: int) -> HttpResponse:
+    incident = _incident(incident_id)
+    return _room_action(
+        request,
+        incident,
+        ApprovalRequestForm(request.POST),
+        lambda data: services.approval_request_open(
+            incident=incident,
+            requested_by=request.user,
+            scenario=data["scenario"],
+            reason=data["reason"],
+        ),
+    )
+
+
+def _approval_request(incident_id: int, request_id: int) -> ApprovalRequest:
+    return get_object_or_404(ApprovalRequest, pk=request_id, incident_id=incident_id)
+
+
+@require_POST
+@permission_required("incidents.approve_rollback", raise_exception=True)
+def approval_decide(request: HttpRequest, incident_id: int, request_id: int) -> HttpResponse:
+    approval_request = _approval_request(incident_id, request_id)
+    return _room_action(
+        request,
+        approval_request.incident,
+        ApprovalDecisionForm(request.POST),
+        lambda data: services.approval_decide(
+            request=approval_request,
+            approver=request.user,  # type: ignore[arg-type]
+            decision=data["decision"],
+            role=data["role"] or None,
+            comment=data["comment"],
+        ),
+    )
+
+
+@require_POST
+@permission_required(COMMAND, raise_exception=True)
+def approval_withdraw(request: HttpRequest, incident_id: int, request_id: int) -> HttpResponse:
+    approval_request = _approval_request(incident_id, request_id)
+    return _room_action(
+        request,
+        approval_request.incident,
+        forms.Form(request.POST),
+        lambda data: services.approval_withdraw(request=approval_request, actor=request.user),
+    )
+
+
+@require_POST
+@permission_required("incidents.change_release", raise_exception=True)
+def release_known_good(request: HttpRequest, release_id: int) -> HttpResponse:
+    """Mark or unmark a release known-good from the dashboard."""
+    release = get_object_or_404(Release, pk=release_id)
+    form = KnownGoodForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse(form_errors_text(form), status=BAD_REQUEST)
+    services.release_mark_known_good(
+        release=release, actor=request.user, known_good=form.cleaned_data["known_good"]
+    )
+    return redirect("dashboard")

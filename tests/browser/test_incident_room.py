@@ -1,0 +1,27 @@
+import pytest
+from playwright.sync_api import expect
+
+from incidents.models import ChecklistItem
+from tests.browser.conftest import log_in
+from tests.factories import UserFactory, incident_open
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_responder_logs_in_and_ticks_a_checklist_item(live_server, page, roles):
+    UserFactory(username="rosa", password="tick-it-please", roles=["Responder"])
+    incident = incident_open(title="Checkout errors after v2.4.0")
+    item = incident.checklists.get(kind="pre_rollback").items.first()
+
+    log_in(page, live_server.url, "rosa", "tick-it-please")
+    page.get_by_role("link", name="Checkout errors after v2.4.0").click()
+    row = page.locator(f"#checklist-item-{item.pk}")
+    row.get_by_role("checkbox").check()
+
+    expect(row).to_contain_text("by rosa at")
+    expect(page.locator("#timeline-rows")).to_contain_text(f"Ticked “{item.text}”")
+    item = ChecklistItem.objects.get(pk=item.pk)
+    assert item.done_by.username == "rosa"
+
+    page.reload()
+    expect(page.locator(f"#checklist-item-{item.pk}").get_by_role("checkbox")).to_be_checked()

@@ -1,0 +1,44 @@
+"""Fixtures shared by the Django tests: real PostgreSQL and Redis, roles in place."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+from django.conf import LazySettings
+
+from incidents import services
+from incidents.roles import ensure_roles
+
+TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: LazySettings) -> None:
+    # Real hashers cost about a second per user on this hardware; tests need no strength.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _test_redis(settings: LazySettings) -> Iterator[None]:
+    """Point the live fan-out at a Redis database of its own."""
+    settings.REDIS_URL = TEST_REDIS_URL
+    services._redis_client = None
+    yield
+    services._redis_client = None
+
+
+@pytest.fixture
+def roles(db: None) -> dict:
+    return ensure_roles()
+
+
+@pytest.fixture
+def redis_listener() -> Iterator[redis.client.PubSub]:
+    """A subscriber on the test Redis, for asserting what was announced."""
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    yield pubsub
+    pubsub.close()
+    client.close()

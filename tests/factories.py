@@ -1,0 +1,70 @@
+"""factory_boy factories for the incident domain."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import factory
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.utils import timezone
+
+from incidents import services
+from incidents.models import Environment, Incident, Release, Service, Severity
+from incidents.roles import ensure_roles
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    """A user; `roles=["Incident Commander", "On-call"]` puts them in those groups."""
+
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"person{n}")
+    email = factory.LazyAttribute(lambda user: f"{user.username}@example.com")
+    password = factory.django.Password("correct-horse-battery")
+
+    @factory.post_generation
+    def roles(self, create: bool, extracted: Any, **kwargs: Any) -> None:
+        if not create or not extracted:
+            return
+        groups = ensure_roles()
+        self.groups.add(*(groups.get(name) or Group.objects.get(name=name) for name in extracted))
+
+
+class ServiceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Service
+
+    name = factory.Sequence(lambda n: f"service-{n}")
+    environment = Environment.PRODUCTION
+    backend = "kubernetes"
+    target_config = factory.LazyAttribute(lambda s: {"namespace": "shop", "deployment": s.name})
+
+
+class ReleaseFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Release
+
+    service = factory.SubFactory(ServiceFactory)
+    version = factory.Sequence(lambda n: f"v1.{n}.0")
+    artifact = factory.LazyAttribute(lambda r: f"registry.local/{r.service.name}:{r.version}")
+    shipped_at = factory.LazyFunction(timezone.now)
+
+
+def incident_open(**overrides: Any) -> Incident:
+    """Open an incident through the domain service, so checklists and timeline exist."""
+    now = timezone.now()
+    fields: dict[str, Any] = {
+        "title": "Checkout errors after v1.5.0",
+        "severity": Severity.P2,
+        "environment": Environment.PRODUCTION,
+        "opened_by": None,
+        "started_at": now - timedelta(minutes=4),
+        "detected_at": now - timedelta(minutes=1),
+    }
+    fields.update(overrides)
+    return services.incident_open(**fields)

@@ -1,0 +1,220 @@
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from devinfra.processes import free_port
+from incidents import services
+from incidents.models import Incident, TimelineKind
+from tests.factories import ServiceFactory, UserFactory, incident_open
+
+pytestmark = pytest.mark.django_db
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture
+def commander(client, roles):
+    user = UserFactory(username="ic", roles=["Incident Commander", "Approver", "On-call"])
+    client.force_login(user)
+    return user
+
+
+def _create_form(**overrides):
+    data = {
+        "title": "Checkout 500s after v2.4.0",
+        "severity": "P1",
+        "environment": "production",
+        "rto_minutes": "15",
+        "rpo_minutes": "5",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_creating_an_incident_opens_its_room(client, commander):
+    service = ServiceFactory(name="checkout")
+    response = client.post(reverse("incident_create"), _create_form(services=[service.pk]))
+    incident = Incident.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("incident_room", args=[incident.pk])
+    assert incident.commander == commander
+    assert list(incident.services.all()) == [service]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"title": ""}, "This field is required."),
+        ({"severity": "P9"}, "Select a valid choice."),
+        ({"rto_minutes": "0"}, "greater than or equal to 1"),
+        ({"detected_at": "not a date"}, "Enter a valid date/time."),
+        (
+            {"detected_at": (timezone.now() + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M")},
+            "cannot be in the future",
+        ),
+        (
+            {
+                "started_at": (timezone.now() - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M"),
+                "detected_at": (timezone.now() - timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M"),
+            },
+            "Impact cannot start after it was detected.",
+        ),
+    ],
+)
+def test_bad_incident_form_answers_400_and_saves_nothing(client, commander, overrides, message):
+    response = client.post(reverse("incident_create"), _create_form(**overrides))
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert not Incident.objects.exists()
+
+
+def test_incident_services_must_be_in_its_environment(client, commander):
+    staging = ServiceFactory(name="web", environment="staging")
+    response = client.post(reverse("incident_create"), _create_form(services=[staging.pk]))
+    assert response.status_code == 400
+    assert "Not in the production environment: web" in response.content.decode()
+
+
+def test_room_shows_timeline_and_checklists(client, commander):
+    incident = incident_open(title="Search latency doubled")
+    response = client.get(reverse("incident_room", args=[incident.pk]))
+    page = response.content.decode()
+    assert "P2 incident opened: Search latency doubled" in page
+    assert "Before rolling back" in page
+    assert "Health endpoints answer with the rolled-back version" in page
+
+
+def test_refused_status_change_answers_400_with_the_reason(client, commander):
+    incident = incident_open()
+    before = incident.timeline.count()
+    response = client.post(
+        reverse("incident_status", args=[incident.pk]), {"to_status": "monitoring"}, **HTMX
+    )
+    assert response.status_code == 400
+    assert "Select a valid choice" in response.content.decode()
+    assert incident.timeline.count() == before
+
+
+def test_htmx_status_change_returns_the_refreshed_room(client, commander):
+    incident = incident_open()
+    response = client.post(
+        reverse("incident_status", args=[incident.pk]), {"to_status": "identified"}, **HTMX
+    )
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert page.lstrip().startswith('<div id="room"')
+    assert "Investigating → Identified" in page
+
+
+def test_empty_note_is_refused(client, commander):
+    incident = incident_open()
+    response = client.post(reverse("note_create", args=[incident.pk]), {"body": "   "})
+    assert response.status_code == 400
+    assert "This field is required." in response.content.decode()
+    assert not incident.timeline.filter(kind=TimelineKind.NOTE).exists()
+
+
+def test_ticking_by_htmx_returns_the_item_with_who_ticked_it(client, commander):
+    incident = incident_open()
+    item = incident.checklists.first().items.first()
+    response = client.post(
+        reverse("checklist_item_toggle", args=[incident.pk, item.pk]), {"done": "1"}, **HTMX
+    )
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert page.lstrip().startswith(f'<li id="checklist-item-{item.pk}" class="done"')
+    assert "by ic at" in page
+
+
+def test_tick_with_a_bad_value_is_refused(client, commander):
+    incident = incident_open()
+    item = incident.checklists.first().items.first()
+    response = client.post(
+        reverse("checklist_item_toggle", args=[incident.pk, item.pk]), {"done": "maybe"}, **HTMX
+    )
+    assert response.status_code == 400
+    item.refresh_from_db()
+    assert item.done_at is None
+
+
+def test_item_of_another_incident_is_not_found(client, commander):
+    first, second = incident_open(), incident_open()
+    item = first.checklists.first().items.first()
+    response = client.post(
+        reverse("checklist_item_toggle", args=[second.pk, item.pk]), {"done": "1"}
+    )
+    assert response.status_code == 404
+
+
+def test_timeline_poll_returns_only_newer_entries_and_moves_the_poller(client, commander):
+    incident = incident_open()
+    first = incident.timeline.get()
+    note = services.note_add(incident=incident, author=commander, body="error rate 12%")
+    response = client.get(reverse("incident_timeline", args=[incident.pk]), {"after": first.pk})
+    page = response.content.decode()
+    assert f'id="entry-{note.pk}"' in page
+    assert f'id="entry-{first.pk}"' not in page
+    assert f"after={note.pk}" in page
+    assert 'hx-swap-oob="true"' in page
+
+
+def test_timeline_poll_with_a_bad_cursor_is_refused(client, commander):
+    incident = incident_open()
+    response = client.get(reverse("incident_timeline", args=[incident.pk]), {"after": "x"})
+    assert response.status_code == 400
+
+
+def test_requester_approving_own_request_gets_the_two_person_message(client, commander):
+    incident = incident_open(severity="P1")
+    request = services.approval_request_open(
+        incident=incident, requested_by=commander, scenario="any", reason="roll back web"
+    )
+    response = client.post(
+        reverse("approval_decide", args=[incident.pk, request.pk]), {"decision": "approve"}
+    )
+    assert response.status_code == 400
+    assert "someone else must approve" in response.content.decode()
+    assert not request.approvals.exists()
+
+
+def test_incident_list_filters_by_severity(client, commander):
+    incident_open(title="Everything down", severity="P0")
+    incident_open(title="Typo on pricing page", severity="P3")
+    response = client.get(reverse("incident_list"), {"state": "open", "severity": "P0"})
+    page = response.content.decode()
+    assert "Everything down" in page
+    assert "Typo on pricing page" not in page
+
+
+def test_incident_list_with_an_unknown_filter_value_is_refused(client, commander):
+    response = client.get(reverse("incident_list"), {"severity": "P7"})
+    assert response.status_code == 400
+
+
+def test_dashboard_shows_requests_awaiting_my_approval(client, roles):
+    requester = UserFactory(roles=["Incident Commander"])
+    approver = UserFactory(roles=["Approver", "Engineering Lead"])
+    incident = incident_open(severity="P1", title="Login loop")
+    services.approval_request_open(
+        incident=incident, requested_by=requester, scenario="any", reason="roll back auth"
+    )
+    client.force_login(approver)
+    page = client.get(reverse("dashboard")).content.decode()
+    assert "Awaiting your approval" in page
+    assert "Login loop" in page
+
+
+def test_readiness_fails_with_503_when_redis_is_unreachable(client, settings):
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    response = client.get(reverse("readyz"))
+    assert response.status_code == 503
+    body = response.json()
+    assert body["checks"]["redis"]["ok"] is False
+    assert body["checks"]["database"]["ok"] is True
+
+
+def test_unknown_post_method_on_a_read_page_is_refused(client, commander):
+    response = client.post(reverse("dashboard"))
+    assert response.status_code == 405
