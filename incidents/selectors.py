@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Prefetch, Q, QuerySet
 
 from incidents.models import (
@@ -113,9 +113,11 @@ def incident_approval_requests(incident: Incident) -> list[ApprovalRequest]:
     )
 
 
-def approvals_awaiting(user: AbstractBaseUser) -> list[ApprovalRequest]:
+def approvals_awaiting(user: User | AnonymousUser) -> list[ApprovalRequest]:
     """Pending requests that still need a role `user` holds and that `user` did not request."""
-    held = set(user.groups.values_list("name", flat=True))  # type: ignore[attr-defined]
+    if not user.is_authenticated:
+        return []
+    held = set(user.groups.values_list("name", flat=True))
     pending = (
         ApprovalRequest.objects.filter(status=ApprovalRequestStatus.PENDING)
         .exclude(requested_by=user)

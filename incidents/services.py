@@ -14,7 +14,8 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import User as Person
 from django.db import transaction
 from django.utils import timezone
 
@@ -41,7 +42,8 @@ from incidents.models import (
 
 logger = logging.getLogger(__name__)
 
-User = AbstractBaseUser | AnonymousUser
+# Who does something: a logged-in person, or anonymous (refused where a role is needed).
+User = Person | AnonymousUser
 
 
 class DomainError(Exception):
@@ -111,9 +113,11 @@ def _lock(incident: Incident) -> Incident:
     return Incident.objects.select_for_update().get(pk=incident.pk)
 
 
-def _require(actor: User, permission: str, doing: str) -> None:
-    if not actor.has_perm(permission):  # type: ignore[union-attr]
+def _require(actor: User, permission: str, doing: str) -> Person:
+    """The actor as a signed-in person holding `permission`, or PermissionDenied."""
+    if not isinstance(actor, Person) or not actor.has_perm(permission):
         raise PermissionDenied(f"You do not have the role needed to {doing}.")
+    return actor
 
 
 @transaction.atomic
@@ -123,7 +127,7 @@ def incident_open(
     severity: str,
     environment: str,
     opened_by: User | None,
-    commander: AbstractBaseUser | None = None,
+    commander: Person | None = None,
     services: Iterable[Service] = (),
     summary: str = "",
     started_at: datetime | None = None,
@@ -258,12 +262,10 @@ def incident_change_severity(
 
 
 @transaction.atomic
-def incident_assign_commander(
-    *, incident: Incident, commander: AbstractBaseUser, actor: User
-) -> Incident:
+def incident_assign_commander(*, incident: Incident, commander: Person, actor: User) -> Incident:
     """Name the incident commander; taking command of an unowned incident is allowed."""
     _require(actor, "incidents.command_incident", "assign the incident commander")
-    if not commander.has_perm("incidents.command_incident"):  # type: ignore[attr-defined]
+    if not commander.has_perm("incidents.command_incident"):
         raise DomainError(f"{commander.get_username()} does not hold the Incident Commander role.")
     locked = _lock(incident)
     if locked.commander_id == commander.pk:
@@ -384,7 +386,7 @@ def approval_request_open(
 
     With no matching policy the request is approved at once, and the timeline says so.
     """
-    _require(requested_by, "incidents.command_incident", "request rollback approval")
+    requester = _require(requested_by, "incidents.command_incident", "request rollback approval")
     if scenario not in Scenario.values:
         raise DomainError(f"Unknown scenario {scenario!r}.")
     if not reason.strip():
@@ -399,7 +401,7 @@ def approval_request_open(
         incident=locked,
         scenario=scenario,
         reason=reason.strip(),
-        requested_by=requested_by,
+        requested_by=requester,
         required_roles=roles,
         status=ApprovalRequestStatus.PENDING if roles else ApprovalRequestStatus.APPROVED,
         decided_at=None if roles else _now(),
@@ -419,7 +421,7 @@ def approval_request_open(
 def approval_decide(
     *,
     request: ApprovalRequest,
-    approver: AbstractBaseUser,
+    approver: Person,
     decision: str,
     role: str | None = None,
     comment: str = "",
@@ -439,7 +441,7 @@ def approval_decide(
         raise DomainError("You requested this rollback; someone else must approve it.")
     if locked.approvals.filter(approver=approver).exists():
         raise DomainError("You have already decided on this request.")
-    held = set(approver.groups.values_list("name", flat=True))  # type: ignore[attr-defined]
+    held = set(approver.groups.values_list("name", flat=True))
     candidates = [name for name in locked.missing_roles() if name in held]
     if role is not None:
         if role not in locked.required_roles:

@@ -12,6 +12,8 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth.decorators import permission_required
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -43,6 +45,13 @@ BAD_REQUEST, FORBIDDEN = 400, 403
 
 def _is_htmx(request: HttpRequest) -> bool:
     return bool(getattr(request, "htmx", False))
+
+
+def _person(request: HttpRequest) -> User:
+    """The signed-in user; LoginRequiredMiddleware keeps anonymous visitors out of views."""
+    if not isinstance(request.user, User):
+        raise DjangoPermissionDenied
+    return request.user
 
 
 def _incident(incident_id: int) -> Incident:
@@ -103,7 +112,7 @@ def incident_create(request: HttpRequest) -> HttpResponse:
                     severity=data["severity"],
                     environment=data["environment"],
                     opened_by=request.user,
-                    commander=data["commander"] or request.user,
+                    commander=data["commander"] or _person(request),
                     services=data["services"],
                     summary=data["summary"],
                     started_at=data["started_at"],
@@ -339,7 +348,7 @@ def approval_decide(request: HttpRequest, incident_id: int, request_id: int) -> 
         ApprovalDecisionForm(request.POST),
         lambda data: services.approval_decide(
             request=approval_request,
-            approver=request.user,  # type: ignore[arg-type]
+            approver=_person(request),
             decision=data["decision"],
             role=data["role"] or None,
             comment=data["comment"],

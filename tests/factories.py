@@ -32,7 +32,8 @@ class UserFactory(factory.django.DjangoModelFactory):
         if not create or not extracted:
             return
         groups = ensure_roles()
-        self.groups.add(*(groups.get(name) or Group.objects.get(name=name) for name in extracted))
+        user: Any = self
+        user.groups.add(*(groups.get(name) or Group.objects.get(name=name) for name in extracted))
 
 
 class ServiceFactory(factory.django.DjangoModelFactory):

@@ -38,10 +38,10 @@ class World:
     """One incident with a pending approval request opened by another commander."""
 
     def __init__(self, acting_user: Any) -> None:
-        requester = UserFactory(username="requester", roles=["Incident Commander"])
+        requester: Any = UserFactory(username="requester", roles=["Incident Commander"])
         self.user = acting_user
         self.incident = incident_open(severity="P1", commander=None)
-        self.item = self.incident.checklists.first().items.first()
+        self.item = self.incident.checklists.get(kind="pre_rollback").items.first()
         self.approval_request = services.approval_request_open(
             incident=self.incident, requested_by=requester, scenario="any", reason="bad release"
         )
