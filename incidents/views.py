@@ -11,7 +11,9 @@ from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import permission_required
+from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -380,3 +382,12 @@ def release_known_good(request: HttpRequest, release_id: int) -> HttpResponse:
         release=release, actor=request.user, known_good=form.cleaned_data["known_good"]
     )
     return redirect("dashboard")
+
+
+class SignInView(auth_views.LoginView):
+    """Django's login, answering 400 (not 200) when the credentials are refused."""
+
+    def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
+        response = super().form_invalid(form)
+        response.status_code = BAD_REQUEST
+        return response

@@ -218,3 +218,10 @@ def test_readiness_fails_with_503_when_redis_is_unreachable(client, settings):
 def test_unknown_post_method_on_a_read_page_is_refused(client, commander):
     response = client.post(reverse("dashboard"))
     assert response.status_code == 405
+
+
+def test_wrong_password_answers_400_with_a_message(client, roles):
+    UserFactory(username="sam", password="the-right-one")
+    response = client.post(reverse("login"), {"username": "sam", "password": "wrong"})
+    assert response.status_code == 400
+    assert "do not match" in response.content.decode()
