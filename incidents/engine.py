@@ -1,0 +1,1046 @@
+"""The rollback engine: executes a run's steps through the backends in `executors/`.
+
+Two entry points, both idempotent and safe to call twice with the same id:
+
+- `run_advance(run_id)` looks at a running run under a row lock: when its current parallel
+  group still has steps to do it hands them to the dispatcher; when the group is finished it
+  moves on to the next group, or ends the run (succeeded, or failed with the reason and the
+  later steps cancelled).
+- `step_execute(step_id)` claims a pending step with a conditional UPDATE (a second delivery
+  finds nothing to claim), applies it unless `applied_at` says an earlier delivery already
+  did, waits for the infrastructure to settle before the step's deadline while streaming
+  log lines into StepLog, runs the backend's checks, records the outcome, and asks for the
+  run to advance.
+
+Every state change is a row update plus its timeline entry in one transaction; the entry is
+announced on Redis after commit (incidents.services.timeline_append).
+
+A worker that dies mid-step leaves its step `running` with a heartbeat that stops moving.
+`recover_stalled()` (run periodically by every worker, see incidents.tasks) hands such steps
+to a new delivery, which takes the claim over and carries on from what `applied_at` says.
+Writes after the claim are fenced by a claim token, so a worker presumed dead that comes
+back cannot overwrite its successor's record.
+
+The dispatcher decides how work is handed out: to Celery after commit (the default), or
+collected for `run_inline`, which executes a run in this process (the terminal command).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.db import close_old_connections, connections, transaction
+from django.db.models import F, Max, Q
+from django.utils import timezone
+
+from executors.base import (
+    Backend,
+    BackendError,
+    CheckResult,
+    CheckStatus,
+    ConfigError,
+    Connections,
+    DeadlineExceeded,
+    RollbackTarget,
+)
+from executors.registry import BACKENDS, backend_class
+from incidents.models import (
+    Release,
+    Run,
+    RunState,
+    Service,
+    Step,
+    StepLog,
+    StepState,
+    TimelineKind,
+)
+from incidents.services import DomainError, incident_record_instant, timeline_append
+
+logger = logging.getLogger(__name__)
+
+ENGINE_ACTOR = "rollback engine"
+
+
+# -- settings --------------------------------------------------------------------------------
+
+
+def _setting(name: str, default: Any) -> Any:
+    return getattr(settings, name, default)
+
+
+def heartbeat_seconds() -> float:
+    """How often a worker marks its running steps alive."""
+    return float(_setting("ROLLBACK_HEARTBEAT_SECONDS", 5.0))
+
+
+def stale_after_seconds() -> float:
+    """How long a running step may go without a heartbeat before another worker takes it."""
+    return float(_setting("ROLLBACK_STALE_AFTER_SECONDS", 30.0))
+
+
+def max_step_retries() -> int:
+    """Automatic retries of a step after a retryable backend error."""
+    return int(_setting("ROLLBACK_STEP_MAX_RETRIES", 5))
+
+
+def retry_backoff_seconds() -> float:
+    """The first automatic retry's delay; each further retry doubles it (capped at 60 s)."""
+    return float(_setting("ROLLBACK_RETRY_BACKOFF_SECONDS", 2.0))
+
+
+def log_max_lines() -> int:
+    """Log lines kept per step; later lines are counted, not stored."""
+    return int(_setting("ROLLBACK_STEP_LOG_MAX_LINES", 2000))
+
+
+_LOG_LINE_MAX_CHARS = 2000
+_LOG_FLUSH_LINES = 50
+_LOG_FLUSH_SECONDS = 0.25
+
+
+# -- backends --------------------------------------------------------------------------------
+
+
+def connections_from_settings() -> Connections:
+    """Where the infrastructure is, from settings; credentials stay with the SDKs."""
+    return Connections(
+        aws_endpoint_url=settings.AWS_ENDPOINT_URL,
+        aws_region=settings.AWS_REGION,
+        kube_host=settings.KUBE_HOST,
+        kubeconfig=settings.KUBECONFIG,
+        kube_context=settings.KUBE_CONTEXT,
+        redis_url=_setting("FLAGS_REDIS_URL", None) or settings.REDIS_URL,
+        registered_commands=_setting("REGISTERED_COMMANDS", {}),
+    )
+
+
+def backend_for(service: Service, *, connections: Connections | None = None) -> Backend:
+    """The backend that acts on `service`, with the options settings give its kind
+    (ROLLBACK_BACKEND_OPTIONS, e.g. {"kubernetes": {"poll_interval": 0.5}})."""
+    try:
+        cls = backend_class(service.backend)
+    except KeyError:
+        raise ConfigError(f"unknown backend {service.backend!r}") from None
+    options = dict(_setting("ROLLBACK_BACKEND_OPTIONS", {}).get(service.backend, {}))
+    return cls(service.target_config, connections or connections_from_settings(), **options)
+
+
+def target_for(step: Step) -> RollbackTarget:
+    """The RollbackTarget a step describes."""
+    return RollbackTarget(
+        version=step.to_version or None,
+        artifact=step.to_artifact or None,
+        previous=step.to_previous,
+        params=dict(step.params),
+    )
+
+
+def release_label(service: Service, live: str | None) -> str:
+    """The release label for a live version or artifact, else the live value itself."""
+    if not live:
+        return ""
+    release = (
+        Release.objects.filter(service=service)
+        .filter(Q(artifact=live) | Q(version=live))
+        .order_by("-shipped_at", "-id")
+        .first()
+    )
+    return release.version if release is not None else live
+
+
+def warm_up() -> None:
+    """Import every backend and the API classes the Kubernetes client loads lazily (about
+    1.5 s on first use), so that a worker's first step does not pay for it."""
+    for kind in list(BACKENDS):
+        try:
+            backend_class(kind)
+        except Exception:  # a backend that cannot load fails its own steps, loudly
+            logger.warning("rollback backend %s cannot be loaded", kind, exc_info=True)
+    try:
+        from kubernetes import client as kube_client
+
+        kube_client.AppsV1Api, kube_client.CoreV1Api  # noqa: B018
+    except ImportError:
+        pass
+
+
+# -- dispatching -----------------------------------------------------------------------------
+
+
+class Dispatcher(Protocol):
+    """Hands out work. Called inside the transaction that decided it; acts after commit."""
+
+    def start_steps(self, steps: Iterable[Step]) -> None: ...
+
+    def advance_run(self, run_id: int) -> None: ...
+
+
+# Celery's soft limit sits this far beyond a step's own timeout (checks and retries run
+# after the deadline the backend's wait honours); the hard limit a little further still.
+_SOFT_LIMIT_MARGIN = 120
+_HARD_LIMIT_MARGIN = 180
+
+
+class CeleryDispatcher:
+    """Enqueue tasks after commit: step_execute with time limits, run_advance by id."""
+
+    def start_steps(self, steps: Iterable[Step]) -> None:
+        from incidents.tasks import step_execute
+
+        for step in steps:
+            step_execute.apply_async_on_commit(  # type: ignore[attr-defined]
+                (step.pk,),
+                soft_time_limit=step.timeout_seconds + _SOFT_LIMIT_MARGIN,
+                time_limit=step.timeout_seconds + _HARD_LIMIT_MARGIN,
+            )
+
+    def advance_run(self, run_id: int) -> None:
+        from incidents.tasks import run_advance as run_advance_task
+
+        run_advance_task.delay_on_commit(run_id)  # type: ignore[attr-defined]
+
+
+class InlineDispatcher:
+    """Collects work for `run_inline` after commit (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._steps: list[int] = []
+        self._advance = False
+
+    def start_steps(self, steps: Iterable[Step]) -> None:
+        ids = [step.pk for step in steps]
+
+        def collect() -> None:
+            with self._lock:
+                self._steps.extend(ids)
+
+        transaction.on_commit(collect)
+
+    def advance_run(self, run_id: int) -> None:
+        def flag() -> None:
+            with self._lock:
+                self._advance = True
+
+        transaction.on_commit(flag)
+
+    def take_steps(self) -> list[int]:
+        with self._lock:
+            taken, self._steps = self._steps, []
+        return taken
+
+    def take_advance(self) -> bool:
+        with self._lock:
+            wanted, self._advance = self._advance, False
+        return wanted
+
+
+def _default_dispatcher(dispatcher: Dispatcher | None) -> Dispatcher:
+    return dispatcher if dispatcher is not None else CeleryDispatcher()
+
+
+def worker_name() -> str:
+    """Who is executing: host and process id."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# -- advancing a run -------------------------------------------------------------------------
+
+
+def _describe_step(step: Step) -> str:
+    return f"step {step.position} ({step.service.name})"
+
+
+def _run_payload(run: Run, **extra: Any) -> dict[str, Any]:
+    return {"run": run.pk, "state": run.state, **extra}
+
+
+def _step_payload(step: Step, **extra: Any) -> dict[str, Any]:
+    return {
+        "run": step.run_id,
+        "step": step.pk,
+        "position": step.position,
+        "group": step.group,
+        "service": step.service.name,
+        "state": step.state,
+        "attempt": step.attempts,
+        **extra,
+    }
+
+
+def _format_duration(span: timedelta | None) -> str:
+    if span is None:
+        return "?"
+    seconds = span.total_seconds()
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes} min {seconds:02d} s"
+
+
+@transaction.atomic
+def run_advance(
+    run_id: int, *, dispatcher: Dispatcher | None = None, requeue_pending: bool = False
+) -> list[int]:
+    """Move a running run forward; return the ids of the steps handed to the dispatcher.
+
+    Pending steps of the current group are dispatched once (`enqueued_at` remembers it);
+    `requeue_pending` dispatches them again (their messages were lost). Does nothing unless
+    the run is running.
+    """
+    dispatch = _default_dispatcher(dispatcher)
+    run = Run.objects.select_for_update().select_related("incident").get(pk=run_id)
+    if run.state != RunState.RUNNING:
+        return []
+    steps = list(run.steps.select_related("service").order_by("group", "position"))
+    groups: dict[int, list[Step]] = {}
+    for step in steps:
+        groups.setdefault(step.group, []).append(step)
+
+    for group, members in sorted(groups.items()):
+        unfinished = [step for step in members if not step.is_finished]
+        if unfinished:
+            now = timezone.now()
+            due = [
+                step
+                for step in unfinished
+                if step.state == StepState.PENDING and (requeue_pending or step.enqueued_at is None)
+            ]
+            if due:
+                Step.objects.filter(pk__in=[step.pk for step in due]).update(enqueued_at=now)
+                dispatch.start_steps(due)
+            return [step.pk for step in due]
+        stopped = [
+            step for step in members if step.state in (StepState.FAILED, StepState.CANCELLED)
+        ]
+        if stopped:
+            _fail_run(run, steps, group=group, stopped=stopped)
+            return []
+    _succeed_run(run, steps)
+    return []
+
+
+def _fail_run(run: Run, steps: list[Step], *, group: int, stopped: list[Step]) -> None:
+    now = timezone.now()
+    first = stopped[0]
+    failures = "; ".join(
+        f"{_describe_step(step)} {step.state}: "
+        + (step.error or step.skip_reason or "no reason given")
+        for step in stopped
+    )
+    later = [step for step in steps if step.group > group and step.state == StepState.PENDING]
+    reason = f"not started: {_describe_step(first)} failed"
+    for step in later:
+        step.state = StepState.CANCELLED
+        step.skip_reason = reason
+        step.blocked_by = first
+        step.finished_at = now
+        step.save(update_fields=["state", "skip_reason", "blocked_by", "finished_at"])
+        timeline_append(
+            incident=run.incident,
+            kind=TimelineKind.STEP_FINISHED,
+            body=f"Run #{run.pk} {_describe_step(step)} cancelled: {reason}",
+            actor_label=ENGINE_ACTOR,
+            payload=_step_payload(step, reason=reason, blocked_by=first.pk),
+        )
+    run.state = RunState.FAILED
+    run.finished_at = now
+    run.failure_reason = failures
+    run.save(update_fields=["state", "finished_at", "failure_reason"])
+    not_started = f"; {len(later)} later step(s) not started" if later else ""
+    timeline_append(
+        incident=run.incident,
+        kind=TimelineKind.RUN,
+        body=f"Run #{run.pk} failed after {_format_duration(run.duration)}: {failures}"
+        f"{not_started}",
+        actor_label=ENGINE_ACTOR,
+        payload=_run_payload(
+            run,
+            failed_steps=[step.pk for step in stopped],
+            cancelled_steps=[step.pk for step in later],
+        ),
+    )
+
+
+def _succeed_run(run: Run, steps: list[Step]) -> None:
+    now = timezone.now()
+    run.state = RunState.SUCCEEDED
+    run.finished_at = now
+    run.save(update_fields=["state", "finished_at"])
+    done = sum(1 for step in steps if step.state == StepState.SUCCEEDED)
+    skipped = sum(1 for step in steps if step.state == StepState.SKIPPED)
+    what = "Dry run" if run.dry_run else "Drill" if run.drill else "Rollback"
+    timeline_append(
+        incident=run.incident,
+        kind=TimelineKind.RUN,
+        body=f"{what} run #{run.pk} succeeded in {_format_duration(run.duration)}: "
+        f"{done} step(s) succeeded" + (f", {skipped} skipped" if skipped else ""),
+        actor_label=ENGINE_ACTOR,
+        payload=_run_payload(run, succeeded=done, skipped=skipped),
+    )
+    if not (run.dry_run or run.drill) and run.incident.restored_at is None and done:
+        try:
+            incident_record_instant(
+                incident=run.incident,
+                instant="restored_at",
+                at=now,
+                actor=None,
+                actor_label=ENGINE_ACTOR,
+            )
+        except DomainError as error:
+            logger.warning("run %s: could not record the restore instant: %s", run.pk, error)
+
+
+# -- executing a step ------------------------------------------------------------------------
+
+
+class StepRetry(Exception):
+    """A retryable backend error ended this attempt; the step is pending again.
+
+    `retry_after` is the server's hint (Retry-After), in seconds, when it gave one.
+    """
+
+    def __init__(self, error: BackendError, *, retry_after: float | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+class _OwnershipLost(Exception):
+    """Another worker took the step over; this one must stop writing."""
+
+
+def retry_after_hint(error: BaseException) -> float | None:
+    """Seconds the server asked us to wait (an error's `retry_after`, or a Retry-After
+    header on the HTTP error that caused it), or None."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        hint = getattr(current, "retry_after", None)
+        if isinstance(hint, int | float) and hint >= 0:
+            return float(hint)
+        headers = getattr(current, "headers", None)
+        if headers is None:
+            response = getattr(current, "response", None)
+            if isinstance(response, Mapping):
+                headers = (response.get("ResponseMetadata") or {}).get("HTTPHeaders")
+        if headers is not None:
+            try:
+                value = headers.get("Retry-After") or headers.get("retry-after")
+                if value is not None:
+                    return max(0.0, float(value))
+            except (AttributeError, TypeError, ValueError):
+                pass
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def retry_delay(retries_done: int, *, retry_after: float | None = None) -> float:
+    """Seconds to wait before automatic retry number `retries_done + 1`."""
+    backoff = min(60.0, retry_backoff_seconds() * 2**retries_done)
+    return max(backoff, retry_after or 0.0)
+
+
+class _Heartbeats:
+    """One thread per process marks every step this process is running as alive."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._claims: dict[str, int] = {}
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def register(self, token: str, step_id: int) -> None:
+        with self._lock:
+            self._claims[token] = step_id
+            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._beat, name="rollback-heartbeat", daemon=True
+                )
+                self._thread.start()
+
+    def unregister(self, token: str) -> None:
+        with self._lock:
+            self._claims.pop(token, None)
+
+    def _beat(self) -> None:
+        try:
+            while True:
+                time.sleep(heartbeat_seconds())
+                with self._lock:
+                    tokens = list(self._claims)
+                if not tokens:
+                    continue
+                try:
+                    Step.objects.filter(claim_token__in=tokens, state=StepState.RUNNING).update(
+                        heartbeat_at=timezone.now()
+                    )
+                except Exception:  # the next beat tries again; a stale step is recovered
+                    logger.warning("heartbeat for running steps failed", exc_info=True)
+                finally:
+                    # Beats are seconds apart: holding a connection between them would only
+                    # keep a database busy (and undroppable) for nothing.
+                    connections.close_all()
+        finally:
+            connections.close_all()
+
+
+_heartbeats = _Heartbeats()
+
+
+class StepLogWriter:
+    """Collects a step's progress lines and stores them in batches.
+
+    Backends may log from their own threads; lines are buffered under a lock and written
+    only by the thread that executes the step (it owns the database connection).
+    """
+
+    def __init__(self, step: Step, *, owner: threading.Thread | None = None) -> None:
+        self.step_id = step.pk
+        self._owner = owner or threading.current_thread()
+        self._lock = threading.Lock()
+        self._buffer: list[tuple[datetime, str]] = []
+        self._last_flush = time.monotonic()
+        self._next_seq = (step.log_lines.aggregate(top=Max("seq"))["top"] or 0) + 1
+        self._limit = log_max_lines()
+        self.dropped = 0
+        self.count = 0
+        self.last_line = ""
+
+    def __call__(self, line: str) -> None:
+        text = str(line).rstrip("\n")
+        if len(text) > _LOG_LINE_MAX_CHARS:
+            text = text[:_LOG_LINE_MAX_CHARS] + " …"
+        with self._lock:
+            self._buffer.append((timezone.now(), text))
+            self.count += 1
+            self.last_line = text
+            due = (
+                len(self._buffer) >= _LOG_FLUSH_LINES
+                or time.monotonic() - self._last_flush >= _LOG_FLUSH_SECONDS
+            )
+        if due and threading.current_thread() is self._owner:
+            self.flush()
+
+    def flush(self) -> None:
+        """Store the buffered lines (call from the owning thread)."""
+        with self._lock:
+            pending, self._buffer = self._buffer, []
+            self._last_flush = time.monotonic()
+        rows = []
+        for at, text in pending:
+            if self._next_seq > self._limit:
+                self.dropped += 1
+                continue
+            rows.append(StepLog(step_id=self.step_id, seq=self._next_seq, at=at, line=text))
+            self._next_seq += 1
+        if rows:
+            StepLog.objects.bulk_create(rows)
+
+    def close(self) -> None:
+        """Flush, and say how many lines were not kept."""
+        self.flush()
+        if self.dropped:
+            StepLog.objects.create(
+                step_id=self.step_id,
+                seq=self._next_seq,
+                line=f"… {self.dropped} more line(s) not kept (limit {self._limit} per step)",
+            )
+            self._next_seq += 1
+            self.dropped = 0
+
+
+@dataclass(frozen=True)
+class _Claim:
+    step: Step
+    token: str
+    resumed: bool
+
+
+def _claim(step_id: int, worker: str) -> _Claim | None:
+    """Claim a pending step of a running run, or take over a running step whose worker
+    stopped beating; None when there is nothing to claim (already done, or alive)."""
+    token = uuid.uuid4().hex
+    now = timezone.now()
+    row = (
+        Step.objects.filter(pk=step_id)
+        .values("timeout_seconds", "deadline", "started_at", "state")
+        .first()
+    )
+    if row is None:
+        return None
+    with transaction.atomic():
+        if row["state"] == StepState.PENDING:
+            claimed = Step.objects.filter(
+                pk=step_id, state=StepState.PENDING, run__state=RunState.RUNNING
+            ).update(
+                state=StepState.RUNNING,
+                attempts=F("attempts") + 1,
+                started_at=row["started_at"] or now,
+                deadline=row["deadline"] or now + timedelta(seconds=row["timeout_seconds"]),
+                heartbeat_at=now,
+                claim_token=token,
+                worker=worker,
+                error="",
+                error_retryable=False,
+            )
+            if claimed != 1:
+                return None
+            step = _load_step(step_id)
+            target = f"{step.from_version or '?'} → {step.target_label}"
+            timeline_append(
+                incident=step.run.incident,
+                kind=TimelineKind.STEP_STARTED,
+                body=f"Run #{step.run_id} {_describe_step(step)} started: {target}"
+                + (f" (attempt {step.attempts})" if step.attempts > 1 else ""),
+                actor_label=ENGINE_ACTOR,
+                payload=_step_payload(step, worker=worker),
+            )
+            return _Claim(step, token, resumed=False)
+        if row["state"] != StepState.RUNNING:
+            return None
+        cutoff = now - timedelta(seconds=stale_after_seconds())
+        previous_worker = Step.objects.filter(pk=step_id).values_list("worker", flat=True).first()
+        taken = Step.objects.filter(
+            pk=step_id, state=StepState.RUNNING, heartbeat_at__lt=cutoff
+        ).update(heartbeat_at=now, claim_token=token, worker=worker)
+        if taken != 1:
+            return None
+        step = _load_step(step_id)
+        timeline_append(
+            incident=step.run.incident,
+            kind=TimelineKind.STEP_OUTPUT,
+            body=f"Run #{step.run_id} {_describe_step(step)} taken over by {worker}: "
+            f"{previous_worker or 'its worker'} stopped responding"
+            + (" after applying; waiting for the change to settle" if step.applied_at else ""),
+            actor_label=ENGINE_ACTOR,
+            payload=_step_payload(step, worker=worker, previous_worker=previous_worker),
+        )
+        return _Claim(step, token, resumed=True)
+
+
+def _load_step(step_id: int) -> Step:
+    return Step.objects.select_related("run", "run__incident", "service").get(pk=step_id)
+
+
+class _StepExecution:
+    """One worker's turn at a claimed step."""
+
+    def __init__(self, claim: _Claim, dispatcher: Dispatcher, final_attempt: bool) -> None:
+        self.step = claim.step
+        self.token = claim.token
+        self.resumed = claim.resumed
+        self.dispatcher = dispatcher
+        self.final_attempt = final_attempt
+        self.log_writer = StepLogWriter(self.step)
+        assert self.step.deadline is not None
+        self.deadline = self.step.deadline
+
+    @property
+    def incident(self) -> Any:
+        return self.step.run.incident
+
+    def _owned(self) -> Any:
+        return Step.objects.filter(pk=self.step.pk, claim_token=self.token, state=StepState.RUNNING)
+
+    def _update(self, **fields: Any) -> None:
+        if self._owned().update(**fields) != 1:
+            raise _OwnershipLost()
+        for name, value in fields.items():
+            setattr(self.step, name, value)
+
+    def monotonic_deadline(self) -> float:
+        remaining = (self.deadline - timezone.now()).total_seconds()
+        return time.monotonic() + remaining
+
+    def execute(self) -> str:
+        step = self.step
+        run = Run.objects.get(pk=step.run_id)
+        if run.state == RunState.CANCELLED and step.applied_at is None:
+            return self.finish(StepState.CANCELLED, reason="the run was cancelled before it ran")
+        if timezone.now() >= self.deadline and step.applied_at is None:
+            raise DeadlineExceeded(
+                f"deadline passed before attempt {step.attempts} could apply "
+                f"(timeout {step.timeout_seconds} s)"
+            )
+        backend = backend_for(step.service)
+        target = target_for(step)
+        if run.dry_run:
+            return self.plan_only(backend, target)
+        if step.applied_at is None:
+            if step.apply_started_at is not None:
+                # An earlier delivery may have applied before it died: tell the backend.
+                target = replace(target, params={**target.params, "already_ran": True})
+                self.log(
+                    "an earlier attempt started applying at "
+                    f"{step.apply_started_at:%H:%M:%S} and did not record the result"
+                )
+            else:
+                self._update(apply_started_at=timezone.now())
+            result = backend.apply(target, log=self.log)
+            self.record_applied(result.detail, dict(result.facts), result.changed)
+        else:
+            self.log(f"already applied at {step.applied_at:%H:%M:%S}; waiting for it to settle")
+        backend.wait(target, deadline=self.monotonic_deadline(), log=self.log)
+        self.log_writer.flush()
+        self.record_settled()
+        results = backend.checks(target)
+        try:
+            reached = backend.live_version() or ""
+        except BackendError as error:
+            reached = ""
+            self.log(f"could not read the live version after the rollback: {error}")
+        failed = [result for result in results if result.status == CheckStatus.FAILED]
+        if failed:
+            reason = "verification failed: " + "; ".join(
+                f"{result.name}: {result.detail}" for result in failed
+            )
+            return self.finish(
+                StepState.FAILED, reason=reason, checks=results, reached=reached, retryable=False
+            )
+        return self.finish(StepState.SUCCEEDED, checks=results, reached=reached)
+
+    def plan_only(self, backend: Backend, target: RollbackTarget) -> str:
+        plan = backend.plan(target)
+        for change in plan.changes:
+            self.log(
+                f"would change {change.resource} {change.attribute}: "
+                f"{change.before} → {change.after}"
+            )
+        self.step.plan_summary = plan.summary
+        self.step.planned_changes = _changes_json(plan.changes)
+        return self.finish(
+            StepState.SUCCEEDED,
+            detail=f"dry run: {plan.summary}",
+            reached="",
+            extra_fields={
+                "plan_summary": plan.summary,
+                "planned_changes": _changes_json(plan.changes),
+            },
+        )
+
+    def log(self, line: str) -> None:
+        self.log_writer(line)
+
+    def record_applied(self, detail: str, facts: dict[str, Any], changed: bool) -> None:
+        with transaction.atomic():
+            self.log_writer.flush()
+            self._update(
+                applied_at=timezone.now(),
+                apply_detail=detail,
+                apply_facts=_jsonable(facts),
+            )
+            timeline_append(
+                incident=self.incident,
+                kind=TimelineKind.STEP_OUTPUT,
+                body=f"Run #{self.step.run_id} {_describe_step(self.step)} applied: {detail}"
+                if changed
+                else f"Run #{self.step.run_id} {_describe_step(self.step)}: nothing to change "
+                f"({detail})",
+                actor_label=ENGINE_ACTOR,
+                payload=_step_payload(self.step, phase="applied", changed=changed),
+            )
+
+    def record_settled(self) -> None:
+        with transaction.atomic():
+            self._update(heartbeat_at=timezone.now())
+            last = self.log_writer.last_line or "settled"
+            timeline_append(
+                incident=self.incident,
+                kind=TimelineKind.STEP_OUTPUT,
+                body=f"Run #{self.step.run_id} {_describe_step(self.step)} settled: {last} "
+                f"({self.log_writer.count} progress line(s))",
+                actor_label=ENGINE_ACTOR,
+                payload=_step_payload(self.step, phase="settled", lines=self.log_writer.count),
+            )
+
+    def release_for_retry(self, error: BackendError, retry_after: float | None) -> None:
+        """Put the step back to pending after a retryable error; the task retries it."""
+        with transaction.atomic():
+            self.log_writer.close()
+            self._update(
+                state=StepState.PENDING,
+                claim_token="",
+                error=str(error),
+                error_retryable=True,
+                heartbeat_at=None,
+                enqueued_at=timezone.now(),
+            )
+            delay = retry_delay(self.step.attempts - 1, retry_after=retry_after)
+            hint = f" (the server asked for {retry_after:g} s)" if retry_after else ""
+            timeline_append(
+                incident=self.incident,
+                kind=TimelineKind.STEP_OUTPUT,
+                body=f"Run #{self.step.run_id} {_describe_step(self.step)} attempt "
+                f"{self.step.attempts} hit a retryable error: {error}; retrying in about "
+                f"{delay:.0f} s{hint}",
+                actor_label=ENGINE_ACTOR,
+                payload=_step_payload(
+                    self.step, phase="retry", error=str(error), retry_after=retry_after
+                ),
+            )
+
+    def finish(
+        self,
+        state: str,
+        *,
+        reason: str = "",
+        checks: list[CheckResult] | None = None,
+        reached: str | None = None,
+        retryable: bool = False,
+        detail: str = "",
+        extra_fields: dict[str, Any] | None = None,
+    ) -> str:
+        """Record the outcome with its timeline entries, then ask the run to advance."""
+        with transaction.atomic():
+            locked = Step.objects.select_for_update().filter(pk=self.step.pk).first()
+            if (
+                locked is None
+                or locked.claim_token != self.token
+                or locked.state != StepState.RUNNING
+            ):
+                raise _OwnershipLost()
+            self.log_writer.close()
+            now = timezone.now()
+            fields: dict[str, Any] = {
+                "state": state,
+                "finished_at": now,
+                "heartbeat_at": None,
+                "check_results": [_check_json(result) for result in checks or []],
+                **(extra_fields or {}),
+            }
+            if state == StepState.FAILED:
+                fields["error"] = reason
+                fields["error_retryable"] = retryable
+            elif state == StepState.CANCELLED:
+                fields["skip_reason"] = reason
+            if reached is not None:
+                fields["reached_version"] = release_label(self.step.service, reached)
+            if detail:
+                fields["apply_detail"] = detail
+            self._update(**fields)
+            step = self.step
+            for result in checks or []:
+                timeline_append(
+                    incident=self.incident,
+                    kind=TimelineKind.CHECK_RESULT,
+                    body=f"Run #{step.run_id} {_describe_step(step)} check “{result.name}” "
+                    f"{result.status}: {result.detail}",
+                    actor_label=ENGINE_ACTOR,
+                    payload=_step_payload(step, check=_check_json(result)),
+                )
+            took = _format_duration(now - step.started_at) if step.started_at else "?"
+            if state == StepState.SUCCEEDED:
+                reached_text = f", now at {step.reached_version}" if step.reached_version else ""
+                body = f"succeeded in {took}{reached_text}"
+                if detail:
+                    body = f"succeeded in {took}: {detail}"
+            elif state == StepState.FAILED:
+                retry_text = " (retryable: retry the step)" if retryable else ""
+                body = f"failed after {took}: {reason}{retry_text}"
+            else:
+                body = f"{state}: {reason}"
+            timeline_append(
+                incident=self.incident,
+                kind=TimelineKind.STEP_FINISHED,
+                body=f"Run #{step.run_id} {_describe_step(step)} {body}",
+                actor_label=ENGINE_ACTOR,
+                payload=_step_payload(step, reason=reason, retryable=retryable),
+            )
+            self.dispatcher.advance_run(step.run_id)
+        return state
+
+
+def _changes_json(changes: Iterable[Any]) -> list[dict[str, str | None]]:
+    return [
+        {
+            "resource": change.resource,
+            "attribute": change.attribute,
+            "before": change.before,
+            "after": change.after,
+        }
+        for change in changes
+    ]
+
+
+def _check_json(result: CheckResult) -> dict[str, str]:
+    return {"name": result.name, "status": str(result.status), "detail": result.detail}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+class StepTimeLimit(Exception):
+    """Raised into a step by its task's soft time limit."""
+
+
+def step_execute(
+    step_id: int,
+    *,
+    final_attempt: bool = True,
+    dispatcher: Dispatcher | None = None,
+    worker: str | None = None,
+    time_limit_errors: tuple[type[BaseException], ...] = (),
+) -> str:
+    """Execute one step if it can be claimed; return the state it ended in, or "" when
+    there was nothing to claim (done already, or alive in another worker).
+
+    A retryable backend error puts the step back to pending and raises StepRetry, unless
+    `final_attempt` (then the step fails, marked retryable for the commander). Exceptions
+    in `time_limit_errors` (Celery's SoftTimeLimitExceeded) fail the step.
+    """
+    dispatch = _default_dispatcher(dispatcher)
+    claim = _claim(step_id, worker or worker_name())
+    if claim is None:
+        return ""
+    execution = _StepExecution(claim, dispatch, final_attempt)
+    _heartbeats.register(claim.token, step_id)
+    try:
+        try:
+            return execution.execute()
+        except BackendError as error:
+            retry_after = retry_after_hint(error)
+            deadline_left = (execution.deadline - timezone.now()).total_seconds()
+            attempts_left = not final_attempt and deadline_left > 0
+            if error.retryable and attempts_left:
+                execution.release_for_retry(error, retry_after)
+                raise StepRetry(error, retry_after=retry_after) from error
+            return execution.finish(StepState.FAILED, reason=str(error), retryable=error.retryable)
+        except time_limit_errors:
+            return execution.finish(
+                StepState.FAILED,
+                reason=f"the step ran past its time limit ({claim.step.timeout_seconds} s "
+                "timeout plus margin) and was stopped",
+                retryable=True,
+            )
+        except (StepRetry, _OwnershipLost):
+            raise
+        except Exception as error:
+            logger.exception("step %s failed with an unexpected error", step_id)
+            return execution.finish(
+                StepState.FAILED, reason=f"internal error: {error!r}", retryable=False
+            )
+    except _OwnershipLost:
+        logger.warning("step %s was taken over by another worker; this one stops", step_id)
+        return ""
+    finally:
+        _heartbeats.unregister(claim.token)
+
+
+# -- recovery --------------------------------------------------------------------------------
+
+
+def recover_stalled(*, dispatcher: Dispatcher | None = None) -> dict[str, int]:
+    """Hand out work that a dead worker or a lost message left behind.
+
+    Running steps whose heartbeat is older than ROLLBACK_STALE_AFTER_SECONDS go to a new
+    delivery (which takes the claim over); running runs with no step running and no
+    progress for as long get their pending steps dispatched again.
+    """
+    dispatch = _default_dispatcher(dispatcher)
+    cutoff = timezone.now() - timedelta(seconds=stale_after_seconds())
+    stalled_steps = list(
+        Step.objects.filter(state=StepState.RUNNING, heartbeat_at__lt=cutoff).only(
+            "id", "timeout_seconds"
+        )
+    )
+    if stalled_steps:
+        with transaction.atomic():
+            dispatch.start_steps(stalled_steps)
+    quiet_runs = (
+        Run.objects.filter(state=RunState.RUNNING, started_at__lt=cutoff)
+        .exclude(steps__state=StepState.RUNNING)
+        .exclude(steps__finished_at__gte=cutoff)
+        .exclude(steps__enqueued_at__gte=cutoff)
+        .values_list("id", flat=True)
+    )
+    requeued = 0
+    for run_id in list(quiet_runs):
+        run_advance(run_id, dispatcher=dispatch, requeue_pending=True)
+        requeued += 1
+    return {"steps": len(stalled_steps), "runs": requeued}
+
+
+# -- running in this process -----------------------------------------------------------------
+
+
+def _execute_with_retries(step_id: int, dispatcher: Dispatcher, retries: int, worker: str) -> str:
+    try:
+        for retries_done in range(retries + 1):
+            try:
+                return step_execute(
+                    step_id,
+                    final_attempt=retries_done >= retries,
+                    dispatcher=dispatcher,
+                    worker=worker,
+                )
+            except StepRetry as retry:
+                delay = retry_delay(retries_done, retry_after=retry.retry_after)
+                time.sleep(delay * random.uniform(0.8, 1.0) if not retry.retry_after else delay)
+        return ""
+    finally:
+        close_old_connections()
+        connections.close_all()
+
+
+def run_inline(
+    run_id: int,
+    *,
+    max_workers: int = 16,
+    retries: int | None = None,
+    on_progress: Callable[[], None] | None = None,
+    poll_seconds: float = 0.2,
+) -> Run:
+    """Execute a running run to its end in this process: parallel groups on a thread pool,
+    groups in order, retryable errors retried with backoff. The emergency path that needs
+    no Celery worker. Returns the run as it ended (or paused: someone paused it)."""
+    dispatcher = InlineDispatcher()
+    retries = max_step_retries() if retries is None else retries
+    worker = f"{worker_name()} (inline)"
+    run_advance(run_id, dispatcher=dispatcher)
+    futures: set[Future[str]] = set()
+    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rollback-step") as pool:
+        while True:
+            for step_id in dispatcher.take_steps():
+                futures.add(
+                    pool.submit(_execute_with_retries, step_id, dispatcher, retries, worker)
+                )
+            if dispatcher.take_advance():
+                run_advance(run_id, dispatcher=dispatcher)
+                continue
+            if not futures:
+                break
+            done, futures = _wait_some(futures, poll_seconds)
+            for future in done:
+                future.result()
+            if on_progress is not None:
+                on_progress()
+    return Run.objects.get(pk=run_id)
+
+
+def _wait_some(
+    futures: set[Future[str]], timeout: float
+) -> tuple[set[Future[str]], set[Future[str]]]:
+    done, pending = wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
+    return set(done), set(pending)

@@ -1,0 +1,679 @@
+"""The commander's operations on rollback runs and their steps.
+
+A run is drafted from services and targets (`run_create`), previewed without side effects
+(`run_dry_run`), sent for the approvals its incident's policy needs
+(`run_request_approval`), and started only once those are in and the commander has typed
+the confirmation word (`run_confirm_and_start`). While it runs it can be paused, resumed or
+cancelled, and a failed step retried or skipped. The engine (incidents.engine) does the
+work; these functions change state, each in one transaction with its timeline entry, and
+hand work to Celery after commit.
+
+Every function takes keyword arguments only and raises DomainError (PermissionDenied for a
+missing role) with a message fit to show the user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from django.db import transaction
+from django.utils import timezone
+
+from executors.base import BackendError, Change
+from executors.registry import backend_class
+from incidents import engine
+from incidents.models import (
+    ApprovalRequest,
+    ApprovalRequestStatus,
+    Incident,
+    Release,
+    Run,
+    RunState,
+    Scenario,
+    Service,
+    Step,
+    StepState,
+    TimelineKind,
+)
+from incidents.services import (
+    DomainError,
+    User,
+    _lock,
+    _require,
+    approval_request_open,
+    approval_withdraw,
+    incident_record_instant,
+    required_roles_for,
+    timeline_append,
+)
+
+COMMAND_PERMISSION = "incidents.command_incident"
+DEFAULT_STEP_TIMEOUT = 600
+MAX_STEP_TIMEOUT = 3600
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One step of a plan to draft.
+
+    The target is a `release` of the service, or `previous=True` (the revision before the
+    live one), or neither when `params` alone say what to do (e.g. {"operation":
+    "restart"}, or a feature flag turned off). Steps with the same `group` run together;
+    `group=None` puts the step in a group of its own after the previous step's.
+    """
+
+    service: Service
+    release: Release | None = None
+    previous: bool = False
+    group: int | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    timeout_seconds: int = DEFAULT_STEP_TIMEOUT
+
+
+@dataclass(frozen=True)
+class StepPreview:
+    """What one step would do, from its backend's plan. `error` is set when planning
+    failed (the other fields are then empty)."""
+
+    step: Step
+    summary: str
+    current_version: str | None
+    changes: tuple[Change, ...]
+    error: str = ""
+
+    @property
+    def is_noop(self) -> bool:
+        return not self.error and not self.changes
+
+
+def _locked_run(run: Run) -> Run:
+    return Run.objects.select_for_update().select_related("incident").get(pk=run.pk)
+
+
+def _require_state(run: Run, allowed: Sequence[str], doing: str) -> None:
+    if run.state not in allowed:
+        raise DomainError(f"Run #{run.pk} is {run.get_state_display().lower()}; cannot {doing}.")
+
+
+def _steps_text(steps: Sequence[Step]) -> str:
+    return "; ".join(
+        f"{step.service.name} {step.from_version or '?'} → {step.target_label}"
+        + (f" [group {step.group}]" if len({s.group for s in steps}) > 1 else "")
+        for step in steps
+    )
+
+
+def _kind_label(run: Run) -> str:
+    return "Dry-run" if run.dry_run else "Drill" if run.drill else "Rollback"
+
+
+# -- drafting --------------------------------------------------------------------------------
+
+
+def _check_spec(spec: StepSpec, incident: Incident, drill: bool) -> None:
+    service = spec.service
+    if spec.release is not None and spec.release.service_id != service.pk:
+        raise DomainError(f"Release {spec.release.version} is not a release of {service.name}.")
+    if spec.release is not None and spec.previous:
+        raise DomainError(f"{service.name}: choose a release or the previous revision, not both.")
+    if not isinstance(spec.params, Mapping):
+        raise DomainError(f"{service.name}: step parameters must be an object.")
+    if not 1 <= spec.timeout_seconds <= MAX_STEP_TIMEOUT:
+        raise DomainError(f"{service.name}: the timeout must be 1 to {MAX_STEP_TIMEOUT} seconds.")
+    if spec.group is not None and spec.group < 1:
+        raise DomainError(f"{service.name}: parallel groups are numbered from 1.")
+    if not drill and service.environment != incident.environment:
+        raise DomainError(
+            f"{service.name} is a {service.environment} service; this incident is in "
+            f"{incident.environment} (draft a drill to rehearse elsewhere)."
+        )
+    try:
+        backend_class(service.backend).validate_config(service.target_config)
+    except KeyError:
+        raise DomainError(f"{service.name}: unknown backend {service.backend!r}.") from None
+    except BackendError as error:
+        raise DomainError(f"{service.name}: invalid target config: {error}") from error
+
+
+def _read_live_versions(services: Sequence[Service]) -> dict[int, tuple[str | None, str]]:
+    """service id → (live version or None, why it is unknown); reads in parallel, no DB."""
+    connections = engine.connections_from_settings()
+    unique = {service.pk: service for service in services}
+
+    def read(service: Service) -> tuple[int, tuple[str | None, str]]:
+        try:
+            return service.pk, (
+                engine.backend_for(service, connections=connections).live_version(),
+                "",
+            )
+        except BackendError as error:
+            return service.pk, (None, str(error))
+
+    if len(unique) == 1:
+        return dict([read(next(iter(unique.values())))])
+    with ThreadPoolExecutor(max_workers=min(16, len(unique))) as pool:
+        return dict(pool.map(read, unique.values()))
+
+
+def run_create(
+    *,
+    incident: Incident,
+    steps: Sequence[StepSpec],
+    actor: User,
+    reason: str = "",
+    scenario: str = Scenario.ANY,
+    dry_run: bool = False,
+    drill: bool = False,
+) -> Run:
+    """Draft a run: one step per spec, each with the version its service runs now.
+
+    Live versions are read from the infrastructure before the transaction; a version that
+    cannot be read is left blank and the timeline says why.
+    """
+    _require(actor, COMMAND_PERMISSION, "draft rollback plans")
+    if not steps:
+        raise DomainError("A rollback plan needs at least one step.")
+    if scenario not in Scenario.values:
+        raise DomainError(f"Unknown scenario {scenario!r}.")
+    for spec in steps:
+        _check_spec(spec, incident, drill)
+    live = _read_live_versions([spec.service for spec in steps])
+
+    with transaction.atomic():
+        locked = _lock(incident)
+        if not locked.is_open:
+            raise DomainError("The incident is resolved; reopen it first.")
+        run = Run.objects.create(
+            incident=locked,
+            reason=reason.strip(),
+            scenario=scenario,
+            dry_run=dry_run,
+            drill=drill,
+            created_by=cast(Any, actor) if actor.is_authenticated else None,
+        )
+        group = 0
+        created: list[Step] = []
+        unknown: dict[str, str] = {}
+        for position, spec in enumerate(steps, start=1):
+            group = spec.group if spec.group is not None else group + 1
+            version, why = live[spec.service.pk]
+            if version is None:
+                unknown[spec.service.name] = why or "the backend reports no live version"
+            created.append(
+                Step.objects.create(
+                    run=run,
+                    position=position,
+                    group=group,
+                    service=spec.service,
+                    backend=spec.service.backend,
+                    release=spec.release,
+                    from_version=engine.release_label(spec.service, version),
+                    to_version=spec.release.version if spec.release else "",
+                    to_artifact=spec.release.artifact if spec.release else "",
+                    to_previous=spec.previous,
+                    params=dict(spec.params),
+                    timeout_seconds=spec.timeout_seconds,
+                )
+            )
+        caveat = "".join(
+            f"; live version of {name} unknown: {why}" for name, why in unknown.items()
+        )
+        timeline_append(
+            incident=locked,
+            kind=TimelineKind.RUN,
+            body=f"{_kind_label(run)} plan #{run.pk} drafted: {_steps_text(created)}{caveat}",
+            actor=actor,
+            payload={
+                "run": run.pk,
+                "state": run.state,
+                "dry_run": dry_run,
+                "drill": drill,
+                "steps": [
+                    {
+                        "step": step.pk,
+                        "position": step.position,
+                        "group": step.group,
+                        "service": step.service.name,
+                        "from": step.from_version,
+                        "to": step.target_label,
+                    }
+                    for step in created
+                ],
+                "unknown_live_versions": unknown,
+            },
+        )
+    return run
+
+
+def run_dry_run(*, run: Run, actor: User) -> list[StepPreview]:
+    """Ask every step's backend what it would change, without changing anything; store and
+    return the previews. A step whose plan fails gets its error, not an exception."""
+    _require(actor, COMMAND_PERMISSION, "preview rollback plans")
+    _require_state(
+        run,
+        (RunState.DRAFT, RunState.AWAITING_APPROVAL, RunState.APPROVED),
+        "preview it",
+    )
+    steps = list(run.steps.select_related("service").order_by("position"))
+    connections = engine.connections_from_settings()
+
+    def preview(step: Step) -> StepPreview:
+        if step.state == StepState.SKIPPED:
+            return StepPreview(step, f"skipped: {step.skip_reason}", None, ())
+        try:
+            plan = engine.backend_for(step.service, connections=connections).plan(
+                engine.target_for(step)
+            )
+        except BackendError as error:
+            return StepPreview(step, "", None, (), error=str(error))
+        return StepPreview(step, plan.summary, plan.current_version, plan.changes)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(steps)))) as pool:
+        previews = list(pool.map(preview, steps))
+
+    with transaction.atomic():
+        locked = _locked_run(run)
+        _require_state(
+            locked,
+            (RunState.DRAFT, RunState.AWAITING_APPROVAL, RunState.APPROVED),
+            "preview it",
+        )
+        for item in previews:
+            item.step.plan_summary = item.error and f"cannot plan: {item.error}" or item.summary
+            item.step.planned_changes = engine._changes_json(item.changes)
+            item.step.save(update_fields=["plan_summary", "planned_changes"])
+        locked.planned_at = timezone.now()
+        locked.save(update_fields=["planned_at"])
+        changes = sum(len(item.changes) for item in previews)
+        failed = [item for item in previews if item.error]
+        body = (
+            f"Dry run of plan #{locked.pk}: {changes} change(s) over {len(previews)} step(s); "
+            "nothing was changed"
+        )
+        if failed:
+            body += "; could not plan " + ", ".join(
+                f"{item.step.service.name} ({item.error})" for item in failed
+            )
+        timeline_append(
+            incident=locked.incident,
+            kind=TimelineKind.RUN,
+            body=body,
+            actor=actor,
+            payload={
+                "run": locked.pk,
+                "state": locked.state,
+                "preview": [
+                    {
+                        "step": item.step.pk,
+                        "summary": item.summary,
+                        "error": item.error,
+                        "changes": engine._changes_json(item.changes),
+                    }
+                    for item in previews
+                ],
+            },
+        )
+    return previews
+
+
+# -- approval and start ----------------------------------------------------------------------
+
+
+@transaction.atomic
+def run_request_approval(*, run: Run, actor: User, reason: str = "") -> Run:
+    """Ask for the approvals the incident's severity and the run's scenario need. With no
+    matching policy the request is approved at once and so is the run."""
+    _require(actor, COMMAND_PERMISSION, "request rollback approval")
+    locked = _locked_run(run)
+    _require_state(locked, (RunState.DRAFT,), "request approval")
+    if not locked.steps.exists():
+        raise DomainError("The plan has no steps.")
+    request = approval_request_open(
+        incident=locked.incident,
+        requested_by=actor,
+        scenario=locked.scenario,
+        reason=reason.strip() or locked.reason or f"Rollback plan #{locked.pk}",
+    )
+    locked.approval_request = request
+    approved = request.status == ApprovalRequestStatus.APPROVED
+    locked.state = RunState.APPROVED if approved else RunState.AWAITING_APPROVAL
+    locked.save(update_fields=["approval_request", "state"])
+    needs = ", ".join(request.required_roles)
+    timeline_append(
+        incident=locked.incident,
+        kind=TimelineKind.RUN,
+        body=f"Plan #{locked.pk} approved (no policy requires approvers); type the "
+        "confirmation to start it"
+        if approved
+        else f"Plan #{locked.pk} awaits approval from {needs}",
+        actor=actor,
+        payload={"run": locked.pk, "state": locked.state, "request": request.pk},
+    )
+    return locked
+
+
+def run_follow_approval(*, request: ApprovalRequest) -> Run | None:
+    """Move the run an approval request belongs to: approved, or back to draft when the
+    request is rejected or withdrawn. Called when the request is saved, in its transaction."""
+    run = (
+        Run.objects.select_for_update()
+        .select_related("incident")
+        .filter(approval_request_id=request.pk)
+        .first()
+    )
+    if run is None:
+        return None
+    if request.status == ApprovalRequestStatus.APPROVED and run.state == RunState.AWAITING_APPROVAL:
+        run.state = RunState.APPROVED
+        body = f"Plan #{run.pk} has every approval it needs; type the confirmation to start it"
+    elif request.status in (
+        ApprovalRequestStatus.REJECTED,
+        ApprovalRequestStatus.WITHDRAWN,
+    ) and run.state in (RunState.AWAITING_APPROVAL, RunState.APPROVED):
+        run.state = RunState.DRAFT
+        body = f"Plan #{run.pk} is back to draft: its approval request was {request.status}"
+    else:
+        return run
+    run.save(update_fields=["state"])
+    timeline_append(
+        incident=run.incident,
+        kind=TimelineKind.RUN,
+        body=body,
+        actor_label="approvals",
+        payload={"run": run.pk, "state": run.state, "request": request.pk},
+    )
+    return run
+
+
+def _check_approval(run: Run) -> None:
+    request = run.approval_request
+    if request is None:
+        raise DomainError("Request approval first.")
+    request = ApprovalRequest.objects.get(pk=request.pk)
+    if request.status != ApprovalRequestStatus.APPROVED:
+        missing = ", ".join(request.missing_roles())
+        raise DomainError(
+            f"The approval request is {request.get_status_display().lower()}"
+            + (f"; still needs {missing}" if missing else "")
+            + "."
+        )
+    # The severity may have risen since approval: the policy as it stands now must be met.
+    needed = required_roles_for(severity=run.incident.severity, scenario=run.scenario)
+    covered = request.covered_roles() if request.required_roles else set()
+    missing_now = [role for role in needed if role not in covered]
+    if missing_now:
+        raise DomainError(
+            f"The incident is now {run.incident.severity}, which also needs approval from "
+            f"{', '.join(missing_now)}; request approval again."
+        )
+
+
+@transaction.atomic
+def run_confirm_and_start(*, run: Run, actor: User, confirmation: str, enqueue: bool = True) -> Run:
+    """Start an approved run once the commander has typed the expected word (the service's
+    name, or "ROLLBACK" for several services). A dry-run run needs no approval.
+
+    `enqueue=False` leaves execution to the caller (the terminal command runs it inline).
+    """
+    _require(actor, COMMAND_PERMISSION, "start rollbacks")
+    locked = _locked_run(run)
+    incident = _lock(locked.incident)
+    if not incident.is_open:
+        raise DomainError("The incident is resolved; reopen it first.")
+    startable = (
+        (RunState.DRAFT, RunState.AWAITING_APPROVAL, RunState.APPROVED)
+        if locked.dry_run
+        else (RunState.APPROVED,)
+    )
+    if locked.state in (RunState.DRAFT, RunState.AWAITING_APPROVAL) and not locked.dry_run:
+        raise DomainError(
+            "The plan is not approved yet."
+            if locked.state == RunState.AWAITING_APPROVAL
+            else "Request approval first."
+        )
+    _require_state(locked, startable, "start it")
+    if not locked.dry_run:
+        _check_approval(locked)
+    expected = locked.expected_confirmation()
+    typed = confirmation.strip()
+    if typed != expected:
+        raise DomainError(f"Type {expected} exactly to confirm the rollback.")
+    if not locked.steps.exists():
+        raise DomainError("The plan has no steps.")
+    now = timezone.now()
+    locked.state = RunState.RUNNING
+    locked.confirmation_text = typed
+    locked.confirmed_by = cast(Any, actor) if actor.is_authenticated else None
+    locked.confirmed_at = now
+    locked.started_at = now
+    locked.save(
+        update_fields=["state", "confirmation_text", "confirmed_by", "confirmed_at", "started_at"]
+    )
+    steps = list(locked.steps.select_related("service").order_by("position"))
+    timeline_append(
+        incident=incident,
+        kind=TimelineKind.RUN,
+        body=f"{_kind_label(locked)} run #{locked.pk} started (confirmed by typing “{typed}”): "
+        f"{_steps_text(steps)}",
+        actor=actor,
+        payload={"run": locked.pk, "state": locked.state, "confirmation": typed},
+    )
+    if not (locked.dry_run or locked.drill):
+        for instant in ("decided_at", "rollback_started_at"):
+            if getattr(incident, instant) is None:
+                # Refused when, e.g., detection was recorded a moment ahead of now.
+                with contextlib.suppress(DomainError):
+                    incident = incident_record_instant(
+                        incident=incident, instant=instant, at=now, actor=actor
+                    )
+    if enqueue:
+        engine.CeleryDispatcher().advance_run(locked.pk)
+    return locked
+
+
+# -- while it runs ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def run_pause(*, run: Run, actor: User, reason: str = "") -> Run:
+    """Hold a running run: steps already running finish, nothing new starts."""
+    _require(actor, COMMAND_PERMISSION, "pause rollbacks")
+    locked = _locked_run(run)
+    _require_state(locked, (RunState.RUNNING,), "pause it")
+    locked.state = RunState.PAUSED
+    locked.paused_at = timezone.now()
+    locked.save(update_fields=["state", "paused_at"])
+    running = locked.steps.filter(state=StepState.RUNNING).count()
+    suffix = f"; {running} running step(s) will finish" if running else ""
+    timeline_append(
+        incident=locked.incident,
+        kind=TimelineKind.RUN,
+        body=f"Run #{locked.pk} paused"
+        + (f": {reason.strip()}" if reason.strip() else "")
+        + suffix,
+        actor=actor,
+        payload={"run": locked.pk, "state": locked.state, "reason": reason.strip()},
+    )
+    return locked
+
+
+@transaction.atomic
+def run_resume(*, run: Run, actor: User) -> Run:
+    """Carry on with a paused run from where it stopped."""
+    _require(actor, COMMAND_PERMISSION, "resume rollbacks")
+    locked = _locked_run(run)
+    _require_state(locked, (RunState.PAUSED,), "resume it")
+    locked.state = RunState.RUNNING
+    locked.paused_at = None
+    locked.save(update_fields=["state", "paused_at"])
+    # Messages delivered while paused found nothing to claim: hand the steps out again.
+    locked.steps.filter(state=StepState.PENDING).update(enqueued_at=None)
+    timeline_append(
+        incident=locked.incident,
+        kind=TimelineKind.RUN,
+        body=f"Run #{locked.pk} resumed",
+        actor=actor,
+        payload={"run": locked.pk, "state": locked.state},
+    )
+    engine.CeleryDispatcher().advance_run(locked.pk)
+    return locked
+
+
+@transaction.atomic
+def run_cancel(*, run: Run, actor: User, reason: str = "") -> Run:
+    """Stop a run for good: steps not yet started are cancelled, a pending approval request
+    is withdrawn. Steps already applying finish and report (their change is under way)."""
+    _require(actor, COMMAND_PERMISSION, "cancel rollbacks")
+    locked = _locked_run(run)
+    if locked.is_finished:
+        raise DomainError(f"Run #{locked.pk} is already {locked.get_state_display().lower()}.")
+    now = timezone.now()
+    why = reason.strip()
+    locked.state = RunState.CANCELLED
+    locked.finished_at = now
+    locked.failure_reason = why
+    locked.save(update_fields=["state", "finished_at", "failure_reason"])
+    pending = list(locked.steps.filter(state=StepState.PENDING))
+    step_reason = f"run cancelled by {actor.get_username()}" + (f": {why}" if why else "")
+    Step.objects.filter(pk__in=[step.pk for step in pending]).update(
+        state=StepState.CANCELLED, skip_reason=step_reason, finished_at=now
+    )
+    running = locked.steps.filter(state=StepState.RUNNING).count()
+    timeline_append(
+        incident=locked.incident,
+        kind=TimelineKind.RUN,
+        body=f"Run #{locked.pk} cancelled"
+        + (f": {why}" if why else "")
+        + (f"; {len(pending)} step(s) not started" if pending else "")
+        + (f"; {running} running step(s) will finish and report" if running else ""),
+        actor=actor,
+        payload={
+            "run": locked.pk,
+            "state": locked.state,
+            "reason": why,
+            "cancelled_steps": [step.pk for step in pending],
+        },
+    )
+    request = locked.approval_request
+    if request is not None and request.status == ApprovalRequestStatus.PENDING:
+        approval_withdraw(request=request, actor=actor)
+    return locked
+
+
+def _reopen_if_failed(run: Run, actor: User, doing: str) -> bool:
+    """A failed run carries on when its failed step is retried or skipped: the steps its
+    failure stopped become pending again. Returns whether it was reopened."""
+    if run.state != RunState.FAILED:
+        return False
+    run.state = RunState.RUNNING
+    run.finished_at = None
+    run.failure_reason = ""
+    run.save(update_fields=["state", "finished_at", "failure_reason"])
+    run.steps.filter(state=StepState.CANCELLED, blocked_by__isnull=False).update(
+        state=StepState.PENDING,
+        blocked_by=None,
+        skip_reason="",
+        finished_at=None,
+        enqueued_at=None,
+    )
+    timeline_append(
+        incident=run.incident,
+        kind=TimelineKind.RUN,
+        body=f"Run #{run.pk} reopened to {doing}",
+        actor=actor,
+        payload={"run": run.pk, "state": run.state},
+    )
+    return True
+
+
+@transaction.atomic
+def step_retry(*, step: Step, actor: User) -> Step:
+    """Try a failed step again (its run reopens if the failure had failed it). An apply
+    that had gone through is not repeated: the step waits and checks again."""
+    _require(actor, COMMAND_PERMISSION, "retry rollback steps")
+    run = _locked_run(step.run)
+    locked = Step.objects.select_for_update().select_related("service").get(pk=step.pk)
+    if locked.state != StepState.FAILED:
+        raise DomainError(f"Only a failed step can be retried; this one is {locked.state}.")
+    _require_state(run, (RunState.RUNNING, RunState.PAUSED, RunState.FAILED), "retry its steps")
+    previous_error = locked.error
+    locked.state = StepState.PENDING
+    locked.error = ""
+    locked.error_retryable = False
+    locked.deadline = None
+    locked.started_at = None
+    locked.finished_at = None
+    locked.enqueued_at = None
+    locked.claim_token = ""
+    locked.save(
+        update_fields=[
+            "state",
+            "error",
+            "error_retryable",
+            "deadline",
+            "started_at",
+            "finished_at",
+            "enqueued_at",
+            "claim_token",
+        ]
+    )
+    _reopen_if_failed(run, actor, f"retry step {locked.position} ({locked.service.name})")
+    timeline_append(
+        incident=run.incident,
+        kind=TimelineKind.RUN,
+        body=f"Run #{run.pk} step {locked.position} ({locked.service.name}) will be retried "
+        f"(it failed: {previous_error})",
+        actor=actor,
+        payload={"run": run.pk, "step": locked.pk, "state": locked.state},
+    )
+    if run.state == RunState.RUNNING:
+        engine.CeleryDispatcher().advance_run(run.pk)
+    return locked
+
+
+@transaction.atomic
+def step_skip(*, step: Step, actor: User, reason: str) -> Step:
+    """Leave a pending or failed step out, saying why; later groups then go ahead."""
+    _require(actor, COMMAND_PERMISSION, "skip rollback steps")
+    why = reason.strip()
+    if not why:
+        raise DomainError("Say why the step is skipped.")
+    run = _locked_run(step.run)
+    locked = Step.objects.select_for_update().select_related("service").get(pk=step.pk)
+    if locked.state not in (StepState.PENDING, StepState.FAILED):
+        raise DomainError(
+            f"Only a pending or failed step can be skipped; this one is {locked.state}."
+        )
+    if run.state == RunState.CANCELLED or run.state == RunState.SUCCEEDED:
+        raise DomainError(f"Run #{run.pk} is {run.get_state_display().lower()}.")
+    was = locked.state
+    locked.state = StepState.SKIPPED
+    locked.skip_reason = why
+    locked.finished_at = timezone.now()
+    locked.claim_token = ""
+    locked.save(update_fields=["state", "skip_reason", "finished_at", "claim_token"])
+    if was == StepState.FAILED:
+        _reopen_if_failed(run, actor, f"skip step {locked.position} ({locked.service.name})")
+    timeline_append(
+        incident=run.incident,
+        kind=TimelineKind.STEP_FINISHED,
+        body=f"Run #{run.pk} step {locked.position} ({locked.service.name}) skipped by "
+        f"{actor.get_username()}: {why}",
+        actor=actor,
+        payload={
+            "run": run.pk,
+            "step": locked.pk,
+            "position": locked.position,
+            "service": locked.service.name,
+            "state": locked.state,
+            "was": was,
+            "reason": why,
+        },
+    )
+    if run.state == RunState.RUNNING:
+        engine.CeleryDispatcher().advance_run(run.pk)
+    return locked

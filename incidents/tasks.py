@@ -1,0 +1,111 @@
+"""Celery tasks for rollback runs: thin wrappers that load by id and call the engine.
+
+Both tasks are safe to deliver twice (acks late, requeued when a worker dies): the engine
+claims a step with a conditional UPDATE and never applies a step whose `applied_at` is set.
+Each worker also runs a small recovery loop (see `start_recovery_loop`) that hands steps
+left behind by a dead worker to a new delivery within ROLLBACK_STALE_AFTER_SECONDS, rather
+than after the broker's visibility timeout (hours).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from django.conf import settings
+from django.db import connections
+
+from incidents import engine
+
+logger = logging.getLogger(__name__)
+_recovery_stop = threading.Event()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def run_advance(run_id: int) -> None:
+    """Start the next steps of a running run, or finish it."""
+    engine.run_advance(run_id)
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    autoretry_for=(engine.StepRetry,),
+    retry_backoff=max(1, round(engine.retry_backoff_seconds())),
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=engine.max_step_retries(),
+)
+def step_execute(self: Any, step_id: int) -> None:
+    """Execute one step; a retryable backend error is retried with backoff (or after the
+    server's Retry-After), up to max_retries, then fails the step as retryable."""
+    try:
+        engine.step_execute(
+            step_id,
+            final_attempt=self.request.retries >= self.max_retries,
+            worker=self.request.hostname or None,
+            time_limit_errors=(SoftTimeLimitExceeded,),
+        )
+    except engine.StepRetry as retry:
+        if retry.retry_after:
+            countdown = engine.retry_delay(self.request.retries, retry_after=retry.retry_after)
+            raise self.retry(exc=retry, countdown=countdown) from retry
+        raise
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def steps_recover() -> None:
+    """Hand out steps and runs a dead worker or a lost message left behind."""
+    found = engine.recover_stalled()
+    if any(found.values()):
+        logger.warning("recovered stalled rollback work: %s", found)
+
+
+def _recovery_loop(interval: float, stop: threading.Event) -> None:
+    while not stop.wait(interval):
+        try:
+            found = engine.recover_stalled()
+            if any(found.values()):
+                logger.warning("recovered stalled rollback work: %s", found)
+        except Exception:
+            logger.warning("rollback recovery sweep failed", exc_info=True)
+        finally:
+            connections.close_all()
+
+
+def start_recovery_loop() -> threading.Thread | None:
+    """Sweep for stalled work every ROLLBACK_RECOVERY_INTERVAL_SECONDS (0 turns it off)."""
+    interval = float(getattr(settings, "ROLLBACK_RECOVERY_INTERVAL_SECONDS", 10.0))
+    if interval <= 0:
+        return None
+    _recovery_stop.clear()
+    thread = threading.Thread(
+        target=_recovery_loop,
+        args=(interval, _recovery_stop),
+        name="rollback-recovery",
+        daemon=True,
+    )
+    thread.start()
+    return thread
+
+
+@worker_process_init.connect
+def _on_worker_process_init(**kwargs: Any) -> None:
+    engine.warm_up()
+
+
+@worker_ready.connect
+def _on_worker_ready(**kwargs: Any) -> None:
+    engine.warm_up()
+    start_recovery_loop()
+
+
+@worker_shutdown.connect
+def _on_worker_shutdown(**kwargs: Any) -> None:
+    _recovery_stop.set()

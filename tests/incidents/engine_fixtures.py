@@ -1,0 +1,153 @@
+"""Fixtures for the rollback engine's tests: import them with
+`from tests.incidents.engine_fixtures import *` in a test module.
+
+The engine runs steps on threads and in worker processes, each with its own database
+connection, so tests that execute steps use `django_db(transaction=True)`: what a test
+creates is committed and visible to them. The fixtures here work under either mark.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from django.conf import LazySettings
+
+from console.celery import app as celery_app
+from devinfra.kube_standin import KubeStandinHandle, start_kube_standin
+from executors.kubernetes import REVISION_ANNOTATION
+from incidents.models import Release, Service
+from tests.incidents.engine_factories import CommanderFactory, KubeServiceFactory, UserFactory
+
+__all__ = [
+    "ENGINE_BROKER_URL",
+    "approver",
+    "commander",
+    "engine_settings",
+    "isolated_celery",
+    "kube",
+    "kube_service",
+    "kube_standin_server",
+    "seed_deployment",
+]
+
+# The engine's tests keep their Celery messages in a Redis database of their own, so that
+# no developer's worker (or another engineer's tests) ever receives them.
+ENGINE_BROKER_URL = os.environ.get("ENGINE_TEST_BROKER_URL", "redis://127.0.0.1:6379/11")
+NAMESPACE = "shop"
+
+
+@pytest.fixture(scope="session")
+def kube_standin_server() -> Iterator[KubeStandinHandle]:
+    handle = start_kube_standin(status_delay=0.1, restart_interval=0.05)
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def kube(kube_standin_server: KubeStandinHandle) -> Iterator[KubeStandinHandle]:
+    """The Kubernetes stand-in, emptied, with rollouts settling in 0.1 s."""
+    kube_standin_server.reset()
+    kube_standin_server.set_status_delay(0.1)
+    yield kube_standin_server
+    kube_standin_server.clear_faults()
+
+
+@pytest.fixture(autouse=True)
+def engine_settings(settings: LazySettings, kube_standin_server: KubeStandinHandle) -> None:
+    """Point the engine at the stand-in, with short polls, beats and backoffs."""
+    settings.KUBE_HOST = kube_standin_server.url
+    settings.KUBECONFIG = None
+    settings.KUBE_CONTEXT = None
+    settings.ROLLBACK_BACKEND_OPTIONS = {
+        "kubernetes": {"poll_interval": 0.05, "request_timeout": 2.0}
+    }
+    settings.ROLLBACK_RETRY_BACKOFF_SECONDS = 0.05
+    settings.ROLLBACK_HEARTBEAT_SECONDS = 0.2
+    settings.ROLLBACK_STALE_AFTER_SECONDS = 30.0
+    settings.ROLLBACK_STEP_MAX_RETRIES = 3
+
+
+@pytest.fixture(autouse=True)
+def isolated_celery() -> Iterator[Any]:
+    """Celery runs tasks eagerly in the test (a test needing a real worker turns that
+    off); its broker, if ever reached, is the engine tests' own Redis database."""
+    saved = {
+        "broker_url": celery_app.conf.broker_url,
+        "task_always_eager": celery_app.conf.task_always_eager,
+        "task_eager_propagates": celery_app.conf.task_eager_propagates,
+    }
+    celery_app.close()
+    celery_app.conf.broker_url = ENGINE_BROKER_URL
+    celery_app.conf.task_always_eager = True
+    celery_app.conf.task_eager_propagates = True
+    yield celery_app
+    celery_app.close()
+    for name, value in saved.items():
+        setattr(celery_app.conf, name, value)
+
+
+@pytest.fixture
+def broker() -> Iterator[redis.Redis]:
+    """The engine tests' broker database, emptied before and after."""
+    client = redis.Redis.from_url(ENGINE_BROKER_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def commander() -> Any:
+    return CommanderFactory(username="ic")
+
+
+@pytest.fixture
+def approver() -> Any:
+    return UserFactory(username="lead", roles=["Approver", "On-call", "Engineering Lead"])
+
+
+def seed_deployment(
+    kube: KubeStandinHandle, name: str, images: list[str], *, replicas: int = 2
+) -> None:
+    """A settled Deployment in namespace `shop` whose history is `images` (last is live)."""
+    kube.seed([{"namespace": NAMESPACE, "name": name, "images": images, "replicas": replicas}])
+
+
+@pytest.fixture
+def kube_service(kube: KubeStandinHandle) -> Service:
+    """Service `web` on Deployment shop/web, live at web:v2 with web:v1 before it, and a
+    release record for each."""
+    seed_deployment(kube, "web", ["registry.local/web:v1", "registry.local/web:v2"])
+    service = KubeServiceFactory(name="web")
+    for version in ("v1", "v2"):
+        Release.objects.create(
+            service=service, version=version, artifact=f"registry.local/web:{version}"
+        )
+    return service
+
+
+def deployment_revision(kube: KubeStandinHandle, name: str) -> int:
+    """The Deployment's `deployment.kubernetes.io/revision`."""
+    deployment = kube.get("deployments", NAMESPACE, name)
+    assert deployment is not None
+    return int(deployment["metadata"]["annotations"][REVISION_ANNOTATION])
+
+
+def live_image(kube: KubeStandinHandle, name: str) -> str:
+    deployment = kube.get("deployments", NAMESPACE, name)
+    assert deployment is not None
+    return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def patches_to(kube: KubeStandinHandle, name: str) -> int:
+    """How many PATCH requests reached the Deployment (answered or not)."""
+    requests = kube.call(lambda: list(kube.standin._requests))
+    return sum(
+        1
+        for request in requests
+        if request.method == "PATCH" and request.url.path.endswith(f"/deployments/{name}")
+    )
