@@ -42,7 +42,8 @@ from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import close_old_connections, connections, transaction
-from django.db.models import F, Max, Q
+from django.db.models import F, Max, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from executors.base import (
@@ -585,13 +586,16 @@ def _claim(step_id: int, worker: str) -> _Claim | None:
         return None
     with transaction.atomic():
         if row["state"] == StepState.PENDING:
-            claimed = Step.objects.filter(
-                pk=step_id, state=StepState.PENDING, run__state=RunState.RUNNING
-            ).update(
+            # A plain WHERE on the step row: when two deliveries race, PostgreSQL re-checks
+            # `state = pending` on the row the first one committed, and the second matches
+            # nothing. (A join or subquery in the filter would not be re-checked that way.)
+            claimed = Step.objects.filter(pk=step_id, state=StepState.PENDING).update(
                 state=StepState.RUNNING,
                 attempts=F("attempts") + 1,
-                started_at=row["started_at"] or now,
-                deadline=row["deadline"] or now + timedelta(seconds=row["timeout_seconds"]),
+                started_at=Coalesce(F("started_at"), Value(now)),
+                deadline=Coalesce(
+                    F("deadline"), Value(now + timedelta(seconds=row["timeout_seconds"]))
+                ),
                 heartbeat_at=now,
                 claim_token=token,
                 worker=worker,
@@ -599,6 +603,10 @@ def _claim(step_id: int, worker: str) -> _Claim | None:
                 error_retryable=False,
             )
             if claimed != 1:
+                return None
+            run_state = Run.objects.filter(steps__pk=step_id).values_list("state", flat=True)
+            if run_state.first() != RunState.RUNNING:
+                transaction.set_rollback(True)  # paused or over: leave the step pending
                 return None
             step = _load_step(step_id)
             target = f"{step.from_version or '?'} → {step.target_label}"

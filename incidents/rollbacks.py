@@ -539,7 +539,8 @@ def run_cancel(*, run: Run, actor: User, reason: str = "") -> Run:
     locked.save(update_fields=["state", "finished_at", "failure_reason"])
     pending = list(locked.steps.filter(state=StepState.PENDING))
     step_reason = f"run cancelled by {actor.get_username()}" + (f": {why}" if why else "")
-    Step.objects.filter(pk__in=[step.pk for step in pending]).update(
+    # `state` again in the UPDATE: a step claimed meanwhile keeps running.
+    Step.objects.filter(pk__in=[step.pk for step in pending], state=StepState.PENDING).update(
         state=StepState.CANCELLED, skip_reason=step_reason, finished_at=now
     )
     running = locked.steps.filter(state=StepState.RUNNING).count()
