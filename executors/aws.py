@@ -16,6 +16,7 @@ inside it, that turn botocore failures into BackendErrors whose message starts w
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -50,6 +51,8 @@ RETRYABLE_CODES = frozenset(
         "TooManyUpdates",  # SSM PutParameter on one parameter in quick succession
     }
 )
+# boto3's default session, which boto3.client() builds from, is not thread-safe.
+_client_lock = threading.Lock()
 
 
 class AwsError(BackendError):
@@ -61,13 +64,18 @@ class AwsError(BackendError):
 
 
 def aws_client(connections: Connections, service_name: str) -> Any:
-    """A boto3 client for `service_name` at the endpoint and region of `connections`."""
-    return boto3.client(
-        service_name,
-        endpoint_url=connections.aws_endpoint_url,
-        region_name=connections.aws_region,
-        config=CLIENT_CONFIG,
-    )
+    """A boto3 client for `service_name` at the endpoint and region of `connections`.
+
+    Safe to call from several threads: clients are, but building one from boto3's shared
+    default session is not, so building is serialised.
+    """
+    with _client_lock:
+        return boto3.client(
+            service_name,
+            endpoint_url=connections.aws_endpoint_url,
+            region_name=connections.aws_region,
+            config=CLIENT_CONFIG,
+        )
 
 
 @contextmanager
