@@ -1,0 +1,733 @@
+"""Demo infrastructure: a moto AWS server and the Kubernetes stand-in, seeded with services
+that sit at a bad release with a known-good one to roll back to.
+
+    python -m devinfra.demo serve --env-file var/demo.env [--state var/demo-infra.json]
+        [--kubeconfig PATH] [--status-delay 2.0] [--redis-url URL]
+
+It starts a moto server (a child process) and the Kubernetes API stand-in (a thread of this
+process) on free ports of 127.0.0.1, seeds them, reads every service's live version back
+through its own backend, writes the state file and a kubeconfig, and only then writes the
+env file. It then blocks until SIGINT or SIGTERM, stops both servers and removes the env
+file (the state file and kubeconfig stay, describing servers that are gone).
+
+Demo services (all in environment "production"; names are the console's service slugs), each
+live at a bad release with a known-good one before it:
+
+- storefront-web, storefront-api, storefront-worker, payments-api (kubernetes): the
+  Deployments storefront/web (v2.3.0, v2.4.0 good; v2.4.1 live), storefront/api and
+  storefront/worker (v1.8.2 good; v1.9.0 live), payments/payments-api (v3.1.0 good; v3.2.0
+  live). Artifacts are the images registry.example.com/<namespace>/<name>:<version>.
+- checkout (ecs): cluster storefront, service checkout with 3 tasks, task definitions
+  checkout:1 = v2.3.1 (good) and checkout:2 = v2.4.0 (live), bridge networking.
+- web-frontend (static_frontend): versioned bucket backout-demo-web-releases holding
+  releases/v5.1.0/ (good) and releases/v5.2.0/, the live bucket backout-demo-web-live serving
+  v5.2.0, and a CloudFront distribution in front of it.
+- status-dns (dns): hosted zone backout-demo.example.com, CNAME
+  status.backout-demo.example.com at status-green.backout-demo.example.net (live); release
+  "blue" carries the record saved while it pointed at status-blue.backout-demo.example.net.
+- orders-db (database, snapshot mode): RDS instance orders-db (schema-42, live) and its
+  snapshot orders-db-schema-41 (good); the secret backout-demo/orders-db points at orders-db.
+- new-checkout-flow (feature_flag): Redis key backout-demo:flags:new-checkout-flow, "on"
+  (release flag-on, live); flag-off is the known-good state.
+
+The Deployments are the stand-in's own "demo" seed (devinfra.kube_standin.DEMO_SEED): each
+image is a revision, the last one live and bad, the earlier ones known-good. Pods of the bad
+web image (v2.4.1) crash-loop, so that rollout shows stuck, with restarts, until rolled back.
+Rollouts take `--status-delay` seconds to report complete, so a rollback visibly progresses.
+The feature flag lives in the Redis at `--redis-url` (default: $REDIS_URL, else
+redis://127.0.0.1:6379/0) under the prefix `backout-demo:flags:`; the console's REDIS_URL
+must name the same Redis. When that Redis does not answer, the flag service is left out with
+a warning.
+
+Env file (KEY=VALUE lines, written via a temporary file and a rename once everything above is
+ready, so its existence means "ready"; removed on shutdown):
+
+    AWS_ENDPOINT_URL=http://127.0.0.1:<moto port>
+    AWS_ACCESS_KEY_ID=testing
+    AWS_SECRET_ACCESS_KEY=testing
+    AWS_DEFAULT_REGION=us-east-1
+    KUBECONFIG=<absolute path of the kubeconfig written for the stand-in>
+    DEMO_INFRA_FILE=<absolute path of the state file>
+
+State file (JSON): {"services": [{"name", "environment", "backend" (a kind of
+executors.registry.BACKENDS), "description", "target_config" (valid for that backend),
+"releases": [{"version", "artifact", "shipped_hours_ago", "notes", "known_good"}, ...] oldest
+first, "live_version"}]}. `live_version` is exactly what the backend's `live_version()` reads
+from the running demo (checked at start-up): the live release's artifact for Kubernetes (the
+image), ECS (the task-definition ARN), DNS (the record values), feature flags (`flag=state`)
+and the database (the instance the secret points at); the release folder name, which is also
+its version, for the static frontend. A release that needs rollback parameters carries them as
+"params" (the DNS backup: `{"backup": [record sets]}`, the DNS backend's params["backup"]).
+
+moto facts this leans on: ECS `create_service` leaves runningCount at 0 (all pending) until
+an `update_service` passes desiredCount, so the seed does that once; the services use bridge
+networking (awsvpc would need a moto VPC, subnets and security groups); moto never updates an
+ECS service's deployments[], so after a rollback the ECS "deployments settled" check says
+inconclusive. The account id and RDS endpoints are moto's fixed ones (123456789012,
+`<id>.aaaaaaaaaa.<region>.rds.amazonaws.com`). A database rollback restores to a new instance
+(`orders-db-restore-snap-<hash>`), so afterwards the live version names no listed release.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import redis
+
+from devinfra.kube_standin import DEMO_SEED, KubeStandinHandle, start_kube_standin
+from devinfra.processes import ServerProcess, start_moto_server
+from executors.aws import aws_client
+from executors.base import Connections
+from executors.dns import Route53Backend
+from executors.registry import backend_class
+
+ENVIRONMENT = "production"
+AWS_REGION = "us-east-1"
+FLAG_KEY_PREFIX = "backout-demo:flags:"
+DEFAULT_STATE_FILE = Path("var/demo-infra.json")
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# The bad web release crash-loops, so its rollout is stuck and the checks say why.
+CRASH_LOOPING_IMAGES = ("registry.example.com/storefront/web:v2.4.1",)
+DEMO_BACKENDS = ("kubernetes", "ecs", "static_frontend", "dns", "database", "feature_flag")
+# moto accepts any credentials; these are what the console is told to use.
+AWS_TEST_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": AWS_REGION,
+}
+
+
+@dataclass(frozen=True)
+class DemoRelease:
+    """One release of a demo service, as the state file lists it."""
+
+    version: str
+    artifact: str
+    shipped_hours_ago: float
+    notes: str
+    known_good: bool
+    params: Mapping[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        document = asdict(self)
+        if self.params is None:
+            del document["params"]
+        return document
+
+
+@dataclass(frozen=True)
+class DemoService:
+    """A service the console can load: backend kind, target config, releases, live version."""
+
+    name: str
+    backend: str
+    description: str
+    target_config: Mapping[str, Any]
+    releases: tuple[DemoRelease, ...]
+    live_version: str
+    environment: str = ENVIRONMENT
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "environment": self.environment,
+            "backend": self.backend,
+            "description": self.description,
+            "target_config": dict(self.target_config),
+            "releases": [release.to_json() for release in self.releases],
+            "live_version": self.live_version,
+        }
+
+    @property
+    def known_good(self) -> DemoRelease:
+        """The newest known-good release."""
+        return [release for release in self.releases if release.known_good][-1]
+
+
+@dataclass
+class DemoInfrastructure:
+    """Running demo servers and the services seeded in them."""
+
+    moto: ServerProcess
+    kube: KubeStandinHandle
+    connections: Connections
+    services: list[DemoService]
+    state_file: Path
+    kubeconfig: Path
+    warnings: list[str] = field(default_factory=list)
+
+    def service(self, name: str) -> DemoService:
+        """The demo service called `name`."""
+        return next(service for service in self.services if service.name == name)
+
+    def env(self) -> dict[str, str]:
+        """The env-file contract: what a console process needs to reach this demo."""
+        return {
+            "AWS_ENDPOINT_URL": self.moto.url,
+            **AWS_TEST_ENVIRONMENT,
+            "KUBECONFIG": str(self.kubeconfig.resolve()),
+            "DEMO_INFRA_FILE": str(self.state_file.resolve()),
+        }
+
+    def alive(self) -> bool:
+        """Whether both servers still run."""
+        return self.moto.process.poll() is None and self.kube._thread.is_alive()
+
+    def stop(self) -> None:
+        """Stop the Kubernetes stand-in and the moto server."""
+        try:
+            self.kube.stop()
+        finally:
+            self.moto.stop()
+
+
+# -- seeding -------------------------------------------------------------------------------
+
+
+_BAD_KUBERNETES_NOTES = {
+    "registry.example.com/storefront/web:v2.4.1": "Pods crash-loop on start; rollout stuck.",
+    "registry.example.com/storefront/api:v1.9.0": "p99 latency doubled since this deploy.",
+    "registry.example.com/payments/api:v3.2.0": "Refunds fail with 500 since this deploy.",
+}
+
+
+def kubernetes_services(seed: Sequence[Mapping[str, Any]] = DEMO_SEED) -> list[DemoService]:
+    """One service per seeded Deployment: its last image is live and bad, the rest good."""
+    services = []
+    for spec in seed:
+        if "name" not in spec:
+            continue
+        namespace, deployment = spec.get("namespace", "default"), spec["name"]
+        images = list(spec["images"])
+        name = deployment if deployment.startswith(namespace) else f"{namespace}-{deployment}"
+        releases = []
+        for age, image in enumerate(reversed(images)):
+            bad = age == 0
+            releases.append(
+                DemoRelease(
+                    version=image.rpartition(":")[2],
+                    artifact=image,
+                    shipped_hours_ago=2 if bad else 2 + 24 * age,
+                    notes=(
+                        _BAD_KUBERNETES_NOTES.get(image, "Error rate up since this deploy.")
+                        if bad
+                        else "Ran clean in production."
+                    ),
+                    known_good=not bad,
+                )
+            )
+        services.append(
+            DemoService(
+                name=name,
+                backend="kubernetes",
+                description=f"Kubernetes Deployment {namespace}/{deployment}",
+                target_config={"namespace": namespace, "deployment": deployment},
+                releases=tuple(reversed(releases)),
+                live_version=images[-1],
+            )
+        )
+    return services
+
+
+def seed_ecs(connections: Connections) -> DemoService:
+    """ECS service checkout on cluster storefront: checkout:2 (v2.4.0) live, checkout:1 good."""
+    ecs = aws_client(connections, "ecs")
+    ecs.create_cluster(clusterName="storefront")
+    arns = {}
+    for version in ("v2.3.1", "v2.4.0"):
+        registered = ecs.register_task_definition(
+            family="checkout",
+            networkMode="bridge",
+            containerDefinitions=[
+                {
+                    "name": "checkout",
+                    "image": f"registry.example.com/storefront/checkout:{version}",
+                    "memory": 256,
+                    "portMappings": [{"containerPort": 8080}],
+                }
+            ],
+        )
+        arns[version] = registered["taskDefinition"]["taskDefinitionArn"]
+    ecs.create_service(
+        cluster="storefront",
+        serviceName="checkout",
+        taskDefinition=arns["v2.4.0"],
+        desiredCount=3,
+        launchType="EC2",
+    )
+    # moto reports the tasks running only once an update names the desired count.
+    ecs.update_service(cluster="storefront", service="checkout", desiredCount=3)
+    return DemoService(
+        name="checkout",
+        backend="ecs",
+        description="Checkout API on ECS (cluster storefront, service checkout)",
+        target_config={"cluster": "storefront", "service": "checkout"},
+        releases=(
+            DemoRelease(
+                "v2.3.1", arns["v2.3.1"], 26, "Card payments through the new PSP client.", True
+            ),
+            DemoRelease(
+                "v2.4.0",
+                arns["v2.4.0"],
+                0.3,
+                "Retry policy rewrite; card payments fail with 502 since.",
+                False,
+            ),
+        ),
+        live_version=arns["v2.4.0"],
+    )
+
+
+_SITE_RELEASES = {
+    "v5.1.0": {
+        "index.html": '<!doctype html><title>Shop</title><script src="/assets/app.js"></script>',
+        "assets/app.js": "console.log('storefront v5.1.0');",
+        "assets/app.css": "body { font-family: sans-serif; }",
+    },
+    "v5.2.0": {
+        "index.html": '<!doctype html><title>Shop</title><script src="/assets/app.js"></script>'
+        '<script src="/assets/chat.js"></script>',
+        "assets/app.js": "console.log('storefront v5.2.0'); checkout.render(undefined.cart);",
+        "assets/app.css": "body { font-family: system-ui; }",
+        "assets/chat.js": "console.log('chat widget');",
+    },
+}
+_CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+
+
+def seed_static_frontend(connections: Connections) -> DemoService:
+    """Releases v5.1.0 and v5.2.0 in a versioned bucket; the live bucket serves v5.2.0."""
+    s3 = aws_client(connections, "s3")
+    releases_bucket, live_bucket = "backout-demo-web-releases", "backout-demo-web-live"
+    for bucket in (releases_bucket, live_bucket):
+        s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    for release, files in _SITE_RELEASES.items():
+        for key, body in files.items():
+            content_type = _CONTENT_TYPES[Path(key).suffix]
+            s3.put_object(
+                Bucket=releases_bucket,
+                Key=f"releases/{release}/{key}",
+                Body=body.encode(),
+                ContentType=content_type,
+            )
+    for key, body in _SITE_RELEASES["v5.2.0"].items():
+        s3.put_object(
+            Bucket=live_bucket,
+            Key=key,
+            Body=body.encode(),
+            ContentType=_CONTENT_TYPES[Path(key).suffix],
+        )
+    origin = {
+        "Id": "live",
+        "DomainName": f"{live_bucket}.s3.amazonaws.com",
+        "S3OriginConfig": {"OriginAccessIdentity": ""},
+    }
+    distribution = aws_client(connections, "cloudfront").create_distribution(
+        DistributionConfig={
+            "CallerReference": "backout-demo-web",
+            "Origins": {"Quantity": 1, "Items": [origin]},
+            "DefaultCacheBehavior": {
+                "TargetOriginId": "live",
+                "ViewerProtocolPolicy": "redirect-to-https",
+                "TrustedSigners": {"Enabled": False, "Quantity": 0},
+                "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}},
+                "MinTTL": 0,
+            },
+            "Comment": "Backout demo storefront",
+            "Enabled": True,
+        }
+    )["Distribution"]
+    return DemoService(
+        name="web-frontend",
+        backend="static_frontend",
+        description="Storefront single-page app on S3 behind CloudFront",
+        target_config={
+            "releases_bucket": releases_bucket,
+            "releases_prefix": "releases/",
+            "live_bucket": live_bucket,
+            "distribution_id": distribution["Id"],
+            "index_key": "index.html",
+        },
+        releases=(
+            DemoRelease(
+                "v5.1.0",
+                f"s3://{releases_bucket}/releases/v5.1.0/",
+                30,
+                "Basket redesign.",
+                True,
+            ),
+            DemoRelease(
+                "v5.2.0",
+                f"s3://{releases_bucket}/releases/v5.2.0/",
+                1,
+                "Chat widget; the basket page throws for signed-out visitors.",
+                False,
+            ),
+        ),
+        live_version="v5.2.0",
+    )
+
+
+def seed_dns(connections: Connections) -> DemoService:
+    """status.backout-demo.example.com CNAME: blue saved as the backup, then green made live."""
+    route53 = aws_client(connections, "route53")
+    zone = route53.create_hosted_zone(
+        Name="backout-demo.example.com", CallerReference="backout-demo"
+    )["HostedZone"]
+    config = {
+        "hosted_zone_id": zone["Id"],
+        "record_name": "status.backout-demo.example.com",
+        "record_type": "CNAME",
+    }
+    values = {
+        "blue": "status-blue.backout-demo.example.net",
+        "green": "status-green.backout-demo.example.net",
+    }
+
+    def point_at(value: str) -> None:
+        record = {"Name": config["record_name"], "Type": "CNAME", "TTL": 300}
+        record["ResourceRecords"] = [{"Value": value}]
+        route53.change_resource_record_sets(
+            HostedZoneId=zone["Id"],
+            ChangeBatch={"Changes": [{"Action": "UPSERT", "ResourceRecordSet": record}]},
+        )
+
+    point_at(values["blue"])
+    # The backup a deploy pipeline saves before switching; a rollback hands it back.
+    backup = Route53Backend(config, connections).backup()
+    point_at(values["green"])
+    return DemoService(
+        name="status-dns",
+        backend="dns",
+        description="DNS record of the status site (Route 53 CNAME)",
+        target_config=config,
+        releases=(
+            DemoRelease(
+                "blue",
+                f"{values['blue']} (TTL 300)",
+                72,
+                "Blue load balancer; record saved before the switch.",
+                True,
+                params={"backup": backup},
+            ),
+            DemoRelease(
+                "green",
+                f"{values['green']} (TTL 300)",
+                1,
+                "Switched to the green load balancer; its TLS certificate has expired.",
+                False,
+            ),
+        ),
+        live_version=f"{values['green']} (TTL 300)",
+    )
+
+
+def seed_feature_flag(redis_url: str) -> DemoService:
+    """Flag new-checkout-flow turned on in Redis under the demo's own key prefix."""
+    flag = "new-checkout-flow"
+    client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.set(f"{FLAG_KEY_PREFIX}{flag}", "on")
+    finally:
+        client.close()
+    return DemoService(
+        name=flag,
+        backend="feature_flag",
+        description="Feature flag for the new checkout flow (Redis flag store)",
+        target_config={"store": "redis", "flag": flag, "key_prefix": FLAG_KEY_PREFIX},
+        releases=(
+            DemoRelease("flag-off", f"{flag}=off", 48, "Old checkout flow for everyone.", True),
+            DemoRelease(
+                "flag-on", f"{flag}=on", 0.5, "New checkout flow on for all visitors.", False
+            ),
+        ),
+        live_version=f"{flag}=on",
+    )
+
+
+def seed_database(connections: Connections) -> DemoService:
+    """RDS orders-db with a snapshot taken before migration 42; the secret points at it."""
+    rds = aws_client(connections, "rds")
+    instance = rds.create_db_instance(
+        DBInstanceIdentifier="orders-db",
+        DBName="orders",
+        Engine="postgres",
+        DBInstanceClass="db.t3.micro",
+        MasterUsername="orders",
+        MasterUserPassword="demo-only-password",
+        AllocatedStorage=20,
+    )["DBInstance"]
+    rds.create_db_snapshot(
+        DBSnapshotIdentifier="orders-db-schema-41", DBInstanceIdentifier="orders-db"
+    )
+    endpoint = instance["Endpoint"]
+    aws_client(connections, "secretsmanager").create_secret(
+        Name="backout-demo/orders-db",
+        SecretString=json.dumps(
+            {
+                "engine": "postgres",
+                "host": endpoint["Address"],
+                "port": endpoint["Port"],
+                "username": "orders",
+                "password": "demo-only-password",
+                "dbname": "orders",
+                "dbInstanceIdentifier": "orders-db",
+            }
+        ),
+    )
+    return DemoService(
+        name="orders-db",
+        backend="database",
+        description="Orders PostgreSQL on RDS; restores from snapshot, then repoints the secret",
+        target_config={
+            "source_instance": "orders-db",
+            "mode": "snapshot",
+            "secret": "backout-demo/orders-db",
+        },
+        releases=(
+            DemoRelease(
+                "schema-41",
+                "orders-db-schema-41",
+                28,
+                "Snapshot taken before migration 42.",
+                True,
+            ),
+            DemoRelease(
+                "schema-42",
+                "orders-db",
+                0.4,
+                "Migration 42 split the addresses table; order totals come out wrong.",
+                False,
+            ),
+        ),
+        live_version="orders-db",
+    )
+
+
+def check_live_version(service: DemoService, connections: Connections) -> None:
+    """Read the service's live version through its backend; raise if it is not the seed's."""
+    backend = backend_class(service.backend)(service.target_config, connections)
+    read = backend.live_version()
+    if read != service.live_version:
+        raise RuntimeError(
+            f"demo service {service.name}: the {service.backend} backend reads the live "
+            f"version as {read!r}, the seed says {service.live_version!r}"
+        )
+
+
+# -- running -------------------------------------------------------------------------------
+
+
+def start_demo_infrastructure(
+    *,
+    state_file: Path = DEFAULT_STATE_FILE,
+    kubeconfig: Path | None = None,
+    status_delay: float = 2.0,
+    redis_url: str | None = None,
+) -> DemoInfrastructure:
+    """Start, seed and check the demo servers; write the state file and the kubeconfig.
+
+    `kubeconfig` defaults to demo-kubeconfig.yaml beside the state file. Sets the testing AWS
+    credentials in this process's environment (where none are set) for the backends' clients.
+    """
+    for key, value in AWS_TEST_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+    redis_url = redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+    state_file = Path(state_file)
+    kubeconfig = Path(kubeconfig or state_file.with_name("demo-kubeconfig.yaml"))
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+
+    with ThreadPoolExecutor(max_workers=6, thread_name_prefix="demo-seed") as pool:
+        # moto takes about a second to start; the stand-in starts and the backends (the
+        # kubernetes client alone takes a second to import) load meanwhile.
+        starting_moto = pool.submit(start_moto_server)
+        loading = pool.submit(lambda: [backend_class(kind) for kind in DEMO_BACKENDS])
+        try:
+            kube = start_kube_standin(
+                status_delay=status_delay,
+                restart_interval=5.0,
+                crash_loop_images=CRASH_LOOPING_IMAGES,
+                seed="demo",
+            )
+        except BaseException:
+            starting_moto.result().stop()
+            raise
+        try:
+            moto = starting_moto.result()
+        except BaseException:
+            kube.stop()
+            raise
+        connections = Connections(
+            aws_endpoint_url=moto.url,
+            aws_region=AWS_REGION,
+            kubeconfig=str(kube.write_kubeconfig(kubeconfig).resolve()),
+            redis_url=redis_url,
+        )
+        infrastructure = DemoInfrastructure(
+            moto=moto,
+            kube=kube,
+            connections=connections,
+            services=[],
+            state_file=state_file,
+            kubeconfig=kubeconfig,
+        )
+        try:
+            # Each seed talks to its own AWS service, so they run side by side.
+            seeding = [
+                pool.submit(seed, connections)
+                for seed in (seed_ecs, seed_static_frontend, seed_dns, seed_database)
+            ]
+            flag_seeding = pool.submit(seed_feature_flag, redis_url)
+            services = kubernetes_services() + [future.result() for future in seeding]
+            try:
+                services.append(flag_seeding.result())
+            except redis.RedisError as error:
+                infrastructure.warnings.append(
+                    f"feature flag service left out: Redis at {redis_url} did not answer ({error})"
+                )
+            loading.result()
+            checks = [pool.submit(check_live_version, service, connections) for service in services]
+            for check in checks:
+                check.result()
+            infrastructure.services = services
+            write_atomically(
+                state_file,
+                json.dumps({"services": [s.to_json() for s in services]}, indent=2) + "\n",
+            )
+        except BaseException:
+            infrastructure.stop()
+            raise
+    return infrastructure
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it into place."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def write_env_file(path: Path, infrastructure: DemoInfrastructure) -> None:
+    """Write the env-file contract (see the module docstring), atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"{key}={value}" for key, value in infrastructure.env().items()]
+    write_atomically(path, "\n".join(lines) + "\n")
+
+
+def summary(infrastructure: DemoInfrastructure, started_in: float) -> str:
+    """A few lines saying what runs where."""
+    lines = [
+        f"demo infrastructure ready in {started_in:.1f} s",
+        f"  AWS (moto)         {infrastructure.moto.url}",
+        f"  Kubernetes         {infrastructure.kube.url}  (KUBECONFIG={infrastructure.kubeconfig})",
+        f"  state file         {infrastructure.state_file}",
+    ]
+    for service in infrastructure.services:
+        good = service.known_good.version
+        live = next(
+            (
+                release.version
+                for release in service.releases
+                if service.live_version in (release.artifact, release.version)
+            ),
+            service.live_version,
+        )
+        lines.append(f"  {service.name:<18} {service.backend:<16} live {live:<10} good {good}")
+    lines += [f"  warning: {warning}" for warning in infrastructure.warnings]
+    return "\n".join(lines)
+
+
+def serve(
+    *,
+    env_file: Path,
+    state_file: Path,
+    kubeconfig: Path | None,
+    status_delay: float,
+    redis_url: str | None,
+) -> int:
+    """Start the demo, write the env file, block until SIGINT/SIGTERM, then clean up.
+
+    A signal only sets a flag, so it never interrupts start-up or clean-up half-way: one that
+    arrives during start-up stops the demo as soon as it is up, before the env file appears.
+    """
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        print(f"{signal.Signals(signum).name}: stopping the demo infrastructure", flush=True)
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    env_file.unlink(missing_ok=True)  # one left by a killed run would say "ready" too early
+    os.environ.update(AWS_TEST_ENVIRONMENT)
+    started = time.monotonic()
+    try:
+        infrastructure = start_demo_infrastructure(
+            state_file=state_file,
+            kubeconfig=kubeconfig,
+            status_delay=status_delay,
+            redis_url=redis_url,
+        )
+    except Exception:
+        if stop.is_set():  # Ctrl-C also reaches moto, which then fails the seeding
+            return 130
+        raise
+    try:
+        if stop.is_set():
+            return 0
+        write_env_file(env_file, infrastructure)
+        print(summary(infrastructure, time.monotonic() - started), flush=True)
+        print(f"env file {env_file} written; Ctrl-C or SIGTERM stops the demo", flush=True)
+        while not stop.wait(0.5):
+            # A Ctrl-C reaches moto as well; give our own handler a moment to see it too.
+            if not infrastructure.alive() and not stop.wait(1.0):
+                print("a demo server stopped on its own; shutting down", file=sys.stderr)
+                return 1
+        return 0
+    finally:
+        env_file.unlink(missing_ok=True)
+        infrastructure.stop()
+        print("demo infrastructure stopped", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m devinfra.demo serve --env-file var/demo.env`."""
+    parser = argparse.ArgumentParser(prog="python -m devinfra.demo", description=__doc__)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser("serve", help="run the demo infrastructure until stopped")
+    serve_parser.add_argument("--env-file", type=Path, required=True)
+    serve_parser.add_argument("--state", type=Path, default=DEFAULT_STATE_FILE)
+    serve_parser.add_argument(
+        "--kubeconfig", type=Path, help="default: demo-kubeconfig.yaml beside the state file"
+    )
+    serve_parser.add_argument(
+        "--status-delay", type=float, default=2.0, help="seconds a rollout takes to complete"
+    )
+    serve_parser.add_argument("--redis-url", help="flag store (default: $REDIS_URL)")
+    options = parser.parse_args(argv)
+    return serve(
+        env_file=options.env_file,
+        state_file=options.state,
+        kubeconfig=options.kubeconfig,
+        status_delay=options.status_delay,
+        redis_url=options.redis_url,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""The demo infrastructure: seeded services the backends can read and roll back.
+
+Independent of Django: run with `pytest -p no:django tests/devinfra` or in the whole suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devinfra.demo import DemoInfrastructure, start_demo_infrastructure, write_env_file
+from executors.base import RollbackTarget
+from executors.registry import BACKENDS, backend_class
+
+# A Redis database of its own, so a demo running beside the tests keeps its flag.
+REDIS_URL = "redis://127.0.0.1:6379/13"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoInfrastructure]:
+    folder = tmp_path_factory.mktemp("demo")
+    infrastructure = start_demo_infrastructure(
+        state_file=folder / "demo-infra.json", status_delay=0.2, redis_url=REDIS_URL
+    )
+    yield infrastructure
+    infrastructure.stop()
+
+
+@pytest.fixture(scope="module")
+def state(demo: DemoInfrastructure) -> dict[str, Any]:
+    return json.loads(demo.state_file.read_text())
+
+
+def backend_for(service: dict[str, Any], demo: DemoInfrastructure) -> Any:
+    return backend_class(service["backend"])(
+        service["target_config"], demo.connections, poll_interval=0.05
+    )
+
+
+def service_named(state: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(service for service in state["services"] if service["name"] == name)
+
+
+def known_good(service: dict[str, Any]) -> dict[str, Any]:
+    return [release for release in service["releases"] if release["known_good"]][-1]
+
+
+def test_state_file_lists_a_service_of_every_infrastructure_backend(state):
+    kinds = {service["backend"] for service in state["services"]}
+
+    assert kinds == set(BACKENDS) - {"command"}
+    assert {"checkout", "storefront-web", "web-frontend", "status-dns"} <= {
+        service["name"] for service in state["services"]
+    }
+
+
+def test_every_service_has_a_slug_a_valid_config_and_a_known_good_release_before_live(state):
+    for service in state["services"]:
+        assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", service["name"]), service["name"]
+        assert service["environment"] == "production"
+        backend_class(service["backend"]).validate_config(service["target_config"])
+        live = [
+            release
+            for release in service["releases"]
+            if service["live_version"] in (release["artifact"], release["version"])
+        ]
+        assert len(live) == 1 and not live[0]["known_good"], service["name"]
+        assert service["releases"].index(known_good(service)) < service["releases"].index(live[0])
+
+
+def test_every_live_version_is_what_the_backend_reads_from_the_demo(state, demo):
+    for service in state["services"]:
+        assert backend_for(service, demo).live_version() == service["live_version"], service
+
+
+@pytest.mark.parametrize("name", ["storefront-web", "checkout"])  # Kubernetes, ECS
+def test_rolling_back_to_the_known_good_release_changes_the_live_version(state, demo, name):
+    service = service_named(state, name)
+    release = known_good(service)
+    backend = backend_for(service, demo)
+    target = RollbackTarget(version=release["version"], artifact=release["artifact"])
+
+    assert not backend.plan(target).is_noop
+    assert backend.apply(target).changed
+    backend.wait(target, deadline=time.monotonic() + 15)
+
+    assert backend.live_version() == release["artifact"] != service["live_version"]
+
+
+def test_env_file_names_the_demo_servers_with_absolute_paths(demo, tmp_path):
+    env_file = tmp_path / "demo.env"
+
+    write_env_file(env_file, demo)
+
+    env = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+    assert env == {
+        "AWS_ENDPOINT_URL": demo.moto.url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "KUBECONFIG": str(demo.kubeconfig.resolve()),
+        "DEMO_INFRA_FILE": str(demo.state_file.resolve()),
+    }
+    assert Path(env["KUBECONFIG"]).is_file()
+
+
+def test_serve_writes_the_env_file_when_ready_and_cleans_up_on_sigterm(tmp_path):
+    env_file = tmp_path / "demo.env"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devinfra.demo", "serve", "--env-file", str(env_file)]
+        + ["--state", str(tmp_path / "demo-infra.json"), "--redis-url", REDIS_URL],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not env_file.exists():
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "no env file after 30 s"
+            time.sleep(0.1)
+        env = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+        moto_port = int(env["AWS_ENDPOINT_URL"].rpartition(":")[2])
+
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=20)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert process.returncode == 0, output
+    assert not env_file.exists()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", moto_port), timeout=1).close()
