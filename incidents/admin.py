@@ -77,7 +77,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 class TimelineEntryInline(admin.TabularInline):
     model = TimelineEntry
-    fields = ["created_at", "kind", "actor", "actor_label", "body"]
+    fields = ("created_at", "kind", "actor", "actor_label", "body")
     readonly_fields = fields
     can_delete = False
     extra = 0
