@@ -25,6 +25,7 @@ from tests.incidents.engine_factories import CommanderFactory, KubeServiceFactor
 __all__ = [
     "ENGINE_BROKER_URL",
     "approver",
+    "broker",
     "commander",
     "engine_settings",
     "isolated_celery",
