@@ -174,3 +174,81 @@ def form_errors_text(form: forms.Form) -> str:
         text = " ".join(str(error) for error in errors)
         parts.append(f"{str(label).capitalize()}: {text}" if label else text)
     return " ".join(parts)
+
+
+PREVIOUS = "previous"
+
+
+class RollbackPlanForm(forms.Form):
+    """One target choice per service of the incident's environment: skip, the previous
+    revision, or one of its releases (known-good ones marked)."""
+
+    scenario = forms.ChoiceField(choices=Scenario.choices, initial=Scenario.ANY)
+    reason = forms.CharField(
+        max_length=2000,
+        required=False,
+        widget=forms.TextInput(attrs={"placeholder": "Why roll back (optional)"}),
+    )
+    parallel = forms.BooleanField(
+        required=False, initial=True, label="Roll the chosen services back in parallel"
+    )
+
+    def __init__(self, *args: Any, incident: Incident, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.services = list(
+            Service.objects.filter(environment=incident.environment).prefetch_related("releases")
+        )
+        affected = {service.pk for service in incident.services.all()}
+        for service in self.services:
+            releases = sorted(service.releases.all(), key=lambda r: r.shipped_at, reverse=True)
+            choices = [("", "— leave as it is —"), (PREVIOUS, "previous revision")]
+            choices += [
+                (str(r.pk), f"{r.version}{' (known-good)' if r.known_good else ''}")
+                for r in releases
+            ]
+            known_good = next((r for r in releases if r.known_good), None)
+            initial = str(known_good.pk) if known_good and service.pk in affected else ""
+            self.fields[self.field_name(service)] = forms.ChoiceField(
+                choices=choices, required=False, label=service.name, initial=initial
+            )
+
+    @staticmethod
+    def field_name(service: Service) -> str:
+        return f"target_{service.pk}"
+
+    def target_fields(self) -> list[forms.BoundField]:
+        return [self[self.field_name(service)] for service in self.services]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if self.services and not any(cleaned.get(self.field_name(s)) for s in self.services):
+            raise forms.ValidationError("Choose a target for at least one service.")
+        return cleaned
+
+    def chosen_targets(self) -> list[tuple[Service, Any, bool]]:
+        """(service, release or None, previous?) for every service given a target."""
+        chosen = []
+        for service in self.services:
+            value = self.cleaned_data.get(self.field_name(service))
+            if not value:
+                continue
+            if value == PREVIOUS:
+                chosen.append((service, None, True))
+            else:
+                release = next(r for r in service.releases.all() if str(r.pk) == value)
+                chosen.append((service, release, False))
+        return chosen
+
+
+class RunConfirmForm(forms.Form):
+    confirmation = forms.CharField(
+        max_length=200, widget=forms.TextInput(attrs={"autocomplete": "off"})
+    )
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(max_length=2000, required=False)
+
+
+class SkipForm(forms.Form):
+    reason = forms.CharField(max_length=2000, label="Why skip it")

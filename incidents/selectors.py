@@ -7,7 +7,8 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import F, Prefetch, Q, QuerySet, Window
+from django.db.models.functions import RowNumber
 
 from incidents.models import (
     ApprovalRequest,
@@ -17,7 +18,10 @@ from incidents.models import (
     Incident,
     IncidentStatus,
     Release,
+    Run,
     Service,
+    Step,
+    StepLog,
     TimelineEntry,
 )
 
@@ -141,3 +145,33 @@ def commanders() -> QuerySet[Any]:
         .distinct()
         .order_by("username")
     )
+
+
+LOG_TAIL_LINES = 12
+
+
+def incident_runs(incident: Incident) -> list[Run]:
+    """The incident's rollback runs, newest first, each step with the tail of its log
+    (`step.log_tail`), in four queries whatever the number of steps."""
+    steps = Step.objects.select_related("service", "release").order_by("position")
+    runs = list(
+        incident.runs.select_related("created_by", "confirmed_by", "approval_request")
+        .prefetch_related(Prefetch("steps", queryset=steps))
+        .order_by("-id")
+    )
+    all_steps = [step for run in runs for step in run.steps.all()]
+    tails: dict[int, list[StepLog]] = {step.pk: [] for step in all_steps}
+    if all_steps:
+        recent = (
+            StepLog.objects.filter(step__in=all_steps)
+            .annotate(
+                from_end=Window(RowNumber(), partition_by=[F("step_id")], order_by=F("seq").desc())
+            )
+            .filter(from_end__lte=LOG_TAIL_LINES)
+            .order_by("step_id", "seq")
+        )
+        for line in recent:
+            tails[line.step_id].append(line)
+    for step in all_steps:
+        step.log_tail = tails[step.pk]  # type: ignore[attr-defined]
+    return runs

@@ -22,7 +22,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from incidents import selectors, services
+from executors.base import BackendError
+from incidents import rollbacks, selectors, services
 from incidents.forms import (
     ApprovalDecisionForm,
     ApprovalRequestForm,
@@ -33,11 +34,15 @@ from incidents.forms import (
     InstantForm,
     KnownGoodForm,
     NoteForm,
+    ReasonForm,
+    RollbackPlanForm,
+    RunConfirmForm,
     SeverityChangeForm,
+    SkipForm,
     StatusChangeForm,
     form_errors_text,
 )
-from incidents.models import ApprovalRequest, ChecklistItem, Incident, Release
+from incidents.models import ApprovalRequest, ChecklistItem, Incident, Release, Run, Step
 
 VIEW = "incidents.view_incident"
 COMMAND = "incidents.command_incident"
@@ -148,6 +153,8 @@ def _room_context(request: HttpRequest, incident: Incident) -> dict[str, Any]:
         "instant_form": InstantForm(),
         "note_form": NoteForm(),
         "approval_request_form": ApprovalRequestForm(),
+        "plan_form": RollbackPlanForm(incident=incident),
+        "runs": selectors.incident_runs(incident),
         "can_command": request.user.has_perm(COMMAND),
         "can_note": request.user.has_perm("incidents.add_note"),
         "can_tick": request.user.has_perm("incidents.tick_checklist"),
@@ -210,6 +217,10 @@ def _room_action(
         return _render_room(request, incident, error=str(error), status=FORBIDDEN)
     except services.DomainError as error:
         return _render_room(request, incident, error=str(error), status=BAD_REQUEST)
+    except BackendError as error:
+        # A backend that cannot be reached while planning: the request was fine, the
+        # infrastructure was not.
+        return _render_room(request, incident, error=f"Infrastructure: {error}", status=502)
     incident.refresh_from_db()
     if _is_htmx(request):
         return _render_room(request, incident)
@@ -391,3 +402,166 @@ class SignInView(auth_views.LoginView):
         response = super().form_invalid(form)
         response.status_code = BAD_REQUEST
         return response
+
+
+# -- rollback runs ----------------------------------------------------------------------------
+
+
+@require_GET
+@permission_required(VIEW, raise_exception=True)
+def incident_runs(request: HttpRequest, incident_id: int) -> HttpResponse:
+    """The room's rollback panel alone, for polling while a run is active."""
+    incident = _incident(incident_id)
+    return render(
+        request,
+        "incidents/incident_room.html#runs",
+        {
+            "incident": incident,
+            "runs": selectors.incident_runs(incident),
+            "can_command": request.user.has_perm(COMMAND),
+        },
+    )
+
+
+@require_POST
+@permission_required(COMMAND, raise_exception=True)
+def run_create(request: HttpRequest, incident_id: int) -> HttpResponse:
+    incident = _incident(incident_id)
+    form = RollbackPlanForm(request.POST, incident=incident)
+
+    def draft(data: dict[str, Any]) -> Run:
+        steps = [
+            rollbacks.StepSpec(
+                service=service,
+                release=release,
+                previous=previous,
+                group=1 if data["parallel"] else None,
+            )
+            for service, release, previous in form.chosen_targets()
+        ]
+        return rollbacks.run_create(
+            incident=incident,
+            steps=steps,
+            actor=request.user,
+            reason=data["reason"],
+            scenario=data["scenario"],
+        )
+
+    return _room_action(request, incident, form, draft)
+
+
+def _run(incident_id: int, run_id: int) -> Run:
+    return get_object_or_404(
+        Run.objects.select_related("incident"), pk=run_id, incident_id=incident_id
+    )
+
+
+def _step(incident_id: int, run_id: int, step_id: int) -> Step:
+    return get_object_or_404(
+        Step.objects.select_related("run__incident"),
+        pk=step_id,
+        run_id=run_id,
+        run__incident_id=incident_id,
+    )
+
+
+@require_POST
+@permission_required(COMMAND, raise_exception=True)
+def run_preview(request: HttpRequest, incident_id: int, run_id: int) -> HttpResponse:
+    """Dry run: every step's backend says what it would change; nothing is changed."""
+    run = _run(incident_id, run_id)
+    return _room_action(
+        request,
+        run.incident,
+        forms.Form(request.POST),
+        lambda data: rollbacks.run_dry_run(run=run, actor=request.user),
+    )
+
+
+@require_POST
+@permission_required(COMMAND, raise_exception=True)
+def run_request_approval(request: HttpRequest, incident_id: int, run_id: int) -> HttpResponse:
+    run = _run(incident_id, run_id)
+    return _room_action(
+        request,
+        run.incident,
+        ReasonForm(request.POST),
+        lambda data: rollbacks.run_request_approval(
+            run=run, actor=request.user, reason=data["reason"]
+        ),
+    )
+
+
+@require_POST
+@permission_required(COMMAND, raise_exception=True)
+def run_start(request: HttpRequest, incident_id: int, run_id: int) -> HttpResponse:
+    """Start an approved run; the typed confirmation must match exactly."""
+    run = _run(incident_id, run_id)
+    return _room_action(
+        request,
+        run.incident,
+        RunConfirmForm(request.POST),
+        lambda data: rollbacks.run_confirm_and_start(
+            run=run, actor=request.user, confirmation=data["confirmation"]
+        ),
+    )
+
+
+@require_POST
+@permission_required(COMMAND, raise_exception=True)
+def run_pause(request: HttpRequest, incident_id: int, run_id: int) -> HttpResponse:
+    run = _run(incident_id, run_id)
+    return _room_action(
+        request,
+        run.incident,
+        ReasonForm(request.POST),
+        lambda data: rollbacks.run_pause(run=run, actor=request.user, reason=data["reason"]),
+    )
+
+
+@require_POST
+@permission_required(COMMAND, raise_exception=True)
+def run_resume(request: HttpRequest, incident_id: int, run_id: int) -> HttpResponse:
+    run = _run(incident_id, run_id)
+    return _room_action(
+        request,
+        run.incident,
+        forms.Form(request.POST),
+        lambda data: rollbacks.run_resume(run=run, actor=request.user),
+    )
+
+
+@require_POST
+@permission_required(COMMAND, raise_exception=True)
+def run_cancel(request: HttpRequest, incident_id: int, run_id: int) -> HttpResponse:
+    run = _run(incident_id, run_id)
+    return _room_action(
+        request,
+        run.incident,
+        ReasonForm(request.POST),
+        lambda data: rollbacks.run_cancel(run=run, actor=request.user, reason=data["reason"]),
+    )
+
+
+@require_POST
+@permission_required(COMMAND, raise_exception=True)
+def step_retry(request: HttpRequest, incident_id: int, run_id: int, step_id: int) -> HttpResponse:
+    step = _step(incident_id, run_id, step_id)
+    return _room_action(
+        request,
+        step.run.incident,
+        forms.Form(request.POST),
+        lambda data: rollbacks.step_retry(step=step, actor=request.user),
+    )
+
+
+@require_POST
+@permission_required(COMMAND, raise_exception=True)
+def step_skip(request: HttpRequest, incident_id: int, run_id: int, step_id: int) -> HttpResponse:
+    step = _step(incident_id, run_id, step_id)
+    return _room_action(
+        request,
+        step.run.incident,
+        SkipForm(request.POST),
+        lambda data: rollbacks.step_skip(step=step, actor=request.user, reason=data["reason"]),
+    )
