@@ -10,8 +10,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from incidents import services
-from tests.factories import ReleaseFactory, UserFactory, incident_open
+from incidents import rollbacks, services
+from incidents.models import Run, RunState, StepState
+from tests.factories import ReleaseFactory, ServiceFactory, UserFactory, incident_open
 
 pytestmark = pytest.mark.django_db
 
@@ -25,6 +26,7 @@ class Case:
     name: str
     allowed: set[str]
     request: Callable[[Any], tuple[str, str, dict[str, Any]]]  # (method, url, data)
+    run_state: str = ""  # puts the world's run (and its step) in this state first
 
     def __str__(self) -> str:
         return self.name
@@ -34,18 +36,57 @@ def _incident_url(name: str, **extra: Any) -> Callable[[Any], str]:
     return lambda world: reverse(name, kwargs={"incident_id": world.incident.pk, **extra})
 
 
+def _run_url(name: str, **extra: Any) -> Callable[[Any], str]:
+    return lambda world: reverse(
+        name, kwargs={"incident_id": world.incident.pk, "run_id": world.run.pk, **extra}
+    )
+
+
 class World:
     """One incident with a pending approval request opened by another commander."""
 
     def __init__(self, acting_user: Any) -> None:
         requester: Any = UserFactory(username="requester", roles=["Incident Commander"])
         self.user = acting_user
+        self.requester = requester
         self.incident = incident_open(severity="P1", commander=None)
         self.item = self.incident.checklists.get(kind="pre_rollback").items.first()
         self.approval_request = services.approval_request_open(
             incident=self.incident, requested_by=requester, scenario="any", reason="bad release"
         )
         self.release = ReleaseFactory()
+        # A feature flag in the test Redis: a real backend that answers at once.
+        self.flag = ServiceFactory(
+            name="new-checkout",
+            backend="feature_flag",
+            target_config={"store": "redis", "flag": "new-checkout", "key_prefix": "test:flags:"},
+        )
+        self.flag_off = ReleaseFactory(service=self.flag, version="off", artifact="off")
+        self.incident.services.add(self.flag)
+        self.run = rollbacks.run_create(
+            incident=self.incident,
+            steps=[rollbacks.StepSpec(service=self.flag, release=self.flag_off)],
+            actor=requester,
+            dry_run=True,
+        )
+        self.step = self.run.steps.get()
+
+    def put_run_in(self, state: str) -> None:
+        """Start the run (without a worker) and move it on to `state`."""
+        rollbacks.run_confirm_and_start(
+            run=self.run, actor=self.requester, confirmation="new-checkout", enqueue=False
+        )
+        if state == RunState.PAUSED:
+            rollbacks.run_pause(run=self.run, actor=self.requester)
+        if state == RunState.FAILED:
+            # As the engine leaves a run whose only step failed.
+            now = timezone.now()
+            self.run.steps.update(
+                state=StepState.FAILED, started_at=now, finished_at=now, error="flag store down"
+            )
+            Run.objects.filter(pk=self.run.pk).update(
+                state=RunState.FAILED, finished_at=now, failure_reason="step 1 failed"
+            )
 
 
 CASES = [
@@ -142,6 +183,51 @@ CASES = [
             {},
         ),
     ),
+    Case("incident_runs", EVERYONE, lambda w: ("get", _incident_url("incident_runs")(w), {})),
+    Case(
+        "run_create",
+        COMMANDER,
+        lambda w: (
+            "post",
+            _incident_url("run_create")(w),
+            {"scenario": "any", f"target_{w.flag.pk}": str(w.flag_off.pk)},
+        ),
+    ),
+    Case("run_preview", COMMANDER, lambda w: ("post", _run_url("run_preview")(w), {})),
+    Case(
+        "run_request_approval",
+        COMMANDER,
+        lambda w: ("post", _run_url("run_request_approval")(w), {}),
+    ),
+    Case(
+        "run_start",
+        COMMANDER,
+        lambda w: ("post", _run_url("run_start")(w), {"confirmation": "new-checkout"}),
+    ),
+    Case(
+        "run_pause",
+        COMMANDER,
+        lambda w: ("post", _run_url("run_pause")(w), {}),
+        run_state=RunState.RUNNING,
+    ),
+    Case(
+        "run_resume",
+        COMMANDER,
+        lambda w: ("post", _run_url("run_resume")(w), {}),
+        run_state=RunState.PAUSED,
+    ),
+    Case("run_cancel", COMMANDER, lambda w: ("post", _run_url("run_cancel")(w), {})),
+    Case(
+        "step_retry",
+        COMMANDER,
+        lambda w: ("post", _run_url("step_retry", step_id=w.step.pk)(w), {}),
+        run_state=RunState.FAILED,
+    ),
+    Case(
+        "step_skip",
+        COMMANDER,
+        lambda w: ("post", _run_url("step_skip", step_id=w.step.pk)(w), {"reason": "flag gone"}),
+    ),
     Case(
         "release_known_good",
         COMMANDER,
@@ -158,7 +244,9 @@ def _prepare(case: Case, client: Any, role: str | None) -> tuple[str, str, dict[
     # The approval request above is pending; a second request needs it withdrawn first.
     user = UserFactory(roles=[role, "On-call"]) if role else None
     world = World(user)
-    if case.name == "approval_request_create":
+    if case.run_state:
+        world.put_run_in(case.run_state)
+    if case.name in ("approval_request_create", "run_request_approval"):
         services.approval_withdraw(
             request=world.approval_request, actor=world.approval_request.requested_by
         )

@@ -5,9 +5,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from devinfra.processes import free_port
-from incidents import services
+from incidents import rollbacks, services
 from incidents.models import Incident, TimelineKind
-from tests.factories import ServiceFactory, UserFactory, incident_open
+from tests.factories import ReleaseFactory, ServiceFactory, UserFactory, incident_open
 
 pytestmark = pytest.mark.django_db
 
@@ -225,3 +225,56 @@ def test_wrong_password_answers_400_with_a_message(client, roles):
     response = client.post(reverse("login"), {"username": "sam", "password": "wrong"})
     assert response.status_code == 400
     assert "do not match" in response.content.decode()
+
+
+@pytest.fixture
+def flag_service():
+    service = ServiceFactory(
+        name="new-checkout",
+        backend="feature_flag",
+        target_config={"store": "redis", "flag": "new-checkout", "key_prefix": "test:flags:"},
+    )
+    ReleaseFactory(
+        service=service,
+        version="off",
+        artifact="off",
+        known_good=True,
+        known_good_at=timezone.now(),
+    )
+    return service
+
+
+def test_plan_without_any_target_is_refused(client, commander, flag_service):
+    incident = incident_open(services=[flag_service])
+    response = client.post(
+        reverse("run_create", args=[incident.pk]), {"scenario": "any", "parallel": "on"}
+    )
+    assert response.status_code == 400
+    assert "Choose a target for at least one service." in response.content.decode()
+    assert not incident.runs.exists()
+
+
+def test_plan_form_offers_the_known_good_release_for_affected_services(
+    client, commander, flag_service
+):
+    incident = incident_open(services=[flag_service])
+    page = client.get(reverse("incident_room", args=[incident.pk])).content.decode()
+    assert "selected>off (known-good)</option>" in page
+
+
+def test_starting_with_the_wrong_confirmation_word_is_refused(client, commander, flag_service):
+    incident = incident_open(services=[flag_service], severity="P3")
+    release = flag_service.releases.get()
+    run = rollbacks.run_create(
+        incident=incident,
+        steps=[rollbacks.StepSpec(service=flag_service, release=release)],
+        actor=commander,
+    )
+    rollbacks.run_request_approval(run=run, actor=commander)
+    response = client.post(
+        reverse("run_start", args=[incident.pk, run.pk]), {"confirmation": "yes"}, **HTMX
+    )
+    assert response.status_code == 400
+    assert "Type new-checkout exactly" in response.content.decode()
+    run.refresh_from_db()
+    assert run.state == "approved"
