@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -148,6 +150,37 @@ AWS_REGION = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
 KUBE_HOST = os.environ.get("KUBE_HOST") or None
 KUBECONFIG = os.environ.get("KUBECONFIG") or None
 KUBE_CONTEXT = os.environ.get("KUBE_CONTEXT") or None
+
+# Feature flags in Redis may live in another Redis than the console's own.
+FLAGS_REDIS_URL = os.environ.get("FLAGS_REDIS_URL") or None
+
+
+def _registered_commands(path: str) -> dict[str, Any]:
+    """Commands an administrator allows rollbacks to run, from a JSON file (never the
+    database); see executors/command.py for the shape."""
+    if not path:
+        return {}
+    try:
+        commands = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise ImproperlyConfigured(f"REGISTERED_COMMANDS_FILE {path}: {error}") from error
+    if not isinstance(commands, dict):
+        raise ImproperlyConfigured(f"REGISTERED_COMMANDS_FILE {path}: expected a JSON object")
+    return commands
+
+
+REGISTERED_COMMANDS = _registered_commands(os.environ.get("REGISTERED_COMMANDS_FILE", ""))
+
+# Rollback engine: a running step beats every ROLLBACK_HEARTBEAT_SECONDS; a step silent for
+# ROLLBACK_STALE_AFTER_SECONDS is taken over by another worker's recovery sweep.
+ROLLBACK_HEARTBEAT_SECONDS = float(os.environ.get("ROLLBACK_HEARTBEAT_SECONDS", "5"))
+ROLLBACK_STALE_AFTER_SECONDS = float(os.environ.get("ROLLBACK_STALE_AFTER_SECONDS", "30"))
+ROLLBACK_RECOVERY_INTERVAL_SECONDS = float(
+    os.environ.get("ROLLBACK_RECOVERY_INTERVAL_SECONDS", "10")
+)
+ROLLBACK_STEP_MAX_RETRIES = int(os.environ.get("ROLLBACK_STEP_MAX_RETRIES", "5"))
+ROLLBACK_RETRY_BACKOFF_SECONDS = float(os.environ.get("ROLLBACK_RETRY_BACKOFF_SECONDS", "2"))
+ROLLBACK_STEP_LOG_MAX_LINES = int(os.environ.get("ROLLBACK_STEP_LOG_MAX_LINES", "2000"))
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
