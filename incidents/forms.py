@@ -14,6 +14,7 @@ from incidents.models import (
     Environment,
     Incident,
     IncidentStatus,
+    Release,
     Scenario,
     Service,
     Severity,
@@ -225,9 +226,9 @@ class RollbackPlanForm(forms.Form):
             raise forms.ValidationError("Choose a target for at least one service.")
         return cleaned
 
-    def chosen_targets(self) -> list[tuple[Service, Any, bool]]:
+    def chosen_targets(self) -> list[tuple[Service, Release | None, bool]]:
         """(service, release or None, previous?) for every service given a target."""
-        chosen = []
+        chosen: list[tuple[Service, Release | None, bool]] = []
         for service in self.services:
             value = self.cleaned_data.get(self.field_name(service))
             if not value:

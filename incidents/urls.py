@@ -39,34 +39,24 @@ urlpatterns = [
     ),
     path("incidents/<int:incident_id>/runs", views.incident_runs, name="incident_runs"),
     path("incidents/<int:incident_id>/runs/new", views.run_create, name="run_create"),
-    path(
-        "incidents/<int:incident_id>/runs/<int:run_id>/dry-run",
-        views.run_preview,
-        name="run_preview",
-    ),
-    path(
-        "incidents/<int:incident_id>/runs/<int:run_id>/approval",
-        views.run_request_approval,
-        name="run_request_approval",
-    ),
-    path("incidents/<int:incident_id>/runs/<int:run_id>/start", views.run_start, name="run_start"),
-    path("incidents/<int:incident_id>/runs/<int:run_id>/pause", views.run_pause, name="run_pause"),
-    path(
-        "incidents/<int:incident_id>/runs/<int:run_id>/resume", views.run_resume, name="run_resume"
-    ),
-    path(
-        "incidents/<int:incident_id>/runs/<int:run_id>/cancel", views.run_cancel, name="run_cancel"
-    ),
-    path(
-        "incidents/<int:incident_id>/runs/<int:run_id>/steps/<int:step_id>/retry",
-        views.step_retry,
-        name="step_retry",
-    ),
-    path(
-        "incidents/<int:incident_id>/runs/<int:run_id>/steps/<int:step_id>/skip",
-        views.step_skip,
-        name="step_skip",
-    ),
+    *[
+        path(
+            f"incidents/<int:incident_id>/runs/<int:run_id>/{action}",
+            views.run_act,
+            {"action": action},
+            name=f"run_{action.replace('-', '_')}",
+        )
+        for action in views.RUN_ACTIONS
+    ],
+    *[
+        path(
+            f"incidents/<int:incident_id>/runs/<int:run_id>/steps/<int:step_id>/{action}",
+            views.step_act,
+            {"action": action},
+            name=f"step_{action}",
+        )
+        for action in views.STEP_ACTIONS
+    ],
     path(
         "releases/<int:release_id>/known-good", views.release_known_good, name="release_known_good"
     ),

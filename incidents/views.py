@@ -465,103 +465,73 @@ def _step(incident_id: int, run_id: int, step_id: int) -> Step:
     )
 
 
-@require_POST
-@permission_required(COMMAND, raise_exception=True)
-def run_preview(request: HttpRequest, incident_id: int, run_id: int) -> HttpResponse:
-    """Dry run: every step's backend says what it would change; nothing is changed."""
-    run = _run(incident_id, run_id)
-    return _room_action(
-        request,
-        run.incident,
-        forms.Form(request.POST),
-        lambda data: rollbacks.run_dry_run(run=run, actor=request.user),
-    )
+RunAction = Callable[[Run, User, dict[str, Any]], object]
 
-
-@require_POST
-@permission_required(COMMAND, raise_exception=True)
-def run_request_approval(request: HttpRequest, incident_id: int, run_id: int) -> HttpResponse:
-    run = _run(incident_id, run_id)
-    return _room_action(
-        request,
-        run.incident,
-        ReasonForm(request.POST),
-        lambda data: rollbacks.run_request_approval(
-            run=run, actor=request.user, reason=data["reason"]
+# What each button of a run does: the form that parses its input, and the service it calls.
+RUN_ACTIONS: dict[str, tuple[type[forms.Form], RunAction]] = {
+    # Dry run: every step's backend says what it would change; nothing is changed.
+    "dry-run": (forms.Form, lambda run, actor, data: rollbacks.run_dry_run(run=run, actor=actor)),
+    "approval": (
+        ReasonForm,
+        lambda run, actor, data: rollbacks.run_request_approval(
+            run=run, actor=actor, reason=data["reason"]
         ),
-    )
-
-
-@require_POST
-@permission_required(COMMAND, raise_exception=True)
-def run_start(request: HttpRequest, incident_id: int, run_id: int) -> HttpResponse:
-    """Start an approved run; the typed confirmation must match exactly."""
-    run = _run(incident_id, run_id)
-    return _room_action(
-        request,
-        run.incident,
-        RunConfirmForm(request.POST),
-        lambda data: rollbacks.run_confirm_and_start(
-            run=run, actor=request.user, confirmation=data["confirmation"]
+    ),
+    # Starting needs the approval policy met and the typed confirmation to match exactly.
+    "start": (
+        RunConfirmForm,
+        lambda run, actor, data: rollbacks.run_confirm_and_start(
+            run=run, actor=actor, confirmation=data["confirmation"]
         ),
-    )
+    ),
+    "pause": (
+        ReasonForm,
+        lambda run, actor, data: rollbacks.run_pause(run=run, actor=actor, reason=data["reason"]),
+    ),
+    "resume": (forms.Form, lambda run, actor, data: rollbacks.run_resume(run=run, actor=actor)),
+    "cancel": (
+        ReasonForm,
+        lambda run, actor, data: rollbacks.run_cancel(run=run, actor=actor, reason=data["reason"]),
+    ),
+}
+
+StepAction = Callable[[Step, User, dict[str, Any]], object]
+
+STEP_ACTIONS: dict[str, tuple[type[forms.Form], StepAction]] = {
+    "retry": (forms.Form, lambda step, actor, data: rollbacks.step_retry(step=step, actor=actor)),
+    "skip": (
+        SkipForm,
+        lambda step, actor, data: rollbacks.step_skip(
+            step=step, actor=actor, reason=data["reason"]
+        ),
+    ),
+}
 
 
 @require_POST
 @permission_required(COMMAND, raise_exception=True)
-def run_pause(request: HttpRequest, incident_id: int, run_id: int) -> HttpResponse:
+def run_act(request: HttpRequest, incident_id: int, run_id: int, action: str) -> HttpResponse:
+    """One of a run's buttons (RUN_ACTIONS), answered with the refreshed room."""
     run = _run(incident_id, run_id)
+    form_class, perform = RUN_ACTIONS[action]
+    actor = _person(request)
     return _room_action(
-        request,
-        run.incident,
-        ReasonForm(request.POST),
-        lambda data: rollbacks.run_pause(run=run, actor=request.user, reason=data["reason"]),
+        request, run.incident, form_class(request.POST), lambda data: perform(run, actor, data)
     )
 
 
 @require_POST
 @permission_required(COMMAND, raise_exception=True)
-def run_resume(request: HttpRequest, incident_id: int, run_id: int) -> HttpResponse:
-    run = _run(incident_id, run_id)
-    return _room_action(
-        request,
-        run.incident,
-        forms.Form(request.POST),
-        lambda data: rollbacks.run_resume(run=run, actor=request.user),
-    )
-
-
-@require_POST
-@permission_required(COMMAND, raise_exception=True)
-def run_cancel(request: HttpRequest, incident_id: int, run_id: int) -> HttpResponse:
-    run = _run(incident_id, run_id)
-    return _room_action(
-        request,
-        run.incident,
-        ReasonForm(request.POST),
-        lambda data: rollbacks.run_cancel(run=run, actor=request.user, reason=data["reason"]),
-    )
-
-
-@require_POST
-@permission_required(COMMAND, raise_exception=True)
-def step_retry(request: HttpRequest, incident_id: int, run_id: int, step_id: int) -> HttpResponse:
+def step_act(
+    request: HttpRequest, incident_id: int, run_id: int, step_id: int, action: str
+) -> HttpResponse:
+    """Retry a failed step or skip one with a reason (STEP_ACTIONS)."""
     step = _step(incident_id, run_id, step_id)
+    form_class, perform = STEP_ACTIONS[action]
+    actor = _person(request)
     return _room_action(
         request,
         step.run.incident,
-        forms.Form(request.POST),
-        lambda data: rollbacks.step_retry(step=step, actor=request.user),
-    )
-
-
-@require_POST
-@permission_required(COMMAND, raise_exception=True)
-def step_skip(request: HttpRequest, incident_id: int, run_id: int, step_id: int) -> HttpResponse:
-    step = _step(incident_id, run_id, step_id)
-    return _room_action(
-        request,
-        step.run.incident,
-        SkipForm(request.POST),
-        lambda data: rollbacks.step_skip(step=step, actor=request.user, reason=data["reason"]),
+        form_class(request.POST),
+        lambda data: perform(step, actor, data),
     )

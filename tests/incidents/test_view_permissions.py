@@ -193,11 +193,11 @@ CASES = [
             {"scenario": "any", f"target_{w.flag.pk}": str(w.flag_off.pk)},
         ),
     ),
-    Case("run_preview", COMMANDER, lambda w: ("post", _run_url("run_preview")(w), {})),
+    Case("run_dry_run", COMMANDER, lambda w: ("post", _run_url("run_dry_run")(w), {})),
     Case(
-        "run_request_approval",
+        "run_approval",
         COMMANDER,
-        lambda w: ("post", _run_url("run_request_approval")(w), {}),
+        lambda w: ("post", _run_url("run_approval")(w), {}),
     ),
     Case(
         "run_start",
@@ -246,7 +246,7 @@ def _prepare(case: Case, client: Any, role: str | None) -> tuple[str, str, dict[
     world = World(user)
     if case.run_state:
         world.put_run_in(case.run_state)
-    if case.name in ("approval_request_create", "run_request_approval"):
+    if case.name in ("approval_request_create", "run_approval"):
         services.approval_withdraw(
             request=world.approval_request, actor=world.approval_request.requested_by
         )
