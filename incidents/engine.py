@@ -27,6 +27,7 @@ collected for `run_inline`, which executes a run in this process (the terminal c
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -36,13 +37,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import close_old_connections, connections, transaction
-from django.db.models import F, Max, Q, Value
+from django.db.models import DateTimeField, ExpressionWrapper, F, Max, Min, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -136,6 +137,32 @@ def backend_for(service: Service, *, connections: Connections | None = None) -> 
         raise ConfigError(f"unknown backend {service.backend!r}") from None
     options = dict(_setting("ROLLBACK_BACKEND_OPTIONS", {}).get(service.backend, {}))
     return cls(service.target_config, connections or connections_from_settings(), **options)
+
+
+_BACKEND_REUSE_SECONDS = 60.0
+_reusable = threading.local()
+
+
+def reusable_backend_for(service: Service) -> Backend:
+    """backend_for, kept for a minute per thread and per (backend, config, connections,
+    options): a worker's next step on the same target skips config validation and reuses
+    the client's connections. Short-lived, so rotated credentials and edited settings take
+    effect soon."""
+    connections = connections_from_settings()
+    options = _setting("ROLLBACK_BACKEND_OPTIONS", {}).get(service.backend, {})
+    key = json.dumps(
+        [service.backend, service.target_config, asdict(connections), options],
+        sort_keys=True,
+        default=str,
+    )
+    cache: dict[str, tuple[float, Backend]] = getattr(_reusable, "backends", None) or {}
+    _reusable.backends = cache
+    now = time.monotonic()
+    for stale in [k for k, (made, _) in cache.items() if now - made > _BACKEND_REUSE_SECONDS]:
+        del cache[stale]
+    if key not in cache:
+        cache[key] = (now, backend_for(service, connections=connections))
+    return cache[key][1]
 
 
 def target_for(step: Step) -> RollbackTarget:
@@ -301,32 +328,37 @@ def run_advance(
     `requeue_pending` dispatches them again (their messages were lost). Does nothing unless
     the run is running.
     """
-    dispatch = _default_dispatcher(dispatcher)
     run = Run.objects.select_for_update().select_related("incident").get(pk=run_id)
+    return _advance_locked(run, _default_dispatcher(dispatcher), requeue_pending=requeue_pending)
+
+
+_UNFINISHED = (StepState.PENDING, StepState.RUNNING)
+_STOPPED = (StepState.FAILED, StepState.CANCELLED)
+
+
+def _advance_locked(run: Run, dispatch: Dispatcher, *, requeue_pending: bool = False) -> list[int]:
+    """run_advance's work, for a caller holding the run's row lock."""
     if run.state != RunState.RUNNING:
         return []
+    current = run.steps.filter(state__in=_UNFINISHED).aggregate(group=Min("group"))["group"]
+    if current is not None and not run.steps.filter(group__lt=current, state__in=_STOPPED).exists():
+        due_steps = run.steps.filter(group=current, state=StepState.PENDING)
+        if not requeue_pending:
+            due_steps = due_steps.filter(enqueued_at__isnull=True)
+        due = list(due_steps.only("id", "timeout_seconds"))
+        if due:
+            Step.objects.filter(pk__in=[step.pk for step in due]).update(enqueued_at=timezone.now())
+            dispatch.start_steps(due)
+        return [step.pk for step in due]
+
+    # A group ended with a failure, or every group is done: the run ends.
     steps = list(run.steps.select_related("service").order_by("group", "position"))
     groups: dict[int, list[Step]] = {}
     for step in steps:
         groups.setdefault(step.group, []).append(step)
-
     for group, members in sorted(groups.items()):
-        unfinished = [step for step in members if not step.is_finished]
-        if unfinished:
-            now = timezone.now()
-            due = [
-                step
-                for step in unfinished
-                if step.state == StepState.PENDING and (requeue_pending or step.enqueued_at is None)
-            ]
-            if due:
-                Step.objects.filter(pk__in=[step.pk for step in due]).update(enqueued_at=now)
-                dispatch.start_steps(due)
-            return [step.pk for step in due]
-        stopped = [
-            step for step in members if step.state in (StepState.FAILED, StepState.CANCELLED)
-        ]
-        if stopped:
+        stopped = [step for step in members if step.state in _STOPPED]
+        if stopped and not any(step.state in _UNFINISHED for step in members):
             _fail_run(run, steps, group=group, stopped=stopped)
             return []
     _succeed_run(run, steps)
@@ -516,7 +548,7 @@ class StepLogWriter:
         self._lock = threading.Lock()
         self._buffer: list[tuple[datetime, str]] = []
         self._last_flush = time.monotonic()
-        self._next_seq = (step.log_lines.aggregate(top=Max("seq"))["top"] or 0) + 1
+        self._next_seq = 0  # read at the first write: earlier attempts may have logged
         self._limit = log_max_lines()
         self.dropped = 0
         self.count = 0
@@ -542,6 +574,11 @@ class StepLogWriter:
         with self._lock:
             pending, self._buffer = self._buffer, []
             self._last_flush = time.monotonic()
+        if not pending:
+            return
+        if not self._next_seq:
+            top = StepLog.objects.filter(step_id=self.step_id).aggregate(top=Max("seq"))["top"]
+            self._next_seq = (top or 0) + 1
         rows = []
         for at, text in pending:
             if self._next_seq > self._limit:
@@ -577,38 +614,33 @@ def _claim(step_id: int, worker: str) -> _Claim | None:
     stopped beating; None when there is nothing to claim (already done, or alive)."""
     token = uuid.uuid4().hex
     now = timezone.now()
-    row = (
-        Step.objects.filter(pk=step_id)
-        .values("timeout_seconds", "deadline", "started_at", "state")
-        .first()
-    )
-    if row is None:
-        return None
     with transaction.atomic():
-        if row["state"] == StepState.PENDING:
-            # A plain WHERE on the step row: when two deliveries race, PostgreSQL re-checks
-            # `state = pending` on the row the first one committed, and the second matches
-            # nothing. (A join or subquery in the filter would not be re-checked that way.)
-            claimed = Step.objects.filter(pk=step_id, state=StepState.PENDING).update(
-                state=StepState.RUNNING,
-                attempts=F("attempts") + 1,
-                started_at=Coalesce(F("started_at"), Value(now)),
-                deadline=Coalesce(
-                    F("deadline"), Value(now + timedelta(seconds=row["timeout_seconds"]))
+        # A plain WHERE on the step row: when two deliveries race, PostgreSQL re-checks
+        # `state = pending` on the row the first one committed, and the second matches
+        # nothing. (A join or subquery in the filter would not be re-checked that way.)
+        claimed = Step.objects.filter(pk=step_id, state=StepState.PENDING).update(
+            state=StepState.RUNNING,
+            attempts=F("attempts") + 1,
+            started_at=Coalesce(F("started_at"), Value(now)),
+            # Automatic retries keep the deadline the first attempt set.
+            deadline=Coalesce(
+                F("deadline"),
+                ExpressionWrapper(
+                    Value(now) + F("timeout_seconds") * Value(timedelta(seconds=1)),
+                    output_field=DateTimeField(),
                 ),
-                heartbeat_at=now,
-                claim_token=token,
-                worker=worker,
-                error="",
-                error_retryable=False,
-            )
-            if claimed != 1:
-                return None
-            run_state = Run.objects.filter(steps__pk=step_id).values_list("state", flat=True)
-            if run_state.first() != RunState.RUNNING:
+            ),
+            heartbeat_at=now,
+            claim_token=token,
+            worker=worker,
+            error="",
+            error_retryable=False,
+        )
+        if claimed == 1:
+            step = _load_step(step_id)
+            if step.run.state != RunState.RUNNING:
                 transaction.set_rollback(True)  # paused or over: leave the step pending
                 return None
-            step = _load_step(step_id)
             target = f"{step.from_version or '?'} → {step.target_label}"
             timeline_append(
                 incident=step.run.incident,
@@ -619,10 +651,16 @@ def _claim(step_id: int, worker: str) -> _Claim | None:
                 payload=_step_payload(step, worker=worker),
             )
             return _Claim(step, token, resumed=False)
-        if row["state"] != StepState.RUNNING:
-            return None
-        cutoff = now - timedelta(seconds=stale_after_seconds())
-        previous_worker = Step.objects.filter(pk=step_id).values_list("worker", flat=True).first()
+
+    previous_worker = (
+        Step.objects.filter(pk=step_id, state=StepState.RUNNING)
+        .values_list("worker", flat=True)
+        .first()
+    )
+    if previous_worker is None:
+        return None  # finished, pending in a paused run, or gone
+    cutoff = now - timedelta(seconds=stale_after_seconds())
+    with transaction.atomic():
         taken = Step.objects.filter(
             pk=step_id, state=StepState.RUNNING, heartbeat_at__lt=cutoff
         ).update(heartbeat_at=now, claim_token=token, worker=worker)
@@ -677,7 +715,7 @@ class _StepExecution:
 
     def execute(self) -> str:
         step = self.step
-        run = Run.objects.get(pk=step.run_id)
+        run = step.run  # as it was at the claim
         if run.state == RunState.CANCELLED and step.applied_at is None:
             return self.finish(StepState.CANCELLED, reason="the run was cancelled before it ran")
         if timezone.now() >= self.deadline and step.applied_at is None:
@@ -685,7 +723,7 @@ class _StepExecution:
                 f"deadline passed before attempt {step.attempts} could apply "
                 f"(timeout {step.timeout_seconds} s)"
             )
-        backend = backend_for(step.service)
+        backend = reusable_backend_for(step.service)
         target = target_for(step)
         if run.dry_run:
             return self.plan_only(backend, target)
@@ -705,7 +743,7 @@ class _StepExecution:
             self.log(f"already applied at {step.applied_at:%H:%M:%S}; waiting for it to settle")
         backend.wait(target, deadline=self.monotonic_deadline(), log=self.log)
         self.log_writer.flush()
-        self.record_settled()
+        settled = self.log_writer.last_line
         results = backend.checks(target)
         try:
             reached = backend.live_version() or ""
@@ -720,7 +758,7 @@ class _StepExecution:
             return self.finish(
                 StepState.FAILED, reason=reason, checks=results, reached=reached, retryable=False
             )
-        return self.finish(StepState.SUCCEEDED, checks=results, reached=reached)
+        return self.finish(StepState.SUCCEEDED, checks=results, reached=reached, settled=settled)
 
     def plan_only(self, backend: Backend, target: RollbackTarget) -> str:
         plan = backend.plan(target)
@@ -763,19 +801,6 @@ class _StepExecution:
                 payload=_step_payload(self.step, phase="applied", changed=changed),
             )
 
-    def record_settled(self) -> None:
-        with transaction.atomic():
-            self._update(heartbeat_at=timezone.now())
-            last = self.log_writer.last_line or "settled"
-            timeline_append(
-                incident=self.incident,
-                kind=TimelineKind.STEP_OUTPUT,
-                body=f"Run #{self.step.run_id} {_describe_step(self.step)} settled: {last} "
-                f"({self.log_writer.count} progress line(s))",
-                actor_label=ENGINE_ACTOR,
-                payload=_step_payload(self.step, phase="settled", lines=self.log_writer.count),
-            )
-
     def release_for_retry(self, error: BackendError, retry_after: float | None) -> None:
         """Put the step back to pending after a retryable error; the task retries it."""
         with transaction.atomic():
@@ -811,10 +836,16 @@ class _StepExecution:
         reached: str | None = None,
         retryable: bool = False,
         detail: str = "",
+        settled: str = "",
         extra_fields: dict[str, Any] | None = None,
     ) -> str:
         """Record the outcome with its timeline entries, then ask the run to advance."""
         with transaction.atomic():
+            # The run first, then the step: the order every writer of both takes. Holding
+            # the run serialises the last steps of a group, so exactly one sees it finished.
+            run = (
+                Run.objects.select_for_update().select_related("incident").get(pk=self.step.run_id)
+            )
             locked = Step.objects.select_for_update().filter(pk=self.step.pk).first()
             if (
                 locked is None
@@ -837,24 +868,29 @@ class _StepExecution:
             elif state == StepState.CANCELLED:
                 fields["skip_reason"] = reason
             if reached is not None:
-                fields["reached_version"] = release_label(self.step.service, reached)
+                fields["reached_version"] = (
+                    self.step.to_version
+                    if reached and reached == self.step.to_artifact
+                    else release_label(self.step.service, reached)
+                )
             if detail:
                 fields["apply_detail"] = detail
             self._update(**fields)
             step = self.step
-            for result in checks or []:
+            if checks:
                 timeline_append(
                     incident=self.incident,
                     kind=TimelineKind.CHECK_RESULT,
-                    body=f"Run #{step.run_id} {_describe_step(step)} check “{result.name}” "
-                    f"{result.status}: {result.detail}",
+                    body=f"Run #{step.run_id} {_describe_step(step)} checks: "
+                    + _checks_summary(checks),
                     actor_label=ENGINE_ACTOR,
-                    payload=_step_payload(step, check=_check_json(result)),
+                    payload=_step_payload(step, checks=[_check_json(r) for r in checks]),
                 )
             took = _format_duration(now - step.started_at) if step.started_at else "?"
             if state == StepState.SUCCEEDED:
                 reached_text = f", now at {step.reached_version}" if step.reached_version else ""
-                body = f"succeeded in {took}{reached_text}"
+                settled_text = f" ({settled})" if settled else ""
+                body = f"succeeded in {took}{reached_text}{settled_text}"
                 if detail:
                     body = f"succeeded in {took}: {detail}"
             elif state == StepState.FAILED:
@@ -869,7 +905,11 @@ class _StepExecution:
                 actor_label=ENGINE_ACTOR,
                 payload=_step_payload(step, reason=reason, retryable=retryable),
             )
-            self.dispatcher.advance_run(step.run_id)
+            group_done = not Step.objects.filter(
+                run_id=step.run_id, group=step.group, state__in=_UNFINISHED
+            ).exists()
+            if group_done:
+                _advance_locked(run, self.dispatcher)
         return state
 
 
@@ -883,6 +923,16 @@ def _changes_json(changes: Iterable[Any]) -> list[dict[str, str | None]]:
         }
         for change in changes
     ]
+
+
+def _checks_summary(results: list[CheckResult]) -> str:
+    """ "3 passed (rollout complete, …)" or the failures and inconclusive ones in full."""
+    passed = [result.name for result in results if result.status == CheckStatus.PASSED]
+    others = [result for result in results if result.status != CheckStatus.PASSED]
+    parts = [f"{result.name} {result.status}: {result.detail}" for result in others]
+    if passed:
+        parts.append(f"{len(passed)} passed ({', '.join(passed)})")
+    return "; ".join(parts)
 
 
 def _check_json(result: CheckResult) -> dict[str, str]:

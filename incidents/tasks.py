@@ -15,7 +15,7 @@ from typing import Any
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import connections
 
@@ -95,14 +95,14 @@ def start_recovery_loop() -> threading.Thread | None:
     return thread
 
 
-@worker_process_init.connect
-def _on_worker_process_init(**kwargs: Any) -> None:
+@worker_init.connect
+def _on_worker_init(**kwargs: Any) -> None:
+    # Before the pool starts: prefork children inherit the loaded backends.
     engine.warm_up()
 
 
 @worker_ready.connect
 def _on_worker_ready(**kwargs: Any) -> None:
-    engine.warm_up()
     start_recovery_loop()
 
 

@@ -251,7 +251,10 @@ def test_a_confirmed_run_executes_and_records_every_step_on_the_timeline(
     kinds = _kinds(run)
     assert kinds.count(TimelineKind.STEP_STARTED) == 1
     assert kinds.count(TimelineKind.STEP_FINISHED) == 1
-    assert kinds.count(TimelineKind.CHECK_RESULT) == len(step.check_results) >= 3
+    assert kinds.count(TimelineKind.CHECK_RESULT) == 1
+    assert len(step.check_results) >= 3
+    checks = TimelineEntry.objects.get(incident=run.incident, kind=TimelineKind.CHECK_RESULT)
+    assert f"{len(step.check_results)} passed (rollout complete, " in checks.body
     assert kinds[-1] == TimelineKind.RUN or TimelineKind.INSTANT_RECORDED in kinds[-2:]
     run.incident.refresh_from_db()
     assert run.incident.rollback_started_at is not None
