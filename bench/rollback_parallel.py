@@ -1,0 +1,462 @@
+"""Roll back N Kubernetes Deployments in parallel through the console engine, then the same
+through direct kubernetes-client calls, and compare.
+
+    .venv/bin/python bench/rollback_parallel.py [--deployments 50] [--status-delay 1.0]
+
+What it starts and stops itself: a PostgreSQL database of its own (`backout_bench`, dropped
+at the end), the Kubernetes API stand-in (in this process, so it can time every request it
+serves), and a Celery worker (thread pool, one thread per Deployment) on Redis database 12.
+It seeds 3 × N settled Deployments with two revisions each, plus a few for single runs.
+
+- Engine: one run whose N steps share one parallel group (undo to the previous revision),
+  drafted and approved through incidents.rollbacks, started with the typed confirmation and
+  executed by the worker: claim, apply, wait for the rollout, checks, timeline entries.
+- Direct: a separate process with a thread per Deployment doing what `kubectl rollout undo`
+  and `kubectl rollout status` do with the official client (read, list ReplicaSets, patch
+  the template back, poll until the rollout is complete), with the same poll interval.
+- Direct + checks: the same, then the reads the engine's Kubernetes checks make (the
+  Deployment, its ReplicaSets, its pods, the live image): equal API work, so the ratio
+  shows the engine's own cost (Celery, PostgreSQL, timeline) alone.
+
+Latency: from a step being enqueued (and from the commander's confirmation) to the first API
+request for it arriving at the stand-in, p50/p95; the worker's side of it (request sent,
+step claimed) comes from a trace the worker pushes to Redis (bench/settings.py). Measured
+for the N-step burst and for single-step runs one at a time.
+
+Each Deployment sits in a namespace of its own: the stand-in copies every object of a
+namespace on each list request, so N Deployments in one namespace would time the stand-in,
+not the engine. The bench also memoises `ResourceType.resource` in the stand-in (built per
+stored object on every list) and keeps its request log short (kmock scans it per request).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+REVISION = "deployment.kubernetes.io/revision"
+HASH_LABEL = "pod-template-hash"
+TRACE_KEY = "bench:client-requests"
+
+
+# -- the direct path (run as a child process: `--direct URL POLL VERIFY NS...`) --------------
+
+
+def _rollout_complete(deployment: dict[str, Any]) -> bool:
+    spec, status = deployment["spec"], deployment.get("status") or {}
+    wanted = spec.get("replicas", 1)
+    return (
+        status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+        and status.get("updatedReplicas", 0) == wanted
+        and status.get("replicas", 0) == wanted
+        and status.get("availableReplicas", 0) == wanted
+    )
+
+
+def direct_undo(url: str, namespace: str, poll: float, verify: bool) -> float:
+    """`kubectl rollout undo` + `rollout status` for Deployment `app` (and, with `verify`,
+    the reads the engine's checks make); returns the seconds it took."""
+    from kubernetes import client
+
+    started = time.monotonic()
+    configuration = client.Configuration()
+    configuration.host = url
+    api = client.ApiClient(configuration)
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+
+    def call(method: Any, *args: Any, **kwargs: Any) -> Any:
+        return json.loads(method(*args, _preload_content=False, **kwargs).data)
+
+    deployment = call(apps.read_namespaced_deployment, "app", namespace)
+    labels = deployment["spec"]["selector"]["matchLabels"]
+    selector = ",".join(f"{key}={value}" for key, value in labels.items())
+    replica_sets = call(apps.list_namespaced_replica_set, namespace, label_selector=selector)
+    current = int(deployment["metadata"]["annotations"][REVISION])
+    history = sorted(
+        ((int(rs["metadata"]["annotations"][REVISION]), rs) for rs in replica_sets["items"]),
+        key=lambda pair: pair[0],
+    )
+    template = [rs for number, rs in history if number < current][-1]["spec"]["template"]
+    template["metadata"]["labels"].pop(HASH_LABEL, None)
+    resource_version = deployment["metadata"]["resourceVersion"]
+    patch = [
+        {"op": "add", "path": "/metadata/resourceVersion", "value": resource_version},
+        {"op": "replace", "path": "/spec/template", "value": template},
+    ]
+    call(apps.patch_namespaced_deployment, "app", namespace, patch)
+    while not _rollout_complete(call(apps.read_namespaced_deployment, "app", namespace)):
+        time.sleep(poll)
+    if verify:
+        call(apps.read_namespaced_deployment, "app", namespace)
+        call(apps.list_namespaced_replica_set, namespace, label_selector=selector)
+        call(core.list_namespaced_pod, namespace, label_selector=selector)
+        call(apps.read_namespaced_deployment, "app", namespace)
+    return time.monotonic() - started
+
+
+def run_direct(url: str, poll: float, verify: bool, namespaces: list[str]) -> None:
+    from kubernetes import client
+
+    client.AppsV1Api, client.CoreV1Api  # noqa: B018  (load the client's models first)
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=len(namespaces)) as pool:
+        list(pool.map(lambda ns: direct_undo(url, ns, poll, verify), namespaces))
+    print(json.dumps({"wall": time.monotonic() - started}))
+
+
+# -- measuring -------------------------------------------------------------------------------
+
+
+def _percentiles(values: list[float]) -> str:
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return f"p50 {statistics.median(ordered):7.1f} ms   p95 {p95:7.1f} ms"
+
+
+def _cpu_seconds(session: int | None = None) -> float:
+    """CPU seconds used so far by this process, or by every process of a session."""
+    if session is None:
+        return time.process_time()
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session:  # the session id
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class Arrivals:
+    """Every request the stand-in receives: (wall time, path)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, str]] = []
+
+    def first(self, prefix: str, since: float) -> float:
+        return min(at for at, path in self.seen if path.startswith(prefix) and at >= since)
+
+
+def _instrument_standin(arrivals: Arrivals) -> None:
+    from devinfra import kube_standin
+
+    original = kube_standin.KubeStandin.__call__
+
+    async def recording(self: Any, raw_request: Any) -> Any:
+        arrivals.seen.append((time.time(), raw_request.path))
+        return await original(self, raw_request)
+
+    kube_standin.KubeStandin.__call__ = recording  # type: ignore[method-assign]
+    kube_standin._REQUESTS_KEPT = 20  # type: ignore[attr-defined]
+    resource = kube_standin.ResourceType.resource.fget  # type: ignore[attr-defined]
+    memo = functools.cached_property(resource)
+    memo.__set_name__(kube_standin.ResourceType, "resource")
+    kube_standin.ResourceType.resource = memo  # type: ignore[assignment,misc]
+
+
+# -- processes and the database --------------------------------------------------------------
+
+
+def _recreate_database(url: str, name: str, *, create: bool = True) -> None:
+    import psycopg
+
+    with psycopg.connect(url, dbname="postgres", autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if create:
+            connection.execute(f'CREATE DATABASE "{name}"')
+
+
+def _start_worker(
+    env: dict[str, str], pool: str, concurrency: int, log: Path, number: int
+) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "celery", "-A", "console", "worker"]
+    command += ["--pool", pool, "--concurrency", str(concurrency)]
+    command += ["--hostname", f"bench{number}@%h"]
+    command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    command += ["--loglevel", "WARNING"]
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+# -- the bench -------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, options: argparse.Namespace, standin: Any, arrivals: Arrivals) -> None:
+        self.options = options
+        self.standin = standin
+        self.arrivals = arrivals
+        from django.contrib.auth import get_user_model
+        from django.utils import timezone
+
+        from incidents.models import Incident, Severity
+        from incidents.roles import INCIDENT_COMMANDER, ensure_roles
+
+        self.commander = get_user_model().objects.create_user("bench-ic")
+        self.commander.groups.add(ensure_roles()[INCIDENT_COMMANDER])
+        now = timezone.now()
+        self.incident = Incident.objects.create(
+            title="Bench: roll back every Deployment",
+            severity=Severity.P2,
+            started_at=now,
+            detected_at=now,
+        )
+
+    def approved_run(self, namespaces: list[str]) -> Any:
+        from incidents import rollbacks
+        from incidents.models import Service
+
+        services = [
+            Service.objects.create(
+                name=ns, backend="kubernetes", target_config={"namespace": ns, "deployment": "app"}
+            )
+            for ns in namespaces
+        ]
+        run = rollbacks.run_create(
+            incident=self.incident,
+            steps=[rollbacks.StepSpec(service=s, previous=True, group=1) for s in services],
+            actor=self.commander,
+        )
+        return rollbacks.run_request_approval(run=run, actor=self.commander)
+
+    def execute(self, run: Any) -> tuple[Any, float, float]:
+        """Confirm `run` and wait for it; returns it finished, the wall time, the confirm
+        instant."""
+        from incidents import rollbacks
+        from incidents.models import Run
+
+        confirmed = time.time()
+        started = time.monotonic()
+        rollbacks.run_confirm_and_start(
+            run=run, actor=self.commander, confirmation=run.expected_confirmation()
+        )
+        deadline = time.monotonic() + self.options.timeout
+        while not Run.objects.get(pk=run.pk).is_finished:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"run #{run.pk} did not finish in {self.options.timeout} s")
+            time.sleep(0.01)
+        run = Run.objects.get(pk=run.pk)
+        if run.state != "succeeded":
+            raise SystemExit(f"run #{run.pk} {run.state}: {run.failure_reason}")
+        return run, time.monotonic() - started, confirmed
+
+    def latencies(self, run: Any, confirmed: float) -> dict[str, list[float]]:
+        import redis
+
+        traced: list[bytes] = redis.Redis.from_url(self.options.redis).lrange(TRACE_KEY, 0, -1)  # type: ignore[assignment]
+        sent = [(at, url) for at, _, url in (json.loads(raw) for raw in traced) if at >= confirmed]
+        found: dict[str, list[float]] = {"served": [], "sent": [], "claimed": [], "confirm": []}
+        for step in run.steps.select_related("service"):
+            prefix = f"/apis/apps/v1/namespaces/{step.service.target_config['namespace']}/"
+            enqueued = step.enqueued_at.timestamp()
+            served = self.arrivals.first(prefix, confirmed)
+            found["served"].append((served - enqueued) * 1000)
+            found["confirm"].append((served - confirmed) * 1000)
+            found["sent"].append(
+                (min(at for at, url in sent if url.startswith(prefix)) - enqueued) * 1000
+            )
+            found["claimed"].append((step.started_at.timestamp() - enqueued) * 1000)
+        return found
+
+    def direct(self, namespaces: list[str], *, verify: bool, env: dict[str, str]) -> float:
+        command = [sys.executable, __file__, "--direct", self.standin.url]
+        command += [str(self.options.poll), "verify" if verify else "bare", *namespaces]
+        child = subprocess.run(
+            command, capture_output=True, text=True, timeout=self.options.timeout, env=env
+        )
+        if child.returncode:
+            raise SystemExit(f"the direct path failed:\n{child.stderr[-2000:]}")
+        return float(json.loads(child.stdout.strip().splitlines()[-1])["wall"])
+
+
+def bench(options: argparse.Namespace) -> int:
+    count = options.deployments
+    arrivals = Arrivals()
+    _instrument_standin(arrivals)
+    from devinfra.kube_standin import start_kube_standin
+
+    singles = [f"single-{i}" for i in range(options.single_runs)]
+    engine_ns = [f"engine-{i:02d}" for i in range(count)]
+    direct_ns = [f"direct-{i:02d}" for i in range(count)]
+    checked_ns = [f"checked-{i:02d}" for i in range(count)]
+    print(f"Seeding {3 * count + len(singles)} Deployments…", flush=True)
+    standin = start_kube_standin(status_delay=options.status_delay, restart_interval=5.0)
+    standin.seed(
+        [
+            {"namespace": ns, "name": "app", "images": [f"app:{ns}-1", f"app:{ns}-2"]}
+            for ns in singles + engine_ns + direct_ns + checked_ns
+        ]
+    )
+
+    server_url = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    _recreate_database(server_url, options.database)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bench.settings",
+        "PYTHONPATH": str(ROOT),
+        "DEBUG": "1",
+        "DATABASE_URL": server_url.rsplit("/", 1)[0] + f"/{options.database}",
+        "REDIS_URL": options.redis,
+        "CELERY_BROKER_URL": options.redis,
+        "KUBE_HOST": standin.url,
+        "BENCH_POLL_SECONDS": str(options.poll),
+        "BENCH_TRACE_KEY": TRACE_KEY,
+        "LOG_LEVEL": "WARNING",
+    }
+    os.environ.update(env)
+    workers: list[subprocess.Popen[bytes]] = []
+    log = Path(tempfile.mkdtemp(prefix="bench-")) / "worker.log"
+    try:
+        import django
+
+        django.setup()
+        import redis
+        from celery import Celery
+        from django.core.management import call_command
+
+        redis.Redis.from_url(options.redis).flushdb()
+        call_command("migrate", verbosity=0)
+        bench = Bench(options, standin, arrivals)
+        single_runs = [bench.approved_run([ns]) for ns in singles]
+        burst = bench.approved_run(engine_ns)
+
+        size = -(-options.concurrency // options.workers)
+        print(
+            f"Starting {options.workers} Celery worker(s) ({options.pool} pool, {size} each)…",
+            flush=True,
+        )
+        workers = [
+            _start_worker(env, options.pool, size, log.with_suffix(f".{n}.log"), n)
+            for n in range(options.workers)
+        ]
+        deadline = time.monotonic() + 60
+        while len(Celery(broker=options.redis).control.ping(timeout=0.5) or []) < options.workers:
+            if any(w.poll() is not None for w in workers) or time.monotonic() > deadline:
+                print(log.with_suffix(".0.log").read_text(), file=sys.stderr)
+                raise SystemExit("the workers did not start")
+        time.sleep(1.0)
+
+        print(f"Engine: {len(single_runs)} single-step runs, one at a time…", flush=True)
+        single: dict[str, list[float]] = {}
+        for run in single_runs:
+            run, _, confirmed = bench.execute(run)
+            for name, values in bench.latencies(run, confirmed).items():
+                single.setdefault(name, []).extend(values)
+
+        print(f"Engine: one run of {count} parallel steps…", flush=True)
+        cpu_before = (_cpu_seconds(), sum(_cpu_seconds(w.pid) for w in workers))
+        burst, engine_wall, confirmed = bench.execute(burst)
+        standin_cpu = _cpu_seconds() - cpu_before[0]
+        worker_cpu = sum(_cpu_seconds(w.pid) for w in workers) - cpu_before[1]
+        parallel = bench.latencies(burst, confirmed)
+
+        print("Direct: kubernetes client, one thread per Deployment…", flush=True)
+        direct_wall = bench.direct(direct_ns, verify=False, env=env)
+        print("Direct: the same, plus the engine's verification reads…", flush=True)
+        checked_wall = bench.direct(checked_ns, verify=True, env=env)
+
+        wrong = []
+        for ns in singles + engine_ns + direct_ns + checked_ns:
+            deployment = standin.get("deployments", ns, "app") or {}
+            if deployment["spec"]["template"]["spec"]["containers"][0]["image"] != f"app:{ns}-1":
+                wrong.append(ns)
+        if wrong:
+            raise SystemExit(f"not rolled back: {', '.join(wrong)}")
+
+        recorded = (burst.finished_at - burst.confirmed_at).total_seconds()
+        print()
+        print(
+            f"{count} Deployments in parallel, rollout {options.status_delay:g} s, poll "
+            f"{options.poll:g} s, {os.cpu_count()} CPUs (all at their previous image after)"
+        )
+        print(
+            f"  engine wall time               {engine_wall:7.2f} s   (recorded {recorded:.2f} s)"
+        )
+        print(f"  direct client wall time        {direct_wall:7.2f} s")
+        print(f"  direct + verification reads    {checked_wall:7.2f} s")
+        print(
+            f"  ratio engine / direct          {engine_wall / direct_wall:7.2f}     (target ≤ 1.2)"
+        )
+        print(f"  ratio engine / direct+checks   {engine_wall / checked_wall:7.2f}")
+        print(
+            f"  CPU: worker {worker_cpu:.2f} s ({worker_cpu / count * 1000:.0f} ms per step), "
+            f"stand-in {standin_cpu:.2f} s"
+        )
+        for label, found in (("burst of " + str(count), parallel), ("single-step runs", single)):
+            print(f"Enqueue → first API call, {label}:")
+            served = _percentiles(found["served"])
+            print(f"  served by the API              {served}   (target p50 ≤ 100 ms)")
+            print(f"  sent by the worker             {_percentiles(found['sent'])}")
+            print(f"  step claimed by the worker     {_percentiles(found['claimed'])}")
+            print(f"  (confirm → served              {_percentiles(found['confirm'])})")
+        print(f"Timeline entries written: {bench.incident.timeline.count()}")
+        return 0
+    finally:
+        for worker in workers:
+            _stop(worker)
+        standin.stop()
+        try:
+            from django.db import connections
+
+            connections.close_all()
+        except Exception:
+            pass
+        if not options.keep_database:
+            _recreate_database(server_url, options.database, create=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--direct"]:
+        run_direct(argv[1], float(argv[2]), argv[3] == "verify", argv[4:])
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--deployments", type=int, default=50)
+    parser.add_argument("--status-delay", type=float, default=1.0, help="seconds per rollout")
+    parser.add_argument("--poll", type=float, default=0.25, help="rollout poll, every path")
+    parser.add_argument("--single-runs", type=int, default=5)
+    parser.add_argument("--pool", default="threads", choices=["threads", "prefork"])
+    parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--concurrency", type=int, help="in all workers (default: N)")
+    parser.add_argument("--database", default="backout_bench")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/12")
+    parser.add_argument("--timeout", type=float, default=120.0, help="per phase")
+    parser.add_argument("--keep-database", action="store_true")
+    options = parser.parse_args(argv)
+    options.concurrency = options.concurrency or options.deployments
+    return bench(options)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

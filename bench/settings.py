@@ -1,0 +1,28 @@
+"""Settings for the bench's Celery worker: the console's, with the Kubernetes poll interval
+the bench gives both of its paths (BENCH_POLL_SECONDS), and a trace of the worker's HTTP
+requests (the instant each leaves for the API) pushed to Redis under BENCH_TRACE_KEY."""
+
+import json
+import os
+import time
+from typing import Any
+
+import redis
+import urllib3
+
+from console.settings import *  # noqa: F403
+
+ROLLBACK_BACKEND_OPTIONS = {
+    "kubernetes": {"poll_interval": float(os.environ.get("BENCH_POLL_SECONDS", "0.25"))}
+}
+
+_TRACE_KEY = os.environ.get("BENCH_TRACE_KEY", "")
+if _TRACE_KEY:
+    _trace = redis.Redis.from_url(os.environ["CELERY_BROKER_URL"])
+    _urlopen = urllib3.connectionpool.HTTPConnectionPool.urlopen
+
+    def _traced_urlopen(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        _trace.rpush(_TRACE_KEY, json.dumps([time.time(), method, url]))
+        return _urlopen(self, method, url, *args, **kwargs)
+
+    urllib3.connectionpool.HTTPConnectionPool.urlopen = _traced_urlopen  # type: ignore[method-assign]
