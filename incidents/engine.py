@@ -949,10 +949,6 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-class StepTimeLimit(Exception):
-    """Raised into a step by its task's soft time limit."""
-
-
 def step_execute(
     step_id: int,
     *,

@@ -3,6 +3,7 @@ skip, pause and cancel, and steps delivered more than once."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import timedelta
@@ -340,3 +341,32 @@ def test_step_logs_are_kept_in_order_and_bounded(commander, kube, kube_service, 
     lines = list(run.steps.get().log_lines.values_list("seq", "line"))
     assert [seq for seq, _ in lines] == [1, 2, 3, 4]
     assert lines[-1][1].startswith("… ") and "not kept (limit 3 per step)" in lines[-1][1]
+
+
+def test_steps_whose_messages_were_lost_are_handed_out_again(commander, kube, kube_service):
+    run = _start(commander, [StepSpec(service=kube_service, previous=True)])
+    long_ago = timezone.now() - timedelta(minutes=5)
+    Run.objects.filter(pk=run.pk).update(started_at=long_ago)
+    Step.objects.filter(run=run).update(enqueued_at=long_ago)  # dispatched, never delivered
+    dispatcher = engine.InlineDispatcher()
+
+    assert engine.recover_stalled(dispatcher=dispatcher) == {"steps": 0, "runs": 1}
+
+    assert dispatcher.take_steps() == [run.steps.get().pk]
+
+
+def test_every_entry_the_engine_writes_is_announced_on_the_incidents_channel(
+    commander, kube, kube_service, redis_listener
+):
+    run = _start(commander, [StepSpec(service=kube_service, previous=True)])
+    redis_listener.subscribe(f"incident:{run.incident_id}")
+    redis_listener.get_message(timeout=1)  # the subscription itself
+    first_new = TimelineEntry.objects.order_by("-id").first().pk
+
+    engine.run_inline(run.pk)
+
+    announced = []
+    while (message := redis_listener.get_message(timeout=0.5)) is not None:
+        announced.append(json.loads(message["data"])["entry"])
+    written = list(TimelineEntry.objects.filter(pk__gt=first_new).values_list("pk", flat=True))
+    assert announced == written and len(written) >= 4

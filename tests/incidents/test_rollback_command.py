@@ -23,6 +23,8 @@ from tests.incidents.engine_fixtures import *  # noqa: F403
 from tests.incidents.engine_fixtures import live_image, patches_to, seed_deployment
 
 pytestmark = pytest.mark.django_db(transaction=True)
+# Refusals end before any step runs: no need to commit what the test creates.
+refused = pytest.mark.django_db
 
 
 def rollback(*args: Any) -> str:
@@ -120,6 +122,7 @@ def test_a_failed_rollback_exits_with_an_error_and_the_reason(commander, kube):
         rollback("gone", "--previous", "--incident", IncidentFactory().pk, "--as", "ic", "--yes")
 
 
+@refused
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
@@ -138,11 +141,13 @@ def test_clear_errors_for_bad_arguments(commander, kube, kube_service, arguments
     assert not Run.objects.exists()
 
 
+@refused
 def test_an_unknown_incident_is_refused(commander, kube_service):
     with pytest.raises(CommandError, match="There is no incident #999"):
         rollback("web", "--previous", "--incident", 999, "--as", "ic", "--yes")
 
 
+@refused
 def test_someone_without_the_commander_role_is_refused(kube, kube_service):
     from tests.incidents.engine_factories import UserFactory
 
@@ -151,6 +156,7 @@ def test_someone_without_the_commander_role_is_refused(kube, kube_service):
         rollback("web", "--previous", "--incident", IncidentFactory().pk, "--as", "viewer", "--yes")
 
 
+@refused
 def test_approval_that_does_not_arrive_in_time_cancels_the_run(commander, kube, kube_service):
     ApprovalPolicy.objects.update_or_create(
         name="Major incidents need on-call and an engineering lead",

@@ -81,8 +81,9 @@ class Worker:
         self.process.wait(timeout=10)
 
     def stop(self) -> None:
+        """Cold shutdown (SIGQUIT): the test is over, nothing is left to finish."""
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            os.killpg(self.process.pid, signal.SIGQUIT)
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
