@@ -528,6 +528,10 @@ def run_cancel(*, run: Run, actor: User, reason: str = "") -> Run:
     """Stop a run for good: steps not yet started are cancelled, a pending approval request
     is withdrawn. Steps already applying finish and report (their change is under way)."""
     _require(actor, COMMAND_PERMISSION, "cancel rollbacks")
+    # The approval request before the run: the order an approver's decision takes them in.
+    request_id = Run.objects.filter(pk=run.pk).values_list("approval_request", flat=True).first()
+    if request_id is not None:
+        ApprovalRequest.objects.select_for_update().filter(pk=request_id).first()
     locked = _locked_run(run)
     if locked.is_finished:
         raise DomainError(f"Run #{locked.pk} is already {locked.get_state_display().lower()}.")
