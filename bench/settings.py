@@ -12,6 +12,9 @@ import urllib3
 
 from console.settings import *  # noqa: F403
 
+# Measure what production runs: with DEBUG on, Django also records every SQL query.
+DEBUG = False
+
 ROLLBACK_BACKEND_OPTIONS = {
     "kubernetes": {"poll_interval": float(os.environ.get("BENCH_POLL_SECONDS", "0.25"))}
 }
