@@ -29,11 +29,14 @@ class UserFactory(factory.django.DjangoModelFactory):
 
     @factory.post_generation
     def roles(self, create: bool, extracted: Any, **kwargs: Any) -> None:
-        if not create or not extracted:
-            return
-        groups = ensure_roles()
-        user: Any = self
-        user.groups.add(*(groups.get(name) or Group.objects.get(name=name) for name in extracted))
+        if create and extracted:
+            grant_roles(self, extracted)
+
+
+def grant_roles(user: Any, names: list[str]) -> None:
+    """Put `user` in the named role and capacity groups."""
+    groups = ensure_roles()
+    user.groups.add(*(groups.get(name) or Group.objects.get(name=name) for name in names))
 
 
 class ServiceFactory(factory.django.DjangoModelFactory):

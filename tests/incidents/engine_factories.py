@@ -17,8 +17,7 @@ from incidents.models import (
     Severity,
     Step,
 )
-from incidents.roles import ensure_roles
-from tests.factories import ReleaseFactory, ServiceFactory, UserFactory
+from tests.factories import ReleaseFactory, ServiceFactory, UserFactory, grant_roles
 
 __all__ = [
     "CommanderFactory",
@@ -39,8 +38,7 @@ class CommanderFactory(UserFactory):
     @factory.post_generation
     def roles(self, create: bool, extracted: Any, **kwargs: Any) -> None:
         if create:
-            groups = ensure_roles()
-            self.groups.add(*(groups[name] for name in extracted or ["Incident Commander"]))
+            grant_roles(self, extracted or ["Incident Commander"])
 
 
 class IncidentFactory(factory.django.DjangoModelFactory):
