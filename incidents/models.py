@@ -808,16 +808,3 @@ class StepLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.seq}: {self.line[:60]}"
-
-
-def _approval_request_saved(sender: Any, instance: ApprovalRequest, **kwargs: Any) -> None:
-    # A decision on a run's approval request moves the run (approved, or back to draft),
-    # in the transaction that recorded the decision.
-    from incidents.rollbacks import run_follow_approval
-
-    run_follow_approval(request=instance)
-
-
-models.signals.post_save.connect(
-    _approval_request_saved, sender=ApprovalRequest, dispatch_uid="incidents.run_follow_approval"
-)

@@ -462,6 +462,7 @@ def approval_decide(
     if locked.status != ApprovalRequestStatus.PENDING:
         locked.decided_at = _now()
     locked.save(update_fields=["status", "decided_at"])
+    _follow_run(locked)
     verb = "approved" if decision == ApprovalDecision.APPROVE else "rejected"
     outcome = {
         ApprovalRequestStatus.PENDING: f"still needs {', '.join(locked.missing_roles())}",
@@ -484,6 +485,15 @@ def approval_decide(
     return locked
 
 
+def _follow_run(request: ApprovalRequest) -> None:
+    """Move the rollback run this request belongs to (approved, or back to draft) in the
+    transaction that recorded the decision."""
+    # Imported here: incidents.rollbacks builds on this module.
+    from incidents.rollbacks import run_follow_approval
+
+    run_follow_approval(request=request)
+
+
 @transaction.atomic
 def approval_withdraw(*, request: ApprovalRequest, actor: User) -> ApprovalRequest:
     """The commander withdraws a pending request (e.g. the plan changed)."""
@@ -494,6 +504,7 @@ def approval_withdraw(*, request: ApprovalRequest, actor: User) -> ApprovalReque
     locked.status = ApprovalRequestStatus.WITHDRAWN
     locked.decided_at = _now()
     locked.save(update_fields=["status", "decided_at"])
+    _follow_run(locked)
     timeline_append(
         incident=locked.incident,
         kind=TimelineKind.APPROVAL,
