@@ -306,6 +306,10 @@ class TimelineKind(models.TextChoices):
     STEP_FINISHED = "step_finished", "Step finished"
     CHECK_RESULT = "check_result", "Check result"
     COMMS_PUBLISHED = "comms_published", "Communication published"
+    COMMS_SENT = "comms_sent", "Notice sent"
+    REMINDER = "reminder", "Reminder"
+    POSTMORTEM = "postmortem", "Post-mortem"
+    DECISION = "decision", "Decision"
     ALERT_RECEIVED = "alert_received", "Alert received"
     RELEASE = "release", "Release"
 

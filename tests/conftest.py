@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -11,7 +12,8 @@ from django.conf import LazySettings
 from incidents import services
 from incidents.roles import ensure_roles
 
-TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
+# Concurrent test runs on one machine each take their own Redis database.
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 @pytest.fixture(autouse=True)
