@@ -117,9 +117,14 @@ class CheckStatus(StrEnum):
 
 @dataclass(frozen=True)
 class CheckResult:
+    """One check's outcome. `observed` and `threshold` are what was measured and what it
+    was held against (a status code, a ready ratio, a query's worst sample), when known."""
+
     name: str
     status: CheckStatus
     detail: str
+    observed: str | float | None = None
+    threshold: str | float | None = None
 
 
 class Backend(ABC):
@@ -135,13 +140,23 @@ class Backend(ABC):
 
     @classmethod
     def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
-        """Return the config if it matches `config_schema`, else raise ConfigError."""
+        """Return the config if it matches `config_schema`, else raise ConfigError.
+
+        A `checks` list (the service's verification after a rollback, see
+        executors.checks) is validated against its own schema and left out of the
+        config returned: backends never see it.
+        """
+        backend_config = {key: value for key, value in config.items() if key != "checks"}
+        if "checks" in config:
+            from executors.checks import validate_checks
+
+            validate_checks(config["checks"])
         try:
-            jsonschema.validate(dict(config), cls.config_schema)
+            jsonschema.validate(backend_config, cls.config_schema)
         except jsonschema.ValidationError as error:
             where = "/".join(str(part) for part in error.absolute_path) or "config"
             raise ConfigError(f"{where}: {error.message}") from error
-        return dict(config)
+        return backend_config
 
     @abstractmethod
     def live_version(self) -> str | None:

@@ -13,19 +13,32 @@ ConfigError.
   (`/api/v1/query`) and compares every returned sample with the threshold. Only a definite
   answer passes: no series, NaN samples, a query error or an unreachable server make the
   check inconclusive, never a pass. A single breaching series fails it.
+- `kubernetes_pods` lists the pods a label selector picks through the official client and
+  fails on a crash loop (a container waiting in CrashLoopBackOff, or restarted more than
+  `max_restarts` times) or too few Ready pods; no pods, or an API that does not answer, is
+  inconclusive.
+- `registered_command` runs a command an administrator registered (executors.command) with
+  schema-checked arguments, as a smoke test.
+
+A service lists the checks to run after its rollback in its target config under `checks`
+(validated by `validate_checks`, see CHECK_SCHEMAS); `run_check` runs one such spec.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import jsonschema
 import requests
 
-from executors.base import BackendError, CheckResult, CheckStatus, ConfigError
-from executors.command import outcome_check, run_command
+from executors.base import BackendError, CheckResult, CheckStatus, ConfigError, Connections
+from executors.command import check_registration, outcome_check, render_argv, run_command
 
 COMPARISONS = ("below", "above")
 _BODY_PREVIEW = 200
@@ -52,30 +65,32 @@ def _probe(
     expect_value: Any,
     timeout: float,
     headers: Mapping[str, str] | None,
-) -> tuple[bool, str]:
-    """One GET: (healthy, what was seen)."""
+) -> tuple[bool, str, str]:
+    """One GET: (healthy, what was seen, the observed status and field in short)."""
     try:
         response = requests.get(url, timeout=timeout, headers=dict(headers or {}))
     except requests.Timeout:
-        return False, f"no answer within {timeout:g} s"
+        return False, f"no answer within {timeout:g} s", "no answer"
     except requests.RequestException as error:
-        return False, f"request failed: {type(error).__name__}: {error}"
+        return False, f"request failed: {type(error).__name__}: {error}", "no answer"
     status = f"{response.status_code} {response.reason}".strip()
+    code = str(response.status_code)
     if response.status_code != expect_status:
         body = response.text[:_BODY_PREVIEW].strip()
-        return False, f"{status} (want {expect_status})" + (f": {body}" if body else "")
+        return False, f"{status} (want {expect_status})" + (f": {body}" if body else ""), code
     if json_field is None:
-        return True, status
+        return True, status, code
     try:
         document = response.json()
     except ValueError:
-        return False, f"{status} but the body is not JSON"
+        return False, f"{status} but the body is not JSON", f"{code}, not JSON"
     found, value = _field(document, json_field)
     if not found:
-        return False, f"{status} but the JSON has no field {json_field}"
+        return False, f"{status} but the JSON has no field {json_field}", f"{code}, no {json_field}"
+    observed = f"{code}, {json_field}={value}"
     if expect_value is not None and value != expect_value:
-        return False, f"{status} but {json_field}={value!r} (want {expect_value!r})"
-    return True, f"{status}, {json_field}={value!r}"
+        return False, f"{status} but {json_field}={value!r} (want {expect_value!r})", observed
+    return True, f"{status}, {json_field}={value!r}", observed
 
 
 def http_health(
@@ -98,9 +113,12 @@ def http_health(
     """
     name = name or f"health {url}"
     attempts = retries + 1
-    seen = ""
+    wanted = str(expect_status)
+    if json_field is not None:
+        wanted += f", {json_field}=" + ("any" if expect_value is None else str(expect_value))
+    seen = observed = ""
     for attempt in range(1, attempts + 1):
-        healthy, seen = _probe(
+        healthy, seen, observed = _probe(
             url,
             expect_status=expect_status,
             json_field=json_field,
@@ -110,11 +128,21 @@ def http_health(
         )
         if healthy:
             return CheckResult(
-                name, CheckStatus.PASSED, f"{seen} (attempt {attempt} of {attempts})"
+                name,
+                CheckStatus.PASSED,
+                f"{seen} (attempt {attempt} of {attempts})",
+                observed=observed,
+                threshold=wanted,
             )
         if attempt < attempts:
             time.sleep(backoff * 2 ** (attempt - 1))
-    return CheckResult(name, CheckStatus.FAILED, f"gave up after {attempts} attempts: {seen}")
+    return CheckResult(
+        name,
+        CheckStatus.FAILED,
+        f"gave up after {attempts} attempts: {seen}",
+        observed=observed,
+        threshold=wanted,
+    )
 
 
 def smoke_command(
@@ -175,33 +203,455 @@ def prometheus_threshold(
         answer = response.json()
     except requests.RequestException as error:
         reason = f"{type(error).__name__}: {error}"[:_BODY_PREVIEW]
-        return CheckResult(name, CheckStatus.INCONCLUSIVE, f"Prometheus did not answer: {reason}")
+        return CheckResult(
+            name,
+            CheckStatus.INCONCLUSIVE,
+            f"Prometheus did not answer: {reason}",
+            threshold=threshold,
+        )
     except ValueError:
         return CheckResult(
             name,
             CheckStatus.INCONCLUSIVE,
             f"Prometheus answered {response.status_code} without JSON",
+            threshold=threshold,
         )
     if not isinstance(answer, Mapping) or answer.get("status") != "success":
         details = answer if isinstance(answer, Mapping) else {}
         kind = " ".join(filter(None, (str(response.status_code), details.get("errorType"))))
         reason = details.get("error") or "no detail"
-        return CheckResult(name, CheckStatus.INCONCLUSIVE, f"query failed ({kind}): {reason}")
+        return CheckResult(
+            name,
+            CheckStatus.INCONCLUSIVE,
+            f"query failed ({kind}): {reason}",
+            threshold=threshold,
+        )
     try:
         samples = _samples(answer.get("data") or {})
     except (ValueError, TypeError, KeyError, IndexError) as error:
-        return CheckResult(name, CheckStatus.INCONCLUSIVE, f"unreadable result: {error}")
+        return CheckResult(
+            name, CheckStatus.INCONCLUSIVE, f"unreadable result: {error}", threshold=threshold
+        )
     if not samples:
-        return CheckResult(name, CheckStatus.INCONCLUSIVE, "no data: the query returned nothing")
+        return CheckResult(
+            name,
+            CheckStatus.INCONCLUSIVE,
+            "no data: the query returned nothing",
+            threshold=threshold,
+        )
 
     def on_the_right_side(value: float) -> bool:
         return value < threshold if comparison == "below" else value > threshold
 
+    numbers = [value for _, value in samples if not math.isnan(value)]
+    # The sample nearest to breaking the rule stands for the whole result.
+    worst = (max(numbers) if comparison == "below" else min(numbers)) if numbers else None
     breaching = [(s, v) for s, v in samples if not math.isnan(v) and not on_the_right_side(v)]
     if breaching:
         listed = ", ".join(f"{series}={value:g}" for series, value in breaching)
-        return CheckResult(name, CheckStatus.FAILED, f"not {comparison} {threshold:g}: {listed}")
+        return CheckResult(
+            name,
+            CheckStatus.FAILED,
+            f"not {comparison} {threshold:g}: {listed}",
+            observed=worst,
+            threshold=threshold,
+        )
     if any(math.isnan(value) for _, value in samples):
-        return CheckResult(name, CheckStatus.INCONCLUSIVE, "NaN in the result: no usable data")
+        return CheckResult(
+            name,
+            CheckStatus.INCONCLUSIVE,
+            "NaN in the result: no usable data",
+            observed=worst,
+            threshold=threshold,
+        )
     listed = ", ".join(f"{series}={value:g}" for series, value in samples)
-    return CheckResult(name, CheckStatus.PASSED, f"{comparison} {threshold:g}: {listed}")
+    return CheckResult(
+        name,
+        CheckStatus.PASSED,
+        f"{comparison} {threshold:g}: {listed}",
+        observed=worst,
+        threshold=threshold,
+    )
+
+
+# -- Kubernetes pods -----------------------------------------------------------------------------
+
+
+def _kube_api_client(connections: Connections) -> Any:
+    """An ApiClient for the cluster `connections` names (the same order of sources as the
+    Kubernetes backend: an explicit host, a kubeconfig, in-cluster, the default file)."""
+    import urllib3
+    from kubernetes import client as kube_client
+    from kubernetes import config as kube_config
+    from kubernetes.config.config_exception import ConfigException
+
+    configuration = kube_client.Configuration()
+    try:
+        if connections.kube_host:
+            configuration.host = connections.kube_host
+        elif connections.kubeconfig or connections.kube_context:
+            kube_config.load_kube_config(
+                config_file=connections.kubeconfig,
+                context=connections.kube_context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+        else:
+            try:
+                kube_config.load_incluster_config(client_configuration=configuration)
+            except ConfigException:
+                kube_config.load_kube_config(
+                    client_configuration=configuration, persist_config=False
+                )
+    except (ConfigException, OSError) as error:
+        raise ConfigError(f"cannot load the Kubernetes connection settings: {error}") from error
+    configuration.retries = urllib3.Retry(total=1, connect=1, read=0, status=0, redirect=0)
+    return kube_client.ApiClient(configuration)
+
+
+def _pod_ready(pod: Mapping[str, Any]) -> bool:
+    return any(
+        condition.get("type") == "Ready" and condition.get("status") == "True"
+        for condition in (pod.get("status") or {}).get("conditions") or []
+    )
+
+
+def kubernetes_pods(
+    connections: Connections,
+    namespace: str,
+    selector: str,
+    *,
+    min_ready_ratio: float = 1.0,
+    max_restarts: int = 3,
+    timeout: float = 10.0,
+    name: str | None = None,
+) -> CheckResult:
+    """Pods picked by `selector` in `namespace`: Ready enough and none crash-looping.
+
+    Fails when a container waits in CrashLoopBackOff or restarted more than `max_restarts`
+    times, or when fewer than `min_ready_ratio` of the pods are Ready. Pods being deleted
+    are left out. No pods at all, or an API that cannot be read, is INCONCLUSIVE: an empty
+    answer says nothing about health.
+    """
+    name = name or f"pods {namespace} {selector}"
+    wanted = f"ready ≥ {min_ready_ratio:g}, restarts ≤ {max_restarts}"
+    try:
+        from kubernetes import client as kube_client
+        from kubernetes.client.exceptions import ApiException
+
+        api = kube_client.CoreV1Api(_kube_api_client(connections))
+        response: Any = api.list_namespaced_pod(
+            namespace, label_selector=selector, _preload_content=False, _request_timeout=timeout
+        )
+        listing = json.loads(response.data)
+    except ConfigError as error:
+        return CheckResult(name, CheckStatus.INCONCLUSIVE, str(error), threshold=wanted)
+    except ApiException as error:
+        return CheckResult(
+            name,
+            CheckStatus.INCONCLUSIVE,
+            f"the Kubernetes API refused to list pods: {error.status} {error.reason}",
+            threshold=wanted,
+        )
+    except Exception as error:  # urllib3 and socket errors: the API could not be reached
+        reason = f"{type(error).__name__}: {error}"[:_BODY_PREVIEW]
+        return CheckResult(
+            name,
+            CheckStatus.INCONCLUSIVE,
+            f"the Kubernetes API did not answer: {reason}",
+            threshold=wanted,
+        )
+    pods = [
+        pod
+        for pod in listing.get("items") or []
+        if not (pod.get("metadata") or {}).get("deletionTimestamp")
+    ]
+    if not pods:
+        return CheckResult(
+            name,
+            CheckStatus.INCONCLUSIVE,
+            f"no pods in {namespace} match {selector}",
+            observed="no pods",
+            threshold=wanted,
+        )
+    ready = sum(1 for pod in pods if _pod_ready(pod))
+    ratio = ready / len(pods)
+    crash_loops: list[str] = []
+    most_restarts = 0
+    for pod in pods:
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        for status in statuses:
+            restarts = int(status.get("restartCount") or 0)
+            most_restarts = max(most_restarts, restarts)
+            waiting = (status.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") == "CrashLoopBackOff" or restarts > max_restarts:
+                crash_loops.append(
+                    f"{pod['metadata']['name']}/{status.get('name')} "
+                    f"{waiting.get('reason') or 'restarting'}, {restarts} restarts"
+                )
+    observed = f"{ready}/{len(pods)} ready, most restarts {most_restarts}"
+    problems = []
+    if crash_loops:
+        problems.append("crash-looping: " + "; ".join(crash_loops[:5]))
+        if len(crash_loops) > 5:
+            problems[-1] += f" and {len(crash_loops) - 5} more"
+    if ratio < min_ready_ratio:
+        problems.append(f"only {ready} of {len(pods)} pods Ready (want {min_ready_ratio:.0%})")
+    if problems:
+        return CheckResult(
+            name, CheckStatus.FAILED, "; ".join(problems), observed=observed, threshold=wanted
+        )
+    return CheckResult(
+        name,
+        CheckStatus.PASSED,
+        f"{ready} of {len(pods)} pods Ready, no crash loops",
+        observed=observed,
+        threshold=wanted,
+    )
+
+
+# -- registered commands as smoke tests ------------------------------------------------------
+
+
+def registered_command(
+    connections: Connections,
+    command: str,
+    arguments: Mapping[str, Any] | None = None,
+    *,
+    name: str | None = None,
+) -> CheckResult:
+    """Run the registered `command` with `arguments` (checked against its schema) as a
+    smoke test: passes on exit status 0 within the registration's timeout."""
+    name = name or f"smoke {command}"
+    registration = connections.registered_commands.get(command)
+    if registration is None:
+        return CheckResult(
+            name, CheckStatus.INCONCLUSIVE, f"no registered command is named {command!r}"
+        )
+    try:
+        checked = check_registration(command, registration)
+        jsonschema.validate(dict(arguments or {}), checked["arguments"])
+        argv = render_argv(checked["argv"], dict(arguments or {}))
+    except jsonschema.ValidationError as error:
+        return CheckResult(name, CheckStatus.INCONCLUSIVE, f"{command}: arguments: {error.message}")
+    except ConfigError as error:
+        return CheckResult(name, CheckStatus.INCONCLUSIVE, str(error))
+    timeout = float(checked.get("check_timeout", checked["timeout"]))
+    try:
+        outcome = run_command(
+            argv, timeout=timeout, cwd=checked.get("cwd"), env=_command_env(checked)
+        )
+    except BackendError as error:
+        return CheckResult(name, CheckStatus.FAILED, str(error), observed="did not start")
+    result = outcome_check(name, outcome)
+    observed = "timed out" if outcome.timed_out else f"exit {outcome.exit_status}"
+    return CheckResult(result.name, result.status, result.detail, observed, "exit 0")
+
+
+def _command_env(registration: Mapping[str, Any]) -> dict[str, str] | None:
+    extra = registration.get("env")
+    return {**os.environ, **extra} if extra else None
+
+
+# -- service verification specs --------------------------------------------------------------
+
+CHECK_KINDS = ("http", "command", "kubernetes_pods", "prometheus")
+# The post-rollback checklist items a passing check ticks (their `check_key`), by kind.
+DEFAULT_TICKS = {
+    "http": "http_health",
+    "command": "smoke_command",
+    "kubernetes_pods": "pods_healthy",
+}
+PROMETHEUS_MEASURES = ("error_rate", "latency")
+
+_COMMON = {
+    "kind": {"enum": list(CHECK_KINDS)},
+    "name": {"type": "string", "minLength": 1, "maxLength": 80},
+    "ticks": {"type": "string", "pattern": "^[a-z0-9_]*$", "maxLength": 50},
+}
+
+
+def _schema(properties: Mapping[str, Any], required: Sequence[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {**_COMMON, **properties},
+        "required": ["kind", *required],
+        "additionalProperties": False,
+    }
+
+
+CHECK_SCHEMAS: dict[str, dict[str, Any]] = {
+    "http": _schema(
+        {
+            "url": {"type": "string", "pattern": "^https?://[^\\s]+$", "maxLength": 2000},
+            "expect_status": {"type": "integer", "minimum": 100, "maximum": 599},
+            "json_field": {"type": "string", "minLength": 1, "maxLength": 200},
+            "expect": {"type": ["string", "number", "boolean"]},
+            "retries": {"type": "integer", "minimum": 0, "maximum": 10},
+            "backoff": {"type": "number", "minimum": 0, "maximum": 60},
+            "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 60},
+        },
+        ["url"],
+    ),
+    "command": _schema(
+        {
+            "command": {"type": "string", "minLength": 1},
+            "arguments": {"type": "object"},
+        },
+        ["command"],
+    ),
+    "kubernetes_pods": _schema(
+        {
+            "namespace": {"type": "string", "minLength": 1, "maxLength": 253},
+            "selector": {"type": "string", "minLength": 1, "maxLength": 1000},
+            "min_ready_ratio": {"type": "number", "minimum": 0, "maximum": 1},
+            "max_restarts": {"type": "integer", "minimum": 0},
+        },
+        ["namespace", "selector"],
+    ),
+    "prometheus": _schema(
+        {
+            "query": {"type": "string", "minLength": 1, "maxLength": 4000},
+            "comparison": {"enum": list(COMPARISONS)},
+            "threshold": {"type": "number"},
+            "url": {"type": "string", "pattern": "^https?://[^\\s]+$", "maxLength": 2000},
+            "measures": {"enum": list(PROMETHEUS_MEASURES)},
+            "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 60},
+        },
+        ["query", "threshold"],
+    ),
+}
+MAX_CHECKS = 20
+
+
+def validate_checks(checks: Any) -> list[dict[str, Any]]:
+    """Return a service's `checks` list if every entry matches its kind's schema and the
+    names are unique; else raise ConfigError naming the entry (`checks/1/url: ...`)."""
+    if not isinstance(checks, list):
+        raise ConfigError("checks: must be a list of checks")
+    if len(checks) > MAX_CHECKS:
+        raise ConfigError(f"checks: at most {MAX_CHECKS} checks per service")
+    names: set[str] = set()
+    for index, spec in enumerate(checks):
+        where = f"checks/{index}"
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"{where}: must be an object")
+        kind = spec.get("kind")
+        if kind not in CHECK_SCHEMAS:
+            raise ConfigError(f"{where}/kind: must be one of {', '.join(CHECK_KINDS)}")
+        try:
+            jsonschema.validate(dict(spec), CHECK_SCHEMAS[kind])
+        except jsonschema.ValidationError as error:
+            path = "/".join(str(part) for part in error.absolute_path)
+            raise ConfigError(f"{where}{'/' + path if path else ''}: {error.message}") from error
+        name = check_name(spec)
+        if name in names:
+            raise ConfigError(f"{where}/name: another check of this service is named {name!r}")
+        names.add(name)
+    return [dict(spec) for spec in checks]
+
+
+def check_name(spec: Mapping[str, Any]) -> str:
+    """The check's given name, or one made from what it looks at."""
+    if spec.get("name"):
+        return str(spec["name"])
+    kind = spec.get("kind")
+    if kind == "http":
+        return f"health {spec.get('url')}"
+    if kind == "command":
+        return f"smoke {spec.get('command')}"
+    if kind == "kubernetes_pods":
+        return f"pods {spec.get('namespace')} {spec.get('selector')}"
+    if kind == "prometheus":
+        comparison = spec.get("comparison", "below")
+        return f"{spec.get('query')} {comparison} {spec.get('threshold')}"
+    return str(kind)
+
+
+def checklist_key(spec: Mapping[str, Any]) -> str:
+    """The `check_key` of the checklist items this check ticks when it passes ("" none):
+    `ticks` when given, else by kind; a Prometheus check ticks what it `measures`."""
+    if "ticks" in spec:
+        return str(spec["ticks"])
+    if spec.get("kind") == "prometheus":
+        return str(spec.get("measures", ""))
+    return DEFAULT_TICKS.get(str(spec.get("kind")), "")
+
+
+@dataclass(frozen=True)
+class VerificationDefaults:
+    """Values a check spec may leave out, from settings."""
+
+    prometheus_url: str = ""
+    http_timeout: float = 5.0
+    prometheus_timeout: float = 5.0
+    kube_timeout: float = 10.0
+
+
+def _with_version(value: Any, version: str | None) -> Any:
+    if isinstance(value, str) and "{version}" in value:
+        if not version:
+            raise LookupError("the check expects {version} but the target version is unknown")
+        return value.replace("{version}", version)
+    return value
+
+
+def run_check(
+    spec: Mapping[str, Any],
+    *,
+    version: str | None,
+    connections: Connections,
+    defaults: VerificationDefaults,
+) -> CheckResult:
+    """Run one validated check spec. `version` (the release rolled back to) fills
+    `{version}` in an http check's `expect`. Never raises for what it observes."""
+    name = check_name(spec)
+    kind = spec["kind"]
+    if kind == "http":
+        try:
+            expect = _with_version(spec.get("expect"), version)
+        except LookupError as error:
+            return CheckResult(name, CheckStatus.INCONCLUSIVE, str(error))
+        return http_health(
+            spec["url"],
+            expect_status=int(spec.get("expect_status", 200)),
+            json_field=spec.get("json_field"),
+            expect_value=expect,
+            retries=int(spec.get("retries", 3)),
+            backoff=float(spec.get("backoff", 1.0)),
+            timeout=float(spec.get("timeout", defaults.http_timeout)),
+            name=name,
+        )
+    if kind == "command":
+        return registered_command(
+            connections, spec["command"], spec.get("arguments") or {}, name=name
+        )
+    if kind == "kubernetes_pods":
+        return kubernetes_pods(
+            connections,
+            spec["namespace"],
+            spec["selector"],
+            min_ready_ratio=float(spec.get("min_ready_ratio", 1.0)),
+            max_restarts=int(spec.get("max_restarts", 3)),
+            timeout=defaults.kube_timeout,
+            name=name,
+        )
+    if kind == "prometheus":
+        url = spec.get("url") or defaults.prometheus_url
+        threshold = float(spec["threshold"])
+        if not url:
+            return CheckResult(
+                name,
+                CheckStatus.INCONCLUSIVE,
+                "no Prometheus to ask: set PROMETHEUS_URL or the check's url",
+                threshold=threshold,
+            )
+        return prometheus_threshold(
+            url,
+            spec["query"],
+            threshold,
+            comparison=spec.get("comparison", "below"),
+            timeout=float(spec.get("timeout", defaults.prometheus_timeout)),
+            name=name,
+        )
+    raise ConfigError(f"unknown check kind {kind!r}")
