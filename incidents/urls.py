@@ -1,6 +1,7 @@
 from django.urls import path
 
 from incidents import health, views
+from incidents.decision_views import decision_preview, decision_record, recovery_panel
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -59,5 +60,20 @@ urlpatterns = [
     ],
     path(
         "releases/<int:release_id>/known-good", views.release_known_good, name="release_known_good"
+    ),
+    path(
+        "incidents/<int:incident_id>/decision",
+        decision_record,
+        name="incident_decision",
+    ),
+    path(
+        "incidents/<int:incident_id>/decision/preview",
+        decision_preview,
+        name="incident_decision_preview",
+    ),
+    path(
+        "incidents/<int:incident_id>/recovery",
+        recovery_panel,
+        name="incident_recovery",
     ),
 ]

@@ -1,0 +1,113 @@
+"""The decision helper's endpoints and the recovery clock's refresh, for the incident room.
+
+The room includes `incidents/_recovery.html` and `incidents/_decision.html` and renders them
+from `incidents.decisions.room_context`; these views re-render the same partials for htmx.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.decorators import permission_required
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.template import engines
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from incidents import decisions, services
+from incidents.forms import form_errors_text
+from incidents.models import Incident
+
+VIEW = "incidents.view_incident"
+COMMAND = "incidents.command_incident"
+BAD_REQUEST, FORBIDDEN = 400, 403
+
+DECISION = "incidents/_decision.html"
+RECOVERY = "incidents/_recovery.html"
+
+# Without htmx a refused form still needs a page around it: the partial inside the site frame.
+_PAGE = (
+    '{% extends "base.html" %}{% block title %}Decision helper{% endblock %}'
+    "{% block content %}<p><a href=\"{% url 'incident_room' incident.pk %}\">"
+    "Back to the incident room</a></p>"
+    '{% include "incidents/_decision.html" %}{% endblock %}'
+)
+
+
+def _incident(incident_id: int) -> Incident:
+    return get_object_or_404(Incident, pk=incident_id)
+
+
+def _context(request: HttpRequest, incident: Incident, **extra: Any) -> dict[str, Any]:
+    return (
+        {"incident": incident, "can_command": request.user.has_perm(COMMAND)}
+        | decisions.room_context(incident)
+        | extra
+    )
+
+
+def _render_decision(
+    request: HttpRequest, incident: Incident, *, status: int = 200, **extra: Any
+) -> HttpResponse:
+    context = _context(request, incident, **extra)
+    if getattr(request, "htmx", False):
+        return render(request, DECISION, context, status=status)
+    page = engines["django"].from_string(_PAGE)
+    return HttpResponse(page.render(context, request), status=status)
+
+
+@require_POST
+@permission_required(COMMAND, raise_exception=True)
+def decision_record(request: HttpRequest, incident_id: int) -> HttpResponse:
+    """Decide on the posted signals and write the decision on the timeline."""
+    incident = _incident(incident_id)
+    form = decisions.SignalsForm(request.POST)
+    if not form.is_valid():
+        return _render_decision(
+            request,
+            incident,
+            status=BAD_REQUEST,
+            decision_form=form,
+            decision_error=form_errors_text(form),
+        )
+    try:
+        decisions.decision_record(incident=incident, signals=form.signals(), actor=request.user)
+    except services.PermissionDenied as error:
+        return _render_decision(
+            request, incident, status=FORBIDDEN, decision_form=form, decision_error=str(error)
+        )
+    except services.DomainError as error:
+        return _render_decision(
+            request, incident, status=BAD_REQUEST, decision_form=form, decision_error=str(error)
+        )
+    if getattr(request, "htmx", False):
+        return _render_decision(request, incident)
+    return HttpResponseRedirect(reverse("incident_room", args=[incident.pk]) + "#decision")
+
+
+@require_POST
+@permission_required(COMMAND, raise_exception=True)
+def decision_preview(request: HttpRequest, incident_id: int) -> HttpResponse:
+    """What the helper would say on the posted signals; records nothing."""
+    incident = _incident(incident_id)
+    form = decisions.SignalsForm(request.POST)
+    context: dict[str, Any] = {
+        "incident": incident,
+        "decision_latest": decisions.decision_latest(incident),
+    }
+    status = 200
+    if form.is_valid():
+        context["decision_preview"] = decisions.decide(form.signals(), incident)
+    else:
+        context["decision_error"] = form_errors_text(form)
+        status = BAD_REQUEST
+    return render(request, f"{DECISION}#verdict", context, status=status)
+
+
+@require_GET
+@permission_required(VIEW, raise_exception=True)
+def recovery_panel(request: HttpRequest, incident_id: int) -> HttpResponse:
+    """The recovery clock and figures, re-rendered (e.g. after an instant is recorded)."""
+    incident = _incident(incident_id)
+    return render(request, RECOVERY, _context(request, incident))
