@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "incidents",
+    "statuspage",
 ]
 
 MIDDLEWARE = [
@@ -192,4 +193,42 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+}
+
+# Status page and communications (statuspage/, docs/status-page.md). The webhook URL is a
+# secret: it is read here and never stored or logged.
+COMMS_SLACK_WEBHOOK_URL = os.environ.get("COMMS_SLACK_WEBHOOK_URL", "")
+COMMS_EMAIL_TO = env_list("COMMS_EMAIL_TO")
+COMMS_EMAIL_FROM = os.environ.get("COMMS_EMAIL_FROM", "")
+COMMS_CUSTOMER_EMAIL_TO = env_list("COMMS_CUSTOMER_EMAIL_TO")
+COMMS_CADENCE_MINUTES = float(os.environ.get("COMMS_CADENCE_MINUTES", "10"))
+COMMS_PROGRESS_MINUTES = float(os.environ.get("COMMS_PROGRESS_MINUTES", "10"))
+COMMS_MAX_RETRIES = int(os.environ.get("COMMS_MAX_RETRIES", "5"))
+COMMS_RETRY_BACKOFF_SECONDS = float(os.environ.get("COMMS_RETRY_BACKOFF_SECONDS", "5"))
+COMMS_TIMEOUT_SECONDS = float(os.environ.get("COMMS_TIMEOUT_SECONDS", "5"))
+CUSTOMER_NOTICE_AFTER_MINUTES = float(os.environ.get("CUSTOMER_NOTICE_AFTER_MINUTES", "30"))
+_EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+MAILERS = {
+    "default": {
+        "BACKEND": _EMAIL_BACKEND,
+        "OPTIONS": {
+            "host": os.environ.get("EMAIL_HOST", "localhost"),
+            "port": int(os.environ.get("EMAIL_PORT", "25")),
+            "timeout": 10,
+        }
+        if _EMAIL_BACKEND.endswith("smtp.EmailBackend")
+        else {},
+    }
+}
+STATUS_PAGE_NAME = os.environ.get("STATUS_PAGE_NAME", "Backout status")
+STATUS_PAGE_URL = os.environ.get("STATUS_PAGE_URL", "")
+CONSOLE_BASE_URL = os.environ.get("CONSOLE_BASE_URL", "http://127.0.0.1:8000")
+STATUS_SWEEP_SECONDS = float(os.environ.get("STATUS_SWEEP_SECONDS", "20"))
+CELERY_BEAT_SCHEDULE = {
+    # Completion and progress notices, cadence reminders, lost deliveries
+    # (statuspage.comms.sweep).
+    "statuspage-sweep": {
+        "task": "statuspage.tasks.comms_sweep",
+        "schedule": STATUS_SWEEP_SECONDS,
+    },
 }

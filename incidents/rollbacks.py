@@ -50,6 +50,7 @@ from incidents.services import (
     required_roles_for,
     timeline_append,
 )
+from statuspage import hooks as comms_hooks
 
 COMMAND_PERMISSION = "incidents.command_incident"
 DEFAULT_STEP_TIMEOUT = 600
@@ -470,6 +471,7 @@ def run_confirm_and_start(*, run: Run, actor: User, confirmation: str, enqueue: 
                     incident = incident_record_instant(
                         incident=incident, instant=instant, at=now, actor=actor
                     )
+    comms_hooks.run_started(locked)
     if enqueue:
         engine.CeleryDispatcher().advance_run(locked.pk)
     return locked
@@ -563,6 +565,7 @@ def run_cancel(*, run: Run, actor: User, reason: str = "") -> Run:
             "cancelled_steps": [step.pk for step in pending],
         },
     )
+    comms_hooks.run_finished(locked)
     request = locked.approval_request
     if request is not None and request.status == ApprovalRequestStatus.PENDING:
         approval_withdraw(request=request, actor=actor)

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class StatuspageConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "statuspage"
+    verbose_name = "Status page and communications"

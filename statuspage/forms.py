@@ -1,0 +1,119 @@
+"""Forms of the status desk: shape only; the rules live in the services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.core.validators import validate_email
+
+from statuspage.models import Component, ComponentStatus, Impact, PublicStatus
+from statuspage.services import MAX_BODY_CHARS
+
+NOT_AFFECTED = ""
+
+
+class DraftForm(forms.Form):
+    """The draft editor. `version` is the draft version the editor started from."""
+
+    version = forms.IntegerField(min_value=0, widget=forms.HiddenInput)
+    name = forms.CharField(label="Public name", max_length=200)
+    status = forms.ChoiceField(label="Public status", choices=PublicStatus.choices)
+    impact = forms.ChoiceField(choices=Impact.choices)
+    body = forms.CharField(
+        label="Update (Markdown)",
+        required=False,
+        max_length=MAX_BODY_CHARS,
+        widget=forms.Textarea(attrs={"rows": 8}),
+    )
+
+    def __init__(self, *args: Any, components: list[Component], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.components = components
+        for component in components:
+            self.fields[f"component_{component.pk}"] = forms.ChoiceField(
+                label=component.name,
+                required=False,
+                choices=[(NOT_AFFECTED, "not affected"), *ComponentStatus.choices],
+            )
+
+    @staticmethod
+    def initial_for(draft: Any) -> dict[str, Any]:
+        initial = {
+            "version": draft.version,
+            "name": draft.name,
+            "status": draft.status,
+            "impact": draft.impact,
+            "body": draft.body,
+        }
+        for key, value in (draft.component_statuses or {}).items():
+            initial[f"component_{key}"] = value
+        return initial
+
+    def component_fields(self) -> list[forms.BoundField]:
+        return [self[f"component_{component.pk}"] for component in self.components]
+
+    def component_statuses(self) -> dict[str, str]:
+        return {
+            str(component.pk): self.cleaned_data[f"component_{component.pk}"]
+            for component in self.components
+            if self.cleaned_data.get(f"component_{component.pk}")
+        }
+
+    def draft_fields(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {
+            "version": data["version"],
+            "name": data["name"],
+            "status": data["status"],
+            "impact": data["impact"],
+            "body": data["body"],
+            "component_statuses": self.component_statuses(),
+        }
+
+
+class PreviewForm(forms.Form):
+    name = forms.CharField(required=False, max_length=200)
+    status = forms.ChoiceField(required=False, choices=PublicStatus.choices)
+    body = forms.CharField(required=False, max_length=MAX_BODY_CHARS)
+
+
+class VersionForm(forms.Form):
+    version = forms.IntegerField(min_value=0)
+
+
+class StartFromIncidentForm(VersionForm):
+    status = forms.ChoiceField(
+        required=False, choices=[("", "as the incident stands"), *PublicStatus.choices]
+    )
+
+
+class RecipientsField(forms.CharField):
+    """Email addresses separated by commas, spaces or new lines."""
+
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
+        text = super().to_python(value) or ""
+        return [part for part in text.replace(",", " ").split() if part]
+
+    def validate(self, value: Any) -> None:
+        if self.required and not value:
+            raise forms.ValidationError("Name at least one recipient.")
+        for address in value:
+            try:
+                validate_email(address)
+            except forms.ValidationError:
+                raise forms.ValidationError(f"{address} is not an email address.") from None
+
+
+class CustomerNoticeForm(forms.Form):
+    recipients = RecipientsField(
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Email addresses, separated by commas or new lines",
+    )
+    subject = forms.CharField(max_length=200)
+    body = forms.CharField(
+        label="Text", max_length=MAX_BODY_CHARS, widget=forms.Textarea(attrs={"rows": 8})
+    )
+    confirm = forms.BooleanField(
+        required=False, label="I have checked this notice; send it to these customers"
+    )

@@ -1,0 +1,289 @@
+"""The support lead's operations on the status page: save a draft (optimistic locking),
+publish it as a revision, restore an old revision into the draft, start a draft from the
+incident's facts.
+
+Draft saves are a scratchpad and write no timeline entry; publishing is the fact, so every
+publish writes a COMMS_PUBLISHED entry in the same transaction (announced on Redis after
+commit by `incidents.services.timeline_append`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from incidents.models import Incident, Severity, TimelineKind
+from incidents.services import DomainError, User, _require, timeline_append
+from statuspage import markup, texts
+from statuspage.models import (
+    Component,
+    ComponentStatus,
+    Draft,
+    Impact,
+    PublicIncident,
+    PublicStatus,
+    Revision,
+)
+
+logger = logging.getLogger(__name__)
+
+EDIT_PERMISSION = "incidents.edit_status_page"
+MAX_BODY_CHARS = 10_000
+PUBLIC_CACHE_KEY = "statuspage:public"
+
+IMPACT_FOR_SEVERITY: dict[str, str] = {
+    Severity.P0: Impact.CRITICAL,
+    Severity.P1: Impact.MAJOR,
+    Severity.P2: Impact.MINOR,
+    Severity.P3: Impact.MINOR,
+}
+COMPONENT_STATUS_FOR_SEVERITY: dict[str, str] = {
+    Severity.P0: ComponentStatus.MAJOR_OUTAGE,
+    Severity.P1: ComponentStatus.PARTIAL_OUTAGE,
+    Severity.P2: ComponentStatus.DEGRADED_PERFORMANCE,
+    Severity.P3: ComponentStatus.DEGRADED_PERFORMANCE,
+}
+
+
+class DraftConflict(DomainError):
+    """Someone saved the draft after the version the editor started from."""
+
+    def __init__(self, draft: Draft) -> None:
+        self.draft = draft
+        who = draft.updated_by.get_username() if draft.updated_by else "someone"
+        when = timezone.localtime(draft.updated_at)
+        super().__init__(
+            f"{who} saved this draft at {when:%H:%M:%S} (version {draft.version}) while you "
+            "were editing. Their text is shown beside yours; nothing was overwritten. Merge "
+            "what you need and save again."
+        )
+
+
+def draft_get(incident: Incident) -> Draft:
+    """The incident's draft, or an unsaved one (version 0) filled from the incident."""
+    draft = Draft.objects.select_related("updated_by").filter(incident=incident).first()
+    if draft is not None:
+        return draft
+    return Draft(incident=incident, version=0, **draft_defaults(incident))
+
+
+def draft_defaults(incident: Incident, *, status: str | None = None) -> dict[str, Any]:
+    """Draft fields built from the incident's facts and the default text for `status`
+    (by default the public status matching the incident's own)."""
+    public_status = status or texts.PUBLIC_STATUS_FOR[incident.status]
+    facts = texts.incident_facts(incident)
+    _, body = texts.rendered(texts.PUBLIC_TEMPLATE_FOR[public_status], facts)
+    components = texts.affected_components(incident)
+    resolved = public_status in (PublicStatus.RESOLVED, PublicStatus.POSTMORTEM)
+    component_status = (
+        ComponentStatus.OPERATIONAL
+        if resolved
+        else COMPONENT_STATUS_FOR_SEVERITY[incident.severity]
+    )
+    names = ", ".join(component.name for component in components)
+    return {
+        "name": f"Service disruption: {names}" if names else "Service disruption",
+        "status": public_status,
+        "impact": IMPACT_FOR_SEVERITY[incident.severity],
+        "body": body,
+        "component_statuses": {str(c.pk): component_status for c in components},
+    }
+
+
+def _check_fields(
+    *, name: str, status: str, impact: str, body: str, component_statuses: Mapping[str, str]
+) -> dict[str, str]:
+    if not name.strip():
+        raise DomainError("Give the incident a public name.")
+    if len(name.strip()) > 200:
+        raise DomainError("The public name is limited to 200 characters.")
+    if status not in PublicStatus.values:
+        raise DomainError(f"Unknown public status {status!r}.")
+    if impact not in Impact.values:
+        raise DomainError(f"Unknown impact {impact!r}.")
+    if len(body) > MAX_BODY_CHARS:
+        raise DomainError(f"The update is limited to {MAX_BODY_CHARS} characters.")
+    cleaned: dict[str, str] = {}
+    known = set(
+        Component.objects.filter(
+            pk__in=[key for key in component_statuses if str(key).isdigit()]
+        ).values_list("pk", flat=True)
+    )
+    for key, value in component_statuses.items():
+        if not str(key).isdigit() or int(key) not in known:
+            raise DomainError(f"Unknown component {key!r}.")
+        if value not in ComponentStatus.values:
+            raise DomainError(f"Unknown component status {value!r}.")
+        cleaned[str(int(key))] = value
+    return cleaned
+
+
+@transaction.atomic
+def draft_save(
+    *,
+    incident: Incident,
+    actor: User,
+    version: int,
+    name: str,
+    status: str,
+    impact: str,
+    body: str,
+    component_statuses: Mapping[str, str],
+) -> Draft:
+    """Save the draft if nobody saved it since `version` (0: no draft yet); else raise
+    DraftConflict carrying the other person's draft."""
+    person = _require(actor, EDIT_PERMISSION, "edit the status page")
+    statuses = _check_fields(
+        name=name, status=status, impact=impact, body=body, component_statuses=component_statuses
+    )
+    draft = Draft.objects.select_for_update().filter(incident=incident).first()
+    if draft is None:
+        if version != 0:
+            raise DomainError("This draft no longer exists; reload the page.")
+        draft = Draft(incident=incident, version=0)
+    elif draft.version != version:
+        raise DraftConflict(draft)
+    draft.name = name.strip()
+    draft.status = status
+    draft.impact = impact
+    draft.body = body.replace("\r\n", "\n")
+    draft.component_statuses = statuses
+    draft.version += 1
+    draft.updated_by = person
+    draft.updated_at = timezone.now()
+    if draft.pk is None:
+        try:
+            with transaction.atomic():
+                draft.save(force_insert=True)
+        except IntegrityError:
+            # Two first saves at once: the other one won.
+            raise DraftConflict(Draft.objects.get(incident=incident)) from None
+    else:
+        draft.save()
+    return draft
+
+
+def _invalidate_public_cache() -> None:
+    try:
+        cache.delete(PUBLIC_CACHE_KEY)
+    except Exception:  # the page then serves a few seconds' old copy; never fail a publish
+        logger.warning("could not clear the status page cache", exc_info=True)
+
+
+@transaction.atomic
+def draft_publish(
+    *,
+    incident: Incident,
+    actor: User,
+    version: int,
+    name: str,
+    status: str,
+    impact: str,
+    body: str,
+    component_statuses: Mapping[str, str],
+) -> Revision:
+    """Save the draft (same version rule) and publish it: a new revision, the public
+    incident and the components' states updated, a COMMS_PUBLISHED timeline entry."""
+    draft = draft_save(
+        incident=incident,
+        actor=actor,
+        version=version,
+        name=name,
+        status=status,
+        impact=impact,
+        body=body,
+        component_statuses=component_statuses,
+    )
+    published_body = markup.clean_source(draft.body)
+    if not published_body:
+        raise DomainError("Write the update before publishing it.")
+    now = timezone.now()
+    public = PublicIncident.objects.select_for_update().filter(incident=incident).first()
+    if public is None:
+        public = PublicIncident.objects.create(
+            incident=incident, name=draft.name, status=draft.status, impact=draft.impact
+        )
+    previous = public.revisions.order_by("-number").first()
+    revision = Revision.objects.create(
+        public_incident=public,
+        number=previous.number + 1 if previous else 1,
+        name=draft.name,
+        status=draft.status,
+        impact=draft.impact,
+        body=published_body,
+        body_html=markup.render(published_body),
+        component_statuses=draft.component_statuses,
+        published_by=draft.updated_by,
+        published_at=now,
+    )
+    public.name, public.status, public.impact = draft.name, draft.status, draft.impact
+    public.updated_at = now
+    if draft.status == PublicStatus.MONITORING and public.monitoring_at is None:
+        public.monitoring_at = now
+    if draft.status in (PublicStatus.RESOLVED, PublicStatus.POSTMORTEM):
+        public.resolved_at = public.resolved_at or now
+    else:
+        public.resolved_at = None
+    public.save()
+    changed_components = []
+    for component in Component.objects.select_for_update().filter(
+        pk__in=[int(key) for key in draft.component_statuses]
+    ):
+        public.components.add(component)
+        new_status = draft.component_statuses[str(component.pk)]
+        if component.status != new_status:
+            changed_components.append(f"{component.name} → {new_status.replace('_', ' ')}")
+            component.status = new_status
+            component.updated_at = now
+            component.save(update_fields=["status", "updated_at"])
+    timeline_append(
+        incident=incident,
+        kind=TimelineKind.COMMS_PUBLISHED,
+        body=f"Status page revision {revision.number} published "
+        f"({PublicStatus(revision.status).label}, impact {revision.impact}): {revision.name}"
+        + (f"; {', '.join(changed_components)}" if changed_components else ""),
+        actor=actor,
+        payload={
+            "revision": revision.pk,
+            "number": revision.number,
+            "public_incident": public.pk,
+            "status": revision.status,
+            "impact": revision.impact,
+            "component_statuses": revision.component_statuses,
+        },
+    )
+    transaction.on_commit(_invalidate_public_cache)
+    return revision
+
+
+@transaction.atomic
+def revision_restore(*, revision: Revision, actor: User, version: int) -> Draft:
+    """Put a published revision's text back into the draft (to publish it again)."""
+    return draft_save(
+        incident=revision.public_incident.incident,
+        actor=actor,
+        version=version,
+        name=revision.name,
+        status=revision.status,
+        impact=revision.impact,
+        body=revision.body,
+        component_statuses=revision.component_statuses,
+    )
+
+
+@transaction.atomic
+def draft_start_from_incident(
+    *, incident: Incident, actor: User, version: int, status: str | None = None
+) -> Draft:
+    """Replace the draft with the default text for `status`, filled from the incident's
+    facts (e.g. when service was restored and verified)."""
+    if status is not None and status not in PublicStatus.values:
+        raise DomainError(f"Unknown public status {status!r}.")
+    return draft_save(
+        incident=incident, actor=actor, version=version, **draft_defaults(incident, status=status)
+    )

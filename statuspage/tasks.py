@@ -1,0 +1,42 @@
+"""Celery tasks for communications: thin wrappers over `statuspage.comms`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+from django.conf import settings
+
+from statuspage import comms
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    autoretry_for=(comms.DeliveryRetry,),
+    retry_backoff=max(1, int(getattr(settings, "COMMS_RETRY_BACKOFF_SECONDS", 5))),
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=int(getattr(settings, "COMMS_MAX_RETRIES", 5)),
+    soft_time_limit=60,
+    time_limit=90,
+)
+def notice_deliver(self: Any, delivery_id: int) -> str:
+    """Send one delivery; a failure that may pass is retried with backoff up to
+    COMMS_MAX_RETRIES, then left `failed` on the desk for a person to retry."""
+    return comms.delivery_attempt(
+        delivery_id=delivery_id, final_attempt=self.request.retries >= self.max_retries
+    )
+
+
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=50, time_limit=55)
+def comms_sweep() -> None:
+    """Every minute (Celery beat): progress notices, cadence reminders, lost deliveries."""
+    found = comms.sweep()
+    if any(found.values()):
+        logger.info("status-page sweep: %s", found)

@@ -1,0 +1,137 @@
+"""Texts built from an incident's facts: the default public messages, internal notices and
+the customer notice. Templates live in `MessageTemplate` (editable in the admin) and name
+facts as {placeholders}; only the names listed in `FACT_NAMES` are filled, anything else in
+braces is left as written (no attribute access, no format-string tricks).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from incidents.models import Incident, IncidentStatus, Run
+from statuspage.models import Component, MessageTemplate, PublicStatus, TemplateKey
+
+FACT_NAMES = (
+    "title",
+    "severity",
+    "status",
+    "components",
+    "services",
+    "started_at",
+    "detected_at",
+    "restored_at",
+    "verified_at",
+    "resolved_at",
+    "outage_minutes",
+    "run",
+    "run_state",
+    "run_steps",
+    "run_progress",
+    "run_elapsed",
+    "incident_url",
+    "status_url",
+)
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+
+# The public status a fresh draft suggests for each incident status.
+PUBLIC_STATUS_FOR: dict[str, str] = {
+    IncidentStatus.INVESTIGATING: PublicStatus.INVESTIGATING,
+    IncidentStatus.IDENTIFIED: PublicStatus.IDENTIFIED,
+    IncidentStatus.MITIGATING: PublicStatus.IDENTIFIED,
+    IncidentStatus.MONITORING: PublicStatus.MONITORING,
+    IncidentStatus.RESOLVED: PublicStatus.RESOLVED,
+}
+
+PUBLIC_TEMPLATE_FOR: dict[str, str] = {
+    PublicStatus.INVESTIGATING: TemplateKey.PUBLIC_INVESTIGATING,
+    PublicStatus.IDENTIFIED: TemplateKey.PUBLIC_IDENTIFIED,
+    PublicStatus.MONITORING: TemplateKey.PUBLIC_MONITORING,
+    PublicStatus.RESOLVED: TemplateKey.PUBLIC_RESOLVED,
+    PublicStatus.POSTMORTEM: TemplateKey.PUBLIC_RESOLVED,
+}
+
+
+def _when(instant: datetime | None) -> str:
+    if instant is None:
+        return "not yet"
+    return f"{timezone.localtime(instant):%H:%M %Z on %d %b %Y}"
+
+
+def _minutes(span: timedelta | None) -> str:
+    if span is None:
+        return "unknown"
+    return str(max(0, int(span.total_seconds() // 60)))
+
+
+def outage_duration(incident: Incident, *, now: datetime | None = None) -> timedelta:
+    """How long customers have been (or were) affected: impact start to restore, or to now."""
+    end = incident.restored_at or now or timezone.now()
+    return end - incident.started_at  # type: ignore[no-any-return]
+
+
+def affected_components(incident: Incident) -> list[Component]:
+    """Components tied to the incident's services, in page order."""
+    return list(Component.objects.filter(service__incidents=incident).order_by("position", "name"))
+
+
+def incident_facts(incident: Incident, *, run: Run | None = None) -> dict[str, str]:
+    """Every placeholder's value for this incident (and rollback run, when given)."""
+    components = affected_components(incident)
+    base = getattr(settings, "CONSOLE_BASE_URL", "").rstrip("/")
+    facts = {
+        "title": incident.title,
+        "severity": incident.severity,
+        "status": incident.get_status_display(),
+        "components": ", ".join(c.name for c in components) or "some of our services",
+        "services": ", ".join(s.name for s in incident.services.all()) or "no service named",
+        "started_at": _when(incident.started_at),
+        "detected_at": _when(incident.detected_at),
+        "restored_at": _when(incident.restored_at),
+        "verified_at": _when(incident.verified_at),
+        "resolved_at": _when(incident.resolved_at),
+        "outage_minutes": _minutes(outage_duration(incident)),
+        "incident_url": f"{base}/incidents/{incident.pk}/",
+        "status_url": f"{base}/status/",
+        "run": "",
+        "run_state": "",
+        "run_steps": "",
+        "run_progress": "",
+        "run_elapsed": "",
+    }
+    if run is not None:
+        steps = list(run.steps.select_related("service").order_by("position"))
+        done = sum(1 for step in steps if step.is_finished)
+        facts |= {
+            "run": f"#{run.pk}",
+            "run_state": run.get_state_display().lower(),
+            "run_steps": "; ".join(
+                f"{step.service.name} → {step.target_label} ({step.get_state_display().lower()})"
+                for step in steps
+            ),
+            "run_progress": f"{done} of {len(steps)} step(s) finished",
+            "run_elapsed": _minutes(run.duration),
+        }
+    return facts
+
+
+def fill(template_text: str, facts: dict[str, str]) -> str:
+    """`template_text` with each known {placeholder} replaced by its fact."""
+    return _PLACEHOLDER.sub(lambda m: facts.get(m.group(1), m.group(0)), template_text)
+
+
+def template(key: str) -> MessageTemplate:
+    """The template for `key`; a missing row (deleted in the admin) gives a plain fallback."""
+    found = MessageTemplate.objects.filter(key=key).first()
+    if found is not None:
+        return found
+    return MessageTemplate(key=key, subject="{title}", body="{title}: {status}.")
+
+
+def rendered(key: str, facts: dict[str, str]) -> tuple[str, str]:
+    """(subject, body) of the template `key` filled with `facts`."""
+    chosen = template(key)
+    return fill(chosen.subject, facts), fill(chosen.body, facts)

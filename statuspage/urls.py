@@ -1,0 +1,33 @@
+from django.urls import path
+
+from statuspage import views
+
+urlpatterns = [
+    path("status/", views.public_page, name="status_page"),
+    path("status/api/v2/summary.json", views.summary_json, name="status_summary_json"),
+    path("status/api/v2/status.json", views.status_json, name="status_status_json"),
+    path("status/history.atom", views.history_atom, name="status_history_atom"),
+    path("incidents/<int:incident_id>/status-page/", views.desk, name="status_desk"),
+    path("incidents/<int:incident_id>/status-page/draft", views.draft_submit, name="status_draft"),
+    path("incidents/<int:incident_id>/status-page/preview", views.preview, name="status_preview"),
+    path(
+        "incidents/<int:incident_id>/status-page/start",
+        views.draft_start,
+        name="status_draft_start",
+    ),
+    path(
+        "incidents/<int:incident_id>/status-page/revisions/<int:revision_id>/restore",
+        views.revision_restore,
+        name="status_revision_restore",
+    ),
+    path(
+        "incidents/<int:incident_id>/status-page/customer-notice",
+        views.customer_notice,
+        name="status_customer_notice",
+    ),
+    path(
+        "incidents/<int:incident_id>/status-page/deliveries/<int:delivery_id>/retry",
+        views.delivery_retry,
+        name="status_delivery_retry",
+    ),
+]

@@ -1,0 +1,364 @@
+"""The support lead's desk (behind login) and the public status page with its feeds (no
+login). Views parse a form, call one service, render; refusals answer 4xx with the
+service's sentence (409 for a draft someone else saved meanwhile)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required, permission_required
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, QueryDict
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.feedgenerator import Atom1Feed
+from django.views.decorators.http import require_GET, require_POST
+
+from incidents.forms import form_errors_text
+from incidents.models import Incident
+from incidents.services import DomainError, PermissionDenied
+from statuspage import comms, markup, selectors, services
+from statuspage.forms import (
+    CustomerNoticeForm,
+    DraftForm,
+    PreviewForm,
+    StartFromIncidentForm,
+    VersionForm,
+)
+from statuspage.models import Component, Delivery, Draft, PublicStatus, Revision
+
+VIEW = "incidents.view_incident"
+EDIT = services.EDIT_PERMISSION
+BAD_REQUEST, FORBIDDEN, CONFLICT = 400, 403, 409
+
+
+def _is_htmx(request: HttpRequest) -> bool:
+    return bool(getattr(request, "htmx", False))
+
+
+def _incident(incident_id: int) -> Incident:
+    return get_object_or_404(Incident.objects.select_related("commander"), pk=incident_id)
+
+
+def _components() -> list[Component]:
+    return list(Component.objects.order_by("position", "name"))
+
+
+def _desk_context(
+    request: HttpRequest,
+    incident: Incident,
+    *,
+    form: DraftForm | None = None,
+    conflict: Draft | None = None,
+    customer_form: CustomerNoticeForm | None = None,
+    error: str = "",
+    flash: str = "",
+) -> dict[str, Any]:
+    draft = services.draft_get(incident)
+    components = _components()
+    if form is None:
+        form = DraftForm(initial=DraftForm.initial_for(draft), components=components)
+    body = form["body"].value() or ""
+    if customer_form is None:
+        subject, text = comms.customer_notice_draft(incident)
+        customer_form = CustomerNoticeForm(
+            initial={
+                "subject": subject,
+                "body": text,
+                "recipients": ", ".join(getattr(settings, "COMMS_CUSTOMER_EMAIL_TO", [])),
+            }
+        )
+    return {
+        "incident": incident,
+        "draft": draft,
+        "form": form,
+        "version": form["version"].value(),
+        "preview_html": markup.render(str(body)),
+        "preview_name": form["name"].value(),
+        "preview_status": form["status"].value(),
+        "conflict": conflict,
+        "conflict_html": markup.render(conflict.body) if conflict else "",
+        "revisions": selectors.revision_history(incident),
+        "notices": selectors.incident_notices(incident),
+        "customer_form": customer_form,
+        "customer_notice_due": comms.customer_notice_due(incident),
+        "customer_notice_minutes": int(comms.customer_notice_threshold().total_seconds() // 60),
+        "outage_minutes": int((comms.texts.outage_duration(incident)).total_seconds() // 60),
+        "overdue_since": comms.update_overdue_since(incident),
+        "cadence_minutes": int(comms.cadence().total_seconds() // 60),
+        "public_statuses": PublicStatus.choices,
+        "can_edit": request.user.has_perm(EDIT),
+        "error": error,
+        "flash": flash,
+    }
+
+
+def _render_desk(
+    request: HttpRequest, incident: Incident, *, status: int = 200, **kwargs: Any
+) -> HttpResponse:
+    template = "statuspage/desk.html"
+    if _is_htmx(request):
+        template += "#desk"
+    return render(request, template, _desk_context(request, incident, **kwargs), status=status)
+
+
+def _done(request: HttpRequest, incident: Incident, flash: str) -> HttpResponse:
+    if _is_htmx(request):
+        return _render_desk(request, incident, flash=flash)
+    return HttpResponseRedirect(reverse("status_desk", args=[incident.pk]))
+
+
+def _refused(
+    request: HttpRequest, incident: Incident, error: DomainError, **kwargs: Any
+) -> HttpResponse:
+    status = FORBIDDEN if isinstance(error, PermissionDenied) else BAD_REQUEST
+    return _render_desk(request, incident, status=status, error=str(error), **kwargs)
+
+
+@require_GET
+@permission_required(VIEW, raise_exception=True)
+def desk(request: HttpRequest, incident_id: int) -> HttpResponse:
+    return _render_desk(request, _incident(incident_id))
+
+
+@require_POST
+@permission_required(EDIT, raise_exception=True)
+def draft_submit(request: HttpRequest, incident_id: int) -> HttpResponse:
+    """Save the draft, or save and publish it (`action=publish`)."""
+    incident = _incident(incident_id)
+    action = request.POST.get("action", "save")
+    form = DraftForm(request.POST, components=_components())
+    if action not in ("save", "publish"):
+        return _render_desk(
+            request, incident, form=form, status=BAD_REQUEST, error="Unknown action."
+        )
+    if not form.is_valid():
+        return _render_desk(
+            request, incident, form=form, status=BAD_REQUEST, error=form_errors_text(form)
+        )
+    try:
+        if action == "publish":
+            revision = services.draft_publish(
+                incident=incident, actor=request.user, **form.draft_fields()
+            )
+            flash = f"Revision {revision.number} is live on the public status page."
+        else:
+            draft = services.draft_save(
+                incident=incident, actor=request.user, **form.draft_fields()
+            )
+            flash = f"Draft saved (version {draft.version})."
+    except services.DraftConflict as conflict:
+        # Keep this person's text in the editor, now based on the other person's version:
+        # saving again is a deliberate choice made with both texts in view.
+        data: QueryDict = request.POST.copy()
+        data["version"] = str(conflict.draft.version)
+        return _render_desk(
+            request,
+            incident,
+            status=CONFLICT,
+            form=DraftForm(data, components=_components()),
+            conflict=conflict.draft,
+            error=str(conflict),
+        )
+    except DomainError as error:
+        return _refused(request, incident, error, form=form)
+    return _done(request, incident, flash)
+
+
+@require_POST
+@permission_required(EDIT, raise_exception=True)
+def preview(request: HttpRequest, incident_id: int) -> HttpResponse:
+    """The draft as the public page would show it, rendered and sanitised."""
+    incident = _incident(incident_id)
+    form = PreviewForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse(form_errors_text(form), status=BAD_REQUEST, content_type="text/plain")
+    return render(
+        request,
+        "statuspage/desk.html#preview",
+        {
+            "incident": incident,
+            "preview_html": markup.render(form.cleaned_data["body"]),
+            "preview_name": form.cleaned_data["name"],
+            "preview_status": form.cleaned_data["status"],
+        },
+    )
+
+
+@require_POST
+@permission_required(EDIT, raise_exception=True)
+def draft_start(request: HttpRequest, incident_id: int) -> HttpResponse:
+    """Replace the draft with the default text for a status, from the incident's facts."""
+    incident = _incident(incident_id)
+    form = StartFromIncidentForm(request.POST)
+    if not form.is_valid():
+        return _render_desk(request, incident, status=BAD_REQUEST, error=form_errors_text(form))
+    try:
+        draft = services.draft_start_from_incident(
+            incident=incident,
+            actor=request.user,
+            version=form.cleaned_data["version"],
+            status=form.cleaned_data["status"] or None,
+        )
+    except services.DraftConflict as conflict:
+        return _render_desk(
+            request, incident, status=CONFLICT, conflict=conflict.draft, error=str(conflict)
+        )
+    except DomainError as error:
+        return _refused(request, incident, error)
+    return _done(
+        request, incident, f"Draft started from the incident's facts (version {draft.version})."
+    )
+
+
+@require_POST
+@permission_required(EDIT, raise_exception=True)
+def revision_restore(request: HttpRequest, incident_id: int, revision_id: int) -> HttpResponse:
+    incident = _incident(incident_id)
+    revision = get_object_or_404(
+        Revision.objects.select_related("public_incident__incident"),
+        pk=revision_id,
+        public_incident__incident=incident,
+    )
+    form = VersionForm(request.POST)
+    if not form.is_valid():
+        return _render_desk(request, incident, status=BAD_REQUEST, error=form_errors_text(form))
+    try:
+        services.revision_restore(
+            revision=revision, actor=request.user, version=form.cleaned_data["version"]
+        )
+    except services.DraftConflict as conflict:
+        return _render_desk(
+            request, incident, status=CONFLICT, conflict=conflict.draft, error=str(conflict)
+        )
+    except DomainError as error:
+        return _refused(request, incident, error)
+    return _done(
+        request,
+        incident,
+        f"Revision {revision.number} is back in the draft; publish it to make it live.",
+    )
+
+
+@require_POST
+@permission_required(EDIT, raise_exception=True)
+def customer_notice(request: HttpRequest, incident_id: int) -> HttpResponse:
+    incident = _incident(incident_id)
+    form = CustomerNoticeForm(request.POST)
+    if not form.is_valid():
+        return _render_desk(
+            request, incident, customer_form=form, status=BAD_REQUEST, error=form_errors_text(form)
+        )
+    data = form.cleaned_data
+    try:
+        notice = comms.customer_notice_send(
+            incident=incident,
+            actor=request.user,
+            subject=data["subject"],
+            body=data["body"],
+            recipients=data["recipients"],
+            confirmed=data["confirm"],
+        )
+    except DomainError as error:
+        return _refused(request, incident, error, customer_form=form)
+    return _done(
+        request, incident, f"Customer notice queued for {len(notice.recipients)} recipient(s)."
+    )
+
+
+@require_POST
+@permission_required(EDIT, raise_exception=True)
+def delivery_retry(request: HttpRequest, incident_id: int, delivery_id: int) -> HttpResponse:
+    incident = _incident(incident_id)
+    delivery = get_object_or_404(Delivery, pk=delivery_id, notice__incident=incident)
+    try:
+        comms.delivery_retry(delivery=delivery, actor=request.user)
+    except DomainError as error:
+        return _refused(request, incident, error)
+    return _done(request, incident, "Sending again.")
+
+
+# -- public, no login ---------------------------------------------------------------------------
+
+
+def _base_url(request: HttpRequest) -> str:
+    configured = str(getattr(settings, "STATUS_PAGE_URL", "") or "")
+    return configured or request.build_absolute_uri(reverse("status_page"))
+
+
+def _public_headers(response: HttpResponse) -> HttpResponse:
+    response["Cache-Control"] = f"public, max-age={selectors.PUBLIC_CACHE_SECONDS}"
+    response["Access-Control-Allow-Origin"] = "*"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@login_not_required
+@require_GET
+def public_page(request: HttpRequest) -> HttpResponse:
+    state = selectors.cached_public_state()
+    response = render(
+        request,
+        "statuspage/public.html",
+        {
+            "state": state,
+            "page_name": getattr(settings, "STATUS_PAGE_NAME", "Backout status"),
+            "now": timezone.now(),
+        },
+    )
+    response["Content-Security-Policy"] = "default-src 'self'; script-src 'none'; object-src 'none'"
+    return _public_headers(response)
+
+
+@login_not_required
+@require_GET
+def summary_json(request: HttpRequest) -> HttpResponse:
+    state = selectors.cached_public_state()
+    return _public_headers(
+        JsonResponse(
+            selectors.summary_json(state, _base_url(request)),
+            json_dumps_params={"ensure_ascii": False},
+        )
+    )
+
+
+@login_not_required
+@require_GET
+def status_json(request: HttpRequest) -> HttpResponse:
+    state = selectors.cached_public_state()
+    return _public_headers(
+        JsonResponse(
+            {
+                "page": selectors.page_json(state, _base_url(request)),
+                "status": selectors.status_json(state),
+            }
+        )
+    )
+
+
+@login_not_required
+@require_GET
+def history_atom(request: HttpRequest) -> HttpResponse:
+    base = _base_url(request)
+    feed = Atom1Feed(
+        title=str(getattr(settings, "STATUS_PAGE_NAME", "Backout status")),
+        link=base,
+        description="Published status updates",
+        feed_url=request.build_absolute_uri(),
+        language="en",
+    )
+    for revision in selectors.feed_revisions():
+        incident = revision.public_incident
+        feed.add_item(
+            title=f"{revision.name}: {PublicStatus(revision.status).label}",
+            link=f"{base}#incident-{incident.pk}",
+            description=revision.body_html,
+            unique_id=f"{base}#revision-{revision.pk}",
+            unique_id_is_permalink=False,
+            pubdate=revision.published_at,
+            updateddate=revision.published_at,
+        )
+    response = HttpResponse(content_type="application/atom+xml; charset=utf-8")
+    feed.write(response, "utf-8")
+    return _public_headers(response)

@@ -1,0 +1,87 @@
+"""Fixtures for the status page: Celery tasks run eagerly (through Celery's own retry
+machinery), email goes to Django's locmem outbox, and a real HTTP server on 127.0.0.1 stands
+in for the Slack-compatible incoming webhook."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from django.conf import LazySettings
+
+from console.celery import app as celery_app
+from statuspage.models import Component
+from tests.factories import ServiceFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _comms_settings(settings: LazySettings) -> Iterator[None]:
+    settings.COMMS_SLACK_WEBHOOK_URL = ""
+    settings.COMMS_EMAIL_TO = []
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    eager, propagates = celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates
+    celery_app.conf.task_always_eager = True
+    celery_app.conf.task_eager_propagates = False
+    yield
+    celery_app.conf.task_always_eager = eager
+    celery_app.conf.task_eager_propagates = propagates
+
+
+class Webhook:
+    """A local incoming-webhook server answering with the queued status codes (then 200)."""
+
+    def __init__(self) -> None:
+        self.answers: list[int] = []
+        self.received: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                outer.received.append(json.loads(self.rfile.read(length) or b"{}"))
+                code = outer.answers.pop(0) if outer.answers else 200
+                body = b"ok" if code == 200 else b"upstream trouble"
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T000/B000/secret"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook(settings: LazySettings) -> Iterator[Webhook]:
+    server = Webhook()
+    settings.COMMS_SLACK_WEBHOOK_URL = server.url
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def support_lead(roles: dict) -> Any:
+    return UserFactory(username="sam", roles=["Support Lead"])
+
+
+@pytest.fixture
+def checkout_component(db: None) -> Component:
+    service = ServiceFactory(name="checkout")
+    return Component.objects.create(name="Checkout", position=1, service=service)
+
+
+@pytest.fixture
+def search_component(db: None) -> Component:
+    return Component.objects.create(name="Search", position=2)
