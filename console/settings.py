@@ -183,6 +183,15 @@ ROLLBACK_STEP_MAX_RETRIES = int(os.environ.get("ROLLBACK_STEP_MAX_RETRIES", "5")
 ROLLBACK_RETRY_BACKOFF_SECONDS = float(os.environ.get("ROLLBACK_RETRY_BACKOFF_SECONDS", "2"))
 ROLLBACK_STEP_LOG_MAX_LINES = int(os.environ.get("ROLLBACK_STEP_LOG_MAX_LINES", "2000"))
 
+# Verification after a rollback (incidents/verification.py, docs/verification.md): where
+# Prometheus answers when a check names no url, each kind's request timeout, and how long a
+# whole round may take before a worker's recovery sweep hands it out again.
+PROMETHEUS_URL = os.environ.get("PROMETHEUS_URL", "http://127.0.0.1:9090")
+VERIFY_HTTP_TIMEOUT_SECONDS = float(os.environ.get("VERIFY_HTTP_TIMEOUT_SECONDS", "5"))
+VERIFY_PROMETHEUS_TIMEOUT_SECONDS = float(os.environ.get("VERIFY_PROMETHEUS_TIMEOUT_SECONDS", "5"))
+VERIFY_KUBE_TIMEOUT_SECONDS = float(os.environ.get("VERIFY_KUBE_TIMEOUT_SECONDS", "10"))
+VERIFY_TIMEOUT_SECONDS = float(os.environ.get("VERIFY_TIMEOUT_SECONDS", "300"))
+
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE

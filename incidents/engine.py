@@ -214,6 +214,8 @@ class Dispatcher(Protocol):
 
     def advance_run(self, run_id: int) -> None: ...
 
+    def verify_run(self, run_id: int, round_id: str) -> None: ...
+
 
 # Celery's soft limit sits this far beyond a step's own timeout (checks and retries run
 # after the deadline the backend's wait honours); the hard limit a little further still.
@@ -239,6 +241,17 @@ class CeleryDispatcher:
 
         run_advance_task.delay_on_commit(run_id)  # type: ignore[attr-defined]
 
+    def verify_run(self, run_id: int, round_id: str) -> None:
+        from incidents import verification
+        from incidents.tasks import run_verify
+
+        budget = round(verification.verify_timeout_seconds())
+        run_verify.apply_async_on_commit(  # type: ignore[attr-defined]
+            (run_id, round_id),
+            soft_time_limit=budget + _SOFT_LIMIT_MARGIN,
+            time_limit=budget + _HARD_LIMIT_MARGIN,
+        )
+
 
 class InlineDispatcher:
     """Collects work for `run_inline` after commit (thread-safe)."""
@@ -247,6 +260,7 @@ class InlineDispatcher:
         self._lock = threading.Lock()
         self._steps: list[int] = []
         self._advance = False
+        self._verifications: list[tuple[int, str]] = []
 
     def start_steps(self, steps: Iterable[Step]) -> None:
         ids = [step.pk for step in steps]
@@ -263,6 +277,18 @@ class InlineDispatcher:
                 self._advance = True
 
         transaction.on_commit(flag)
+
+    def verify_run(self, run_id: int, round_id: str) -> None:
+        def collect() -> None:
+            with self._lock:
+                self._verifications.append((run_id, round_id))
+
+        transaction.on_commit(collect)
+
+    def take_verifications(self) -> list[tuple[int, str]]:
+        with self._lock:
+            taken, self._verifications = self._verifications, []
+        return taken
 
     def take_steps(self) -> list[int]:
         with self._lock:
@@ -361,6 +387,11 @@ def _advance_locked(run: Run, dispatch: Dispatcher, *, requeue_pending: bool = F
         if stopped and not any(step.state in _UNFINISHED for step in members):
             _fail_run(run, steps, group=group, stopped=stopped)
             return []
+    # Every step is done: the services' own checks decide before the run succeeds.
+    from incidents import verification
+
+    if verification.hold_for_verification(run, steps, dispatch, requeue=requeue_pending):
+        return []
     _succeed_run(run, steps)
     return []
 
@@ -407,7 +438,9 @@ def _fail_run(run: Run, steps: list[Step], *, group: int, stopped: list[Step]) -
     )
 
 
-def _succeed_run(run: Run, steps: list[Step]) -> None:
+def _succeed_run(run: Run, steps: list[Step], *, verified: bool = False) -> None:
+    """End the run as succeeded and stamp the incident's restore instant (and, when the
+    services' verification passed, the verified instant) unless a drill or dry run."""
     now = timezone.now()
     run.state = RunState.SUCCEEDED
     run.finished_at = now
@@ -423,17 +456,24 @@ def _succeed_run(run: Run, steps: list[Step]) -> None:
         actor_label=ENGINE_ACTOR,
         payload=_run_payload(run, succeeded=done, skipped=skipped),
     )
-    if not (run.dry_run or run.drill) and run.incident.restored_at is None and done:
+    if run.dry_run or run.drill or not done:
+        return
+    # With verification, the service came back when the last step finished, and was
+    # verified now; without it, now is all we know.
+    finished = [step.finished_at for step in steps if step.finished_at is not None]
+    instants = {"restored_at": max(finished) if verified and finished else now}
+    if verified:
+        instants["verified_at"] = now
+    incident = run.incident
+    for instant, at in instants.items():
+        if getattr(incident, instant) is not None:
+            continue
         try:
-            incident_record_instant(
-                incident=run.incident,
-                instant="restored_at",
-                at=now,
-                actor=None,
-                actor_label=ENGINE_ACTOR,
+            incident = incident_record_instant(
+                incident=incident, instant=instant, at=at, actor=None, actor_label=ENGINE_ACTOR
             )
         except DomainError as error:
-            logger.warning("run %s: could not record the restore instant: %s", run.pk, error)
+            logger.warning("run %s: could not record %s: %s", run.pk, instant, error)
 
 
 # -- executing a step ------------------------------------------------------------------------
@@ -1058,6 +1098,16 @@ def _execute_with_retries(step_id: int, dispatcher: Dispatcher, retries: int, wo
         connections.close_all()
 
 
+def _verify_in_thread(run_id: int, round_id: str) -> str:
+    from incidents import verification
+
+    try:
+        return verification.verification_execute(run_id, round_id)
+    finally:
+        close_old_connections()
+        connections.close_all()
+
+
 def run_inline(
     run_id: int,
     *,
@@ -1080,6 +1130,8 @@ def run_inline(
                 futures.add(
                     pool.submit(_execute_with_retries, step_id, dispatcher, retries, worker)
                 )
+            for verified_run, round_id in dispatcher.take_verifications():
+                futures.add(pool.submit(_verify_in_thread, verified_run, round_id))
             if dispatcher.take_advance():
                 run_advance(run_id, dispatcher=dispatcher)
                 continue

@@ -19,7 +19,7 @@ from celery.signals import worker_init, worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import connections
 
-from incidents import engine
+from incidents import engine, verification
 
 logger = logging.getLogger(__name__)
 _recovery_stop = threading.Event()
@@ -57,6 +57,12 @@ def step_execute(self: Any, step_id: int) -> None:
             countdown = engine.retry_delay(self.request.retries, retry_after=retry.retry_after)
             raise self.retry(exc=retry, countdown=countdown) from retry
         raise
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def run_verify(run_id: int, round_id: str) -> None:
+    """Run a verification round of a run whose steps are done, and conclude it."""
+    verification.verification_execute(run_id, round_id)
 
 
 @shared_task(acks_late=True, ignore_result=True)

@@ -1,0 +1,40 @@
+"""Template tags for the verification section of the room's rollback panel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+
+from incidents.models import Run
+from incidents.verification import RunVerification, attach_to_runs
+
+register = template.Library()
+
+# Outcomes drawn with the run and step state colours the stylesheet already has.
+_OUTCOME_STYLE = {
+    "passed": "state-succeeded",
+    "failed": "state-failed",
+    "inconclusive": "state-paused",
+    "pending": "state-running",
+    "running": "state-running",
+}
+
+
+@register.simple_tag(takes_context=True)
+def verification_of(context: template.Context, run: Run) -> RunVerification | None:
+    """The run's latest verification round. The first call reads it for every run of the
+    page (`runs` in the context) in one query, so the panel's query count stays constant."""
+    if not hasattr(run, "verification"):
+        page_runs: list[Any] = list(context.get("runs") or [])
+        pending = [r for r in page_runs if isinstance(r, Run) and not hasattr(r, "verification")]
+        if all(r is not run for r in pending):
+            pending.append(run)
+        attach_to_runs(pending)
+    return getattr(run, "verification", None)
+
+
+@register.filter
+def outcome_style(outcome: str) -> str:
+    """The CSS class that colours an outcome badge."""
+    return _OUTCOME_STYLE.get(outcome, "state-skipped")
