@@ -79,8 +79,15 @@
       var holder = cell.closest("#recovery") || cell;
       var clockRoot = holder.querySelector("[data-recovery-clock]") || cell;
       var seconds = secondsSince(cell.getAttribute("data-running-since"), clockRoot);
-      if (seconds !== null) {
-        cell.textContent = clock(seconds);
+      if (seconds === null) {
+        return;
+      }
+      cell.textContent = clock(seconds);
+      // A phase still under way that has already run past its target is missed.
+      var target = Number(cell.getAttribute("data-target-seconds"));
+      var row = cell.closest("tr");
+      if (row && target && seconds > target) {
+        row.classList.add("missed");
       }
     });
   }
