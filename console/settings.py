@@ -192,6 +192,17 @@ VERIFY_PROMETHEUS_TIMEOUT_SECONDS = float(os.environ.get("VERIFY_PROMETHEUS_TIME
 VERIFY_KUBE_TIMEOUT_SECONDS = float(os.environ.get("VERIFY_KUBE_TIMEOUT_SECONDS", "10"))
 VERIFY_TIMEOUT_SECONDS = float(os.environ.get("VERIFY_TIMEOUT_SECONDS", "300"))
 
+# Decision helper (incidents/decisions.py, docs/decision-helper.md): changes to the runbook's
+# rollback thresholds as a JSON object laid over the defaults, e.g. {"error_rate_critical": 25},
+# and the share of the RTO after which the recovery clock reads "close".
+try:
+    DECISION_THRESHOLDS = json.loads(os.environ.get("DECISION_THRESHOLDS") or "{}")
+except ValueError as error:
+    raise ImproperlyConfigured(f"DECISION_THRESHOLDS is not valid JSON: {error}") from error
+RECOVERY_CLOCK_CLOSE_SHARE = float(os.environ.get("RECOVERY_CLOCK_CLOSE_SHARE", "0.8"))
+if not 0 < RECOVERY_CLOCK_CLOSE_SHARE <= 1:
+    raise ImproperlyConfigured("RECOVERY_CLOCK_CLOSE_SHARE must be above 0 and at most 1")
+
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
