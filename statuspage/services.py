@@ -199,6 +199,7 @@ def draft_publish(
         body=body,
         component_statuses=component_statuses,
     )
+    published_name = markup.clean_source(draft.name) or "Service disruption"
     published_body = markup.clean_source(draft.body)
     if not published_body:
         raise DomainError("Write the update before publishing it.")
@@ -206,13 +207,13 @@ def draft_publish(
     public = PublicIncident.objects.select_for_update().filter(incident=incident).first()
     if public is None:
         public = PublicIncident.objects.create(
-            incident=incident, name=draft.name, status=draft.status, impact=draft.impact
+            incident=incident, name=published_name, status=draft.status, impact=draft.impact
         )
     previous = public.revisions.order_by("-number").first()
     revision = Revision.objects.create(
         public_incident=public,
         number=previous.number + 1 if previous else 1,
-        name=draft.name,
+        name=published_name,
         status=draft.status,
         impact=draft.impact,
         body=published_body,
@@ -221,7 +222,7 @@ def draft_publish(
         published_by=draft.updated_by,
         published_at=now,
     )
-    public.name, public.status, public.impact = draft.name, draft.status, draft.impact
+    public.name, public.status, public.impact = published_name, draft.status, draft.impact
     public.updated_at = now
     if draft.status == PublicStatus.MONITORING and public.monitoring_at is None:
         public.monitoring_at = now
@@ -257,6 +258,8 @@ def draft_publish(
             "component_statuses": revision.component_statuses,
         },
     )
+    # Now and again after commit: a reader between the two may cache the old state.
+    _invalidate_public_cache()
     transaction.on_commit(_invalidate_public_cache)
     return revision
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.conf import LazySettings
+from django.core.cache import cache
 
 from console.celery import app as celery_app
 from statuspage.models import Component
@@ -23,6 +24,7 @@ def _comms_settings(settings: LazySettings) -> Iterator[None]:
     settings.COMMS_SLACK_WEBHOOK_URL = ""
     settings.COMMS_EMAIL_TO = []
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    cache.clear()
     eager, propagates = celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates
     celery_app.conf.task_always_eager = True
     celery_app.conf.task_eager_propagates = False

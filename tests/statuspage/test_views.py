@@ -1,0 +1,281 @@
+"""The status desk's views: every role against every view, refusals as 4xx with a message,
+the 409 conflict that shows both texts, and the live preview."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from incidents.services import incident_change_status
+from statuspage import comms, services
+from statuspage.models import Delivery, Draft, Notice, Revision
+from tests.factories import UserFactory, incident_open
+
+pytestmark = pytest.mark.django_db
+
+ROLES = ["Viewer", "Responder", "Support Lead", "Approver", "Incident Commander"]
+EVERYONE = set(ROLES)
+SUPPORT = {"Support Lead"}
+
+
+class World:
+    """A 45-minute outage with one published revision and one failed delivery."""
+
+    def __init__(self) -> None:
+        now = timezone.now()
+        self.lead = UserFactory(username="lead-of-record", roles=["Support Lead"])
+        self.incident = incident_open(
+            started_at=now - timedelta(minutes=45), detected_at=now - timedelta(minutes=40)
+        )
+        self.revision = services.draft_publish(
+            incident=self.incident,
+            actor=self.lead,
+            version=0,
+            name="Checkout",
+            status="investigating",
+            impact="minor",
+            body="Looking into it.",
+            component_statuses={},
+        )
+        notice = Notice.objects.create(
+            incident=self.incident, kind="rollback_started", dedupe_key="x", subject="s", body="b"
+        )
+        self.delivery = Delivery.objects.create(
+            notice=notice, channel="email", state="failed", attempts=6, last_error="refused"
+        )
+
+
+@dataclass
+class Case:
+    name: str
+    allowed: set[str]
+    request: Callable[[World], tuple[str, str, dict[str, Any]]]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _url(name: str, **extra: Any) -> Callable[[World], str]:
+    return lambda w: reverse(name, kwargs={"incident_id": w.incident.pk, **extra})
+
+
+DRAFT = {"version": 1, "name": "Checkout", "status": "identified", "impact": "minor", "body": "x"}
+
+CASES = [
+    Case("status_desk", EVERYONE, lambda w: ("get", _url("status_desk")(w), {})),
+    Case("status_draft_save", SUPPORT, lambda w: ("post", _url("status_draft")(w), DRAFT)),
+    Case(
+        "status_draft_publish",
+        SUPPORT,
+        lambda w: ("post", _url("status_draft")(w), DRAFT | {"action": "publish"}),
+    ),
+    Case(
+        "status_preview", SUPPORT, lambda w: ("post", _url("status_preview")(w), {"body": "**b**"})
+    ),
+    Case(
+        "status_draft_start",
+        SUPPORT,
+        lambda w: ("post", _url("status_draft_start")(w), {"version": 1}),
+    ),
+    Case(
+        "status_revision_restore",
+        SUPPORT,
+        lambda w: (
+            "post",
+            _url("status_revision_restore", revision_id=w.revision.pk)(w),
+            {"version": 1},
+        ),
+    ),
+    Case(
+        "status_customer_notice",
+        SUPPORT,
+        lambda w: (
+            "post",
+            _url("status_customer_notice")(w),
+            {"recipients": "a@example.com", "subject": "s", "body": "b", "confirm": "on"},
+        ),
+    ),
+    Case(
+        "status_delivery_retry",
+        SUPPORT,
+        lambda w: ("post", _url("status_delivery_retry", delivery_id=w.delivery.pk)(w), {}),
+    ),
+]
+
+
+def _prepare(case: Case, client: Any, role: str | None) -> tuple[str, str, dict[str, Any]]:
+    world = World()
+    if role is not None:
+        client.force_login(UserFactory(roles=[role]))
+    return case.request(world)
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_anonymous_visitor_is_sent_to_login(client, roles, case):
+    method, url, data = _prepare(case, client, None)
+    response = getattr(client, method)(url, data)
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_each_role_reaches_exactly_the_views_it_is_allowed(client, roles, case, role):
+    method, url, data = _prepare(case, client, role)
+    response = getattr(client, method)(url, data)
+    if role in case.allowed:
+        assert response.status_code in (200, 302), response.content[:500]
+    else:
+        assert response.status_code == 403
+
+
+def test_the_desk_shows_draft_revisions_and_notices(client, roles):
+    world = World()
+    client.force_login(world.lead)
+    page = client.get(reverse("status_desk", args=[world.incident.pk])).content.decode()
+    assert 'id="draft-form"' in page
+    assert "Revision 1" in page
+    assert "refused" in page and ">Retry<" in page
+    assert "Send to customers" in page
+
+
+def test_the_room_links_to_the_desk(client, roles):
+    world = World()
+    client.force_login(world.lead)
+    page = client.get(reverse("incident_room", args=[world.incident.pk])).content.decode()
+    assert reverse("status_desk", args=[world.incident.pk]) in page
+
+
+def test_a_stale_save_answers_409_with_both_texts_and_changes_nothing(client, roles):
+    world = World()
+    other = UserFactory(username="alex", roles=["Support Lead"])
+    services.draft_save(
+        incident=world.incident,
+        actor=other,
+        version=1,
+        name="Checkout",
+        status="identified",
+        impact="minor",
+        body="Alex: cause found in the payment service.",
+        component_statuses={},
+    )
+    client.force_login(world.lead)
+    response = client.post(
+        reverse("status_draft", args=[world.incident.pk]),
+        DRAFT | {"body": "Sam: still investigating, sorry.", "action": "publish"},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 409
+    page = response.content.decode()
+    assert "alex saved this draft" in page
+    assert "Alex: cause found in the payment service." in page  # theirs, in the conflict panel
+    assert "Sam: still investigating, sorry." in page  # yours, still in the editor
+    assert 'name="version" value="2"' in page
+    assert Draft.objects.get(incident=world.incident).body.startswith("Alex")
+    assert Revision.objects.count() == 1
+
+
+def test_invalid_draft_input_answers_400_with_a_message_and_saves_nothing(client, roles):
+    world = World()
+    client.force_login(world.lead)
+    response = client.post(
+        reverse("status_draft", args=[world.incident.pk]),
+        DRAFT | {"status": "on-fire", "name": ""},
+    )
+    assert response.status_code == 400
+    assert "Select a valid choice" in response.content.decode()
+    assert Draft.objects.get(incident=world.incident).version == 1
+
+
+def test_publishing_an_empty_update_answers_400(client, roles):
+    world = World()
+    client.force_login(world.lead)
+    response = client.post(
+        reverse("status_draft", args=[world.incident.pk]),
+        DRAFT | {"body": "", "action": "publish"},
+    )
+    assert response.status_code == 400
+    assert "Write the update before publishing it." in response.content.decode()
+    assert Revision.objects.count() == 1
+
+
+def test_the_preview_renders_sanitised_markdown(client, roles):
+    world = World()
+    client.force_login(world.lead)
+    response = client.post(
+        reverse("status_preview", args=[world.incident.pk]),
+        {"name": "Checkout", "status": "identified", "body": "**fixed** <script>x()</script>"},
+        headers={"HX-Request": "true"},
+    )
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "<strong>fixed</strong>" in page and "<script>x()" not in page
+    assert 'id="preview"' in page and "<html" not in page
+
+
+def test_a_customer_notice_without_confirmation_answers_400(client, roles):
+    world = World()
+    client.force_login(world.lead)
+    response = client.post(
+        reverse("status_customer_notice", args=[world.incident.pk]),
+        {"recipients": "a@example.com", "subject": "s", "body": "b"},
+    )
+    assert response.status_code == 400
+    assert "Confirm that the notice is ready" in response.content.decode()
+    assert not Notice.objects.filter(kind="customer").exists()
+
+
+def test_bad_recipient_addresses_answer_400(client, roles):
+    world = World()
+    client.force_login(world.lead)
+    response = client.post(
+        reverse("status_customer_notice", args=[world.incident.pk]),
+        {
+            "recipients": "a@example.com, not-an-address",
+            "subject": "s",
+            "body": "b",
+            "confirm": "on",
+        },
+    )
+    assert response.status_code == 400
+    assert "not-an-address is not an email address." in response.content.decode()
+
+
+def test_a_revision_of_another_incident_cannot_be_restored(client, roles):
+    world = World()
+    other = incident_open()
+    client.force_login(world.lead)
+    response = client.post(
+        reverse("status_revision_restore", args=[other.pk, world.revision.pk]), {"version": 0}
+    )
+    assert response.status_code == 404
+
+
+def test_a_delivery_being_retried_cannot_be_retried_again(client, roles):
+    world = World()
+    Delivery.objects.filter(pk=world.delivery.pk).update(will_retry=True)
+    client.force_login(world.lead)
+    response = client.post(
+        reverse("status_delivery_retry", args=[world.incident.pk, world.delivery.pk])
+    )
+    assert response.status_code == 400
+    assert "already being retried" in response.content.decode()
+
+
+def test_the_desk_shows_the_update_due_banner_when_the_cadence_has_passed(client, roles, settings):
+    world = World()
+    commander = UserFactory(roles=["Incident Commander"])
+    incident = incident_change_status(
+        incident=world.incident, to_status="mitigating", actor=commander
+    )
+    settings.COMMS_CADENCE_MINUTES = 0
+    assert comms.update_overdue_since(incident) is not None
+    client.force_login(world.lead)
+    page = client.get(reverse("status_desk", args=[world.incident.pk])).content.decode()
+    assert 'id="cadence-due"' in page
