@@ -12,4 +12,5 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("incidents.urls")),
     path("", include("statuspage.urls")),
+    path("", include("postmortems.urls")),
 ]

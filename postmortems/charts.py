@@ -1,0 +1,254 @@
+"""Small server-rendered SVG charts: a line chart and a (grouped or stacked) bar chart.
+
+No JavaScript and nothing fetched from elsewhere: the page embeds the markup. Every label
+is escaped here, so the result is safe to mark as such. Each chart carries a <title> and
+an aria-label; the pages show the same figures in a table beside it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from html import escape
+
+from django.utils.safestring import SafeString, mark_safe
+
+from incidents.models import BackendKind, StepState
+from postmortems.selectors import OUTCOMES, PHASE_LABELS, RecoveryOverview
+
+WIDTH, HEIGHT = 640, 260
+LEFT, RIGHT, TOP, BOTTOM = 52, 16, 34, 50
+PALETTE = ("#2f5bd3", "#d9822b", "#137a3d", "#8e44ad", "#b42318", "#0f8b8d")
+OUTCOME_COLOURS: dict[str, str] = {
+    StepState.SUCCEEDED: "#137a3d",
+    StepState.FAILED: "#b42318",
+    StepState.SKIPPED: "#98a2b3",
+    StepState.CANCELLED: "#d9822b",
+}
+
+
+def _nice_ceiling(value: float) -> float:
+    """The smallest 1, 2, 2.5 or 5 × 10ⁿ at or above `value` (1 for nothing)."""
+    if value <= 0:
+        return 1.0
+    power = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 2.5, 5, 10):
+        if value <= step * power:
+            return float(step * power)
+    return float(10 * power)
+
+
+def _number(value: float) -> str:
+    return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
+
+
+def _short(label: str, limit: int = 14) -> str:
+    return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
+def _frame(title: str, body: list[str], description: str) -> SafeString:
+    svg = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        f'class="chart" role="img" aria-label="{escape(description)}">'
+        f"<title>{escape(title)}</title>" + "".join(body) + "</svg>"
+    )
+    return mark_safe(svg)  # noqa: S308  (every label above went through escape())
+
+
+def _empty(title: str, message: str) -> SafeString:
+    body = [
+        f'<rect x="0.5" y="0.5" width="{WIDTH - 1}" height="{HEIGHT - 1}" fill="none" '
+        'stroke="#dde1e8"/>',
+        f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle" font-size="14" '
+        f'fill="#667085">{escape(message)}</text>',
+    ]
+    return _frame(title, body, f"{title}: {message}")
+
+
+def _axes(top_value: float, unit: str) -> list[str]:
+    """The y axis with five gridlines from 0 to `top_value`."""
+    plot_height = HEIGHT - TOP - BOTTOM
+    parts = []
+    for i in range(5):
+        value = top_value * i / 4
+        y = HEIGHT - BOTTOM - plot_height * i / 4
+        parts.append(
+            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
+            f'stroke="{"#98a2b3" if i == 0 else "#eaecf0"}"/>'
+            f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
+            f'fill="#667085">{_number(value)}</text>'
+        )
+    parts.append(
+        f'<text x="12" y="{TOP + plot_height / 2:.1f}" font-size="11" fill="#667085" '
+        f'text-anchor="middle" transform="rotate(-90 12 {TOP + plot_height / 2:.1f})">'
+        f"{escape(unit)}</text>"
+    )
+    return parts
+
+
+def _legend(names: Sequence[str], colours: Sequence[str]) -> list[str]:
+    parts, x = [], LEFT
+    for name, colour in zip(names, colours, strict=True):
+        parts.append(
+            f'<rect x="{x}" y="10" width="10" height="10" fill="{colour}"/>'
+            f'<text x="{x + 14}" y="19" font-size="11" fill="#1d2330">{escape(name)}</text>'
+        )
+        x += 22 + 7 * len(name)
+    return parts
+
+
+def line_chart(
+    points: Sequence[tuple[str, float]],
+    *,
+    title: str,
+    unit: str,
+    target: float | None = None,
+    target_label: str = "target",
+    empty: str = "No figures yet.",
+) -> SafeString:
+    """Points in order (label, value) joined by a line, with an optional dashed target."""
+    if not points:
+        return _empty(title, empty)
+    top_value = _nice_ceiling(max([value for _, value in points] + [target or 0]))
+    plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+
+    def x_at(index: int) -> float:
+        return LEFT + (
+            plot_width / 2 if len(points) == 1 else plot_width * index / (len(points) - 1)
+        )
+
+    def y_at(value: float) -> float:
+        return HEIGHT - BOTTOM - plot_height * value / top_value
+
+    body = _axes(top_value, unit)
+    if target is not None:
+        y = y_at(target)
+        body.append(
+            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#b42318" '
+            f'stroke-dasharray="5 4"/><text x="{WIDTH - RIGHT}" y="{y - 4:.1f}" font-size="11" '
+            f'text-anchor="end" fill="#b42318">{escape(target_label)}</text>'
+        )
+    path = " ".join(
+        f"{'M' if i == 0 else 'L'}{x_at(i):.1f},{y_at(value):.1f}"
+        for i, (_, value) in enumerate(points)
+    )
+    body.append(f'<path d="{path}" fill="none" stroke="{PALETTE[0]}" stroke-width="2"/>')
+    every = max(1, math.ceil(len(points) / 8))
+    for i, (label, value) in enumerate(points):
+        colour = "#b42318" if target is not None and value > target else PALETTE[0]
+        body.append(
+            f'<circle cx="{x_at(i):.1f}" cy="{y_at(value):.1f}" r="3.5" fill="{colour}">'
+            f"<title>{escape(label)}: {_number(value)} {escape(unit)}</title></circle>"
+        )
+        if i % every == 0 or i == len(points) - 1:
+            body.append(
+                f'<text x="{x_at(i):.1f}" y="{HEIGHT - BOTTOM + 16}" font-size="10.5" '
+                f'text-anchor="middle" fill="#667085">{escape(_short(label))}</text>'
+            )
+    return _frame(title, body, f"{title}, {len(points)} points, in {unit}")
+
+
+def bar_chart(
+    categories: Sequence[str],
+    series: Sequence[tuple[str, Sequence[float | None]]],
+    *,
+    title: str,
+    unit: str,
+    stacked: bool = False,
+    colours: Sequence[str] = PALETTE,
+    empty: str = "No figures yet.",
+) -> SafeString:
+    """Bars per category, one per series side by side (or stacked). None draws nothing."""
+    values = [v or 0.0 for _, vs in series for v in vs]
+    if not categories or not series or not any(values):
+        return _empty(title, empty)
+    if stacked:
+        top_value = _nice_ceiling(
+            max(sum(vs[i] or 0 for _, vs in series) for i in range(len(categories)))
+        )
+    else:
+        top_value = _nice_ceiling(max(values))
+    plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    slot = plot_width / len(categories)
+    bars = 1 if stacked else len(series)
+    bar_width = min(28.0, slot * 0.8 / bars)
+    body = _axes(top_value, unit)
+    body += _legend([name for name, _ in series], colours[: len(series)])
+    for c, category in enumerate(categories):
+        left = LEFT + slot * c + (slot - bar_width * bars) / 2
+        base = float(HEIGHT - BOTTOM)
+        for s, (name, vs) in enumerate(series):
+            value = vs[c]
+            if not value:
+                continue
+            height = plot_height * value / top_value
+            x = left if stacked else left + s * bar_width
+            y = base - height
+            body.append(
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_width:.1f}" height="{height:.1f}" '
+                f'fill="{colours[s % len(colours)]}"><title>{escape(category)}, {escape(name)}: '
+                f"{_number(value)} {escape(unit)}</title></rect>"
+            )
+            if stacked:
+                base = y
+        body.append(
+            f'<text x="{LEFT + slot * c + slot / 2:.1f}" y="{HEIGHT - BOTTOM + 16}" '
+            f'font-size="10.5" text-anchor="middle" fill="#667085">'
+            f"{escape(_short(category))}<title>{escape(category)}</title></text>"
+        )
+    return _frame(title, body, f"{title}, {len(categories)} groups, in {unit}")
+
+
+def _minutes(value: object) -> float | None:
+    seconds = getattr(value, "total_seconds", None)
+    return None if seconds is None else round(seconds() / 60, 1)
+
+
+def overview_charts(overview: RecoveryOverview) -> dict[str, SafeString]:
+    """The metrics page's four charts."""
+    phases = [p for p in PHASE_LABELS if p != "total_recovery"]
+    trend = line_chart(
+        [
+            (f"#{p.incident_id} {p.detected_at:%m-%d}", _minutes(p.total_recovery) or 0.0)
+            for p in overview.trend
+        ],
+        title="Total recovery per incident",
+        unit="minutes",
+        target=15.0,
+        target_label="15 min target",
+        empty="No incident has a verified recovery in this range.",
+    )
+    severity_groups = [a for a in overview.by_severity if a.incidents]
+    by_severity = bar_chart(
+        [a.group for a in severity_groups],
+        [(PHASE_LABELS[p], [_minutes(a.means[p]) for a in severity_groups]) for p in phases],
+        title="Mean time per phase by severity",
+        unit="minutes",
+        empty="No incidents in this range.",
+    )
+    by_service = bar_chart(
+        [a.group for a in overview.by_service],
+        [(PHASE_LABELS[p], [_minutes(a.means[p]) for a in overview.by_service]) for p in phases],
+        title="Mean time per phase by service",
+        unit="minutes",
+        empty="No incident in this range names a service.",
+    )
+    backends = list(overview.rollbacks)
+    rollbacks = bar_chart(
+        [BackendKind(b).label.split(" (")[0] for b in backends],
+        [
+            (StepState(outcome).label, [float(overview.rollbacks[b][outcome]) for b in backends])
+            for outcome in OUTCOMES
+        ],
+        title="Rollback steps by backend and outcome",
+        unit="steps",
+        stacked=True,
+        colours=[OUTCOME_COLOURS[o] for o in OUTCOMES],
+        empty="No rollback finished in this range.",
+    )
+    return {
+        "trend": trend,
+        "by_severity": by_severity,
+        "by_service": by_service,
+        "rollbacks": rollbacks,
+    }
