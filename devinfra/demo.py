@@ -30,6 +30,15 @@ live at a bad release with a known-good one before it:
 - new-checkout-flow (feature_flag): Redis key backout-demo:flags:new-checkout-flow, "on"
   (release flag-on, live); flag-off is the known-good state.
 
+Verification: storefront-web and payments-api carry `checks` in their target config (see
+docs/verification.md): an http check of their health endpoint (served by
+devinfra.demo_health from the stand-in's live state: 503 while pods are not Ready, the
+version the pod template runs) that expects the version rolled back to, and a
+kubernetes_pods check with no crash loops. When a Prometheus binary is installed (Debian's
+package), the demo also starts one scraping the demo's error-ratio metrics, and
+storefront-web gets an error-rate check against it (the check names that server's url); without
+one, that check is left out and the start-up summary says so.
+
 The Deployments are the stand-in's own "demo" seed (devinfra.kube_standin.DEMO_SEED): each
 image is a revision, the last one live and bad, the earlier ones known-good. Pods of the bad
 web image (v2.4.1) crash-loop, so that rollout shows stuck, with restarts, until rolled back.
@@ -79,15 +88,17 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import redis
 
+from devinfra.demo_health import DemoHealth
 from devinfra.kube_standin import DEMO_SEED, KubeStandinHandle, start_kube_standin
 from devinfra.processes import ServerProcess, start_moto_server
+from devinfra.prometheus import PrometheusMissing, PrometheusServer, start_prometheus
 from executors.aws import aws_client
 from executors.base import Connections
 from executors.dns import Route53Backend
@@ -167,6 +178,8 @@ class DemoInfrastructure:
     state_file: Path
     kubeconfig: Path
     warnings: list[str] = field(default_factory=list)
+    health: DemoHealth | None = None
+    prometheus: PrometheusServer | None = None
 
     def service(self, name: str) -> DemoService:
         """The demo service called `name`."""
@@ -186,8 +199,12 @@ class DemoInfrastructure:
         return self.moto.process.poll() is None and self.kube._thread.is_alive()
 
     def stop(self) -> None:
-        """Stop the Kubernetes stand-in and the moto server."""
+        """Stop Prometheus, the health server, the Kubernetes stand-in and the moto server."""
         try:
+            if self.prometheus is not None:
+                self.prometheus.stop()
+            if self.health is not None:
+                self.health.stop()
             self.kube.stop()
         finally:
             self.moto.stop()
@@ -239,6 +256,67 @@ def kubernetes_services(seed: Sequence[Mapping[str, Any]] = DEMO_SEED) -> list[D
             )
         )
     return services
+
+
+# Services whose verification the demo shows: (service, namespace, deployment, label).
+VERIFIED_SERVICES = (
+    ("storefront-web", "storefront", "web", "app=web"),
+    ("payments-api", "payments", "payments-api", "app=payments-api"),
+)
+ERROR_RATIO_THRESHOLD = 0.05
+
+
+def with_verification(
+    services: Sequence[DemoService], health: DemoHealth, prometheus: PrometheusServer | None
+) -> list[DemoService]:
+    """`services` with verification checks on the VERIFIED_SERVICES (see the module doc)."""
+    verified = {
+        name: (namespace, deployment, label)
+        for name, namespace, deployment, label in VERIFIED_SERVICES
+    }
+    result = []
+    for service in services:
+        if service.name not in verified:
+            result.append(service)
+            continue
+        namespace, deployment, label = verified[service.name]
+        checks: list[dict[str, Any]] = [
+            {
+                "kind": "http",
+                "name": "health endpoint",
+                "url": health.health_url(namespace, deployment),
+                "json_field": "version",
+                "expect": "{version}",
+                "retries": 4,
+                "backoff": 1,
+            },
+            {
+                "kind": "kubernetes_pods",
+                "name": "pods ready",
+                "namespace": namespace,
+                "selector": label,
+                "max_restarts": 3,
+            },
+        ]
+        if prometheus is not None and service.name == "storefront-web":
+            checks.append(
+                {
+                    "kind": "prometheus",
+                    "name": "error rate",
+                    "url": prometheus.url,
+                    "query": f'demo_http_error_ratio{{service="{service.name}"}}',
+                    "comparison": "below",
+                    "threshold": ERROR_RATIO_THRESHOLD,
+                    "measures": "error_rate",
+                }
+            )
+        result.append(replace(service, target_config={**service.target_config, "checks": checks}))
+    return result
+
+
+def start_demo_prometheus(health: DemoHealth, log_file: Path) -> PrometheusServer:
+    """A Prometheus scraping the demo's metrics every second (PrometheusMissing without one)."""
+    return start_prometheus([health.target], scrape_interval=1.0, log_file=log_file)
 
 
 def seed_ecs(connections: Connections) -> DemoService:
@@ -592,13 +670,31 @@ def start_demo_infrastructure(
                 for seed in (seed_ecs, seed_static_frontend, seed_dns, seed_database)
             ]
             flag_seeding = pool.submit(seed_feature_flag, redis_url)
-            services = kubernetes_services() + [future.result() for future in seeding]
+            kube_services = kubernetes_services()
+            infrastructure.health = DemoHealth(
+                kube, bad_images=[service.live_version for service in kube_services]
+            )
+            starting_prometheus = pool.submit(
+                start_demo_prometheus,
+                infrastructure.health,
+                state_file.with_name("demo-prometheus.log"),
+            )
+            try:
+                services = kube_services + [future.result() for future in seeding]
+            finally:  # taken even when seeding failed, so that stop() stops it too
+                try:
+                    infrastructure.prometheus = starting_prometheus.result()
+                except (PrometheusMissing, RuntimeError, OSError) as error:
+                    infrastructure.warnings.append(
+                        f"no Prometheus, so no error-rate check in the demo ({error})"
+                    )
             try:
                 services.append(flag_seeding.result())
             except redis.RedisError as error:
                 infrastructure.warnings.append(
                     f"feature flag service left out: Redis at {redis_url} did not answer ({error})"
                 )
+            services = with_verification(services, infrastructure.health, infrastructure.prometheus)
             loading.result()
             checks = [pool.submit(check_live_version, service, connections) for service in services]
             for check in checks:
@@ -636,6 +732,10 @@ def summary(infrastructure: DemoInfrastructure, started_in: float) -> str:
         f"  Kubernetes         {infrastructure.kube.url}  (KUBECONFIG={infrastructure.kubeconfig})",
         f"  state file         {infrastructure.state_file}",
     ]
+    if infrastructure.health is not None:
+        lines.append(f"  health endpoints   {infrastructure.health.url}/health/<namespace>/<name>")
+    if infrastructure.prometheus is not None:
+        lines.append(f"  Prometheus         {infrastructure.prometheus.url}")
     for service in infrastructure.services:
         good = service.known_good.version
         live = next(

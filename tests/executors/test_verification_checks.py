@@ -144,7 +144,7 @@ def test_pods_check_fails_on_a_container_waiting_in_crash_loop_back_off(
 
     assert result.status is CheckStatus.FAILED
     assert "crash-looping" in result.detail and "CrashLoopBackOff" in result.detail
-    assert result.observed.startswith("0/2 ready")
+    assert str(result.observed).startswith("0/2 ready")
 
 
 def test_pods_check_fails_when_a_container_restarted_too_often(
