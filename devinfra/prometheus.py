@@ -223,9 +223,7 @@ def start_prometheus(
     interval = f"{max(1, round(scrape_interval * 1000))}ms"
     config = {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
-        "scrape_configs": [
-            {"job_name": "backout", "static_configs": [{"targets": list(targets)}]}
-        ],
+        "scrape_configs": [{"job_name": "backout", "static_configs": [{"targets": list(targets)}]}],
     }
     # JSON is YAML: no YAML library needed to write the configuration.
     (directory / "prometheus.yml").write_text(json.dumps(config, indent=2))
