@@ -369,8 +369,9 @@ class RecoveryOverview:
     rto_missed: int = 0
 
     @property
-    def phase_labels(self) -> dict[str, str]:
-        return PHASE_LABELS
+    def rollback_rows(self) -> list[tuple[str, dict[str, int]]]:
+        """(backend label, outcome counts) for the page's table."""
+        return [(BackendKind(kind).label, counts) for kind, counts in self.rollbacks.items()]
 
 
 def _averages(group: str, incidents: Iterable[Incident]) -> PhaseAverages:

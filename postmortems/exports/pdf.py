@@ -235,6 +235,7 @@ def _key_values(rows: Iterable[tuple[str, str]], styles: dict[str, ParagraphStyl
     table.setStyle(
         TableStyle(
             [
+                ("FONT", (0, 0), (-1, -1), REGULAR),
                 ("VALIGN", (0, 0), (-1, -1), "TOP"),
                 ("LINEBELOW", (0, 0), (-1, -1), 0.4, RULE),
                 ("TOPPADDING", (0, 0), (-1, -1), 2.5),
@@ -256,6 +257,7 @@ def _grid(
     header_style = ParagraphStyle("th", parent=styles["cell"], fontName=BOLD)
     data: list[list[Any]] = [[_para(h, header_style) for h in headings]]
     commands: list[tuple[Any, ...]] = [
+        ("FONT", (0, 0), (-1, -1), REGULAR),
         ("BACKGROUND", (0, 0), (-1, 0), BAND),
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
         ("LINEBELOW", (0, 0), (-1, -1), 0.4, RULE),
