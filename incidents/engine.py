@@ -12,6 +12,10 @@ Two entry points, both idempotent and safe to call twice with the same id:
   log lines into StepLog, runs the backend's checks, records the outcome, and asks for the
   run to advance.
 
+When the last group is done, the services' own verification checks may hold the run before
+it ends (incidents.verification, docs/verification.md): a round of checks is dispatched like
+a step, and its outcome fails, pauses or succeeds the run.
+
 Every state change is a row update plus its timeline entry in one transaction; the entry is
 announced on Redis after commit (incidents.services.timeline_append).
 
