@@ -479,6 +479,19 @@ def _conclude(run_id: int, round_: _Round, planned: Sequence[PlannedCheck]) -> s
 # -- reading, for the room -------------------------------------------------------------------
 
 
+def pause_reason(run: Run) -> str:
+    """The timeline's sentence when the run's latest round paused it as inconclusive, else ""."""
+    latest = _latest_round(run)
+    if latest is None or latest.conclusion != INCONCLUSIVE or run.state != RunState.PAUSED:
+        return ""
+    entry = (
+        _entries(run)
+        .filter(kind=TimelineKind.RUN, payload__round=latest.id, payload__event=INCONCLUSIVE)
+        .first()
+    )
+    return entry.body if entry is not None else ""
+
+
 @dataclass
 class CheckRow:
     """One check of a round as the room shows it."""

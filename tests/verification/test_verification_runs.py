@@ -10,10 +10,12 @@ import importlib
 import itertools
 import threading
 import time
+from io import StringIO
 from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
 from django.db import connections
 from django.urls import reverse
 
@@ -484,3 +486,28 @@ def test_the_room_reads_every_runs_verification_in_one_query(
         response = client.get(url)
 
     assert response.content.decode().count('class="verification"') == 2
+
+
+def test_the_terminal_command_says_an_inconclusive_verification_paused_the_run(commander, kube):
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    _web_service(kube, [_prometheus_check(nowhere, "up", 1, name="error rate")])
+    incident = IncidentFactory()
+    out = StringIO()
+
+    with pytest.raises(CommandError, match="paused: verification inconclusive") as refusal:
+        call_command(
+            "rollback",
+            "web",
+            "--to",
+            "v1",
+            "--incident",
+            str(incident.pk),
+            "--as",
+            "ic",
+            "--yes",
+            stdout=out,
+            stderr=StringIO(),
+        )
+
+    assert "error rate on web: Prometheus did not answer" in str(refusal.value)
+    assert Run.objects.get(incident=incident).state == RunState.PAUSED

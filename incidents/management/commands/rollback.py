@@ -23,7 +23,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
-from incidents import engine, rollbacks
+from incidents import engine, rollbacks, verification
 from incidents.models import (
     BackendKind,
     Incident,
@@ -297,7 +297,8 @@ class Command(BaseCommand):
             return
         if run.state == RunState.PAUSED:
             raise CommandError(
-                f"Run #{run.pk} was paused from the console; resume it there (the workers "
+                verification.pause_reason(run)
+                or f"Run #{run.pk} was paused from the console; resume it there (the workers "
                 "will carry on)."
             )
         raise CommandError(
