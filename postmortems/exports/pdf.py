@@ -68,7 +68,7 @@ BAD = colors.HexColor("#b42318")
 STAR_BAND = colors.HexColor("#fff6d6")
 
 # Timeline columns: entry, time, kind, who, what happened.
-TIMELINE_WIDTHS = (12 * mm, 30 * mm, 26 * mm, 22 * mm)
+TIMELINE_WIDTHS = (13 * mm, 30 * mm, 26 * mm, 22 * mm)
 TIMELINE_BODY_WIDTH = TEXT_WIDTH - sum(TIMELINE_WIDTHS)
 TIMELINE_FONT_SIZE, TIMELINE_LEADING, CELL_PAD = 7.5, 9.2, 2.0
 TIMELINE_CHUNK = 40
@@ -137,25 +137,30 @@ def _para(text: str, style: ParagraphStyle) -> Paragraph:
 
 def _wrap(text: str, font: str, size: float, width: float) -> list[str]:
     """Break `text` into lines no wider than `width`: at spaces, and inside words too long
-    for a line (URLs, image digests)."""
+    for a line (URLs, image digests). Widths add up word by word (no kerning here)."""
     width_of = pdfmetrics.stringWidth
+    space = width_of(" ", font, size)
     lines: list[str] = []
     for paragraph in text.replace("\r", "").split("\n"):
-        line = ""
+        line, line_width = "", 0.0
         for word in paragraph.split(" "):
-            candidate = f"{line} {word}" if line else word
-            if width_of(candidate, font, size) <= width:
-                line = candidate
+            word_width = width_of(word, font, size)
+            if not line and word_width <= width:
+                line, line_width = word, word_width
+                continue
+            if line and line_width + space + word_width <= width:
+                line, line_width = f"{line} {word}", line_width + space + word_width
                 continue
             if line:
                 lines.append(line)
-            line = word
-            while len(line) > 1 and (wide := width_of(line, font, size)) > width:
-                cut = max(1, int(len(line) * width / wide))
+            line, line_width = word, word_width
+            while len(line) > 1 and line_width > width:
+                cut = max(1, int(len(line) * width / line_width))
                 while cut > 1 and width_of(line[:cut], font, size) > width:
                     cut -= 1
                 lines.append(line[:cut])
                 line = line[cut:]
+                line_width = width_of(line, font, size)
         lines.append(line)
     return lines or [""]
 
@@ -315,11 +320,13 @@ def _timeline_tables(report: PostmortemReport) -> list[Flowable]:
             font = BOLD if row.starred else REGULAR
             data.append(
                 [
-                    ("★ " if row.starred else "") + str(row.id),
+                    str(row.id),
                     instant(row.at),
                     "\n".join(_wrap(row.kind_label, REGULAR, size, inner[2])),
                     "\n".join(_wrap(row.who, REGULAR, size, inner[3])),
-                    "\n".join(_wrap(row.body, font, size, inner[4])),
+                    "\n".join(
+                        _wrap(("★ " if row.starred else "") + row.body, font, size, inner[4])
+                    ),
                 ]
             )
             if row.starred:
@@ -478,7 +485,7 @@ def render_pdf(report: PostmortemReport) -> bytes:
                 ]
                 for step in run.steps
             ],
-            [8 * mm, 34 * mm, 46 * mm, 22 * mm, 17 * mm, 17 * mm, 17 * mm, TEXT_WIDTH - 161 * mm],
+            [8 * mm, 34 * mm, 44 * mm, 22 * mm, 16 * mm, 19 * mm, 18 * mm, TEXT_WIDTH - 161 * mm],
             styles,
         )
         story += [

@@ -221,3 +221,24 @@ def test_the_report_reads_a_constant_number_of_queries(
         report = selectors.postmortem_report(incident.pk)
         render_json(report)
         render_markdown(report)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "short",
+        "words " * 80,
+        "x" * 500,
+        "line one\nline two with a https://example.com/" + "a" * 200 + " tail",
+        "",
+    ],
+)
+def test_wrapped_timeline_lines_fit_their_column_and_keep_every_character(text):
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    from postmortems.exports.pdf import REGULAR, _fonts, _wrap
+
+    _fonts()
+    lines = _wrap(text, REGULAR, 7.5, 100)
+    assert all(stringWidth(line, REGULAR, 7.5) <= 100 for line in lines)
+    assert "".join(lines).replace(" ", "") == text.replace("\n", "").replace(" ", "")
