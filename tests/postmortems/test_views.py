@@ -197,3 +197,16 @@ def test_the_pdf_export_is_served_inline_as_a_pdf(client, ic, incident):
     assert response["Content-Disposition"] == (
         f'inline; filename="postmortem-incident-{incident.pk}.pdf"'
     )
+
+
+def test_the_incident_room_links_to_its_postmortem(client, ic, incident):
+    client.force_login(ic)
+    content = client.get(reverse("incident_room", args=[incident.pk])).content.decode()
+    assert f'href="{reverse("postmortem", args=[incident.pk])}"' in content
+
+
+def test_the_navigation_links_to_the_reports(client, ic):
+    client.force_login(ic)
+    assert (
+        f'href="{reverse("recovery_metrics")}"' in client.get(reverse("dashboard")).content.decode()
+    )
