@@ -182,7 +182,7 @@ ROLLBACK_RECOVERY_INTERVAL_SECONDS = float(
 )
 ROLLBACK_STEP_MAX_RETRIES = int(os.environ.get("ROLLBACK_STEP_MAX_RETRIES", "5"))
 ROLLBACK_RETRY_BACKOFF_SECONDS = float(os.environ.get("ROLLBACK_RETRY_BACKOFF_SECONDS", "2"))
-ROLLBACK_STEP_LOG_MAX_LINES = int(os.environ.get("ROLLBACK_STEP_LOG_MAX_LINES", "2000"))
+ROLLBACK_STEP_LOG_MAX_LINES = int(os.environ.get("ROLLBACK_STEP_LOG_MAX_LINES", "50000"))
 
 # Verification after a rollback (incidents/verification.py, docs/verification.md): where
 # Prometheus answers when a check names no url, each kind's request timeout, and how long a

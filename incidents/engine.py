@@ -72,7 +72,12 @@ from incidents.models import (
     StepState,
     TimelineKind,
 )
-from incidents.services import DomainError, incident_record_instant, timeline_append
+from incidents.services import (
+    DomainError,
+    announce_log_lines,
+    incident_record_instant,
+    timeline_append,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +113,7 @@ def retry_backoff_seconds() -> float:
 
 def log_max_lines() -> int:
     """Log lines kept per step; later lines are counted, not stored."""
-    return int(_setting("ROLLBACK_STEP_LOG_MAX_LINES", 2000))
+    return int(_setting("ROLLBACK_STEP_LOG_MAX_LINES", 50000))
 
 
 _LOG_LINE_MAX_CHARS = 2000
@@ -588,6 +593,7 @@ class StepLogWriter:
 
     def __init__(self, step: Step, *, owner: threading.Thread | None = None) -> None:
         self.step_id = step.pk
+        self.incident_id = step.run.incident_id
         self._owner = owner or threading.current_thread()
         self._lock = threading.Lock()
         self._buffer: list[tuple[datetime, str]] = []
@@ -632,6 +638,7 @@ class StepLogWriter:
             self._next_seq += 1
         if rows:
             StepLog.objects.bulk_create(rows)
+            announce_log_lines(self.incident_id, self.step_id)
 
     def close(self) -> None:
         """Flush, and say how many lines were not kept."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -200,6 +202,7 @@ class RollbackPlanForm(forms.Form):
             Service.objects.filter(environment=incident.environment).prefetch_related("releases")
         )
         affected = {service.pk for service in incident.services.all()}
+        self.affected = affected
         for service in self.services:
             releases = sorted(service.releases.all(), key=lambda r: r.shipped_at, reverse=True)
             choices = [("", "— leave as it is —"), (PREVIOUS, "previous revision")]
@@ -219,6 +222,15 @@ class RollbackPlanForm(forms.Form):
 
     def target_fields(self) -> list[forms.BoundField]:
         return [self[self.field_name(service)] for service in self.services]
+
+    def rows(self, live: Mapping[int, tuple[str, str]] | None = None) -> list[VersionRow]:
+        """One row per service for the side-by-side view: live (from `live`, a service id
+        to (version, error) map, when the infrastructure was asked), previous and
+        known-good versions, and the target field."""
+        return [
+            version_row(service, self[self.field_name(service)], self.affected, live)
+            for service in self.services
+        ]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -253,3 +265,38 @@ class ReasonForm(forms.Form):
 
 class SkipForm(forms.Form):
     reason = forms.CharField(max_length=2000, label="Why skip it")
+
+
+@dataclass
+class VersionRow:
+    service: Service
+    field: forms.BoundField | None
+    affected: bool
+    known_good: Release | None
+    previous: Release | None
+    live: str = ""
+    live_error: str = ""
+    checked: bool = False
+
+
+def version_row(
+    service: Service,
+    field: forms.BoundField | None,
+    affected: set[int],
+    live: Mapping[int, tuple[str, str]] | None,
+) -> VersionRow:
+    """A service's versions side by side. Without the live version the latest release is
+    taken as live; with it, the release matching it (by artifact or version) is, and
+    "previous" is the release shipped before that one."""
+    releases = sorted(service.releases.all(), key=lambda r: (r.shipped_at, r.pk), reverse=True)
+    known_good = next((r for r in releases if r.known_good), None)
+    row = VersionRow(service, field, service.pk in affected, known_good, None)
+    current = 0
+    if live is not None and service.pk in live:
+        row.live, row.live_error = live[service.pk]
+        row.checked = True
+        matching = [i for i, r in enumerate(releases) if row.live in (r.artifact, r.version)]
+        current = matching[0] if matching else -1
+    if current >= 0 and current + 1 < len(releases):
+        row.previous = releases[current + 1]
+    return row

@@ -357,6 +357,30 @@ class TimelineEntry(models.Model):
         return self.actor_label or "system"
 
 
+class TimelineOrder(models.Model):
+    """The order in which timeline entries became visible, per incident.
+
+    Entry ids come from a sequence when the row is inserted, so two transactions can commit
+    their entries in the opposite order to their ids. A deferred trigger (migration 0006)
+    gives each entry its `seq` while the committing transaction holds the incident's
+    advisory lock, so for one incident `seq` follows commit order and a reader that has
+    seen `seq` n will never later find a committed entry below it. The live stream replays
+    and follows in `seq` order.
+    """
+
+    entry = models.OneToOneField(
+        TimelineEntry, primary_key=True, on_delete=models.CASCADE, related_name="order"
+    )
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="+")
+    seq = models.BigIntegerField(unique=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["incident", "seq"], name="timeline_order_incident_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.seq}: entry {self.entry_id}"
+
+
 class ChecklistKind(models.TextChoices):
     PRE_ROLLBACK = "pre_rollback", "Pre-rollback"
     POST_ROLLBACK = "post_rollback", "Post-rollback verification"

@@ -7,8 +7,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import F, Prefetch, Q, QuerySet, Window
-from django.db.models.functions import RowNumber
+from django.db.models import F, Max, Prefetch, Q, QuerySet
 
 from incidents.models import (
     ApprovalRequest,
@@ -23,6 +22,7 @@ from incidents.models import (
     Step,
     StepLog,
     TimelineEntry,
+    TimelineOrder,
 )
 
 
@@ -91,11 +91,45 @@ def services_with_releases() -> list[ServiceReleases]:
 
 
 def incident_timeline(incident: Incident, *, after: int = 0) -> QuerySet[TimelineEntry]:
-    """Timeline entries in the order they were written, optionally only those after an id."""
-    entries = incident.timeline.select_related("actor").order_by("id")
+    """Timeline entries in the order they became visible, optionally only those that became
+    visible after entry `after` (see models.TimelineOrder; an entry whose transaction is
+    still open has no place in that order yet and sorts last, by id)."""
+    entries = incident.timeline.select_related("actor").order_by(
+        F("order__seq").asc(nulls_last=True), "id"
+    )
     if after:
-        entries = entries.filter(id__gt=after)
+        seq = entry_seq(incident.pk, after)
+        if seq is None:
+            entries = entries.filter(id__gt=after)
+        else:
+            entries = entries.filter(Q(order__seq__gt=seq) | Q(order__isnull=True, id__gt=after))
     return entries
+
+
+def entry_seq(incident_id: int, entry_id: int) -> int | None:
+    """The commit-order position of an incident's entry; for an id that is not one of its
+    entries, the position of the latest entry below that id (None when there is none)."""
+    orders = TimelineOrder.objects.filter(incident_id=incident_id)
+    exact = orders.filter(entry_id=entry_id).values_list("seq", flat=True).first()
+    if exact is not None:
+        return exact
+    below = orders.filter(entry_id__lt=entry_id).aggregate(top=Max("seq"))["top"]
+    return int(below) if below is not None else None
+
+
+def timeline_after_seq(incident_id: int, seq: int, *, limit: int) -> list[TimelineOrder]:
+    """Up to `limit` of the incident's entries after commit-order position `seq`, in that
+    order, each with its entry and actor loaded."""
+    return list(
+        TimelineOrder.objects.filter(incident_id=incident_id, seq__gt=seq)
+        .select_related("entry", "entry__actor")
+        .order_by("seq")[:limit]
+    )
+
+
+def latest_seq(incident_id: int) -> int:
+    top = TimelineOrder.objects.filter(incident_id=incident_id).aggregate(top=Max("seq"))["top"]
+    return int(top or 0)
 
 
 def incident_checklists(incident: Incident) -> list[Checklist]:
@@ -147,12 +181,14 @@ def commanders() -> QuerySet[Any]:
     )
 
 
-LOG_TAIL_LINES = 12
+LOG_TAIL_LINES = 50
+LOG_PAGE_LINES = 500
 
 
 def incident_runs(incident: Incident) -> list[Run]:
-    """The incident's rollback runs, newest first, each step with the tail of its log
-    (`step.log_tail`), in four queries whatever the number of steps."""
+    """The incident's rollback runs, newest first, each step with the last
+    LOG_TAIL_LINES lines of its log (`step.log_tail`), in four queries whatever the number
+    of steps; each tail is an index range read however long the log is."""
     steps = Step.objects.select_related("service", "release").order_by("position")
     runs = list(
         incident.runs.select_related("created_by", "confirmed_by", "approval_request")
@@ -162,16 +198,28 @@ def incident_runs(incident: Incident) -> list[Run]:
     all_steps = [step for run in runs for step in run.steps.all()]
     tails: dict[int, list[StepLog]] = {step.pk: [] for step in all_steps}
     if all_steps:
-        recent = (
-            StepLog.objects.filter(step__in=all_steps)
-            .annotate(
-                from_end=Window(RowNumber(), partition_by=[F("step_id")], order_by=F("seq").desc())
-            )
-            .filter(from_end__lte=LOG_TAIL_LINES)
-            .order_by("step_id", "seq")
+        recent = StepLog.objects.raw(
+            "SELECT line.* FROM unnest(%s::bigint[]) AS wanted(step_id)"
+            " CROSS JOIN LATERAL (SELECT * FROM incidents_steplog"
+            " WHERE step_id = wanted.step_id ORDER BY seq DESC LIMIT %s) AS line"
+            " ORDER BY line.step_id, line.seq",
+            [list(tails), LOG_TAIL_LINES],
         )
         for line in recent:
             tails[line.step_id].append(line)
     for step in all_steps:
         step.log_tail = tails[step.pk]  # type: ignore[attr-defined]
     return runs
+
+
+def step_log_page(
+    step: Step, *, before: int | None = None, after: int | None = None
+) -> list[StepLog]:
+    """A window of up to LOG_PAGE_LINES lines of a step's log, in order: the lines just
+    before `before`, just after `after`, or the last ones; an index range read."""
+    lines = StepLog.objects.filter(step=step)
+    if after is not None:
+        return list(lines.filter(seq__gt=after).order_by("seq")[:LOG_PAGE_LINES])
+    if before is not None:
+        lines = lines.filter(seq__lt=before)
+    return list(reversed(lines.order_by("-seq")[:LOG_PAGE_LINES]))

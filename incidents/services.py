@@ -73,13 +73,18 @@ def _redis() -> redis.Redis:
     return _redis_client
 
 
-def _publish(incident_id: int, entry_id: int) -> None:
+def _publish(incident_id: int, message: dict[str, int]) -> None:
     # Best effort: PostgreSQL is the record and watchers replay from it, so a lost
     # announcement costs latency, never an event.
     try:
-        _redis().publish(channel_for(incident_id), json.dumps({"entry": entry_id}))
+        _redis().publish(channel_for(incident_id), json.dumps(message))
     except redis.RedisError:
-        logger.warning("could not announce timeline entry %s on Redis", entry_id, exc_info=True)
+        logger.warning("could not announce %s on Redis", message, exc_info=True)
+
+
+def announce_log_lines(incident_id: int, step_id: int) -> None:
+    """Tell the incident's watchers that a step's log grew (after the current commit)."""
+    transaction.on_commit(lambda: _publish(incident_id, {"log": step_id}))
 
 
 def timeline_append(
@@ -105,7 +110,7 @@ def timeline_append(
         payload=payload or {},
     )
     incident_id, entry_id = incident.pk, entry.pk
-    transaction.on_commit(lambda: _publish(incident_id, entry_id))
+    transaction.on_commit(lambda: _publish(incident_id, {"entry": entry_id}))
     return entry
 
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from incidents import health, views
+from incidents import health, live, views
 from incidents.decision_views import decision_preview, decision_record, recovery_panel
 
 urlpatterns = [
@@ -11,6 +11,8 @@ urlpatterns = [
     path("incidents/new", views.incident_create, name="incident_create"),
     path("incidents/<int:incident_id>/", views.incident_room, name="incident_room"),
     path("incidents/<int:incident_id>/timeline", views.incident_timeline, name="incident_timeline"),
+    path("incidents/<int:incident_id>/events", live.incident_events, name="incident_events"),
+    path("incidents/<int:incident_id>/versions", views.incident_versions, name="incident_versions"),
     path("incidents/<int:incident_id>/status", views.incident_status, name="incident_status"),
     path("incidents/<int:incident_id>/severity", views.incident_severity, name="incident_severity"),
     path(
@@ -58,6 +60,11 @@ urlpatterns = [
         )
         for action in views.STEP_ACTIONS
     ],
+    path(
+        "incidents/<int:incident_id>/runs/<int:run_id>/steps/<int:step_id>/log",
+        views.step_log,
+        name="step_log",
+    ),
     path(
         "releases/<int:release_id>/known-good", views.release_known_good, name="release_known_good"
     ),

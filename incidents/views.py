@@ -7,6 +7,7 @@ needs; domain refusals become 4xx responses carrying the service's message.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +25,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from executors.base import BackendError
 from incidents import rollbacks, selectors, services
+from incidents.engine import backend_for
 from incidents.forms import (
     ApprovalDecisionForm,
     ApprovalRequestForm,
@@ -42,7 +44,15 @@ from incidents.forms import (
     StatusChangeForm,
     form_errors_text,
 )
-from incidents.models import ApprovalRequest, ChecklistItem, Incident, Release, Run, Step
+from incidents.models import (
+    ApprovalRequest,
+    ChecklistItem,
+    Incident,
+    Release,
+    Run,
+    Service,
+    Step,
+)
 
 VIEW = "incidents.view_incident"
 COMMAND = "incidents.command_incident"
@@ -421,6 +431,60 @@ def incident_runs(request: HttpRequest, incident_id: int) -> HttpResponse:
             "can_command": request.user.has_perm(COMMAND),
         },
     )
+
+
+LIVE_VERSION_TIMEOUT_SECONDS = 5.0
+
+
+def _live_versions(services: list[Service]) -> dict[int, tuple[str, str]]:
+    """Ask each service's infrastructure what it runs, all at once; a backend that fails
+    or is slow gives an error text instead of a version."""
+
+    def ask(service: Service) -> tuple[str, str]:
+        try:
+            return backend_for(service).live_version() or "", ""
+        except Exception as error:  # any backend failure is shown, never raised
+            return "", f"{type(error).__name__}: {error}"[:300]
+
+    answers: dict[int, tuple[str, str]] = {}
+    if not services:
+        return answers
+    pool = ThreadPoolExecutor(max_workers=min(8, len(services)), thread_name_prefix="live")
+    futures = {pool.submit(ask, service): service for service in services}
+    done, late = wait(futures, timeout=LIVE_VERSION_TIMEOUT_SECONDS)
+    for future in done:
+        answers[futures[future].pk] = future.result()
+    for future in late:
+        answers[futures[future].pk] = ("", "no answer in time")
+    pool.shutdown(wait=False, cancel_futures=True)
+    return answers
+
+
+@require_GET
+@permission_required(COMMAND, raise_exception=True)
+def incident_versions(request: HttpRequest, incident_id: int) -> HttpResponse:
+    """The plan builder's live and previous versions, asked of the infrastructure."""
+    incident = _incident(incident_id)
+    form = RollbackPlanForm(incident=incident)
+    rows = form.rows(live=_live_versions(form.services))
+    return render(request, "incidents/incident_room.html#versions-update", {"rows": rows})
+
+
+@require_GET
+@permission_required(VIEW, raise_exception=True)
+def step_log(request: HttpRequest, incident_id: int, run_id: int, step_id: int) -> HttpResponse:
+    """A window of a step's log: the lines before `before` (or after `after`)."""
+    step = _step(incident_id, run_id, step_id)
+    bounds: dict[str, int | None] = {}
+    for name in ("before", "after"):
+        value = request.GET.get(name)
+        if value is not None:
+            if not value.isdigit() or len(value) > 9:
+                return HttpResponse(f"{name} must be a line number", status=BAD_REQUEST)
+            bounds[name] = int(value)
+    lines = selectors.step_log_page(step, **bounds)
+    context = {"incident": step.run.incident, "step": step, "lines": lines}
+    return render(request, "incidents/incident_room.html#log-page", context)
 
 
 @require_POST

@@ -1,0 +1,385 @@
+"""The incident room's live stream: Server-Sent Events at `/incidents/<id>/events`.
+
+Each timeline entry is one event whose `id:` is the entry's id. A watcher that connects
+with `Last-Event-ID` (or `?after=` on its first connection) first gets every entry that
+became visible after that one, read from PostgreSQL in commit order
+(models.TimelineOrder), then follows. Following is shared: one `IncidentFeed` per incident
+and server process subscribes to Redis `incident:<id>`, reads what each announcement
+points at once, renders it once and hands it to every watcher's queue. An announcement
+only says "look again"; the feed always reads everything after the last position it saw,
+and it also looks every few seconds on its own, so an announcement lost while Redis
+restarts costs latency, never an event. A watcher skips what it has already sent, so the
+overlap between replay and follow is never sent twice.
+
+Besides timeline entries the stream carries, without ids:
+- `runs`: the re-rendered rollback panel whenever a run, step, check or approval entry
+  arrives (a commander's variant carries the step controls);
+- `log`: new lines of a step's log as JSON, appended by the page without re-rendering it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from django.conf import settings
+from django.db import close_old_connections, connections
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.template.loader import render_to_string
+
+from incidents import selectors
+from incidents.models import Incident, Step, StepLog, TimelineEntry, TimelineKind
+from incidents.services import channel_for
+
+logger = logging.getLogger(__name__)
+
+VIEW = "incidents.view_incident"
+COMMAND = "incidents.command_incident"
+
+# Entries after which the rollback panel is sent again.
+RUN_KINDS = frozenset(
+    {
+        TimelineKind.RUN,
+        TimelineKind.STEP_STARTED,
+        TimelineKind.STEP_OUTPUT,
+        TimelineKind.STEP_FINISHED,
+        TimelineKind.CHECK_RESULT,
+        TimelineKind.APPROVAL,
+    }
+)
+READ_BATCH = 500
+LOG_BATCH = 1000
+WATCHER_QUEUE = 2000
+
+
+def _setting(name: str, default: float) -> float:
+    return float(getattr(settings, name, default))
+
+
+def resync_seconds() -> float:
+    """How often a feed reads PostgreSQL without being told to (Redis may be down)."""
+    return _setting("LIVE_RESYNC_SECONDS", 5.0)
+
+
+def keepalive_seconds() -> float:
+    return _setting("LIVE_KEEPALIVE_SECONDS", 15.0)
+
+
+def idle_seconds() -> float:
+    """How long a feed with no watchers keeps its subscription before closing."""
+    return _setting("LIVE_IDLE_SECONDS", 30.0)
+
+
+@dataclass(frozen=True)
+class LiveEvent:
+    """One message on the stream; `seq` (commit order) is set for timeline entries."""
+
+    name: str
+    data: str
+    entry_id: int | None = None
+    seq: int | None = None
+    commander_data: str | None = None
+
+    def encode(self, *, commander: bool) -> bytes:
+        data = self.commander_data if commander and self.commander_data is not None else self.data
+        lines = [f"event: {self.name}"]
+        if self.entry_id is not None:
+            lines.append(f"id: {self.entry_id}")
+        lines += [f"data: {part}" for part in data.split("\n")]
+        return ("\n".join(lines) + "\n\n").encode()
+
+
+# The stream's own threads for ORM work, each keeping its database connection: the stream
+# must not queue behind the server's sync views on their single thread.
+DB_THREADS = 4
+_executor = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="live-db")
+
+
+async def _db[T](function: Callable[..., T], *args: Any) -> T:
+    def call() -> T:
+        close_old_connections()
+        return function(*args)
+
+    return await asyncio.get_running_loop().run_in_executor(_executor, call)
+
+
+def close_connections() -> None:
+    """Close the database connection of every stream thread (server shutdown, tests)."""
+    barrier = threading.Barrier(DB_THREADS, timeout=10)
+
+    def close() -> None:
+        barrier.wait()  # one call per thread: each waits until all threads hold one
+        connections.close_all()
+
+    for future in [_executor.submit(close) for _ in range(DB_THREADS)]:
+        future.result(timeout=15)
+
+
+# Reading and rendering (sync; called through _db).
+
+
+def _entry_html(entry: TimelineEntry) -> str:
+    return render_to_string("incidents/incident_room.html#timeline-row", {"entry": entry})
+
+
+def _runs_event(incident_id: int) -> LiveEvent:
+    incident = Incident.objects.get(pk=incident_id)
+    runs = selectors.incident_runs(incident)
+    # Controls post through htmx with the page's CSRF header; no token goes in the markup.
+    context = {"incident": incident, "runs": runs, "live": True}
+    template = "incidents/incident_room.html#runs"
+    return LiveEvent(
+        name="runs",
+        data=render_to_string(template, context | {"can_command": False}),
+        commander_data=render_to_string(template, context | {"can_command": True}),
+    )
+
+
+def entries_after(incident_id: int, seq: int) -> list[LiveEvent]:
+    """Every entry after commit position `seq`, then the rollback panel if any of them
+    concerns a run."""
+    events: list[LiveEvent] = []
+    runs_changed = False
+    while True:
+        batch = selectors.timeline_after_seq(incident_id, seq, limit=READ_BATCH)
+        for order in batch:
+            events.append(
+                LiveEvent(
+                    name="entry",
+                    data=_entry_html(order.entry),
+                    entry_id=order.entry_id,
+                    seq=order.seq,
+                )
+            )
+            runs_changed = runs_changed or order.entry.kind in RUN_KINDS
+            seq = order.seq
+        if len(batch) < READ_BATCH:
+            break
+    if runs_changed:
+        events.append(_runs_event(incident_id))
+    return events
+
+
+def log_lines_after(step_id: int, seq: int | None) -> tuple[LiveEvent | None, int]:
+    """A step's log lines after `seq` (its last lines when `seq` is None) as one event,
+    and the position reached."""
+    lines = StepLog.objects.filter(step_id=step_id)
+    if seq is None:
+        recent = list(reversed(lines.order_by("-seq")[: selectors.LOG_TAIL_LINES]))
+    else:
+        recent = list(lines.filter(seq__gt=seq).order_by("seq")[:LOG_BATCH])
+    if not recent:
+        return None, seq or 0
+    payload = {
+        "step": step_id,
+        "lines": [[line.seq, line.at.strftime("%H:%M:%S"), line.line] for line in recent],
+    }
+    return LiveEvent(name="log", data=json.dumps(payload)), recent[-1].seq
+
+
+def replay_start(incident_id: int, after_entry: int) -> int:
+    if after_entry <= 0:
+        return 0
+    return selectors.entry_seq(incident_id, after_entry) or 0
+
+
+# Following.
+
+
+@dataclass(eq=False)
+class Watcher:
+    queue: asyncio.Queue[LiveEvent] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=WATCHER_QUEUE)
+    )
+    overflowed: bool = False
+
+
+class IncidentFeed:
+    """One incident's announcements, read once and handed to every watcher."""
+
+    feeds: dict[int, IncidentFeed] = {}
+
+    def __init__(self, incident_id: int) -> None:
+        self.incident_id = incident_id
+        self.watchers: set[Watcher] = set()
+        self.seq: int | None = None
+        self.log_seqs: dict[int, int] = {}
+        self.task: asyncio.Task[None] | None = None
+        self.wake = asyncio.Event()
+        self.pending_logs: set[int] = set()
+        self.watched_at = 0.0
+        self.loop = asyncio.get_running_loop()
+
+    @classmethod
+    async def join(cls, incident_id: int) -> tuple[IncidentFeed, Watcher]:
+        loop = asyncio.get_running_loop()
+        feed = cls.feeds.get(incident_id)
+        if feed is None or feed.loop is not loop or (feed.task is not None and feed.task.done()):
+            feed = cls.feeds[incident_id] = IncidentFeed(incident_id)
+        watcher = Watcher()
+        feed.watchers.add(watcher)
+        if feed.seq is None:
+            feed.seq = await _db(selectors.latest_seq, incident_id)
+        if feed.task is None:
+            feed.task = asyncio.create_task(feed.run(), name=f"incident-feed-{incident_id}")
+        return feed, watcher
+
+    def leave(self, watcher: Watcher) -> None:
+        self.watchers.discard(watcher)
+
+    def broadcast(self, event: LiveEvent) -> None:
+        for watcher in list(self.watchers):
+            if watcher.overflowed:
+                continue
+            try:
+                watcher.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                # The watcher will catch up from PostgreSQL instead of from memory.
+                watcher.overflowed = True
+
+    async def read(self) -> None:
+        """Hand out everything after the last position, and the logs announced."""
+        assert self.seq is not None
+        for event in await _db(entries_after, self.incident_id, self.seq):
+            if event.seq is not None:
+                self.seq = event.seq
+            self.broadcast(event)
+        steps, self.pending_logs = self.pending_logs, set()
+        for step_id in steps:
+            lines, reached = await _db(log_lines_after, step_id, self.log_seqs.get(step_id))
+            self.log_seqs[step_id] = reached
+            if lines is not None:
+                self.broadcast(lines)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self._follow()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning(
+                    "incident %s feed lost Redis; reading PostgreSQL meanwhile",
+                    self.incident_id,
+                    exc_info=True,
+                )
+                await self._safe_read()
+                await asyncio.sleep(1.0)
+            if self._idle():
+                if IncidentFeed.feeds.get(self.incident_id) is self:
+                    del IncidentFeed.feeds[self.incident_id]
+                return
+
+    def _idle(self) -> bool:
+        now = asyncio.get_running_loop().time()
+        if self.watchers:
+            self.watched_at = now
+            return False
+        return now - self.watched_at >= idle_seconds()
+
+    async def _safe_read(self) -> None:
+        try:
+            await self.read()
+        except Exception:
+            logger.warning("incident %s feed could not read", self.incident_id, exc_info=True)
+
+    async def _follow(self) -> None:
+        """Subscribe, read what may have been missed, then read on every announcement and
+        every few seconds; return when nobody has watched for a while."""
+        client = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(channel_for(self.incident_id))
+            await self._safe_read()  # whatever was announced before the subscription
+            while not self._idle():
+                message = await pubsub.get_message(timeout=resync_seconds())
+                if message is not None:
+                    self._note(message)
+                    # Drain what has queued up, so one read serves a burst.
+                    while (more := await pubsub.get_message(timeout=0)) is not None:
+                        self._note(more)
+                await self._safe_read()
+        finally:
+            await pubsub.aclose()
+            await client.aclose()
+
+    def _note(self, message: dict[str, Any]) -> None:
+        try:
+            body = json.loads(message["data"])
+        except (TypeError, ValueError):
+            return
+        if isinstance(body, dict) and isinstance(body.get("log"), int):
+            self.pending_logs.add(body["log"])
+
+
+async def stream(incident_id: int, after_entry: int, *, commander: bool) -> AsyncIterator[bytes]:
+    """One watcher's events: replay after `after_entry`, then follow."""
+    feed, watcher = await IncidentFeed.join(incident_id)
+    try:
+        yield b"retry: 1000\n\n"
+        seq = await _db(replay_start, incident_id, after_entry)
+        while True:
+            # Replay from PostgreSQL: at connection, and after falling too far behind.
+            watcher.overflowed = False
+            for event in await _db(entries_after, incident_id, seq):
+                if event.seq is not None:
+                    seq = event.seq
+                yield event.encode(commander=commander)
+            while not watcher.overflowed:
+                try:
+                    event = await asyncio.wait_for(watcher.queue.get(), keepalive_seconds())
+                except TimeoutError:
+                    yield b": keepalive\n\n"
+                    continue
+                if event.seq is not None:
+                    if event.seq <= seq:
+                        continue  # already sent by the replay
+                    seq = event.seq
+                yield event.encode(commander=commander)
+            while not watcher.queue.empty():
+                watcher.queue.get_nowait()
+    finally:
+        feed.leave(watcher)
+
+
+async def incident_events(request: HttpRequest, incident_id: int) -> HttpResponseBase:
+    """`/incidents/<id>/events`: the room's Server-Sent Events (serve under ASGI)."""
+    if "wsgi.version" in request.META:
+        # A WSGI server would hold a worker thread per watcher, forever.
+        return HttpResponse(
+            "The live stream needs the ASGI server (uvicorn console.asgi:application); "
+            "the room polls instead.",
+            status=503,
+            content_type="text/plain",
+        )
+    user = await request.auser()
+    if not await user.ahas_perm(VIEW):
+        return HttpResponse("You may not watch incidents.", status=403, content_type="text/plain")
+    if not await Incident.objects.filter(pk=incident_id).aexists():
+        return HttpResponse("No such incident.", status=404, content_type="text/plain")
+    raw = request.headers.get("Last-Event-ID") or request.GET.get("after") or "0"
+    if not raw.isdigit() or len(raw) > 18:
+        return HttpResponse(
+            "Last-Event-ID (or after) must be a timeline entry id.",
+            status=400,
+            content_type="text/plain",
+        )
+    commander = await user.ahas_perm(COMMAND)
+    response = StreamingHttpResponse(
+        stream(incident_id, int(raw), commander=commander), content_type="text/event-stream"
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+def step_for_log(incident_id: int, run_id: int, step_id: int) -> Step | None:
+    return Step.objects.filter(pk=step_id, run_id=run_id, run__incident_id=incident_id).first()

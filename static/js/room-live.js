@@ -1,0 +1,117 @@
+// The incident room's live updates (see incidents/live.py for the stream's side).
+//
+// htmx's SSE extension swaps timeline rows and the rollback panel as events arrive. This
+// script adds what the extension does not do:
+// - it remembers the last timeline entry shown, so that a reconnection (a new EventSource,
+//   which sends no Last-Event-ID of its own) and the fallback polling resume right after it;
+// - it drops an entry already on the page instead of showing it twice;
+// - it appends step log lines as text, keeping at most MAX_LOG_LINES in the page;
+// - while the stream is down it says so and lets the page poll instead.
+(function () {
+  "use strict";
+
+  const MAX_LOG_LINES = 1000;
+  const live = { streaming: false, everOpened: false };
+  window.backoutLive = live;
+
+  function room() {
+    return document.getElementById("room");
+  }
+
+  live.lastEntryId = function () {
+    const rows = document.querySelectorAll("#timeline-rows > tr[id^='entry-']");
+    return rows.length ? rows[rows.length - 1].id.slice("entry-".length) : "0";
+  };
+
+  // Poll only when the stream is down (the pollers' hx-trigger filters call this).
+  live.polling = function () {
+    return !live.streaming;
+  };
+
+  function say(text, down) {
+    const status = document.getElementById("live-status");
+    if (!status) return;
+    status.textContent = text;
+    status.classList.toggle("down", Boolean(down));
+    status.classList.toggle("up", !down);
+  }
+
+  function resumeFromLastEntry() {
+    // htmx re-creates a closed EventSource from this attribute: make it start after the
+    // last entry on the page instead of the one the page was rendered with.
+    const element = room();
+    if (!element) return;
+    const url = new URL(element.getAttribute("sse-connect"), window.location.href);
+    url.searchParams.set("after", live.lastEntryId());
+    element.setAttribute("sse-connect", url.pathname + url.search);
+  }
+
+  function appendLog(payload) {
+    const log = document.getElementById("log-" + payload.step);
+    if (!log) return;
+    let lines = log.querySelector(".log-lines:not(.earlier)");
+    if (!lines) {
+      lines = document.createElement("div");
+      lines.className = "log-lines";
+      log.appendChild(lines);
+    }
+    let last = Number(log.dataset.lastSeq || "0");
+    const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+    const fragment = document.createDocumentFragment();
+    for (const [seq, at, text] of payload.lines) {
+      if (seq <= last) continue;
+      const line = document.createElement("div");
+      line.className = "line";
+      line.dataset.seq = seq;
+      const time = document.createElement("time");
+      time.textContent = at;
+      line.append(time, " " + text);
+      fragment.appendChild(line);
+      last = seq;
+    }
+    lines.appendChild(fragment);
+    log.dataset.lastSeq = String(last);
+    // A window, not the whole log: older lines stay one "Earlier lines" click away.
+    const shown = log.querySelectorAll(".line");
+    for (let i = 0; i < shown.length - MAX_LOG_LINES; i++) shown[i].remove();
+    if (atBottom) log.scrollTop = log.scrollHeight;
+  }
+
+  document.addEventListener("htmx:sseOpen", function () {
+    live.streaming = true;
+    live.everOpened = true;
+    say("Live", false);
+  });
+
+  document.addEventListener("htmx:sseError", function () {
+    live.streaming = false;
+    resumeFromLastEntry();
+    say(
+      live.everOpened
+        ? "Live updates interrupted: reconnecting. The page checks for news every few seconds meanwhile."
+        : "Live updates unavailable: the page checks for news every few seconds.",
+      true,
+    );
+  });
+
+  document.addEventListener("htmx:sseBeforeMessage", function (event) {
+    const message = event.detail;
+    if (message.type === "log") {
+      event.preventDefault();
+      appendLog(JSON.parse(message.data));
+    } else if (message.type === "entry" && message.lastEventId) {
+      if (document.getElementById("entry-" + message.lastEventId)) event.preventDefault();
+    }
+  });
+
+  // Rows fetched by polling can overlap what the stream already showed: keep the first.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    if (event.detail.target && event.detail.target.id === "timeline-rows") {
+      const seen = new Set();
+      for (const row of document.querySelectorAll("#timeline-rows > tr[id^='entry-']")) {
+        if (seen.has(row.id)) row.remove();
+        else seen.add(row.id);
+      }
+    }
+  });
+})();
