@@ -42,7 +42,7 @@ def _number(value: float) -> str:
     return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
 
 
-def _short(label: str, limit: int = 14) -> str:
+def _short(label: str, limit: int) -> str:
     return label if len(label) <= limit else label[: limit - 1] + "…"
 
 
@@ -143,7 +143,7 @@ def line_chart(
         if i % every == 0 or i == len(points) - 1:
             body.append(
                 f'<text x="{x_at(i):.1f}" y="{HEIGHT - BOTTOM + 16}" font-size="10.5" '
-                f'text-anchor="middle" fill="#667085">{escape(_short(label))}</text>'
+                f'text-anchor="middle" fill="#667085">{escape(_short(label, 14))}</text>'
             )
     return _frame(title, body, f"{title}, {len(points)} points, in {unit}")
 
@@ -155,10 +155,12 @@ def bar_chart(
     title: str,
     unit: str,
     stacked: bool = False,
+    counts: bool = False,
     colours: Sequence[str] = PALETTE,
     empty: str = "No figures yet.",
 ) -> SafeString:
-    """Bars per category, one per series side by side (or stacked). None draws nothing."""
+    """Bars per category, one per series side by side (or stacked). None draws nothing.
+    With `counts`, the axis steps in whole numbers."""
     values = [v or 0.0 for _, vs in series for v in vs]
     if not categories or not series or not any(values):
         return _empty(title, empty)
@@ -168,8 +170,11 @@ def bar_chart(
         )
     else:
         top_value = _nice_ceiling(max(values))
+    if counts:
+        top_value = float(max(4, math.ceil(top_value / 4) * 4))
     plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot = plot_width / len(categories)
+    label_limit = max(6, int(slot / 6.5))
     bars = 1 if stacked else len(series)
     bar_width = min(28.0, slot * 0.8 / bars)
     body = _axes(top_value, unit)
@@ -194,7 +199,7 @@ def bar_chart(
         body.append(
             f'<text x="{LEFT + slot * c + slot / 2:.1f}" y="{HEIGHT - BOTTOM + 16}" '
             f'font-size="10.5" text-anchor="middle" fill="#667085">'
-            f"{escape(_short(category))}<title>{escape(category)}</title></text>"
+            f"{escape(_short(category, label_limit))}<title>{escape(category)}</title></text>"
         )
     return _frame(title, body, f"{title}, {len(categories)} groups, in {unit}")
 
@@ -243,6 +248,7 @@ def overview_charts(overview: RecoveryOverview) -> dict[str, SafeString]:
         title="Rollback steps by backend and outcome",
         unit="steps",
         stacked=True,
+        counts=True,
         colours=[OUTCOME_COLOURS[o] for o in OUTCOMES],
         empty="No rollback finished in this range.",
     )
