@@ -155,9 +155,9 @@ def postmortem_edit(request: HttpRequest, incident_id: int) -> HttpResponse:
         return _render_page(
             request,
             incident_id,
-            error=form_errors_text(form),
+            error=form_errors_text(form),  # type: ignore[arg-type]
             status=BAD_REQUEST,
-            form=form,  # type: ignore[arg-type]
+            form=form,
         )
     try:
         services.postmortem_edit(

@@ -28,7 +28,7 @@ class World:
     def __init__(self, started: bool = True) -> None:
         owner = commander("owner")
         self.incident = resolved_incident(by=owner)
-        self.entry = self.incident.timeline.filter(kind="note").first()
+        self.entry = self.incident.timeline.filter(kind="note").order_by("id")[0]
         self.postmortem = None
         if started:
             self.postmortem = services.postmortem_start(incident=self.incident, actor=owner)
