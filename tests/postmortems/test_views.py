@@ -210,3 +210,10 @@ def test_the_navigation_links_to_the_reports(client, ic):
     assert (
         f'href="{reverse("recovery_metrics")}"' in client.get(reverse("dashboard")).content.decode()
     )
+
+
+def test_the_admin_shows_postmortems_without_letting_them_be_changed(admin_client, postmortem):
+    listing = admin_client.get("/admin/postmortems/postmortem/")
+    assert listing.status_code == 200 and b"Checkout errors" in listing.content
+    change = admin_client.get(f"/admin/postmortems/postmortem/{postmortem.pk}/change/")
+    assert change.status_code == 200 and b'name="root_cause"' not in change.content
