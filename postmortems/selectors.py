@@ -422,7 +422,7 @@ def recovery_overview(*, since: datetime | None = None, environment: str = "") -
     by_service = [_averages(name, group) for name, group in sorted(per_service.items())]
 
     steps = Step.objects.filter(
-        run__incident__in=[i.pk for i in incidents],
+        run__incident__in=incidents_qs.values("pk"),
         run__drill=False,
         run__dry_run=False,
         state__in=STEP_FINISHED_STATES,

@@ -228,7 +228,13 @@ def timeline_star(request: HttpRequest, incident_id: int, entry_id: int) -> Http
     return render(
         request,
         "postmortems/postmortem.html#timeline-row",
-        {"row": row, "incident": postmortem.incident, "can_star": True, "row_error": error},
+        {
+            "row": row,
+            "incident": postmortem.incident,
+            "can_star": services.can_edit(request.user)
+            and postmortem.state != PostmortemState.PUBLISHED,
+            "row_error": error,
+        },
         status=status,
     )
 

@@ -217,3 +217,37 @@ def test_the_admin_shows_postmortems_without_letting_them_be_changed(admin_clien
     assert listing.status_code == 200 and b"Checkout errors" in listing.content
     change = admin_client.get(f"/admin/postmortems/postmortem/{postmortem.pk}/change/")
     assert change.status_code == 200 and b'name="root_cause"' not in change.content
+
+
+def test_a_refused_star_over_htmx_shows_the_reason_in_the_row_without_buttons(
+    client, roles, postmortem
+):
+    from tests.postmortems.builders import viewer
+
+    note = postmortem.incident.timeline.filter(kind="note").first()
+    client.force_login(viewer())
+    url = reverse("postmortem_star", args=[postmortem.incident_id, note.pk])
+    response = client.post(url, {"starred": "1"}, **HTMX)
+    assert response.status_code == 403
+    assert b"Only incident commanders and responders" in response.content
+    assert b"star-toggle" not in response.content
+
+
+def test_open_action_items_are_listed_across_incidents_soonest_due_first(client, ic, postmortem):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    today = timezone.localdate()
+    later = services.action_item_add(
+        postmortem=postmortem, actor=ic, title="Later item", due_on=today + timedelta(days=9)
+    )
+    services.action_item_add(
+        postmortem=postmortem, actor=ic, title="Overdue item", due_on=today - timedelta(days=2)
+    )
+    closed = services.action_item_add(postmortem=postmortem, actor=ic, title="Closed item")
+    services.action_item_set_done(item=closed, actor=ic, done=True)
+    client.force_login(ic)
+    content = client.get(reverse("postmortem_list")).content.decode()
+    assert content.index("Overdue item") < content.index(later.title)
+    assert "Closed item" not in content and "overdue</strong>" in content
