@@ -72,3 +72,14 @@ def incident_open(**overrides: Any) -> Incident:
     }
     fields.update(overrides)
     return services.incident_open(**fields)
+
+
+def ensure_default_records() -> None:
+    """The default checklists and approval policies the migrations load, again: a
+    transactional test empties every table when it ends."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    defaults = import_module("incidents.migrations.0003_default_checklists_and_policies")
+    defaults.add_defaults(apps, None)

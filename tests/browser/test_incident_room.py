@@ -3,12 +3,13 @@ from playwright.sync_api import expect
 
 from incidents.models import ChecklistItem
 from tests.browser.conftest import log_in
-from tests.factories import UserFactory, incident_open
+from tests.factories import UserFactory, ensure_default_records, incident_open
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_responder_logs_in_and_ticks_a_checklist_item(live_server, page, roles):
+    ensure_default_records()
     UserFactory(username="rosa", password="tick-it-please", roles=["Responder"])
     incident = incident_open(title="Checkout errors after v2.4.0")
     item = incident.checklists.get(kind="pre_rollback").items.first()

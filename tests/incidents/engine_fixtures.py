@@ -9,12 +9,18 @@ creates is committed and visible to them. The fixtures here work under either ma
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from django.conf import LazySettings
+from django.conf import LazySettings, settings
+from django.db import connection
 
 from console.celery import app as celery_app
 from devinfra.kube_standin import KubeStandinHandle, start_kube_standin
@@ -33,6 +39,7 @@ __all__ = [
     "kube_service",
     "kube_standin_server",
     "seed_deployment",
+    "start_worker",
 ]
 
 # The engine's tests keep their Celery messages in a Redis database of their own, so that
@@ -152,3 +159,99 @@ def patches_to(kube: KubeStandinHandle, name: str) -> int:
         for request in requests
         if request.method == "PATCH" and request.url.path.endswith(f"/deployments/{name}")
     )
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Worker:
+    """`celery -A console worker` in its own process group, logging to a file."""
+
+    def __init__(self, name: str, log_dir: Path, env: dict[str, str]) -> None:
+        self.log = log_dir / f"{name}.log"
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "console",
+                "worker",
+                "--pool",
+                "solo",
+                "--concurrency",
+                "1",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--hostname",
+                f"{name}@%h",
+                "--loglevel",
+                "INFO",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        _wait_for(lambda: " ready." in self.output(), timeout, f"worker start:\n{self.output()}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no shutdown, no acknowledgement, nothing."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        """Cold shutdown (SIGQUIT): the test is over, nothing is left to finish."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGQUIT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def start_worker(broker: Any, kube: Any, isolated_celery: Any, tmp_path: Path) -> Iterator[Any]:
+    """Start workers on the engine tests' broker, database and Kubernetes stand-in."""
+    isolated_celery.conf.task_always_eager = False
+    database = settings.DATABASES["default"]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.incidents.engine_worker_settings",
+        "PYTHONPATH": str(ROOT),
+        "DEBUG": "1",
+        "DATABASE_URL": (
+            f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/"
+            f"{connection.settings_dict['NAME']}"
+        ),
+        "CELERY_BROKER_URL": ENGINE_BROKER_URL,
+        "REDIS_URL": settings.REDIS_URL,
+        "KUBE_HOST": kube.url,
+    }
+    workers: list[Worker] = []
+
+    def start(name: str) -> Worker:
+        worker = Worker(name, tmp_path, env)
+        workers.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()

@@ -216,11 +216,3 @@ def test_stream_is_refused_to_someone_without_a_role(asgi_server, roles):
     incident = incident_open()
     response = asgi_server.session(stranger).get(events_url(asgi_server, incident.pk), timeout=5)
     assert response.status_code == 403
-
-
-def test_stream_under_wsgi_says_it_needs_asgi(client, commander):
-    incident = incident_open()
-    client.force_login(commander)
-    response = client.get(reverse("incident_events", args=[incident.pk]))
-    assert response.status_code == 503
-    assert b"ASGI" in response.content

@@ -3,20 +3,14 @@ worker finishing the run without applying anything twice or losing a timeline en
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
 from incidents import rollbacks
@@ -25,7 +19,7 @@ from incidents.rollbacks import StepSpec
 from tests.incidents.engine_factories import IncidentFactory
 from tests.incidents.engine_fixtures import *  # noqa: F403
 from tests.incidents.engine_fixtures import (
-    ENGINE_BROKER_URL,
+    _wait_for,
     deployment_revision,
     live_image,
     patches_to,
@@ -34,99 +28,6 @@ from tests.incidents.engine_fixtures import (
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(90)]
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Worker:
-    """`celery -A console worker` in its own process group, logging to a file."""
-
-    def __init__(self, name: str, log_dir: Path, env: dict[str, str]) -> None:
-        self.log = log_dir / f"{name}.log"
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "console",
-                "worker",
-                "--pool",
-                "solo",
-                "--concurrency",
-                "1",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "--hostname",
-                f"{name}@%h",
-                "--loglevel",
-                "INFO",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log.open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        _wait_for(lambda: " ready." in self.output(), timeout, f"worker start:\n{self.output()}")
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group: no shutdown, no acknowledgement, nothing."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        """Cold shutdown (SIGQUIT): the test is over, nothing is left to finish."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGQUIT)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-@pytest.fixture
-def start_worker(broker: Any, kube: Any, isolated_celery: Any, tmp_path: Path) -> Iterator[Any]:
-    """Start workers on the engine tests' broker, database and Kubernetes stand-in."""
-    isolated_celery.conf.task_always_eager = False
-    database = settings.DATABASES["default"]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.incidents.engine_worker_settings",
-        "PYTHONPATH": str(ROOT),
-        "DEBUG": "1",
-        "DATABASE_URL": (
-            f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/"
-            f"{connection.settings_dict['NAME']}"
-        ),
-        "CELERY_BROKER_URL": ENGINE_BROKER_URL,
-        "REDIS_URL": settings.REDIS_URL,
-        "KUBE_HOST": kube.url,
-    }
-    workers: list[Worker] = []
-
-    def start(name: str) -> Worker:
-        worker = Worker(name, tmp_path, env)
-        workers.append(worker)
-        worker.wait_ready()
-        return worker
-
-    yield start
-    for worker in workers:
-        worker.stop()
 
 
 def _confirmed_run(commander: Any, service: Any) -> Run:

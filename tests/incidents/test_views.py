@@ -276,3 +276,11 @@ def test_starting_with_the_wrong_confirmation_word_is_refused(client, commander,
     assert "Type new-checkout exactly" in response.content.decode()
     run.refresh_from_db()
     assert run.state == "approved"
+
+
+def test_stream_under_wsgi_says_it_needs_asgi(client, commander):
+    incident = incident_open()
+    client.force_login(commander)
+    response = client.get(reverse("incident_events", args=[incident.pk]))
+    assert response.status_code == 503
+    assert b"ASGI" in response.content
