@@ -27,15 +27,21 @@ OUTCOME_COLOURS: dict[str, str] = {
 }
 
 
-def _nice_ceiling(value: float) -> float:
-    """The smallest 1, 2, 2.5 or 5 × 10ⁿ at or above `value` (1 for nothing)."""
+def _scale(value: float, *, whole: bool = False) -> tuple[float, int]:
+    """The axis top and its number of steps: the first step of 1, 2, 2.5 or 5 × 10ⁿ (whole
+    numbers only with `whole`) that covers `value` in at most six steps."""
     if value <= 0:
-        return 1.0
-    power = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
-        if value <= step * power:
-            return float(step * power)
-    return float(10 * power)
+        return (4.0, 4) if whole else (1.0, 4)
+    power = 10 ** (math.floor(math.log10(value / 6)) if value >= 6 else -1)
+    while True:
+        for factor in (1, 2, 2.5, 5):
+            step = factor * power
+            if whole and (step < 1 or step != int(step)):
+                continue
+            steps = math.ceil(value / step - 1e-9)
+            if steps <= 6:
+                return float(step * max(steps, 1)), max(steps, 1)
+        power *= 10
 
 
 def _number(value: float) -> str:
@@ -65,13 +71,13 @@ def _empty(title: str, message: str) -> SafeString:
     return _frame(title, body, f"{title}: {message}")
 
 
-def _axes(top_value: float, unit: str) -> list[str]:
-    """The y axis with five gridlines from 0 to `top_value`."""
+def _axes(top_value: float, steps: int, unit: str) -> list[str]:
+    """The y axis with a gridline per step from 0 to `top_value`."""
     plot_height = HEIGHT - TOP - BOTTOM
     parts = []
-    for i in range(5):
-        value = top_value * i / 4
-        y = HEIGHT - BOTTOM - plot_height * i / 4
+    for i in range(steps + 1):
+        value = top_value * i / steps
+        y = HEIGHT - BOTTOM - plot_height * i / steps
         parts.append(
             f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
             f'stroke="{"#98a2b3" if i == 0 else "#eaecf0"}"/>'
@@ -109,7 +115,7 @@ def line_chart(
     """Points in order (label, value) joined by a line, with an optional dashed target."""
     if not points:
         return _empty(title, empty)
-    top_value = _nice_ceiling(max([value for _, value in points] + [target or 0]))
+    top_value, steps = _scale(max([value for _, value in points] + [target or 0]))
     plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def x_at(index: int) -> float:
@@ -120,7 +126,7 @@ def line_chart(
     def y_at(value: float) -> float:
         return HEIGHT - BOTTOM - plot_height * value / top_value
 
-    body = _axes(top_value, unit)
+    body = _axes(top_value, steps, unit)
     if target is not None:
         y = y_at(target)
         body.append(
@@ -140,7 +146,7 @@ def line_chart(
             f'<circle cx="{x_at(i):.1f}" cy="{y_at(value):.1f}" r="3.5" fill="{colour}">'
             f"<title>{escape(label)}: {_number(value)} {escape(unit)}</title></circle>"
         )
-        if i % every == 0 or i == len(points) - 1:
+        if i % every == 0:
             body.append(
                 f'<text x="{x_at(i):.1f}" y="{HEIGHT - BOTTOM + 16}" font-size="10.5" '
                 f'text-anchor="middle" fill="#667085">{escape(_short(label, 14))}</text>'
@@ -165,19 +171,16 @@ def bar_chart(
     if not categories or not series or not any(values):
         return _empty(title, empty)
     if stacked:
-        top_value = _nice_ceiling(
-            max(sum(vs[i] or 0 for _, vs in series) for i in range(len(categories)))
-        )
+        highest = max(sum(vs[i] or 0 for _, vs in series) for i in range(len(categories)))
     else:
-        top_value = _nice_ceiling(max(values))
-    if counts:
-        top_value = float(max(4, math.ceil(top_value / 4) * 4))
+        highest = max(values)
+    top_value, steps = _scale(highest, whole=counts)
     plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot = plot_width / len(categories)
     label_limit = max(6, int(slot / 6.5))
     bars = 1 if stacked else len(series)
     bar_width = min(28.0, slot * 0.8 / bars)
-    body = _axes(top_value, unit)
+    body = _axes(top_value, steps, unit)
     body += _legend([name for name, _ in series], colours[: len(series)])
     for c, category in enumerate(categories):
         left = LEFT + slot * c + (slot - bar_width * bars) / 2

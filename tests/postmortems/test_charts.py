@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from postmortems.charts import bar_chart, line_chart
+import pytest
+
+from postmortems.charts import _scale, bar_chart, line_chart
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -54,3 +56,23 @@ def test_labels_are_escaped():
     svg = bar_chart(['<script>"x"</script>'], [("s&p", [1.0])], title="<T>", unit="min")
     assert "<script>" not in svg and "&lt;script&gt;" in svg
     _parse(svg)
+
+
+@pytest.mark.parametrize(
+    ("highest", "whole", "top", "steps"),
+    [
+        (21, False, 25, 5),
+        (15, False, 15, 6),
+        (3.7, False, 4, 4),
+        (0, True, 4, 4),
+        (130, True, 150, 6),
+    ],
+)
+def test_the_axis_ends_on_a_round_value_in_at_most_six_steps(highest, whole, top, steps):
+    assert _scale(highest, whole=whole) == (top, steps)
+
+
+def test_a_count_axis_never_steps_by_fractions():
+    for highest in (1, 2, 3, 7, 11, 13, 29):
+        top, steps = _scale(highest, whole=True)
+        assert top >= highest and (top / steps) == int(top / steps)
