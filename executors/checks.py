@@ -339,11 +339,14 @@ def kubernetes_pods(
         from kubernetes import client as kube_client
         from kubernetes.client.exceptions import ApiException
 
-        api = kube_client.CoreV1Api(_kube_api_client(connections))
-        response: Any = api.list_namespaced_pod(
-            namespace, label_selector=selector, _preload_content=False, _request_timeout=timeout
-        )
-        listing = json.loads(response.data)
+        with _kube_api_client(connections) as api_client:
+            response: Any = kube_client.CoreV1Api(api_client).list_namespaced_pod(
+                namespace,
+                label_selector=selector,
+                _preload_content=False,
+                _request_timeout=timeout,
+            )
+            listing = json.loads(response.data)
     except ConfigError as error:
         return CheckResult(name, CheckStatus.INCONCLUSIVE, str(error), threshold=wanted)
     except ApiException as error:

@@ -1,7 +1,8 @@
 """Verification checks against small HTTP servers on 127.0.0.1 and real processes.
 
 The Prometheus server here is a stand-in that answers /api/v1/query in the shape of the
-Prometheus HTTP API; a test against a real Prometheus comes later.
+Prometheus HTTP API, for answers a real server rarely gives (errors, NaN, range vectors);
+tests/verification/ runs the checks against a real Prometheus.
 """
 
 from __future__ import annotations
