@@ -158,11 +158,6 @@ class Signals:
     def as_payload(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_payload(cls, payload: Mapping[str, Any]) -> Signals:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in payload.items() if key in names})
-
 
 @dataclass(frozen=True)
 class Decision:

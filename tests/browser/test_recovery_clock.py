@@ -13,14 +13,13 @@ from playwright.sync_api import expect
 
 from incidents.decisions import recovery_clock, recovery_phases
 from incidents.models import Incident
-from tests.browser.conftest import browser, page  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
 
 SCRIPT = Path(settings.BASE_DIR) / "static" / "js" / "recovery-clock.js"
 
 
-def _show(page, incident, *, server_now):  # noqa: F811
+def _show(page, incident, *, server_now):
     html = render_to_string(
         "incidents/_recovery.html",
         {
@@ -50,7 +49,7 @@ def _seconds(text: str) -> int:
     return int(minutes) * 60 + int(seconds)
 
 
-def _readings(page):  # noqa: F811
+def _readings(page):
     """Elapsed, remaining and the running decide phase, read at one instant."""
     return page.evaluate(
         """() => [
@@ -61,7 +60,7 @@ def _readings(page):  # noqa: F811
     )
 
 
-def test_clock_ticks_each_second_and_turns_close_near_the_rto(page):  # noqa: F811
+def test_clock_ticks_each_second_and_turns_close_near_the_rto(page):
     incident = _incident(timedelta(minutes=11, seconds=58))
     _show(page, incident, server_now=timezone.now())
     badge = page.locator("[data-recovery-clock] [data-clock-state]")
@@ -77,7 +76,7 @@ def test_clock_ticks_each_second_and_turns_close_near_the_rto(page):  # noqa: F8
     assert 2 <= _seconds(later) - _seconds(first) <= 4
 
 
-def test_clock_counts_from_the_server_time_when_the_browser_clock_is_off(page):  # noqa: F811
+def test_clock_counts_from_the_server_time_when_the_browser_clock_is_off(page):
     # The server's clock is 30 minutes ahead of the browser's: 3 minutes have passed for it.
     server_now = timezone.now() + timedelta(minutes=30)
     incident = _incident(timedelta(minutes=-27))
@@ -88,7 +87,7 @@ def test_clock_counts_from_the_server_time_when_the_browser_clock_is_off(page): 
     expect(page.locator("[data-clock-state]")).to_have_text("within RTO")
 
 
-def test_stopped_clock_stays_still(page):  # noqa: F811
+def test_stopped_clock_stays_still(page):
     incident = _incident(timedelta(minutes=20))
     incident.restored_at = incident.detected_at + timedelta(minutes=16, seconds=5)
     _show(page, incident, server_now=timezone.now())

@@ -11,13 +11,15 @@ from playwright.sync_api import expect
 
 from incidents.decisions import room_context
 from incidents.models import TimelineEntry, TimelineKind
-from tests.browser.conftest import browser, log_in, page  # noqa: F401 (fixtures)
+from tests.browser.conftest import log_in
 from tests.factories import UserFactory, incident_open
 
+# Transactional, so the live server's thread sees the rows; the flush afterwards drops rows that
+# migrations seed. test_incident_room.py needs the seeded checklists, so this file sorts after it.
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def _insert_decision_partial(page, incident):  # noqa: F811
+def _insert_decision_partial(page, incident):
     # The room's template belongs to another change; any page built on base.html carries htmx
     # and the CSRF header, so the partial is placed into the dashboard as the room will hold it.
     html = render_to_string(
@@ -34,7 +36,7 @@ def _insert_decision_partial(page, incident):  # noqa: F811
     )
 
 
-def test_commander_previews_then_records_a_decision(live_server, page, roles):  # noqa: F811
+def test_commander_previews_then_records_a_decision(live_server, page, roles):
     UserFactory(username="cora", password="decide-quickly", roles=["Incident Commander"])
     incident = incident_open(severity="P2")
     log_in(page, live_server.url, "cora", "decide-quickly")
@@ -60,7 +62,7 @@ def test_commander_previews_then_records_a_decision(live_server, page, roles):  
     expect(page.get_by_label("Error rate (%)")).to_have_value("7.0")
 
 
-def test_refused_signals_show_the_message_in_place(live_server, page, roles):  # noqa: F811
+def test_refused_signals_show_the_message_in_place(live_server, page, roles):
     UserFactory(username="cora", password="decide-quickly", roles=["Incident Commander"])
     incident = incident_open(severity="P2")
     log_in(page, live_server.url, "cora", "decide-quickly")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from incidents.decisions import DecisionThresholds, Signals, decide, thresholds
+from incidents.decisions import VERDICTS, DecisionThresholds, Signals, decide, thresholds
 from incidents.models import Incident
 
 
@@ -228,6 +228,7 @@ ROWS = [
 def test_decide_applies_the_runbook_rule(row):
     decision = decide(Signals(**row.signals), Incident(severity=row.severity), DecisionThresholds())
     assert (decision.verdict, decision.rule) == (row.verdict, row.rule), decision.reason
+    assert decision.verdict in VERDICTS
     for text in row.mentions:
         assert text in decision.reason
 
@@ -243,6 +244,14 @@ def test_changed_thresholds_change_the_decision():
     decision = decide(signals, Incident(severity="P2"), relaxed)
     assert decision.rule == "error-rate-investigate"
     assert "between 10 and 30 %" in decision.reason
+
+
+def test_investigation_window_rolls_back_when_it_ends_before_the_trigger():
+    # With a slower sustained trigger, the 10-20 % band's own 5 minutes decide.
+    limits = DecisionThresholds(sustained_minutes=10)
+    decision = decide(Signals(error_rate=15, minutes_above=6), Incident(severity="P2"), limits)
+    assert (decision.verdict, decision.rule) == ("roll back", "error-rate-investigate")
+    assert "15 %" in decision.reason and "6 min" in decision.reason
 
 
 def test_changed_order_changes_the_decision():
