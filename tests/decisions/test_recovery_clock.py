@@ -134,6 +134,12 @@ def test_partial_shows_elapsed_time_against_the_rto(minutes, shown, badge, left)
     assert "js/recovery-clock.js" in html
 
 
+def test_partial_refreshes_itself_on_the_live_streams_timeline_entries():
+    html = _render(_incident(), _at(3))
+    assert 'hx-get="/incidents/7/recovery"' in html
+    assert 'hx-trigger="sse:entry throttle:2s"' in html
+
+
 def test_partial_of_a_stopped_clock_does_not_tick():
     html = _render(_incident(restored_at=9, decided_at=1), _at(30))
     assert "data-stopped" in html
