@@ -369,6 +369,10 @@ class RecoveryOverview:
     rto_missed: int = 0
 
     @property
+    def not_restored(self) -> int:
+        return self.incidents - self.rto_met - self.rto_missed
+
+    @property
     def rollback_rows(self) -> list[tuple[str, dict[str, int]]]:
         """(backend label, outcome counts) for the page's table."""
         return [(BackendKind(kind).label, counts) for kind, counts in self.rollbacks.items()]
