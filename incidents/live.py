@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connections
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -87,14 +88,20 @@ class LiveEvent:
     entry_id: int | None = None
     seq: int | None = None
     commander_data: str | None = None
+    _encoded: dict[bool, bytes] = field(default_factory=dict, compare=False, repr=False)
 
     def encode(self, *, commander: bool) -> bytes:
-        data = self.commander_data if commander and self.commander_data is not None else self.data
-        lines = [f"event: {self.name}"]
-        if self.entry_id is not None:
-            lines.append(f"id: {self.entry_id}")
-        lines += [f"data: {part}" for part in data.split("\n")]
-        return ("\n".join(lines) + "\n\n").encode()
+        """The message as sent; encoded once per variant however many watch."""
+        variant = commander and self.commander_data is not None
+        cached = self._encoded.get(variant)
+        if cached is None:
+            data = self.commander_data if variant and self.commander_data else self.data
+            lines = [f"event: {self.name}"]
+            if self.entry_id is not None:
+                lines.append(f"id: {self.entry_id}")
+            lines += [f"data: {part}" for part in data.split("\n")]
+            cached = self._encoded[variant] = ("\n".join(lines) + "\n\n").encode()
+        return cached
 
 
 # The stream's own threads for ORM work, each keeping its database connection: the stream
@@ -373,6 +380,10 @@ async def incident_events(request: HttpRequest, incident_id: int) -> HttpRespons
             content_type="text/plain",
         )
     commander = await user.ahas_perm(COMMAND)
+    # The checks above ran on this request's own thread and connection; the stream reads
+    # through the feed's threads, so give the connection back now rather than hold it for
+    # as long as the watcher stays (hundreds of watchers would exhaust PostgreSQL).
+    await sync_to_async(connections.close_all)()
     response = StreamingHttpResponse(
         stream(incident_id, int(raw), commander=commander), content_type="text/event-stream"
     )

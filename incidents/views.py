@@ -24,7 +24,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from executors.base import BackendError
-from incidents import rollbacks, selectors, services
+from incidents import decisions, rollbacks, selectors, services
 from incidents.engine import backend_for
 from incidents.forms import (
     ApprovalDecisionForm,
@@ -156,7 +156,6 @@ def _room_context(request: HttpRequest, incident: Incident) -> dict[str, Any]:
         "last_entry_id": timeline[-1].pk if timeline else 0,
         "checklists": selectors.incident_checklists(incident),
         "approval_requests": selectors.incident_approval_requests(incident),
-        "metrics": incident.recovery_metrics(),
         "status_form": StatusChangeForm(incident=incident),
         "severity_form": SeverityChangeForm(initial={"severity": incident.severity}),
         "commander_form": CommanderForm(initial={"commander": incident.commander_id}),
@@ -169,7 +168,7 @@ def _room_context(request: HttpRequest, incident: Incident) -> dict[str, Any]:
         "can_note": request.user.has_perm("incidents.add_note"),
         "can_tick": request.user.has_perm("incidents.tick_checklist"),
         "can_approve": request.user.has_perm("incidents.approve_rollback"),
-    }
+    } | decisions.room_context(incident)
 
 
 def _render_room(
