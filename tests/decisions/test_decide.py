@@ -286,3 +286,12 @@ def test_bad_settings_are_refused_with_a_message(settings, overrides, message):
     settings.DECISION_THRESHOLDS = overrides
     with pytest.raises(ImproperlyConfigured, match=message):
         thresholds()
+
+
+def test_a_wrong_thresholds_setting_is_reported_by_the_system_checks(settings):
+    from incidents.apps import check_decision_thresholds
+
+    settings.DECISION_THRESHOLDS = {"no_such_threshold": 1}
+    errors = check_decision_thresholds()
+    assert [error.id for error in errors] == ["incidents.E001"]
+    assert "no_such_threshold" in errors[0].msg
