@@ -242,3 +242,14 @@ def test_wrapped_timeline_lines_fit_their_column_and_keep_every_character(text):
     lines = _wrap(text, REGULAR, 7.5, 100)
     assert all(stringWidth(line, REGULAR, 7.5) <= 100 for line in lines)
     assert "".join(lines).replace(" ", "") == text.replace("\n", "").replace(" ", "")
+
+
+def test_rendering_reads_nothing_from_the_database(
+    ic, incident, written, django_assert_num_queries
+):
+    # The export view renders outside Django's database thread.
+    report = selectors.postmortem_report(incident.pk)
+    with django_assert_num_queries(0):
+        render_pdf(report)
+        render_markdown(report)
+        render_json(report)
