@@ -34,7 +34,7 @@ VIEW = "incidents.view_incident"
 BAD_REQUEST, FORBIDDEN, CONFLICT = 400, 403, 409
 
 # The page lists at most this many timeline rows; the exports always carry every entry.
-PAGE_TIMELINE_LIMIT = 2000
+PAGE_TIMELINE_LIMIT = 1000
 
 
 def _is_htmx(request: HttpRequest) -> bool:

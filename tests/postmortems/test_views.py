@@ -251,3 +251,19 @@ def test_open_action_items_are_listed_across_incidents_soonest_due_first(client,
     content = client.get(reverse("postmortem_list")).content.decode()
     assert content.index("Overdue item") < content.index(later.title)
     assert "Closed item" not in content and "overdue</strong>" in content
+
+
+def test_a_long_timeline_is_cut_on_the_page_but_not_in_the_exports(client, ic, postmortem):
+    from incidents.models import TimelineEntry
+    from postmortems import views
+
+    TimelineEntry.objects.bulk_create(
+        TimelineEntry(incident=postmortem.incident, kind="note", body=f"bulk {n}")
+        for n in range(views.PAGE_TIMELINE_LIMIT)
+    )
+    client.force_login(ic)
+    content = client.get(reverse("postmortem", args=[postmortem.incident_id])).content.decode()
+    assert content.count('id="entry-') == views.PAGE_TIMELINE_LIMIT
+    assert "the exports carry all" in content
+    document = client.get(reverse("postmortem_json", args=[postmortem.incident_id])).json()
+    assert len(document["timeline"]["entries"]) > views.PAGE_TIMELINE_LIMIT
