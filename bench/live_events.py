@@ -277,7 +277,7 @@ def bench(options: argparse.Namespace) -> int:
         ids = {
             "incident": incident.pk,
             "author": author.pk,
-            "after": incident.timeline.last().pk,
+            "after": incident.timeline.order_by("id").values_list("pk", flat=True).last(),
             "cookie": client.cookies["sessionid"].value,
         }
         connections.close_all()

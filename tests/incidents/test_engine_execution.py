@@ -365,8 +365,13 @@ def test_every_entry_the_engine_writes_is_announced_on_the_incidents_channel(
 
     engine.run_inline(run.pk)
 
-    announced = []
+    announced, logs = [], set()
     while (message := redis_listener.get_message(timeout=0.5)) is not None:
-        announced.append(json.loads(message["data"])["entry"])
+        body = json.loads(message["data"])
+        if "entry" in body:
+            announced.append(body["entry"])
+        else:
+            logs.add(body["log"])  # the step's log grew
     written = list(TimelineEntry.objects.filter(pk__gt=first_new).values_list("pk", flat=True))
     assert announced == written and len(written) >= 4
+    assert logs == {run.steps.get().pk}
