@@ -47,3 +47,31 @@ def test_support_lead_drafts_previews_and_publishes_to_the_public_page(
     expect(public.locator(f"#component-{component.pk}")).to_contain_text("Partial outage")
     expect(public.locator("#overall")).to_have_text("Partial system outage")
     visitor.close()
+
+
+def test_two_support_leads_editing_at_once_see_the_conflict_instead_of_overwriting(
+    live_server, browser, page, roles
+):
+    UserFactory(username="sam", password="tell-them-early", roles=["Support Lead"])
+    UserFactory(username="alex", password="tell-them-often", roles=["Support Lead"])
+    incident = incident_open(title="Search is slow")
+    desk = f"{live_server.url}/incidents/{incident.pk}/status-page/"
+
+    other_context = browser.new_context()
+    other = other_context.new_page()
+    log_in(other, live_server.url, "alex", "tell-them-often")
+    log_in(page, live_server.url, "sam", "tell-them-early")
+    other.goto(desk)
+    page.goto(desk)  # both editors start from the same (unsaved) draft
+
+    other.get_by_label("Update (Markdown)").fill("Alex: search results are delayed.")
+    other.get_by_role("button", name="Save draft").click()
+    expect(other.locator("#desk-flash")).to_contain_text("Draft saved (version 1)")
+
+    page.get_by_label("Update (Markdown)").fill("Sam: we are looking into search.")
+    page.get_by_role("button", name="Save draft").click()
+    conflict = page.locator("#conflict")
+    expect(conflict).to_contain_text("Saved meanwhile by alex")
+    expect(conflict).to_contain_text("Alex: search results are delayed.")
+    expect(page.get_by_label("Update (Markdown)")).to_have_value("Sam: we are looking into search.")
+    other_context.close()
