@@ -14,7 +14,9 @@ overlap between replay and follow is never sent twice.
 Besides timeline entries the stream carries, without ids:
 - `runs`: the re-rendered rollback panel whenever a run, step, check or approval entry
   arrives (a commander's variant carries the step controls);
-- `log`: new lines of a step's log as JSON, appended by the page without re-rendering it.
+- `log`: new lines of a step's log as JSON, appended by the page without re-rendering it;
+- `header`, `checklists`, `approvals`: that part of the room changed; each viewer fetches it
+  again, since its controls depend on who is looking.
 """
 
 from __future__ import annotations
@@ -56,6 +58,20 @@ RUN_KINDS = frozenset(
         TimelineKind.APPROVAL,
     }
 )
+# Parts of the room each viewer fetches again (their controls depend on who looks) when an
+# entry of these kinds arrives: the stream sends an event named after the part.
+SECTION_KINDS = {
+    "header": frozenset(
+        {
+            TimelineKind.STATUS_CHANGE,
+            TimelineKind.SEVERITY_CHANGE,
+            TimelineKind.COMMANDER_CHANGE,
+            TimelineKind.INSTANT_RECORDED,
+        }
+    ),
+    "checklists": frozenset({TimelineKind.CHECKLIST, TimelineKind.CHECK_RESULT}),
+    "approvals": frozenset({TimelineKind.APPROVAL}),
+}
 READ_BATCH = 500
 LOG_BATCH = 1000
 WATCHER_QUEUE = 2000
@@ -155,6 +171,7 @@ def entries_after(incident_id: int, seq: int) -> list[LiveEvent]:
     concerns a run."""
     events: list[LiveEvent] = []
     runs_changed = False
+    sections: set[str] = set()
     while True:
         batch = selectors.timeline_after_seq(incident_id, seq, limit=READ_BATCH)
         for order in batch:
@@ -167,11 +184,15 @@ def entries_after(incident_id: int, seq: int) -> list[LiveEvent]:
                 )
             )
             runs_changed = runs_changed or order.entry.kind in RUN_KINDS
+            sections.update(
+                name for name, kinds in SECTION_KINDS.items() if order.entry.kind in kinds
+            )
             seq = order.seq
         if len(batch) < READ_BATCH:
             break
     if runs_changed:
         events.append(_runs_event(incident_id))
+    events += [LiveEvent(name=name, data=name) for name in sorted(sections)]
     return events
 
 

@@ -12,6 +12,11 @@ urlpatterns = [
     path("incidents/<int:incident_id>/", views.incident_room, name="incident_room"),
     path("incidents/<int:incident_id>/timeline", views.incident_timeline, name="incident_timeline"),
     path("incidents/<int:incident_id>/events", live.incident_events, name="incident_events"),
+    path(
+        "incidents/<int:incident_id>/parts/<slug:section>",
+        views.incident_section,
+        name="incident_section",
+    ),
     path("incidents/<int:incident_id>/versions", views.incident_versions, name="incident_versions"),
     path("incidents/<int:incident_id>/status", views.incident_status, name="incident_status"),
     path("incidents/<int:incident_id>/severity", views.incident_severity, name="incident_severity"),

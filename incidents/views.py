@@ -469,6 +469,20 @@ def incident_versions(request: HttpRequest, incident_id: int) -> HttpResponse:
     return render(request, "incidents/incident_room.html#versions-update", {"rows": rows})
 
 
+ROOM_SECTIONS = ("headline", "checklists", "approvals")
+
+
+@require_GET
+@permission_required(VIEW, raise_exception=True)
+def incident_section(request: HttpRequest, incident_id: int, section: str) -> HttpResponse:
+    """One part of the room, re-rendered for this viewer when the live stream says it
+    changed (its controls depend on who is looking, so the stream cannot carry it)."""
+    if section not in ROOM_SECTIONS:
+        return HttpResponse("No such part of the room.", status=404)
+    context = _room_context(request, _incident(incident_id))
+    return render(request, f"incidents/incident_room.html#{section}", context)
+
+
 @require_GET
 @permission_required(VIEW, raise_exception=True)
 def step_log(request: HttpRequest, incident_id: int, run_id: int, step_id: int) -> HttpResponse:

@@ -185,6 +185,19 @@ CASES = [
     ),
     Case("incident_runs", EVERYONE, lambda w: ("get", _incident_url("incident_runs")(w), {})),
     Case(
+        "incident_section",
+        EVERYONE,
+        lambda w: ("get", _incident_url("incident_section", section="approvals")(w), {}),
+    ),
+    Case(
+        "incident_versions", COMMANDER, lambda w: ("get", _incident_url("incident_versions")(w), {})
+    ),
+    Case(
+        "step_log",
+        EVERYONE,
+        lambda w: ("get", _run_url("step_log", step_id=w.step.pk)(w), {}),
+    ),
+    Case(
         "run_create",
         COMMANDER,
         lambda w: (
