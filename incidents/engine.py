@@ -78,6 +78,7 @@ from incidents.services import (
     incident_record_instant,
     timeline_append,
 )
+from statuspage import hooks as comms_hooks
 
 logger = logging.getLogger(__name__)
 
@@ -445,6 +446,7 @@ def _fail_run(run: Run, steps: list[Step], *, group: int, stopped: list[Step]) -
             cancelled_steps=[step.pk for step in later],
         ),
     )
+    comms_hooks.run_finished(run)
 
 
 def _succeed_run(run: Run, steps: list[Step], *, verified: bool = False) -> None:
@@ -465,6 +467,7 @@ def _succeed_run(run: Run, steps: list[Step], *, verified: bool = False) -> None
         actor_label=ENGINE_ACTOR,
         payload=_run_payload(run, succeeded=done, skipped=skipped),
     )
+    comms_hooks.run_finished(run)
     if run.dry_run or run.drill or not done:
         return
     # With verification, the service came back when the last step finished, and was

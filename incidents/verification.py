@@ -59,6 +59,7 @@ from incidents.models import (
     TimelineKind,
 )
 from incidents.services import checklist_item_set, timeline_append
+from statuspage import hooks as comms_hooks
 
 if TYPE_CHECKING:
     from incidents.engine import Dispatcher
@@ -458,6 +459,7 @@ def _conclude(run_id: int, round_: _Round, planned: Sequence[PlannedCheck]) -> s
         run.failure_reason = reason
         run.save(update_fields=["state", "finished_at", "failure_reason"])
         conclude(FAILED, f"Run #{run.pk} failed: {reason} ({counts})")
+        comms_hooks.run_finished(run)
         return FAILED
     if outcome == INCONCLUSIVE:
         run.state = RunState.PAUSED

@@ -364,3 +364,15 @@ def test_the_edited_customer_notice_is_emailed_and_recorded(
     bodies = [entry.body for entry in _comms_entries(incident)]
     assert bodies[0] == "Customer notice “Our apologies” queued for 2 recipient(s)"
     assert "sent to email to 2 recipient(s)" in bodies[1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_engine_finishing_a_rollback_sends_the_completion_notice_at_once(started_run):
+    from incidents import engine
+
+    run, _, webhook = started_run
+    engine.run_inline(run.pk)
+    assert Run.objects.get(pk=run.pk).state == RunState.SUCCEEDED
+    finished = Notice.objects.get(run=run, kind="rollback_finished")
+    assert "succeeded" in finished.subject
+    assert comms.sweep()["missed"] == []  # nothing was left for the sweep
