@@ -17,14 +17,14 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def commander(client, roles):
+def ic(client, roles):
     user = UserFactory(username="ic", roles=["Incident Commander"])
     client.force_login(user)
     return user
 
 
 def test_plan_builder_versions_show_what_the_cluster_runs_and_the_release_before_it(
-    client, commander, kube
+    client, ic, kube
 ):
     seed_deployment(kube, "web", ["registry.local/web:v1", "registry.local/web:v2"])
     service = KubeServiceFactory(name="web")
@@ -41,7 +41,7 @@ def test_plan_builder_versions_show_what_the_cluster_runs_and_the_release_before
     assert f'<span id="previous-{service.pk}" hx-swap-oob="true"><code>v1</code>' in page
 
 
-def test_plan_builder_says_which_backend_could_not_be_reached(client, commander, kube):
+def test_plan_builder_says_which_backend_could_not_be_reached(client, ic, kube):
     service = KubeServiceFactory(name="gone")  # no such Deployment on the cluster
     incident = incident_open()
     page = client.get(reverse("incident_versions", args=[incident.pk])).content.decode()
@@ -61,7 +61,7 @@ def _log_url(step):
     return reverse("step_log", args=[step.run.incident_id, step.run_id, step.pk])
 
 
-def test_step_log_window_before_a_line_holds_the_500_lines_just_before_it(client, commander):
+def test_step_log_window_before_a_line_holds_the_500_lines_just_before_it(client, ic):
     step = _step_with_log(50_000)
     page = client.get(_log_url(step), {"before": 40_001}).content.decode()
     assert page.count('class="line"') == 500
@@ -70,21 +70,21 @@ def test_step_log_window_before_a_line_holds_the_500_lines_just_before_it(client
     assert "?before=39501" in page  # the next "Earlier lines" continues from there
 
 
-def test_step_log_window_at_the_start_offers_no_earlier_lines(client, commander):
+def test_step_log_window_at_the_start_offers_no_earlier_lines(client, ic):
     step = _step_with_log(30)
     page = client.get(_log_url(step), {"before": 20}).content.decode()
     assert page.count('class="line"') == 19
     assert "Earlier lines" not in page
 
 
-def test_step_log_window_refuses_a_bad_line_number(client, commander):
+def test_step_log_window_refuses_a_bad_line_number(client, ic):
     step = _step_with_log(3)
     response = client.get(_log_url(step), {"before": "x"})
     assert response.status_code == 400
     assert b"before must be a line number" in response.content
 
 
-def test_room_part_is_rendered_for_the_viewer(client, commander):
+def test_room_part_is_rendered_for_the_viewer(client, ic):
     incident = incident_open()
     page = client.get(reverse("incident_section", args=[incident.pk, "approvals"]))
     assert page.status_code == 200
@@ -92,7 +92,7 @@ def test_room_part_is_rendered_for_the_viewer(client, commander):
     assert b"Request rollback approval" in page.content  # the commander's control
 
 
-def test_unknown_room_part_answers_404(client, commander):
+def test_unknown_room_part_answers_404(client, ic):
     incident = incident_open()
     response = client.get(reverse("incident_section", args=[incident.pk, "everything"]))
     assert response.status_code == 404
