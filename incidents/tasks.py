@@ -13,25 +13,25 @@ import logging
 import threading
 from typing import Any
 
-from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_init, worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import connections
 
+from console.celery import app
 from incidents import engine, verification
 
 logger = logging.getLogger(__name__)
 _recovery_stop = threading.Event()
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@app.task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_advance(run_id: int) -> None:
     """Start the next steps of a running run, or finish it."""
     engine.run_advance(run_id)
 
 
-@shared_task(
+@app.task(
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -59,13 +59,13 @@ def step_execute(self: Any, step_id: int) -> None:
         raise
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@app.task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_verify(run_id: int, round_id: str) -> None:
     """Run a verification round of a run whose steps are done, and conclude it."""
     verification.verification_execute(run_id, round_id)
 
 
-@shared_task(acks_late=True, ignore_result=True)
+@app.task(acks_late=True, ignore_result=True)
 def steps_recover() -> None:
     """Hand out steps and runs a dead worker or a lost message left behind."""
     found = engine.recover_stalled()

@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import shared_task
 from django.conf import settings
 
+from console.celery import app
 from statuspage import comms
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(
+@app.task(
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -34,7 +34,7 @@ def notice_deliver(self: Any, delivery_id: int) -> str:
     )
 
 
-@shared_task(acks_late=True, ignore_result=True, soft_time_limit=50, time_limit=55)
+@app.task(acks_late=True, ignore_result=True, soft_time_limit=50, time_limit=55)
 def comms_sweep() -> None:
     """Every minute (Celery beat): progress notices, cadence reminders, lost deliveries."""
     found = comms.sweep()

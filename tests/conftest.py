@@ -11,7 +11,8 @@ from django.conf import LazySettings
 
 from incidents import services
 from incidents.roles import ensure_roles
-from tests.asgi import asgi_server  # noqa: F401  (a fixture for every test module)
+from tests.asgi import asgi_server  # noqa: F401  (fixtures for every test module)
+from tests.chromium import browser, page  # noqa: F401
 
 # Concurrent test runs on one machine each take their own Redis database.
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

@@ -2,7 +2,7 @@ import pytest
 from playwright.sync_api import expect
 
 from incidents.models import ChecklistItem
-from tests.browser.conftest import log_in
+from tests.chromium import log_in
 from tests.factories import UserFactory, ensure_default_records, incident_open
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

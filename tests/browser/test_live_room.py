@@ -12,7 +12,7 @@ from playwright.sync_api import Browser, Page, expect
 from incidents import rollbacks, selectors
 from incidents.models import Run, RunState
 from incidents.rollbacks import StepSpec
-from tests.browser.conftest import log_in
+from tests.chromium import log_in
 from tests.factories import UserFactory
 from tests.incidents.engine_factories import IncidentFactory, KubeServiceFactory
 from tests.incidents.engine_fixtures import *  # noqa: F403

@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from incidents.decisions import room_context
 from incidents.models import TimelineEntry, TimelineKind
-from tests.browser.conftest import log_in
+from tests.chromium import log_in
 from tests.factories import UserFactory, incident_open
 
 # Transactional, so the live server's thread sees the rows; the flush afterwards drops rows that

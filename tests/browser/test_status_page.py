@@ -5,7 +5,7 @@ import pytest
 from playwright.sync_api import expect
 
 from statuspage.models import Component, Revision
-from tests.browser.conftest import log_in
+from tests.chromium import log_in
 from tests.factories import ServiceFactory, UserFactory, incident_open
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

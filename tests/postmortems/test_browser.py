@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from postmortems.models import TimelineStar
-from tests.browser.conftest import browser, log_in, page  # noqa: F401  (fixtures)
+from tests.chromium import log_in
 from tests.factories import UserFactory
 from tests.postmortems.builders import finished_run, resolved_incident
 

@@ -1,4 +1,5 @@
-"""Headless Chromium (Debian's package) driven by Playwright, against a live test server."""
+"""Headless Chromium (Debian's package) driven by Playwright: fixtures for any test module
+(the root conftest makes them available everywhere) and a sign-in helper."""
 
 from __future__ import annotations
 
@@ -21,8 +22,11 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One Chromium per test module. Playwright's sync API runs an event loop in this
+    thread while it lives; keeping it to the module keeps that loop (and the permission
+    for the ORM to run beside it) away from every other test."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium not found at {CHROMIUM}; bin/test installs Debian's chromium")
     # Playwright runs its own event loop in this thread; the test's ORM calls are safe
