@@ -85,11 +85,3 @@ def asgi_server() -> Iterator[AsgiServer]:
     yield server
     server.stop()
     database["CONN_MAX_AGE"] = saved
-    # A stream cut off by the shutdown leaves its request's connection behind; the server is
-    # gone, so end any connection to the test database other than the test's own.
-    with connections["default"].cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            " AND backend_type = 'client backend'"
-        )
