@@ -308,6 +308,8 @@ def with_verification(
                     "comparison": "below",
                     "threshold": ERROR_RATIO_THRESHOLD,
                     "measures": "error_rate",
+                    # Prometheus sees the recovery only at its next scrapes.
+                    "settle_seconds": 20,
                 }
             )
         result.append(replace(service, target_config={**service.target_config, "checks": checks}))

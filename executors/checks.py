@@ -520,11 +520,14 @@ CHECK_SCHEMAS: dict[str, dict[str, Any]] = {
             "url": {"type": "string", "pattern": "^https?://[^\\s]+$", "maxLength": 2000},
             "measures": {"enum": list(PROMETHEUS_MEASURES)},
             "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 60},
+            "settle_seconds": {"type": "number", "minimum": 0, "maximum": 1800},
         },
         ["query", "threshold"],
     ),
 }
 MAX_CHECKS = 20
+# How often a Prometheus reading on the wrong side is taken again while it may still settle.
+PROMETHEUS_REQUERY_SECONDS = 2.0
 
 
 def validate_checks(checks: Any) -> list[dict[str, Any]]:
@@ -649,12 +652,20 @@ def run_check(
                 "no Prometheus to ask: set PROMETHEUS_URL or the check's url",
                 threshold=threshold,
             )
-        return prometheus_threshold(
-            url,
-            spec["query"],
-            threshold,
-            comparison=spec.get("comparison", "below"),
-            timeout=float(spec.get("timeout", defaults.prometheus_timeout)),
-            name=name,
-        )
+        # A metric reflects a rollback only after the next scrapes: a reading on the wrong
+        # side is taken again until `settle_seconds` have passed, then it fails.
+        settle_until = time.monotonic() + float(spec.get("settle_seconds", 0))
+        while True:
+            result = prometheus_threshold(
+                url,
+                spec["query"],
+                threshold,
+                comparison=spec.get("comparison", "below"),
+                timeout=float(spec.get("timeout", defaults.prometheus_timeout)),
+                name=name,
+            )
+            left = settle_until - time.monotonic()
+            if result.status != CheckStatus.FAILED or left <= 0:
+                return result
+            time.sleep(min(PROMETHEUS_REQUERY_SECONDS, left))
     raise ConfigError(f"unknown check kind {kind!r}")

@@ -511,3 +511,50 @@ def test_the_terminal_command_says_an_inconclusive_verification_paused_the_run(c
 
     assert "error rate on web: Prometheus did not answer" in str(refusal.value)
     assert Run.objects.get(incident=incident).state == RunState.PAUSED
+
+
+def test_an_error_rate_still_high_at_first_passes_once_it_settles_below_the_threshold(
+    prometheus, exporter, metric
+):
+    from executors.base import CheckStatus, Connections
+    from executors.checks import VerificationDefaults, run_check
+
+    exporter.set(metric, 0.3)
+    prometheus.wait_for_value(metric, 0.3)
+    recovery = threading.Timer(1.0, lambda: exporter.set(metric, 0.01))
+    recovery.start()
+    spec = {
+        "kind": "prometheus",
+        "name": "error rate",
+        "url": prometheus.url,
+        "query": metric,
+        "threshold": 0.05,
+        "settle_seconds": 20,
+    }
+    try:
+        result = run_check(
+            spec, version=None, connections=Connections(), defaults=VerificationDefaults()
+        )
+    finally:
+        recovery.cancel()
+    assert (result.status, result.observed) == (CheckStatus.PASSED, 0.01)
+
+
+def test_an_error_rate_that_stays_high_fails_once_it_has_had_time_to_settle(
+    prometheus, exporter, metric
+):
+    from executors.base import CheckStatus, Connections
+    from executors.checks import VerificationDefaults, run_check
+
+    exporter.set(metric, 0.3)
+    prometheus.wait_for_value(metric, 0.3)
+    spec = {"kind": "prometheus", "url": prometheus.url, "query": metric, "threshold": 0.05}
+    started = time.monotonic()
+    result = run_check(
+        {**spec, "settle_seconds": 3},
+        version=None,
+        connections=Connections(),
+        defaults=VerificationDefaults(),
+    )
+    assert result.status == CheckStatus.FAILED
+    assert time.monotonic() - started >= 3
