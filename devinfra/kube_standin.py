@@ -44,6 +44,7 @@ import asyncio
 import collections
 import contextlib
 import copy
+import functools
 import json
 import re
 import secrets
@@ -119,8 +120,9 @@ class ResourceType:
         """How error messages name the resource: `deployments.apps`, `pods`."""
         return f"{self.plural}.{self.group}" if self.group else self.plural
 
-    @property
+    @functools.cached_property
     def resource(self) -> kmock.resource:
+        # Built once: every list request asks each stored object's type for it.
         return kmock.resource(self.group, self.version, self.plural)
 
 
