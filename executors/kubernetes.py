@@ -710,7 +710,7 @@ class KubernetesDeploymentBackend(Backend):
                 # the namespace is touched.
                 self._for_each(lambda d: self._decide(d, target, operation))
             outcomes = self._for_each(
-                lambda d: self._apply_one(d["metadata"]["name"], target, operation, log)
+                lambda d: self._apply_one(d["metadata"]["name"], target, operation, log, read=d)
             )
         changed = [outcome for outcome in outcomes if outcome.changed]
         if not outcomes:
@@ -734,9 +734,16 @@ class KubernetesDeploymentBackend(Backend):
         )
 
     def _apply_one(
-        self, name: str, target: RollbackTarget, operation: str, log: LogLine
+        self,
+        name: str,
+        target: RollbackTarget,
+        operation: str,
+        log: LogLine,
+        *,
+        read: dict[str, Any] | None = None,
     ) -> _Outcome:
-        """Decide and write for one Deployment, re-reading and retrying on 409 conflicts."""
+        """Decide and write for one Deployment (`read`: as just read, saving a second read),
+        re-reading and retrying on 409 conflicts."""
         deciders = {
             "undo": (self._decide_undo, "application/json-patch+json"),
             "restart": (self._decide_restart, "application/strategic-merge-patch+json"),
@@ -746,7 +753,8 @@ class KubernetesDeploymentBackend(Backend):
         attempts = max(1, self.conflict_retries + 1)
         for attempt in range(1, attempts + 1):
             try:
-                outcome, patch = decide(self._read_deployment(name), target)
+                current = read if read is not None and attempt == 1 else None
+                outcome, patch = decide(current or self._read_deployment(name), target)
                 log(f"{self.namespace}/{outcome.message}")
                 if outcome.changed:
                     self._patch(name, patch, content_type)
