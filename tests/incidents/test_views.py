@@ -86,6 +86,12 @@ def test_room_shows_timeline_and_checklists(client, commander):
     assert "Health endpoints answer with the rolled-back version" in page
 
 
+def test_room_shows_no_template_comments_or_tags_as_text(client, commander):
+    page = client.get(reverse("incident_room", args=[incident_open().pk])).content.decode()
+    for leftover in ("{#", "#}", "{%", "%}", "{{", "}}"):
+        assert leftover not in page
+
+
 def test_refused_status_change_answers_400_with_the_reason(client, commander):
     incident = incident_open()
     before = incident.timeline.count()
