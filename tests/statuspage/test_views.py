@@ -16,6 +16,7 @@ from incidents.services import incident_change_status
 from statuspage import comms, services
 from statuspage.models import Delivery, Draft, Notice, Revision
 from tests.factories import UserFactory, incident_open
+from tests.permissions import assert_reached_only_if_allowed, assert_sent_to_login
 
 pytestmark = pytest.mark.django_db
 
@@ -118,21 +119,14 @@ def _prepare(case: Case, client: Any, role: str | None) -> tuple[str, str, dict[
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_anonymous_visitor_is_sent_to_login(client, roles, case):
-    method, url, data = _prepare(case, client, None)
-    response = getattr(client, method)(url, data)
-    assert response.status_code == 302
-    assert response["Location"].startswith(reverse("login"))
+    assert_sent_to_login(client, *_prepare(case, client, None))
 
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_each_role_reaches_exactly_the_views_it_is_allowed(client, roles, case, role):
     method, url, data = _prepare(case, client, role)
-    response = getattr(client, method)(url, data)
-    if role in case.allowed:
-        assert response.status_code in (200, 302), response.content[:500]
-    else:
-        assert response.status_code == 403
+    assert_reached_only_if_allowed(client, method, url, data, allowed=role in case.allowed)
 
 
 def test_the_desk_shows_draft_revisions_and_notices(client, roles):
