@@ -185,6 +185,13 @@ ROLLBACK_STEP_MAX_RETRIES = int(os.environ.get("ROLLBACK_STEP_MAX_RETRIES", "5")
 ROLLBACK_RETRY_BACKOFF_SECONDS = float(os.environ.get("ROLLBACK_RETRY_BACKOFF_SECONDS", "2"))
 ROLLBACK_STEP_LOG_MAX_LINES = int(os.environ.get("ROLLBACK_STEP_LOG_MAX_LINES", "50000"))
 
+# The room's live stream (incidents/live.py, docs/live-room.md): how often a feed reads
+# PostgreSQL without being told to, the keep-alive interval, and how long a feed nobody
+# watches keeps its Redis subscription.
+LIVE_RESYNC_SECONDS = float(os.environ.get("LIVE_RESYNC_SECONDS", "5"))
+LIVE_KEEPALIVE_SECONDS = float(os.environ.get("LIVE_KEEPALIVE_SECONDS", "15"))
+LIVE_IDLE_SECONDS = float(os.environ.get("LIVE_IDLE_SECONDS", "30"))
+
 # Verification after a rollback (incidents/verification.py, docs/verification.md): where
 # Prometheus answers when a check names no url, each kind's request timeout, and how long a
 # whole round may take before a worker's recovery sweep hands it out again.
