@@ -497,7 +497,7 @@ class SignalsForm(forms.Form):
 def decision_record(*, incident: Incident, signals: Signals, actor: User) -> TimelineEntry:
     """Decide on the signals and write the decision, with the signals, on the timeline."""
     _require(actor, "incidents.command_incident", "record a rollback decision")
-    locked = Incident.objects.select_for_update().get(pk=incident.pk)
+    locked = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
     if locked.status == IncidentStatus.RESOLVED:
         raise DomainError("The incident is resolved; reopen it before deciding again.")
     decision = decide(signals, locked)

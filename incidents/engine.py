@@ -364,7 +364,7 @@ def run_advance(
     `requeue_pending` dispatches them again (their messages were lost). Does nothing unless
     the run is running.
     """
-    run = Run.objects.select_for_update().select_related("incident").get(pk=run_id)
+    run = Run.objects.select_for_update(no_key=True).select_related("incident").get(pk=run_id)
     return _advance_locked(run, _default_dispatcher(dispatcher), requeue_pending=requeue_pending)
 
 
@@ -898,9 +898,11 @@ class _StepExecution:
             # The run first, then the step: the order every writer of both takes. Holding
             # the run serialises the last steps of a group, so exactly one sees it finished.
             run = (
-                Run.objects.select_for_update().select_related("incident").get(pk=self.step.run_id)
+                Run.objects.select_for_update(no_key=True)
+                .select_related("incident")
+                .get(pk=self.step.run_id)
             )
-            locked = Step.objects.select_for_update().filter(pk=self.step.pk).first()
+            locked = Step.objects.select_for_update(no_key=True).filter(pk=self.step.pk).first()
             if (
                 locked is None
                 or locked.claim_token != self.token

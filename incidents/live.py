@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -72,6 +73,7 @@ SECTION_KINDS = {
     "checklists": frozenset({TimelineKind.CHECKLIST, TimelineKind.CHECK_RESULT}),
     "approvals": frozenset({TimelineKind.APPROVAL}),
 }
+ENTRY_ID = re.compile(r"[0-9]{1,18}")
 READ_BATCH = 500
 LOG_BATCH = 1000
 WATCHER_QUEUE = 2000
@@ -115,7 +117,10 @@ class LiveEvent:
             lines = [f"event: {self.name}"]
             if self.entry_id is not None:
                 lines.append(f"id: {self.entry_id}")
-            lines += [f"data: {part}" for part in data.split("\n")]
+            # Any of CR, LF or CRLF ends an SSE line: a lone CR in a note must not start a
+            # field of its own (it could forge an event for every watcher).
+            text = data.replace("\r\n", "\n").replace("\r", "\n")
+            lines += [f"data: {part}" for part in text.split("\n")]
             cached = self._encoded[variant] = ("\n".join(lines) + "\n\n").encode()
         return cached
 
@@ -196,21 +201,22 @@ def entries_after(incident_id: int, seq: int) -> list[LiveEvent]:
     return events
 
 
-def log_lines_after(step_id: int, seq: int | None) -> tuple[LiveEvent | None, int]:
+def log_lines_after(step_id: int, seq: int | None) -> tuple[LiveEvent | None, int, bool]:
     """A step's log lines after `seq` (its last lines when `seq` is None) as one event,
-    and the position reached."""
+    the position reached, and whether more may follow (a full batch)."""
     lines = StepLog.objects.filter(step_id=step_id)
     if seq is None:
         recent = list(reversed(lines.order_by("-seq")[: selectors.LOG_TAIL_LINES]))
     else:
         recent = list(lines.filter(seq__gt=seq).order_by("seq")[:LOG_BATCH])
     if not recent:
-        return None, seq or 0
+        return None, seq or 0, False
     payload = {
         "step": step_id,
         "lines": [[line.seq, line.at.strftime("%H:%M:%S"), line.line] for line in recent],
     }
-    return LiveEvent(name="log", data=json.dumps(payload)), recent[-1].seq
+    event = LiveEvent(name="log", data=json.dumps(payload))
+    return event, recent[-1].seq, seq is not None and len(recent) == LOG_BATCH
 
 
 def replay_start(incident_id: int, after_entry: int) -> int:
@@ -255,7 +261,15 @@ class IncidentFeed:
         watcher = Watcher()
         feed.watchers.add(watcher)
         if feed.seq is None:
-            feed.seq = await _db(selectors.latest_seq, incident_id)
+            try:
+                latest = await _db(selectors.latest_seq, incident_id)
+            except BaseException:
+                feed.leave(watcher)  # gone (or failed) before it was watching
+                raise
+            # Another watcher may have joined and set it meanwhile: the earlier position
+            # stands, or entries between the two would be handed to nobody.
+            if feed.seq is None:
+                feed.seq = latest
         if feed.task is None:
             feed.task = asyncio.create_task(feed.run(), name=f"incident-feed-{incident_id}")
         return feed, watcher
@@ -282,10 +296,14 @@ class IncidentFeed:
             self.broadcast(event)
         steps, self.pending_logs = self.pending_logs, set()
         for step_id in steps:
-            lines, reached = await _db(log_lines_after, step_id, self.log_seqs.get(step_id))
-            self.log_seqs[step_id] = reached
-            if lines is not None:
-                self.broadcast(lines)
+            more = True
+            while more:
+                lines, reached, more = await _db(
+                    log_lines_after, step_id, self.log_seqs.get(step_id)
+                )
+                self.log_seqs[step_id] = reached
+                if lines is not None:
+                    self.broadcast(lines)
 
     async def run(self) -> None:
         while True:
@@ -394,7 +412,7 @@ async def incident_events(request: HttpRequest, incident_id: int) -> HttpRespons
     if not await Incident.objects.filter(pk=incident_id).aexists():
         return HttpResponse("No such incident.", status=404, content_type="text/plain")
     raw = request.headers.get("Last-Event-ID") or request.GET.get("after") or "0"
-    if not raw.isdigit() or len(raw) > 18:
+    if not ENTRY_ID.fullmatch(raw):
         return HttpResponse(
             "Last-Event-ID (or after) must be a timeline entry id.",
             status=400,

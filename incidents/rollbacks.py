@@ -92,7 +92,7 @@ class StepPreview:
 
 
 def _locked_run(run: Run) -> Run:
-    return Run.objects.select_for_update().select_related("incident").get(pk=run.pk)
+    return Run.objects.select_for_update(no_key=True).select_related("incident").get(pk=run.pk)
 
 
 def _require_state(run: Run, allowed: Sequence[str], doing: str) -> None:
@@ -361,7 +361,7 @@ def run_follow_approval(*, request: ApprovalRequest) -> Run | None:
     """Move the run an approval request belongs to: approved, or back to draft when the
     request is rejected or withdrawn. Called when the request is saved, in its transaction."""
     run = (
-        Run.objects.select_for_update()
+        Run.objects.select_for_update(no_key=True)
         .select_related("incident")
         .filter(approval_request_id=request.pk)
         .first()
@@ -533,7 +533,7 @@ def run_cancel(*, run: Run, actor: User, reason: str = "") -> Run:
     # The approval request before the run: the order an approver's decision takes them in.
     request_id = Run.objects.filter(pk=run.pk).values_list("approval_request", flat=True).first()
     if request_id is not None:
-        ApprovalRequest.objects.select_for_update().filter(pk=request_id).first()
+        ApprovalRequest.objects.select_for_update(no_key=True).filter(pk=request_id).first()
     locked = _locked_run(run)
     if locked.is_finished:
         raise DomainError(f"Run #{locked.pk} is already {locked.get_state_display().lower()}.")
@@ -604,7 +604,7 @@ def step_retry(*, step: Step, actor: User) -> Step:
     that had gone through is not repeated: the step waits and checks again."""
     _require(actor, COMMAND_PERMISSION, "retry rollback steps")
     run = _locked_run(step.run)
-    locked = Step.objects.select_for_update().select_related("service").get(pk=step.pk)
+    locked = Step.objects.select_for_update(no_key=True).select_related("service").get(pk=step.pk)
     if locked.state != StepState.FAILED:
         raise DomainError(f"Only a failed step can be retried; this one is {locked.state}.")
     _require_state(run, (RunState.RUNNING, RunState.PAUSED, RunState.FAILED), "retry its steps")
@@ -651,7 +651,7 @@ def step_skip(*, step: Step, actor: User, reason: str) -> Step:
     if not why:
         raise DomainError("Say why the step is skipped.")
     run = _locked_run(step.run)
-    locked = Step.objects.select_for_update().select_related("service").get(pk=step.pk)
+    locked = Step.objects.select_for_update(no_key=True).select_related("service").get(pk=step.pk)
     if locked.state not in (StepState.PENDING, StepState.FAILED):
         raise DomainError(
             f"Only a pending or failed step can be skipped; this one is {locked.state}."

@@ -115,7 +115,7 @@ def timeline_append(
 
 
 def _lock(incident: Incident) -> Incident:
-    return Incident.objects.select_for_update().get(pk=incident.pk)
+    return Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
 
 
 def _require(actor: User, permission: str, doing: str) -> Person:
@@ -353,7 +353,11 @@ def checklist_item_set(
         if actor is None:
             raise DomainError("Someone must tick the item.")
         _require(actor, "incidents.tick_checklist", "tick checklist items")
-    locked = ChecklistItem.objects.select_for_update().select_related("checklist").get(pk=item.pk)
+    locked = (
+        ChecklistItem.objects.select_for_update(no_key=True)
+        .select_related("checklist")
+        .get(pk=item.pk)
+    )
     if locked.is_done == done:
         return locked
     real_actor = actor if actor is not None and actor.is_authenticated else None
@@ -439,7 +443,7 @@ def approval_decide(
     _require(approver, "incidents.approve_rollback", "approve rollbacks")
     if decision not in ApprovalDecision.values:
         raise DomainError(f"Unknown decision {decision!r}.")
-    locked = ApprovalRequest.objects.select_for_update().get(pk=request.pk)
+    locked = ApprovalRequest.objects.select_for_update(no_key=True).get(pk=request.pk)
     if locked.status != ApprovalRequestStatus.PENDING:
         raise DomainError(f"This request is already {locked.get_status_display().lower()}.")
     if locked.requested_by_id == approver.pk:
@@ -503,7 +507,7 @@ def _follow_run(request: ApprovalRequest) -> None:
 def approval_withdraw(*, request: ApprovalRequest, actor: User) -> ApprovalRequest:
     """The commander withdraws a pending request (e.g. the plan changed)."""
     _require(actor, "incidents.command_incident", "withdraw approval requests")
-    locked = ApprovalRequest.objects.select_for_update().get(pk=request.pk)
+    locked = ApprovalRequest.objects.select_for_update(no_key=True).get(pk=request.pk)
     if locked.status != ApprovalRequestStatus.PENDING:
         raise DomainError("Only a pending request can be withdrawn.")
     locked.status = ApprovalRequestStatus.WITHDRAWN
@@ -527,7 +531,7 @@ def release_mark_known_good(
     """Mark (or unmark) a release as known-good, recording who and when."""
     if actor is not None and actor.is_authenticated:
         _require(actor, "incidents.change_release", "mark releases known-good")
-    locked = Release.objects.select_for_update().get(pk=release.pk)
+    locked = Release.objects.select_for_update(no_key=True).get(pk=release.pk)
     real_actor = actor if actor is not None and actor.is_authenticated else None
     locked.known_good = known_good
     locked.known_good_by = real_actor if known_good else None

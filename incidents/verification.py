@@ -280,7 +280,7 @@ def verification_execute(run_id: int, round_id: str) -> str:
 def _abandon(run_id: int, round_: _Round) -> str:
     """Close a round that reached a worker after its run was paused or cancelled, so that
     resuming the run starts a fresh one."""
-    run = Run.objects.select_for_update().select_related("incident").get(pk=run_id)
+    run = Run.objects.select_for_update(no_key=True).select_related("incident").get(pk=run_id)
     if run.state == RunState.RUNNING or not _still_open(run, round_):
         return ""
     timeline_append(
@@ -326,7 +326,7 @@ def _still_open(run: Run, round_: _Round) -> bool:
 
 @transaction.atomic
 def _record_result(run: Run, round_: _Round, check: PlannedCheck, result: CheckResult) -> None:
-    locked = Run.objects.select_for_update().select_related("incident").get(pk=run.pk)
+    locked = Run.objects.select_for_update(no_key=True).select_related("incident").get(pk=run.pk)
     if not _still_open(locked, round_):
         return
     if (
@@ -394,7 +394,7 @@ def _summary(results: Sequence[Mapping[str, Any]], outcome: str) -> str:
 def _conclude(run_id: int, round_: _Round, planned: Sequence[PlannedCheck]) -> str:
     from incidents import engine
 
-    run = Run.objects.select_for_update().select_related("incident").get(pk=run_id)
+    run = Run.objects.select_for_update(no_key=True).select_related("incident").get(pk=run_id)
     if not _still_open(run, round_):
         return ""
     recorded = {

@@ -6,6 +6,7 @@ needs; domain refusals become 4xx responses carrying the service's message.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import timedelta
@@ -17,7 +18,7 @@ from django.contrib.auth.decorators import permission_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -55,6 +56,7 @@ from incidents.models import (
 )
 
 VIEW = "incidents.view_incident"
+NUMBER = re.compile(r"[0-9]{1,18}")  # ASCII digits only: int() also reads "²" and "٣"
 COMMAND = "incidents.command_incident"
 
 BAD_REQUEST, FORBIDDEN = 400, 403
@@ -193,7 +195,7 @@ def incident_timeline(request: HttpRequest, incident_id: int) -> HttpResponse:
     """Timeline rows after `after` (an entry id), for the room's polling."""
     incident = _incident(incident_id)
     after = request.GET.get("after", "0")
-    if not after.isdigit():
+    if not NUMBER.fullmatch(after):
         return HttpResponse("after must be a timeline entry id", status=BAD_REQUEST)
     entries = list(selectors.incident_timeline(incident, after=int(after)))
     return render(
@@ -492,10 +494,14 @@ def step_log(request: HttpRequest, incident_id: int, run_id: int, step_id: int) 
     for name in ("before", "after"):
         value = request.GET.get(name)
         if value is not None:
-            if not value.isdigit() or len(value) > 9:
+            if not NUMBER.fullmatch(value) or len(value) > 9:
                 return HttpResponse(f"{name} must be a line number", status=BAD_REQUEST)
             bounds[name] = int(value)
     lines = selectors.step_log_page(step, **bounds)
+    if request.GET.get("format") == "json":
+        # What the live stream's `log` events carry: the page fills a gap with it.
+        rows = [[line.seq, line.at.strftime("%H:%M:%S"), line.line] for line in lines]
+        return JsonResponse({"step": step.pk, "lines": rows})
     context = {"incident": step.run.incident, "step": step, "lines": lines}
     return render(request, "incidents/incident_room.html#log-page", context)
 

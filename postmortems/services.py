@@ -115,7 +115,11 @@ def _record(
 
 
 def _lock(postmortem: Postmortem) -> Postmortem:
-    return Postmortem.objects.select_for_update().select_related("incident").get(pk=postmortem.pk)
+    return (
+        Postmortem.objects.select_for_update(no_key=True)
+        .select_related("incident")
+        .get(pk=postmortem.pk)
+    )
 
 
 def _span(duration: timedelta | None) -> str:
@@ -147,7 +151,7 @@ def postmortem_start(*, incident: Incident, actor: User) -> Postmortem:
     """Start the incident's post-mortem, filled in from the record: the incident's summary,
     a resolution drafted from successful rollbacks, and the key timeline entries starred."""
     person = _require_editor(actor, "start a post-mortem")
-    locked = Incident.objects.select_for_update().get(pk=incident.pk)
+    locked = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
     if Postmortem.objects.filter(incident=locked).exists():
         raise DomainError("This incident already has a post-mortem.")
     postmortem = Postmortem.objects.create(
@@ -334,7 +338,7 @@ def action_item_set_done(*, item: ActionItem, actor: User, done: bool) -> Action
     person = _require_editor(actor, "close action items")
     # The post-mortem first, then the item: the order every post-mortem change locks in.
     postmortem = _lock(item.postmortem)
-    locked_item = ActionItem.objects.select_for_update().get(pk=item.pk)
+    locked_item = ActionItem.objects.select_for_update(no_key=True).get(pk=item.pk)
     if locked_item.is_done == done:
         return locked_item
     locked_item.done_at = timezone.now() if done else None

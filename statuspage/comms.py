@@ -225,7 +225,7 @@ def delivery_attempt(*, delivery_id: int, final_attempt: bool) -> str:
 
     label = f"{notice.get_kind_display()} notice “{notice.subject}”"
     with transaction.atomic():
-        locked = Delivery.objects.select_for_update().get(pk=delivery_id)
+        locked = Delivery.objects.select_for_update(no_key=True).get(pk=delivery_id)
         locked.claimed_until = None
         if error is None:
             locked.state = DeliveryState.SENT
@@ -270,7 +270,9 @@ def delivery_attempt(*, delivery_id: int, final_attempt: bool) -> str:
 def delivery_retry(*, delivery: Delivery, actor: User) -> Delivery:
     """A person sends a failed delivery again (its automatic attempts are used up)."""
     _require(actor, EDIT_PERMISSION, "retry notices")
-    locked = Delivery.objects.select_for_update().select_related("notice").get(pk=delivery.pk)
+    locked = (
+        Delivery.objects.select_for_update(no_key=True).select_related("notice").get(pk=delivery.pk)
+    )
     if locked.state != DeliveryState.FAILED:
         raise DomainError(f"Only a failed delivery can be retried; this one is {locked.state}.")
     if locked.will_retry:
@@ -422,7 +424,7 @@ def cadence_remind(*, now: datetime | None = None) -> list[int]:
     reminded = []
     for incident in Incident.objects.filter(status=IncidentStatus.MITIGATING):
         with transaction.atomic():
-            locked = Incident.objects.select_for_update().get(pk=incident.pk)
+            locked = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
             if locked.status != IncidentStatus.MITIGATING:
                 continue
             published = last_published_at(locked)

@@ -111,11 +111,11 @@ def _check_fields(
     cleaned: dict[str, str] = {}
     known = set(
         Component.objects.filter(
-            pk__in=[key for key in component_statuses if str(key).isdigit()]
+            pk__in=[key for key in component_statuses if str(key).isascii() and str(key).isdigit()]
         ).values_list("pk", flat=True)
     )
     for key, value in component_statuses.items():
-        if not str(key).isdigit() or int(key) not in known:
+        if not (str(key).isascii() and str(key).isdigit()) or int(key) not in known:
             raise DomainError(f"Unknown component {key!r}.")
         if value not in ComponentStatus.values:
             raise DomainError(f"Unknown component status {value!r}.")
@@ -141,7 +141,7 @@ def draft_save(
     statuses = _check_fields(
         name=name, status=status, impact=impact, body=body, component_statuses=component_statuses
     )
-    draft = Draft.objects.select_for_update().filter(incident=incident).first()
+    draft = Draft.objects.select_for_update(no_key=True).filter(incident=incident).first()
     if draft is None:
         if version != 0:
             raise DomainError("This draft no longer exists; reload the page.")
@@ -204,7 +204,7 @@ def draft_publish(
     if not published_body:
         raise DomainError("Write the update before publishing it.")
     now = timezone.now()
-    public = PublicIncident.objects.select_for_update().filter(incident=incident).first()
+    public = PublicIncident.objects.select_for_update(no_key=True).filter(incident=incident).first()
     if public is None:
         public = PublicIncident.objects.create(
             incident=incident, name=published_name, status=draft.status, impact=draft.impact
@@ -232,7 +232,7 @@ def draft_publish(
         public.resolved_at = None
     public.save()
     changed_components = []
-    for component in Component.objects.select_for_update().filter(
+    for component in Component.objects.select_for_update(no_key=True).filter(
         pk__in=[int(key) for key in draft.component_statuses]
     ):
         public.components.add(component)

@@ -2,8 +2,10 @@
 
 A deferred constraint trigger runs when the inserting transaction commits: it takes the
 incident's transaction-scoped advisory lock and only then draws `seq`, so per incident the
-order of `seq` is the order in which entries became visible. Waiting for the lock at commit
-time cannot deadlock against row locks: by then the transaction holds every row it needs.
+order of `seq` is the order in which entries became visible. At commit the transaction only
+has deferred foreign-key checks left to do, which take FOR KEY SHARE row locks; the code locks
+rows with FOR NO KEY UPDATE (`select_for_update(no_key=True)`), which does not block those, so
+waiting for the advisory lock at commit does not deadlock against the code's row locks.
 Entries that exist already get their `seq` in id order.
 """
 
@@ -11,6 +13,9 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 COMMIT_ORDER = """
+-- No entry may commit between the backfill and the trigger: it would never get a seq.
+LOCK TABLE incidents_timelineentry IN SHARE ROW EXCLUSIVE MODE;
+
 CREATE SEQUENCE incidents_timeline_commit_seq;
 
 INSERT INTO incidents_timelineorder (entry_id, incident_id, seq)
@@ -19,7 +24,9 @@ FROM incidents_timelineentry ORDER BY id;
 
 CREATE FUNCTION incidents_timeline_commit_order() RETURNS trigger AS $$
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtext('incidents_timeline'), NEW.incident_id::integer);
+    PERFORM pg_advisory_xact_lock(
+        hashtext('incidents_timeline'), (NEW.incident_id % 2147483647)::integer
+    );
     INSERT INTO incidents_timelineorder (entry_id, incident_id, seq)
     VALUES (NEW.id, NEW.incident_id, nextval('incidents_timeline_commit_seq'));
     RETURN NULL;

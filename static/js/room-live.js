@@ -5,8 +5,10 @@
 // - it remembers the last timeline entry shown, so that a reconnection (a new EventSource,
 //   which sends no Last-Event-ID of its own) and the fallback polling resume right after it;
 // - it drops an entry already on the page instead of showing it twice;
-// - it appends step log lines as text, keeping at most MAX_LOG_LINES in the page;
-// - while the stream is down it says so and lets the page poll instead.
+// - it appends step log lines as text, keeping at most MAX_LOG_LINES in the page, and
+//   fetches lines a gap left out;
+// - while the stream is down it says so and lets the page poll instead; once it is back,
+//   it fetches again the parts of the room the missed events would have refreshed.
 (function () {
   "use strict";
 
@@ -46,6 +48,36 @@
     element.setAttribute("sse-connect", url.pathname + url.search);
   }
 
+  function earlierButton(log, before) {
+    // "Earlier lines" for the window that now starts at `before` (htmx reads a button's
+    // URL when it processes the button, so a new one is made rather than the old edited).
+    for (const old of log.querySelectorAll(".log-earlier")) old.remove();
+    if (before <= 1 || !log.dataset.logUrl) return;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "small log-earlier";
+    button.textContent = "Earlier lines";
+    button.setAttribute("hx-get", log.dataset.logUrl + "?before=" + before);
+    button.setAttribute("hx-target", "this");
+    button.setAttribute("hx-swap", "outerHTML");
+    log.prepend(button);
+    htmx.process(button);
+  }
+
+  function fillGap(log, last) {
+    // Lines the stream did not carry (the page was polling, or the step's first event
+    // held only its tail): fetch them, then append as if they had streamed.
+    if (log.dataset.filling || !log.dataset.logUrl) return;
+    log.dataset.filling = "1";
+    fetch(log.dataset.logUrl + "?format=json&after=" + last, { credentials: "same-origin" })
+      .then((response) => (response.ok ? response.json() : null))
+      .then((payload) => {
+        delete log.dataset.filling;
+        if (payload && payload.lines.length) appendLog(payload);
+      })
+      .catch(() => delete log.dataset.filling);
+  }
+
   function appendLog(payload) {
     const log = document.getElementById("log-" + payload.step);
     if (!log) return;
@@ -56,10 +88,14 @@
       log.appendChild(lines);
     }
     let last = Number(log.dataset.lastSeq || "0");
+    const fresh = payload.lines.filter(([seq]) => seq > last);
+    if (fresh.length && fresh[0][0] > last + 1) {
+      fillGap(log, last);
+      return; // the fetched lines bring these too
+    }
     const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
     const fragment = document.createDocumentFragment();
-    for (const [seq, at, text] of payload.lines) {
-      if (seq <= last) continue;
+    for (const [seq, at, text] of fresh) {
       const line = document.createElement("div");
       line.className = "line";
       line.dataset.seq = seq;
@@ -73,14 +109,36 @@
     log.dataset.lastSeq = String(last);
     // A window, not the whole log: older lines stay one "Earlier lines" click away.
     const shown = log.querySelectorAll(".line");
-    for (let i = 0; i < shown.length - MAX_LOG_LINES; i++) shown[i].remove();
+    if (shown.length > MAX_LOG_LINES) {
+      const cut = shown.length - MAX_LOG_LINES;
+      for (let i = 0; i < cut; i++) shown[i].remove();
+      for (const page of log.querySelectorAll(".log-lines.earlier:empty")) page.remove();
+      earlierButton(log, Number(shown[cut].dataset.seq));
+    }
     if (atBottom) log.scrollTop = log.scrollHeight;
   }
 
+  function refreshAfterOutage() {
+    // Entries polled while the stream was down are not replayed, so the parts of the room
+    // they would have refreshed are fetched again, and each step log catches up.
+    for (const [id, name] of [["headline", "sse:header"], ["checklists", "sse:checklists"],
+                              ["approvals", "sse:approvals"], ["recovery", "sse:entry"]]) {
+      const element = document.getElementById(id);
+      if (element) htmx.trigger(element, name);
+    }
+    const runs = document.getElementById("runs");
+    if (runs) htmx.ajax("GET", runs.getAttribute("hx-get"), { target: runs, swap: "outerHTML" });
+    for (const log of document.querySelectorAll(".log[data-step]")) {
+      fillGap(log, Number(log.dataset.lastSeq || "0"));
+    }
+  }
+
   document.addEventListener("htmx:sseOpen", function () {
+    const wasDown = live.everOpened && !live.streaming;
     live.streaming = true;
     live.everOpened = true;
     say("Live", false);
+    if (wasDown) refreshAfterOutage();
   });
 
   document.addEventListener("htmx:sseError", function () {

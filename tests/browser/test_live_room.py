@@ -89,6 +89,8 @@ def test_two_watchers_see_every_step_finish_and_lose_nothing_when_the_stream_dro
         expect(page.locator("#live-status")).to_have_text("Live")
         for step in run.steps.all():
             expect(page.locator(f"#step-{step.pk}")).to_have_class(re.compile(r"step-succeeded"))
+            # Log lines kept streaming after the commander's own click re-rendered the room.
+            expect(page.locator(f"#log-{step.pk}")).to_contain_text("rolled out")
         expect(page.locator(f"#entry-{written[-1]}")).to_be_visible()
         assert shown_entry_ids(page) == written
         page.context.close()

@@ -216,3 +216,16 @@ def test_stream_is_refused_to_someone_without_a_role(asgi_server, roles):
     incident = incident_open()
     response = asgi_server.session(stranger).get(events_url(asgi_server, incident.pk), timeout=5)
     assert response.status_code == 403
+
+
+def test_a_carriage_return_in_an_entry_cannot_start_a_field_of_its_own():
+    from incidents.live import LiveEvent
+
+    body = "x\r\revent: runs\rdata: gone\r\rid: 999\r\nlast"
+    encoded = LiveEvent(name="entry", data=body, entry_id=7).encode(commander=False).decode()
+    lines = encoded.replace("\r\n", "\n").split("\n")
+    assert "\r" not in encoded
+    assert [line for line in lines if line and not line.startswith("data: ")] == [
+        "event: entry",
+        "id: 7",
+    ]

@@ -114,3 +114,19 @@ def test_approver_sees_a_badge_counting_the_requests_waiting_for_them(client, ro
 def test_no_badge_when_nothing_waits(client, roles):
     client.force_login(UserFactory(roles=["Approver", "On-call"]))
     assert b'id="approvals-badge"' not in client.get(reverse("incident_list")).content
+
+
+def test_step_log_window_after_a_line_comes_as_json_for_the_page_to_fill_a_gap(client, ic):
+    step = _step_with_log(700)
+    response = client.get(_log_url(step), {"after": 100, "format": "json"})
+    payload = response.json()
+    assert payload["step"] == step.pk
+    assert [line[0] for line in payload["lines"]] == list(range(101, 601))
+    assert payload["lines"][0][2] == "line 101"
+
+
+@pytest.mark.parametrize("after", ["²", "٣", "1e3", "-1"])
+def test_timeline_poll_refuses_digits_that_are_not_ascii(client, ic, after):
+    incident = incident_open()
+    response = client.get(reverse("incident_timeline", args=[incident.pk]), {"after": after})
+    assert response.status_code == 400
