@@ -471,6 +471,25 @@ def incident_versions(request: HttpRequest, incident_id: int) -> HttpResponse:
     return render(request, "incidents/incident_room.html#versions-update", {"rows": rows})
 
 
+def _section_context(request: HttpRequest, incident: Incident, section: str) -> dict[str, Any]:
+    """Only what one part of the room renders: every watcher fetches it on each change."""
+    if section == "headline":
+        return {"incident": incident}
+    if section == "checklists":
+        return {
+            "incident": incident,
+            "checklists": selectors.incident_checklists(incident),
+            "can_tick": request.user.has_perm("incidents.tick_checklist"),
+        }
+    return {
+        "incident": incident,
+        "approval_requests": selectors.incident_approval_requests(incident),
+        "approval_request_form": ApprovalRequestForm(),
+        "can_command": request.user.has_perm(COMMAND),
+        "can_approve": request.user.has_perm("incidents.approve_rollback"),
+    }
+
+
 ROOM_SECTIONS = ("headline", "checklists", "approvals")
 
 
@@ -481,7 +500,7 @@ def incident_section(request: HttpRequest, incident_id: int, section: str) -> Ht
     changed (its controls depend on who is looking, so the stream cannot carry it)."""
     if section not in ROOM_SECTIONS:
         return HttpResponse("No such part of the room.", status=404)
-    context = _room_context(request, _incident(incident_id))
+    context = _section_context(request, _incident(incident_id), section)
     return render(request, f"incidents/incident_room.html#{section}", context)
 
 
