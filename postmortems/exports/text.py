@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from django.utils import timezone
 
+from incidents.templatetags.console import clock
+from postmortems.selectors import PostmortemReport
 
-def clock(value: timedelta | None) -> str:
-    """A duration as a stopwatch reads it (4:05, 1:02:09); an em dash when unknown."""
-    if value is None:
-        return "—"
-    seconds = int(value.total_seconds())
-    sign, seconds = ("-", -seconds) if seconds < 0 else ("", seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if hours:
-        return f"{sign}{hours}:{minutes:02d}:{seconds:02d}"
-    return f"{sign}{minutes}:{seconds:02d}"
+__all__ = [
+    "clock",
+    "count",
+    "instant",
+    "money",
+    "report_state",
+    "text_or",
+    "verdict",
+    "zone_name",
+]
 
 
 def instant(value: datetime | None) -> str:
@@ -46,3 +47,15 @@ def money(amount: Decimal | None, currency: str) -> str:
 
 def text_or(value: str, empty: str = "Not written yet.") -> str:
     return value.strip() or empty
+
+
+def report_state(report: PostmortemReport) -> str:
+    """The report's state for its header: who published it and when, and its revision."""
+    postmortem = report.postmortem
+    state = report.state_label
+    if postmortem is not None and postmortem.published_at:
+        by = postmortem.published_by.get_username() if postmortem.published_by else "?"
+        state += f" by {by} on {instant(postmortem.published_at)}"
+    if postmortem is not None:
+        state += f" (revision {postmortem.revision})"
+    return state
