@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from postmortems.exports.text import clock, count, instant, money, text_or, verdict, zone_name
+from postmortems.exports.text import (
+    clock,
+    count,
+    instant,
+    money,
+    report_state,
+    text_or,
+    verdict,
+    zone_name,
+)
 from postmortems.selectors import PostmortemReport
 
 
@@ -20,12 +29,6 @@ def render_markdown(report: PostmortemReport) -> bytes:
     incident, postmortem = report.incident, report.postmortem
     out: list[str] = [f"# {report.title}", ""]
     services = ", ".join(f"{s.name} ({s.get_backend_display()})" for s in report.services)
-    state = report.state_label
-    if postmortem is not None and postmortem.published_at:
-        published_by = postmortem.published_by.get_username() if postmortem.published_by else "?"
-        state += f" by {published_by} on {instant(postmortem.published_at)}"
-    if postmortem is not None:
-        state += f" (revision {postmortem.revision})"
     out += [
         _row("", ""),
         "| --- | --- |",
@@ -35,7 +38,7 @@ def render_markdown(report: PostmortemReport) -> bytes:
         _row("Commander", incident.commander.get_username() if incident.commander else "none"),
         _row("Services", services or "none named"),
         _row("Duration", f"{clock(report.duration)} (impact start to resolution)"),
-        _row("Report", state),
+        _row("Report", report_state(report)),
         _row("Times", zone_name()),
         "",
     ]

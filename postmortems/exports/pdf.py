@@ -43,7 +43,16 @@ from reportlab.platypus import (
     TableStyle,
 )
 
-from postmortems.exports.text import clock, count, instant, money, text_or, verdict, zone_name
+from postmortems.exports.text import (
+    clock,
+    count,
+    instant,
+    money,
+    report_state,
+    text_or,
+    verdict,
+    zone_name,
+)
 from postmortems.selectors import PostmortemReport
 
 logger = logging.getLogger(__name__)
@@ -345,12 +354,6 @@ def render_pdf(report: PostmortemReport) -> bytes:
     styles = _styles()
     incident, postmortem = report.incident, report.postmortem
     story: list[Flowable] = [_para(report.title, styles["title"])]
-    state = report.state_label
-    if postmortem is not None and postmortem.published_at:
-        by = postmortem.published_by.get_username() if postmortem.published_by else "?"
-        state += f" by {by} on {instant(postmortem.published_at)}"
-    if postmortem is not None:
-        state += f" (revision {postmortem.revision})"
     services = ", ".join(f"{s.name} ({s.get_backend_display()})" for s in report.services)
     story.append(
         _key_values(
@@ -361,7 +364,7 @@ def render_pdf(report: PostmortemReport) -> bytes:
                 ("Commander", incident.commander.get_username() if incident.commander else "none"),
                 ("Services", services or "none named"),
                 ("Duration", f"{clock(report.duration)} (impact start to resolution)"),
-                ("Report", state),
+                ("Report", report_state(report)),
                 ("Times", zone_name()),
             ],
             styles,
