@@ -277,38 +277,6 @@ def prometheus_threshold(
 # -- Kubernetes pods -----------------------------------------------------------------------------
 
 
-def _kube_api_client(connections: Connections) -> Any:
-    """An ApiClient for the cluster `connections` names (the same order of sources as the
-    Kubernetes backend: an explicit host, a kubeconfig, in-cluster, the default file)."""
-    import urllib3
-    from kubernetes import client as kube_client
-    from kubernetes import config as kube_config
-    from kubernetes.config.config_exception import ConfigException
-
-    configuration = kube_client.Configuration()
-    try:
-        if connections.kube_host:
-            configuration.host = connections.kube_host
-        elif connections.kubeconfig or connections.kube_context:
-            kube_config.load_kube_config(
-                config_file=connections.kubeconfig,
-                context=connections.kube_context,
-                client_configuration=configuration,
-                persist_config=False,
-            )
-        else:
-            try:
-                kube_config.load_incluster_config(client_configuration=configuration)
-            except ConfigException:
-                kube_config.load_kube_config(
-                    client_configuration=configuration, persist_config=False
-                )
-    except (ConfigException, OSError) as error:
-        raise ConfigError(f"cannot load the Kubernetes connection settings: {error}") from error
-    configuration.retries = urllib3.Retry(total=1, connect=1, read=0, status=0, redirect=0)
-    return kube_client.ApiClient(configuration)
-
-
 def _pod_ready(pod: Mapping[str, Any]) -> bool:
     return any(
         condition.get("type") == "Ready" and condition.get("status") == "True"
@@ -339,7 +307,11 @@ def kubernetes_pods(
         from kubernetes import client as kube_client
         from kubernetes.client.exceptions import ApiException
 
-        with _kube_api_client(connections) as api_client:
+        # The backend module (and the client under it) is imported here, not at the top,
+        # so the web processes that validate check specs never load it.
+        from executors.kubernetes import kube_api_client
+
+        with kube_api_client(connections, connect_retries=1) as api_client:
             response: Any = kube_client.CoreV1Api(api_client).list_namespaced_pod(
                 namespace,
                 label_selector=selector,

@@ -220,6 +220,39 @@ def rollout_state(deployment: Mapping[str, Any]) -> tuple[bool, str]:
     return True, f"{name}: rolled out ({available}/{wanted} available)"
 
 
+def kube_api_client(connections: Connections, *, connect_retries: int) -> kube_client.ApiClient:
+    """An ApiClient for the cluster `connections` names: an explicit host, else a kubeconfig
+    (file and/or context), else in-cluster settings, else the default kubeconfig file.
+
+    Only failed connects are retried (`connect_retries` times); everything else is the
+    caller's decision. Raises ConfigError when no settings can be loaded.
+    """
+    configuration = kube_client.Configuration()
+    try:
+        if connections.kube_host:
+            configuration.host = connections.kube_host
+        elif connections.kubeconfig or connections.kube_context:
+            kube_config.load_kube_config(
+                config_file=connections.kubeconfig,
+                context=connections.kube_context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+        else:
+            try:
+                kube_config.load_incluster_config(client_configuration=configuration)
+            except ConfigException:
+                kube_config.load_kube_config(
+                    client_configuration=configuration, persist_config=False
+                )
+    except (ConfigException, OSError) as error:
+        raise ConfigError(f"cannot load the Kubernetes connection settings: {error}") from error
+    configuration.retries = urllib3.Retry(
+        total=connect_retries, connect=connect_retries, read=0, status=0, redirect=0, other=0
+    )
+    return kube_client.ApiClient(configuration)
+
+
 class KubernetesDeploymentBackend(Backend):
     """Deployments: undo to a previous or chosen revision, restart, scale, re-apply."""
 
@@ -278,33 +311,7 @@ class KubernetesDeploymentBackend(Backend):
 
     def _client(self) -> kube_client.ApiClient:
         if self._api_client is None:
-            configuration = kube_client.Configuration()
-            try:
-                if self.connections.kube_host:
-                    configuration.host = self.connections.kube_host
-                elif self.connections.kubeconfig or self.connections.kube_context:
-                    kube_config.load_kube_config(
-                        config_file=self.connections.kubeconfig,
-                        context=self.connections.kube_context,
-                        client_configuration=configuration,
-                        persist_config=False,
-                    )
-                else:
-                    try:
-                        kube_config.load_incluster_config(client_configuration=configuration)
-                    except ConfigException:
-                        kube_config.load_kube_config(
-                            client_configuration=configuration, persist_config=False
-                        )
-            except (ConfigException, OSError) as error:
-                raise ConfigError(
-                    f"cannot load the Kubernetes connection settings: {error}"
-                ) from error
-            # Retry only failed connects here; everything else is the caller's decision.
-            configuration.retries = urllib3.Retry(
-                total=2, connect=2, read=0, status=0, redirect=0, other=0
-            )
-            self._api_client = kube_client.ApiClient(configuration)
+            self._api_client = kube_api_client(self.connections, connect_retries=2)
         return self._api_client
 
     def _apps(self) -> kube_client.AppsV1Api:
