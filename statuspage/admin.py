@@ -3,11 +3,9 @@ are shown read-only (they change through the status desk's services)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 
+from incidents.admin import ReadOnlyAdmin
 from statuspage.models import Component, Delivery, MessageTemplate, Notice, Revision
 
 
@@ -22,17 +20,6 @@ class ComponentAdmin(admin.ModelAdmin):
 class MessageTemplateAdmin(admin.ModelAdmin):
     list_display = ["key", "subject"]
     fields = ["key", "subject", "body"]
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Revision)
