@@ -38,10 +38,10 @@ from statuspage.models import (
     Revision,
     TemplateKey,
 )
+from statuspage.services import EDIT_PERMISSION
 
 logger = logging.getLogger(__name__)
 
-EDIT_PERMISSION = "incidents.edit_status_page"
 CLAIM_SECONDS = 120
 LOST_AFTER = timedelta(minutes=2)
 COMMS_ACTOR = "comms"
@@ -478,9 +478,7 @@ def progress_notices(*, now: datetime | None = None) -> list[int]:
 
 def missed_run_notices() -> list[int]:
     """Start and finish notices not written yet, for runs started or finished in the last
-    hour: runs the engine finished (it calls no hook; this sweep, every
-    STATUS_SWEEP_SECONDS, sends their completion notice), and any notice a crash between
-    commit and hook lost. Returns the runs concerned."""
+    hour: any notice that a crash between commit and hook lost. Returns the runs concerned."""
     cutoff = timezone.now() - timedelta(hours=1)
     caught = []
     started = Run.objects.filter(started_at__gte=cutoff, dry_run=False, drill=False).exclude(
@@ -522,8 +520,9 @@ def redispatch_lost(*, now: datetime | None = None) -> list[int]:
 
 
 def sweep() -> dict[str, list[int]]:
-    """What Celery beat runs every minute: progress notices, missed start/finish notices,
-    lost deliveries, cadence reminders. Each part runs even if another fails."""
+    """What Celery beat runs every STATUS_SWEEP_SECONDS: progress notices, missed
+    start/finish notices, lost deliveries, cadence reminders. Each part runs even if another
+    fails."""
     found: dict[str, list[int]] = {}
     for name, part in (
         ("progress", progress_notices),

@@ -36,7 +36,7 @@ def notice_deliver(self: Any, delivery_id: int) -> str:
 
 @app.task(acks_late=True, ignore_result=True, soft_time_limit=50, time_limit=55)
 def comms_sweep() -> None:
-    """Every minute (Celery beat): progress notices, cadence reminders, lost deliveries."""
+    """Every STATUS_SWEEP_SECONDS (Celery beat): notices, lost deliveries, reminders."""
     found = comms.sweep()
     if any(found.values()):
         logger.info("status-page sweep: %s", found)
