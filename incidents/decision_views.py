@@ -18,9 +18,9 @@ from django.views.decorators.http import require_GET, require_POST
 from incidents import decisions, services
 from incidents.forms import form_errors_text
 from incidents.models import Incident
+from incidents.roles import COMMAND_PERMISSION as COMMAND
+from incidents.roles import VIEW_PERMISSION as VIEW
 
-VIEW = "incidents.view_incident"
-COMMAND = "incidents.command_incident"
 BAD_REQUEST, FORBIDDEN = 400, 403
 
 DECISION = "incidents/_decision.html"
