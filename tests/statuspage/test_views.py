@@ -273,3 +273,27 @@ def test_the_desk_shows_the_update_due_banner_when_the_cadence_has_passed(client
     client.force_login(world.lead)
     page = client.get(reverse("status_desk", args=[world.incident.pk])).content.decode()
     assert 'id="cadence-due"' in page
+
+
+@pytest.mark.parametrize(
+    ("name", "extra", "data", "message"),
+    [
+        ("status_draft", {}, DRAFT | {"action": "delete"}, "Unknown action."),
+        ("status_draft", {}, DRAFT | {"version": "two"}, "Enter a whole number."),
+        ("status_preview", {}, {"status": "on-fire", "body": "x"}, "Select a valid choice"),
+        ("status_draft_start", {}, {"version": 1, "status": "on-fire"}, "Select a valid choice"),
+        ("status_draft_start", {}, {}, "This field is required."),
+        ("status_revision_restore", {"revision": True}, {"version": "-1"}, "greater than or"),
+    ],
+    ids=["unknown-action", "bad-version", "preview", "start-status", "start-no-version", "restore"],
+)
+def test_malformed_desk_posts_answer_400_with_a_message(client, roles, name, extra, data, message):
+    world = World()
+    client.force_login(world.lead)
+    kwargs = {"incident_id": world.incident.pk}
+    if extra:
+        kwargs["revision_id"] = world.revision.pk
+    response = client.post(reverse(name, kwargs=kwargs), data)
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert Draft.objects.get(incident=world.incident).version == 1
