@@ -270,7 +270,7 @@ class SkipForm(forms.Form):
 @dataclass
 class VersionRow:
     service: Service
-    field: forms.BoundField | None
+    field: forms.BoundField
     affected: bool
     known_good: Release | None
     previous: Release | None
@@ -281,7 +281,7 @@ class VersionRow:
 
 def version_row(
     service: Service,
-    field: forms.BoundField | None,
+    field: forms.BoundField,
     affected: set[int],
     live: Mapping[int, tuple[str, str]] | None,
 ) -> VersionRow:

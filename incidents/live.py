@@ -40,13 +40,13 @@ from django.http.response import HttpResponseBase
 from django.template.loader import render_to_string
 
 from incidents import selectors
-from incidents.models import Incident, Step, StepLog, TimelineEntry, TimelineKind
+from incidents.models import Incident, StepLog, TimelineEntry, TimelineKind
+from incidents.roles import COMMAND_PERMISSION as COMMAND
+from incidents.roles import VIEW_PERMISSION as VIEW
 from incidents.services import channel_for
 
 logger = logging.getLogger(__name__)
 
-VIEW = "incidents.view_incident"
-COMMAND = "incidents.command_incident"
 
 # Entries after which the rollback panel is sent again.
 RUN_KINDS = frozenset(
@@ -429,7 +429,3 @@ async def incident_events(request: HttpRequest, incident_id: int) -> HttpRespons
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
-
-
-def step_for_log(incident_id: int, run_id: int, step_id: int) -> Step | None:
-    return Step.objects.filter(pk=step_id, run_id=run_id, run__incident_id=incident_id).first()

@@ -12,7 +12,11 @@ SUPPORT_LEAD = "Support Lead"
 RESPONDER = "Responder"
 VIEWER = "Viewer"
 
-_READ = ["incidents.view_incident", "incidents.view_service", "incidents.view_release"]
+# The two permissions most pages and services check.
+VIEW_PERMISSION = "incidents.view_incident"
+COMMAND_PERMISSION = "incidents.command_incident"
+
+_READ = [VIEW_PERMISSION, "incidents.view_service", "incidents.view_release"]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     VIEWER: _READ,
@@ -22,7 +26,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     INCIDENT_COMMANDER: [
         *_READ,
         "incidents.add_incident",
-        "incidents.command_incident",
+        COMMAND_PERMISSION,
         "incidents.add_note",
         "incidents.tick_checklist",
         "incidents.change_release",

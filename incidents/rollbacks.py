@@ -39,6 +39,7 @@ from incidents.models import (
     StepState,
     TimelineKind,
 )
+from incidents.roles import COMMAND_PERMISSION
 from incidents.services import (
     DomainError,
     User,
@@ -52,7 +53,6 @@ from incidents.services import (
 )
 from statuspage import hooks as comms_hooks
 
-COMMAND_PERMISSION = "incidents.command_incident"
 DEFAULT_STEP_TIMEOUT = 600
 MAX_STEP_TIMEOUT = 3600
 

@@ -54,10 +54,10 @@ from incidents.models import (
     Service,
     Step,
 )
+from incidents.roles import COMMAND_PERMISSION as COMMAND
+from incidents.roles import VIEW_PERMISSION as VIEW
 
-VIEW = "incidents.view_incident"
 NUMBER = re.compile(r"[0-9]{1,18}")  # ASCII digits only: int() also reads "²" and "٣"
-COMMAND = "incidents.command_incident"
 
 BAD_REQUEST, FORBIDDEN = 400, 403
 
@@ -197,15 +197,11 @@ def incident_timeline(request: HttpRequest, incident_id: int) -> HttpResponse:
     after = request.GET.get("after", "0")
     if not NUMBER.fullmatch(after):
         return HttpResponse("after must be a timeline entry id", status=BAD_REQUEST)
-    entries = list(selectors.incident_timeline(incident, after=int(after)))
+    entries = selectors.incident_timeline(incident, after=int(after))
     return render(
         request,
         "incidents/incident_room.html#timeline-update",
-        {
-            "incident": incident,
-            "timeline": entries,
-            "last_entry_id": entries[-1].pk if entries else int(after),
-        },
+        {"incident": incident, "timeline": entries},
     )
 
 
