@@ -32,6 +32,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import (  # noqa: E402
+    database_url,
+    drop_database,
+    postgres_server_url,
+    recreate_database,
+)
+
 PDF_TARGET_SECONDS = 5.0
 
 WORDS = [
@@ -59,15 +66,6 @@ WORDS = [
     "connection",
     "pool",
 ]
-
-
-def _recreate_database(url: str, name: str, *, create: bool = True) -> None:
-    import psycopg
-
-    with psycopg.connect(url, dbname="postgres", autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if create:
-            connection.execute(f'CREATE DATABASE "{name}"')
 
 
 def _timed(action: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
@@ -191,15 +189,15 @@ def seed(entries: int) -> int:
 
 
 def bench(options: argparse.Namespace) -> int:
-    server_url = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    _recreate_database(server_url, options.database)
+    server_url = postgres_server_url()
+    recreate_database(server_url, options.database)
     os.environ.update(
         {
             "DJANGO_SETTINGS_MODULE": "console.settings",
             "DEBUG": "0",
             "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-secret-key-not-for-use"),
             "ALLOWED_HOSTS": "testserver",
-            "DATABASE_URL": server_url.rsplit("/", 1)[0] + f"/{options.database}",
+            "DATABASE_URL": database_url(server_url, options.database),
             "REDIS_URL": options.redis,
             "LOG_LEVEL": "WARNING",
         }
@@ -262,14 +260,8 @@ def bench(options: argparse.Namespace) -> int:
         print(f"  PDF: {pages} pages; GET {pdf_seconds:.2f} s, {verdict} the 5 s target")
         return 0 if pdf_seconds <= PDF_TARGET_SECONDS else 1
     finally:
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:
-            pass
         if not options.keep_database:
-            _recreate_database(server_url, options.database, create=False)
+            drop_database(server_url, options.database)
 
 
 def main(argv: list[str] | None = None) -> int:

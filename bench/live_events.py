@@ -39,20 +39,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import (  # noqa: E402
+    database_url,
+    drop_database,
+    postgres_server_url,
+    recreate_database,
+)
+
 
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _recreate_database(url: str, name: str, *, create: bool = True) -> None:
-    import psycopg
-
-    with psycopg.connect(url, dbname="postgres", autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if create:
-            connection.execute(f'CREATE DATABASE "{name}"')
 
 
 def _rss_mib(pid: int) -> float:
@@ -227,13 +225,13 @@ def browser_phase(events: int, interval: float, port: int, ids: dict) -> None:
 
 
 def bench(options: argparse.Namespace) -> int:
-    server_url = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    _recreate_database(server_url, options.database)
+    server_url = postgres_server_url()
+    recreate_database(server_url, options.database)
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "bench.settings",
         "PYTHONPATH": str(ROOT),
-        "DATABASE_URL": server_url.rsplit("/", 1)[0] + f"/{options.database}",
+        "DATABASE_URL": database_url(server_url, options.database),
         "REDIS_URL": options.redis,
         "CELERY_BROKER_URL": options.redis,
         "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(50),
@@ -335,13 +333,7 @@ def bench(options: argparse.Namespace) -> int:
                 server.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:
-            pass
-        _recreate_database(server_url, options.database, create=False)
+        drop_database(server_url, options.database)
 
 
 def main() -> int:

@@ -47,6 +47,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import (  # noqa: E402
+    database_url,
+    drop_database,
+    postgres_server_url,
+    recreate_database,
+)
+
 REVISION = "deployment.kubernetes.io/revision"
 HASH_LABEL = "pod-template-hash"
 TRACE_KEY = "bench:client-requests"
@@ -165,15 +172,6 @@ def _instrument_standin(arrivals: Arrivals) -> None:
 
 
 # -- processes and the database --------------------------------------------------------------
-
-
-def _recreate_database(url: str, name: str, *, create: bool = True) -> None:
-    import psycopg
-
-    with psycopg.connect(url, dbname="postgres", autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if create:
-            connection.execute(f'CREATE DATABASE "{name}"')
 
 
 def _start_worker(
@@ -314,14 +312,14 @@ def bench(options: argparse.Namespace) -> int:
         ]
     )
 
-    server_url = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    _recreate_database(server_url, options.database)
+    server_url = postgres_server_url()
+    recreate_database(server_url, options.database)
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "bench.settings",
         "PYTHONPATH": str(ROOT),
         "DEBUG": "1",
-        "DATABASE_URL": server_url.rsplit("/", 1)[0] + f"/{options.database}",
+        "DATABASE_URL": database_url(server_url, options.database),
         "REDIS_URL": options.redis,
         "CELERY_BROKER_URL": options.redis,
         "KUBE_HOST": standin.url,
@@ -421,14 +419,8 @@ def bench(options: argparse.Namespace) -> int:
         for worker in workers:
             _stop(worker)
         standin.stop()
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:
-            pass
         if not options.keep_database:
-            _recreate_database(server_url, options.database, create=False)
+            drop_database(server_url, options.database)
 
 
 def main(argv: list[str] | None = None) -> int:
