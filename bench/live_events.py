@@ -161,16 +161,6 @@ async def phase(
     ids["after"] = wanted[-1] if wanted else ids["after"]
 
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
 # Installed in the room page: the instant each timeline row appears in the document.
 WATCH_ROWS = """() => {
   window.benchRows = [];
@@ -187,10 +177,10 @@ def browser_phase(events: int, interval: float, port: int, ids: dict) -> None:
     """Commit → row shown in the room page of Debian's Chromium (htmx SSE swap included)."""
     from playwright.sync_api import sync_playwright
 
+    from tests.chromium import CHROMIUM, CHROMIUM_ARGS
+
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context()
         context.add_cookies(
             [{"name": "sessionid", "value": ids["cookie"], "url": f"http://127.0.0.1:{port}"}]
