@@ -79,22 +79,18 @@ LOG_BATCH = 1000
 WATCHER_QUEUE = 2000
 
 
-def _setting(name: str, default: float) -> float:
-    return float(getattr(settings, name, default))
-
-
 def resync_seconds() -> float:
     """How often a feed reads PostgreSQL without being told to (Redis may be down)."""
-    return _setting("LIVE_RESYNC_SECONDS", 5.0)
+    return float(settings.LIVE_RESYNC_SECONDS)
 
 
 def keepalive_seconds() -> float:
-    return _setting("LIVE_KEEPALIVE_SECONDS", 15.0)
+    return float(settings.LIVE_KEEPALIVE_SECONDS)
 
 
 def idle_seconds() -> float:
     """How long a feed with no watchers keeps its subscription before closing."""
-    return _setting("LIVE_IDLE_SECONDS", 30.0)
+    return float(settings.LIVE_IDLE_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -247,7 +243,6 @@ class IncidentFeed:
         self.seq: int | None = None
         self.log_seqs: dict[int, int] = {}
         self.task: asyncio.Task[None] | None = None
-        self.wake = asyncio.Event()
         self.pending_logs: set[int] = set()
         self.watched_at = 0.0
         self.loop = asyncio.get_running_loop()
