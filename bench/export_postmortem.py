@@ -87,17 +87,10 @@ def seed(entries: int) -> int:
     from django.utils import timezone
 
     from incidents import services
-    from incidents.models import (
-        Run,
-        RunState,
-        Service,
-        Step,
-        StepState,
-        TimelineEntry,
-        TimelineKind,
-    )
+    from incidents.models import Service, TimelineEntry, TimelineKind
     from incidents.roles import ensure_roles
     from postmortems import services as postmortem_services
+    from tests.postmortems.builders import finished_run
 
     random.seed(6)
     groups = ensure_roles()
@@ -148,36 +141,7 @@ def seed(entries: int) -> int:
             )
         )
     TimelineEntry.objects.bulk_create(batch, batch_size=2000)
-    run_started = now - timedelta(minutes=30)
-    run = Run.objects.create(
-        incident=incident,
-        state=RunState.SUCCEEDED,
-        reason="bad release",
-        created_by=commander,
-        confirmed_by=commander,
-        confirmation_text="checkout",
-        confirmed_at=run_started,
-        started_at=run_started,
-        finished_at=run_started + timedelta(minutes=3),
-    )
-    for position in (1, 2):
-        Step.objects.create(
-            run=run,
-            position=position,
-            service=service,
-            backend="kubernetes",
-            to_previous=True,
-            state=StepState.SUCCEEDED,
-            attempts=1,
-            enqueued_at=run_started,
-            started_at=run_started + timedelta(seconds=1),
-            apply_started_at=run_started + timedelta(seconds=1),
-            applied_at=run_started + timedelta(seconds=3),
-            finished_at=run_started + timedelta(minutes=3),
-        )
-    services.timeline_append(
-        incident=incident, kind=TimelineKind.RUN, body=f"Rollback #{run.pk} succeeded"
-    )
+    finished_run(incident)
     for status in ("identified", "resolved"):
         services.incident_change_status(incident=incident, to_status=status, actor=commander)
     postmortem = postmortem_services.postmortem_start(incident=incident, actor=commander)
