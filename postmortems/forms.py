@@ -40,6 +40,17 @@ class PostmortemForm(forms.ModelForm):
             self.initial["base_revision"] = self.instance.revision
         self.fields["revenue_currency"].widget.attrs.update({"size": 4, "pattern": "[A-Za-z]{3}"})
 
+    def clean_base_revision(self) -> int:
+        # A revision the post-mortem has not reached would skip the check for edits saved
+        # since the page was loaded.
+        revision = int(self.cleaned_data["base_revision"])
+        if revision > self.instance.revision:
+            raise forms.ValidationError(
+                f"This page names revision {revision}, but the post-mortem is at revision "
+                f"{self.instance.revision}; reload the page."
+            )
+        return revision
+
     def clean_revenue_currency(self) -> str:
         currency = str(self.cleaned_data["revenue_currency"]).strip().upper()
         if len(currency) != 3 or not currency.isalpha():

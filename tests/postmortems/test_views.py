@@ -87,6 +87,16 @@ def test_bad_form_input_answers_400_and_saves_nothing(
     assert postmortem.root_cause == "" and postmortem.revision == 1
 
 
+def test_a_save_naming_a_revision_not_yet_reached_answers_400(client, ic, postmortem):
+    client.force_login(ic)
+    url = reverse("postmortem_edit", args=[postmortem.incident_id])
+    response = client.post(url, _edit_data(postmortem, root_cause="changed", base_revision=99))
+    assert response.status_code == 400
+    assert b"names revision 99, but the post-mortem is at revision 1" in response.content
+    postmortem.refresh_from_db()
+    assert postmortem.root_cause == "" and postmortem.revision == 1
+
+
 def test_a_clashing_save_answers_409_with_the_reason(client, ic, postmortem):
     services.postmortem_edit(
         postmortem=postmortem, actor=responder(), values={"root_cause": "DNS"}, base_revision=1
