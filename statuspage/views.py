@@ -112,6 +112,12 @@ def _done(request: HttpRequest, incident: Incident, flash: str) -> HttpResponse:
 def _refused(
     request: HttpRequest, incident: Incident, error: DomainError, **kwargs: Any
 ) -> HttpResponse:
+    """The desk again with the service's sentence: 409 beside the other person's draft for a
+    conflict, 403 for a missing role, else 400."""
+    if isinstance(error, services.DraftConflict):
+        return _render_desk(
+            request, incident, status=CONFLICT, conflict=error.draft, error=str(error), **kwargs
+        )
     status = FORBIDDEN if isinstance(error, PermissionDenied) else BAD_REQUEST
     return _render_desk(request, incident, status=status, error=str(error), **kwargs)
 
@@ -153,14 +159,7 @@ def draft_submit(request: HttpRequest, incident_id: int) -> HttpResponse:
         # saving again is a deliberate choice made with both texts in view.
         data: QueryDict = request.POST.copy()
         data["version"] = str(conflict.draft.version)
-        return _render_desk(
-            request,
-            incident,
-            status=CONFLICT,
-            form=DraftForm(data, components=_components()),
-            conflict=conflict.draft,
-            error=str(conflict),
-        )
+        return _refused(request, incident, conflict, form=DraftForm(data, components=_components()))
     except DomainError as error:
         return _refused(request, incident, error, form=form)
     return _done(request, incident, flash)
@@ -201,10 +200,6 @@ def draft_start(request: HttpRequest, incident_id: int) -> HttpResponse:
             version=form.cleaned_data["version"],
             status=form.cleaned_data["status"] or None,
         )
-    except services.DraftConflict as conflict:
-        return _render_desk(
-            request, incident, status=CONFLICT, conflict=conflict.draft, error=str(conflict)
-        )
     except DomainError as error:
         return _refused(request, incident, error)
     return _done(
@@ -227,10 +222,6 @@ def revision_restore(request: HttpRequest, incident_id: int, revision_id: int) -
     try:
         services.revision_restore(
             revision=revision, actor=request.user, version=form.cleaned_data["version"]
-        )
-    except services.DraftConflict as conflict:
-        return _render_desk(
-            request, incident, status=CONFLICT, conflict=conflict.draft, error=str(conflict)
         )
     except DomainError as error:
         return _refused(request, incident, error)

@@ -297,3 +297,18 @@ def test_malformed_desk_posts_answer_400_with_a_message(client, roles, name, ext
     assert response.status_code == 400
     assert message in response.content.decode()
     assert Draft.objects.get(incident=world.incident).version == 1
+
+
+@pytest.mark.parametrize("name", ["status_draft_start", "status_revision_restore"])
+def test_starting_or_restoring_from_a_stale_version_answers_409_and_keeps_the_draft(
+    client, roles, name
+):
+    world = World()
+    client.force_login(world.lead)
+    kwargs = {"incident_id": world.incident.pk}
+    if name == "status_revision_restore":
+        kwargs["revision_id"] = world.revision.pk
+    response = client.post(reverse(name, kwargs=kwargs), {"version": 0})
+    assert response.status_code == 409
+    assert "lead-of-record saved this draft" in response.content.decode()
+    assert Draft.objects.get(incident=world.incident).version == 1
