@@ -473,21 +473,8 @@ class SignalsForm(forms.Form):
         return cleaned
 
     def signals(self) -> Signals:
-        """The cleaned form as Signals; call after is_valid()."""
-        data = self.cleaned_data
-        return Signals(
-            error_rate=data["error_rate"],
-            error_trend=data["error_trend"],
-            minutes_above=data["minutes_above"],
-            p99_ms=data["p99_ms"],
-            p99_baseline_ms=data["p99_baseline_ms"],
-            pods_failing=data["pods_failing"],
-            pods_total=data["pods_total"],
-            memory_percent=data["memory_percent"],
-            all_checks_failing=data["all_checks_failing"],
-            flag_can_fix=data["flag_can_fix"],
-            hotfix_minutes=data["hotfix_minutes"],
-        )
+        """The cleaned form as Signals; call after is_valid(). Its fields are the Signals'."""
+        return Signals(**{f.name: self.cleaned_data[f.name] for f in dataclasses.fields(Signals)})
 
 
 # -- recording -----------------------------------------------------------------------------
