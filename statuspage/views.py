@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 from incidents.forms import form_errors_text
 from incidents.models import Incident
 from incidents.services import DomainError, PermissionDenied
-from statuspage import comms, markup, selectors, services
+from statuspage import comms, markup, selectors, services, texts
 from statuspage.forms import (
     CustomerNoticeForm,
     DraftForm,
@@ -84,7 +84,7 @@ def _desk_context(
         "customer_form": customer_form,
         "customer_notice_due": comms.customer_notice_due(incident),
         "customer_notice_minutes": int(comms.customer_notice_threshold().total_seconds() // 60),
-        "outage_minutes": int((comms.texts.outage_duration(incident)).total_seconds() // 60),
+        "outage_minutes": int(texts.outage_duration(incident).total_seconds() // 60),
         "overdue_since": comms.update_overdue_since(incident),
         "cadence_minutes": int(comms.cadence().total_seconds() // 60),
         "public_statuses": PublicStatus.choices,
