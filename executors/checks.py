@@ -153,13 +153,16 @@ def smoke_command(
     env: Mapping[str, str] | None = None,
     name: str | None = None,
 ) -> CheckResult:
-    """Run `argv` (no shell); pass on exit status 0, fail otherwise or after `timeout` s."""
+    """Run `argv` (no shell); pass on exit status 0, fail otherwise or after `timeout` s.
+    The result observes the exit status ("timed out", "did not start") against "exit 0"."""
     name = name or f"smoke {argv[0]}"
     try:
         outcome = run_command(argv, timeout=timeout, cwd=cwd, env=env)
     except BackendError as error:  # a program that cannot start is a failed smoke test
-        return CheckResult(name, CheckStatus.FAILED, str(error))
-    return outcome_check(name, outcome)
+        return CheckResult(name, CheckStatus.FAILED, str(error), "did not start", "exit 0")
+    result = outcome_check(name, outcome)
+    observed = "timed out" if outcome.timed_out else f"exit {outcome.exit_status}"
+    return CheckResult(result.name, result.status, result.detail, observed, "exit 0")
 
 
 def _samples(data: Mapping[str, Any]) -> list[tuple[str, float]]:
@@ -411,16 +414,13 @@ def registered_command(
         return CheckResult(name, CheckStatus.INCONCLUSIVE, f"{command}: arguments: {error.message}")
     except ConfigError as error:
         return CheckResult(name, CheckStatus.INCONCLUSIVE, str(error))
-    timeout = float(checked.get("check_timeout", checked["timeout"]))
-    try:
-        outcome = run_command(
-            argv, timeout=timeout, cwd=checked.get("cwd"), env=_command_env(checked)
-        )
-    except BackendError as error:
-        return CheckResult(name, CheckStatus.FAILED, str(error), observed="did not start")
-    result = outcome_check(name, outcome)
-    observed = "timed out" if outcome.timed_out else f"exit {outcome.exit_status}"
-    return CheckResult(result.name, result.status, result.detail, observed, "exit 0")
+    return smoke_command(
+        argv,
+        timeout=float(checked.get("check_timeout", checked["timeout"])),
+        cwd=checked.get("cwd"),
+        env=_command_env(checked),
+        name=name,
+    )
 
 
 def _command_env(registration: Mapping[str, Any]) -> dict[str, str] | None:
