@@ -151,7 +151,7 @@ def postmortem_edit(request: HttpRequest, incident_id: int) -> HttpResponse:
             error="Only incident commanders and responders can edit post-mortems.",
             status=FORBIDDEN,
         )
-    form = PostmortemForm(request.POST, instance=Postmortem.objects.get(pk=postmortem.pk))
+    form = PostmortemForm(request.POST, instance=postmortem)
     if not form.is_valid():
         return _render_page(
             request,
