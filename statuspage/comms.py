@@ -345,9 +345,11 @@ def customer_notice_send(
     body: str,
     recipients: Sequence[str],
     confirmed: bool,
+    token: str | None = None,
 ) -> Notice:
     """Send the support lead's customer notice by email once the outage has lasted
-    CUSTOMER_NOTICE_AFTER_MINUTES. Needs an explicit confirmation: email cannot be unsent."""
+    CUSTOMER_NOTICE_AFTER_MINUTES. Needs an explicit confirmation: email cannot be unsent.
+    `token` names one filled-in form: the same form submitted twice sends once."""
     _require(actor, EDIT_PERMISSION, "send customer notices")
     if not confirmed:
         raise DomainError("Confirm that the notice is ready to go to customers.")
@@ -362,14 +364,15 @@ def customer_notice_send(
     notice = notice_create(
         incident=incident,
         kind=NoticeKind.CUSTOMER,
-        dedupe_key=f"customer:{incident.pk}:{uuid.uuid4().hex}",
+        dedupe_key=f"customer:{incident.pk}:{token or uuid.uuid4().hex}",
         subject=subject.strip(),
         body=body.strip(),
         channels=[Channel.EMAIL],
         recipients=addresses,
         actor=actor,
     )
-    assert notice is not None  # a fresh uuid never collides
+    if notice is None:
+        raise DomainError("This customer notice was sent already (the form was submitted twice).")
     timeline_append(
         incident=incident,
         kind=TimelineKind.COMMS_SENT,

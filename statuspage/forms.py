@@ -117,3 +117,5 @@ class CustomerNoticeForm(forms.Form):
     confirm = forms.BooleanField(
         required=False, label="I have checked this notice; send it to these customers"
     )
+    # One per filled-in form, so that a double submit sends the notice once.
+    token = forms.UUIDField(widget=forms.HiddenInput)

@@ -4,6 +4,7 @@ service's sentence (409 for a draft someone else saved meanwhile)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.conf import settings
@@ -67,6 +68,7 @@ def _desk_context(
                 "subject": subject,
                 "body": text,
                 "recipients": ", ".join(getattr(settings, "COMMS_CUSTOMER_EMAIL_TO", [])),
+                "token": uuid.uuid4(),
             }
         )
     return {
@@ -250,6 +252,7 @@ def customer_notice(request: HttpRequest, incident_id: int) -> HttpResponse:
             body=data["body"],
             recipients=data["recipients"],
             confirmed=data["confirm"],
+            token=data["token"].hex,
         )
     except DomainError as error:
         return _refused(request, incident, error, customer_form=form)

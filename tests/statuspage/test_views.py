@@ -23,6 +23,7 @@ pytestmark = pytest.mark.django_db
 ROLES = ["Viewer", "Responder", "Support Lead", "Approver", "Incident Commander"]
 EVERYONE = set(ROLES)
 SUPPORT = {"Support Lead"}
+TOKEN = "0f8fad5b-d9cb-469f-a165-70867728950e"  # the customer notice form's token
 
 
 class World:
@@ -99,7 +100,13 @@ CASES = [
         lambda w: (
             "post",
             _url("status_customer_notice")(w),
-            {"recipients": "a@example.com", "subject": "s", "body": "b", "confirm": "on"},
+            {
+                "recipients": "a@example.com",
+                "subject": "s",
+                "body": "b",
+                "confirm": "on",
+                "token": TOKEN,
+            },
         ),
     ),
     Case(
@@ -218,7 +225,7 @@ def test_a_customer_notice_without_confirmation_answers_400(client, roles):
     client.force_login(world.lead)
     response = client.post(
         reverse("status_customer_notice", args=[world.incident.pk]),
-        {"recipients": "a@example.com", "subject": "s", "body": "b"},
+        {"recipients": "a@example.com", "subject": "s", "body": "b", "token": TOKEN},
     )
     assert response.status_code == 400
     assert "Confirm that the notice is ready" in response.content.decode()
@@ -235,10 +242,24 @@ def test_bad_recipient_addresses_answer_400(client, roles):
             "subject": "s",
             "body": "b",
             "confirm": "on",
+            "token": TOKEN,
         },
     )
     assert response.status_code == 400
     assert "not-an-address is not an email address." in response.content.decode()
+
+
+def test_a_customer_notice_submitted_twice_is_sent_once(client, roles):
+    world = World()
+    client.force_login(world.lead)
+    url = reverse("status_customer_notice", args=[world.incident.pk])
+    form = {"recipients": "a@example.com", "subject": "s", "body": "b", "confirm": "on"}
+    first = client.post(url, {**form, "token": TOKEN})
+    again = client.post(url, {**form, "token": TOKEN})
+    assert first.status_code in (200, 302)
+    assert again.status_code == 400
+    assert "sent already" in again.content.decode()
+    assert Notice.objects.filter(kind="customer").count() == 1
 
 
 def test_a_revision_of_another_incident_cannot_be_restored(client, roles):
