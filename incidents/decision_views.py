@@ -11,7 +11,6 @@ from typing import Any
 from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
-from django.template import engines
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
@@ -26,13 +25,7 @@ BAD_REQUEST, FORBIDDEN = 400, 403
 DECISION = "incidents/_decision.html"
 RECOVERY = "incidents/_recovery.html"
 
-# Without htmx a refused form still needs a page around it: the partial inside the site frame.
-_PAGE = (
-    '{% extends "base.html" %}{% block title %}Decision helper{% endblock %}'
-    "{% block content %}<p><a href=\"{% url 'incident_room' incident.pk %}\">"
-    "Back to the incident room</a></p>"
-    '{% include "incidents/_decision.html" %}{% endblock %}'
-)
+PAGE = "incidents/decision_page.html"  # the partial in the site frame, without htmx
 
 
 def _incident(incident_id: int) -> Incident:
@@ -51,10 +44,8 @@ def _render_decision(
     request: HttpRequest, incident: Incident, *, status: int = 200, **extra: Any
 ) -> HttpResponse:
     context = _context(request, incident, **extra)
-    if getattr(request, "htmx", False):
-        return render(request, DECISION, context, status=status)
-    page = engines["django"].from_string(_PAGE)
-    return HttpResponse(page.render(context, request), status=status)
+    template = DECISION if getattr(request, "htmx", False) else PAGE
+    return render(request, template, context, status=status)
 
 
 @require_POST
