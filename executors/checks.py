@@ -305,7 +305,7 @@ def kubernetes_pods(
     answer says nothing about health.
     """
     name = name or f"pods {namespace} {selector}"
-    wanted = f"ready ≥ {min_ready_ratio:g}, restarts ≤ {max_restarts}"
+    wanted = f"ready ≥ {min_ready_ratio:.0%}, restarts ≤ {max_restarts}"
     try:
         from kubernetes import client as kube_client
         from kubernetes.client.exceptions import ApiException

@@ -165,7 +165,7 @@ def test_pods_check_fails_when_a_container_restarted_too_often(
 
     assert result.status is CheckStatus.FAILED
     assert "restarting" in result.detail
-    assert result.threshold == "ready ≥ 1, restarts ≤ 3"
+    assert result.threshold == "ready ≥ 100%, restarts ≤ 3"
 
 
 def _mark_pods_running(kube_standin: KubeStandinHandle, namespace: str) -> None:
