@@ -7,6 +7,7 @@ import re
 import time
 
 import pytest
+from django.contrib.auth import get_user_model
 from playwright.sync_api import Browser, Page, expect
 
 from incidents import rollbacks, selectors
@@ -87,6 +88,7 @@ def test_two_watchers_see_every_step_finish_and_lose_nothing_when_the_stream_dro
     written = [entry.pk for entry in selectors.incident_timeline(incident)]
     for page in (commanding, watching):
         expect(page.locator("#live-status")).to_have_text("Live")
+        expect(page.locator(f"#run-{run.pk}")).to_have_class(re.compile(r"run-succeeded"))
         for step in run.steps.all():
             expect(page.locator(f"#step-{step.pk}")).to_have_class(re.compile(r"step-succeeded"))
             # Log lines kept streaming after the commander's own click re-rendered the room.
@@ -94,3 +96,31 @@ def test_two_watchers_see_every_step_finish_and_lose_nothing_when_the_stream_dro
         expect(page.locator(f"#entry-{written[-1]}")).to_be_visible()
         assert shown_entry_ids(page) == written
         page.context.close()
+
+
+def test_the_rollback_panel_keeps_following_the_stream_after_its_first_update(
+    asgi_server, browser, kube, start_worker, settings
+):
+    kube.set_status_delay(1.5)
+    UserFactory(username="ic", password="watch-it-live", roles=["Incident Commander", "Viewer"])
+    UserFactory(username="vic", password="watch-it-live", roles=["Viewer"])
+    seed_deployment(kube, "web", ["registry.local/web:v1", "registry.local/web:v2"])
+    service = KubeServiceFactory(name="web")
+    incident = IncidentFactory(title="Checkout errors after v2")
+    commander = get_user_model().objects.get(username="ic")
+    run = rollbacks.run_create(
+        incident=incident,
+        steps=[StepSpec(service=service, previous=True, timeout_seconds=60)],
+        actor=commander,
+    )
+    run = rollbacks.run_request_approval(run=run, actor=commander)
+    start_worker("live-panel")
+    watching = watch(browser, asgi_server.url, "vic", incident.pk)
+
+    rollbacks.run_confirm_and_start(run=run, actor=commander, confirmation="web")
+
+    # Several panel updates arrive one after another, with no reload and no reconnection.
+    expect(watching.locator(f"#run-{run.pk}")).to_have_class(re.compile(r"run-running"))
+    expect(watching.locator("#runs .step-running")).to_be_visible()
+    expect(watching.locator(f"#run-{run.pk}")).to_have_class(re.compile(r"run-succeeded"))
+    watching.context.close()
