@@ -25,6 +25,24 @@ def discard_log(line: str) -> None:
     """A log sink for callers that do not want progress lines."""
 
 
+_validators: dict[int, tuple[Mapping[str, Any], Any]] = {}
+
+
+def validate_fixed_schema(instance: Any, schema: Mapping[str, Any]) -> None:
+    """`jsonschema.validate` for a schema that lives as long as the process (a backend's
+    config_schema, a check kind's schema): the schema itself is checked and its validator
+    built once, not on every call (that was most of the cost of building a backend)."""
+    cached = _validators.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        validator_class = jsonschema.validators.validator_for(schema)
+        validator_class.check_schema(schema)
+        cached = (schema, validator_class(schema))
+        _validators[id(schema)] = cached
+    error = jsonschema.exceptions.best_match(cached[1].iter_errors(instance))
+    if error is not None:
+        raise error
+
+
 class BackendError(Exception):
     """An operation failed. `retryable` says whether trying again may succeed."""
 
@@ -152,7 +170,7 @@ class Backend(ABC):
 
             validate_checks(config["checks"])
         try:
-            jsonschema.validate(backend_config, cls.config_schema)
+            validate_fixed_schema(backend_config, cls.config_schema)
         except jsonschema.ValidationError as error:
             where = "/".join(str(part) for part in error.absolute_path) or "config"
             raise ConfigError(f"{where}: {error.message}") from error

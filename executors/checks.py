@@ -37,7 +37,14 @@ from typing import Any
 import jsonschema
 import requests
 
-from executors.base import BackendError, CheckResult, CheckStatus, ConfigError, Connections
+from executors.base import (
+    BackendError,
+    CheckResult,
+    CheckStatus,
+    ConfigError,
+    Connections,
+    validate_fixed_schema,
+)
 from executors.command import check_registration, outcome_check, render_argv, run_command
 
 COMPARISONS = ("below", "above")
@@ -518,7 +525,7 @@ def validate_checks(checks: Any) -> list[dict[str, Any]]:
         if kind not in CHECK_SCHEMAS:
             raise ConfigError(f"{where}/kind: must be one of {', '.join(CHECK_KINDS)}")
         try:
-            jsonschema.validate(dict(spec), CHECK_SCHEMAS[kind])
+            validate_fixed_schema(dict(spec), CHECK_SCHEMAS[kind])
         except jsonschema.ValidationError as error:
             path = "/".join(str(part) for part in error.absolute_path)
             raise ConfigError(f"{where}{'/' + path if path else ''}: {error.message}") from error

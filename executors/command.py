@@ -83,6 +83,7 @@ from executors.base import (
     RollbackPlan,
     RollbackTarget,
     discard_log,
+    validate_fixed_schema,
 )
 
 MASK = "****"
@@ -296,7 +297,7 @@ def _placeholders(argv: Sequence[str]) -> list[str]:
 def check_registration(name: str, registration: Mapping[str, Any]) -> dict[str, Any]:
     """Return the registration if it is usable, else raise ConfigError saying why."""
     try:
-        jsonschema.validate(dict(registration), REGISTRATION_SCHEMA)
+        validate_fixed_schema(dict(registration), REGISTRATION_SCHEMA)
     except jsonschema.ValidationError as error:
         where = "/".join(str(part) for part in error.absolute_path) or "registration"
         raise ConfigError(f"registered command {name!r}: {where}: {error.message}") from error
