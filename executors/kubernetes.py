@@ -33,6 +33,9 @@ import copy
 import datetime
 import hashlib
 import json
+import os
+import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -220,12 +223,15 @@ def rollout_state(deployment: Mapping[str, Any]) -> tuple[bool, str]:
     return True, f"{name}: rolled out ({available}/{wanted} available)"
 
 
-def kube_api_client(connections: Connections, *, connect_retries: int) -> kube_client.ApiClient:
+def kube_api_client(
+    connections: Connections, *, connect_retries: int, pool_size: int | None = None
+) -> kube_client.ApiClient:
     """An ApiClient for the cluster `connections` names: an explicit host, else a kubeconfig
     (file and/or context), else in-cluster settings, else the default kubeconfig file.
 
     Only failed connects are retried (`connect_retries` times); everything else is the
-    caller's decision. Raises ConfigError when no settings can be loaded.
+    caller's decision. `pool_size` is the most connections kept open per host (the
+    client's default is five per CPU). Raises ConfigError when no settings can be loaded.
     """
     configuration = kube_client.Configuration()
     try:
@@ -250,7 +256,43 @@ def kube_api_client(connections: Connections, *, connect_retries: int) -> kube_c
     configuration.retries = urllib3.Retry(
         total=connect_retries, connect=connect_retries, read=0, status=0, redirect=0, other=0
     )
+    if pool_size is not None:
+        configuration.connection_pool_maxsize = pool_size
     return kube_client.ApiClient(configuration)
+
+
+# A worker runs many steps on one cluster at once (a parallel group is one thread per
+# step): they share one client, so each step skips building one (a few milliseconds of
+# CPU that a burst of steps would spend one after another) and reuses its connections.
+_SHARED_CLIENT_SECONDS = 60.0
+_SHARED_POOL_SIZE = 64
+_shared_lock = threading.Lock()
+_shared_clients: dict[tuple[Any, ...], tuple[float, kube_client.ApiClient]] = {}
+
+
+def shared_kube_api_client(
+    connections: Connections, *, connect_retries: int
+) -> kube_client.ApiClient:
+    """kube_api_client, shared by this process's threads for a minute per cluster setting
+    (so a rotated kubeconfig takes effect soon), with a connection pool large enough for
+    a parallel group. urllib3's pools are thread-safe; the client holds no other state
+    that requests change."""
+    key = (
+        os.getpid(),
+        connections.kube_host,
+        connections.kubeconfig,
+        connections.kube_context,
+        connect_retries,
+    )
+    now = time.monotonic()
+    with _shared_lock:
+        made = _shared_clients.get(key)
+        if made is None or now - made[0] > _SHARED_CLIENT_SECONDS:
+            client = kube_api_client(
+                connections, connect_retries=connect_retries, pool_size=_SHARED_POOL_SIZE
+            )
+            made = _shared_clients[key] = (now, client)
+        return made[1]
 
 
 class KubernetesDeploymentBackend(Backend):
@@ -311,7 +353,7 @@ class KubernetesDeploymentBackend(Backend):
 
     def _client(self) -> kube_client.ApiClient:
         if self._api_client is None:
-            self._api_client = kube_api_client(self.connections, connect_retries=2)
+            self._api_client = shared_kube_api_client(self.connections, connect_retries=2)
         return self._api_client
 
     def _apps(self) -> kube_client.AppsV1Api:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -55,6 +56,17 @@ def revision_of(deployment: dict[str, Any]) -> str:
 
 def test_backend_is_registered_as_kubernetes() -> None:
     assert backend_class("kubernetes") is KubernetesDeploymentBackend
+
+
+def test_backends_on_one_cluster_share_a_client_and_other_clusters_get_their_own(
+    kube: Connections,
+) -> None:
+    web, api = backend(kube), backend(kube, deployment="api")
+    elsewhere = backend(replace(kube, kube_host="http://127.0.0.1:9"), deployment="web")
+
+    assert web._client() is api._client()
+    assert elsewhere._client() is not web._client()
+    assert elsewhere._client().configuration.host == "http://127.0.0.1:9"
 
 
 def test_config_must_name_a_deployment_or_the_whole_namespace(kube: Connections) -> None:
