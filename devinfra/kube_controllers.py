@@ -22,7 +22,6 @@ so no locking is needed.
 
 from __future__ import annotations
 
-import copy
 import datetime
 import hashlib
 import json
@@ -30,6 +29,8 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from devinfra.json_docs import json_copy
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 REVISION_HISTORY_ANNOTATION = "deployment.kubernetes.io/revision-history"
@@ -90,7 +91,7 @@ def prune_empty(value: Any) -> Any:
 
 def template_without_hash(template: Mapping[str, Any]) -> dict[str, Any]:
     """A pod template with the controller's pod-template-hash label removed."""
-    result = copy.deepcopy(dict(template))
+    result = json_copy(dict(template))
     labels = (result.get("metadata") or {}).get("labels")
     if isinstance(labels, dict):
         labels.pop(POD_TEMPLATE_HASH_LABEL, None)
@@ -305,11 +306,11 @@ class WorkloadControllers:
     ) -> dict[str, Any]:
         metadata = deployment["metadata"]
         pod_hash = template_hash(deployment["spec"]["template"])
-        template = copy.deepcopy(deployment["spec"]["template"])
+        template = json_copy(deployment["spec"]["template"])
         template.setdefault("metadata", {}).setdefault("labels", {})[POD_TEMPLATE_HASH_LABEL] = (
             pod_hash
         )
-        selector = copy.deepcopy(deployment["spec"].get("selector") or {})
+        selector = json_copy(deployment["spec"].get("selector") or {})
         selector.setdefault("matchLabels", {})[POD_TEMPLATE_HASH_LABEL] = pod_hash
         desired = deployment["spec"].get("replicas", 1)
         replica_set = {
@@ -318,7 +319,7 @@ class WorkloadControllers:
             "metadata": {
                 "name": f"{metadata['name']}-{pod_hash}",
                 "namespace": metadata["namespace"],
-                "labels": copy.deepcopy(template["metadata"]["labels"]),
+                "labels": json_copy(template["metadata"]["labels"]),
                 "annotations": {
                     **annotations,
                     REVISION_ANNOTATION: str(revision),
@@ -588,7 +589,7 @@ class WorkloadControllers:
         }
 
     def _new_pod(self, replica_set: Mapping[str, Any], *, started: bool) -> dict[str, Any]:
-        template = copy.deepcopy(replica_set["spec"]["template"])
+        template = json_copy(replica_set["spec"]["template"])
         metadata = template.get("metadata") or {}
         spec = template.get("spec") or {}
         crashing = self._crashing_containers(replica_set)
@@ -618,8 +619,8 @@ class WorkloadControllers:
             "metadata": {
                 "name": f"{replica_set['metadata']['name']}-{_random_suffix()}",
                 "namespace": replica_set["metadata"]["namespace"],
-                "labels": copy.deepcopy(metadata.get("labels") or {}),
-                "annotations": copy.deepcopy(metadata.get("annotations") or {}),
+                "labels": json_copy(metadata.get("labels") or {}),
+                "annotations": json_copy(metadata.get("annotations") or {}),
                 "ownerReferences": [controller_reference(replica_set)],
             },
             "spec": {**spec, "nodeName": NODE_NAME},

@@ -13,11 +13,12 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
 import jsonpatch
+
+from devinfra.json_docs import json_copy
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -62,7 +63,7 @@ def apply_patch(original: Mapping[str, Any], patch: Any, content_type: str) -> d
         if not isinstance(patch, list):
             raise PatchError("a JSON patch must be a list of operations", status=400)
         try:
-            result = jsonpatch.apply_patch(copy.deepcopy(dict(original)), patch)
+            result = jsonpatch.apply_patch(json_copy(dict(original)), patch)
         except jsonpatch.JsonPatchTestFailed as error:
             raise PatchError(f"the test operation failed: {error}") from error
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as error:
@@ -82,8 +83,8 @@ def apply_patch(original: Mapping[str, Any], patch: Any, content_type: str) -> d
 def merge_patch(original: Any, patch: Any) -> Any:
     """RFC 7386: objects merge recursively, null removes a key, anything else replaces."""
     if not isinstance(patch, Mapping):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(dict(original)) if isinstance(original, Mapping) else {}
+        return json_copy(patch)
+    result = json_copy(dict(original)) if isinstance(original, Mapping) else {}
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
@@ -105,7 +106,7 @@ def _merge_map(original: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[st
     if directive == "replace":
         return _strip_directives(body)
 
-    result = copy.deepcopy(dict(original))
+    result = json_copy(dict(original))
     retain = body.pop("$retainKeys", None)
     orders: dict[str, list[Any]] = {}
     removals: dict[str, list[Any]] = {}
@@ -168,7 +169,7 @@ def _merge_list(field: str, original: list[Any], patch: list[Any]) -> list[Any]:
     if key is None:
         return [_strip_directives(item) for item in patch]
 
-    result = copy.deepcopy(list(original))
+    result = json_copy(list(original))
     for item in patch:
         if not isinstance(item, Mapping) or key not in item:
             continue

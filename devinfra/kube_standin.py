@@ -43,7 +43,6 @@ import argparse
 import asyncio
 import collections
 import contextlib
-import copy
 import functools
 import json
 import re
@@ -62,8 +61,9 @@ import aiohttp.web
 import attrs
 import kmock
 import yaml
-from kmock._internal import enums, rendering
+from kmock._internal import dsl, enums, rendering
 
+from devinfra.json_docs import json_copy
 from devinfra.kube_controllers import (
     CRASH_LOOP_ANNOTATION,
     WorkloadControllers,
@@ -338,6 +338,8 @@ class KubeStandin(kmock.KubernetesEmulator):
     _faults_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
     _stopping: asyncio.Event | None = attrs.field(default=None, init=False)
     _ticker: asyncio.Task[None] | None = attrs.field(default=None, init=False)
+    # (ids of the reactions as registered, the reactions in serving order)
+    _sorted_payloads: tuple[list[int], list[Any]] | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         # kmock's emulator registers merge-only CRUD handlers; skip them and register one
@@ -528,9 +530,52 @@ class KubeStandin(kmock.KubernetesEmulator):
         await raw_response.write(json.dumps(event).encode() + b"\n")
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
-        # Skip KubernetesEmulator._handle: it stores writes with merge-only semantics before
-        # dispatching; here the resource dispatcher does all writes itself.
-        return await kmock.KubernetesScaffold._handle(self, request)
+        # Replaces KubernetesEmulator._handle, which stores writes with merge-only semantics
+        # before dispatching (here the resource dispatcher does all writes itself), and
+        # kmock's reaction lookup, which finds out whether a reaction's filters accept the
+        # request by scanning the whole request log once per reaction: milliseconds per
+        # request with the log kept long, and most of the stand-in's CPU under load.
+        for payload in self._payloads_by_priority():
+            if payload._disabled.is_set() or not self._accepts(payload._source, request):
+                continue
+            try:
+                return await payload(request)
+            except rendering.ReactionMismatchError:  # it no longer matches, or ran out
+                payload._disabled.set()
+            except NotImplementedError:  # it matched but has nothing to answer with
+                pass
+        raise NotImplementedError(f"no reaction serves {request.method} {request.url}")
+
+    def _payloads_by_priority(self) -> list[Any]:
+        """The reactions, highest priority first, in registration order within one
+        priority (kmock's order: shorter priority tuples are padded with zeros). Sorted
+        again only when reactions were added or replaced."""
+        payloads = list(self._payloads)
+        registered = [id(payload) for payload in payloads]
+        if self._sorted_payloads is not None and self._sorted_payloads[0] == registered:
+            return self._sorted_payloads[1]
+        width = max((len(payload.priorities) for payload in payloads), default=0)
+
+        def rank(payload: Any) -> tuple[float, ...]:
+            padding = (0,) * (width - len(payload.priorities))
+            return tuple(-priority for priority in payload.priorities) + padding
+
+        ordered = sorted(payloads, key=rank)
+        self._sorted_payloads = (registered, ordered)
+        return ordered
+
+    def _accepts(self, view: Any, request: rendering.Request) -> bool:
+        """Whether the request being served is among `view`'s requests. Filters and
+        priorities are followed down to this server by testing the request alone; any
+        other kind of view (slices, unions, exclusions) is asked the way kmock asks."""
+        while view is not self:
+            if type(view) is dsl.Filter:
+                if not view.criteria(request):
+                    return False
+            elif type(view) is not dsl.Priority:
+                return request in view
+            view = view._source
+        return True
 
     async def _serve_server_version(self, request: rendering.Request) -> rendering.Payload:
         return dict(SERVER_VERSION)
@@ -629,24 +674,26 @@ class KubeStandin(kmock.KubernetesEmulator):
         key = self._key(resource_type(plural), namespace, name)
         if key not in self._objects or self._objects[key].deleted:
             return None
-        return copy.deepcopy(self._objects[key].raw)
+        return json_copy(self._objects[key].raw)
 
     def list_objects(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """Copies of the stored objects of a kind, in one namespace or all, sorted by name."""
         rt = resource_type(plural)
+        # The namespace first: comparing strings is cheap, comparing kmock's resource
+        # references and reading `deleted` is not, and every list request scans the store.
         found = [
             (key[1] or "", key[2], obj)
             for key, obj in self._objects.items()
-            if key[0] == rt.resource
+            if (namespace is None or key[1] == namespace)
+            and key[0] == rt.resource
             and not obj.deleted
-            and (namespace is None or key[1] == namespace)
         ]
-        return [copy.deepcopy(obj.raw) for _, _, obj in sorted(found, key=lambda t: t[:2])]
+        return [json_copy(obj.raw) for _, _, obj in sorted(found, key=lambda t: t[:2])]
 
     def put_object(self, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
         """Store a new version of `obj` (create or replace), with a new resourceVersion."""
         rt = resource_type(plural)
-        obj = copy.deepcopy(obj)
+        obj = json_copy(obj)
         metadata = obj.setdefault("metadata", {})
         namespace = metadata.get("namespace") if rt.namespaced else None
         key = self._key(rt, namespace, metadata["name"])
@@ -666,7 +713,7 @@ class KubeStandin(kmock.KubernetesEmulator):
             if len(history) > _OBJECT_VERSIONS_KEPT:
                 del history[:-_OBJECT_VERSIONS_KEPT]
         self._emit(rt, "MODIFIED" if old is not None else "ADDED", old, obj)
-        return copy.deepcopy(obj)
+        return json_copy(obj)
 
     def remove_object(self, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         """Delete an object (no cascade); returns its last state with a new resourceVersion."""
@@ -683,10 +730,10 @@ class KubeStandin(kmock.KubernetesEmulator):
     def _emit(
         self, rt: ResourceType, kind: str, old: Mapping[str, Any] | None, new: Mapping[str, Any]
     ) -> None:
-        self._event_log.append((self._resource_version, rt, kind, old, copy.deepcopy(new)))
+        self._event_log.append((self._resource_version, rt, kind, old, json_copy(new)))
         for watcher in list(self._watchers):
             if watcher.rt == rt and (event := watcher.event_for(kind, old, new)) is not None:
-                watcher.queue.put_nowait(copy.deepcopy(event))
+                watcher.queue.put_nowait(json_copy(event))
 
     # -- the API -----------------------------------------------------------------------------
 
@@ -800,7 +847,7 @@ class KubeStandin(kmock.KubernetesEmulator):
             raise _error(404, "NotFound", "the server could not find the requested resource")
         if request.subresource is not None or not isinstance(request.data, dict):
             raise _error(400, "BadRequest", "the request body must be a JSON object")
-        obj = copy.deepcopy(request.data)
+        obj = json_copy(request.data)
         metadata = obj.setdefault("metadata", {})
         if rt.namespaced:
             if metadata.get("namespace") not in (None, request.namespace):
@@ -851,7 +898,7 @@ class KubeStandin(kmock.KubernetesEmulator):
         old = self._existing(rt, request)
         if not isinstance(request.data, dict):
             raise _error(400, "BadRequest", "the request body must be a JSON object")
-        body = copy.deepcopy(request.data)
+        body = json_copy(request.data)
         wanted_version = (body.get("metadata") or {}).get("resourceVersion")
         if wanted_version and wanted_version != old["metadata"]["resourceVersion"]:
             raise _conflict(rt, old["metadata"]["name"])
@@ -895,7 +942,7 @@ class KubeStandin(kmock.KubernetesEmulator):
             raise _invalid(
                 rt, old["metadata"]["name"], "spec.replicas", "must be a non-negative integer"
             )
-        new = copy.deepcopy(old)
+        new = json_copy(old)
         new["spec"]["replicas"] = replicas
         return self.update_object(rt, old, new, dry_run=dry_run)
 
@@ -911,7 +958,7 @@ class KubeStandin(kmock.KubernetesEmulator):
         """Replace `old` with `new` as a client's PUT/PATCH does: server-owned fields are
         kept, status only changes through the status subresource, generation counts spec
         changes, and an update that changes nothing writes nothing."""
-        new = copy.deepcopy(new)
+        new = json_copy(new)
         metadata = new.setdefault("metadata", {})
         for kept in ("name", "namespace", "uid", "creationTimestamp", "resourceVersion"):
             if kept in old["metadata"]:
@@ -1030,7 +1077,7 @@ class KubeStandin(kmock.KubernetesEmulator):
                     if version <= since_number or event_rt != rt:
                         continue
                     if (event := watcher.event_for(kind, old, new)) is not None:
-                        initial.append(copy.deepcopy(event))
+                        initial.append(json_copy(event))
         # Registered before the first await: no change can fall between replay and follow.
         self._watchers.add(watcher)
         first = True
@@ -1125,12 +1172,12 @@ class KubeStandin(kmock.KubernetesEmulator):
         existing = self.get_object("deployments", namespace, name)
         if existing is not None:
             self.delete_object(rt, existing)
-        self.create_object(rt, copy.deepcopy(manifest))
+        self.create_object(rt, json_copy(manifest))
         self.controllers.settle(namespace, name)
         for image in images[1:]:
             old = self.get_object("deployments", namespace, name)
             assert old is not None
-            new = copy.deepcopy(old)
+            new = json_copy(old)
             new["spec"]["template"]["spec"]["containers"][0]["image"] = image
             self.update_object(rt, old, new)
             self.controllers.settle(namespace, name)
@@ -1177,7 +1224,7 @@ def _scale_of(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _with_server_fields(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
-    obj = copy.deepcopy(obj)
+    obj = json_copy(obj)
     obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
     obj["metadata"].setdefault("uid", str(uuid.uuid4()))
     obj["metadata"].setdefault("creationTimestamp", now_rfc3339())
@@ -1286,7 +1333,7 @@ class KubeStandinHandle:
         """Create an object from a manifest as a client would (the rollout is not settled)."""
         plural = _plural_for(manifest)
         return self.call(
-            self.standin.create_object, resource_type(plural), copy.deepcopy(dict(manifest))
+            self.standin.create_object, resource_type(plural), json_copy(dict(manifest))
         )
 
     def get(self, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
@@ -1519,7 +1566,7 @@ def load_seed(seed: str | Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]
     """Seed specs from "demo", a JSON file path, or already-parsed specs."""
     if isinstance(seed, str):
         if seed == "demo":
-            return [copy.deepcopy(spec) for spec in DEMO_SEED]
+            return [json_copy(spec) for spec in DEMO_SEED]
         loaded = json.loads(Path(seed).read_text())
         return list(loaded["deployments"] if isinstance(loaded, dict) else loaded)
     return list(seed)

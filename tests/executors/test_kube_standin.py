@@ -427,6 +427,22 @@ def test_a_deployment_whose_selector_misses_its_labels_is_invalid(kube_standin) 
     assert response.status_code == 422
 
 
+# -- ad-hoc reactions ----------------------------------------------------------------------
+
+
+def test_reactions_added_while_serving_are_served_by_their_filters(kube_standin) -> None:
+    kube_standin.call(lambda: kube_standin.standin["get /extra-a"] << {"reaction": "a"})
+    first = requests.get(kube_standin.url + "/extra-a", timeout=5).json()
+    kube_standin.call(lambda: kube_standin.standin["get /extra-b"] << {"reaction": "b"})
+
+    second = requests.get(kube_standin.url + "/extra-b", timeout=5).json()
+    again = requests.get(kube_standin.url + "/extra-a", timeout=5).json()
+    resource = requests.get(kube_standin.url + DEPLOYMENTS, timeout=5)
+
+    assert (first, second, again) == ({"reaction": "a"}, {"reaction": "b"}, {"reaction": "a"})
+    assert resource.json()["kind"] == "DeploymentList"
+
+
 # -- fault injection -----------------------------------------------------------------------
 
 
