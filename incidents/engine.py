@@ -11,6 +11,11 @@ Two entry points, both idempotent and safe to call twice with the same id:
   did, waits for the infrastructure to settle before the step's deadline while streaming
   log lines into StepLog, runs the backend's checks, records the outcome, and asks for the
   run to advance.
+- `steps_execute(step_ids)` does the same for several steps of a parallel group: one
+  transaction claims them all (and writes their "started" entries), then each runs on a
+  thread of the worker's step pool. The dispatcher hands a group out this way, in messages
+  of ROLLBACK_STEPS_PER_MESSAGE steps, so a large group starts at once instead of one
+  message and one claim at a time.
 
 When the last group is done, the services' own verification checks may hold the run before
 it ends (incidents.verification, docs/verification.md): a round of checks is dispatched like
@@ -47,8 +52,17 @@ from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import close_old_connections, connections, transaction
-from django.db.models import DateTimeField, ExpressionWrapper, F, Max, Min, Q, Value
-from django.db.models.functions import Coalesce
+from django.db.models import (
+    CharField,
+    DateTimeField,
+    ExpressionWrapper,
+    F,
+    Max,
+    Min,
+    Q,
+    Value,
+)
+from django.db.models.functions import MD5, Cast, Coalesce, Concat
 from django.utils import timezone
 
 from executors.base import (
@@ -70,6 +84,7 @@ from incidents.models import (
     Step,
     StepLog,
     StepState,
+    TimelineEntry,
     TimelineKind,
 )
 from incidents.services import (
@@ -77,6 +92,7 @@ from incidents.services import (
     announce_log_lines,
     incident_record_instant,
     timeline_append,
+    timeline_append_all,
 )
 from statuspage import hooks as comms_hooks
 
@@ -233,18 +249,49 @@ _SOFT_LIMIT_MARGIN = 120
 _HARD_LIMIT_MARGIN = 180
 
 
+def steps_per_message() -> int:
+    """How many steps of a parallel group one task message carries (ROLLBACK_STEPS_PER_MESSAGE).
+
+    A message's steps are claimed together and run on threads of the worker that takes
+    it: more per message starts a large group sooner, fewer spreads it over more workers.
+    """
+    return max(1, int(_setting("ROLLBACK_STEPS_PER_MESSAGE", 25)))
+
+
 class CeleryDispatcher:
-    """Enqueue tasks after commit: step_execute with time limits, run_advance by id."""
+    """Enqueue tasks after commit: a step alone as step_execute, several as steps_execute
+    (in messages of steps_per_message() steps), with time limits; run_advance by id."""
 
     def start_steps(self, steps: Iterable[Step]) -> None:
+        from incidents.tasks import step_execute, steps_execute
+
+        steps = list(steps)
+        size = steps_per_message()
+        for chunk in (steps[at : at + size] for at in range(0, len(steps), size)):
+            timeout = max(step.timeout_seconds for step in chunk)
+            limits = {
+                "soft_time_limit": timeout + _SOFT_LIMIT_MARGIN,
+                "time_limit": timeout + _HARD_LIMIT_MARGIN,
+            }
+            if len(chunk) == 1:
+                step_execute.apply_async_on_commit((chunk[0].pk,), **limits)  # type: ignore[attr-defined]
+            else:
+                ids = [step.pk for step in chunk]
+                steps_execute.apply_async_on_commit((ids,), **limits)  # type: ignore[attr-defined]
+
+    def retry_step(self, step_id: int, *, delay: float) -> None:
+        """Deliver a step of a steps_execute message again in `delay` seconds, counted as
+        its first automatic retry (step_execute retries it further, up to max_retries)."""
         from incidents.tasks import step_execute
 
-        for step in steps:
-            step_execute.apply_async_on_commit(  # type: ignore[attr-defined]
-                (step.pk,),
-                soft_time_limit=step.timeout_seconds + _SOFT_LIMIT_MARGIN,
-                time_limit=step.timeout_seconds + _HARD_LIMIT_MARGIN,
-            )
+        timeout_seconds = Step.objects.values_list("timeout_seconds", flat=True).get(pk=step_id)
+        options: dict[str, Any] = {
+            "countdown": delay,
+            "retries": 1,  # Celery's own count, which step_execute's max_retries reads
+            "soft_time_limit": timeout_seconds + _SOFT_LIMIT_MARGIN,
+            "time_limit": timeout_seconds + _HARD_LIMIT_MARGIN,
+        }
+        step_execute.apply_async((step_id,), **options)
 
     def advance_run(self, run_id: int) -> None:
         from incidents.tasks import run_advance as run_advance_task
@@ -661,18 +708,49 @@ class _Claim:
     step: Step
     token: str
     resumed: bool
+    apply_marked: bool = False  # the claim itself recorded apply_started_at
 
 
 def _claim(step_id: int, worker: str) -> _Claim | None:
     """Claim a pending step of a running run, or take over a running step whose worker
     stopped beating; None when there is nothing to claim (already done, or alive)."""
-    token = uuid.uuid4().hex
+    claims = _claim_pending([step_id], worker)
+    return claims[0] if claims else _take_over(step_id, worker)
+
+
+def _claim_pending(
+    step_ids: Iterable[int], worker: str, *, mark_apply: bool = False
+) -> list[_Claim]:
+    """Claim every step of `step_ids` that is pending in a running run, in one transaction
+    that also writes each claimed step's "started" entry. Steps already claimed, finished,
+    or pending in a paused or ended run are left as they are.
+
+    `mark_apply` also records `apply_started_at` for the steps that will apply (not yet
+    applied nor begun, not a dry run, deadline ahead), for a caller that hands them to
+    threads at once: the threads then reach the infrastructure without a database write
+    first. A worker dying between this commit and a thread's apply leaves the step
+    looking as if an apply may have begun, the cautious reading (see _StepExecution)."""
     now = timezone.now()
+    batch = uuid.uuid4().hex
     with transaction.atomic():
-        # A plain WHERE on the step row: when two deliveries race, PostgreSQL re-checks
-        # `state = pending` on the row the first one committed, and the second matches
-        # nothing. (A join or subquery in the filter would not be re-checked that way.)
-        claimed = Step.objects.filter(pk=step_id, state=StepState.PENDING).update(
+        # Locked in id order, so two deliveries of overlapping batches cannot deadlock.
+        # When they race, FOR NO KEY UPDATE waits for the first to commit and re-checks
+        # `state = pending` on the row it committed: the second finds nothing to claim.
+        pending = list(
+            Step.objects.select_for_update(no_key=True)
+            .filter(pk__in=list(step_ids), state=StepState.PENDING)
+            .order_by("pk")
+            .values_list("pk", "run_id")
+        )
+        running = set(
+            Run.objects.filter(
+                pk__in={run_id for _, run_id in pending}, state=RunState.RUNNING
+            ).values_list("pk", flat=True)
+        )
+        claimed = [step_id for step_id, run_id in pending if run_id in running]
+        if not claimed:
+            return []
+        Step.objects.filter(pk__in=claimed).update(
             state=StepState.RUNNING,
             attempts=F("attempts") + 1,
             started_at=Coalesce(F("started_at"), Value(now)),
@@ -685,27 +763,55 @@ def _claim(step_id: int, worker: str) -> _Claim | None:
                 ),
             ),
             heartbeat_at=now,
-            claim_token=token,
+            # One token per step: the batch's random part, told apart by the step's id.
+            claim_token=MD5(Concat(Value(batch), Cast("id", output_field=CharField()))),
             worker=worker,
             error="",
             error_retryable=False,
         )
-        if claimed == 1:
-            step = _load_step(step_id)
-            if step.run.state != RunState.RUNNING:
-                transaction.set_rollback(True)  # paused or over: leave the step pending
-                return None
-            target = f"{step.from_version or '?'} → {step.target_label}"
-            timeline_append(
-                incident=step.run.incident,
-                kind=TimelineKind.STEP_STARTED,
-                body=f"Run #{step.run_id} {_describe_step(step)} started: {target}"
-                + (f" (attempt {step.attempts})" if step.attempts > 1 else ""),
-                actor_label=ENGINE_ACTOR,
-                payload=_step_payload(step, worker=worker),
-            )
-            return _Claim(step, token, resumed=False)
+        if mark_apply:
+            Step.objects.filter(
+                pk__in=claimed,
+                applied_at__isnull=True,
+                apply_started_at__isnull=True,
+                deadline__gt=now,
+                run__dry_run=False,
+            ).update(apply_started_at=now)
+        steps = list(
+            Step.objects.select_related("run", "run__incident", "service")
+            .filter(pk__in=claimed)
+            .order_by("group", "position")
+        )
+        timeline_append_all(
+            [
+                TimelineEntry(
+                    incident=step.run.incident,
+                    kind=TimelineKind.STEP_STARTED,
+                    body=f"Run #{step.run_id} {_describe_step(step)} started: "
+                    f"{step.from_version or '?'} → {step.target_label}"
+                    + (f" (attempt {step.attempts})" if step.attempts > 1 else ""),
+                    actor_label=ENGINE_ACTOR,
+                    payload=_step_payload(step, worker=worker),
+                )
+                for step in steps
+            ]
+        )
+    return [
+        _Claim(
+            step,
+            step.claim_token,
+            resumed=False,
+            apply_marked=mark_apply and step.apply_started_at == now and step.applied_at is None,
+        )
+        for step in steps
+    ]
 
+
+def _take_over(step_id: int, worker: str) -> _Claim | None:
+    """Claim a running step whose worker stopped beating; None when it is alive, done or
+    gone."""
+    token = uuid.uuid4().hex
+    now = timezone.now()
     previous_worker = (
         Step.objects.filter(pk=step_id, state=StepState.RUNNING)
         .values_list("worker", flat=True)
@@ -744,6 +850,7 @@ class _StepExecution:
         self.step = claim.step
         self.token = claim.token
         self.resumed = claim.resumed
+        self.apply_marked = claim.apply_marked
         self.dispatcher = dispatcher
         self.final_attempt = final_attempt
         self.log_writer = StepLogWriter(self.step)
@@ -782,7 +889,9 @@ class _StepExecution:
         if run.dry_run:
             return self.plan_only(backend, target)
         if step.applied_at is None:
-            if step.apply_started_at is not None:
+            if self.apply_marked:  # the claim recorded the start of this very apply
+                pass
+            elif step.apply_started_at is not None:
                 # An earlier delivery may have applied before it died: tell the backend.
                 target = replace(target, params={**target.params, "already_ran": True})
                 self.log(
@@ -895,13 +1004,8 @@ class _StepExecution:
     ) -> str:
         """Record the outcome with its timeline entries, then ask the run to advance."""
         with transaction.atomic():
-            # The run first, then the step: the order every writer of both takes. Holding
-            # the run serialises the last steps of a group, so exactly one sees it finished.
-            run = (
-                Run.objects.select_for_update(no_key=True)
-                .select_related("incident")
-                .get(pk=self.step.run_id)
-            )
+            # The step's row alone: the steps of a group finish side by side. (Holding the
+            # run here made a group's last steps wait for each other's commits.)
             locked = Step.objects.select_for_update(no_key=True).filter(pk=self.step.pk).first()
             if (
                 locked is None
@@ -961,11 +1065,13 @@ class _StepExecution:
                 actor_label=ENGINE_ACTOR,
                 payload=_step_payload(step, reason=reason, retryable=retryable),
             )
-            group_done = not Step.objects.filter(
-                run_id=step.run_id, group=step.group, state__in=_UNFINISHED
-            ).exists()
-            if group_done:
-                _advance_locked(run, self.dispatcher)
+        # After the commit: of steps finishing at once, the last to commit sees its group
+        # done (maybe others do too); run_advance takes the run's lock and acts once.
+        group_done = not Step.objects.filter(
+            run_id=step.run_id, group=step.group, state__in=_UNFINISHED
+        ).exists()
+        if group_done:
+            run_advance(step.run_id, dispatcher=self.dispatcher)
         return state
 
 
@@ -1020,10 +1126,94 @@ def step_execute(
     `final_attempt` (then the step fails, marked retryable for the commander). Exceptions
     in `time_limit_errors` (Celery's SoftTimeLimitExceeded) fail the step.
     """
-    dispatch = _default_dispatcher(dispatcher)
     claim = _claim(step_id, worker or worker_name())
     if claim is None:
         return ""
+    return _execute_claimed(
+        claim, _default_dispatcher(dispatcher), final_attempt, time_limit_errors
+    )
+
+
+def steps_execute(
+    step_ids: Iterable[int],
+    *,
+    final_attempt: bool = False,
+    dispatcher: Dispatcher | None = None,
+    worker: str | None = None,
+    time_limit_errors: tuple[type[BaseException], ...] = (),
+) -> dict[int, str | StepRetry]:
+    """Execute several steps of a parallel group at once: claim the pending ones in one
+    transaction (and take over stalled ones one by one), then run each on a thread of its
+    own. Returns, per step it claimed, the state it ended in, or the StepRetry that put it
+    back to pending (the caller schedules the retry).
+
+    A group starts as one message and one claim instead of one of each per step: a burst of
+    steps no longer waits for the worker to take its messages and claims one at a time.
+    """
+    dispatch = _default_dispatcher(dispatcher)
+    worker = worker or worker_name()
+    ids = list(dict.fromkeys(step_ids))
+    claims = _claim_pending(ids, worker, mark_apply=len(ids) > 1)
+    claimed = {claim.step.pk for claim in claims}
+    for step_id in ids:
+        if step_id not in claimed and (taken := _take_over(step_id, worker)) is not None:
+            claims.append(taken)
+
+    def execute(claim: _Claim) -> str | StepRetry:
+        try:
+            return _execute_claimed(claim, dispatch, final_attempt, time_limit_errors)
+        except StepRetry as retry:
+            return retry
+
+    if len(claims) <= 1:
+        return {claim.step.pk: execute(claim) for claim in claims}
+    for claim in claims:  # beating already, while a step waits for a free thread
+        _heartbeats.register(claim.token, claim.step.pk)
+    pool = _step_threads()
+    outcomes = {claim.step.pk: pool.submit(_in_step_thread, execute, claim) for claim in claims}
+    return {step_id: future.result() for step_id, future in outcomes.items()}
+
+
+def step_threads() -> int:
+    """Threads per worker process for the steps of steps_execute (ROLLBACK_STEP_THREADS);
+    steps beyond it wait for a thread."""
+    return max(1, int(_setting("ROLLBACK_STEP_THREADS", 64)))
+
+
+_step_pool_lock = threading.Lock()
+_step_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _step_threads() -> ThreadPoolExecutor:
+    """This process's threads for steps_execute. They outlive a task, as Celery's own pool
+    threads do, so a group does not start dozens of threads, and each keeps its reusable
+    backends."""
+    global _step_pool
+    with _step_pool_lock:
+        if _step_pool is None or _step_pool[0] != os.getpid():
+            threads = ThreadPoolExecutor(
+                max_workers=step_threads(), thread_name_prefix="rollback-step"
+            )
+            _step_pool = (os.getpid(), threads)
+        return _step_pool[1]
+
+
+def _in_step_thread[R](function: Callable[[_Claim], R], claim: _Claim) -> R:
+    try:
+        return function(claim)
+    finally:
+        # An idle thread holds no connection (nor keeps a test database from being dropped).
+        connections.close_all()
+
+
+def _execute_claimed(
+    claim: _Claim,
+    dispatch: Dispatcher,
+    final_attempt: bool,
+    time_limit_errors: tuple[type[BaseException], ...],
+) -> str:
+    """step_execute's work once the step is claimed."""
+    step_id = claim.step.pk
     execution = _StepExecution(claim, dispatch, final_attempt)
     _heartbeats.register(claim.token, step_id)
     try:

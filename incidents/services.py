@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -82,6 +82,17 @@ def _publish(incident_id: int, message: dict[str, int]) -> None:
         logger.warning("could not announce %s on Redis", message, exc_info=True)
 
 
+def _publish_entries(entries: list[tuple[int, int]]) -> None:
+    # One round trip for a batch of (incident id, entry id) announcements.
+    try:
+        with _redis().pipeline(transaction=False) as pipe:
+            for incident_id, entry_id in entries:
+                pipe.publish(channel_for(incident_id), json.dumps({"entry": entry_id}))
+            pipe.execute()
+    except redis.RedisError:
+        logger.warning("could not announce %s entries on Redis", len(entries), exc_info=True)
+
+
 def announce_log_lines(incident_id: int, step_id: int) -> None:
     """Tell the incident's watchers that a step's log grew (after the current commit)."""
     transaction.on_commit(lambda: _publish(incident_id, {"log": step_id}))
@@ -112,6 +123,15 @@ def timeline_append(
     incident_id, entry_id = incident.pk, entry.pk
     transaction.on_commit(lambda: _publish(incident_id, {"entry": entry_id}))
     return entry
+
+
+def timeline_append_all(entries: Sequence[TimelineEntry]) -> list[TimelineEntry]:
+    """timeline_append for entries built but not yet saved, in one INSERT; each is
+    announced after commit. Call inside the transaction that made the changes."""
+    created = TimelineEntry.objects.bulk_create(entries)
+    announced = [(entry.incident_id, entry.pk) for entry in created]
+    transaction.on_commit(lambda: _publish_entries(announced))
+    return created
 
 
 def _lock(incident: Incident) -> Incident:

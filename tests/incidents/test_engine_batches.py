@@ -1,0 +1,152 @@
+"""A parallel group handed out in batches: several steps per message, claimed in one
+transaction and run side by side on the worker's step threads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from incidents import engine, rollbacks, tasks
+from incidents.models import Run, RunState, StepState, TimelineEntry, TimelineKind
+from incidents.rollbacks import StepSpec
+from tests.incidents.engine_factories import IncidentFactory, KubeServiceFactory
+from tests.incidents.engine_fixtures import *  # noqa: F403
+from tests.incidents.engine_fixtures import live_image, patches_to, seed_deployment
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _group(commander: Any, kube: Any, *names: str, enqueue: bool = False) -> Run:
+    """A confirmed run of one parallel group rolling back each of `names`."""
+    for name in names:
+        seed_deployment(kube, name, [f"{name}:1", f"{name}:2"])
+    specs = [
+        StepSpec(service=KubeServiceFactory(name=name), previous=True, group=1) for name in names
+    ]
+    run = rollbacks.run_create(incident=IncidentFactory(), steps=specs, actor=commander)
+    run = rollbacks.run_request_approval(run=run, actor=commander)
+    return rollbacks.run_confirm_and_start(
+        run=run, actor=commander, confirmation=run.expected_confirmation(), enqueue=enqueue
+    )
+
+
+def _step_ids(run: Run) -> list[int]:
+    return list(run.steps.order_by("position").values_list("pk", flat=True))
+
+
+def _started(run: Run) -> list[TimelineEntry]:
+    return list(TimelineEntry.objects.filter(incident=run.incident, kind=TimelineKind.STEP_STARTED))
+
+
+def test_a_batch_claims_its_steps_together_and_runs_them_side_by_side(commander, kube):
+    kube.set_status_delay(0.3)
+    run = _group(commander, kube, "a", "b", "c")
+
+    outcomes = engine.steps_execute(_step_ids(run), dispatcher=engine.InlineDispatcher())
+
+    steps = list(run.steps.all())
+    assert sorted(outcomes.values()) == ["succeeded"] * 3
+    assert len({step.started_at for step in steps}) == 1  # one claim, one instant
+    assert len({step.claim_token for step in steps}) == 3  # yet each its own fence
+    assert max(step.started_at for step in steps) < min(step.finished_at for step in steps)
+    assert [live_image(kube, name) for name in "abc"] == ["a:1", "b:1", "c:1"]
+    assert len(_started(run)) == 3
+
+
+def test_a_batch_delivered_twice_applies_each_step_once(commander, kube):
+    run = _group(commander, kube, "a", "b")
+    patches = {name: patches_to(kube, name) for name in "ab"}
+
+    tasks.steps_execute(_step_ids(run))
+    tasks.steps_execute(_step_ids(run))
+
+    assert {name: patches_to(kube, name) - patches[name] for name in "ab"} == {"a": 1, "b": 1}
+    assert all(step.attempts == 1 for step in run.steps.all())
+    assert len(_started(run)) == 2
+    run.refresh_from_db()
+    assert run.state == RunState.SUCCEEDED
+
+
+def test_a_batch_leaves_the_steps_of_a_paused_run_pending(commander, kube):
+    run = _group(commander, kube, "a", "b")
+    rollbacks.run_pause(run=run, actor=commander)
+
+    assert engine.steps_execute(_step_ids(run), dispatcher=engine.InlineDispatcher()) == {}
+
+    assert {step.state for step in run.steps.all()} == {StepState.PENDING}
+    assert _started(run) == []
+
+
+def test_the_dispatcher_hands_a_group_out_in_messages_of_steps_per_message(
+    commander, kube, settings, monkeypatch
+):
+    settings.ROLLBACK_STEPS_PER_MESSAGE = 2
+    sent: list[tuple[str, Any, dict[str, Any]]] = []
+    for task in (tasks.step_execute, tasks.steps_execute):
+        monkeypatch.setattr(
+            task,
+            "apply_async_on_commit",
+            lambda args, name=task.name, **options: sent.append((name, args[0], options)),
+        )
+
+    run = _group(commander, kube, "a", "b", "c", "d", "e", enqueue=True)
+
+    ids = _step_ids(run)
+    timeout = run.steps.first().timeout_seconds
+    assert [(name.rsplit(".", 1)[1], ids) for name, ids, _ in sent] == [
+        ("steps_execute", ids[0:2]),
+        ("steps_execute", ids[2:4]),
+        ("step_execute", ids[4]),
+    ]
+    assert {options["soft_time_limit"] for _, _, options in sent} == {timeout + 120}
+
+
+def test_a_retryable_error_in_a_batch_sends_that_step_back_alone_as_its_first_retry(
+    commander, kube, monkeypatch
+):
+    run = _group(commander, kube, "a", "b")
+    kube.fail_next(1, status=503, path="/deployments/b$")
+    retries: list[tuple[int, dict[str, Any]]] = []
+    monkeypatch.setattr(
+        tasks.step_execute,
+        "apply_async",
+        lambda args, **options: retries.append((args[0], options)),
+    )
+
+    tasks.steps_execute(_step_ids(run))
+
+    a, b = run.steps.order_by("position")
+    assert a.state == StepState.SUCCEEDED
+    assert b.state == StepState.PENDING and b.error_retryable and "503" in b.error
+    assert [(step_id, options["retries"]) for step_id, options in retries] == [(b.pk, 1)]
+    assert retries[0][1]["countdown"] > 0
+    assert live_image(kube, "b") == "b:2"  # nothing applied yet: the retry will
+
+
+def test_a_batch_records_the_apply_start_with_its_claim_so_a_successor_takes_care(commander, kube):
+    run = _group(commander, kube, "a", "b")
+
+    claims = engine._claim_pending(_step_ids(run), "a worker that dies next", mark_apply=True)
+
+    steps = list(run.steps.all())
+    assert all(claim.apply_marked for claim in claims)
+    assert {step.apply_started_at for step in steps} == {steps[0].started_at}
+    assert all(step.applied_at is None for step in steps)
+
+
+def test_a_dry_run_batch_records_no_apply_start(commander, kube):
+    for name in "ab":
+        seed_deployment(kube, name, [f"{name}:1", f"{name}:2"])
+    specs = [StepSpec(service=KubeServiceFactory(name=n), previous=True, group=1) for n in "ab"]
+    run = rollbacks.run_create(
+        incident=IncidentFactory(), steps=specs, actor=commander, dry_run=True
+    )
+    run = rollbacks.run_confirm_and_start(
+        run=run, actor=commander, confirmation=run.expected_confirmation(), enqueue=False
+    )
+
+    claims = engine._claim_pending(_step_ids(run), "worker", mark_apply=True)
+
+    assert len(claims) == 2 and not any(claim.apply_marked for claim in claims)
+    assert all(step.apply_started_at is None for step in run.steps.all())
