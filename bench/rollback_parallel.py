@@ -18,6 +18,11 @@ It seeds 3 × N settled Deployments with two revisions each, plus a few for sing
   Deployment, its ReplicaSets, its pods, the live image): equal API work, so the ratio
   shows the engine's own cost (Celery, PostgreSQL, timeline) alone.
 
+Per path it prints the wall time, the requests the stand-in served, and the CPU seconds of
+the client side (the Celery worker, or the direct process), the stand-in (this process,
+the bench's own polling included), PostgreSQL and Redis: where the engine's extra time goes.
+`--steps-per-message` sets ROLLBACK_STEPS_PER_MESSAGE for the worker.
+
 Latency: from a step being enqueued (and from the commander's confirmation) to the first API
 request for it arriving at the stand-in, p50/p95; the worker's side of it (request sent,
 step claimed) comes from a trace the worker pushes to Redis (bench/settings.py). Measured
@@ -121,7 +126,7 @@ def run_direct(url: str, poll: float, verify: bool, namespaces: list[str]) -> No
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=len(namespaces)) as pool:
         list(pool.map(lambda ns: direct_undo(url, ns, poll, verify), namespaces))
-    print(json.dumps({"wall": time.monotonic() - started}))
+    print(json.dumps({"wall": time.monotonic() - started, "cpu": time.process_time()}))
 
 
 # -- measuring -------------------------------------------------------------------------------
@@ -133,19 +138,51 @@ def _percentiles(values: list[float]) -> str:
     return f"p50 {statistics.median(ordered):7.1f} ms   p95 {p95:7.1f} ms"
 
 
-def _cpu_seconds(session: int | None = None) -> float:
-    """CPU seconds used so far by this process, or by every process of a session."""
-    if session is None:
-        return time.process_time()
-    total = 0
+def _process_cpu(sessions: set[int]) -> dict[str, float]:
+    """CPU seconds used so far by the processes of `sessions` (as "client"), PostgreSQL
+    and Redis. Processes that ended are not counted: measure a phase's own processes
+    while they run, or have them report their own."""
+    total = {"client": 0.0, "postgres": 0.0, "redis": 0.0}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            head, rest = stat.read_text().rsplit(")", 1)
         except OSError:
             continue
-        if int(fields[3]) == session:  # the session id
-            total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total / os.sysconf("SC_CLK_TCK")
+        fields, command = rest.split(), head.split("(", 1)[1]
+        used = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime+stime
+        if int(fields[3]) in sessions:  # the session id
+            total["client"] += used
+        elif command == "postgres":
+            total["postgres"] += used
+        elif command == "redis-server":
+            total["redis"] += used
+    return total
+
+
+class Phase:
+    """What one phase cost: wall time, requests the stand-in served, and the CPU seconds
+    of the stand-in (this process), the client side (the worker, or the direct process),
+    PostgreSQL and Redis."""
+
+    def __init__(self, arrivals: Arrivals, sessions: set[int]) -> None:
+        self.arrivals, self.sessions = arrivals, sessions
+        self.requests = len(arrivals.seen)
+        self.standin = time.process_time()
+        self.processes = _process_cpu(sessions)
+        self.started = time.monotonic()
+
+    def end(self, client_cpu: float | None = None) -> dict[str, float]:
+        """The phase's figures; `client_cpu` when the client reported its own."""
+        now = _process_cpu(self.sessions)
+        used = {name: now[name] - self.processes[name] for name in now}
+        if client_cpu is not None:
+            used["client"] = client_cpu
+        return {
+            "wall": time.monotonic() - self.started,
+            "requests": len(self.arrivals.seen) - self.requests,
+            "standin": time.process_time() - self.standin,
+            **used,
+        }
 
 
 class Arrivals:
@@ -282,15 +319,19 @@ class Bench:
             found["claimed"].append((step.started_at.timestamp() - enqueued) * 1000)
         return found
 
-    def direct(self, namespaces: list[str], *, verify: bool, env: dict[str, str]) -> float:
+    def direct(
+        self, namespaces: list[str], *, verify: bool, env: dict[str, str]
+    ) -> dict[str, float]:
         command = [sys.executable, __file__, "--direct", self.standin.url]
         command += [str(self.options.poll), "verify" if verify else "bare", *namespaces]
+        phase = Phase(self.arrivals, set())
         child = subprocess.run(
             command, capture_output=True, text=True, timeout=self.options.timeout, env=env
         )
         if child.returncode:
             raise SystemExit(f"the direct path failed:\n{child.stderr[-2000:]}")
-        return float(json.loads(child.stdout.strip().splitlines()[-1])["wall"])
+        reported = json.loads(child.stdout.strip().splitlines()[-1])
+        return {**phase.end(client_cpu=reported["cpu"]), "wall": reported["wall"]}
 
 
 def bench(options: argparse.Namespace) -> int:
@@ -324,6 +365,7 @@ def bench(options: argparse.Namespace) -> int:
         "CELERY_BROKER_URL": options.redis,
         "KUBE_HOST": standin.url,
         "BENCH_POLL_SECONDS": str(options.poll),
+        "BENCH_STEPS_PER_MESSAGE": str(options.steps_per_message),
         "BENCH_TRACE_KEY": TRACE_KEY,
         "LOG_LEVEL": "WARNING",
     }
@@ -368,16 +410,15 @@ def bench(options: argparse.Namespace) -> int:
                 single.setdefault(name, []).extend(values)
 
         print(f"Engine: one run of {count} parallel steps…", flush=True)
-        cpu_before = (_cpu_seconds(), sum(_cpu_seconds(w.pid) for w in workers))
+        phase = Phase(arrivals, {w.pid for w in workers})
         burst, engine_wall, confirmed = bench.execute(burst)
-        standin_cpu = _cpu_seconds() - cpu_before[0]
-        worker_cpu = sum(_cpu_seconds(w.pid) for w in workers) - cpu_before[1]
+        engine = {**phase.end(), "wall": engine_wall}
         parallel = bench.latencies(burst, confirmed)
 
         print("Direct: kubernetes client, one thread per Deployment…", flush=True)
-        direct_wall = bench.direct(direct_ns, verify=False, env=env)
+        direct = bench.direct(direct_ns, verify=False, env=env)
         print("Direct: the same, plus the engine's verification reads…", flush=True)
-        checked_wall = bench.direct(checked_ns, verify=True, env=env)
+        checked = bench.direct(checked_ns, verify=True, env=env)
 
         wrong = []
         for ns in singles + engine_ns + direct_ns + checked_ns:
@@ -388,24 +429,28 @@ def bench(options: argparse.Namespace) -> int:
             raise SystemExit(f"not rolled back: {', '.join(wrong)}")
 
         recorded = (burst.finished_at - burst.confirmed_at).total_seconds()
+        ratio, checked_ratio = engine["wall"] / direct["wall"], engine["wall"] / checked["wall"]
         print()
         print(
             f"{count} Deployments in parallel, rollout {options.status_delay:g} s, poll "
             f"{options.poll:g} s, {os.cpu_count()} CPUs (all at their previous image after)"
         )
-        print(
-            f"  engine wall time               {engine_wall:7.2f} s   (recorded {recorded:.2f} s)"
-        )
-        print(f"  direct client wall time        {direct_wall:7.2f} s")
-        print(f"  direct + verification reads    {checked_wall:7.2f} s")
-        print(
-            f"  ratio engine / direct          {engine_wall / direct_wall:7.2f}     (target ≤ 1.2)"
-        )
-        print(f"  ratio engine / direct+checks   {engine_wall / checked_wall:7.2f}")
-        print(
-            f"  CPU: worker {worker_cpu:.2f} s ({worker_cpu / count * 1000:.0f} ms per step), "
-            f"stand-in {standin_cpu:.2f} s"
-        )
+        print(f"  ratio engine / direct          {ratio:7.2f}     (target ≤ 1.2)")
+        print(f"  ratio engine / direct+checks   {checked_ratio:7.2f}")
+        print(f"  (engine run as recorded: confirmed → finished {recorded:.2f} s)")
+        print("  path               wall  requests   CPU s: client  stand-in  PostgreSQL  Redis")
+        for label, figures in (
+            ("engine", engine),
+            ("direct", direct),
+            ("direct + checks", checked),
+        ):
+            print(
+                f"  {label:16s} {figures['wall']:5.2f} s  {figures['requests']:8.0f}"
+                f"          {figures['client']:6.2f}    {figures['standin']:6.2f}"
+                f"      {figures['postgres']:6.2f} {figures['redis']:6.2f}"
+            )
+        per_step = engine["client"] / count * 1000
+        print(f"  (client: the Celery worker for the engine, {per_step:.0f} ms per step)")
         for label, found in (("burst of " + str(count), parallel), ("single-step runs", single)):
             print(f"Enqueue → first API call, {label}:")
             served = _percentiles(found["served"])
@@ -433,6 +478,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--status-delay", type=float, default=1.0, help="seconds per rollout")
     parser.add_argument("--poll", type=float, default=0.25, help="rollout poll, every path")
     parser.add_argument("--single-runs", type=int, default=5)
+    parser.add_argument(
+        "--steps-per-message", type=int, default=25, help="ROLLBACK_STEPS_PER_MESSAGE"
+    )
     parser.add_argument("--pool", default="threads", choices=["threads", "prefork"])
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--concurrency", type=int, help="in all workers (default: N)")

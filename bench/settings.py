@@ -15,6 +15,8 @@ from console.settings import *  # noqa: F403
 # Measure what production runs: with DEBUG on, Django also records every SQL query.
 DEBUG = False
 
+ROLLBACK_STEPS_PER_MESSAGE = int(os.environ.get("BENCH_STEPS_PER_MESSAGE", "25"))
+
 ROLLBACK_BACKEND_OPTIONS = {
     "kubernetes": {"poll_interval": float(os.environ.get("BENCH_POLL_SECONDS", "0.25"))}
 }
