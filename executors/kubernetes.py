@@ -265,6 +265,7 @@ def kube_api_client(
 # step): they share one client, so each step skips building one (a few milliseconds of
 # CPU that a burst of steps would spend one after another) and reuses its connections.
 _SHARED_CLIENT_SECONDS = 60.0
+_OBSERVATION_REUSE_SECONDS = 1.0
 _SHARED_POOL_SIZE = 64
 _shared_lock = threading.Lock()
 _shared_clients: dict[tuple[Any, ...], tuple[float, kube_client.ApiClient]] = {}
@@ -329,6 +330,7 @@ class KubernetesDeploymentBackend(Backend):
         self.conflict_retries = conflict_retries
         self.max_workers = max_workers
         self._api_client: kube_client.ApiClient | None = None
+        self._observed: dict[str, tuple[float, dict[str, Any]]] = {}  # name: (when, as read)
 
     @classmethod
     def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -385,6 +387,19 @@ class KubernetesDeploymentBackend(Backend):
             name,
             self.namespace,
         )
+
+    def _recent_deployment(self, name: str) -> dict[str, Any]:
+        """The Deployment as `wait` last read it, if that was less than a second ago (and
+        nothing was applied since), else read now.
+
+        For the checks and the live version right after `wait`: its last poll is the
+        outcome they verify, and reading it again a few milliseconds later only adds
+        requests when a whole namespace settles at once. Never used to decide a change.
+        """
+        seen = self._observed.get(name)
+        if seen is not None and time.monotonic() - seen[0] <= _OBSERVATION_REUSE_SECONDS:
+            return seen[1]
+        return self._read_deployment(name)
 
     def _deployments(self) -> list[dict[str, Any]]:
         """The target Deployments, sorted by name."""
@@ -444,7 +459,10 @@ class KubernetesDeploymentBackend(Backend):
 
     def live_version(self) -> str | None:
         """The container image running now; for a namespace, `name=image` pairs."""
-        deployments = self._deployments()
+        if "deployment" in self.config:
+            deployments = [self._recent_deployment(self.config["deployment"])]
+        else:
+            deployments = self._deployments()
         if not deployments:
             return None
         if "deployment" in self.config:
@@ -750,6 +768,7 @@ class KubernetesDeploymentBackend(Backend):
 
     def apply(self, target: RollbackTarget, *, log: LogLine = discard_log) -> ApplyResult:
         """Roll back every target Deployment (in parallel); a repeat changes nothing."""
+        self._observed.clear()  # what an earlier wait saw is no longer the outcome
         operation = _operation(target)
         if operation == "apply_manifest":
             outcomes = [self._apply_manifest(target, log)]
@@ -902,7 +921,11 @@ class KubernetesDeploymentBackend(Backend):
             try:
                 if not names:
                     names.extend(self._target_names(target))
-                states = [rollout_state(self._read_deployment(name)) for name in names]
+                deployments = [self._read_deployment(name) for name in names]
+                read_at = time.monotonic()
+                for name, deployment in zip(names, deployments, strict=True):
+                    self._observed[name] = (read_at, deployment)
+                states = [rollout_state(deployment) for deployment in deployments]
             except BackendError as error:
                 if error.retryable:
                     return False, f"API error, will retry: {error}"
@@ -928,7 +951,7 @@ class KubernetesDeploymentBackend(Backend):
 
     def checks(self, target: RollbackTarget) -> list[CheckResult]:
         """Rollout complete, pods Running, no crash loops, image is the target's."""
-        deployments = [self._read_deployment(name) for name in self._target_names(target)]
+        deployments = [self._recent_deployment(name) for name in self._target_names(target)]
         if not deployments:
             return [
                 CheckResult(

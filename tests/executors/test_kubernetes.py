@@ -283,6 +283,47 @@ def test_checks_pass_after_a_healthy_rollback(kube_standin, kube) -> None:
     assert all(r.status is CheckStatus.PASSED for r in results), results
 
 
+def _requested(standin: KubeStandinHandle) -> list[tuple[str, str]]:
+    requests = standin.call(lambda: list(standin.standin._requests))
+    return [(request.method, request.url.path) for request in requests]
+
+
+def test_checks_right_after_the_wait_take_the_deployment_from_its_last_poll(
+    kube_standin, kube
+) -> None:
+    seed_web(kube_standin)
+    web_backend = backend(kube)
+    target = RollbackTarget(previous=True)
+    web_backend.apply(target)
+    web_backend.wait(target, deadline=time.monotonic() + 10)
+    before = len(_requested(kube_standin))
+
+    results = web_backend.checks(target)
+    live = web_backend.live_version()
+
+    asked = _requested(kube_standin)[before:]
+    assert all(result.status is CheckStatus.PASSED for result in results)
+    assert live == WEB_IMAGES[-2]  # the revision before the seeded live one
+    assert ("GET", "/apis/apps/v1/namespaces/shop/deployments/web") not in asked
+    assert [method for method, _ in asked] == ["GET", "GET"]  # its ReplicaSets, its pods
+
+
+def test_checks_long_after_the_wait_read_the_deployment_again(kube_standin, kube) -> None:
+    seed_web(kube_standin)
+    web_backend = backend(kube)
+    target = RollbackTarget(previous=True)
+    web_backend.apply(target)
+    web_backend.wait(target, deadline=time.monotonic() + 10)
+    time.sleep(1.1)
+    before = len(_requested(kube_standin))
+
+    web_backend.checks(target)
+
+    assert ("GET", "/apis/apps/v1/namespaces/shop/deployments/web") in _requested(kube_standin)[
+        before:
+    ]
+
+
 def test_crash_looping_pods_fail_the_checks(kube_standin, kube) -> None:
     seed_web(kube_standin)
     kube_standin.crash_loop_image(WEB_IMAGES[0])
