@@ -415,6 +415,13 @@ def run_advance(
     return _advance_locked(run, _default_dispatcher(dispatcher), requeue_pending=requeue_pending)
 
 
+def advance_locked(run: Run, *, dispatcher: Dispatcher | None = None) -> list[int]:
+    """run_advance for a caller whose transaction holds the run's row lock (starting or
+    resuming it): the first steps go out when that transaction commits, with no
+    run_advance message in between."""
+    return _advance_locked(run, _default_dispatcher(dispatcher))
+
+
 _UNFINISHED = (StepState.PENDING, StepState.RUNNING)
 _STOPPED = (StepState.FAILED, StepState.CANCELLED)
 
@@ -1004,15 +1011,8 @@ class _StepExecution:
     ) -> str:
         """Record the outcome with its timeline entries, then ask the run to advance."""
         with transaction.atomic():
-            # The step's row alone: the steps of a group finish side by side. (Holding the
-            # run here made a group's last steps wait for each other's commits.)
-            locked = Step.objects.select_for_update(no_key=True).filter(pk=self.step.pk).first()
-            if (
-                locked is None
-                or locked.claim_token != self.token
-                or locked.state != StepState.RUNNING
-            ):
-                raise _OwnershipLost()
+            # The step's row alone, through the claim-fenced UPDATE below (a successor's
+            # claim rolls all of this back): the steps of a group finish side by side.
             self.log_writer.close()
             now = timezone.now()
             fields: dict[str, Any] = {
@@ -1037,14 +1037,17 @@ class _StepExecution:
                 fields["apply_detail"] = detail
             self._update(**fields)
             step = self.step
+            entries = []
             if checks:
-                timeline_append(
-                    incident=self.incident,
-                    kind=TimelineKind.CHECK_RESULT,
-                    body=f"Run #{step.run_id} {_describe_step(step)} checks: "
-                    + _checks_summary(checks),
-                    actor_label=ENGINE_ACTOR,
-                    payload=_step_payload(step, checks=[_check_json(r) for r in checks]),
+                entries.append(
+                    TimelineEntry(
+                        incident=self.incident,
+                        kind=TimelineKind.CHECK_RESULT,
+                        body=f"Run #{step.run_id} {_describe_step(step)} checks: "
+                        + _checks_summary(checks),
+                        actor_label=ENGINE_ACTOR,
+                        payload=_step_payload(step, checks=[_check_json(r) for r in checks]),
+                    )
                 )
             took = _format_duration(now - step.started_at) if step.started_at else "?"
             if state == StepState.SUCCEEDED:
@@ -1058,13 +1061,16 @@ class _StepExecution:
                 body = f"failed after {took}: {reason}{retry_text}"
             else:
                 body = f"{state}: {reason}"
-            timeline_append(
-                incident=self.incident,
-                kind=TimelineKind.STEP_FINISHED,
-                body=f"Run #{step.run_id} {_describe_step(step)} {body}",
-                actor_label=ENGINE_ACTOR,
-                payload=_step_payload(step, reason=reason, retryable=retryable),
+            entries.append(
+                TimelineEntry(
+                    incident=self.incident,
+                    kind=TimelineKind.STEP_FINISHED,
+                    body=f"Run #{step.run_id} {_describe_step(step)} {body}",
+                    actor_label=ENGINE_ACTOR,
+                    payload=_step_payload(step, reason=reason, retryable=retryable),
+                )
             )
+            timeline_append_all(entries)
         # After the commit: of steps finishing at once, the last to commit sees its group
         # done (maybe others do too); run_advance takes the run's lock and acts once.
         group_done = not Step.objects.filter(

@@ -473,7 +473,7 @@ def run_confirm_and_start(*, run: Run, actor: User, confirmation: str, enqueue: 
                     )
     comms_hooks.run_started(locked)
     if enqueue:
-        engine.CeleryDispatcher().advance_run(locked.pk)
+        engine.advance_locked(locked)
     return locked
 
 
@@ -521,7 +521,7 @@ def run_resume(*, run: Run, actor: User) -> Run:
         actor=actor,
         payload={"run": locked.pk, "state": locked.state},
     )
-    engine.CeleryDispatcher().advance_run(locked.pk)
+    engine.advance_locked(locked)
     return locked
 
 
