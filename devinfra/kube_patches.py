@@ -18,7 +18,7 @@ from typing import Any
 
 import jsonpatch
 
-from devinfra.json_docs import json_copy
+from executors.json_docs import json_copy
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"

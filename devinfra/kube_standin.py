@@ -63,7 +63,6 @@ import kmock
 import yaml
 from kmock._internal import dsl, enums, rendering
 
-from devinfra.json_docs import json_copy
 from devinfra.kube_controllers import (
     CRASH_LOOP_ANNOTATION,
     WorkloadControllers,
@@ -79,6 +78,7 @@ from devinfra.kube_selectors import (
     parse_label_selector,
 )
 from devinfra.kube_tables import table, wants_table
+from executors.json_docs import json_copy
 
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 SERVER_VERSION = {

@@ -62,6 +62,7 @@ from executors.base import (
     discard_log,
     poll_until,
 )
+from executors.json_docs import json_copy
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 RESTARTED_AT_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
@@ -139,7 +140,7 @@ def _prune_empty(value: Any) -> Any:
 
 def template_without_hash(template: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of a pod template without the controller's pod-template-hash label."""
-    result = copy.deepcopy(dict(template))
+    result = json_copy(dict(template))
     labels = (result.get("metadata") or {}).get("labels")
     if isinstance(labels, dict):
         labels.pop(POD_TEMPLATE_HASH_LABEL, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from devinfra.json_docs import json_copy
+from executors.json_docs import json_copy
 
 
 def test_a_copy_shares_no_dict_or_list_with_the_original() -> None:
