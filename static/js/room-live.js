@@ -126,8 +126,10 @@
       const element = document.getElementById(id);
       if (element) htmx.trigger(element, name);
     }
+    // Into the wrapper, never the panel itself: the stream may replace the panel before the
+    // answer comes, and swapping into a detached panel makes htmx drop the preserved logs.
     const runs = document.getElementById("runs");
-    if (runs) htmx.ajax("GET", runs.getAttribute("hx-get"), { target: runs, swap: "outerHTML" });
+    if (runs) htmx.ajax("GET", runs.getAttribute("hx-get"), { target: "#runs-live", swap: "innerHTML" });
     for (const log of document.querySelectorAll(".log[data-step]")) {
       fillGap(log, Number(log.dataset.lastSeq || "0"));
     }
