@@ -184,6 +184,10 @@ ROLLBACK_RECOVERY_INTERVAL_SECONDS = float(
 ROLLBACK_STEP_MAX_RETRIES = int(os.environ.get("ROLLBACK_STEP_MAX_RETRIES", "5"))
 ROLLBACK_RETRY_BACKOFF_SECONDS = float(os.environ.get("ROLLBACK_RETRY_BACKOFF_SECONDS", "2"))
 ROLLBACK_STEP_LOG_MAX_LINES = int(os.environ.get("ROLLBACK_STEP_LOG_MAX_LINES", "50000"))
+# A parallel group goes out in messages of this many steps, each claimed at once and run on
+# the worker's step threads (at most ROLLBACK_STEP_THREADS per worker process).
+ROLLBACK_STEPS_PER_MESSAGE = int(os.environ.get("ROLLBACK_STEPS_PER_MESSAGE", "25"))
+ROLLBACK_STEP_THREADS = int(os.environ.get("ROLLBACK_STEP_THREADS", "64"))
 
 # The room's live stream (incidents/live.py, docs/live-room.md): how often a feed reads
 # PostgreSQL without being told to, the keep-alive interval, and how long a feed nobody
