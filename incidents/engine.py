@@ -648,14 +648,18 @@ class StepLogWriter:
     only by the thread that executes the step (it owns the database connection).
     """
 
-    def __init__(self, step: Step, *, owner: threading.Thread | None = None) -> None:
+    def __init__(
+        self, step: Step, *, owner: threading.Thread | None = None, first: bool = False
+    ) -> None:
         self.step_id = step.pk
         self.incident_id = step.run.incident_id
         self._owner = owner or threading.current_thread()
         self._lock = threading.Lock()
         self._buffer: list[tuple[datetime, str]] = []
         self._last_flush = time.monotonic()
-        self._next_seq = 0  # read at the first write: earlier attempts may have logged
+        # `first`: the step's first attempt, freshly claimed, so nothing is logged yet.
+        # Otherwise the next number is read at the first write: earlier attempts logged.
+        self._next_seq = 1 if first else 0
         self._limit = log_max_lines()
         self.dropped = 0
         self.count = 0
@@ -860,7 +864,9 @@ class _StepExecution:
         self.apply_marked = claim.apply_marked
         self.dispatcher = dispatcher
         self.final_attempt = final_attempt
-        self.log_writer = StepLogWriter(self.step)
+        self.log_writer = StepLogWriter(
+            self.step, first=self.step.attempts == 1 and not claim.resumed
+        )
         assert self.step.deadline is not None
         self.deadline = self.step.deadline
 
