@@ -1,12 +1,15 @@
 """Roll back N Kubernetes Deployments in parallel through the console engine, then the same
 through direct kubernetes-client calls, and compare.
 
-    .venv/bin/python bench/rollback_parallel.py [--deployments 50] [--status-delay 1.0]
+    .venv/bin/python bench/rollback_parallel.py [--deployments 50] [--status-delay 1.0] [--rounds 3]
 
 What it starts and stops itself: a PostgreSQL database of its own (`backout_bench`, dropped
 at the end), the Kubernetes API stand-in (in this process, so it can time every request it
 serves), and a Celery worker (thread pool, one thread per Deployment) on Redis database 12.
-It seeds 3 × N settled Deployments with two revisions each, plus a few for single runs.
+It seeds 3 × N settled Deployments per round with two revisions each, plus a few for
+single runs. Each of `--rounds` rounds (3) runs the engine and both direct paths one after
+the other; the ratios printed are the medians of the rounds' ratios (each round's is shown
+too: runs on a 2-CPU machine vary by ±15 %).
 
 - Engine: one run whose N steps share one parallel group (undo to the previous revision),
   drafted and approved through incidents.rollbacks, started with the typed confirmation and
@@ -339,15 +342,19 @@ def bench(options: argparse.Namespace) -> int:
     from devinfra.kube_standin import start_kube_standin
 
     singles = [f"single-{i}" for i in range(options.single_runs)]
-    engine_ns = [f"engine-{i:02d}" for i in range(count)]
-    direct_ns = [f"direct-{i:02d}" for i in range(count)]
-    checked_ns = [f"checked-{i:02d}" for i in range(count)]
-    print(f"Seeding {3 * count + len(singles)} Deployments…", flush=True)
+    rounds = range(options.rounds)
+    engine_ns = [[f"engine{r}-{i:02d}" for i in range(count)] for r in rounds]
+    direct_ns = [[f"direct{r}-{i:02d}" for i in range(count)] for r in rounds]
+    checked_ns = [[f"checked{r}-{i:02d}" for i in range(count)] for r in rounds]
+    every_ns = singles + [
+        ns for path in (engine_ns, direct_ns, checked_ns) for r in path for ns in r
+    ]
+    print(f"Seeding {len(every_ns)} Deployments…", flush=True)
     standin = start_kube_standin(status_delay=options.status_delay, restart_interval=5.0)
     standin.seed(
         [
             {"namespace": ns, "name": "app", "images": [f"app:{ns}-1", f"app:{ns}-2"]}
-            for ns in singles + engine_ns + direct_ns + checked_ns
+            for ns in every_ns
         ]
     )
 
@@ -382,7 +389,7 @@ def bench(options: argparse.Namespace) -> int:
         call_command("migrate", verbosity=0)
         bench = Bench(options, standin, arrivals)
         single_runs = [bench.approved_run([ns]) for ns in singles]
-        burst = bench.approved_run(engine_ns)
+        bursts = [bench.approved_run(namespaces) for namespaces in engine_ns]
 
         size = -(-options.concurrency // options.workers)
         print(
@@ -407,35 +414,53 @@ def bench(options: argparse.Namespace) -> int:
             for name, values in bench.latencies(run, confirmed).items():
                 single.setdefault(name, []).extend(values)
 
-        print(f"Engine: one run of {count} parallel steps…", flush=True)
-        phase = Phase(arrivals, {w.pid for w in workers})
-        burst, engine_wall, confirmed = bench.execute(burst)
-        engine = {**phase.end(), "wall": engine_wall}
-        parallel = bench.latencies(burst, confirmed)
-
-        print("Direct: kubernetes client, one thread per Deployment…", flush=True)
-        direct = bench.direct(direct_ns, verify=False, env=env)
-        print("Direct: the same, plus the engine's verification reads…", flush=True)
-        checked = bench.direct(checked_ns, verify=True, env=env)
+        # Each round runs the three paths side by side; the ratios are per round, the figures
+        # reported the median round's.
+        measured: list[dict[str, dict[str, float]]] = []
+        parallel: dict[str, list[float]] = {}
+        for r in rounds:
+            print(f"Round {r + 1}: engine, one run of {count} parallel steps…", flush=True)
+            phase = Phase(arrivals, {w.pid for w in workers})
+            burst, engine_wall, confirmed = bench.execute(bursts[r])
+            engine = {**phase.end(), "wall": engine_wall}
+            engine["recorded"] = (burst.finished_at - burst.confirmed_at).total_seconds()
+            for name, values in bench.latencies(burst, confirmed).items():
+                parallel.setdefault(name, []).extend(values)
+            print(f"Round {r + 1}: direct, kubernetes client, a thread per Deployment…")
+            direct = bench.direct(direct_ns[r], verify=False, env=env)
+            print(f"Round {r + 1}: direct, plus the engine's verification reads…", flush=True)
+            checked = bench.direct(checked_ns[r], verify=True, env=env)
+            measured.append({"engine": engine, "direct": direct, "checked": checked})
 
         wrong = []
-        for ns in singles + engine_ns + direct_ns + checked_ns:
+        for ns in every_ns:
             deployment = standin.get("deployments", ns, "app") or {}
             if deployment["spec"]["template"]["spec"]["containers"][0]["image"] != f"app:{ns}-1":
                 wrong.append(ns)
         if wrong:
             raise SystemExit(f"not rolled back: {', '.join(wrong)}")
 
-        recorded = (burst.finished_at - burst.confirmed_at).total_seconds()
-        ratio, checked_ratio = engine["wall"] / direct["wall"], engine["wall"] / checked["wall"]
+        ratios = [m["engine"]["wall"] / m["direct"]["wall"] for m in measured]
+        checked_ratios = [m["engine"]["wall"] / m["checked"]["wall"] for m in measured]
+        middle = sorted(range(len(ratios)), key=lambda r: ratios[r])[len(ratios) // 2]
+        engine, direct, checked = (measured[middle][k] for k in ("engine", "direct", "checked"))
         print()
         print(
             f"{count} Deployments in parallel, rollout {options.status_delay:g} s, poll "
             f"{options.poll:g} s, {os.cpu_count()} CPUs (all at their previous image after)"
         )
-        print(f"  ratio engine / direct          {ratio:7.2f}     (target ≤ 1.2)")
-        print(f"  ratio engine / direct+checks   {checked_ratio:7.2f}")
-        print(f"  (engine run as recorded: confirmed → finished {recorded:.2f} s)")
+        each = ", ".join(f"{ratio:.2f}" for ratio in ratios)
+        print(
+            f"  ratio engine / direct          {statistics.median(ratios):7.2f}     "
+            f"(target ≤ 1.2; median of {len(ratios)} rounds: {each})"
+        )
+        each = ", ".join(f"{ratio:.2f}" for ratio in checked_ratios)
+        print(
+            f"  ratio engine / direct+checks   {statistics.median(checked_ratios):7.2f}     "
+            f"(rounds: {each})"
+        )
+        print(f"  the median round ({middle + 1}):")
+        print(f"  (engine run as recorded: confirmed → finished {engine['recorded']:.2f} s)")
         print("  path               wall  requests   CPU s: client  stand-in  PostgreSQL  Redis")
         for label, figures in (
             ("engine", engine),
@@ -449,7 +474,8 @@ def bench(options: argparse.Namespace) -> int:
             )
         per_step = engine["client"] / count * 1000
         print(f"  (client: the Celery worker for the engine, {per_step:.0f} ms per step)")
-        for label, found in (("burst of " + str(count), parallel), ("single-step runs", single)):
+        bursts_label = f"bursts of {count} ({len(ratios)} rounds)"
+        for label, found in ((bursts_label, parallel), ("single-step runs", single)):
             print(f"Enqueue → first API call, {label}:")
             served = _percentiles(found["served"])
             print(f"  served by the API              {served}   (target p50 ≤ 100 ms)")
@@ -476,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--status-delay", type=float, default=1.0, help="seconds per rollout")
     parser.add_argument("--poll", type=float, default=0.25, help="rollout poll, every path")
     parser.add_argument("--single-runs", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="engine/direct pairs, side by side")
     parser.add_argument(
         "--steps-per-message", type=int, default=25, help="ROLLBACK_STEPS_PER_MESSAGE"
     )
