@@ -471,9 +471,9 @@ def run_confirm_and_start(*, run: Run, actor: User, confirmation: str, enqueue: 
                     incident = incident_record_instant(
                         incident=incident, instant=instant, at=now, actor=actor
                     )
-    if enqueue:  # first: after commit, the steps go out before the start notice is written
-        engine.advance_locked(locked)
     comms_hooks.run_started(locked)
+    if enqueue:
+        engine.advance_locked(locked)
     return locked
 
 
