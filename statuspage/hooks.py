@@ -1,7 +1,8 @@
 """What the rollback code calls when a run starts or finishes: after its transaction
-commits, an internal notice is written and sent. Communications never hold up or break a
-rollback: the work happens after commit, and any error is logged, not raised (the beat
-sweep writes a notice that was missed)."""
+commits, a task writes and sends an internal notice. Communications never hold up or break
+a rollback: the commit only enqueues (the notice's queries and rendering used to delay the
+steps a started run sends out), and any error is logged, not raised (the beat sweep writes
+a notice that was missed)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ logger = logging.getLogger(__name__)
 
 def _notify(run_id: int, event: str) -> None:
     try:
-        from statuspage.comms import run_event_notice
+        from statuspage.tasks import run_notice
 
-        run_event_notice(run_id=run_id, event=event)
+        run_notice.delay(run_id, event)
     except Exception:
-        logger.exception("could not write the %s notice of run %s", event, run_id)
+        logger.exception("could not hand out the %s notice of run %s", event, run_id)
 
 
 def run_started(run: Any) -> None:

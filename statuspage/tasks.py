@@ -35,6 +35,12 @@ def notice_deliver(self: Any, delivery_id: int) -> str:
 
 
 @app.task(acks_late=True, ignore_result=True, soft_time_limit=50, time_limit=55)
+def run_notice(run_id: int, event: str) -> None:
+    """Write the notice of a rollback run starting or finishing (and hand out its sends)."""
+    comms.run_event_notice(run_id=run_id, event=event)
+
+
+@app.task(acks_late=True, ignore_result=True, soft_time_limit=50, time_limit=55)
 def comms_sweep() -> None:
     """Every STATUS_SWEEP_SECONDS (Celery beat): notices, lost deliveries, reminders."""
     found = comms.sweep()
