@@ -789,10 +789,14 @@ def _claim_pending(
                 run__dry_run=False,
             ).update(apply_started_at=now)
         steps = list(
-            Step.objects.select_related("run", "run__incident", "service")
+            Step.objects.select_related("service")
             .filter(pk__in=claimed)
             .order_by("group", "position")
         )
+        # A batch's steps share their run and incident: one copy of each, not one per step.
+        runs = Run.objects.select_related("incident").in_bulk({step.run_id for step in steps})
+        for step in steps:
+            step.run = runs[step.run_id]
         timeline_append_all(
             [
                 TimelineEntry(
