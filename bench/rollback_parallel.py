@@ -26,6 +26,9 @@ the client side (the Celery worker, or the direct process), the stand-in (this p
 the bench's own polling included), PostgreSQL and Redis: where the engine's extra time goes.
 `--steps-per-message` sets ROLLBACK_STEPS_PER_MESSAGE for the worker.
 
+For reference beside the burst's latency it prints the direct path's own: from its threads'
+start to each Deployment's first request served (no queue, no claim, no database).
+
 Latency: from a step being enqueued (and from the commander's confirmation) to the first API
 request for it arriving at the stand-in, p50/p95; the worker's side of it (request sent,
 step claimed) comes from a trace the worker pushes to Redis (bench/settings.py). Measured
@@ -124,10 +127,11 @@ def run_direct(url: str, poll: float, verify: bool, namespaces: list[str]) -> No
     from kubernetes import client
 
     client.AppsV1Api, client.CoreV1Api  # noqa: B018  (load the client's models first)
-    started = time.monotonic()
+    began, started = time.time(), time.monotonic()
     with ThreadPoolExecutor(max_workers=len(namespaces)) as pool:
         list(pool.map(lambda ns: direct_undo(url, ns, poll, verify), namespaces))
-    print(json.dumps({"wall": time.monotonic() - started, "cpu": time.process_time()}))
+    wall = time.monotonic() - started
+    print(json.dumps({"wall": wall, "cpu": time.process_time(), "began": began}))
 
 
 # -- measuring -------------------------------------------------------------------------------
@@ -320,9 +324,7 @@ class Bench:
             found["claimed"].append((step.started_at.timestamp() - enqueued) * 1000)
         return found
 
-    def direct(
-        self, namespaces: list[str], *, verify: bool, env: dict[str, str]
-    ) -> dict[str, float]:
+    def direct(self, namespaces: list[str], *, verify: bool, env: dict[str, str]) -> dict[str, Any]:
         command = [sys.executable, __file__, "--direct", self.standin.url]
         command += [str(self.options.poll), "verify" if verify else "bare", *namespaces]
         phase = Phase(self.arrivals, set())
@@ -332,7 +334,14 @@ class Bench:
         if child.returncode:
             raise SystemExit(f"the direct path failed:\n{child.stderr[-2000:]}")
         reported = json.loads(child.stdout.strip().splitlines()[-1])
-        return {**phase.end(client_cpu=reported["cpu"]), "wall": reported["wall"]}
+        # The same latency as the engine's, for reference: from the threads' start (no queue,
+        # no claim) to each Deployment's first request served.
+        began = reported["began"]
+        first = [
+            (self.arrivals.first(f"/apis/apps/v1/namespaces/{ns}/", began) - began) * 1000
+            for ns in namespaces
+        ]
+        return {**phase.end(client_cpu=reported["cpu"]), "wall": reported["wall"], "first": first}
 
 
 def bench(options: argparse.Namespace) -> int:
@@ -416,8 +425,9 @@ def bench(options: argparse.Namespace) -> int:
 
         # Each round runs the three paths side by side; the ratios are per round, the figures
         # reported the median round's.
-        measured: list[dict[str, dict[str, float]]] = []
+        measured: list[dict[str, dict[str, Any]]] = []
         parallel: dict[str, list[float]] = {}
+        direct_first: list[float] = []
         for r in rounds:
             print(f"Round {r + 1}: engine, one run of {count} parallel steps…", flush=True)
             phase = Phase(arrivals, {w.pid for w in workers})
@@ -428,6 +438,7 @@ def bench(options: argparse.Namespace) -> int:
                 parallel.setdefault(name, []).extend(values)
             print(f"Round {r + 1}: direct, kubernetes client, a thread per Deployment…")
             direct = bench.direct(direct_ns[r], verify=False, env=env)
+            direct_first.extend(direct["first"])
             print(f"Round {r + 1}: direct, plus the engine's verification reads…", flush=True)
             checked = bench.direct(checked_ns[r], verify=True, env=env)
             measured.append({"engine": engine, "direct": direct, "checked": checked})
@@ -482,6 +493,8 @@ def bench(options: argparse.Namespace) -> int:
             print(f"  sent by the worker             {_percentiles(found['sent'])}")
             print(f"  step claimed by the worker     {_percentiles(found['claimed'])}")
             print(f"  (confirm → served              {_percentiles(found['confirm'])})")
+            if found is parallel:
+                print(f"  (direct: thread start → served {_percentiles(direct_first)})")
         print(f"Timeline entries written: {bench.incident.timeline.count()}")
         return 0
     finally:
