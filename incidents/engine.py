@@ -594,17 +594,22 @@ def retry_delay(retries_done: int, *, retry_after: float | None = None) -> float
 
 
 class _Heartbeats:
-    """One thread per process marks every step this process is running as alive."""
+    """One thread per process marks every step this process is running as alive.
+
+    A step still running when Celery's hard time limit would have stopped it (its deadline
+    plus the margin) stops beating: a step thread that hangs is not interrupted by the time
+    limits of the task that started it, so the recovery sweep takes the step over instead,
+    fences the hung thread out, and ends it past its deadline."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._claims: dict[str, int] = {}
+        self._claims: dict[str, tuple[int, datetime | None]] = {}
         self._thread: threading.Thread | None = None
         self._pid = 0
 
-    def register(self, token: str, step_id: int) -> None:
+    def register(self, token: str, step_id: int, deadline: datetime | None = None) -> None:
         with self._lock:
-            self._claims[token] = step_id
+            self._claims[token] = (step_id, deadline)
             if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
                 self._pid = os.getpid()
                 self._thread = threading.Thread(
@@ -620,8 +625,13 @@ class _Heartbeats:
         try:
             while True:
                 time.sleep(heartbeat_seconds())
+                cutoff = timezone.now() - timedelta(seconds=_HARD_LIMIT_MARGIN)
                 with self._lock:
-                    tokens = list(self._claims)
+                    tokens = [
+                        token
+                        for token, (_, deadline) in self._claims.items()
+                        if deadline is None or deadline > cutoff
+                    ]
                 if not tokens:
                     continue
                 try:
@@ -866,6 +876,7 @@ class _StepExecution:
         self.token = claim.token
         self.resumed = claim.resumed
         self.apply_marked = claim.apply_marked
+        self.apply_called = False
         self.dispatcher = dispatcher
         self.final_attempt = final_attempt
         self.log_writer = StepLogWriter(
@@ -917,6 +928,7 @@ class _StepExecution:
                 )
             else:
                 self._update(apply_started_at=timezone.now())
+            self.apply_called = True
             result = backend.apply(target, log=self.log)
             self.record_applied(result.detail, dict(result.facts), result.changed)
         else:
@@ -961,6 +973,14 @@ class _StepExecution:
 
     def log(self, line: str) -> None:
         self.log_writer(line)
+
+    def forget_unstarted_apply(self) -> None:
+        """Clear the apply start the claim recorded when this attempt ends before applying
+        (its deadline passed in the queue, the backend could not be built): a later attempt
+        must not take the step for one that may have applied."""
+        if self.apply_marked and not self.apply_called:
+            self._update(apply_started_at=None)
+            self.apply_marked = False
 
     def record_applied(self, detail: str, facts: dict[str, Any], changed: bool) -> None:
         with transaction.atomic():
@@ -1083,11 +1103,19 @@ class _StepExecution:
             timeline_append_all(entries)
         # After the commit: of steps finishing at once, the last to commit sees its group
         # done (maybe others do too); run_advance takes the run's lock and acts once.
-        group_done = not Step.objects.filter(
-            run_id=step.run_id, group=step.group, state__in=_UNFINISHED
-        ).exists()
-        if group_done:
-            run_advance(step.run_id, dispatcher=self.dispatcher)
+        try:
+            group_done = not Step.objects.filter(
+                run_id=step.run_id, group=step.group, state__in=_UNFINISHED
+            ).exists()
+            if group_done:
+                run_advance(step.run_id, dispatcher=self.dispatcher)
+        except Exception:
+            # The outcome is committed: this is the run's business now, not the step's.
+            logger.exception("run %s not advanced after step %s; queueing it", step.run_id, step.pk)
+            try:
+                self.dispatcher.advance_run(step.run_id)
+            except Exception:  # the recovery sweep advances a quiet run
+                logger.exception("run %s could not be queued for advancing", step.run_id)
         return state
 
 
@@ -1157,11 +1185,14 @@ def steps_execute(
     dispatcher: Dispatcher | None = None,
     worker: str | None = None,
     time_limit_errors: tuple[type[BaseException], ...] = (),
+    on_retry: Callable[[int, StepRetry], None] | None = None,
 ) -> dict[int, str | StepRetry]:
     """Execute several steps of a parallel group at once: claim the pending ones in one
     transaction (and take over stalled ones one by one), then run each on a thread of its
     own. Returns, per step it claimed, the state it ended in, or the StepRetry that put it
-    back to pending (the caller schedules the retry).
+    back to pending. `on_retry(step_id, retry)` is called from the step's thread as soon as
+    that happens, so a retry never waits for the rest of the batch (whose rollouts may take
+    minutes) while the step's deadline runs.
 
     A group starts as one message and one claim instead of one of each per step: a burst of
     steps no longer waits for the worker to take its messages and claims one at a time.
@@ -1179,12 +1210,14 @@ def steps_execute(
         try:
             return _execute_claimed(claim, dispatch, final_attempt, time_limit_errors)
         except StepRetry as retry:
+            if on_retry is not None:
+                on_retry(claim.step.pk, retry)
             return retry
 
     if len(claims) <= 1:
         return {claim.step.pk: execute(claim) for claim in claims}
     for claim in claims:  # beating already, while a step waits for a free thread
-        _heartbeats.register(claim.token, claim.step.pk)
+        _heartbeats.register(claim.token, claim.step.pk, claim.step.deadline)
     pool = _step_threads()
     outcomes = {claim.step.pk: pool.submit(_in_step_thread, execute, claim) for claim in claims}
     return {step_id: future.result() for step_id, future in outcomes.items()}
@@ -1230,12 +1263,13 @@ def _execute_claimed(
 ) -> str:
     """step_execute's work once the step is claimed."""
     step_id = claim.step.pk
-    execution = _StepExecution(claim, dispatch, final_attempt)
-    _heartbeats.register(claim.token, step_id)
+    _heartbeats.register(claim.token, step_id, claim.step.deadline)
     try:
+        execution = _StepExecution(claim, dispatch, final_attempt)
         try:
             return execution.execute()
         except BackendError as error:
+            execution.forget_unstarted_apply()
             retry_after = retry_after_hint(error)
             deadline_left = (execution.deadline - timezone.now()).total_seconds()
             attempts_left = not final_attempt and deadline_left > 0
@@ -1244,6 +1278,7 @@ def _execute_claimed(
                 raise StepRetry(error, retry_after=retry_after) from error
             return execution.finish(StepState.FAILED, reason=str(error), retryable=error.retryable)
         except time_limit_errors:
+            execution.forget_unstarted_apply()
             return execution.finish(
                 StepState.FAILED,
                 reason=f"the step ran past its time limit ({claim.step.timeout_seconds} s "
@@ -1254,6 +1289,7 @@ def _execute_claimed(
             raise
         except Exception as error:
             logger.exception("step %s failed with an unexpected error", step_id)
+            execution.forget_unstarted_apply()
             return execution.finish(
                 StepState.FAILED, reason=f"internal error: {error!r}", retryable=False
             )

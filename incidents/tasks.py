@@ -64,19 +64,21 @@ def step_execute(self: Any, step_id: int) -> None:
 def steps_execute(step_ids: list[int]) -> None:
     """Execute several steps of a parallel group at once, a thread each. A step that hits
     a retryable error goes back to the queue on its own, as step_execute's first retry."""
-    outcomes = engine.steps_execute(
+    dispatcher = engine.CeleryDispatcher()
+
+    def retry(step_id: int, outcome: engine.StepRetry) -> None:
+        delay = engine.retry_delay(0, retry_after=outcome.retry_after)
+        if not outcome.retry_after:
+            delay *= random.uniform(0.5, 1.0)  # a group's retries do not return at once
+        dispatcher.retry_step(step_id, delay=delay)
+
+    engine.steps_execute(
         step_ids,
         final_attempt=engine.max_step_retries() <= 0,
         worker=steps_execute.request.hostname or None,
         time_limit_errors=(SoftTimeLimitExceeded,),
+        on_retry=retry,
     )
-    dispatcher = engine.CeleryDispatcher()
-    for step_id, outcome in outcomes.items():
-        if isinstance(outcome, engine.StepRetry):
-            delay = engine.retry_delay(0, retry_after=outcome.retry_after)
-            if not outcome.retry_after:
-                delay *= random.uniform(0.5, 1.0)  # a group's retries do not return at once
-            dispatcher.retry_step(step_id, delay=delay)
 
 
 @app.task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)

@@ -3,12 +3,15 @@ transaction and run side by side on the worker's step threads."""
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from incidents import engine, rollbacks, tasks
-from incidents.models import Run, RunState, StepState, TimelineEntry, TimelineKind
+from incidents.models import Run, RunState, Step, StepState, TimelineEntry, TimelineKind
 from incidents.rollbacks import StepSpec
 from tests.incidents.engine_factories import IncidentFactory, KubeServiceFactory
 from tests.incidents.engine_fixtures import *  # noqa: F403
@@ -150,3 +153,49 @@ def test_a_dry_run_batch_records_no_apply_start(commander, kube):
 
     assert len(claims) == 2 and not any(claim.apply_marked for claim in claims)
     assert all(step.apply_started_at is None for step in run.steps.all())
+
+
+def test_a_retry_in_a_batch_goes_out_before_its_slower_siblings_finish(
+    commander, kube, monkeypatch
+):
+    kube.set_status_delay(0.8)
+    run = _group(commander, kube, "a", "b")
+    kube.fail_next(1, status=503, path="/deployments/b$")
+    sent_at: list[Any] = []
+    monkeypatch.setattr(
+        tasks.step_execute, "apply_async", lambda args, **options: sent_at.append(timezone.now())
+    )
+
+    tasks.steps_execute(_step_ids(run))
+
+    a = run.steps.get(position=1)
+    assert a.state == StepState.SUCCEEDED
+    assert len(sent_at) == 1 and sent_at[0] < a.finished_at
+
+
+def test_a_batch_step_that_ends_before_applying_leaves_no_apply_start_behind(commander, kube):
+    run = _group(commander, kube, "a", "b")
+    broken = run.steps.get(position=2).service
+    broken.target_config = {"namespace": "shop"}  # names no Deployment: the backend refuses
+    broken.save()
+
+    engine.steps_execute(_step_ids(run), dispatcher=engine.InlineDispatcher())
+
+    b = run.steps.get(position=2)
+    assert b.state == StepState.FAILED and "deployment" in b.error
+    assert b.apply_started_at is None
+
+
+def test_a_step_past_its_deadline_and_the_time_limit_margin_stops_beating(commander, kube):
+    run = _group(commander, kube, "a")
+    (claim,) = engine._claim_pending(_step_ids(run), "a worker whose thread hangs")
+    long_ago = timezone.now() - timedelta(hours=1)
+    Step.objects.filter(pk=claim.step.pk).update(deadline=long_ago, heartbeat_at=long_ago)
+
+    engine._heartbeats.register(claim.token, claim.step.pk, long_ago)
+    try:
+        time.sleep(0.6)  # the tests beat every 0.2 s
+    finally:
+        engine._heartbeats.unregister(claim.token)
+
+    assert Step.objects.get(pk=claim.step.pk).heartbeat_at == long_ago
