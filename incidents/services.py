@@ -89,6 +89,12 @@ class _Announcer:
         self._pid = 0
         self._queue: queue.SimpleQueue[tuple[int, dict[str, int]]] = queue.SimpleQueue()
 
+    def forget_parent(self) -> None:
+        """In a forked child (a Celery prefork child): the parent's lock may have been held
+        at the fork, and its thread is not here. Start afresh."""
+        self._lock = threading.Lock()
+        self._pid = 0
+
     def send(self, incident_id: int, message: dict[str, int]) -> None:
         with self._lock:
             if self._pid != os.getpid():  # first use, or a forked child: a thread of its own
@@ -114,6 +120,7 @@ class _Announcer:
 
 
 _announcer = _Announcer()
+os.register_at_fork(after_in_child=_announcer.forget_parent)
 
 
 def _publish(incident_id: int, message: dict[str, int]) -> None:
