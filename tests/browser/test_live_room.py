@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from playwright.sync_api import Browser, Page, expect
 
 from incidents import rollbacks, selectors
-from incidents.models import Run, RunState
+from incidents.models import Run, RunState, TimelineEntry, TimelineKind
 from incidents.rollbacks import StepSpec
 from tests.chromium import log_in
 from tests.factories import UserFactory
@@ -85,6 +85,12 @@ def test_two_watchers_see_every_step_finish_and_lose_nothing_when_the_stream_dro
         time.sleep(0.2)
     run.refresh_from_db()
     assert run.state == RunState.SUCCEEDED, run.failure_reason
+    # The run's finished notice is written by a task of its own, just after the run ends.
+    while not TimelineEntry.objects.filter(
+        incident=incident, kind=TimelineKind.COMMS_SENT, body__contains="finished"
+    ).exists():
+        assert time.monotonic() < deadline, "the finished notice was not written"
+        time.sleep(0.2)
     written = [entry.pk for entry in selectors.incident_timeline(incident)]
     for page in (commanding, watching):
         expect(page.locator("#live-status")).to_have_text("Live")
