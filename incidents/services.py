@@ -146,7 +146,7 @@ def timeline_append(
     Call inside the transaction that made the change the entry describes.
     """
     real_actor = actor if actor is not None and actor.is_authenticated else None
-    entry = TimelineEntry.objects.create(
+    entry = TimelineEntry(
         incident=incident,
         kind=kind,
         body=body,
@@ -154,9 +154,7 @@ def timeline_append(
         actor_label=actor_label,
         payload=payload or {},
     )
-    incident_id, entry_id = incident.pk, entry.pk
-    transaction.on_commit(lambda: _publish(incident_id, {"entry": entry_id}))
-    return entry
+    return timeline_append_all([entry])[0]
 
 
 def timeline_append_all(entries: Sequence[TimelineEntry]) -> list[TimelineEntry]:
