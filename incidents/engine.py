@@ -279,19 +279,18 @@ class CeleryDispatcher:
                 ids = [step.pk for step in chunk]
                 steps_execute.apply_async_on_commit((ids,), **limits)  # type: ignore[attr-defined]
 
-    def retry_step(self, step_id: int, *, delay: float) -> None:
+    def retry_step(self, step: Step, *, delay: float) -> None:
         """Deliver a step of a steps_execute message again in `delay` seconds, counted as
         its first automatic retry (step_execute retries it further, up to max_retries)."""
         from incidents.tasks import step_execute
 
-        timeout_seconds = Step.objects.values_list("timeout_seconds", flat=True).get(pk=step_id)
         options: dict[str, Any] = {
             "countdown": delay,
             "retries": 1,  # Celery's own count, which step_execute's max_retries reads
-            "soft_time_limit": timeout_seconds + _SOFT_LIMIT_MARGIN,
-            "time_limit": timeout_seconds + _HARD_LIMIT_MARGIN,
+            "soft_time_limit": step.timeout_seconds + _SOFT_LIMIT_MARGIN,
+            "time_limit": step.timeout_seconds + _HARD_LIMIT_MARGIN,
         }
-        step_execute.apply_async((step_id,), **options)
+        step_execute.apply_async((step.pk,), **options)
 
     def advance_run(self, run_id: int) -> None:
         from incidents.tasks import run_advance as run_advance_task
@@ -1185,12 +1184,12 @@ def steps_execute(
     dispatcher: Dispatcher | None = None,
     worker: str | None = None,
     time_limit_errors: tuple[type[BaseException], ...] = (),
-    on_retry: Callable[[int, StepRetry], None] | None = None,
+    on_retry: Callable[[Step, StepRetry], None] | None = None,
 ) -> dict[int, str | StepRetry]:
     """Execute several steps of a parallel group at once: claim the pending ones in one
     transaction (and take over stalled ones one by one), then run each on a thread of its
     own. Returns, per step it claimed, the state it ended in, or the StepRetry that put it
-    back to pending. `on_retry(step_id, retry)` is called from the step's thread as soon as
+    back to pending. `on_retry(step, retry)` is called from the step's thread as soon as
     that happens, so a retry never waits for the rest of the batch (whose rollouts may take
     minutes) while the step's deadline runs.
 
@@ -1211,7 +1210,7 @@ def steps_execute(
             return _execute_claimed(claim, dispatch, final_attempt, time_limit_errors)
         except StepRetry as retry:
             if on_retry is not None:
-                on_retry(claim.step.pk, retry)
+                on_retry(claim.step, retry)
             return retry
 
     if len(claims) <= 1:

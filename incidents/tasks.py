@@ -21,6 +21,7 @@ from django.db import connections
 
 from console.celery import app
 from incidents import engine, verification
+from incidents.models import Step
 
 logger = logging.getLogger(__name__)
 _recovery_stop = threading.Event()
@@ -66,11 +67,11 @@ def steps_execute(step_ids: list[int]) -> None:
     a retryable error goes back to the queue on its own, as step_execute's first retry."""
     dispatcher = engine.CeleryDispatcher()
 
-    def retry(step_id: int, outcome: engine.StepRetry) -> None:
+    def retry(step: Step, outcome: engine.StepRetry) -> None:
         delay = engine.retry_delay(0, retry_after=outcome.retry_after)
         if not outcome.retry_after:
             delay *= random.uniform(0.5, 1.0)  # a group's retries do not return at once
-        dispatcher.retry_step(step_id, delay=delay)
+        dispatcher.retry_step(step, delay=delay)
 
     engine.steps_execute(
         step_ids,
