@@ -1217,7 +1217,7 @@ def steps_execute(
         return {claim.step.pk: execute(claim) for claim in claims}
     for claim in claims:  # beating already, while a step waits for a free thread
         _heartbeats.register(claim.token, claim.step.pk, claim.step.deadline)
-    pool = _step_threads()
+    pool = _step_thread_pool()
     outcomes = {claim.step.pk: pool.submit(_in_step_thread, execute, claim) for claim in claims}
     return {step_id: future.result() for step_id, future in outcomes.items()}
 
@@ -1232,7 +1232,7 @@ _step_pool_lock = threading.Lock()
 _step_pool: tuple[int, ThreadPoolExecutor] | None = None
 
 
-def _step_threads() -> ThreadPoolExecutor:
+def _step_thread_pool() -> ThreadPoolExecutor:
     """This process's threads for steps_execute. They outlive a task, as Celery's own pool
     threads do, so a group does not start dozens of threads, and each keeps its reusable
     backends."""
