@@ -64,6 +64,12 @@ class ObjectStore(Protocol):
     def list_objects(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """Copies of the stored objects of a kind."""
 
+    def peek_object(self, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """The stored object itself, not a copy (read it, never change it), or None."""
+
+    def peek_objects(self, plural: str) -> list[dict[str, Any]]:
+        """The stored objects of a kind in every namespace, not copies (read, never change)."""
+
     def put_object(self, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
         """Store a new version (create or replace); returns it with its resourceVersion."""
 
@@ -72,6 +78,7 @@ class ObjectStore(Protocol):
 
 
 Scheduler = Callable[[float, Callable[[], None]], object]
+Reader = Callable[[str, str | None, str], dict[str, Any] | None]
 
 
 def now_rfc3339() -> str:
@@ -220,16 +227,21 @@ class WorkloadControllers:
 
     def tick(self) -> None:
         """Advance time-driven state: crash-looping restarts and progress deadlines."""
-        touched: dict[str, dict[str, Any]] = {}
-        for pod in self.store.list_objects("pods"):
-            replica_set = self._owner_replica_set(pod)
+        touched: dict[str, Mapping[str, Any]] = {}
+        # Most ReplicaSets do not crash: judge them as stored, and copy only the pods of
+        # those that do.
+        for seen in self.store.peek_objects("replicasets"):
+            crashing = self._crashing_containers(seen, read=self.store.peek_object)
+            if not crashing:
+                continue
+            for pod in self._pods_of(seen):
+                if self._restart_crashing_containers(pod, crashing):
+                    self.store.put_object("pods", pod)
+                    touched[seen["metadata"]["uid"]] = seen
+        for crashed in touched.values():
+            replica_set = self._reread("replicasets", crashed)
             if replica_set is None:
                 continue
-            crashing = self._crashing_containers(replica_set)
-            if crashing and self._restart_crashing_containers(pod, crashing):
-                self.store.put_object("pods", pod)
-                touched[replica_set["metadata"]["uid"]] = replica_set
-        for replica_set in touched.values():
             self._refresh_replica_set_status(replica_set)
             deployment = self._owner_deployment(replica_set)
             if deployment is not None:
@@ -478,10 +490,13 @@ class WorkloadControllers:
         status["conditions"] = conditions
         self.store.put_object("deployments", deployment)
 
-    def _owner_deployment(self, replica_set: Mapping[str, Any]) -> dict[str, Any] | None:
+    def _owner_deployment(
+        self, replica_set: Mapping[str, Any], *, read: Reader | None = None
+    ) -> dict[str, Any] | None:
+        read = read or self.store.get_object
         for reference in replica_set["metadata"].get("ownerReferences") or []:
             if reference.get("kind") == "Deployment":
-                deployment = self.store.get_object(
+                deployment = read(
                     "deployments", replica_set["metadata"]["namespace"], reference["name"]
                 )
                 if deployment is not None and deployment["metadata"]["uid"] == reference.get("uid"):
@@ -572,13 +587,15 @@ class WorkloadControllers:
             replica_set["status"] = status
             self.store.put_object("replicasets", replica_set)
 
-    def _crashing_containers(self, replica_set: Mapping[str, Any]) -> set[str]:
+    def _crashing_containers(
+        self, replica_set: Mapping[str, Any], *, read: Reader | None = None
+    ) -> set[str]:
         template = replica_set["spec"]["template"]
         containers = (template.get("spec") or {}).get("containers") or []
         flagged = ((template.get("metadata") or {}).get("annotations") or {}).get(
             CRASH_LOOP_ANNOTATION
         ) == "true"
-        deployment = self._owner_deployment(replica_set)
+        deployment = self._owner_deployment(replica_set, read=read)
         if deployment is not None:
             annotations = deployment["metadata"].get("annotations") or {}
             flagged = flagged or annotations.get(CRASH_LOOP_ANNOTATION) == "true"

@@ -338,6 +338,11 @@ class KubeStandin(kmock.KubernetesEmulator):
     _faults_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
     _stopping: asyncio.Event | None = attrs.field(default=None, init=False)
     _ticker: asyncio.Task[None] | None = attrs.field(default=None, init=False)
+    # The stored objects' keys by kind and namespace: a list reads its namespace's
+    # objects only, as the API server reads one key prefix, not the whole store.
+    _keys_by_scope: dict[tuple[Any, str | None], dict[str, tuple]] = attrs.field(
+        factory=dict, init=False
+    )
     # (ids of the reactions as registered, the reactions in serving order)
     _sorted_payloads: tuple[list[int], list[Any]] | None = attrs.field(default=None, init=False)
 
@@ -676,19 +681,36 @@ class KubeStandin(kmock.KubernetesEmulator):
             return None
         return json_copy(self._objects[key].raw)
 
+    def peek_object(self, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """The stored object itself, not a copy (read it, never change it), or None."""
+        key = self._key(resource_type(plural), namespace, name)
+        if key not in self._objects or self._objects[key].deleted:
+            return None
+        return self._objects[key].raw
+
     def list_objects(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """Copies of the stored objects of a kind, in one namespace or all, sorted by name."""
+        return [json_copy(raw) for raw in self._stored(plural, namespace)]
+
+    def peek_objects(self, plural: str) -> list[dict[str, Any]]:
+        """The stored objects of a kind in every namespace, not copies (read, never change)."""
+        return self._stored(plural, None)
+
+    def _stored(self, plural: str, namespace: str | None) -> list[dict[str, Any]]:
         rt = resource_type(plural)
-        # The namespace first: comparing strings is cheap, comparing kmock's resource
-        # references and reading `deleted` is not, and every list request scans the store.
-        found = [
-            (key[1] or "", key[2], obj)
-            for key, obj in self._objects.items()
-            if (namespace is None or key[1] == namespace)
-            and key[0] == rt.resource
-            and not obj.deleted
-        ]
-        return [json_copy(obj.raw) for _, _, obj in sorted(found, key=lambda t: t[:2])]
+        if namespace is not None or not rt.namespaced:
+            scopes = [self._keys_by_scope.get((rt.resource, namespace if rt.namespaced else None))]
+        else:
+            scopes = [
+                keys for (kind, _), keys in self._keys_by_scope.items() if kind == rt.resource
+            ]
+        found = sorted(
+            ((key[1] or "", key[2]), self._objects[key])
+            for keys in scopes
+            if keys
+            for key in keys.values()
+        )
+        return [obj.raw for _, obj in found if not obj.deleted]
 
     def put_object(self, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
         """Store a new version of `obj` (create or replace), with a new resourceVersion."""
@@ -707,6 +729,7 @@ class KubeStandin(kmock.KubernetesEmulator):
         metadata["resourceVersion"] = str(self._resource_version)
         if old is None:
             self._objects[key] = obj
+            self._keys_by_scope.setdefault(key[:2], {})[key[2]] = key
         else:
             history = self._objects[key].history
             history.append(obj)
@@ -721,7 +744,13 @@ class KubeStandin(kmock.KubernetesEmulator):
         old = self.get_object(plural, namespace, name)
         if old is None:
             return None
-        del self._objects[self._key(rt, namespace, name)]
+        key = self._key(rt, namespace, name)
+        del self._objects[key]
+        scope = self._keys_by_scope.get(key[:2])
+        if scope is not None:
+            scope.pop(key[2], None)
+            if not scope:
+                del self._keys_by_scope[key[:2]]
         self._resource_version += 1
         old["metadata"]["resourceVersion"] = str(self._resource_version)
         self._emit(rt, "DELETED", old, old)

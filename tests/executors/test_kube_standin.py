@@ -234,6 +234,31 @@ def test_deleting_a_deployment_deletes_its_replica_sets_and_pods(kube_standin) -
     assert kube_standin.list("pods", "shop") == []
 
 
+def test_lists_hold_their_namespace_only_and_forget_deleted_objects(kube_standin) -> None:
+    kube_standin.seed(
+        [
+            {"namespace": namespace, "name": name, "images": ["app:1"]}
+            for namespace in ("shop", "blog")
+            for name in ("web", "api")
+        ]
+    )
+
+    requests.delete(f"{kube_standin.url}{DEPLOYMENTS}/api", timeout=5).raise_for_status()
+
+    def names(namespace: str | None) -> list[tuple[str, str]]:
+        return [
+            (d["metadata"]["namespace"], d["metadata"]["name"])
+            for d in kube_standin.list("deployments", namespace)
+        ]
+
+    assert names("shop") == [("shop", "web")]
+    assert names("blog") == [("blog", "api"), ("blog", "web")]
+    assert names(None) == [("blog", "api"), ("blog", "web"), ("shop", "web")]
+    assert [rs["metadata"]["namespace"] for rs in kube_standin.list("replicasets", "shop")] == [
+        "shop"
+    ]
+
+
 def test_apps_discovery_lists_deployments_and_their_scale_subresource(kube_standin) -> None:
     discovery = get(kube_standin, "/apis/apps/v1")
 
