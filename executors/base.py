@@ -9,6 +9,7 @@ checks the outcome.
 
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -205,12 +206,20 @@ def poll_until(
     log: LogLine,
     interval: float = 0.5,
     what: str,
+    since: float | None = None,
 ) -> None:
     """Call `condition` until it returns (True, _), logging each new progress message.
+
+    The first call is at once; later calls keep to a grid `interval` apart, counted from
+    `since` (the monotonic instant the change was made, when known) or from the first
+    call. A slow call or slow bookkeeping before the wait therefore never shifts the
+    grid: the outcome is seen within `interval` of its happening, as if polling had begun
+    with the change. A call that overruns its slot skips to the next one.
 
     Raises DeadlineExceeded when `deadline` (monotonic seconds) passes first.
     """
     last_message = None
+    anchor = time.monotonic() if since is None else since
     while True:
         done, message = condition()
         if message != last_message:
@@ -218,6 +227,10 @@ def poll_until(
             last_message = message
         if done:
             return
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        if now >= deadline:
             raise DeadlineExceeded(f"{what}: deadline passed; last state: {message}")
-        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+        slot = now
+        if interval > 0:
+            slot = anchor + (math.floor((now - anchor) / interval) + 1) * interval
+        time.sleep(max(0.0, min(slot, deadline) - now))

@@ -332,6 +332,7 @@ class KubernetesDeploymentBackend(Backend):
         self.max_workers = max_workers
         self._api_client: kube_client.ApiClient | None = None
         self._observed: dict[str, tuple[float, dict[str, Any]]] = {}  # name: (when, as read)
+        self._changed_at: float | None = None  # monotonic: when apply last wrote
 
     @classmethod
     def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -770,6 +771,7 @@ class KubernetesDeploymentBackend(Backend):
     def apply(self, target: RollbackTarget, *, log: LogLine = discard_log) -> ApplyResult:
         """Roll back every target Deployment (in parallel); a repeat changes nothing."""
         self._observed.clear()  # what an earlier wait saw is no longer the outcome
+        self._changed_at = None
         operation = _operation(target)
         if operation == "apply_manifest":
             outcomes = [self._apply_manifest(target, log)]
@@ -782,6 +784,8 @@ class KubernetesDeploymentBackend(Backend):
                 lambda d: self._apply_one(d["metadata"]["name"], target, operation, log, read=d)
             )
         changed = [outcome for outcome in outcomes if outcome.changed]
+        if changed:
+            self._changed_at = time.monotonic()
         if not outcomes:
             detail = f"no Deployments match in namespace {self.namespace}"
         elif changed:
@@ -941,6 +945,7 @@ class KubernetesDeploymentBackend(Backend):
             log=log,
             interval=self.poll_interval,
             what=f"rollout in namespace {self.namespace}",
+            since=self._changed_at,  # the rollout's clock starts at the write
         )
 
     def _target_names(self, target: RollbackTarget) -> list[str]:
