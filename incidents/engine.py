@@ -665,7 +665,7 @@ class StepLogWriter:
         self._owner = owner or threading.current_thread()
         self._lock = threading.Lock()
         self._buffer: list[tuple[datetime, str]] = []
-        self._last_flush = time.monotonic()
+        self._last_flush: float | None = None  # monotonic; None until the first line
         # `first`: the step's first attempt, freshly claimed, so nothing is logged yet.
         # Otherwise the next number is read at the first write: earlier attempts logged.
         self._next_seq = 1 if first else 0
@@ -679,12 +679,18 @@ class StepLogWriter:
         if len(text) > _LOG_LINE_MAX_CHARS:
             text = text[:_LOG_LINE_MAX_CHARS] + " …"
         with self._lock:
+            now = time.monotonic()
+            if self._last_flush is None:
+                # The first line waits for company (a step's first line usually comes just
+                # before its first write to the infrastructure, which must not wait for
+                # the database); from here on lines are stored at most this often.
+                self._last_flush = now
             self._buffer.append((timezone.now(), text))
             self.count += 1
             self.last_line = text
             due = (
                 len(self._buffer) >= _LOG_FLUSH_LINES
-                or time.monotonic() - self._last_flush >= _LOG_FLUSH_SECONDS
+                or now - self._last_flush >= _LOG_FLUSH_SECONDS
             )
         if due and threading.current_thread() is self._owner:
             self.flush()
