@@ -97,7 +97,28 @@ TEMPLATES = [
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/backout")
 if not DATABASE_URL.startswith(("postgres://", "postgresql://")):
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...)")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+# Each process keeps a pool of connections (psycopg_pool, through Django): a thread takes
+# one for a request, task or rollback step and hands it back, so the dozens of step
+# threads a parallel group starts do not each open (and fork) a PostgreSQL backend, as
+# they did with per-thread persistent connections. Idle connections close after a minute.
+# DATABASE_POOL_MAX_SIZE=0 turns pooling off (a persistent connection per thread instead).
+DATABASE_POOL_MAX_SIZE = int(os.environ.get("DATABASE_POOL_MAX_SIZE", "100"))
+if DATABASE_POOL_MAX_SIZE < 0:
+    raise ImproperlyConfigured("DATABASE_POOL_MAX_SIZE must be 0 (no pool) or more")
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL,
+        conn_max_age=0 if DATABASE_POOL_MAX_SIZE else 60,
+        conn_health_checks=True,  # a connection broken by a server restart is replaced
+    )
+}
+if DATABASE_POOL_MAX_SIZE:
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 0,
+        "max_size": DATABASE_POOL_MAX_SIZE,
+        "max_idle": 60.0,
+        "timeout": 30.0,  # waiting for a free connection, then an error
+    }
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME", "test_backout")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
