@@ -67,8 +67,8 @@ class ObjectStore(Protocol):
     def peek_object(self, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         """The stored object itself, not a copy (read it, never change it), or None."""
 
-    def peek_objects(self, plural: str) -> list[dict[str, Any]]:
-        """The stored objects of a kind in every namespace, not copies (read, never change)."""
+    def peek_objects(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """list_objects without the copies (read them, never change them)."""
 
     def put_object(self, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
         """Store a new version (create or replace); returns it with its resourceVersion."""
@@ -122,9 +122,20 @@ def template_hash(template: Mapping[str, Any]) -> str:
     return "".join(characters)
 
 
+def comparable_template(template: Mapping[str, Any]) -> Any:
+    """The template without its hash label, null and empty values: what templates_equal
+    compares (built fresh: the template itself is not copied first)."""
+    metadata = template.get("metadata") or {}
+    labels = metadata.get("labels")
+    if isinstance(labels, Mapping) and POD_TEMPLATE_HASH_LABEL in labels:
+        labels = {key: value for key, value in labels.items() if key != POD_TEMPLATE_HASH_LABEL}
+        template = {**template, "metadata": {**metadata, "labels": labels}}
+    return prune_empty(template)
+
+
 def templates_equal(left: Mapping[str, Any], right: Mapping[str, Any]) -> bool:
     """Whether two pod templates are the same once the hash label and empties are ignored."""
-    return prune_empty(template_without_hash(left)) == prune_empty(template_without_hash(right))
+    return comparable_template(left) == comparable_template(right)
 
 
 def revision_of(obj: Mapping[str, Any]) -> int:
@@ -256,21 +267,25 @@ class WorkloadControllers:
 
     # -- deployment controller --------------------------------------------------------------
 
-    def owned_replica_sets(self, deployment: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """The ReplicaSets the Deployment controls, oldest revision first."""
+    def owned_replica_sets(
+        self, deployment: Mapping[str, Any], *, copies: bool = True
+    ) -> list[dict[str, Any]]:
+        """The ReplicaSets the Deployment controls, oldest revision first (`copies=False`:
+        as stored, to read only)."""
         namespace = deployment["metadata"]["namespace"]
+        read = self.store.list_objects if copies else self.store.peek_objects
         owned = [
             replica_set
-            for replica_set in self.store.list_objects("replicasets", namespace)
+            for replica_set in read("replicasets", namespace)
             if is_owned_by(replica_set, deployment)
         ]
         return sorted(owned, key=revision_of)
 
     def _current_replica_set(self, deployment: Mapping[str, Any]) -> dict[str, Any] | None:
-        template = deployment["spec"]["template"]
-        for replica_set in self.owned_replica_sets(deployment):
-            if templates_equal(replica_set["spec"]["template"], template):
-                return replica_set
+        template = comparable_template(deployment["spec"]["template"])
+        for replica_set in self.owned_replica_sets(deployment, copies=False):
+            if comparable_template(replica_set["spec"]["template"]) == template:
+                return json_copy(replica_set)
         return None
 
     def _sync_replica_set_for_template(self, namespace: str, name: str) -> None:
@@ -373,7 +388,7 @@ class WorkloadControllers:
             self._scale_replica_set(current, desired, started=True)
             self._start_pods(current)
             if self._replica_set_healthy(current):
-                for replica_set in self.owned_replica_sets(deployment):
+                for replica_set in self.owned_replica_sets(deployment, copies=False):
                     if replica_set["metadata"]["uid"] != current["metadata"]["uid"]:
                         self._scale_replica_set(replica_set, 0)
                 self._rollouts.pop((namespace, name), None)
@@ -384,11 +399,15 @@ class WorkloadControllers:
             self._refresh_status(deployment, observed=True)
 
     def _replica_set_healthy(self, replica_set: Mapping[str, Any]) -> bool:
-        return all(self._pod_ready(pod) for pod in self._pods_of(replica_set))
+        return all(self._pod_ready(pod) for pod in self._pods_of(replica_set, copies=False))
 
     def _prune_history(self, deployment: Mapping[str, Any]) -> None:
         limit = deployment["spec"].get("revisionHistoryLimit", 10)
-        idle = [rs for rs in self.owned_replica_sets(deployment) if not rs["spec"].get("replicas")]
+        idle = [
+            rs
+            for rs in self.owned_replica_sets(deployment, copies=False)
+            if not rs["spec"].get("replicas")
+        ]
         current = self._current_replica_set(deployment)
         idle = [
             rs
@@ -396,7 +415,7 @@ class WorkloadControllers:
             if current is None or rs["metadata"]["uid"] != current["metadata"]["uid"]
         ]
         for replica_set in idle[: max(0, len(idle) - limit)]:
-            for pod in self._pods_of(replica_set):
+            for pod in self._pods_of(replica_set, copies=False):
                 self.store.remove_object(
                     "pods", pod["metadata"]["namespace"], pod["metadata"]["name"]
                 )
@@ -408,12 +427,12 @@ class WorkloadControllers:
         deployment = self._reread("deployments", seen)
         if deployment is None:
             return
-        replica_sets = self.owned_replica_sets(deployment)
+        replica_sets = self.owned_replica_sets(deployment, copies=False)
         current = self._current_replica_set(deployment)
         desired = deployment["spec"].get("replicas", 1)
         total = ready = updated = 0
         for replica_set in replica_sets:
-            pods = self._pods_of(replica_set)
+            pods = self._pods_of(replica_set, copies=False)
             total += len(pods)
             ready += sum(1 for pod in pods if self._pod_ready(pod))
             if current is not None and replica_set["metadata"]["uid"] == current["metadata"]["uid"]:
@@ -529,15 +548,19 @@ class WorkloadControllers:
             replica_set = self.store.put_object("replicasets", replica_set)
         self._sync_pods(replica_set, started=started)
 
-    def _pods_of(self, replica_set: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def _pods_of(
+        self, replica_set: Mapping[str, Any], *, copies: bool = True
+    ) -> list[dict[str, Any]]:
+        """The ReplicaSet's pods (`copies=False`: as stored, to read only)."""
+        read = self.store.list_objects if copies else self.store.peek_objects
         return [
             pod
-            for pod in self.store.list_objects("pods", replica_set["metadata"]["namespace"])
+            for pod in read("pods", replica_set["metadata"]["namespace"])
             if is_owned_by(pod, replica_set)
         ]
 
     def _sync_pods(self, replica_set: Mapping[str, Any], *, started: bool = True) -> None:
-        pods = self._pods_of(replica_set)
+        pods = self._pods_of(replica_set, copies=False)
         wanted = replica_set["spec"].get("replicas", 0)
         for pod in pods[wanted:]:
             self.store.remove_object("pods", pod["metadata"]["namespace"], pod["metadata"]["name"])
@@ -570,7 +593,7 @@ class WorkloadControllers:
         replica_set = self._reread("replicasets", seen)
         if replica_set is None:
             return
-        pods = self._pods_of(replica_set)
+        pods = self._pods_of(replica_set, copies=False)
         ready = sum(1 for pod in pods if self._pod_ready(pod))
         status = {
             "replicas": len(pods),

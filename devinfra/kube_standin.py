@@ -44,6 +44,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+import inspect
 import json
 import re
 import secrets
@@ -52,7 +53,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,7 @@ import aiohttp.web
 import attrs
 import kmock
 import yaml
-from kmock._internal import dsl, enums, rendering
+from kmock._internal import dsl, enums, filtering, rendering
 
 from devinfra.kube_controllers import (
     CRASH_LOOP_ANNOTATION,
@@ -320,6 +321,22 @@ def parse_api_path(path: str) -> _ApiPath | None:
 # -- the server ------------------------------------------------------------------------------
 
 
+@functools.cache
+def _takes_arguments(function: Callable[..., Any]) -> bool:
+    return bool(inspect.signature(function).parameters)
+
+
+def _criteria_accept(criteria: Any, request: rendering.Request) -> bool:
+    """`criteria(request)`, with kmock's reading of a function's signature (to know whether
+    to pass it the request) made once per function instead of on every request."""
+    if type(criteria) is not filtering.FnCriteria:
+        return bool(criteria(request))
+    function: Callable[..., Any] = criteria.fn
+    result = function(request) if _takes_arguments(function) else function()
+    guessed = filtering.Criteria.guess(result)
+    return bool(guessed(request)) if guessed is not None else False
+
+
 @attrs.define(kw_only=True)
 class KubeStandin(kmock.KubernetesEmulator):
     """kmock's Kubernetes emulator with the API semantics and controllers rollbacks need."""
@@ -575,7 +592,7 @@ class KubeStandin(kmock.KubernetesEmulator):
         other kind of view (slices, unions, exclusions) is asked the way kmock asks."""
         while view is not self:
             if type(view) is dsl.Filter:
-                if not view.criteria(request):
+                if not _criteria_accept(view.criteria, request):
                     return False
             elif type(view) is not dsl.Priority:
                 return request in view
@@ -692,9 +709,10 @@ class KubeStandin(kmock.KubernetesEmulator):
         """Copies of the stored objects of a kind, in one namespace or all, sorted by name."""
         return [json_copy(raw) for raw in self._stored(plural, namespace)]
 
-    def peek_objects(self, plural: str) -> list[dict[str, Any]]:
-        """The stored objects of a kind in every namespace, not copies (read, never change)."""
-        return self._stored(plural, None)
+    def peek_objects(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """list_objects without the copies: the stored objects themselves (read them, never
+        change them)."""
+        return self._stored(plural, namespace)
 
     def _stored(self, plural: str, namespace: str | None) -> list[dict[str, Any]]:
         rt = resource_type(plural)
@@ -753,13 +771,14 @@ class KubeStandin(kmock.KubernetesEmulator):
                 del self._keys_by_scope[key[:2]]
         self._resource_version += 1
         old["metadata"]["resourceVersion"] = str(self._resource_version)
-        self._emit(rt, "DELETED", old, old)
+        self._emit(rt, "DELETED", old, json_copy(old))  # the caller gets `old` to keep
         return old
 
     def _emit(
         self, rt: ResourceType, kind: str, old: Mapping[str, Any] | None, new: Mapping[str, Any]
     ) -> None:
-        self._event_log.append((self._resource_version, rt, kind, old, json_copy(new)))
+        # `new` is as stored (stored objects are replaced, never changed): kept uncopied.
+        self._event_log.append((self._resource_version, rt, kind, old, new))
         for watcher in list(self._watchers):
             if watcher.rt == rt and (event := watcher.event_for(kind, old, new)) is not None:
                 watcher.queue.put_nowait(json_copy(event))
