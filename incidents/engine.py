@@ -939,7 +939,8 @@ class _StepExecution:
         else:
             self.log(f"already applied at {step.applied_at:%H:%M:%S}; waiting for it to settle")
         backend.wait(target, deadline=self.monotonic_deadline(), log=self.log)
-        self.log_writer.flush()
+        # The settled line is stored with the outcome, a few milliseconds on: a write of
+        # its own here would come just when a whole group settles and checks at once.
         settled = self.log_writer.last_line
         results = backend.checks(target)
         try:
