@@ -17,9 +17,9 @@ too: runs on a 2-CPU machine vary by ±15 %).
 - Direct: a separate process with a thread per Deployment doing what `kubectl rollout undo`
   and `kubectl rollout status` do with the official client (read, list ReplicaSets, patch
   the template back, poll until the rollout is complete), with the same poll interval.
-- Direct + checks: the same, then the reads the engine's Kubernetes checks make (its
-  ReplicaSets and its pods; the Deployment and its image come from the last poll): equal
-  API work, so the ratio shows the engine's own cost (Celery, PostgreSQL, timeline) alone.
+- Direct + checks: the same, then the read the engine's Kubernetes checks make (the pods
+  of the ReplicaSet the undo chose; the Deployment and its image come from the last poll):
+  equal API work, so the ratio shows the engine's own cost (Celery, PostgreSQL, timeline).
 
 Per path it prints the wall time, the requests the stand-in served, and the CPU seconds of
 the client side (the Celery worker, or the direct process), the stand-in (this process,
@@ -109,7 +109,7 @@ def direct_undo(url: str, namespace: str, poll: float, verify: bool) -> float:
         key=lambda pair: pair[0],
     )
     template = [rs for number, rs in history if number < current][-1]["spec"]["template"]
-    template["metadata"]["labels"].pop(HASH_LABEL, None)
+    template_hash = template["metadata"]["labels"].pop(HASH_LABEL, None)
     resource_version = deployment["metadata"]["resourceVersion"]
     patch = [
         {"op": "add", "path": "/metadata/resourceVersion", "value": resource_version},
@@ -118,9 +118,10 @@ def direct_undo(url: str, namespace: str, poll: float, verify: bool) -> float:
     call(apps.patch_namespaced_deployment, "app", namespace, patch)
     while not _rollout_complete(call(apps.read_namespaced_deployment, "app", namespace)):
         time.sleep(poll)
-    if verify:  # the Deployment itself the checks take from the last poll, as the engine does
-        call(apps.list_namespaced_replica_set, namespace, label_selector=selector)
-        call(core.list_namespaced_pod, namespace, label_selector=selector)
+    if verify:  # as the engine's checks: the Deployment from the last poll, the ReplicaSet
+        # from the listing before the patch, and the pods read now
+        pods = f"{selector},{HASH_LABEL}={template_hash}"
+        call(core.list_namespaced_pod, namespace, label_selector=pods)
     return time.monotonic() - started
 
 

@@ -267,6 +267,9 @@ def kube_api_client(
 # CPU that a burst of steps would spend one after another) and reuses its connections.
 _SHARED_CLIENT_SECONDS = 60.0
 _OBSERVATION_REUSE_SECONDS = 1.0
+# How long the rollout history a backend listed may name the ReplicaSet whose pods the
+# checks read (a template's ReplicaSet keeps its hash; the pods are always read afresh).
+_HISTORY_REUSE_SECONDS = 900.0
 _SHARED_POOL_SIZE = 64
 _shared_lock = threading.Lock()
 _shared_clients: dict[tuple[Any, ...], tuple[float, kube_client.ApiClient]] = {}
@@ -333,6 +336,8 @@ class KubernetesDeploymentBackend(Backend):
         self._api_client: kube_client.ApiClient | None = None
         self._observed: dict[str, tuple[float, dict[str, Any]]] = {}  # name: (when, as read)
         self._changed_at: float | None = None  # monotonic: when apply last wrote
+        # A Deployment's rollout history as this backend last listed it: uid -> (when, revisions)
+        self._histories: dict[str, tuple[float, list[Revision]]] = {}
 
     @classmethod
     def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -457,7 +462,9 @@ class KubernetesDeploymentBackend(Backend):
                     ),
                 )
             )
-        return sorted(history, key=lambda revision: revision.number)
+        history.sort(key=lambda revision: revision.number)
+        self._histories[uid] = (time.monotonic(), history)
+        return history
 
     def live_version(self) -> str | None:
         """The container image running now; for a namespace, `name=image` pairs."""
@@ -984,17 +991,38 @@ class KubernetesDeploymentBackend(Backend):
         return CheckResult("rollout complete", CheckStatus.PASSED, "; ".join(notes))
 
     def _current_pods(self, deployment: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Pods of the ReplicaSet that runs the Deployment's current template."""
-        current = next(
-            (
-                r
-                for r in self.revisions(deployment)
-                if templates_equal(r.template, deployment["spec"]["template"])
-            ),
-            None,
-        )
-        if current is None or current.pod_template_hash is None:
-            return []
+        """Pods of the ReplicaSet that runs the Deployment's current template.
+
+        A template's ReplicaSet keeps its pod-template-hash: after an undo, the history
+        this backend listed to decide it (minutes ago at most) names the ReplicaSet, and
+        only the pods are read. Should they be fewer than wanted, or the template not be in
+        that history, the ReplicaSets are listed afresh.
+        """
+        uid = deployment["metadata"]["uid"]
+        seen = self._histories.get(uid)
+        if seen is not None and time.monotonic() - seen[0] <= _HISTORY_REUSE_SECONDS:
+            known = self._revision_running(seen[1], deployment)
+            if known is not None:
+                pods = self._pods_with_hash(deployment, known)
+                if len(pods) >= deployment["spec"].get("replicas", 1):
+                    return pods
+        current = self._revision_running(self.revisions(deployment), deployment)
+        return [] if current is None else self._pods_with_hash(deployment, current)
+
+    @staticmethod
+    def _revision_running(
+        history: list[Revision], deployment: Mapping[str, Any]
+    ) -> Revision | None:
+        """The revision whose template the Deployment runs, if it has a pod-template-hash."""
+        template = deployment["spec"]["template"]
+        for revision in history:
+            if revision.pod_template_hash and templates_equal(revision.template, template):
+                return revision
+        return None
+
+    def _pods_with_hash(
+        self, deployment: Mapping[str, Any], current: Revision
+    ) -> list[dict[str, Any]]:
         selector = selector_string(deployment["spec"].get("selector"))
         selector = ",".join(
             filter(None, [selector, f"{POD_TEMPLATE_HASH_LABEL}={current.pod_template_hash}"])

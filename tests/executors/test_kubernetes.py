@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from kubernetes import client as kube_client
 
 from devinfra.kube_standin import KubeStandinHandle
 from executors.base import (
@@ -304,8 +305,67 @@ def test_checks_right_after_the_wait_take_the_deployment_from_its_last_poll(
     asked = _requested(kube_standin)[before:]
     assert all(result.status is CheckStatus.PASSED for result in results)
     assert live == WEB_IMAGES[-2]  # the revision before the seeded live one
-    assert ("GET", "/apis/apps/v1/namespaces/shop/deployments/web") not in asked
-    assert [method for method, _ in asked] == ["GET", "GET"]  # its ReplicaSets, its pods
+    assert asked == [("GET", "/api/v1/namespaces/shop/pods")]  # the rest it knows already
+
+
+def test_checks_after_an_undo_read_only_the_pods_of_the_replica_set_the_undo_chose(
+    kube_standin, kube
+) -> None:
+    seed_web(kube_standin)
+    web_backend = backend(kube)
+    target = RollbackTarget(previous=True)
+    web_backend.apply(target)
+    web_backend.wait(target, deadline=time.monotonic() + 10)
+    before = len(_requested(kube_standin))
+
+    results = web_backend.checks(target)
+
+    assert all(result.status is CheckStatus.PASSED for result in results), results
+    assert [path for _, path in _requested(kube_standin)[before:]] == [
+        "/api/v1/namespaces/shop/pods"
+    ]
+
+
+def test_checks_list_the_replica_sets_again_when_the_known_one_has_too_few_pods(
+    kube_standin, kube
+) -> None:
+    seed_web(kube_standin)
+    web_backend = backend(kube)
+    target = RollbackTarget(previous=True)
+    web_backend.apply(target)
+    web_backend.wait(target, deadline=time.monotonic() + 10)
+    kube_standin.set_status_delay(60)  # the scale-up below stays at its first pods
+    patch = {"spec": {"replicas": 3}}
+    kube_client.AppsV1Api(web_backend._client()).patch_namespaced_deployment("web", "shop", patch)
+    time.sleep(1.1)  # past the reuse of the wait's last poll: the checks read the new spec
+    before = len(_requested(kube_standin))
+
+    web_backend.checks(target)
+
+    assert "/apis/apps/v1/namespaces/shop/replicasets" in [
+        path for _, path in _requested(kube_standin)[before:]
+    ]
+
+
+def test_checks_list_the_replica_sets_when_the_deployment_runs_a_template_not_seen(
+    kube_standin, kube
+) -> None:
+    seed_web(kube_standin)
+    web_backend = backend(kube)
+    target = RollbackTarget(previous=True)
+    web_backend.apply(target)
+    web_backend.wait(target, deadline=time.monotonic() + 10)
+    kube_standin.set_status_delay(0.05)
+    patch = {"spec": {"template": {"metadata": {"annotations": {"changed": "by hand"}}}}}
+    kube_client.AppsV1Api(web_backend._client()).patch_namespaced_deployment("web", "shop", patch)
+    time.sleep(1.1)
+    before = len(_requested(kube_standin))
+
+    results = web_backend.checks(target)
+
+    asked = [path for _, path in _requested(kube_standin)[before:]]
+    assert "/apis/apps/v1/namespaces/shop/replicasets" in asked
+    assert next(r for r in results if r.name == "pods running").status is CheckStatus.PASSED
 
 
 def test_checks_long_after_the_wait_read_the_deployment_again(kube_standin, kube) -> None:
