@@ -1,15 +1,15 @@
 """Roll back N Kubernetes Deployments in parallel through the console engine, then the same
 through direct kubernetes-client calls, and compare.
 
-    .venv/bin/python bench/rollback_parallel.py [--deployments 50] [--status-delay 1.0] [--rounds 3]
+    .venv/bin/python bench/rollback_parallel.py [--deployments 50] [--status-delay 1.0] [--rounds 5]
 
 What it starts and stops itself: a PostgreSQL database of its own (`backout_bench`, dropped
 at the end), the Kubernetes API stand-in (in this process, so it can time every request it
 serves), and a Celery worker (thread pool, one thread per Deployment) on Redis database 12.
 It seeds 3 × N settled Deployments per round with two revisions each, plus a few for
-single runs. Each of `--rounds` rounds (3) runs the engine and both direct paths one after
+single runs. Each of `--rounds` rounds (5) runs the engine and both direct paths one after
 the other; the ratios printed are the medians of the rounds' ratios (each round's is shown
-too: runs on a 2-CPU machine vary by ±15 %).
+too: one round on a 2-CPU machine varies by about ±5 %).
 
 - Engine: one run whose N steps share one parallel group (undo to the previous revision),
   drafted and approved through incidents.rollbacks, started with the typed confirmation and
@@ -24,20 +24,26 @@ too: runs on a 2-CPU machine vary by ±15 %).
 Per path it prints the wall time, the requests the stand-in served, and the CPU seconds of
 the client side (the Celery worker, or the direct process), the stand-in (this process,
 the bench's own polling included), PostgreSQL and Redis: where the engine's extra time goes.
-`--steps-per-message` sets ROLLBACK_STEPS_PER_MESSAGE for the worker.
+For the median round, a table of milestones gives, at the median and for the last step,
+when the steps were claimed, reached the API, patched, saw their rollout complete (last
+poll), made their last request, finished, and when the run finished, beside the direct
+path's. `--steps-per-message` sets ROLLBACK_STEPS_PER_MESSAGE for the worker.
 
 For reference beside the burst's latency it prints the direct path's own: from its threads'
 start to each Deployment's first request served (no queue, no claim, no database).
 
 Latency: from a step being enqueued (and from the commander's confirmation) to the first API
 request for it arriving at the stand-in, p50/p95; the worker's side of it (request sent,
-step claimed) comes from a trace the worker pushes to Redis (bench/settings.py). Measured
-for the N-step burst and for single-step runs one at a time.
+step claimed) comes from a trace the worker notes in memory and sends to Redis every 0.1 s
+from a thread of its own (bench/settings.py). Measured for the N-step burst and for
+single-step runs one at a time.
 
 Each Deployment sits in a namespace of its own: the stand-in copies every object of a
 namespace on each list request, so N Deployments in one namespace would time the stand-in,
-not the engine. The bench also keeps the stand-in's request log short (kmock scans it per
-request; the tests keep a longer one to count requests).
+not the engine. The seeded store is frozen out of the collector (gc.freeze): full
+collections of it paused the stand-in, and so whichever path was running, at random. The
+bench also keeps the stand-in's request log short (kmock scans it per request; the tests
+keep a longer one to count requests).
 """
 
 from __future__ import annotations
@@ -583,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--status-delay", type=float, default=1.0, help="seconds per rollout")
     parser.add_argument("--poll", type=float, default=0.25, help="rollout poll, every path")
     parser.add_argument("--single-runs", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3, help="engine/direct pairs, side by side")
+    parser.add_argument("--rounds", type=int, default=5, help="engine/direct pairs, side by side")
     parser.add_argument(
         "--steps-per-message", type=int, default=25, help="ROLLBACK_STEPS_PER_MESSAGE"
     )
