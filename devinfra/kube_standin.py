@@ -737,7 +737,7 @@ class KubeStandin(kmock.KubernetesEmulator):
         metadata = obj.setdefault("metadata", {})
         namespace = metadata.get("namespace") if rt.namespaced else None
         key = self._key(rt, namespace, metadata["name"])
-        old = self.get_object(plural, namespace, metadata["name"])
+        old = self.peek_object(plural, namespace, metadata["name"])  # kept as it was stored
         obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
         metadata.setdefault("uid", str(uuid.uuid4()))
         metadata.setdefault("creationTimestamp", now_rfc3339())
