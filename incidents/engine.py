@@ -46,7 +46,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -697,11 +697,30 @@ class StepLogWriter:
 
     def flush(self) -> None:
         """Store the buffered lines (call from the owning thread)."""
+        self._store(self._take_rows())
+
+    def close(self) -> None:
+        """Flush, and say how many lines were not kept."""
+        self._store(self.closing_rows())
+
+    def closing_rows(self) -> list[StepLog]:
+        """What close() stores, for a caller that stores it with other steps' rows (then
+        announce_log_lines after the commit)."""
+        rows = self._take_rows()
+        if self.dropped:
+            line = f"… {self.dropped} more line(s) not kept (limit {self._limit} per step)"
+            rows.append(StepLog(step_id=self.step_id, seq=self._next_seq, line=line))
+            self._next_seq += 1
+            self.dropped = 0
+        return rows
+
+    def _take_rows(self) -> list[StepLog]:
+        """The buffered lines as numbered rows, not stored yet."""
         with self._lock:
             pending, self._buffer = self._buffer, []
             self._last_flush = time.monotonic()
         if not pending:
-            return
+            return []
         if not self._next_seq:
             top = StepLog.objects.filter(step_id=self.step_id).aggregate(top=Max("seq"))["top"]
             self._next_seq = (top or 0) + 1
@@ -712,21 +731,12 @@ class StepLogWriter:
                 continue
             rows.append(StepLog(step_id=self.step_id, seq=self._next_seq, at=at, line=text))
             self._next_seq += 1
+        return rows
+
+    def _store(self, rows: list[StepLog]) -> None:
         if rows:
             StepLog.objects.bulk_create(rows)
             announce_log_lines(self.incident_id, self.step_id)
-
-    def close(self) -> None:
-        """Flush, and say how many lines were not kept."""
-        self.flush()
-        if self.dropped:
-            StepLog.objects.create(
-                step_id=self.step_id,
-                seq=self._next_seq,
-                line=f"… {self.dropped} more line(s) not kept (limit {self._limit} per step)",
-            )
-            self._next_seq += 1
-            self.dropped = 0
 
 
 @dataclass(frozen=True)
@@ -1045,70 +1055,30 @@ class _StepExecution:
         settled: str = "",
         extra_fields: dict[str, Any] | None = None,
     ) -> str:
-        """Record the outcome with its timeline entries, then ask the run to advance."""
-        with transaction.atomic():
-            # The step's row alone, through the claim-fenced UPDATE below (a successor's
-            # claim rolls all of this back): the steps of a group finish side by side.
-            self.log_writer.close()
-            now = timezone.now()
-            fields: dict[str, Any] = {
-                "state": state,
-                "finished_at": now,
-                "heartbeat_at": None,
-                "check_results": [_check_json(result) for result in checks or []],
-                **(extra_fields or {}),
-            }
-            if state == StepState.FAILED:
-                fields["error"] = reason
-                fields["error_retryable"] = retryable
-            elif state == StepState.CANCELLED:
-                fields["skip_reason"] = reason
-            if reached is not None:
-                fields["reached_version"] = (
-                    self.step.to_version
-                    if reached and reached == self.step.to_artifact
-                    else release_label(self.step.service, reached)
-                )
-            if detail:
-                fields["apply_detail"] = detail
-            self._update(**fields)
-            step = self.step
-            entries = []
-            if checks:
-                entries.append(
-                    TimelineEntry(
-                        incident=self.incident,
-                        kind=TimelineKind.CHECK_RESULT,
-                        body=f"Run #{step.run_id} {_describe_step(step)} checks: "
-                        + _checks_summary(checks),
-                        actor_label=ENGINE_ACTOR,
-                        payload=_step_payload(step, checks=[_check_json(r) for r in checks]),
-                    )
-                )
-            took = _format_duration(now - step.started_at) if step.started_at else "?"
-            if state == StepState.SUCCEEDED:
-                reached_text = f", now at {step.reached_version}" if step.reached_version else ""
-                settled_text = f" ({settled})" if settled else ""
-                body = f"succeeded in {took}{reached_text}{settled_text}"
-                if detail:
-                    body = f"succeeded in {took}: {detail}"
-            elif state == StepState.FAILED:
-                retry_text = " (retryable: retry the step)" if retryable else ""
-                body = f"failed after {took}: {reason}{retry_text}"
-            else:
-                body = f"{state}: {reason}"
-            entries.append(
-                TimelineEntry(
-                    incident=self.incident,
-                    kind=TimelineKind.STEP_FINISHED,
-                    body=f"Run #{step.run_id} {_describe_step(step)} {body}",
-                    actor_label=ENGINE_ACTOR,
-                    payload=_step_payload(step, reason=reason, retryable=retryable),
-                )
-            )
-            timeline_append_all(entries)
+        """Record the outcome with its timeline entries, then ask the run to advance.
+
+        Steps of this process that finish at the same moment share one transaction (see
+        _Finishes): each row is still written through its own claim-fenced UPDATE, without
+        locking the run, so a group's steps finish side by side.
+        """
+        ending = _Ending(
+            self,
+            state,
+            reason=reason,
+            checks=checks or [],
+            reached=reached,
+            retryable=retryable,
+            detail=detail,
+            settled=settled,
+            extra_fields=extra_fields or {},
+        )
+        _finishes.record(ending)
         # After the commit: of steps finishing at once, the last to commit sees its group
-        # done (maybe others do too); run_advance takes the run's lock and acts once.
+        # done (maybe others do too); run_advance takes the run's lock and acts once. Of the
+        # steps of one group that committed together, the last asks for all of them.
+        step = self.step
+        if not ending.asks_for_group:
+            return state
         try:
             group_done = not Step.objects.filter(
                 run_id=step.run_id, group=step.group, state__in=_UNFINISHED
@@ -1123,6 +1093,176 @@ class _StepExecution:
             except Exception:  # the recovery sweep advances a quiet run
                 logger.exception("run %s could not be queued for advancing", step.run_id)
         return state
+
+
+@dataclass
+class _Ending:
+    """A step's outcome on its way to the database (see _Finishes)."""
+
+    execution: _StepExecution
+    state: str
+    reason: str
+    checks: list[CheckResult]
+    reached: str | None
+    retryable: bool
+    detail: str
+    settled: str
+    extra_fields: dict[str, Any]
+    asks_for_group: bool = False  # the last of its group in its transaction
+    error: BaseException | None = None
+    leads: bool = False  # writes the next transaction (see _Finishes.record)
+    turn: threading.Event = field(default_factory=threading.Event)
+
+    def fields(self) -> dict[str, Any]:
+        """The step row's new values."""
+        step = self.execution.step
+        fields: dict[str, Any] = {
+            "state": self.state,
+            "finished_at": timezone.now(),
+            "heartbeat_at": None,
+            "check_results": [_check_json(result) for result in self.checks],
+            **self.extra_fields,
+        }
+        if self.state == StepState.FAILED:
+            fields["error"] = self.reason
+            fields["error_retryable"] = self.retryable
+        elif self.state == StepState.CANCELLED:
+            fields["skip_reason"] = self.reason
+        if self.reached is not None:
+            fields["reached_version"] = (
+                step.to_version
+                if self.reached and self.reached == step.to_artifact
+                else release_label(step.service, self.reached)
+            )
+        if self.detail:
+            fields["apply_detail"] = self.detail
+        return fields
+
+    def entries(self) -> list[TimelineEntry]:
+        """The timeline entries, once the step holds its new values."""
+        step, incident = self.execution.step, self.execution.incident
+        entries = []
+        if self.checks:
+            entries.append(
+                TimelineEntry(
+                    incident=incident,
+                    kind=TimelineKind.CHECK_RESULT,
+                    body=f"Run #{step.run_id} {_describe_step(step)} checks: "
+                    + _checks_summary(self.checks),
+                    actor_label=ENGINE_ACTOR,
+                    payload=_step_payload(step, checks=[_check_json(r) for r in self.checks]),
+                )
+            )
+        finished, started = step.finished_at, step.started_at
+        took = _format_duration(finished - started) if finished and started else "?"
+        if self.state == StepState.SUCCEEDED:
+            reached_text = f", now at {step.reached_version}" if step.reached_version else ""
+            settled_text = f" ({self.settled})" if self.settled else ""
+            body = f"succeeded in {took}{reached_text}{settled_text}"
+            if self.detail:
+                body = f"succeeded in {took}: {self.detail}"
+        elif self.state == StepState.FAILED:
+            retry_text = " (retryable: retry the step)" if self.retryable else ""
+            body = f"failed after {took}: {self.reason}{retry_text}"
+        else:
+            body = f"{self.state}: {self.reason}"
+        entries.append(
+            TimelineEntry(
+                incident=incident,
+                kind=TimelineKind.STEP_FINISHED,
+                body=f"Run #{step.run_id} {_describe_step(step)} {body}",
+                actor_label=ENGINE_ACTOR,
+                payload=_step_payload(step, reason=self.reason, retryable=self.retryable),
+            )
+        )
+        return entries
+
+
+class _Finishes:
+    """Writes the outcomes of this process's steps that finish at the same moment in one
+    transaction: a group's steps tend to settle together, and each writing its own (log
+    lines, row, two timeline entries, commit, then a look at its group) kept the worker
+    busy just when the run's end was near. One finishing thread writes for all that are
+    waiting; steps arriving meanwhile wait for the next transaction, which the first of
+    them writes. No step waits for a timer: one finishing alone commits at once.
+
+    Each row is still written through its step's claim-fenced UPDATE: a step another
+    worker took over loses only its own outcome (and log lines), not its neighbours'.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: list[_Ending] = []
+        self._writing = False
+
+    def forget_parent(self) -> None:
+        """In a forked child: the parent's lock may have been held at the fork."""
+        self.__init__()  # type: ignore[misc]
+
+    def record(self, ending: _Ending) -> None:
+        """Write `ending` (with whichever others are waiting); raises what its write
+        raised: _OwnershipLost when its claim was taken over, or a database error."""
+        with self._lock:
+            self._waiting.append(ending)
+            leads = not self._writing
+            self._writing = True
+        if not leads:
+            ending.turn.wait()
+            if not ending.leads:
+                return self._result(ending)
+        with self._lock:
+            batch, self._waiting = self._waiting, []
+        try:
+            _write_endings(batch)
+        except BaseException as error:
+            for other in batch:
+                other.error = other.error or error
+        finally:
+            with self._lock:
+                if self._waiting:
+                    self._waiting[0].leads = True
+                    self._waiting[0].turn.set()
+                else:
+                    self._writing = False
+            for other in batch:
+                if other is not ending:
+                    other.turn.set()
+        return self._result(ending)
+
+    @staticmethod
+    def _result(ending: _Ending) -> None:
+        if ending.error is not None:
+            raise ending.error
+
+
+def _write_endings(endings: list[_Ending]) -> None:
+    """One transaction for several steps' outcomes."""
+    with transaction.atomic():
+        kept: list[_Ending] = []
+        for ending in endings:
+            try:
+                fields = ending.fields()
+                ending.execution._update(**fields)
+            except _OwnershipLost as error:
+                ending.error = error
+                continue
+            kept.append(ending)
+        rows: list[StepLog] = []
+        for ending in kept:
+            closing = ending.execution.log_writer.closing_rows()
+            if closing:
+                rows.extend(closing)
+                writer = ending.execution.log_writer
+                announce_log_lines(writer.incident_id, writer.step_id)
+        StepLog.objects.bulk_create(rows)
+        timeline_append_all([entry for ending in kept for entry in ending.entries()])
+    last_of_group = {(e.execution.step.run_id, e.execution.step.group): e for e in kept}
+    for ending in last_of_group.values():
+        ending.asks_for_group = True
+
+
+_finishes = _Finishes()
+os.register_at_fork(after_in_child=_finishes.forget_parent)
 
 
 def _changes_json(changes: Iterable[Any]) -> list[dict[str, str | None]]:
