@@ -44,7 +44,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
@@ -212,6 +212,21 @@ def release_label(service: Service, live: str | None) -> str:
         .first()
     )
     return release.version if release is not None else live
+
+
+def release_labels(pairs: Iterable[tuple[int, str]]) -> dict[tuple[int, str], str]:
+    """release_label for several (service id, live value) pairs, in one query."""
+    wanted = {(service_id, live) for service_id, live in pairs if live}
+    if not wanted:
+        return {}
+    matching = Q()
+    for service_id, live in wanted:
+        matching |= Q(service_id=service_id) & (Q(artifact=live) | Q(version=live))
+    found: dict[tuple[int, str], str] = {}
+    for release in Release.objects.filter(matching).order_by("-shipped_at", "-id"):
+        for live in (release.artifact, release.version):  # the newest match wins
+            found.setdefault((release.service_id, live), release.version)
+    return {pair: found.get(pair, pair[1]) for pair in wanted}
 
 
 def warm_up() -> None:
@@ -697,7 +712,7 @@ class StepLogWriter:
 
     def flush(self) -> None:
         """Store the buffered lines (call from the owning thread)."""
-        self._store(self._take_rows())
+        self._store(self.take_rows())
 
     def close(self) -> None:
         """Flush, and say how many lines were not kept."""
@@ -706,7 +721,7 @@ class StepLogWriter:
     def closing_rows(self) -> list[StepLog]:
         """What close() stores, for a caller that stores it with other steps' rows (then
         announce_log_lines after the commit)."""
-        rows = self._take_rows()
+        rows = self.take_rows()
         if self.dropped:
             line = f"… {self.dropped} more line(s) not kept (limit {self._limit} per step)"
             rows.append(StepLog(step_id=self.step_id, seq=self._next_seq, line=line))
@@ -714,7 +729,7 @@ class StepLogWriter:
             self.dropped = 0
         return rows
 
-    def _take_rows(self) -> list[StepLog]:
+    def take_rows(self) -> list[StepLog]:
         """The buffered lines as numbered rows, not stored yet."""
         with self._lock:
             pending, self._buffer = self._buffer, []
@@ -999,23 +1014,9 @@ class _StepExecution:
             self.apply_marked = False
 
     def record_applied(self, detail: str, facts: dict[str, Any], changed: bool) -> None:
-        with transaction.atomic():
-            self.log_writer.flush()
-            self._update(
-                applied_at=timezone.now(),
-                apply_detail=detail,
-                apply_facts=_jsonable(facts),
-            )
-            timeline_append(
-                incident=self.incident,
-                kind=TimelineKind.STEP_OUTPUT,
-                body=f"Run #{self.step.run_id} {_describe_step(self.step)} applied: {detail}"
-                if changed
-                else f"Run #{self.step.run_id} {_describe_step(self.step)}: nothing to change "
-                f"({detail})",
-                actor_label=ENGINE_ACTOR,
-                payload=_step_payload(self.step, phase="applied", changed=changed),
-            )
+        """Record the apply and its timeline entry (with other steps applying at the same
+        moment: see _SharedWrites)."""
+        _applies.record(_Applied(self, detail=detail, facts=facts, changed=changed))
 
     def release_for_retry(self, error: BackendError, retry_after: float | None) -> None:
         """Put the step back to pending after a retryable error; the task retries it."""
@@ -1058,7 +1059,7 @@ class _StepExecution:
         """Record the outcome with its timeline entries, then ask the run to advance.
 
         Steps of this process that finish at the same moment share one transaction (see
-        _Finishes): each row is still written through its own claim-fenced UPDATE, without
+        _SharedWrites): each row is still written through its own claim-fenced UPDATE, without
         locking the run, so a group's steps finish side by side.
         """
         ending = _Ending(
@@ -1096,10 +1097,41 @@ class _StepExecution:
 
 
 @dataclass
-class _Ending:
-    """A step's outcome on its way to the database (see _Finishes)."""
+class _Pending:
+    """A step's write waiting for a shared transaction (see _SharedWrites)."""
 
     execution: _StepExecution
+    error: BaseException | None = field(default=None, kw_only=True)
+    leads: bool = field(default=False, kw_only=True)  # writes the next transaction
+    turn: threading.Event = field(default_factory=threading.Event, kw_only=True)
+
+
+@dataclass
+class _Applied(_Pending):
+    """That a step's apply is done, on its way to the database."""
+
+    detail: str
+    facts: dict[str, Any]
+    changed: bool
+
+    def entry(self) -> TimelineEntry:
+        step = self.execution.step
+        what = f"Run #{step.run_id} {_describe_step(step)}"
+        return TimelineEntry(
+            incident=self.execution.incident,
+            kind=TimelineKind.STEP_OUTPUT,
+            body=f"{what} applied: {self.detail}"
+            if self.changed
+            else f"{what}: nothing to change ({self.detail})",
+            actor_label=ENGINE_ACTOR,
+            payload=_step_payload(step, phase="applied", changed=self.changed),
+        )
+
+
+@dataclass
+class _Ending(_Pending):
+    """A step's outcome on its way to the database."""
+
     state: str
     reason: str
     checks: list[CheckResult]
@@ -1108,13 +1140,17 @@ class _Ending:
     detail: str
     settled: str
     extra_fields: dict[str, Any]
-    asks_for_group: bool = False  # the last of its group in its transaction
-    error: BaseException | None = None
-    leads: bool = False  # writes the next transaction (see _Finishes.record)
-    turn: threading.Event = field(default_factory=threading.Event)
+    asks_for_group: bool = field(default=False, kw_only=True)  # last of its group written
 
-    def fields(self) -> dict[str, Any]:
-        """The step row's new values."""
+    def reached_pair(self) -> tuple[int, str] | None:
+        """The (service id, live value) whose release label the row needs, if any."""
+        step = self.execution.step
+        if not self.reached or self.reached == step.to_artifact:
+            return None
+        return (step.service_id, self.reached)
+
+    def fields(self, labels: Mapping[tuple[int, str], str]) -> dict[str, Any]:
+        """The step row's new values (`labels`: release_labels of the reached values)."""
         step = self.execution.step
         fields: dict[str, Any] = {
             "state": self.state,
@@ -1129,10 +1165,9 @@ class _Ending:
         elif self.state == StepState.CANCELLED:
             fields["skip_reason"] = self.reason
         if self.reached is not None:
+            pair = self.reached_pair()
             fields["reached_version"] = (
-                step.to_version
-                if self.reached and self.reached == step.to_artifact
-                else release_label(step.service, self.reached)
+                labels[pair] if pair is not None else step.to_version if self.reached else ""
             )
         if self.detail:
             fields["apply_detail"] = self.detail
@@ -1178,42 +1213,47 @@ class _Ending:
         return entries
 
 
-class _Finishes:
-    """Writes the outcomes of this process's steps that finish at the same moment in one
-    transaction: a group's steps tend to settle together, and each writing its own (log
-    lines, row, two timeline entries, commit, then a look at its group) kept the worker
-    busy just when the run's end was near. One finishing thread writes for all that are
-    waiting; steps arriving meanwhile wait for the next transaction, which the first of
-    them writes. No step waits for a timer: one finishing alone commits at once.
+class _SharedWrites[P: _Pending]:
+    """Writes what this process's steps record at the same moment in one transaction.
+
+    A group's steps tend to reach the same point together: they apply within a few
+    milliseconds of each other, and settle together. Each writing its own (log lines,
+    its row, timeline entries, a commit) kept the worker busy just then, delaying its
+    siblings' requests to the infrastructure and the run's end. One thread writes for
+    all that are waiting; steps arriving meanwhile wait for the next transaction, which
+    the first of them writes. No step waits for a timer: one alone commits at once.
 
     Each row is still written through its step's claim-fenced UPDATE: a step another
-    worker took over loses only its own outcome (and log lines), not its neighbours'.
+    worker took over loses only its own write (and log lines), not its neighbours'.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, write: Callable[[list[P]], None]) -> None:
+        self._write = write
         self._lock = threading.Lock()
-        self._waiting: list[_Ending] = []
+        self._waiting: list[P] = []
         self._writing = False
 
     def forget_parent(self) -> None:
         """In a forked child: the parent's lock may have been held at the fork."""
-        self.__init__()  # type: ignore[misc]
+        self._lock = threading.Lock()
+        self._waiting = []
+        self._writing = False
 
-    def record(self, ending: _Ending) -> None:
-        """Write `ending` (with whichever others are waiting); raises what its write
+    def record(self, pending: P) -> None:
+        """Write `pending` (with whichever others are waiting); raises what its write
         raised: _OwnershipLost when its claim was taken over, or a database error."""
         with self._lock:
-            self._waiting.append(ending)
+            self._waiting.append(pending)
             leads = not self._writing
             self._writing = True
         if not leads:
-            ending.turn.wait()
-            if not ending.leads:
-                return self._result(ending)
+            pending.turn.wait()
+            if not pending.leads:
+                return self._result(pending)
         with self._lock:
             batch, self._waiting = self._waiting, []
         try:
-            _write_endings(batch)
+            self._write(batch)
         except BaseException as error:
             for other in batch:
                 other.error = other.error or error
@@ -1225,43 +1265,70 @@ class _Finishes:
                 else:
                     self._writing = False
             for other in batch:
-                if other is not ending:
+                if other is not pending:
                     other.turn.set()
-        return self._result(ending)
+        return self._result(pending)
 
     @staticmethod
-    def _result(ending: _Ending) -> None:
-        if ending.error is not None:
-            raise ending.error
+    def _result(pending: _Pending) -> None:
+        if pending.error is not None:
+            raise pending.error
+
+
+def _fenced[P: _Pending](pendings: Sequence[P], write: Callable[[P], None]) -> list[P]:
+    """Those of `pendings` whose claim-fenced write went through; the others hold the
+    _OwnershipLost error."""
+    kept = []
+    for pending in pendings:
+        try:
+            write(pending)
+        except _OwnershipLost as error:
+            pending.error = error
+            continue
+        kept.append(pending)
+    return kept
+
+
+def _store_log_rows(writers: Iterable[StepLogWriter], *, closing: bool) -> None:
+    """Several steps' buffered log lines in one INSERT (in the caller's transaction)."""
+    rows: list[StepLog] = []
+    for writer in writers:
+        taken = writer.closing_rows() if closing else writer.take_rows()
+        if taken:
+            rows.extend(taken)
+            announce_log_lines(writer.incident_id, writer.step_id)
+    StepLog.objects.bulk_create(rows)
+
+
+def _write_applied(applied: list[_Applied]) -> None:
+    """One transaction for several steps' applies."""
+    now = timezone.now()
+    with transaction.atomic():
+        kept = _fenced(
+            applied,
+            lambda item: item.execution._update(
+                applied_at=now, apply_detail=item.detail, apply_facts=_jsonable(item.facts)
+            ),
+        )
+        _store_log_rows((item.execution.log_writer for item in kept), closing=False)
+        timeline_append_all([item.entry() for item in kept])
 
 
 def _write_endings(endings: list[_Ending]) -> None:
     """One transaction for several steps' outcomes."""
     with transaction.atomic():
-        kept: list[_Ending] = []
-        for ending in endings:
-            try:
-                fields = ending.fields()
-                ending.execution._update(**fields)
-            except _OwnershipLost as error:
-                ending.error = error
-                continue
-            kept.append(ending)
-        rows: list[StepLog] = []
-        for ending in kept:
-            closing = ending.execution.log_writer.closing_rows()
-            if closing:
-                rows.extend(closing)
-                writer = ending.execution.log_writer
-                announce_log_lines(writer.incident_id, writer.step_id)
-        StepLog.objects.bulk_create(rows)
+        labels = release_labels(pair for e in endings if (pair := e.reached_pair()) is not None)
+        kept = _fenced(endings, lambda ending: ending.execution._update(**ending.fields(labels)))
+        _store_log_rows((ending.execution.log_writer for ending in kept), closing=True)
         timeline_append_all([entry for ending in kept for entry in ending.entries()])
     last_of_group = {(e.execution.step.run_id, e.execution.step.group): e for e in kept}
     for ending in last_of_group.values():
         ending.asks_for_group = True
 
 
-_finishes = _Finishes()
+_applies = _SharedWrites(_write_applied)
+_finishes = _SharedWrites(_write_endings)
+os.register_at_fork(after_in_child=_applies.forget_parent)
 os.register_at_fork(after_in_child=_finishes.forget_parent)
 
 

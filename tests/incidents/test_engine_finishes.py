@@ -1,14 +1,17 @@
-"""Steps of one process that finish at the same moment share one transaction."""
+"""Steps of one process that apply, or finish, at the same moment share one transaction."""
 
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from incidents import engine
 from incidents.models import Step, StepLog, StepState, TimelineEntry, TimelineKind
+from tests.factories import ReleaseFactory, ServiceFactory
 from tests.incidents.engine_fixtures import *  # noqa: F403
 from tests.incidents.test_engine_batches import _group, _step_ids
 
@@ -36,9 +39,7 @@ def _ending(execution: engine._StepExecution) -> engine._Ending:
     )
 
 
-def test_endings_that_arrive_while_one_is_written_go_together_in_the_next_transaction(
-    monkeypatch,
-) -> None:
+def test_writes_that_arrive_while_one_is_written_go_together_in_the_next_transaction() -> None:
     written: list[list[str]] = []
     first_in = threading.Event()
     let_first_finish = threading.Event()
@@ -49,8 +50,7 @@ def test_endings_that_arrive_while_one_is_written_go_together_in_the_next_transa
             first_in.set()
             let_first_finish.wait(5)
 
-    monkeypatch.setattr(engine, "_write_endings", write)
-    finishes = engine._Finishes()
+    finishes = engine._SharedWrites(write)
     endings = [_ending_stub(name) for name in ("first", "second", "third")]
     threads = [threading.Thread(target=finishes.record, args=(ending,)) for ending in endings]
     threads[0].start()
@@ -114,3 +114,46 @@ def test_of_a_groups_steps_written_together_the_last_asks_after_the_group(comman
     engine._write_endings(endings)
 
     assert [ending.asks_for_group for ending in endings] == [False, False, True]
+
+
+def test_a_step_taken_over_loses_only_its_own_apply_record_in_a_shared_transaction(
+    commander, kube
+) -> None:
+    kept, taken = _executions(commander, kube, "a", "b")
+    Step.objects.filter(pk=taken.step.pk).update(claim_token="another-worker")
+    Step.objects.update(apply_started_at=timezone.now())
+    applied = [
+        engine._Applied(execution, detail="undo: revision 2 → 3", facts={}, changed=True)
+        for execution in (kept, taken)
+    ]
+
+    engine._write_applied(applied)
+
+    assert isinstance(applied[1].error, engine._OwnershipLost)
+    assert Step.objects.get(pk=kept.step.pk).applied_at is not None
+    assert Step.objects.get(pk=taken.step.pk).applied_at is None
+    entries = TimelineEntry.objects.filter(kind=TimelineKind.STEP_OUTPUT)
+    assert [entry.payload["step"] for entry in entries] == [kept.step.pk]
+
+
+def test_release_labels_name_the_newest_release_by_artifact_or_version_else_the_value() -> None:
+    web, api = ServiceFactory(name="web"), ServiceFactory(name="api")
+    earlier = timezone.now() - timedelta(days=1)
+    ReleaseFactory(service=web, version="v1", artifact="web:abc", shipped_at=earlier)
+    ReleaseFactory(service=web, version="v1-hotfix", artifact="web:abc")
+    ReleaseFactory(service=api, version="v7", artifact="api:def")
+
+    labels = engine.release_labels(
+        [(web.pk, "web:abc"), (api.pk, "v7"), (api.pk, "web:abc"), (web.pk, "web:zzz")]
+    )
+
+    assert labels == {
+        (web.pk, "web:abc"): "v1-hotfix",
+        (api.pk, "v7"): "v7",
+        (api.pk, "web:abc"): "web:abc",  # another service's artifact
+        (web.pk, "web:zzz"): "web:zzz",
+    }
+    assert all(
+        engine.release_label(service, live) == labels[(service.pk, live)]
+        for service, live in [(web, "web:abc"), (api, "v7"), (api, "web:abc"), (web, "web:zzz")]
+    )
