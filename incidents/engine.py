@@ -649,9 +649,14 @@ class _Heartbeats:
                 if not tokens:
                     continue
                 try:
-                    Step.objects.filter(claim_token__in=tokens, state=StepState.RUNNING).update(
-                        heartbeat_at=timezone.now()
-                    )
+                    with transaction.atomic():  # rows locked in id order, as claims do
+                        beating = Step.objects.filter(
+                            claim_token__in=tokens, state=StepState.RUNNING
+                        ).order_by("pk")
+                        ids = list(
+                            beating.select_for_update(no_key=True).values_list("pk", flat=True)
+                        )
+                        Step.objects.filter(pk__in=ids).update(heartbeat_at=timezone.now())
                 except Exception:  # the next beat tries again; a stale step is recovered
                     logger.warning("heartbeat for running steps failed", exc_info=True)
                 finally:
@@ -1277,9 +1282,10 @@ class _SharedWrites[P: _Pending]:
 
 def _fenced[P: _Pending](pendings: Sequence[P], write: Callable[[P], None]) -> list[P]:
     """Those of `pendings` whose claim-fenced write went through; the others hold the
-    _OwnershipLost error."""
+    _OwnershipLost error. Rows are written in step id order, the order in which every
+    transaction that locks several steps takes them (claims, heartbeats): no deadlocks."""
     kept = []
-    for pending in pendings:
+    for pending in sorted(pendings, key=lambda pending: pending.execution.step.pk):
         try:
             write(pending)
         except _OwnershipLost as error:

@@ -157,3 +157,15 @@ def test_release_labels_name_the_newest_release_by_artifact_or_version_else_the_
         engine.release_label(service, live) == labels[(service.pk, live)]
         for service, live in [(web, "web:abc"), (api, "v7"), (api, "web:abc"), (web, "web:zzz")]
     )
+
+
+def test_a_shared_transaction_writes_its_steps_in_id_order(commander, kube) -> None:
+    executions = _executions(commander, kube, "a", "b", "c")
+    written: list[int] = []
+
+    engine._fenced(
+        [_ending(execution) for execution in reversed(executions)],
+        lambda ending: written.append(ending.execution.step.pk),
+    )
+
+    assert written == sorted(written)
