@@ -289,15 +289,23 @@ def _requested(standin: KubeStandinHandle) -> list[tuple[str, str]]:
     return [(request.method, request.url.path) for request in requests]
 
 
-def test_checks_right_after_the_wait_take_the_deployment_from_its_last_poll(
-    kube_standin, kube
-) -> None:
-    seed_web(kube_standin)
+def _rolled_back(
+    standin: KubeStandinHandle, kube: Connections
+) -> tuple[KubernetesDeploymentBackend, RollbackTarget, int]:
+    """The web Deployment undone and settled: the backend, its target, and how many
+    requests the stand-in had served by then."""
+    seed_web(standin)
     web_backend = backend(kube)
     target = RollbackTarget(previous=True)
     web_backend.apply(target)
     web_backend.wait(target, deadline=time.monotonic() + 10)
-    before = len(_requested(kube_standin))
+    return web_backend, target, len(_requested(standin))
+
+
+def test_checks_right_after_an_undo_read_only_the_pods_of_the_replica_set_it_chose(
+    kube_standin, kube
+) -> None:
+    web_backend, target, before = _rolled_back(kube_standin, kube)
 
     results = web_backend.checks(target)
     live = web_backend.live_version()
@@ -305,35 +313,14 @@ def test_checks_right_after_the_wait_take_the_deployment_from_its_last_poll(
     asked = _requested(kube_standin)[before:]
     assert all(result.status is CheckStatus.PASSED for result in results)
     assert live == WEB_IMAGES[-2]  # the revision before the seeded live one
-    assert asked == [("GET", "/api/v1/namespaces/shop/pods")]  # the rest it knows already
-
-
-def test_checks_after_an_undo_read_only_the_pods_of_the_replica_set_the_undo_chose(
-    kube_standin, kube
-) -> None:
-    seed_web(kube_standin)
-    web_backend = backend(kube)
-    target = RollbackTarget(previous=True)
-    web_backend.apply(target)
-    web_backend.wait(target, deadline=time.monotonic() + 10)
-    before = len(_requested(kube_standin))
-
-    results = web_backend.checks(target)
-
-    assert all(result.status is CheckStatus.PASSED for result in results), results
-    assert [path for _, path in _requested(kube_standin)[before:]] == [
-        "/api/v1/namespaces/shop/pods"
-    ]
+    # The Deployment from the wait's last poll, its ReplicaSet from the undo's listing.
+    assert asked == [("GET", "/api/v1/namespaces/shop/pods")]
 
 
 def test_checks_list_the_replica_sets_again_when_the_known_one_has_too_few_pods(
     kube_standin, kube
 ) -> None:
-    seed_web(kube_standin)
-    web_backend = backend(kube)
-    target = RollbackTarget(previous=True)
-    web_backend.apply(target)
-    web_backend.wait(target, deadline=time.monotonic() + 10)
+    web_backend, target, _ = _rolled_back(kube_standin, kube)
     kube_standin.set_status_delay(60)  # the scale-up below stays at its first pods
     patch = {"spec": {"replicas": 3}}
     kube_client.AppsV1Api(web_backend._client()).patch_namespaced_deployment("web", "shop", patch)
@@ -350,11 +337,7 @@ def test_checks_list_the_replica_sets_again_when_the_known_one_has_too_few_pods(
 def test_checks_list_the_replica_sets_when_the_deployment_runs_a_template_not_seen(
     kube_standin, kube
 ) -> None:
-    seed_web(kube_standin)
-    web_backend = backend(kube)
-    target = RollbackTarget(previous=True)
-    web_backend.apply(target)
-    web_backend.wait(target, deadline=time.monotonic() + 10)
+    web_backend, target, _ = _rolled_back(kube_standin, kube)
     kube_standin.set_status_delay(0.05)
     patch = {"spec": {"template": {"metadata": {"annotations": {"changed": "by hand"}}}}}
     kube_client.AppsV1Api(web_backend._client()).patch_namespaced_deployment("web", "shop", patch)
@@ -369,11 +352,7 @@ def test_checks_list_the_replica_sets_when_the_deployment_runs_a_template_not_se
 
 
 def test_checks_long_after_the_wait_read_the_deployment_again(kube_standin, kube) -> None:
-    seed_web(kube_standin)
-    web_backend = backend(kube)
-    target = RollbackTarget(previous=True)
-    web_backend.apply(target)
-    web_backend.wait(target, deadline=time.monotonic() + 10)
+    web_backend, target, _ = _rolled_back(kube_standin, kube)
     time.sleep(1.1)
     before = len(_requested(kube_standin))
 

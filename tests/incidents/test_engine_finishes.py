@@ -25,10 +25,13 @@ def _executions(commander: Any, kube: Any, *names: str) -> list[engine._StepExec
     return [engine._StepExecution(claim, engine.InlineDispatcher(), False) for claim in claims]
 
 
-def _ending(execution: engine._StepExecution) -> engine._Ending:
+def _ending(
+    execution: engine._StepExecution | None, state: str = StepState.SUCCEEDED
+) -> engine._Ending:
+    """A step's outcome (with no execution: to test the sharing protocol alone)."""
     return engine._Ending(
-        execution,
-        StepState.SUCCEEDED,
+        execution,  # type: ignore[arg-type]
+        state,
         reason="",
         checks=[],
         reached=None,
@@ -51,7 +54,7 @@ def test_writes_that_arrive_while_one_is_written_go_together_in_the_next_transac
             let_first_finish.wait(5)
 
     finishes = engine._SharedWrites(write)
-    endings = [_ending_stub(name) for name in ("first", "second", "third")]
+    endings = [_ending(None, name) for name in ("first", "second", "third")]
     threads = [threading.Thread(target=finishes.record, args=(ending,)) for ending in endings]
     threads[0].start()
     assert first_in.wait(5)
@@ -65,20 +68,6 @@ def test_writes_that_arrive_while_one_is_written_go_together_in_the_next_transac
 
     assert written == [["first"], ["second", "third"]]
     assert not finishes._writing
-
-
-def _ending_stub(name: str) -> engine._Ending:
-    return engine._Ending(
-        execution=None,  # type: ignore[arg-type]
-        state=name,
-        reason="",
-        checks=[],
-        reached=None,
-        retryable=False,
-        detail="",
-        settled="",
-        extra_fields={},
-    )
 
 
 def test_a_step_taken_over_loses_only_its_own_outcome_in_a_shared_transaction(
