@@ -36,6 +36,7 @@ collected for `run_inline`, which executes a run in this process (the terminal c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -1109,6 +1110,7 @@ class _Pending:
     error: BaseException | None = field(default=None, kw_only=True)
     leads: bool = field(default=False, kw_only=True)  # writes the next transaction
     turn: threading.Event = field(default_factory=threading.Event, kw_only=True)
+    log_rows: list[StepLog] | None = field(default=None, kw_only=True)
 
 
 @dataclass
@@ -1229,7 +1231,10 @@ class _SharedWrites[P: _Pending]:
     the first of them writes. No step waits for a timer: one alone commits at once.
 
     Each row is still written through its step's claim-fenced UPDATE: a step another
-    worker took over loses only its own write (and log lines), not its neighbours'.
+    worker took over loses only its own write (and log lines), not its neighbours'. A
+    transaction that fails is written again one step at a time, so that one step's error
+    stays its own. A thread interrupted while it waits (a time limit) leaves the queue, and
+    one interrupted while it writes for others leaves them to the next of them.
     """
 
     def __init__(self, write: Callable[[list[P]], None]) -> None:
@@ -1252,27 +1257,74 @@ class _SharedWrites[P: _Pending]:
             leads = not self._writing
             self._writing = True
         if not leads:
-            pending.turn.wait()
+            try:
+                pending.turn.wait()
+            except BaseException:  # a time limit, raised into this thread while it waited
+                self._leave(pending)
+                raise
             if not pending.leads:
                 return self._result(pending)
-        with self._lock:
-            batch, self._waiting = self._waiting, []
+        batch: list[P] = []
+        interrupted = False
         try:
-            self._write(batch)
-        except BaseException as error:
-            for other in batch:
-                other.error = other.error or error
-        finally:
             with self._lock:
+                batch, self._waiting = self._waiting, []
+            self._write_each(batch)
+        except BaseException:
+            # Interrupted while writing (a time limit raised into this thread): the
+            # transaction rolled back, and the next leader writes the others.
+            interrupted = True
+            raise
+        finally:
+            others = [other for other in batch if other is not pending]
+            with self._lock:
+                if interrupted:
+                    self._waiting[:0] = others
+                if pending in self._waiting:
+                    self._waiting.remove(pending)
                 if self._waiting:
                     self._waiting[0].leads = True
                     self._waiting[0].turn.set()
                 else:
                     self._writing = False
-            for other in batch:
-                if other is not pending:
+            if not interrupted:
+                for other in others:
                     other.turn.set()
         return self._result(pending)
+
+    def _write_each(self, batch: list[P]) -> None:
+        """Write the batch in one transaction; should that fail (one step's value too long
+        for its column, a deadlock), write each step in a transaction of its own, so that
+        one step's error stays its own."""
+        try:
+            self._write(batch)
+        except Exception as error:
+            if len(batch) == 1:
+                batch[0].error = error
+                return
+            for pending in batch:
+                pending.error = None
+                try:
+                    self._write([pending])
+                except Exception as own:
+                    pending.error = own
+
+    def _leave(self, pending: P) -> None:
+        """`pending`'s thread stops waiting: take it out of the queue if no leader took
+        it yet (passing the lead on if it was handed to it), else wait for its write."""
+        with self._lock:
+            if pending in self._waiting:
+                self._waiting.remove(pending)
+                if pending.leads:
+                    if self._waiting:
+                        self._waiting[0].leads = True
+                        self._waiting[0].turn.set()
+                    else:
+                        self._writing = False
+                return
+        while not pending.turn.is_set():  # in a batch being written: let it finish
+            with contextlib.suppress(BaseException):
+                pending.turn.wait()
 
     @staticmethod
     def _result(pending: _Pending) -> None:
@@ -1295,13 +1347,15 @@ def _fenced[P: _Pending](pendings: Sequence[P], write: Callable[[P], None]) -> l
     return kept
 
 
-def _store_log_rows(writers: Iterable[StepLogWriter], *, closing: bool) -> None:
+def _store_log_rows(pendings: Iterable[_Pending], *, closing: bool) -> None:
     """Several steps' buffered log lines in one INSERT (in the caller's transaction)."""
     rows: list[StepLog] = []
-    for writer in writers:
-        taken = writer.closing_rows() if closing else writer.take_rows()
-        if taken:
-            rows.extend(taken)
+    for pending in pendings:
+        writer = pending.execution.log_writer
+        if pending.log_rows is None:  # taken once: a transaction written again reuses them
+            pending.log_rows = writer.closing_rows() if closing else writer.take_rows()
+        if pending.log_rows:
+            rows.extend(pending.log_rows)
             announce_log_lines(writer.incident_id, writer.step_id)
     StepLog.objects.bulk_create(rows)
 
@@ -1316,8 +1370,8 @@ def _write_applied(applied: list[_Applied]) -> None:
                 applied_at=now, apply_detail=item.detail, apply_facts=_jsonable(item.facts)
             ),
         )
-        _store_log_rows((item.execution.log_writer for item in kept), closing=False)
-        timeline_append_all([item.entry() for item in kept])
+        _store_log_rows(kept, closing=False)
+        timeline_append_all(_by_incident([item.entry() for item in kept]))
 
 
 def _write_endings(endings: list[_Ending]) -> None:
@@ -1325,11 +1379,19 @@ def _write_endings(endings: list[_Ending]) -> None:
     with transaction.atomic():
         labels = release_labels(pair for e in endings if (pair := e.reached_pair()) is not None)
         kept = _fenced(endings, lambda ending: ending.execution._update(**ending.fields(labels)))
-        _store_log_rows((ending.execution.log_writer for ending in kept), closing=True)
-        timeline_append_all([entry for ending in kept for entry in ending.entries()])
-    last_of_group = {(e.execution.step.run_id, e.execution.step.group): e for e in kept}
-    for ending in last_of_group.values():
-        ending.asks_for_group = True
+        _store_log_rows(kept, closing=True)
+        timeline_append_all(_by_incident([entry for e in kept for entry in e.entries()]))
+        # Set before the commit, acted on after it (record returns once it is done).
+        last_of_group = {(e.execution.step.run_id, e.execution.step.group): e for e in kept}
+        for ending in last_of_group.values():
+            ending.asks_for_group = True
+
+
+def _by_incident(entries: list[TimelineEntry]) -> list[TimelineEntry]:
+    """Entries of several incidents in incident order: their commit takes each incident's
+    commit-order lock in the order they were inserted (migration 0006), and two such
+    transactions taking them in different orders would deadlock."""
+    return sorted(entries, key=lambda entry: entry.incident_id)
 
 
 _applies = _SharedWrites(_write_applied)

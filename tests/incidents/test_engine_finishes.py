@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import DataError
 from django.utils import timezone
 
 from incidents import engine
@@ -158,3 +160,110 @@ def test_a_shared_transaction_writes_its_steps_in_id_order(commander, kube) -> N
     )
 
     assert written == sorted(written)
+
+
+def test_one_steps_bad_value_fails_only_that_step_of_a_shared_transaction(commander, kube) -> None:
+    bad, good = (_ending(execution) for execution in _executions(commander, kube, "a", "b"))
+    bad.reached = "x" * 600  # longer than reached_version holds
+
+    engine._SharedWrites(engine._write_endings)._write_each([bad, good])
+
+    assert isinstance(bad.error, DataError)
+    assert good.error is None
+    assert Step.objects.get(pk=good.execution.step.pk).state == StepState.SUCCEEDED
+    assert Step.objects.get(pk=bad.execution.step.pk).state == StepState.RUNNING
+
+
+class Interrupted(BaseException):
+    """What a time limit raises into a thread."""
+
+
+class InterruptedWait(threading.Event):
+    def wait(self, timeout: float | None = None) -> bool:
+        raise Interrupted
+
+
+def _record_in_thread(shared: engine._SharedWrites, ending: engine._Ending) -> threading.Thread:
+    def record() -> None:
+        with contextlib.suppress(Interrupted):
+            shared.record(ending)
+
+    thread = threading.Thread(target=record)
+    thread.start()
+    return thread
+
+
+def _until(condition) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError("not reached in 5 s")
+
+
+def test_a_thread_interrupted_while_it_waits_leaves_the_queue_and_writes_go_on() -> None:
+    written: list[list[str]] = []
+    release = threading.Event()
+
+    def write(endings: list[Any]) -> None:
+        written.append([ending.state for ending in endings])
+        if len(written) == 1:
+            release.wait(5)
+
+    shared = engine._SharedWrites(write)
+    leader = _record_in_thread(shared, _ending(None, "leader"))
+    _until(lambda: written)
+    impatient = _ending(None, "impatient")
+    impatient.turn = InterruptedWait()
+    _record_in_thread(shared, impatient).join(5)
+    release.set()
+    leader.join(5)
+    shared.record(_ending(None, "later"))
+
+    assert written == [["leader"], ["later"]]
+    assert not shared._writing
+
+
+def test_a_leader_interrupted_while_writing_leaves_the_others_to_the_next() -> None:
+    written: list[list[str]] = []
+    release = threading.Event()
+
+    def write(endings: list[Any]) -> None:
+        written.append([ending.state for ending in endings])
+        if len(written) == 1:
+            release.wait(5)
+        if len(written) == 2:
+            raise Interrupted
+
+    shared = engine._SharedWrites(write)
+    first = _record_in_thread(shared, _ending(None, "first"))
+    _until(lambda: written)
+    second = _ending(None, "second")
+    third = _ending(None, "third")
+    threads = [_record_in_thread(shared, second)]
+    _until(lambda: len(shared._waiting) == 1)
+    threads.append(_record_in_thread(shared, third))
+    _until(lambda: len(shared._waiting) == 2)
+    release.set()
+    for thread in [first, *threads]:
+        thread.join(5)
+
+    assert written == [["first"], ["second", "third"], ["third"]]
+    assert third.error is None and not shared._writing
+
+
+def test_a_shared_transaction_inserts_its_entries_incident_by_incident(commander, kube) -> None:
+    (first,) = _executions(commander, kube, "a")
+    (second,) = _executions(commander, kube, "b")  # a newer incident
+    Step.objects.update(apply_started_at=timezone.now())
+    applied = [
+        engine._Applied(execution, detail="undo", facts={}, changed=True)
+        for execution in (second, first)
+    ]
+
+    engine._write_applied(applied)
+
+    entries = TimelineEntry.objects.filter(kind=TimelineKind.STEP_OUTPUT).order_by("pk")
+    assert [entry.incident_id for entry in entries] == sorted(
+        [first.incident.pk, second.incident.pk]
+    )
