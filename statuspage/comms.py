@@ -299,7 +299,10 @@ def run_event_notice(*, run_id: int, event: str) -> Notice | None:
     """The internal notice for a rollback run starting, progressing or finishing, built from
     the incident's facts. Dry runs and drills send none."""
     kind, key = _RUN_EVENTS[event]
-    run = Run.objects.select_related("incident").get(pk=run_id)
+    run = Run.objects.select_related("incident").filter(pk=run_id).first()
+    if run is None:  # deleted since, or a message meant for another console's database
+        logger.warning("no notice for the %s of run %s: there is no such run", event, run_id)
+        return None
     if run.dry_run or run.drill or run.started_at is None:
         return None
     if event == "progress":

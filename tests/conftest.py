@@ -9,6 +9,7 @@ import pytest
 import redis
 from django.conf import LazySettings
 
+from console.celery import app as celery_app
 from incidents import services
 from incidents.roles import ensure_roles
 from tests.asgi import asgi_server  # noqa: F401  (fixtures for every test module)
@@ -16,6 +17,24 @@ from tests.chromium import browser, page  # noqa: F401
 
 # Concurrent test runs on one machine each take their own Redis database.
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+TEST_BROKER_URL = os.environ.get("TEST_BROKER_URL", "redis://127.0.0.1:6379/10")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _test_broker() -> Iterator[None]:
+    """Tasks the tests hand to Celery go to a Redis database of the tests' own, emptied
+    before and after: never to the broker a console or demo on this machine reads, whose
+    worker would run them against its own database."""
+    broker = redis.Redis.from_url(TEST_BROKER_URL)
+    broker.flushdb()
+    saved = celery_app.conf.broker_url
+    celery_app.close()
+    celery_app.conf.broker_url = TEST_BROKER_URL
+    yield
+    celery_app.close()
+    celery_app.conf.broker_url = saved
+    broker.flushdb()
+    broker.close()
 
 
 @pytest.fixture(autouse=True)

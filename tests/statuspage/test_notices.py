@@ -377,3 +377,9 @@ def test_the_engine_finishing_a_rollback_sends_the_completion_notice_at_once(sta
     # transactional test runs without the data migration's templates).
     assert Notice.objects.filter(run=run, kind="rollback_finished").count() == 1
     assert comms.sweep()["missed"] == []  # nothing was left for the sweep
+
+
+def test_a_notice_for_a_run_that_does_not_exist_is_skipped_with_a_warning(caplog):
+    assert comms.run_event_notice(run_id=987654, event="finished") is None
+    assert "no such run" in caplog.text
+    assert not Notice.objects.exists()
