@@ -44,34 +44,6 @@ def _ending(
     )
 
 
-def test_writes_that_arrive_while_one_is_written_go_together_in_the_next_transaction() -> None:
-    written: list[list[str]] = []
-    first_in = threading.Event()
-    let_first_finish = threading.Event()
-
-    def write(endings: list[Any]) -> None:
-        written.append([ending.state for ending in endings])
-        if len(written) == 1:
-            first_in.set()
-            let_first_finish.wait(5)
-
-    finishes = engine._SharedWrites(write)
-    endings = [_ending(None, name) for name in ("first", "second", "third")]
-    threads = [threading.Thread(target=finishes.record, args=(ending,)) for ending in endings]
-    threads[0].start()
-    assert first_in.wait(5)
-    threads[1].start()
-    threads[2].start()
-    while len(finishes._waiting) < 2:
-        threading.Event().wait(0.01)
-    let_first_finish.set()
-    for thread in threads:
-        thread.join(5)
-
-    assert written == [["first"], ["second", "third"]]
-    assert not finishes._writing
-
-
 def test_a_step_taken_over_loses_only_its_own_outcome_in_a_shared_transaction(
     commander, kube
 ) -> None:
@@ -201,55 +173,74 @@ def _until(condition) -> None:
     raise AssertionError("not reached in 5 s")
 
 
+class HeldWrites:
+    """A write for _SharedWrites that notes each batch, holds the first until released,
+    and raises Interrupted while writing the batch numbered `interrupt_on`."""
+
+    def __init__(self, interrupt_on: int | None = None) -> None:
+        self.written: list[list[str]] = []
+        self.release = threading.Event()
+        self.interrupt_on = interrupt_on
+
+    def __call__(self, endings: list[Any]) -> None:
+        self.written.append([ending.state for ending in endings])
+        if len(self.written) == 1:
+            self.release.wait(5)
+        if len(self.written) == self.interrupt_on:
+            raise Interrupted
+
+
+def _queued_behind_a_write(
+    writes: HeldWrites, *names: str
+) -> tuple[engine._SharedWrites, list[threading.Thread], list[engine._Ending]]:
+    """A "first" step being written (held), and steps `names` queued behind it."""
+    shared = engine._SharedWrites(writes)
+    threads = [_record_in_thread(shared, _ending(None, "first"))]
+    _until(lambda: writes.written)
+    endings = [_ending(None, name) for name in names]
+    for n, ending in enumerate(endings, start=1):
+        threads.append(_record_in_thread(shared, ending))
+        _until(lambda n=n: len(shared._waiting) == n)
+    return shared, threads, endings
+
+
+def test_writes_that_arrive_while_one_is_written_go_together_in_the_next_transaction() -> None:
+    writes = HeldWrites()
+    shared, threads, _ = _queued_behind_a_write(writes, "second", "third")
+
+    writes.release.set()
+    for thread in threads:
+        thread.join(5)
+
+    assert writes.written == [["first"], ["second", "third"]]
+    assert not shared._writing
+
+
 def test_a_thread_interrupted_while_it_waits_leaves_the_queue_and_writes_go_on() -> None:
-    written: list[list[str]] = []
-    release = threading.Event()
-
-    def write(endings: list[Any]) -> None:
-        written.append([ending.state for ending in endings])
-        if len(written) == 1:
-            release.wait(5)
-
-    shared = engine._SharedWrites(write)
-    leader = _record_in_thread(shared, _ending(None, "leader"))
-    _until(lambda: written)
+    writes = HeldWrites()
+    shared, threads, _ = _queued_behind_a_write(writes)
     impatient = _ending(None, "impatient")
     impatient.turn = InterruptedWait()
     _record_in_thread(shared, impatient).join(5)
-    release.set()
-    leader.join(5)
+
+    writes.release.set()
+    threads[0].join(5)
     shared.record(_ending(None, "later"))
 
-    assert written == [["leader"], ["later"]]
+    assert writes.written == [["first"], ["later"]]
     assert not shared._writing
 
 
 def test_a_leader_interrupted_while_writing_leaves_the_others_to_the_next() -> None:
-    written: list[list[str]] = []
-    release = threading.Event()
+    writes = HeldWrites(interrupt_on=2)
+    shared, threads, endings = _queued_behind_a_write(writes, "second", "third")
 
-    def write(endings: list[Any]) -> None:
-        written.append([ending.state for ending in endings])
-        if len(written) == 1:
-            release.wait(5)
-        if len(written) == 2:
-            raise Interrupted
-
-    shared = engine._SharedWrites(write)
-    first = _record_in_thread(shared, _ending(None, "first"))
-    _until(lambda: written)
-    second = _ending(None, "second")
-    third = _ending(None, "third")
-    threads = [_record_in_thread(shared, second)]
-    _until(lambda: len(shared._waiting) == 1)
-    threads.append(_record_in_thread(shared, third))
-    _until(lambda: len(shared._waiting) == 2)
-    release.set()
-    for thread in [first, *threads]:
+    writes.release.set()
+    for thread in threads:
         thread.join(5)
 
-    assert written == [["first"], ["second", "third"], ["third"]]
-    assert third.error is None and not shared._writing
+    assert writes.written == [["first"], ["second", "third"], ["third"]]
+    assert endings[1].error is None and not shared._writing
 
 
 def test_a_shared_transaction_inserts_its_entries_incident_by_incident(commander, kube) -> None:
