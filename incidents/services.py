@@ -6,6 +6,7 @@ Views and tasks call these functions and nothing else to change an incident.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -87,29 +88,54 @@ class _Announcer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pid = 0
-        self._queue: queue.SimpleQueue[tuple[int, dict[str, int]]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[int, dict[str, int]] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
 
     def forget_parent(self) -> None:
         """In a forked child (a Celery prefork child): the parent's lock may have been held
         at the fork, and its thread is not here. Start afresh."""
         self._lock = threading.Lock()
         self._pid = 0
+        self._thread = None
 
     def send(self, incident_id: int, message: dict[str, int]) -> None:
         with self._lock:
             if self._pid != os.getpid():  # first use, or a forked child: a thread of its own
                 self._pid = os.getpid()
                 self._queue = queue.SimpleQueue()
-                threading.Thread(
+                self._thread = threading.Thread(
                     target=self._run, args=(self._queue,), name="announcer", daemon=True
-                ).start()
+                )
+                self._thread.start()
+                atexit.register(self.stop)
             self._queue.put((incident_id, message))
 
-    def _run(self, messages: queue.SimpleQueue[tuple[int, dict[str, int]]]) -> None:
-        while True:
-            batch = [messages.get()]
-            while not messages.empty() and len(batch) < 500:
-                batch.append(messages.get())
+    def stop(self, timeout: float = 2.0) -> None:
+        """Send what is queued and end the thread (at the process's exit). A daemon thread
+        stopped in the middle of a send would hold the Redis client's lock for good, and the
+        client's own clean-up at exit would wait for it forever."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is None or self._pid != os.getpid():
+                return
+            self._queue.put(None)
+            self._pid = 0  # a later send starts a thread again
+        thread.join(timeout)
+
+    def _run(self, messages: queue.SimpleQueue[tuple[int, dict[str, int]] | None]) -> None:
+        stopping = False
+        while not stopping:
+            batch: list[tuple[int, dict[str, int]]] = []
+            waiting = [messages.get()]
+            while not messages.empty() and len(waiting) < 500:
+                waiting.append(messages.get())
+            for waited in waiting:
+                if waited is None:
+                    stopping = True
+                else:
+                    batch.append(waited)
+            if not batch:
+                continue
             try:
                 with _redis().pipeline(transaction=False) as pipe:
                     for incident_id, message in batch:

@@ -1,4 +1,8 @@
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -6,7 +10,10 @@ from django.db import IntegrityError, InternalError, connection, transaction
 
 from incidents import services
 from incidents.models import TimelineEntry, TimelineKind
+from tests.conftest import TEST_REDIS_URL
 from tests.factories import UserFactory, incident_open
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.django_db
 
@@ -83,3 +90,29 @@ def test_nothing_is_announced_when_the_transaction_rolls_back(django_capture_on_
             pass
     assert callbacks == []
     assert not incident.timeline.filter(kind=TimelineKind.NOTE).exists()
+
+
+ANNOUNCE_THEN_EXIT = """
+import django
+django.setup()
+from incidents import services
+for n in range(200):
+    services._publish(424242, {"entry": n})
+"""
+
+
+def test_announcements_queued_when_a_process_exits_are_sent_and_the_exit_does_not_hang(
+    redis_listener,
+):
+    redis_listener.subscribe(services.channel_for(424242))
+    redis_listener.get_message(timeout=1)
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "console.settings", "REDIS_URL": TEST_REDIS_URL}
+
+    subprocess.run(
+        [sys.executable, "-c", ANNOUNCE_THEN_EXIT], env=env, timeout=30, check=True, cwd=ROOT
+    )
+
+    received = []
+    while (message := redis_listener.get_message(timeout=1)) is not None:
+        received.append(json.loads(message["data"])["entry"])
+    assert received == list(range(200))
