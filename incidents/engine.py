@@ -1102,7 +1102,7 @@ class _StepExecution:
         return state
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity (queued, taken, handed on)
 class _Pending:
     """A step's write waiting for a shared transaction (see _SharedWrites)."""
 
@@ -1113,7 +1113,7 @@ class _Pending:
     log_rows: list[StepLog] | None = field(default=None, kw_only=True)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Applied(_Pending):
     """That a step's apply is done, on its way to the database."""
 
@@ -1135,7 +1135,7 @@ class _Applied(_Pending):
         )
 
 
-@dataclass
+@dataclass(eq=False)
 class _Ending(_Pending):
     """A step's outcome on its way to the database."""
 
