@@ -216,10 +216,14 @@ def poll_until(
     grid: the outcome is seen within `interval` of its happening, as if polling had begun
     with the change. A call that overruns its slot skips to the next one.
 
+    A `log` with a `flush_if_due()` method (the engine's step log) is asked to store its
+    lines between polls, so that a wait whose progress does not change keeps nothing back.
+
     Raises DeadlineExceeded when `deadline` (monotonic seconds) passes first.
     """
     last_message = None
     anchor = time.monotonic() if since is None else since
+    flush_if_due = getattr(log, "flush_if_due", None)  # a log that stores lines in batches
     while True:
         done, message = condition()
         if message != last_message:
@@ -227,6 +231,8 @@ def poll_until(
             last_message = message
         if done:
             return
+        if flush_if_due is not None:
+            flush_if_due()
         now = time.monotonic()
         if now >= deadline:
             raise DeadlineExceeded(f"{what}: deadline passed; last state: {message}")

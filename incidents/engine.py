@@ -720,6 +720,18 @@ class StepLogWriter:
         """Store the buffered lines (call from the owning thread)."""
         self._store(self.take_rows())
 
+    def flush_if_due(self) -> None:
+        """Store the buffered lines if the oldest has waited long enough (the owning thread
+        calls it between polls: a wait whose progress does not change logs nothing more, and
+        its lines must not wait for the step's end)."""
+        with self._lock:
+            due = bool(self._buffer) and (
+                self._last_flush is None
+                or time.monotonic() - self._last_flush >= _LOG_FLUSH_SECONDS
+            )
+        if due and threading.current_thread() is self._owner:
+            self.flush()
+
     def close(self) -> None:
         """Flush, and say how many lines were not kept."""
         self._store(self.closing_rows())
@@ -969,7 +981,7 @@ class _StepExecution:
             self.record_applied(result.detail, dict(result.facts), result.changed)
         else:
             self.log(f"already applied at {step.applied_at:%H:%M:%S}; waiting for it to settle")
-        backend.wait(target, deadline=self.monotonic_deadline(), log=self.log)
+        backend.wait(target, deadline=self.monotonic_deadline(), log=self.log_writer)
         # The settled line is stored with the outcome, a few milliseconds on: a write of
         # its own here would come just when a whole group settles and checks at once.
         settled = self.log_writer.last_line
@@ -1501,6 +1513,9 @@ def steps_execute(
         _heartbeats.register(claim.token, claim.step.pk, claim.step.deadline)
     pool = _step_thread_pool()
     outcomes = {claim.step.pk: pool.submit(_in_step_thread, execute, claim) for claim in claims}
+    # The steps may take minutes: this thread needs no connection meanwhile (a pooled one
+    # goes back to the pool for the step threads).
+    connections.close_all()
     return {step_id: future.result() for step_id, future in outcomes.items()}
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from executors.base import poll_until
 from incidents import engine
 from incidents.engine import StepLogWriter
 from incidents.models import Step, StepLog
@@ -69,3 +70,21 @@ def test_later_lines_are_stored_once_a_quarter_second_has_passed(clock) -> None:
     writer("third")
 
     assert _stored(writer) == ["first", "second", "third"]
+
+
+def test_a_wait_whose_progress_does_not_change_stores_its_lines_between_polls() -> None:
+    writer = _writer()
+    writer("already applied at 10:00:00; waiting for it to settle")
+    seen_stored: list[list[str]] = []
+
+    def condition() -> tuple[bool, str]:
+        seen_stored.append(_stored(writer))
+        return len(seen_stored) == 3, "web: 1 of 3 replicas updated"
+
+    poll_until(condition, deadline=time.monotonic() + 5, log=writer, interval=0.3, what="web")
+
+    assert seen_stored[0] == []  # nothing is written before the first poll
+    assert seen_stored[2] == [
+        "already applied at 10:00:00; waiting for it to settle",
+        "web: 1 of 3 replicas updated",
+    ]
