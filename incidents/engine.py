@@ -206,17 +206,12 @@ def release_label(service: Service, live: str | None) -> str:
     """The release label for a live version or artifact, else the live value itself."""
     if not live:
         return ""
-    release = (
-        Release.objects.filter(service=service)
-        .filter(Q(artifact=live) | Q(version=live))
-        .order_by("-shipped_at", "-id")
-        .first()
-    )
-    return release.version if release is not None else live
+    return release_labels([(service.pk, live)])[(service.pk, live)]
 
 
 def release_labels(pairs: Iterable[tuple[int, str]]) -> dict[tuple[int, str], str]:
-    """release_label for several (service id, live value) pairs, in one query."""
+    """For each (service id, live version or artifact): the version of the newest release of
+    that service it names, else the live value itself; all in one query."""
     wanted = {(service_id, live) for service_id, live in pairs if live}
     if not wanted:
         return {}
