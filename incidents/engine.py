@@ -695,33 +695,28 @@ class StepLogWriter:
         if len(text) > _LOG_LINE_MAX_CHARS:
             text = text[:_LOG_LINE_MAX_CHARS] + " …"
         with self._lock:
-            now = time.monotonic()
             if self._last_flush is None:
                 # The first line waits for company (a step's first line usually comes just
                 # before its first write to the infrastructure, which must not wait for
                 # the database); from here on lines are stored at most this often.
-                self._last_flush = now
+                self._last_flush = time.monotonic()
             self._buffer.append((timezone.now(), text))
             self.count += 1
             self.last_line = text
-            due = (
-                len(self._buffer) >= _LOG_FLUSH_LINES
-                or now - self._last_flush >= _LOG_FLUSH_SECONDS
-            )
-        if due and threading.current_thread() is self._owner:
-            self.flush()
+        self.flush_if_due()
 
     def flush(self) -> None:
         """Store the buffered lines (call from the owning thread)."""
         self._store(self.take_rows())
 
     def flush_if_due(self) -> None:
-        """Store the buffered lines if the oldest has waited long enough (the owning thread
-        calls it between polls: a wait whose progress does not change logs nothing more, and
-        its lines must not wait for the step's end)."""
+        """Store the buffered lines if enough are waiting or the last store is long enough
+        ago (each new line asks; so do waits between polls, since a wait whose progress does
+        not change logs nothing more, and its lines must not wait for the step's end)."""
         with self._lock:
             due = bool(self._buffer) and (
-                self._last_flush is None
+                len(self._buffer) >= _LOG_FLUSH_LINES
+                or self._last_flush is None
                 or time.monotonic() - self._last_flush >= _LOG_FLUSH_SECONDS
             )
         if due and threading.current_thread() is self._owner:
