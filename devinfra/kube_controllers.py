@@ -96,24 +96,13 @@ def prune_empty(value: Any) -> Any:
     return value
 
 
-def template_without_hash(template: Mapping[str, Any]) -> dict[str, Any]:
-    """A pod template with the controller's pod-template-hash label removed."""
-    result = json_copy(dict(template))
-    labels = (result.get("metadata") or {}).get("labels")
-    if isinstance(labels, dict):
-        labels.pop(POD_TEMPLATE_HASH_LABEL, None)
-    return result
-
-
 def template_hash(template: Mapping[str, Any]) -> str:
     """A stable short hash of a pod template, ignoring null and empty values.
 
     The real controller hashes the Go struct with FNV-32a; the exact value differs, the
     properties that matter (same template, same hash; safe name characters) do not.
     """
-    canonical = json.dumps(
-        prune_empty(template_without_hash(template)), sort_keys=True, separators=(",", ":")
-    )
+    canonical = json.dumps(comparable_template(template), sort_keys=True, separators=(",", ":"))
     number = int.from_bytes(hashlib.sha256(canonical.encode()).digest()[:8], "big")
     characters = []
     for _ in range(10):
