@@ -12,7 +12,7 @@ the other; the ratios printed are the medians of the rounds' ratios (each round'
 too: one round on a 2-CPU machine varies by about ±5 %).
 
 - Engine: one run whose N steps share one parallel group (undo to the previous revision),
-  drafted and approved through incidents.rollbacks, started with the typed confirmation and
+  drafted and approved through rollbacks.services, started with the typed confirmation and
   executed by the worker: claim, apply, wait for the rollout, checks, timeline entries.
 - Direct: a separate process with a thread per Deployment doing what `kubectl rollout undo`
   and `kubectl rollout status` do with the official client (read, list ReplicaSets, patch
@@ -307,7 +307,7 @@ class Bench:
         )
 
     def approved_run(self, namespaces: list[str]) -> Any:
-        from incidents import rollbacks
+        import rollbacks.services
         from incidents.models import Service
 
         services = [
@@ -316,22 +316,24 @@ class Bench:
             )
             for ns in namespaces
         ]
-        run = rollbacks.run_create(
+        run = rollbacks.services.run_create(
             incident=self.incident,
-            steps=[rollbacks.StepSpec(service=s, previous=True, group=1) for s in services],
+            steps=[
+                rollbacks.services.StepSpec(service=s, previous=True, group=1) for s in services
+            ],
             actor=self.commander,
         )
-        return rollbacks.run_request_approval(run=run, actor=self.commander)
+        return rollbacks.services.run_request_approval(run=run, actor=self.commander)
 
     def execute(self, run: Any) -> tuple[Any, float, float]:
         """Confirm `run` and wait for it; returns it finished, the wall time, the confirm
         instant."""
-        from incidents import rollbacks
-        from incidents.models import RUN_FINISHED_STATES, Run
+        import rollbacks.services
+        from rollbacks.models import RUN_FINISHED_STATES, Run
 
         confirmed = time.time()
         started = time.monotonic()
-        rollbacks.run_confirm_and_start(
+        rollbacks.services.run_confirm_and_start(
             run=run, actor=self.commander, confirmation=run.expected_confirmation()
         )
         deadline = time.monotonic() + self.options.timeout

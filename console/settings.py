@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "incidents",
+    "rollbacks",
     "statuspage",
     "postmortems",
 ]
@@ -217,7 +218,7 @@ LIVE_RESYNC_SECONDS = float(os.environ.get("LIVE_RESYNC_SECONDS", "5"))
 LIVE_KEEPALIVE_SECONDS = float(os.environ.get("LIVE_KEEPALIVE_SECONDS", "15"))
 LIVE_IDLE_SECONDS = float(os.environ.get("LIVE_IDLE_SECONDS", "30"))
 
-# Verification after a rollback (incidents/verification.py, docs/verification.md): where
+# Verification after a rollback (rollbacks/verification.py, docs/verification.md): where
 # Prometheus answers when a check names no url, each kind's request timeout, and how long a
 # whole round may take before a worker's recovery sweep hands it out again.
 PROMETHEUS_URL = os.environ.get("PROMETHEUS_URL", "http://127.0.0.1:9090")

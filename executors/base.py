@@ -103,6 +103,15 @@ class Change:
     before: str | None
     after: str | None
 
+    def as_json(self) -> dict[str, str | None]:
+        """The change as stored on a step (`planned_changes`) and shown in previews."""
+        return {
+            "resource": self.resource,
+            "attribute": self.attribute,
+            "before": self.before,
+            "after": self.after,
+        }
+
 
 @dataclass(frozen=True)
 class RollbackPlan:

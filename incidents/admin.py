@@ -12,8 +12,6 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from incidents.models import (
-    ApprovalPolicy,
-    ApprovalRequest,
     ChecklistTemplate,
     ChecklistTemplateItem,
     Incident,
@@ -21,6 +19,7 @@ from incidents.models import (
     Service,
     TimelineEntry,
 )
+from rollbacks.models import ApprovalPolicy, ApprovalRequest
 
 
 class ReleaseInline(admin.TabularInline):

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from incidents import selectors
+from rollbacks import selectors as rollback_selectors
 
 
 def approvals_badge(request: HttpRequest) -> dict[str, Callable[[], int]]:
@@ -16,4 +16,4 @@ def approvals_badge(request: HttpRequest) -> dict[str, Callable[[], int]]:
     user: Any = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    return {"approvals_waiting": lambda: len(selectors.approvals_awaiting(user))}
+    return {"approvals_waiting": lambda: len(rollback_selectors.approvals_awaiting(user))}

@@ -14,7 +14,8 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from incidents import decisions, services
+from incidents import decisions
+from incidents.errors import DomainError, PermissionDenied
 from incidents.forms import form_errors_text
 from incidents.models import Incident
 from incidents.roles import COMMAND_PERMISSION as COMMAND
@@ -64,11 +65,11 @@ def decision_record(request: HttpRequest, incident_id: int) -> HttpResponse:
         )
     try:
         decisions.decision_record(incident=incident, signals=form.signals(), actor=request.user)
-    except services.PermissionDenied as error:
+    except PermissionDenied as error:
         return _render_decision(
             request, incident, status=FORBIDDEN, decision_form=form, decision_error=str(error)
         )
-    except services.DomainError as error:
+    except DomainError as error:
         return _render_decision(
             request, incident, status=BAD_REQUEST, decision_form=form, decision_error=str(error)
         )

@@ -27,8 +27,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
+from incidents.errors import DomainError
 from incidents.models import Incident, IncidentStatus, TimelineEntry, TimelineKind
-from incidents.services import DomainError, User, _require, timeline_append
+from incidents.roles import User, require_role
+from incidents.timeline import timeline_append
 
 Verdict = Literal["roll back", "watch", "fix forward", "toggle flag", "hotfix"]
 Trend = Literal["rising", "steady", "falling"]
@@ -483,7 +485,7 @@ class SignalsForm(forms.Form):
 @transaction.atomic
 def decision_record(*, incident: Incident, signals: Signals, actor: User) -> TimelineEntry:
     """Decide on the signals and write the decision, with the signals, on the timeline."""
-    _require(actor, "incidents.command_incident", "record a rollback decision")
+    require_role(actor, "incidents.command_incident", "record a rollback decision")
     locked = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
     if locked.status == IncidentStatus.RESOLVED:
         raise DomainError("The incident is resolved; reopen it before deciding again.")

@@ -12,16 +12,15 @@ from django.utils import timezone
 
 from incidents.models import (
     INCIDENT_INSTANTS,
-    ApprovalDecision,
     Environment,
     Incident,
     IncidentStatus,
     Release,
-    Scenario,
     Service,
     Severity,
 )
 from incidents.selectors import commanders
+from rollbacks.models import ApprovalDecision, Scenario
 
 
 class DateTimeLocalInput(forms.DateTimeInput):

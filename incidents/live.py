@@ -40,10 +40,12 @@ from django.http.response import HttpResponseBase
 from django.template.loader import render_to_string
 
 from incidents import selectors
-from incidents.models import Incident, StepLog, TimelineEntry, TimelineKind
+from incidents.models import Incident, TimelineEntry, TimelineKind
 from incidents.roles import COMMAND_PERMISSION as COMMAND
 from incidents.roles import VIEW_PERMISSION as VIEW
-from incidents.services import channel_for
+from incidents.timeline import channel_for
+from rollbacks import selectors as rollback_selectors
+from rollbacks.models import StepLog
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +158,7 @@ def _entry_html(entry: TimelineEntry) -> str:
 
 def _runs_event(incident_id: int) -> LiveEvent:
     incident = Incident.objects.get(pk=incident_id)
-    runs = selectors.incident_runs(incident)
+    runs = rollback_selectors.incident_runs(incident)
     # Controls post through htmx with the page's CSRF header; no token goes in the markup.
     context = {"incident": incident, "runs": runs, "live": True}
     template = "incidents/incident_room.html#runs"
@@ -202,7 +204,7 @@ def log_lines_after(step_id: int, seq: int | None) -> tuple[LiveEvent | None, in
     the position reached, and whether more may follow (a full batch)."""
     lines = StepLog.objects.filter(step_id=step_id)
     if seq is None:
-        recent = list(reversed(lines.order_by("-seq")[: selectors.LOG_TAIL_LINES]))
+        recent = list(reversed(lines.order_by("-seq")[: rollback_selectors.LOG_TAIL_LINES]))
     else:
         recent = list(lines.filter(seq__gt=seq).order_by("seq")[:LOG_BATCH])
     if not recent:

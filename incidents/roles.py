@@ -3,8 +3,14 @@ capacities (who an approval policy may ask for) are groups too, without permissi
 
 from __future__ import annotations
 
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import AnonymousUser, Group, Permission
+from django.contrib.auth.models import User as Person
 from django.db import transaction
+
+from incidents.errors import PermissionDenied
+
+# Who acts on the record: a person, or an anonymous visitor the permission checks refuse.
+User = Person | AnonymousUser
 
 INCIDENT_COMMANDER = "Incident Commander"
 APPROVER = "Approver"
@@ -54,3 +60,11 @@ def ensure_roles() -> dict[str, Group]:
     for capacity in APPROVER_CAPACITIES:
         groups[capacity], _ = Group.objects.get_or_create(name=capacity)
     return groups
+
+
+def require_role(actor: User, permission: str, doing: str) -> Person:
+    """The actor as a signed-in person holding `permission`, or PermissionDenied saying
+    what they tried (`doing`, e.g. "approve rollbacks")."""
+    if not isinstance(actor, Person) or not actor.has_perm(permission):
+        raise PermissionDenied(f"You do not have the role needed to {doing}.")
+    return actor

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import timedelta
 from typing import Any
 
@@ -24,9 +23,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+import rollbacks.services
 from executors.base import BackendError
-from incidents import decisions, rollbacks, selectors, services
-from incidents.engine import backend_for
+from incidents import decisions, selectors, services
+from incidents.errors import DomainError, PermissionDenied
 from incidents.forms import (
     ApprovalDecisionForm,
     ApprovalRequestForm,
@@ -45,17 +45,13 @@ from incidents.forms import (
     StatusChangeForm,
     form_errors_text,
 )
-from incidents.models import (
-    ApprovalRequest,
-    ChecklistItem,
-    Incident,
-    Release,
-    Run,
-    Service,
-    Step,
-)
+from incidents.models import ChecklistItem, Incident, Release
 from incidents.roles import COMMAND_PERMISSION as COMMAND
 from incidents.roles import VIEW_PERMISSION as VIEW
+from rollbacks import approvals
+from rollbacks import selectors as rollback_selectors
+from rollbacks.live_versions import live_versions_read
+from rollbacks.models import ApprovalRequest, Run, Step
 
 NUMBER = re.compile(r"[0-9]{1,18}")  # ASCII digits only: int() also reads "²" and "٣"
 
@@ -88,7 +84,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         {
             "open_incidents": selectors.incidents_open(),
             "services": selectors.services_with_releases(),
-            "awaiting": selectors.approvals_awaiting(request.user)
+            "awaiting": rollback_selectors.approvals_awaiting(request.user)
             if request.user.has_perm("incidents.approve_rollback")
             else [],
         },
@@ -139,7 +135,7 @@ def incident_create(request: HttpRequest) -> HttpResponse:
                     rto=timedelta(minutes=data["rto_minutes"]),
                     rpo=timedelta(minutes=data["rpo_minutes"]),
                 )
-            except services.DomainError as error:
+            except DomainError as error:
                 form.add_error(None, str(error))
             else:
                 url = reverse("incident_room", args=[incident.pk])
@@ -157,7 +153,7 @@ def _room_context(request: HttpRequest, incident: Incident) -> dict[str, Any]:
         "timeline": timeline,
         "last_entry_id": timeline[-1].pk if timeline else 0,
         "checklists": selectors.incident_checklists(incident),
-        "approval_requests": selectors.incident_approval_requests(incident),
+        "approval_requests": rollback_selectors.incident_approval_requests(incident),
         "status_form": StatusChangeForm(incident=incident),
         "severity_form": SeverityChangeForm(initial={"severity": incident.severity}),
         "commander_form": CommanderForm(initial={"commander": incident.commander_id}),
@@ -165,7 +161,7 @@ def _room_context(request: HttpRequest, incident: Incident) -> dict[str, Any]:
         "note_form": NoteForm(),
         "approval_request_form": ApprovalRequestForm(),
         "plan_form": RollbackPlanForm(incident=incident),
-        "runs": selectors.incident_runs(incident),
+        "runs": rollback_selectors.incident_runs(incident),
         "can_command": request.user.has_perm(COMMAND),
         "can_note": request.user.has_perm("incidents.add_note"),
         "can_tick": request.user.has_perm("incidents.tick_checklist"),
@@ -220,9 +216,9 @@ def _room_action(
         return _render_room(request, incident, error=form_errors_text(form), status=BAD_REQUEST)
     try:
         perform(form.cleaned_data)
-    except services.PermissionDenied as error:
+    except PermissionDenied as error:
         return _render_room(request, incident, error=str(error), status=FORBIDDEN)
-    except services.DomainError as error:
+    except DomainError as error:
         return _render_room(request, incident, error=str(error), status=BAD_REQUEST)
     except BackendError as error:
         # A backend that cannot be reached while planning: the request was fine, the
@@ -323,7 +319,7 @@ def checklist_item_toggle(request: HttpRequest, incident_id: int, item_id: int) 
             item = services.checklist_item_set(
                 item=item, done=form.cleaned_data["done"], actor=request.user
             )
-        except services.DomainError as refused:
+        except DomainError as refused:
             error, status = str(refused), BAD_REQUEST
     if not _is_htmx(request):
         if status != 200:
@@ -345,7 +341,7 @@ def approval_request_create(request: HttpRequest, incident_id: int) -> HttpRespo
         request,
         incident,
         ApprovalRequestForm(request.POST),
-        lambda data: services.approval_request_open(
+        lambda data: approvals.approval_request_open(
             incident=incident,
             requested_by=request.user,
             scenario=data["scenario"],
@@ -366,7 +362,7 @@ def approval_decide(request: HttpRequest, incident_id: int, request_id: int) -> 
         request,
         approval_request.incident,
         ApprovalDecisionForm(request.POST),
-        lambda data: services.approval_decide(
+        lambda data: approvals.approval_decide(
             request=approval_request,
             approver=_person(request),
             decision=data["decision"],
@@ -384,7 +380,7 @@ def approval_withdraw(request: HttpRequest, incident_id: int, request_id: int) -
         request,
         approval_request.incident,
         forms.Form(request.POST),
-        lambda data: services.approval_withdraw(request=approval_request, actor=request.user),
+        lambda data: approvals.approval_withdraw(request=approval_request, actor=request.user),
     )
 
 
@@ -424,7 +420,7 @@ def incident_runs(request: HttpRequest, incident_id: int) -> HttpResponse:
         "incidents/incident_room.html#runs",
         {
             "incident": incident,
-            "runs": selectors.incident_runs(incident),
+            "runs": rollback_selectors.incident_runs(incident),
             "can_command": request.user.has_perm(COMMAND),
         },
     )
@@ -433,37 +429,14 @@ def incident_runs(request: HttpRequest, incident_id: int) -> HttpResponse:
 LIVE_VERSION_TIMEOUT_SECONDS = 5.0
 
 
-def _live_versions(services: list[Service]) -> dict[int, tuple[str, str]]:
-    """Ask each service's infrastructure what it runs, all at once; a backend that fails
-    or is slow gives an error text instead of a version."""
-
-    def ask(service: Service) -> tuple[str, str]:
-        try:
-            return backend_for(service).live_version() or "", ""
-        except Exception as error:  # any backend failure is shown, never raised
-            return "", f"{type(error).__name__}: {error}"[:300]
-
-    answers: dict[int, tuple[str, str]] = {}
-    if not services:
-        return answers
-    pool = ThreadPoolExecutor(max_workers=min(8, len(services)), thread_name_prefix="live")
-    futures = {pool.submit(ask, service): service for service in services}
-    done, late = wait(futures, timeout=LIVE_VERSION_TIMEOUT_SECONDS)
-    for future in done:
-        answers[futures[future].pk] = future.result()
-    for future in late:
-        answers[futures[future].pk] = ("", "no answer in time")
-    pool.shutdown(wait=False, cancel_futures=True)
-    return answers
-
-
 @require_GET
 @permission_required(COMMAND, raise_exception=True)
 def incident_versions(request: HttpRequest, incident_id: int) -> HttpResponse:
     """The plan builder's live and previous versions, asked of the infrastructure."""
     incident = _incident(incident_id)
     form = RollbackPlanForm(incident=incident)
-    rows = form.rows(live=_live_versions(form.services))
+    live = live_versions_read(form.services, timeout=LIVE_VERSION_TIMEOUT_SECONDS)
+    rows = form.rows(live={pk: (version or "", why) for pk, (version, why) in live.items()})
     return render(request, "incidents/incident_room.html#versions-update", {"rows": rows})
 
 
@@ -479,7 +452,7 @@ def _section_context(request: HttpRequest, incident: Incident, section: str) -> 
         }
     return {
         "incident": incident,
-        "approval_requests": selectors.incident_approval_requests(incident),
+        "approval_requests": rollback_selectors.incident_approval_requests(incident),
         "approval_request_form": ApprovalRequestForm(),
         "can_command": request.user.has_perm(COMMAND),
         "can_approve": request.user.has_perm("incidents.approve_rollback"),
@@ -512,7 +485,7 @@ def step_log(request: HttpRequest, incident_id: int, run_id: int, step_id: int) 
             if not NUMBER.fullmatch(value) or len(value) > 9:
                 return HttpResponse(f"{name} must be a line number", status=BAD_REQUEST)
             bounds[name] = int(value)
-    lines = selectors.step_log_page(step, **bounds)
+    lines = rollback_selectors.step_log_page(step, **bounds)
     if request.GET.get("format") == "json":
         # What the live stream's `log` events carry: the page fills a gap with it.
         rows = [[line.seq, line.at.strftime("%H:%M:%S"), line.line] for line in lines]
@@ -529,7 +502,7 @@ def run_create(request: HttpRequest, incident_id: int) -> HttpResponse:
 
     def draft(data: dict[str, Any]) -> Run:
         steps = [
-            rollbacks.StepSpec(
+            rollbacks.services.StepSpec(
                 service=service,
                 release=release,
                 previous=previous,
@@ -537,7 +510,7 @@ def run_create(request: HttpRequest, incident_id: int) -> HttpResponse:
             )
             for service, release, previous in form.chosen_targets()
         ]
-        return rollbacks.run_create(
+        return rollbacks.services.run_create(
             incident=incident,
             steps=steps,
             actor=request.user,
@@ -568,38 +541,51 @@ RunAction = Callable[[Run, User, dict[str, Any]], object]
 # What each button of a run does: the form that parses its input, and the service it calls.
 RUN_ACTIONS: dict[str, tuple[type[forms.Form], RunAction]] = {
     # Dry run: every step's backend says what it would change; nothing is changed.
-    "dry-run": (forms.Form, lambda run, actor, data: rollbacks.run_dry_run(run=run, actor=actor)),
+    "dry-run": (
+        forms.Form,
+        lambda run, actor, data: rollbacks.services.run_dry_run(run=run, actor=actor),
+    ),
     "approval": (
         ReasonForm,
-        lambda run, actor, data: rollbacks.run_request_approval(
+        lambda run, actor, data: rollbacks.services.run_request_approval(
             run=run, actor=actor, reason=data["reason"]
         ),
     ),
     # Starting needs the approval policy met and the typed confirmation to match exactly.
     "start": (
         RunConfirmForm,
-        lambda run, actor, data: rollbacks.run_confirm_and_start(
+        lambda run, actor, data: rollbacks.services.run_confirm_and_start(
             run=run, actor=actor, confirmation=data["confirmation"]
         ),
     ),
     "pause": (
         ReasonForm,
-        lambda run, actor, data: rollbacks.run_pause(run=run, actor=actor, reason=data["reason"]),
+        lambda run, actor, data: rollbacks.services.run_pause(
+            run=run, actor=actor, reason=data["reason"]
+        ),
     ),
-    "resume": (forms.Form, lambda run, actor, data: rollbacks.run_resume(run=run, actor=actor)),
+    "resume": (
+        forms.Form,
+        lambda run, actor, data: rollbacks.services.run_resume(run=run, actor=actor),
+    ),
     "cancel": (
         ReasonForm,
-        lambda run, actor, data: rollbacks.run_cancel(run=run, actor=actor, reason=data["reason"]),
+        lambda run, actor, data: rollbacks.services.run_cancel(
+            run=run, actor=actor, reason=data["reason"]
+        ),
     ),
 }
 
 StepAction = Callable[[Step, User, dict[str, Any]], object]
 
 STEP_ACTIONS: dict[str, tuple[type[forms.Form], StepAction]] = {
-    "retry": (forms.Form, lambda step, actor, data: rollbacks.step_retry(step=step, actor=actor)),
+    "retry": (
+        forms.Form,
+        lambda step, actor, data: rollbacks.services.step_retry(step=step, actor=actor),
+    ),
     "skip": (
         SkipForm,
-        lambda step, actor, data: rollbacks.step_skip(
+        lambda step, actor, data: rollbacks.services.step_skip(
             step=step, actor=actor, reason=data["reason"]
         ),
     ),

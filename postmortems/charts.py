@@ -13,8 +13,9 @@ from html import escape
 
 from django.utils.safestring import SafeString, mark_safe
 
-from incidents.models import BackendKind, StepState
+from incidents.models import BackendKind
 from postmortems.selectors import OUTCOMES, PHASE_LABELS, RecoveryOverview
+from rollbacks.models import StepState
 
 WIDTH, HEIGHT = 640, 260
 LEFT, RIGHT, TOP, BOTTOM = 52, 16, 34, 50

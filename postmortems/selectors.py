@@ -16,17 +16,14 @@ from incidents import selectors as incident_selectors
 from incidents.models import (
     INCIDENT_INSTANTS,
     PHASE_TARGETS,
-    STEP_FINISHED_STATES,
     BackendKind,
     Incident,
-    RunState,
     Service,
     Severity,
-    Step,
-    StepState,
     TimelineKind,
 )
 from postmortems.models import ActionItem, Postmortem, PostmortemState, TimelineFilter
+from rollbacks.models import STEP_FINISHED_STATES, RunState, Step, StepState
 
 PHASE_LABELS: dict[str, str] = {
     "time_to_detect": "Time to detect",

@@ -16,16 +16,10 @@ from django.contrib.auth.models import User as Person
 from django.db import transaction
 from django.utils import timezone
 
-from incidents.models import (
-    Incident,
-    IncidentStatus,
-    Run,
-    RunState,
-    TimelineEntry,
-    TimelineKind,
-)
-from incidents.roles import RESPONDER
-from incidents.services import DomainError, PermissionDenied, User, timeline_append
+from incidents.errors import DomainError, PermissionDenied
+from incidents.models import Incident, IncidentStatus, TimelineEntry, TimelineKind
+from incidents.roles import RESPONDER, User
+from incidents.timeline import timeline_append
 from postmortems.models import (
     NARRATIVE_FIELDS,
     ActionItem,
@@ -35,6 +29,7 @@ from postmortems.models import (
     RevisionAction,
     TimelineStar,
 )
+from rollbacks.models import Run, RunState
 
 COMMAND = "incidents.command_incident"
 

@@ -15,9 +15,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from incidents.errors import DomainError, PermissionDenied
 from incidents.forms import form_errors_text
 from incidents.models import Environment, Incident, TimelineEntry
-from incidents.services import DomainError, PermissionDenied
 from postmortems import charts, selectors, services
 from postmortems.exports import EXPORT_FORMATS
 from postmortems.forms import (

@@ -18,14 +18,14 @@ Two entry points, both idempotent and safe to call twice with the same id:
   message and one claim at a time.
 
 When the last group is done, the services' own verification checks may hold the run before
-it ends (incidents.verification, docs/verification.md): a round of checks is dispatched like
+it ends (rollbacks.verification, docs/verification.md): a round of checks is dispatched like
 a step, and its outcome fails, pauses or succeeds the run.
 
 Every state change is a row update plus its timeline entry in one transaction; the entry is
 announced on Redis after commit (incidents.services.timeline_append).
 
 A worker that dies mid-step leaves its step `running` with a heartbeat that stops moving.
-`recover_stalled()` (run periodically by every worker, see incidents.tasks) hands such steps
+`recover_stalled()` (run periodically by every worker, see rollbacks.tasks) hands such steps
 to a new delivery, which takes the claim over and carries on from what `applied_at` says.
 Writes after the claim are fenced by a claim token, so a worker presumed dead that comes
 back cannot overwrite its successor's record.
@@ -77,25 +77,12 @@ from executors.base import (
     RollbackTarget,
 )
 from executors.registry import BACKENDS, backend_class
-from incidents.models import (
-    Release,
-    Run,
-    RunState,
-    Service,
-    Step,
-    StepLog,
-    StepState,
-    TimelineEntry,
-    TimelineKind,
-)
-from incidents.services import (
-    DomainError,
-    announce_log_lines,
-    incident_record_instant,
-    timeline_append,
-    timeline_append_all,
-)
-from statuspage import hooks as comms_hooks
+from incidents.errors import DomainError
+from incidents.models import Release, Service, TimelineEntry, TimelineKind
+from incidents.services import incident_record_instant
+from incidents.timeline import announce_log_lines, timeline_append, timeline_append_all
+from rollbacks.models import Run, RunState, Step, StepLog, StepState
+from rollbacks.signals import send_run_finished
 
 logger = logging.getLogger(__name__)
 
@@ -274,7 +261,7 @@ class CeleryDispatcher:
     (in messages of steps_per_message() steps), with time limits; run_advance by id."""
 
     def start_steps(self, steps: Iterable[Step]) -> None:
-        from incidents.tasks import step_execute, steps_execute
+        from rollbacks.tasks import step_execute, steps_execute
 
         steps = list(steps)
         size = steps_per_message()
@@ -293,7 +280,7 @@ class CeleryDispatcher:
     def retry_step(self, step: Step, *, delay: float) -> None:
         """Deliver a step of a steps_execute message again in `delay` seconds, counted as
         its first automatic retry (step_execute retries it further, up to max_retries)."""
-        from incidents.tasks import step_execute
+        from rollbacks.tasks import step_execute
 
         options: dict[str, Any] = {
             "countdown": delay,
@@ -304,13 +291,13 @@ class CeleryDispatcher:
         step_execute.apply_async((step.pk,), **options)
 
     def advance_run(self, run_id: int) -> None:
-        from incidents.tasks import run_advance as run_advance_task
+        from rollbacks.tasks import run_advance as run_advance_task
 
         run_advance_task.delay_on_commit(run_id)  # type: ignore[attr-defined]
 
     def verify_run(self, run_id: int, round_id: str) -> None:
-        from incidents import verification
-        from incidents.tasks import run_verify
+        from rollbacks import verification
+        from rollbacks.tasks import run_verify
 
         budget = round(verification.verify_timeout_seconds())
         run_verify.apply_async_on_commit(  # type: ignore[attr-defined]
@@ -462,7 +449,7 @@ def _advance_locked(run: Run, dispatch: Dispatcher, *, requeue_pending: bool = F
             _fail_run(run, steps, group=group, stopped=stopped)
             return []
     # Every step is done: the services' own checks decide before the run succeeds.
-    from incidents import verification
+    from rollbacks import verification
 
     if verification.hold_for_verification(run, steps, dispatch, requeue=requeue_pending):
         return []
@@ -510,7 +497,7 @@ def _fail_run(run: Run, steps: list[Step], *, group: int, stopped: list[Step]) -
             cancelled_steps=[step.pk for step in later],
         ),
     )
-    comms_hooks.run_finished(run)
+    send_run_finished(run)
 
 
 def _succeed_run(run: Run, steps: list[Step], *, verified: bool = False) -> None:
@@ -531,7 +518,7 @@ def _succeed_run(run: Run, steps: list[Step], *, verified: bool = False) -> None
         actor_label=ENGINE_ACTOR,
         payload=_run_payload(run, succeeded=done, skipped=skipped),
     )
-    comms_hooks.run_finished(run)
+    send_run_finished(run)
     if run.dry_run or run.drill or not done:
         return
     # With verification, the service came back when the last step finished, and was
@@ -999,14 +986,14 @@ class _StepExecution:
                 f"{change.before} → {change.after}"
             )
         self.step.plan_summary = plan.summary
-        self.step.planned_changes = _changes_json(plan.changes)
+        self.step.planned_changes = [change.as_json() for change in plan.changes]
         return self.finish(
             StepState.SUCCEEDED,
             detail=f"dry run: {plan.summary}",
             reached="",
             extra_fields={
                 "plan_summary": plan.summary,
-                "planned_changes": _changes_json(plan.changes),
+                "planned_changes": [change.as_json() for change in plan.changes],
             },
         )
 
@@ -1402,18 +1389,6 @@ os.register_at_fork(after_in_child=_applies.forget_parent)
 os.register_at_fork(after_in_child=_finishes.forget_parent)
 
 
-def _changes_json(changes: Iterable[Any]) -> list[dict[str, str | None]]:
-    return [
-        {
-            "resource": change.resource,
-            "attribute": change.attribute,
-            "before": change.before,
-            "after": change.after,
-        }
-        for change in changes
-    ]
-
-
 def _checks_summary(results: list[CheckResult]) -> str:
     """ "3 passed (rollout complete, …)" or the failures and inconclusive ones in full."""
     passed = [result.name for result in results if result.status == CheckStatus.PASSED]
@@ -1643,7 +1618,7 @@ def _execute_with_retries(step_id: int, dispatcher: Dispatcher, retries: int, wo
 
 
 def _verify_in_thread(run_id: int, round_id: str) -> str:
-    from incidents import verification
+    from rollbacks import verification
 
     try:
         return verification.verification_execute(run_id, round_id)

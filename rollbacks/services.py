@@ -4,7 +4,7 @@ A run is drafted from services and targets (`run_create`), previewed without sid
 (`run_dry_run`), sent for the approvals its incident's policy needs
 (`run_request_approval`), and started only once those are in and the commander has typed
 the confirmation word (`run_confirm_and_start`). While it runs it can be paused, resumed or
-cancelled, and a failed step retried or skipped. The engine (incidents.engine) does the
+cancelled, and a failed step retried or skipped. The engine (rollbacks.engine) does the
 work; these functions change state, each in one transaction with its timeline entry, and
 hand work to Celery after commit.
 
@@ -25,33 +25,24 @@ from django.utils import timezone
 
 from executors.base import BackendError, Change
 from executors.registry import backend_class
-from incidents import engine
-from incidents.models import (
+from incidents.errors import DomainError
+from incidents.models import Incident, Release, Service, TimelineKind
+from incidents.roles import COMMAND_PERMISSION, User, require_role
+from incidents.services import incident_lock, incident_record_instant
+from incidents.timeline import timeline_append
+from rollbacks import engine
+from rollbacks.approvals import approval_request_open, approval_withdraw, required_roles_for
+from rollbacks.live_versions import live_versions_read
+from rollbacks.models import (
     ApprovalRequest,
     ApprovalRequestStatus,
-    Incident,
-    Release,
     Run,
     RunState,
     Scenario,
-    Service,
     Step,
     StepState,
-    TimelineKind,
 )
-from incidents.roles import COMMAND_PERMISSION
-from incidents.services import (
-    DomainError,
-    User,
-    _lock,
-    _require,
-    approval_request_open,
-    approval_withdraw,
-    incident_record_instant,
-    required_roles_for,
-    timeline_append,
-)
-from statuspage import hooks as comms_hooks
+from rollbacks.signals import send_run_finished, send_run_started
 
 DEFAULT_STEP_TIMEOUT = 600
 MAX_STEP_TIMEOUT = 3600
@@ -140,26 +131,6 @@ def _check_spec(spec: StepSpec, incident: Incident, drill: bool) -> None:
         raise DomainError(f"{service.name}: invalid target config: {error}") from error
 
 
-def _read_live_versions(services: Sequence[Service]) -> dict[int, tuple[str | None, str]]:
-    """service id → (live version or None, why it is unknown); reads in parallel, no DB."""
-    connections = engine.connections_from_settings()
-    unique = {service.pk: service for service in services}
-
-    def read(service: Service) -> tuple[int, tuple[str | None, str]]:
-        try:
-            return service.pk, (
-                engine.backend_for(service, connections=connections).live_version(),
-                "",
-            )
-        except BackendError as error:
-            return service.pk, (None, str(error))
-
-    if len(unique) == 1:
-        return dict([read(next(iter(unique.values())))])
-    with ThreadPoolExecutor(max_workers=min(16, len(unique))) as pool:
-        return dict(pool.map(read, unique.values()))
-
-
 def run_create(
     *,
     incident: Incident,
@@ -175,17 +146,17 @@ def run_create(
     Live versions are read from the infrastructure before the transaction; a version that
     cannot be read is left blank and the timeline says why.
     """
-    _require(actor, COMMAND_PERMISSION, "draft rollback plans")
+    require_role(actor, COMMAND_PERMISSION, "draft rollback plans")
     if not steps:
         raise DomainError("A rollback plan needs at least one step.")
     if scenario not in Scenario.values:
         raise DomainError(f"Unknown scenario {scenario!r}.")
     for spec in steps:
         _check_spec(spec, incident, drill)
-    live = _read_live_versions([spec.service for spec in steps])
+    live = live_versions_read([spec.service for spec in steps])
 
     with transaction.atomic():
-        locked = _lock(incident)
+        locked = incident_lock(incident)
         if not locked.is_open:
             raise DomainError("The incident is resolved; reopen it first.")
         run = Run.objects.create(
@@ -253,7 +224,7 @@ def run_create(
 def run_dry_run(*, run: Run, actor: User) -> list[StepPreview]:
     """Ask every step's backend what it would change, without changing anything; store and
     return the previews. A step whose plan fails gets its error, not an exception."""
-    _require(actor, COMMAND_PERMISSION, "preview rollback plans")
+    require_role(actor, COMMAND_PERMISSION, "preview rollback plans")
     _require_state(
         run,
         (RunState.DRAFT, RunState.AWAITING_APPROVAL, RunState.APPROVED),
@@ -285,7 +256,7 @@ def run_dry_run(*, run: Run, actor: User) -> list[StepPreview]:
         )
         for item in previews:
             item.step.plan_summary = item.error and f"cannot plan: {item.error}" or item.summary
-            item.step.planned_changes = engine._changes_json(item.changes)
+            item.step.planned_changes = [change.as_json() for change in item.changes]
             item.step.save(update_fields=["plan_summary", "planned_changes"])
         locked.planned_at = timezone.now()
         locked.save(update_fields=["planned_at"])
@@ -312,7 +283,7 @@ def run_dry_run(*, run: Run, actor: User) -> list[StepPreview]:
                         "step": item.step.pk,
                         "summary": item.summary,
                         "error": item.error,
-                        "changes": engine._changes_json(item.changes),
+                        "changes": [change.as_json() for change in item.changes],
                     }
                     for item in previews
                 ],
@@ -328,7 +299,7 @@ def run_dry_run(*, run: Run, actor: User) -> list[StepPreview]:
 def run_request_approval(*, run: Run, actor: User, reason: str = "") -> Run:
     """Ask for the approvals the incident's severity and the run's scenario need. With no
     matching policy the request is approved at once and so is the run."""
-    _require(actor, COMMAND_PERMISSION, "request rollback approval")
+    require_role(actor, COMMAND_PERMISSION, "request rollback approval")
     locked = _locked_run(run)
     _require_state(locked, (RunState.DRAFT,), "request approval")
     if not locked.steps.exists():
@@ -355,39 +326,6 @@ def run_request_approval(*, run: Run, actor: User, reason: str = "") -> Run:
         payload={"run": locked.pk, "state": locked.state, "request": request.pk},
     )
     return locked
-
-
-def run_follow_approval(*, request: ApprovalRequest) -> Run | None:
-    """Move the run an approval request belongs to: approved, or back to draft when the
-    request is rejected or withdrawn. Called when the request is saved, in its transaction."""
-    run = (
-        Run.objects.select_for_update(no_key=True)
-        .select_related("incident")
-        .filter(approval_request_id=request.pk)
-        .first()
-    )
-    if run is None:
-        return None
-    if request.status == ApprovalRequestStatus.APPROVED and run.state == RunState.AWAITING_APPROVAL:
-        run.state = RunState.APPROVED
-        body = f"Plan #{run.pk} has every approval it needs; type the confirmation to start it"
-    elif request.status in (
-        ApprovalRequestStatus.REJECTED,
-        ApprovalRequestStatus.WITHDRAWN,
-    ) and run.state in (RunState.AWAITING_APPROVAL, RunState.APPROVED):
-        run.state = RunState.DRAFT
-        body = f"Plan #{run.pk} is back to draft: its approval request was {request.status}"
-    else:
-        return run
-    run.save(update_fields=["state"])
-    timeline_append(
-        incident=run.incident,
-        kind=TimelineKind.RUN,
-        body=body,
-        actor_label="approvals",
-        payload={"run": run.pk, "state": run.state, "request": request.pk},
-    )
-    return run
 
 
 def _check_approval(run: Run) -> None:
@@ -420,9 +358,9 @@ def run_confirm_and_start(*, run: Run, actor: User, confirmation: str, enqueue: 
 
     `enqueue=False` leaves execution to the caller (the terminal command runs it inline).
     """
-    _require(actor, COMMAND_PERMISSION, "start rollbacks")
+    require_role(actor, COMMAND_PERMISSION, "start rollbacks")
     locked = _locked_run(run)
-    incident = _lock(locked.incident)
+    incident = incident_lock(locked.incident)
     if not incident.is_open:
         raise DomainError("The incident is resolved; reopen it first.")
     startable = (
@@ -471,7 +409,7 @@ def run_confirm_and_start(*, run: Run, actor: User, confirmation: str, enqueue: 
                     incident = incident_record_instant(
                         incident=incident, instant=instant, at=now, actor=actor
                     )
-    comms_hooks.run_started(locked)
+    send_run_started(locked)
     if enqueue:
         engine.advance_locked(locked)
     return locked
@@ -483,7 +421,7 @@ def run_confirm_and_start(*, run: Run, actor: User, confirmation: str, enqueue: 
 @transaction.atomic
 def run_pause(*, run: Run, actor: User, reason: str = "") -> Run:
     """Hold a running run: steps already running finish, nothing new starts."""
-    _require(actor, COMMAND_PERMISSION, "pause rollbacks")
+    require_role(actor, COMMAND_PERMISSION, "pause rollbacks")
     locked = _locked_run(run)
     _require_state(locked, (RunState.RUNNING,), "pause it")
     locked.state = RunState.PAUSED
@@ -506,7 +444,7 @@ def run_pause(*, run: Run, actor: User, reason: str = "") -> Run:
 @transaction.atomic
 def run_resume(*, run: Run, actor: User) -> Run:
     """Carry on with a paused run from where it stopped."""
-    _require(actor, COMMAND_PERMISSION, "resume rollbacks")
+    require_role(actor, COMMAND_PERMISSION, "resume rollbacks")
     locked = _locked_run(run)
     _require_state(locked, (RunState.PAUSED,), "resume it")
     locked.state = RunState.RUNNING
@@ -529,7 +467,7 @@ def run_resume(*, run: Run, actor: User) -> Run:
 def run_cancel(*, run: Run, actor: User, reason: str = "") -> Run:
     """Stop a run for good: steps not yet started are cancelled, a pending approval request
     is withdrawn. Steps already applying finish and report (their change is under way)."""
-    _require(actor, COMMAND_PERMISSION, "cancel rollbacks")
+    require_role(actor, COMMAND_PERMISSION, "cancel rollbacks")
     # The approval request before the run: the order an approver's decision takes them in.
     request_id = Run.objects.filter(pk=run.pk).values_list("approval_request", flat=True).first()
     if request_id is not None:
@@ -565,7 +503,7 @@ def run_cancel(*, run: Run, actor: User, reason: str = "") -> Run:
             "cancelled_steps": [step.pk for step in pending],
         },
     )
-    comms_hooks.run_finished(locked)
+    send_run_finished(locked)
     request = locked.approval_request
     if request is not None and request.status == ApprovalRequestStatus.PENDING:
         approval_withdraw(request=request, actor=actor)
@@ -602,7 +540,7 @@ def _reopen_if_failed(run: Run, actor: User, doing: str) -> bool:
 def step_retry(*, step: Step, actor: User) -> Step:
     """Try a failed step again (its run reopens if the failure had failed it). An apply
     that had gone through is not repeated: the step waits and checks again."""
-    _require(actor, COMMAND_PERMISSION, "retry rollback steps")
+    require_role(actor, COMMAND_PERMISSION, "retry rollback steps")
     run = _locked_run(step.run)
     locked = Step.objects.select_for_update(no_key=True).select_related("service").get(pk=step.pk)
     if locked.state != StepState.FAILED:
@@ -646,7 +584,7 @@ def step_retry(*, step: Step, actor: User) -> Step:
 @transaction.atomic
 def step_skip(*, step: Step, actor: User, reason: str) -> Step:
     """Leave a pending or failed step out, saying why; later groups then go ahead."""
-    _require(actor, COMMAND_PERMISSION, "skip rollback steps")
+    require_role(actor, COMMAND_PERMISSION, "skip rollback steps")
     why = reason.strip()
     if not why:
         raise DomainError("Say why the step is skipped.")

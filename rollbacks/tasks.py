@@ -20,8 +20,8 @@ from django.conf import settings
 from django.db import connections
 
 from console.celery import app
-from incidents import engine, verification
-from incidents.models import Step
+from rollbacks import engine, verification
+from rollbacks.models import Step
 
 logger = logging.getLogger(__name__)
 _recovery_stop = threading.Event()

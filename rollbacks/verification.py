@@ -48,21 +48,14 @@ from executors.checks import (
     run_check,
     validate_checks,
 )
-from incidents.models import (
-    ChecklistItem,
-    ChecklistKind,
-    Run,
-    RunState,
-    Step,
-    StepState,
-    TimelineEntry,
-    TimelineKind,
-)
-from incidents.services import checklist_item_set, timeline_append
-from statuspage import hooks as comms_hooks
+from incidents.models import ChecklistItem, ChecklistKind, TimelineEntry, TimelineKind
+from incidents.services import checklist_item_set
+from incidents.timeline import timeline_append
+from rollbacks.models import Run, RunState, Step, StepState
+from rollbacks.signals import send_run_finished
 
 if TYPE_CHECKING:
-    from incidents.engine import Dispatcher
+    from rollbacks.engine import Dispatcher
 
 logger = logging.getLogger(__name__)
 
@@ -256,7 +249,7 @@ def verification_execute(run_id: int, round_id: str) -> str:
     """Run a verification round's checks in parallel, record each result as it comes, then
     conclude the round. Returns the conclusion, or "" when there was nothing to do (the
     round is not the latest, is already concluded, or the run is no longer running)."""
-    from incidents.engine import connections_from_settings
+    from rollbacks.engine import connections_from_settings
 
     run = Run.objects.select_related("incident").get(pk=run_id)
     latest = _latest_round(run)
@@ -392,7 +385,7 @@ def _summary(results: Sequence[Mapping[str, Any]], outcome: str) -> str:
 
 @transaction.atomic
 def _conclude(run_id: int, round_: _Round, planned: Sequence[PlannedCheck]) -> str:
-    from incidents import engine
+    from rollbacks import engine
 
     run = Run.objects.select_for_update(no_key=True).select_related("incident").get(pk=run_id)
     if not _still_open(run, round_):
@@ -459,7 +452,7 @@ def _conclude(run_id: int, round_: _Round, planned: Sequence[PlannedCheck]) -> s
         run.failure_reason = reason
         run.save(update_fields=["state", "finished_at", "failure_reason"])
         conclude(FAILED, f"Run #{run.pk} failed: {reason} ({counts})")
-        comms_hooks.run_finished(run)
+        send_run_finished(run)
         return FAILED
     if outcome == INCONCLUSIVE:
         run.state = RunState.PAUSED

@@ -26,8 +26,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from incidents.models import Incident, IncidentStatus, Run, RunState, TimelineEntry, TimelineKind
-from incidents.services import DomainError, User, _require, timeline_append
+from incidents.errors import DomainError
+from incidents.models import Incident, IncidentStatus, TimelineEntry, TimelineKind
+from incidents.roles import User, require_role
+from incidents.timeline import timeline_append
+from rollbacks.models import Run, RunState
 from statuspage import texts
 from statuspage.models import (
     Channel,
@@ -269,7 +272,7 @@ def delivery_attempt(*, delivery_id: int, final_attempt: bool) -> str:
 @transaction.atomic
 def delivery_retry(*, delivery: Delivery, actor: User) -> Delivery:
     """A person sends a failed delivery again (its automatic attempts are used up)."""
-    _require(actor, EDIT_PERMISSION, "retry notices")
+    require_role(actor, EDIT_PERMISSION, "retry notices")
     locked = (
         Delivery.objects.select_for_update(no_key=True).select_related("notice").get(pk=delivery.pk)
     )
@@ -353,7 +356,7 @@ def customer_notice_send(
     """Send the support lead's customer notice by email once the outage has lasted
     CUSTOMER_NOTICE_AFTER_MINUTES. Needs an explicit confirmation: email cannot be unsent.
     `token` names one filled-in form: the same form submitted twice sends once."""
-    _require(actor, EDIT_PERMISSION, "send customer notices")
+    require_role(actor, EDIT_PERMISSION, "send customer notices")
     if not confirmed:
         raise DomainError("Confirm that the notice is ready to go to customers.")
     if not customer_notice_due(incident):

@@ -16,7 +16,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from incidents.models import Incident, Run, Service
+from incidents.models import Incident, Service
+from rollbacks.models import Run
 
 
 class ComponentStatus(models.TextChoices):

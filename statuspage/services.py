@@ -17,8 +17,10 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from incidents.errors import DomainError
 from incidents.models import Incident, Severity, TimelineKind
-from incidents.services import DomainError, User, _require, timeline_append
+from incidents.roles import User, require_role
+from incidents.timeline import timeline_append
 from statuspage import markup, texts
 from statuspage.models import (
     Component,
@@ -137,7 +139,7 @@ def draft_save(
 ) -> Draft:
     """Save the draft if nobody saved it since `version` (0: no draft yet); else raise
     DraftConflict carrying the other person's draft."""
-    person = _require(actor, EDIT_PERMISSION, "edit the status page")
+    person = require_role(actor, EDIT_PERMISSION, "edit the status page")
     statuses = _check_fields(
         name=name, status=status, impact=impact, body=body, component_statuses=component_statuses
     )

@@ -12,7 +12,8 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from incidents.models import Incident, IncidentStatus, Run
+from incidents.models import Incident, IncidentStatus
+from rollbacks.models import Run
 from statuspage.models import Component, MessageTemplate, PublicStatus, TemplateKey
 
 FACT_NAMES = (

@@ -16,9 +16,9 @@ from django.utils import timezone
 from django.utils.feedgenerator import Atom1Feed
 from django.views.decorators.http import require_GET, require_POST
 
+from incidents.errors import DomainError, PermissionDenied
 from incidents.forms import form_errors_text
 from incidents.models import Incident
-from incidents.services import DomainError, PermissionDenied
 from statuspage import comms, markup, selectors, services, texts
 from statuspage.forms import (
     CustomerNoticeForm,

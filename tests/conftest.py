@@ -10,10 +10,14 @@ import redis
 from django.conf import LazySettings
 
 from console.celery import app as celery_app
-from incidents import services
+from incidents import timeline
 from incidents.roles import ensure_roles
 from tests.asgi import asgi_server  # noqa: F401  (fixtures for every test module)
 from tests.chromium import browser, page  # noqa: F401
+
+# Fixtures several test packages share: the stand-ins (moto, Kubernetes) and the rollback
+# engine's (its settings, eager Celery, workers).
+pytest_plugins = ["tests.devinfra.standins", "tests.rollbacks.engine_fixtures"]
 
 # Concurrent test runs on one machine each take their own Redis database.
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -47,9 +51,9 @@ def _fast_password_hashing(settings: LazySettings) -> None:
 def _test_redis(settings: LazySettings) -> Iterator[None]:
     """Point the live fan-out at a Redis database of its own."""
     settings.REDIS_URL = TEST_REDIS_URL
-    services._redis_client = None
+    timeline.redis_client_reset()
     yield
-    services._redis_client = None
+    timeline.redis_client_reset()
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from typing import Any
 
 from django import template
 
-from incidents.models import Run
-from incidents.verification import RunVerification, attach_to_runs
+from rollbacks.models import Run
+from rollbacks.verification import RunVerification, attach_to_runs
 
 register = template.Library()
 

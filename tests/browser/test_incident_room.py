@@ -2,7 +2,7 @@ import pytest
 from playwright.sync_api import expect
 
 from incidents.models import ChecklistItem, TimelineKind
-from incidents.services import timeline_append
+from incidents.timeline import timeline_append
 from tests.chromium import log_in
 from tests.factories import UserFactory, ensure_default_records, incident_open
 

@@ -10,19 +10,21 @@ import pytest
 from django.contrib.auth import get_user_model
 from playwright.sync_api import Browser, Page, expect
 
-from incidents import rollbacks, selectors
-from incidents.models import Run, RunState, TimelineEntry, TimelineKind
-from incidents.rollbacks import StepSpec
+import rollbacks.services
+from incidents import selectors
+from incidents.models import TimelineEntry, TimelineKind
+from rollbacks.models import Run, RunState
+from rollbacks.services import StepSpec
 from tests.chromium import log_in
 from tests.factories import UserFactory
-from tests.incidents.engine_factories import IncidentFactory, KubeServiceFactory
-from tests.incidents.engine_fixtures import *  # noqa: F403
-from tests.incidents.engine_fixtures import seed_deployment
+from tests.rollbacks.engine_factories import IncidentFactory, KubeServiceFactory
+from tests.rollbacks.engine_fixtures import seed_deployment
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db(transaction=True),
     pytest.mark.timeout(120),
+    pytest.mark.usefixtures("engine_settings", "isolated_celery"),
 ]
 
 
@@ -56,12 +58,12 @@ def test_two_watchers_see_every_step_finish_and_lose_nothing_when_the_stream_dro
         services.append(KubeServiceFactory(name=name))
     incident = IncidentFactory(title="Checkout errors after v2")
     incident.services.set(services)
-    run = rollbacks.run_create(
+    run = rollbacks.services.run_create(
         incident=incident,
         steps=[StepSpec(service=s, previous=True, group=1, timeout_seconds=60) for s in services],
         actor=commander,
     )
-    run = rollbacks.run_request_approval(run=run, actor=commander)
+    run = rollbacks.services.run_request_approval(run=run, actor=commander)
     assert run.state == RunState.APPROVED
     start_worker("live-room")
 
@@ -114,16 +116,16 @@ def test_the_rollback_panel_keeps_following_the_stream_after_its_first_update(
     service = KubeServiceFactory(name="web")
     incident = IncidentFactory(title="Checkout errors after v2")
     commander = get_user_model().objects.get(username="ic")
-    run = rollbacks.run_create(
+    run = rollbacks.services.run_create(
         incident=incident,
         steps=[StepSpec(service=service, previous=True, timeout_seconds=60)],
         actor=commander,
     )
-    run = rollbacks.run_request_approval(run=run, actor=commander)
+    run = rollbacks.services.run_request_approval(run=run, actor=commander)
     start_worker("live-panel")
     watching = watch(browser, asgi_server.url, "vic", incident.pk)
 
-    rollbacks.run_confirm_and_start(run=run, actor=commander, confirmation="web")
+    rollbacks.services.run_confirm_and_start(run=run, actor=commander, confirmation="web")
 
     # Several panel updates arrive one after another, with no reload and no reconnection.
     expect(watching.locator(f"#run-{run.pk}")).to_have_class(re.compile(r"run-running"))

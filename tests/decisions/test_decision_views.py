@@ -11,6 +11,7 @@ from django.urls import reverse
 from incidents import services
 from incidents.decisions import Signals, decision_record, room_context
 from incidents.models import TimelineEntry, TimelineKind
+from incidents.timeline import channel_for
 from tests.factories import UserFactory, incident_open
 
 pytestmark = pytest.mark.django_db
@@ -49,7 +50,7 @@ def test_commander_records_a_decision_on_the_timeline(
     client, commander, redis_listener, django_capture_on_commit_callbacks
 ):
     incident = incident_open(severity="P2")
-    redis_listener.subscribe(services.channel_for(incident.pk))
+    redis_listener.subscribe(channel_for(incident.pk))
     redis_listener.get_message(timeout=1)  # the subscription itself
 
     with django_capture_on_commit_callbacks(execute=True):

@@ -1,6 +1,7 @@
 import pytest
 
 from incidents import services
+from incidents.errors import PermissionDenied
 from incidents.models import TimelineKind
 from tests.factories import UserFactory, incident_open
 
@@ -54,7 +55,7 @@ def test_passing_check_ticks_an_item_without_a_person():
 def test_viewer_cannot_tick_items(roles):
     viewer = UserFactory(roles=["Viewer"])
     item = _first_item(incident_open())
-    with pytest.raises(services.PermissionDenied):
+    with pytest.raises(PermissionDenied):
         services.checklist_item_set(item=item, done=True, actor=viewer)
     item.refresh_from_db()
     assert item.done_at is None

@@ -4,6 +4,7 @@ import pytest
 from django.utils import timezone
 
 from incidents import services
+from incidents.errors import DomainError, PermissionDenied
 from incidents.models import STATUS_TRANSITIONS, IncidentStatus, TimelineKind
 from tests.factories import UserFactory, incident_open
 
@@ -34,7 +35,7 @@ def test_status_change_follows_the_state_machine(commander, from_status, to_stat
         )
         assert changed.status == to_status
     else:
-        with pytest.raises(services.DomainError, match="cannot go from"):
+        with pytest.raises(DomainError, match="cannot go from"):
             services.incident_change_status(incident=incident, to_status=to_status, actor=commander)
         incident.refresh_from_db()
         assert incident.status == from_status
@@ -55,7 +56,7 @@ def test_status_change_writes_its_timeline_entry(commander):
 def test_refused_status_change_writes_nothing(commander):
     incident = incident_open()
     before = incident.timeline.count()
-    with pytest.raises(services.DomainError):
+    with pytest.raises(DomainError):
         services.incident_change_status(incident=incident, to_status="monitoring", actor=commander)
     assert incident.timeline.count() == before
 
@@ -63,7 +64,7 @@ def test_refused_status_change_writes_nothing(commander):
 def test_responder_cannot_change_status(roles):
     responder = UserFactory(roles=["Responder"])
     incident = incident_open()
-    with pytest.raises(services.PermissionDenied):
+    with pytest.raises(PermissionDenied):
         services.incident_change_status(incident=incident, to_status="identified", actor=responder)
 
 
@@ -98,7 +99,7 @@ def test_severity_change_is_recorded(commander):
 
 def test_commander_must_hold_the_commander_role(commander, roles):
     viewer = UserFactory(roles=["Viewer"])
-    with pytest.raises(services.DomainError, match="does not hold"):
+    with pytest.raises(DomainError, match="does not hold"):
         services.incident_assign_commander(
             incident=incident_open(), commander=viewer, actor=commander
         )
@@ -106,7 +107,7 @@ def test_commander_must_hold_the_commander_role(commander, roles):
 
 def test_instant_before_detection_is_refused(commander):
     incident = incident_open()
-    with pytest.raises(services.DomainError, match="before the incident was detected"):
+    with pytest.raises(DomainError, match="before the incident was detected"):
         services.incident_record_instant(
             incident=incident,
             instant="verified_at",
@@ -116,7 +117,7 @@ def test_instant_before_detection_is_refused(commander):
 
 
 def test_instant_in_the_future_is_refused(commander):
-    with pytest.raises(services.DomainError, match="future"):
+    with pytest.raises(DomainError, match="future"):
         services.incident_record_instant(
             incident=incident_open(),
             instant="restored_at",
@@ -127,7 +128,7 @@ def test_instant_in_the_future_is_refused(commander):
 
 def test_incident_cannot_be_detected_before_it_started():
     now = timezone.now()
-    with pytest.raises(services.DomainError, match="cannot start after"):
+    with pytest.raises(DomainError, match="cannot start after"):
         incident_open(started_at=now, detected_at=now - timedelta(minutes=1))
 
 

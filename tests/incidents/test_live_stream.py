@@ -13,12 +13,14 @@ from django.conf import LazySettings
 from django.db import connections, transaction
 from django.urls import reverse
 
-from incidents import services
-from incidents.engine import StepLogWriter
-from incidents.models import Step, TimelineEntry, TimelineKind
+from incidents import services, timeline
+from incidents.models import TimelineEntry, TimelineKind
+from incidents.timeline import timeline_append
+from rollbacks.engine import StepLogWriter
+from rollbacks.models import Step
 from tests.asgi import AsgiServer, free_port
 from tests.factories import UserFactory, incident_open
-from tests.incidents.engine_factories import RunFactory, StepFactory
+from tests.rollbacks.engine_factories import RunFactory, StepFactory
 from tests.sse import EventStream
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
@@ -147,7 +149,7 @@ def test_entries_keep_arriving_while_redis_restarts(
 
     redis = start_redis()
     settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
-    services._redis_client = None
+    timeline.redis_client_reset()
     incident = incident_open()
     session = asgi_server.session(commander)
     try:
@@ -165,7 +167,7 @@ def test_entries_keep_arriving_while_redis_restarts(
     finally:
         redis.kill()
         redis.wait()
-        services._redis_client = None
+        timeline.redis_client_reset()
 
 
 def test_step_log_lines_stream_as_they_are_stored(asgi_server, commander):
@@ -190,7 +192,7 @@ def test_a_run_entry_sends_the_rollback_panel_again(asgi_server, commander):
     with EventStream(session, events_url(asgi_server, run.incident_id)) as stream:
         stream.entries(1)
         with transaction.atomic():
-            services.timeline_append(
+            timeline_append(
                 incident=run.incident, kind=TimelineKind.STEP_FINISHED, body="step done"
             )
         panel = stream.until("runs").data

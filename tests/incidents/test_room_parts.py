@@ -6,14 +6,16 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from incidents import services
-from incidents.models import StepLog
+from rollbacks.approvals import approval_request_open
+from rollbacks.models import StepLog
 from tests.factories import ReleaseFactory, UserFactory, incident_open
-from tests.incidents.engine_factories import KubeServiceFactory, RunFactory, StepFactory
-from tests.incidents.engine_fixtures import *  # noqa: F403
-from tests.incidents.engine_fixtures import seed_deployment
+from tests.rollbacks.engine_factories import KubeServiceFactory, RunFactory, StepFactory
+from tests.rollbacks.engine_fixtures import seed_deployment
 
-pytestmark = pytest.mark.django_db
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.usefixtures("engine_settings", "isolated_celery"),
+]
 
 
 @pytest.fixture
@@ -102,7 +104,7 @@ def test_approver_sees_a_badge_counting_the_requests_waiting_for_them(client, ro
     requester = UserFactory(roles=["Incident Commander"])
     approver = UserFactory(roles=["Approver", "On-call"])
     incident = incident_open(severity="P1")
-    services.approval_request_open(
+    approval_request_open(
         incident=incident, requested_by=requester, scenario="any", reason="bad release"
     )
     client.force_login(approver)

@@ -10,6 +10,7 @@ from django.db import IntegrityError, InternalError, connection, transaction
 
 from incidents import services
 from incidents.models import TimelineEntry, TimelineKind
+from incidents.timeline import channel_for
 from tests.conftest import TEST_REDIS_URL
 from tests.factories import UserFactory, incident_open
 
@@ -68,7 +69,7 @@ def test_new_entry_is_announced_on_the_incident_channel_after_commit(
     redis_listener, django_capture_on_commit_callbacks
 ):
     incident = incident_open()
-    redis_listener.subscribe(services.channel_for(incident.pk))
+    redis_listener.subscribe(channel_for(incident.pk))
     redis_listener.get_message(timeout=1)
     commander = UserFactory(roles=["Incident Commander"])
     with django_capture_on_commit_callbacks(execute=True):
@@ -95,16 +96,16 @@ def test_nothing_is_announced_when_the_transaction_rolls_back(django_capture_on_
 ANNOUNCE_THEN_EXIT = """
 import django
 django.setup()
-from incidents import services
+from incidents import timeline
 for n in range(200):
-    services._publish(424242, {"entry": n})
+    timeline.announce(424242, {"entry": n})
 """
 
 
 def test_announcements_queued_when_a_process_exits_are_sent_and_the_exit_does_not_hang(
     redis_listener,
 ):
-    redis_listener.subscribe(services.channel_for(424242))
+    redis_listener.subscribe(channel_for(424242))
     redis_listener.get_message(timeout=1)
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "console.settings", "REDIS_URL": TEST_REDIS_URL}
 

@@ -10,8 +10,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from incidents import rollbacks, services
-from incidents.models import Run, RunState, StepState
+import rollbacks.services
+from rollbacks.approvals import approval_request_open, approval_withdraw
+from rollbacks.models import Run, RunState, StepState
 from tests.factories import ReleaseFactory, ServiceFactory, UserFactory, incident_open
 from tests.permissions import assert_reached_only_if_allowed, assert_sent_to_login
 
@@ -52,7 +53,7 @@ class World:
         self.requester = requester
         self.incident = incident_open(severity="P1", commander=None)
         self.item = self.incident.checklists.get(kind="pre_rollback").items.first()
-        self.approval_request = services.approval_request_open(
+        self.approval_request = approval_request_open(
             incident=self.incident, requested_by=requester, scenario="any", reason="bad release"
         )
         self.release = ReleaseFactory()
@@ -64,9 +65,9 @@ class World:
         )
         self.flag_off = ReleaseFactory(service=self.flag, version="off", artifact="off")
         self.incident.services.add(self.flag)
-        self.run = rollbacks.run_create(
+        self.run = rollbacks.services.run_create(
             incident=self.incident,
-            steps=[rollbacks.StepSpec(service=self.flag, release=self.flag_off)],
+            steps=[rollbacks.services.StepSpec(service=self.flag, release=self.flag_off)],
             actor=requester,
             dry_run=True,
         )
@@ -74,11 +75,11 @@ class World:
 
     def put_run_in(self, state: str) -> None:
         """Start the run (without a worker) and move it on to `state`."""
-        rollbacks.run_confirm_and_start(
+        rollbacks.services.run_confirm_and_start(
             run=self.run, actor=self.requester, confirmation="new-checkout", enqueue=False
         )
         if state == RunState.PAUSED:
-            rollbacks.run_pause(run=self.run, actor=self.requester)
+            rollbacks.services.run_pause(run=self.run, actor=self.requester)
         if state == RunState.FAILED:
             # As the engine leaves a run whose only step failed.
             now = timezone.now()
@@ -261,9 +262,7 @@ def _prepare(case: Case, client: Any, role: str | None) -> tuple[str, str, dict[
     if case.run_state:
         world.put_run_in(case.run_state)
     if case.name in ("approval_request_create", "run_approval"):
-        services.approval_withdraw(
-            request=world.approval_request, actor=world.approval_request.requested_by
-        )
+        approval_withdraw(request=world.approval_request, actor=world.approval_request.requested_by)
     if user is not None:
         client.force_login(user)
     return case.request(world)

@@ -4,9 +4,11 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+import rollbacks.services
 from devinfra.processes import free_port
-from incidents import rollbacks, services
+from incidents import services
 from incidents.models import Incident, TimelineKind
+from rollbacks.approvals import approval_request_open
 from tests.factories import ReleaseFactory, ServiceFactory, UserFactory, incident_open
 
 pytestmark = pytest.mark.django_db
@@ -172,7 +174,7 @@ def test_timeline_poll_with_a_bad_cursor_is_refused(client, commander):
 
 def test_requester_approving_own_request_gets_the_two_person_message(client, commander):
     incident = incident_open(severity="P1")
-    request = services.approval_request_open(
+    request = approval_request_open(
         incident=incident, requested_by=commander, scenario="any", reason="roll back web"
     )
     response = client.post(
@@ -201,7 +203,7 @@ def test_dashboard_shows_requests_awaiting_my_approval(client, roles):
     requester = UserFactory(roles=["Incident Commander"])
     approver = UserFactory(roles=["Approver", "Engineering Lead"])
     incident = incident_open(severity="P1", title="Login loop")
-    services.approval_request_open(
+    approval_request_open(
         incident=incident, requested_by=requester, scenario="any", reason="roll back auth"
     )
     client.force_login(approver)
@@ -269,12 +271,12 @@ def test_plan_form_offers_the_known_good_release_for_affected_services(
 def test_starting_with_the_wrong_confirmation_word_is_refused(client, commander, flag_service):
     incident = incident_open(services=[flag_service], severity="P3")
     release = flag_service.releases.get()
-    run = rollbacks.run_create(
+    run = rollbacks.services.run_create(
         incident=incident,
-        steps=[rollbacks.StepSpec(service=flag_service, release=release)],
+        steps=[rollbacks.services.StepSpec(service=flag_service, release=release)],
         actor=commander,
     )
-    rollbacks.run_request_approval(run=run, actor=commander)
+    rollbacks.services.run_request_approval(run=run, actor=commander)
     response = client.post(
         reverse("run_start", args=[incident.pk, run.pk]), {"confirmation": "yes"}, **HTMX
     )

@@ -8,9 +8,11 @@ from typing import Any
 from django.utils import timezone
 
 from incidents import services
-from incidents.models import Incident, Run, RunState, StepState, TimelineEntry, TimelineKind
+from incidents.models import Incident, TimelineEntry, TimelineKind
+from incidents.timeline import timeline_append
+from rollbacks.models import Run, RunState, StepState
 from tests.factories import UserFactory, incident_open
-from tests.incidents.engine_factories import KubeServiceFactory, RunFactory, StepFactory
+from tests.rollbacks.engine_factories import KubeServiceFactory, RunFactory, StepFactory
 
 
 def commander(username: str = "ic") -> Any:
@@ -81,9 +83,7 @@ def finished_run(incident: Incident, *, drill: bool = False, steps: int = 2) -> 
             applied_at=started + timedelta(seconds=7),
             finished_at=started + timedelta(seconds=37),
         )
-    services.timeline_append(
-        incident=incident, kind=TimelineKind.RUN, body=f"Rollback #{run.pk} succeeded"
-    )
+    timeline_append(incident=incident, kind=TimelineKind.RUN, body=f"Rollback #{run.pk} succeeded")
     return run
 
 

@@ -8,11 +8,12 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from incidents.models import Incident, RunState, StepState
+from incidents.models import Incident
 from postmortems.selectors import recovery_overview
+from rollbacks.models import RunState, StepState
 from tests.factories import incident_open
-from tests.incidents.engine_factories import RunFactory, ServiceFactory, StepFactory
 from tests.postmortems.builders import resolved_incident
+from tests.rollbacks.engine_factories import RunFactory, ServiceFactory, StepFactory
 
 pytestmark = pytest.mark.django_db
 

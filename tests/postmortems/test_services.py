@@ -9,8 +9,8 @@ import pytest
 from django.utils import timezone
 
 from incidents import services as incident_services
+from incidents.errors import DomainError, PermissionDenied
 from incidents.models import TimelineEntry, TimelineKind
-from incidents.services import DomainError, PermissionDenied
 from postmortems import services
 from postmortems.models import ActionItem, PostmortemState, RevisionAction, TimelineStar
 from tests.postmortems.builders import (

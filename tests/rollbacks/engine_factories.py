@@ -8,15 +8,8 @@ from typing import Any
 import factory
 from django.utils import timezone
 
-from incidents.models import (
-    Environment,
-    Incident,
-    IncidentStatus,
-    Run,
-    RunState,
-    Severity,
-    Step,
-)
+from incidents.models import Environment, Incident, IncidentStatus, Severity
+from rollbacks.models import Run, RunState, Step
 from tests.factories import ReleaseFactory, ServiceFactory, UserFactory, grant_roles
 
 __all__ = [

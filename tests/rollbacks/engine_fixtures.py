@@ -1,5 +1,8 @@
-"""Fixtures for the rollback engine's tests: import them with
-`from tests.incidents.engine_fixtures import *` in a test module.
+"""Fixtures for the rollback engine's tests, a pytest plugin loaded by tests/conftest.py.
+
+Every test under tests/rollbacks/ runs with `engine_settings` and `isolated_celery`
+(tests/rollbacks/conftest.py); a test module elsewhere that executes steps asks for them
+with `pytest.mark.usefixtures("engine_settings", "isolated_celery")`.
 
 The engine runs steps on threads and in worker processes, each with its own database
 connection, so tests that execute steps use `django_db(transaction=True)`: what a test
@@ -26,21 +29,7 @@ from console.celery import app as celery_app
 from devinfra.kube_standin import KubeStandinHandle, start_kube_standin
 from executors.kubernetes import REVISION_ANNOTATION
 from incidents.models import Release, Service
-from tests.incidents.engine_factories import CommanderFactory, KubeServiceFactory, UserFactory
-
-__all__ = [
-    "ENGINE_BROKER_URL",
-    "approver",
-    "broker",
-    "commander",
-    "engine_settings",
-    "isolated_celery",
-    "kube",
-    "kube_service",
-    "kube_standin_server",
-    "seed_deployment",
-    "start_worker",
-]
+from tests.rollbacks.engine_factories import CommanderFactory, KubeServiceFactory, UserFactory
 
 # The engine's tests keep their Celery messages in a Redis database of their own, so that
 # no developer's worker (or another engineer's tests) ever receives them.
@@ -64,7 +53,7 @@ def kube(kube_standin_server: KubeStandinHandle) -> Iterator[KubeStandinHandle]:
     kube_standin_server.clear_faults()
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def engine_settings(settings: LazySettings, kube_standin_server: KubeStandinHandle) -> None:
     """Point the engine at the stand-in, with short polls, beats and backoffs."""
     settings.KUBE_HOST = kube_standin_server.url
@@ -79,7 +68,7 @@ def engine_settings(settings: LazySettings, kube_standin_server: KubeStandinHand
     settings.ROLLBACK_STEP_MAX_RETRIES = 3
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def isolated_celery() -> Iterator[Any]:
     """Celery runs tasks eagerly in the test (a test needing a real worker turns that
     off); its broker, if ever reached, is the engine tests' own Redis database."""
@@ -233,7 +222,7 @@ def start_worker(broker: Any, kube: Any, isolated_celery: Any, tmp_path: Path) -
     database = settings.DATABASES["default"]
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.incidents.engine_worker_settings",
+        "DJANGO_SETTINGS_MODULE": "tests.rollbacks.engine_worker_settings",
         "PYTHONPATH": str(ROOT),
         "DEBUG": "1",
         "DATABASE_URL": (

@@ -1,8 +1,10 @@
 import pytest
 from django.db import IntegrityError, InternalError, transaction
 
-from incidents import services
-from incidents.models import Approval, ApprovalRequestStatus, TimelineKind
+from incidents.errors import DomainError
+from incidents.models import TimelineKind
+from rollbacks.approvals import approval_decide, approval_request_open, required_roles_for
+from rollbacks.models import Approval, ApprovalRequestStatus
 from tests.factories import UserFactory, incident_open
 
 pytestmark = pytest.mark.django_db
@@ -15,7 +17,7 @@ def commander(roles):
 
 def _request(commander, severity="P1", scenario="any"):
     incident = incident_open(severity=severity)
-    return services.approval_request_open(
+    return approval_request_open(
         incident=incident,
         requested_by=commander,
         scenario=scenario,
@@ -35,7 +37,7 @@ def _request(commander, severity="P1", scenario="any"):
     ],
 )
 def test_default_policies_require_roles_by_severity_and_scenario(severity, scenario, roles_needed):
-    needed = services.required_roles_for(severity=severity, scenario=scenario)
+    needed = required_roles_for(severity=severity, scenario=scenario)
     assert sorted(needed) == sorted(roles_needed)
 
 
@@ -46,8 +48,8 @@ def test_request_with_no_matching_policy_is_approved_at_once(commander):
 
 def test_approver_cannot_approve_own_request(commander):
     request = _request(commander)
-    with pytest.raises(services.DomainError, match="someone else must approve"):
-        services.approval_decide(request=request, approver=commander, decision="approve")
+    with pytest.raises(DomainError, match="someone else must approve"):
+        approval_decide(request=request, approver=commander, decision="approve")
     assert not request.approvals.exists()
 
 
@@ -63,10 +65,10 @@ def test_request_is_approved_once_every_required_role_has_approved(commander):
     request = _request(commander)
     on_call = UserFactory(roles=["Approver", "On-call"])
     lead = UserFactory(roles=["Approver", "Engineering Lead"])
-    request = services.approval_decide(request=request, approver=on_call, decision="approve")
+    request = approval_decide(request=request, approver=on_call, decision="approve")
     assert request.status == ApprovalRequestStatus.PENDING
     assert request.missing_roles() == ["Engineering Lead"]
-    request = services.approval_decide(request=request, approver=lead, decision="approve")
+    request = approval_decide(request=request, approver=lead, decision="approve")
     assert request.status == ApprovalRequestStatus.APPROVED
     assert request.decided_at is not None
 
@@ -74,7 +76,7 @@ def test_request_is_approved_once_every_required_role_has_approved(commander):
 def test_one_rejection_rejects_the_request(commander):
     request = _request(commander)
     on_call = UserFactory(roles=["Approver", "On-call"])
-    request = services.approval_decide(
+    request = approval_decide(
         request=request, approver=on_call, decision="reject", comment="try the flag first"
     )
     assert request.status == ApprovalRequestStatus.REJECTED
@@ -83,22 +85,22 @@ def test_one_rejection_rejects_the_request(commander):
 def test_approver_without_a_needed_role_is_refused(commander):
     request = _request(commander)
     dba = UserFactory(roles=["Approver", "DBA"])
-    with pytest.raises(services.DomainError, match="None of the roles"):
-        services.approval_decide(request=request, approver=dba, decision="approve")
+    with pytest.raises(DomainError, match="None of the roles"):
+        approval_decide(request=request, approver=dba, decision="approve")
 
 
 def test_one_person_cannot_cover_two_roles(commander):
     request = _request(commander)
     both = UserFactory(roles=["Approver", "On-call", "Engineering Lead"])
-    services.approval_decide(request=request, approver=both, decision="approve")
-    with pytest.raises(services.DomainError, match="already decided"):
-        services.approval_decide(request=request, approver=both, decision="approve")
+    approval_decide(request=request, approver=both, decision="approve")
+    with pytest.raises(DomainError, match="already decided"):
+        approval_decide(request=request, approver=both, decision="approve")
 
 
 def test_decisions_are_written_to_the_timeline(commander):
     request = _request(commander)
     on_call = UserFactory(roles=["Approver", "On-call"])
-    services.approval_decide(request=request, approver=on_call, decision="approve")
+    approval_decide(request=request, approver=on_call, decision="approve")
     entries = request.incident.timeline.filter(kind=TimelineKind.APPROVAL).order_by("id")
     assert [e.payload.get("status") for e in entries] == ["pending", "pending"]
     assert entries.last().actor == on_call
@@ -106,7 +108,7 @@ def test_decisions_are_written_to_the_timeline(commander):
 
 def test_only_one_pending_request_per_incident(commander):
     request = _request(commander)
-    with pytest.raises(services.DomainError, match="already pending"):
-        services.approval_request_open(
+    with pytest.raises(DomainError, match="already pending"):
+        approval_request_open(
             incident=request.incident, requested_by=commander, scenario="any", reason="again"
         )

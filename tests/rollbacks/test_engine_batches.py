@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from incidents import engine, rollbacks, tasks
-from incidents.models import Run, RunState, Step, StepState, TimelineEntry, TimelineKind
-from incidents.rollbacks import StepSpec
-from tests.incidents.engine_factories import IncidentFactory, KubeServiceFactory
-from tests.incidents.engine_fixtures import *  # noqa: F403
-from tests.incidents.engine_fixtures import live_image, patches_to, seed_deployment
+import rollbacks.services
+from incidents.models import TimelineEntry, TimelineKind
+from rollbacks import engine, tasks
+from rollbacks.models import Run, RunState, Step, StepState
+from rollbacks.services import StepSpec
+from tests.rollbacks.engine_factories import IncidentFactory, KubeServiceFactory
+from tests.rollbacks.engine_fixtures import live_image, patches_to, seed_deployment
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,9 +28,9 @@ def _group(commander: Any, kube: Any, *names: str, enqueue: bool = False) -> Run
     specs = [
         StepSpec(service=KubeServiceFactory(name=name), previous=True, group=1) for name in names
     ]
-    run = rollbacks.run_create(incident=IncidentFactory(), steps=specs, actor=commander)
-    run = rollbacks.run_request_approval(run=run, actor=commander)
-    return rollbacks.run_confirm_and_start(
+    run = rollbacks.services.run_create(incident=IncidentFactory(), steps=specs, actor=commander)
+    run = rollbacks.services.run_request_approval(run=run, actor=commander)
+    return rollbacks.services.run_confirm_and_start(
         run=run, actor=commander, confirmation=run.expected_confirmation(), enqueue=enqueue
     )
 
@@ -73,7 +74,7 @@ def test_a_batch_delivered_twice_applies_each_step_once(commander, kube):
 
 def test_a_batch_leaves_the_steps_of_a_paused_run_pending(commander, kube):
     run = _group(commander, kube, "a", "b")
-    rollbacks.run_pause(run=run, actor=commander)
+    rollbacks.services.run_pause(run=run, actor=commander)
 
     assert engine.steps_execute(_step_ids(run), dispatcher=engine.InlineDispatcher()) == {}
 
@@ -142,10 +143,10 @@ def test_a_dry_run_batch_records_no_apply_start(commander, kube):
     for name in "ab":
         seed_deployment(kube, name, [f"{name}:1", f"{name}:2"])
     specs = [StepSpec(service=KubeServiceFactory(name=n), previous=True, group=1) for n in "ab"]
-    run = rollbacks.run_create(
+    run = rollbacks.services.run_create(
         incident=IncidentFactory(), steps=specs, actor=commander, dry_run=True
     )
-    run = rollbacks.run_confirm_and_start(
+    run = rollbacks.services.run_confirm_and_start(
         run=run, actor=commander, confirmation=run.expected_confirmation(), enqueue=False
     )
 

@@ -13,13 +13,14 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
+import rollbacks.services
 from executors.base import RollbackTarget
-from incidents import engine, rollbacks, tasks
-from incidents.models import Run, RunState, Step, StepState, TimelineEntry, TimelineKind
-from incidents.rollbacks import StepSpec
-from tests.incidents.engine_factories import IncidentFactory, KubeServiceFactory
-from tests.incidents.engine_fixtures import *  # noqa: F403
-from tests.incidents.engine_fixtures import (
+from incidents.models import TimelineEntry, TimelineKind
+from rollbacks import engine, tasks
+from rollbacks.models import Run, RunState, Step, StepState
+from rollbacks.services import StepSpec
+from tests.rollbacks.engine_factories import IncidentFactory, KubeServiceFactory
+from tests.rollbacks.engine_fixtures import (
     deployment_revision,
     live_image,
     patches_to,
@@ -31,9 +32,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def _start(commander: Any, specs: list[StepSpec], **kwargs: Any) -> Run:
     """A confirmed, running run whose execution is left to the test."""
-    run = rollbacks.run_create(incident=IncidentFactory(), steps=specs, actor=commander, **kwargs)
-    run = rollbacks.run_request_approval(run=run, actor=commander)
-    return rollbacks.run_confirm_and_start(
+    run = rollbacks.services.run_create(
+        incident=IncidentFactory(), steps=specs, actor=commander, **kwargs
+    )
+    run = rollbacks.services.run_request_approval(run=run, actor=commander)
+    return rollbacks.services.run_confirm_and_start(
         run=run, actor=commander, confirmation=run.expected_confirmation(), enqueue=False
     )
 
@@ -116,7 +119,7 @@ def test_retrying_the_failed_step_reopens_the_run_and_finishes_it(commander, kub
     assert run.state == RunState.FAILED
     seed_deployment(kube, "late", ["late:1", "late:2"])  # the Deployment is back
 
-    rollbacks.step_retry(step=_steps(run)["late"], actor=commander)  # runs eagerly
+    rollbacks.services.step_retry(step=_steps(run)["late"], actor=commander)  # runs eagerly
 
     run.refresh_from_db()
     steps = _steps(run)
@@ -136,7 +139,7 @@ def test_skipping_the_failed_step_lets_the_later_groups_run(commander, kube):
     )
     run = engine.run_inline(run.pk)
 
-    rollbacks.step_skip(
+    rollbacks.services.step_skip(
         step=_steps(run)["missing"], actor=commander, reason="decommissioned last week"
     )
 
@@ -176,7 +179,7 @@ def test_pausing_lets_the_running_step_finish_and_starts_nothing_until_resumed(c
     thread = _run_in_background(run.pk)
     _wait_for(lambda: Step.objects.filter(run=run, state=StepState.RUNNING).exists())
 
-    rollbacks.run_pause(run=run, actor=commander, reason="checking the dashboards")
+    rollbacks.services.run_pause(run=run, actor=commander, reason="checking the dashboards")
     thread.join(timeout=10)
 
     run.refresh_from_db()
@@ -186,7 +189,7 @@ def test_pausing_lets_the_running_step_finish_and_starts_nothing_until_resumed(c
     assert steps["b"].state == StepState.PENDING
     assert live_image(kube, "b") == "b:2"
 
-    rollbacks.run_resume(run=run, actor=commander)  # Celery runs eagerly in tests
+    rollbacks.services.run_resume(run=run, actor=commander)  # Celery runs eagerly in tests
 
     run.refresh_from_db()
     assert run.state == RunState.SUCCEEDED
@@ -202,7 +205,7 @@ def test_cancelling_stops_pending_steps_and_lets_the_running_one_report(commande
     thread = _run_in_background(run.pk)
     _wait_for(lambda: Step.objects.filter(run=run, state=StepState.RUNNING).exists())
 
-    rollbacks.run_cancel(run=run, actor=commander, reason="wrong service")
+    rollbacks.services.run_cancel(run=run, actor=commander, reason="wrong service")
     thread.join(timeout=10)
 
     run.refresh_from_db()

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from incidents import engine, rollbacks
-from incidents.models import Run, RunState, Step, StepState, TimelineEntry, TimelineKind
-from incidents.rollbacks import StepSpec
-from tests.incidents.engine_factories import IncidentFactory
-from tests.incidents.engine_fixtures import *  # noqa: F403
-from tests.incidents.engine_fixtures import deployment_revision, live_image, patches_to
+import rollbacks.services
+from incidents.models import TimelineEntry, TimelineKind
+from rollbacks import engine
+from rollbacks.models import Run, RunState, Step, StepState
+from rollbacks.services import StepSpec
+from tests.rollbacks.engine_factories import IncidentFactory
+from tests.rollbacks.engine_fixtures import deployment_revision, live_image, patches_to
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,13 +24,13 @@ DEPLOYMENT = "/deployments/web$"
 
 
 def _run(commander: Any, service: Any, **spec: Any) -> Run:
-    run = rollbacks.run_create(
+    run = rollbacks.services.run_create(
         incident=IncidentFactory(),
         steps=[StepSpec(service=service, previous=True, **spec)],
         actor=commander,
     )
-    run = rollbacks.run_request_approval(run=run, actor=commander)
-    run = rollbacks.run_confirm_and_start(
+    run = rollbacks.services.run_request_approval(run=run, actor=commander)
+    run = rollbacks.services.run_confirm_and_start(
         run=run, actor=commander, confirmation="web", enqueue=False
     )
     return engine.run_inline(run.pk)
@@ -94,7 +95,7 @@ def test_endless_conflicts_fail_the_step_as_retryable_and_a_retry_then_succeeds(
     assert "(retryable: retry the step)" in finished.body
 
     kube.clear_faults()
-    rollbacks.step_retry(step=step, actor=commander)  # Celery runs eagerly in tests
+    rollbacks.services.step_retry(step=step, actor=commander)  # Celery runs eagerly in tests
 
     run.refresh_from_db()
     assert run.state == RunState.SUCCEEDED

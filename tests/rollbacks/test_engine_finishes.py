@@ -11,11 +11,11 @@ import pytest
 from django.db import DataError
 from django.utils import timezone
 
-from incidents import engine
-from incidents.models import Step, StepLog, StepState, TimelineEntry, TimelineKind
+from incidents.models import TimelineEntry, TimelineKind
+from rollbacks import engine
+from rollbacks.models import Step, StepLog, StepState
 from tests.factories import ReleaseFactory, ServiceFactory
-from tests.incidents.engine_fixtures import *  # noqa: F403
-from tests.incidents.test_engine_batches import _group, _step_ids
+from tests.rollbacks.test_engine_batches import _group, _step_ids
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

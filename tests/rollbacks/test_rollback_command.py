@@ -9,18 +9,10 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
-from incidents.models import (
-    ApprovalPolicy,
-    Run,
-    RunState,
-    Severity,
-    StepState,
-    TimelineEntry,
-    TimelineKind,
-)
-from tests.incidents.engine_factories import IncidentFactory, KubeServiceFactory
-from tests.incidents.engine_fixtures import *  # noqa: F403
-from tests.incidents.engine_fixtures import live_image, patches_to, seed_deployment
+from incidents.models import Severity, TimelineEntry, TimelineKind
+from rollbacks.models import ApprovalPolicy, Run, RunState, StepState
+from tests.rollbacks.engine_factories import IncidentFactory, KubeServiceFactory
+from tests.rollbacks.engine_fixtures import live_image, patches_to, seed_deployment
 
 pytestmark = pytest.mark.django_db(transaction=True)
 # Refusals end before any step runs: no need to commit what the test creates.
@@ -149,7 +141,7 @@ def test_an_unknown_incident_is_refused(commander, kube_service):
 
 @refused
 def test_someone_without_the_commander_role_is_refused(kube, kube_service):
-    from tests.incidents.engine_factories import UserFactory
+    from tests.rollbacks.engine_factories import UserFactory
 
     UserFactory(username="viewer", roles=["Viewer"])
     with pytest.raises(CommandError, match="do not have the role"):

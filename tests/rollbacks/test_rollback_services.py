@@ -7,28 +7,20 @@ from typing import Any
 
 import pytest
 
-from incidents import rollbacks
-from incidents.models import (
-    ApprovalPolicy,
-    Release,
-    Run,
-    RunState,
-    Severity,
-    StepState,
-    TimelineEntry,
-    TimelineKind,
-)
-from incidents.rollbacks import StepSpec
-from incidents.services import DomainError, PermissionDenied, approval_decide
-from tests.incidents.engine_factories import (
+import rollbacks.services
+from incidents.errors import DomainError, PermissionDenied
+from incidents.models import Release, Severity, TimelineEntry, TimelineKind
+from rollbacks.approvals import approval_decide
+from rollbacks.models import ApprovalPolicy, Run, RunState, StepState
+from rollbacks.services import StepSpec
+from tests.rollbacks.engine_factories import (
     IncidentFactory,
     KubeServiceFactory,
     RunFactory,
     StepFactory,
     UserFactory,
 )
-from tests.incidents.engine_fixtures import *  # noqa: F403
-from tests.incidents.engine_fixtures import live_image, patches_to, seed_deployment
+from tests.rollbacks.engine_fixtures import live_image, patches_to, seed_deployment
 
 pytestmark = pytest.mark.django_db
 # Tests that execute steps commit what they create: steps run on their own connections.
@@ -38,7 +30,7 @@ executes = pytest.mark.django_db(transaction=True)
 def _draft(commander: Any, service: Any, **kwargs: Any) -> Run:
     incident = kwargs.pop("incident", None) or IncidentFactory()
     release = Release.objects.get(service=service, version="v1")
-    return rollbacks.run_create(
+    return rollbacks.services.run_create(
         incident=incident,
         steps=[StepSpec(service=service, release=release)],
         actor=commander,
@@ -74,7 +66,7 @@ def test_drafting_needs_the_commander_role(kube_service):
 
 def test_steps_without_a_group_run_one_after_another_and_groups_can_be_shared(commander, kube):
     services = [KubeServiceFactory(name=name) for name in ("a", "b", "c", "d")]
-    run = rollbacks.run_create(
+    run = rollbacks.services.run_create(
         incident=IncidentFactory(),
         steps=[
             StepSpec(service=services[0], previous=True),
@@ -91,7 +83,7 @@ def test_steps_without_a_group_run_one_after_another_and_groups_can_be_shared(co
 def test_unreadable_live_version_is_left_blank_and_said_why(commander, kube):
     service = KubeServiceFactory(name="ghost")  # no such Deployment in the stand-in
 
-    run = rollbacks.run_create(
+    run = rollbacks.services.run_create(
         incident=IncidentFactory(),
         steps=[StepSpec(service=service, previous=True)],
         actor=commander,
@@ -107,7 +99,7 @@ def test_a_release_of_another_service_is_refused(commander, kube_service):
     other = KubeServiceFactory(name="api")
     release = Release.objects.get(service=kube_service, version="v1")
     with pytest.raises(DomainError, match="not a release of api"):
-        rollbacks.run_create(
+        rollbacks.services.run_create(
             incident=IncidentFactory(),
             steps=[StepSpec(service=other, release=release)],
             actor=commander,
@@ -125,7 +117,7 @@ def test_dry_run_shows_the_changes_and_changes_nothing(commander, kube, kube_ser
     run = _draft(commander, kube_service)
     patches_before = patches_to(kube, "web")
 
-    previews = rollbacks.run_dry_run(run=run, actor=commander)
+    previews = rollbacks.services.run_dry_run(run=run, actor=commander)
 
     (preview,) = previews
     assert preview.error == ""
@@ -145,7 +137,7 @@ def test_dry_run_shows_the_changes_and_changes_nothing(commander, kube, kube_ser
 def test_without_a_matching_policy_the_run_is_approved_at_once(commander, kube_service):
     run = _draft(commander, kube_service)
 
-    run = rollbacks.run_request_approval(run=run, actor=commander)
+    run = rollbacks.services.run_request_approval(run=run, actor=commander)
 
     assert run.state == RunState.APPROVED
     assert run.approval_request.status == "approved"
@@ -166,10 +158,10 @@ def test_the_run_waits_for_approvers_and_is_approved_by_their_decisions(
     second = UserFactory(username="oncall", roles=["Approver", "On-call"])
     run = _draft(commander, kube_service, incident=IncidentFactory(severity=Severity.P1))
 
-    run = rollbacks.run_request_approval(run=run, actor=commander)
+    run = rollbacks.services.run_request_approval(run=run, actor=commander)
     assert run.state == RunState.AWAITING_APPROVAL
     with pytest.raises(DomainError, match="not approved yet"):
-        rollbacks.run_confirm_and_start(run=run, actor=commander, confirmation="web")
+        rollbacks.services.run_confirm_and_start(run=run, actor=commander, confirmation="web")
 
     approval_decide(request=run.approval_request, approver=second, decision="approve")
     run.refresh_from_db()
@@ -183,29 +175,31 @@ def test_the_run_waits_for_approvers_and_is_approved_by_their_decisions(
 def test_a_rejected_request_sends_the_run_back_to_draft(commander, approver, kube_service):
     _major_incident_policy()
     run = _draft(commander, kube_service, incident=IncidentFactory(severity=Severity.P0))
-    run = rollbacks.run_request_approval(run=run, actor=commander)
+    run = rollbacks.services.run_request_approval(run=run, actor=commander)
 
     approval_decide(request=run.approval_request, approver=approver, decision="reject")
 
     run.refresh_from_db()
     assert run.state == RunState.DRAFT
     with pytest.raises(DomainError, match="Request approval first"):
-        rollbacks.run_confirm_and_start(run=run, actor=commander, confirmation="web")
+        rollbacks.services.run_confirm_and_start(run=run, actor=commander, confirmation="web")
 
 
 def test_a_draft_cannot_start(commander, kube_service):
     run = _draft(commander, kube_service)
     with pytest.raises(DomainError, match="Request approval first"):
-        rollbacks.run_confirm_and_start(run=run, actor=commander, confirmation="web")
+        rollbacks.services.run_confirm_and_start(run=run, actor=commander, confirmation="web")
 
 
 def test_the_typed_confirmation_must_be_the_service_name(commander, kube, kube_service):
-    run = rollbacks.run_request_approval(run=_draft(commander, kube_service), actor=commander)
+    run = rollbacks.services.run_request_approval(
+        run=_draft(commander, kube_service), actor=commander
+    )
 
     with pytest.raises(DomainError, match="Type web exactly"):
-        rollbacks.run_confirm_and_start(run=run, actor=commander, confirmation="Web")
+        rollbacks.services.run_confirm_and_start(run=run, actor=commander, confirmation="Web")
     with pytest.raises(DomainError, match="Type web exactly"):
-        rollbacks.run_confirm_and_start(run=run, actor=commander, confirmation="ROLLBACK")
+        rollbacks.services.run_confirm_and_start(run=run, actor=commander, confirmation="ROLLBACK")
 
     run.refresh_from_db()
     assert run.state == RunState.APPROVED
@@ -214,7 +208,7 @@ def test_the_typed_confirmation_must_be_the_service_name(commander, kube, kube_s
 
 def test_several_services_are_confirmed_with_the_word_rollback(commander, kube):
     services = [KubeServiceFactory(name=name) for name in ("a", "b")]
-    run = rollbacks.run_create(
+    run = rollbacks.services.run_create(
         incident=IncidentFactory(),
         steps=[StepSpec(service=service, previous=True) for service in services],
         actor=commander,
@@ -223,22 +217,26 @@ def test_several_services_are_confirmed_with_the_word_rollback(commander, kube):
 
 
 def test_a_severity_raised_after_approval_needs_the_new_approvers(commander, kube_service):
-    run = rollbacks.run_request_approval(run=_draft(commander, kube_service), actor=commander)
+    run = rollbacks.services.run_request_approval(
+        run=_draft(commander, kube_service), actor=commander
+    )
     _major_incident_policy()
     run.incident.severity = Severity.P1
     run.incident.save()
 
     with pytest.raises(DomainError, match="also needs approval from On-call, Engineering Lead"):
-        rollbacks.run_confirm_and_start(run=run, actor=commander, confirmation="web")
+        rollbacks.services.run_confirm_and_start(run=run, actor=commander, confirmation="web")
 
 
 @executes
 def test_a_confirmed_run_executes_and_records_every_step_on_the_timeline(
     commander, kube, kube_service
 ):
-    run = rollbacks.run_request_approval(run=_draft(commander, kube_service), actor=commander)
+    run = rollbacks.services.run_request_approval(
+        run=_draft(commander, kube_service), actor=commander
+    )
 
-    rollbacks.run_confirm_and_start(run=run, actor=commander, confirmation="web")
+    rollbacks.services.run_confirm_and_start(run=run, actor=commander, confirmation="web")
 
     run.refresh_from_db()
     step = run.steps.get()
@@ -267,7 +265,7 @@ def test_a_dry_run_run_needs_no_approval_and_changes_nothing(commander, kube, ku
     run = _draft(commander, kube_service, dry_run=True)
     patches_before = patches_to(kube, "web")
 
-    rollbacks.run_confirm_and_start(run=run, actor=commander, confirmation="web")
+    rollbacks.services.run_confirm_and_start(run=run, actor=commander, confirmation="web")
 
     run.refresh_from_db()
     step = run.steps.get()
@@ -294,9 +292,9 @@ def test_the_run_state_machine_refuses_impossible_moves(commander, kube, state, 
     run = RunFactory(state=state)
     StepFactory(run=run)
     action = {
-        "pause": rollbacks.run_pause,
-        "resume": rollbacks.run_resume,
-        "cancel": rollbacks.run_cancel,
+        "pause": rollbacks.services.run_pause,
+        "resume": rollbacks.services.run_resume,
+        "cancel": rollbacks.services.run_cancel,
     }[operation]
     with pytest.raises(DomainError):
         action(run=run, actor=commander)
@@ -307,9 +305,9 @@ def test_the_run_state_machine_refuses_impossible_moves(commander, kube, state, 
 def test_cancelling_a_waiting_run_withdraws_its_approval_request(commander, kube_service):
     _major_incident_policy()
     run = _draft(commander, kube_service, incident=IncidentFactory(severity=Severity.P1))
-    run = rollbacks.run_request_approval(run=run, actor=commander)
+    run = rollbacks.services.run_request_approval(run=run, actor=commander)
 
-    rollbacks.run_cancel(run=run, actor=commander, reason="a flag fixed it")
+    rollbacks.services.run_cancel(run=run, actor=commander, reason="a flag fixed it")
 
     run.refresh_from_db()
     assert run.state == RunState.CANCELLED
@@ -323,8 +321,8 @@ def test_a_pending_step_can_be_skipped_before_the_start_with_a_reason(commander,
     step = run.steps.get()
 
     with pytest.raises(DomainError, match="Say why"):
-        rollbacks.step_skip(step=step, actor=commander, reason=" ")
-    rollbacks.step_skip(step=step, actor=commander, reason="already rolled back by hand")
+        rollbacks.services.step_skip(step=step, actor=commander, reason=" ")
+    rollbacks.services.step_skip(step=step, actor=commander, reason="already rolled back by hand")
 
     step.refresh_from_db()
     assert step.state == StepState.SKIPPED
@@ -334,7 +332,7 @@ def test_a_pending_step_can_be_skipped_before_the_start_with_a_reason(commander,
 def test_only_failed_steps_can_be_retried(commander, kube_service):
     run = _draft(commander, kube_service)
     with pytest.raises(DomainError, match="Only a failed step"):
-        rollbacks.step_retry(step=run.steps.get(), actor=commander)
+        rollbacks.services.step_retry(step=run.steps.get(), actor=commander)
 
 
 @executes
@@ -344,13 +342,13 @@ def test_two_services_and_an_unrelated_deployment(commander, kube):
     seed_deployment(kube, "web", ["web:1", "web:2"])
     seed_deployment(kube, "other", ["other:1", "other:2"])
     services = [KubeServiceFactory(name=name) for name in ("api", "web")]
-    run = rollbacks.run_create(
+    run = rollbacks.services.run_create(
         incident=IncidentFactory(),
         steps=[StepSpec(service=service, previous=True) for service in services],
         actor=commander,
     )
-    run = rollbacks.run_request_approval(run=run, actor=commander)
-    rollbacks.run_confirm_and_start(run=run, actor=commander, confirmation="ROLLBACK")
+    run = rollbacks.services.run_request_approval(run=run, actor=commander)
+    rollbacks.services.run_confirm_and_start(run=run, actor=commander, confirmation="ROLLBACK")
 
     run.refresh_from_db()
     assert run.state == RunState.SUCCEEDED

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from executors.base import poll_until
-from incidents import engine
-from incidents.engine import StepLogWriter
-from incidents.models import Step, StepLog
-from tests.incidents.engine_factories import RunFactory, StepFactory
+from rollbacks import engine
+from rollbacks.engine import StepLogWriter
+from rollbacks.models import Step, StepLog
+from tests.rollbacks.engine_factories import RunFactory, StepFactory
 
 pytestmark = pytest.mark.django_db
 

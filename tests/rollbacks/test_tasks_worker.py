@@ -13,17 +13,12 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from incidents import rollbacks
-from incidents.models import Run, RunState, Step, StepState, TimelineEntry, TimelineKind
-from incidents.rollbacks import StepSpec
-from tests.incidents.engine_factories import IncidentFactory
-from tests.incidents.engine_fixtures import *  # noqa: F403
-from tests.incidents.engine_fixtures import (
-    _wait_for,
-    deployment_revision,
-    live_image,
-    patches_to,
-)
+import rollbacks.services
+from incidents.models import TimelineEntry, TimelineKind
+from rollbacks.models import Run, RunState, Step, StepState
+from rollbacks.services import StepSpec
+from tests.rollbacks.engine_factories import IncidentFactory
+from tests.rollbacks.engine_fixtures import _wait_for, deployment_revision, live_image, patches_to
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(90)]
 
@@ -31,13 +26,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _confirmed_run(commander: Any, service: Any) -> Run:
-    run = rollbacks.run_create(
+    run = rollbacks.services.run_create(
         incident=IncidentFactory(),
         steps=[StepSpec(service=service, previous=True, timeout_seconds=60)],
         actor=commander,
     )
-    run = rollbacks.run_request_approval(run=run, actor=commander)
-    return rollbacks.run_confirm_and_start(run=run, actor=commander, confirmation="web")
+    run = rollbacks.services.run_request_approval(run=run, actor=commander)
+    return rollbacks.services.run_confirm_and_start(run=run, actor=commander, confirmation="web")
 
 
 def _step_is(run: Run, **fields: Any) -> Callable[[], bool]:

@@ -9,8 +9,8 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from incidents.errors import DomainError, PermissionDenied
 from incidents.models import TimelineKind
-from incidents.services import DomainError, PermissionDenied
 from statuspage import services
 from statuspage.models import Component, Draft, MessageTemplate, PublicIncident, Revision
 from statuspage.selectors import revision_history

@@ -11,10 +11,11 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from incidents import rollbacks
+import rollbacks.services
 from incidents import services as incident_services
-from incidents.models import Run, RunState, TimelineKind
-from incidents.services import DomainError, PermissionDenied
+from incidents.errors import DomainError, PermissionDenied
+from incidents.models import TimelineKind
+from rollbacks.models import Run, RunState
 from statuspage import comms, services
 from statuspage.models import Delivery, Notice
 from tests.factories import ReleaseFactory, ServiceFactory, UserFactory, incident_open
@@ -168,12 +169,14 @@ def started_run(roles, webhook, django_capture_on_commit_callbacks):
     )
     off = ReleaseFactory(service=flag, version="off", artifact="off")
     incident = incident_open(title="Checkout errors", severity="P2", services=[flag])
-    run = rollbacks.run_create(
-        incident=incident, steps=[rollbacks.StepSpec(service=flag, release=off)], actor=commander
+    run = rollbacks.services.run_create(
+        incident=incident,
+        steps=[rollbacks.services.StepSpec(service=flag, release=off)],
+        actor=commander,
     )
-    rollbacks.run_request_approval(run=run, actor=commander)
+    rollbacks.services.run_request_approval(run=run, actor=commander)
     with django_capture_on_commit_callbacks(execute=True):
-        run = rollbacks.run_confirm_and_start(
+        run = rollbacks.services.run_confirm_and_start(
             run=run, actor=commander, confirmation="new-checkout", enqueue=False
         )
     return run, commander, webhook
@@ -194,7 +197,7 @@ def test_cancelling_a_started_rollback_sends_the_completion_notice(
 ):
     run, commander, _ = started_run
     with django_capture_on_commit_callbacks(execute=True):
-        rollbacks.run_cancel(run=run, actor=commander, reason="flag fixed it")
+        rollbacks.services.run_cancel(run=run, actor=commander, reason="flag fixed it")
     finished = Notice.objects.get(run=run, kind="rollback_finished")
     assert f"Rollback #{run.pk} cancelled" in finished.subject
 
@@ -225,14 +228,14 @@ def test_dry_runs_send_no_notices(roles, webhook, django_capture_on_commit_callb
         target_config={"store": "redis", "flag": "x", "key_prefix": "test:flags:"},
     )
     incident = incident_open(services=[flag])
-    run = rollbacks.run_create(
+    run = rollbacks.services.run_create(
         incident=incident,
-        steps=[rollbacks.StepSpec(service=flag, params={"state": "off"})],
+        steps=[rollbacks.services.StepSpec(service=flag, params={"state": "off"})],
         actor=commander,
         dry_run=True,
     )
     with django_capture_on_commit_callbacks(execute=True):
-        rollbacks.run_confirm_and_start(
+        rollbacks.services.run_confirm_and_start(
             run=run, actor=commander, confirmation=flag.name, enqueue=False
         )
     assert not Notice.objects.exists()
@@ -368,7 +371,7 @@ def test_the_edited_customer_notice_is_emailed_and_recorded(
 
 @pytest.mark.django_db(transaction=True)
 def test_the_engine_finishing_a_rollback_sends_the_completion_notice_at_once(started_run):
-    from incidents import engine
+    from rollbacks import engine
 
     run, _, webhook = started_run
     engine.run_inline(run.pk)

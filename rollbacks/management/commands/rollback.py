@@ -23,18 +23,12 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
-from incidents import engine, rollbacks, verification
-from incidents.models import (
-    BackendKind,
-    Incident,
-    Release,
-    Run,
-    RunState,
-    Service,
-    TimelineEntry,
-)
-from incidents.rollbacks import StepSpec
-from incidents.services import DomainError
+import rollbacks.services
+from incidents.errors import DomainError
+from incidents.models import BackendKind, Incident, Release, Service, TimelineEntry
+from rollbacks import engine, verification
+from rollbacks.models import Run, RunState
+from rollbacks.services import StepSpec
 
 
 class Command(BaseCommand):
@@ -71,7 +65,10 @@ class Command(BaseCommand):
         )
         parser.add_argument("--reason", default="", help="Why (goes on the timeline)")
         parser.add_argument(
-            "--step-timeout", type=int, default=rollbacks.DEFAULT_STEP_TIMEOUT, metavar="SECONDS"
+            "--step-timeout",
+            type=int,
+            default=rollbacks.services.DEFAULT_STEP_TIMEOUT,
+            metavar="SECONDS",
         )
         parser.add_argument(
             "--approval-timeout",
@@ -104,7 +101,7 @@ class Command(BaseCommand):
         ]
         reason = options["reason"] or "Emergency rollback from the terminal"
         try:
-            run = rollbacks.run_create(
+            run = rollbacks.services.run_create(
                 incident=incident,
                 steps=specs,
                 actor=actor,
@@ -118,9 +115,11 @@ class Command(BaseCommand):
             if not (options["yes"] or options["dry_run"]):
                 typed = self._ask(f"Type {word} to roll back (anything else aborts): ")
                 if typed.strip() != word:
-                    rollbacks.run_cancel(run=run, actor=actor, reason="confirmation not typed")
+                    rollbacks.services.run_cancel(
+                        run=run, actor=actor, reason="confirmation not typed"
+                    )
                     raise CommandError("The confirmation did not match; nothing was changed.")
-            run = rollbacks.run_confirm_and_start(
+            run = rollbacks.services.run_confirm_and_start(
                 run=run, actor=actor, confirmation=word, enqueue=options["via_workers"]
             )
         except DomainError as error:
@@ -195,7 +194,7 @@ class Command(BaseCommand):
     def _show_plan(self, run: Run, actor: Any) -> None:
         kind = "Dry run" if run.dry_run else "Rollback"
         self.stdout.write(f"{kind} plan #{run.pk} for incident #{run.incident_id}:")
-        for preview in rollbacks.run_dry_run(run=run, actor=actor):
+        for preview in rollbacks.services.run_dry_run(run=run, actor=actor):
             step = preview.step
             self.stdout.write(
                 f"  {step.position}. {step.service.name}: {step.from_version or '?'} → "
@@ -211,7 +210,7 @@ class Command(BaseCommand):
                 )
 
     def _approve(self, run: Run, actor: Any, reason: str, timeout: float) -> Run:
-        run = rollbacks.run_request_approval(run=run, actor=actor, reason=reason)
+        run = rollbacks.services.run_request_approval(run=run, actor=actor, reason=reason)
         if run.state == RunState.APPROVED:
             return run
         request = run.approval_request
@@ -231,9 +230,11 @@ class Command(BaseCommand):
                     raise CommandError("The approval request was rejected or withdrawn.")
                 time.sleep(1.0)
         except KeyboardInterrupt:
-            rollbacks.run_cancel(run=run, actor=actor, reason="interrupted while waiting")
+            rollbacks.services.run_cancel(run=run, actor=actor, reason="interrupted while waiting")
             raise CommandError("Interrupted; the run was cancelled.") from None
-        rollbacks.run_cancel(run=run, actor=actor, reason="approval did not arrive in time")
+        rollbacks.services.run_cancel(
+            run=run, actor=actor, reason="approval did not arrive in time"
+        )
         raise CommandError(f"No approval within {timeout:g} s; the run was cancelled.")
 
     def _execute(self, run: Run, actor: Any, *, via_workers: bool) -> Run:
@@ -244,7 +245,9 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             current = Run.objects.get(pk=run.pk)
             if current.state == RunState.RUNNING:
-                rollbacks.run_pause(run=current, actor=actor, reason="interrupted in the terminal")
+                rollbacks.services.run_pause(
+                    run=current, actor=actor, reason="interrupted in the terminal"
+                )
             raise CommandError(
                 f"Interrupted: run #{run.pk} is paused; steps under way finish. Resume or "
                 "cancel it in the console."

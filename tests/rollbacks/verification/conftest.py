@@ -21,7 +21,6 @@ from devinfra.prometheus import (
     find_prometheus,
     start_prometheus,
 )
-from tests.incidents.engine_fixtures import *  # noqa: F403
 
 
 class HealthServer(ThreadingHTTPServer):

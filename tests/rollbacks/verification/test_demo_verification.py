@@ -12,16 +12,18 @@ from typing import Any
 
 import pytest
 import requests
-from django.apps import apps
 
+import rollbacks.services
 from devinfra.demo import DemoInfrastructure, start_demo_infrastructure, with_verification
-from incidents import engine, rollbacks
 from incidents.demo import demo_load
-from incidents.models import ChecklistItem, RunState, TimelineEntry, TimelineKind
-from incidents.rollbacks import StepSpec
+from incidents.models import ChecklistItem, TimelineEntry, TimelineKind
+from rollbacks import engine
+from rollbacks.models import RunState
+from rollbacks.services import StepSpec
 from tests.conftest import TEST_REDIS_URL
-from tests.incidents.engine_factories import IncidentFactory
-from tests.verification.test_verification_runs import _DEFAULTS, _post_rollback_checklist
+from tests.factories import ensure_default_records
+from tests.rollbacks.engine_factories import IncidentFactory
+from tests.rollbacks.verification.test_verification_runs import _post_rollback_checklist
 
 # Every test in one database group, so they run in this order: the last one rolls back.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -75,19 +77,19 @@ def test_the_demo_health_endpoint_reports_degraded_while_the_bad_release_crash_l
 
 def test_rolling_storefront_web_back_in_the_demo_passes_its_verification(demo, settings):
     settings.KUBE_HOST = demo.kube.url
-    _DEFAULTS.add_defaults(apps, None)  # the checklist templates demo_load expects
+    ensure_default_records()  # the checklist templates demo_load expects
     loaded = demo_load(infra_file=demo.state_file, password="demo-password")
     web = next(service for service in loaded.services if service.name == "storefront-web")
     incident = IncidentFactory()
     _post_rollback_checklist(incident)
     commander = loaded.incident.commander
-    run = rollbacks.run_create(
+    run = rollbacks.services.run_create(
         incident=incident,
         steps=[StepSpec(service=web, release=web.releases.get(version="v2.4.0"))],
         actor=commander,
     )
-    run = rollbacks.run_request_approval(run=run, actor=commander)
-    run = rollbacks.run_confirm_and_start(
+    run = rollbacks.services.run_request_approval(run=run, actor=commander)
+    run = rollbacks.services.run_confirm_and_start(
         run=run, actor=commander, confirmation="storefront-web", enqueue=False
     )
 

@@ -19,22 +19,22 @@ from django.core.management import CommandError, call_command
 from django.db import connections
 from django.urls import reverse
 
+import rollbacks.services
 from devinfra.processes import free_port
-from incidents import engine, rollbacks, verification
 from incidents.models import (
     Checklist,
     ChecklistItem,
     Incident,
     Release,
-    Run,
-    RunState,
     Service,
     TimelineEntry,
     TimelineKind,
 )
-from incidents.rollbacks import StepSpec
-from tests.incidents.engine_factories import IncidentFactory, KubeServiceFactory, UserFactory
-from tests.incidents.engine_fixtures import seed_deployment
+from rollbacks import engine, verification
+from rollbacks.models import Run, RunState
+from rollbacks.services import StepSpec
+from tests.rollbacks.engine_factories import IncidentFactory, KubeServiceFactory, UserFactory
+from tests.rollbacks.engine_fixtures import seed_deployment
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -71,14 +71,14 @@ def _start(commander: Any, service: Service, **kwargs: Any) -> Run:
     incident = IncidentFactory()
     _post_rollback_checklist(incident)
     release = service.releases.get(version="v1")
-    run = rollbacks.run_create(
+    run = rollbacks.services.run_create(
         incident=incident,
         steps=[StepSpec(service=service, release=release)],
         actor=commander,
         **kwargs,
     )
-    run = rollbacks.run_request_approval(run=run, actor=commander)
-    return rollbacks.run_confirm_and_start(
+    run = rollbacks.services.run_request_approval(run=run, actor=commander)
+    return rollbacks.services.run_confirm_and_start(
         run=run, actor=commander, confirmation=run.expected_confirmation(), enqueue=False
     )
 
@@ -278,7 +278,7 @@ def test_an_empty_prometheus_result_pauses_the_run_and_resuming_verifies_again(
 
     exporter.set(metric, 0.02)
     prometheus.wait_for_value(metric)
-    rollbacks.run_resume(run=run, actor=commander)  # Celery runs eagerly in these tests
+    rollbacks.services.run_resume(run=run, actor=commander)  # Celery runs eagerly in these tests
 
     run.refresh_from_db()
     assert run.state == RunState.SUCCEEDED
@@ -299,7 +299,9 @@ def test_an_unreachable_prometheus_is_inconclusive_and_the_commander_can_cancel(
     assert run.state == RunState.PAUSED
     (entry,) = _check_entries(run)
     assert "Prometheus did not answer" in entry.payload["message"]
-    run = rollbacks.run_cancel(run=run, actor=commander, reason="error rate checked by hand")
+    run = rollbacks.services.run_cancel(
+        run=run, actor=commander, reason="error rate checked by hand"
+    )
     assert run.state == RunState.CANCELLED
 
 
@@ -378,12 +380,14 @@ def test_a_round_reaching_a_paused_run_does_not_run_and_resuming_starts_a_new_on
     health.script((200, {"version": "v1"}))
     run = _start(commander, _web_service(kube, [_health_check(health.url)]))
     _, round_id = _steps_done_round(run)
-    rollbacks.run_pause(run=run, actor=commander, reason="someone is looking at the graphs")
+    rollbacks.services.run_pause(
+        run=run, actor=commander, reason="someone is looking at the graphs"
+    )
 
     assert verification.verification_execute(run.pk, round_id) == "recorded"
     assert _check_entries(run) == [] and health.arrivals == []
 
-    rollbacks.run_resume(run=run, actor=commander)
+    rollbacks.services.run_resume(run=run, actor=commander)
 
     run.refresh_from_db()
     assert run.state == RunState.SUCCEEDED
@@ -408,14 +412,14 @@ def test_verification_runs_as_celery_work_when_the_run_is_started_from_the_conso
 ):
     health.script((200, {"version": "v1"}))
     service = _web_service(kube, [_health_check(health.url)])
-    run = rollbacks.run_create(
+    run = rollbacks.services.run_create(
         incident=IncidentFactory(),
         steps=[StepSpec(service=service, release=service.releases.get(version="v1"))],
         actor=commander,
     )
-    run = rollbacks.run_request_approval(run=run, actor=commander)
+    run = rollbacks.services.run_request_approval(run=run, actor=commander)
 
-    rollbacks.run_confirm_and_start(run=run, actor=commander, confirmation="web")  # eager
+    rollbacks.services.run_confirm_and_start(run=run, actor=commander, confirmation="web")  # eager
 
     run.refresh_from_db()
     assert run.state == RunState.SUCCEEDED
@@ -471,13 +475,13 @@ def test_the_room_reads_every_runs_verification_in_one_query(
     client.get(url)  # warm the session and permission caches
     with django_assert_max_num_queries(100) as one_run:
         client.get(url)
-    second = rollbacks.run_create(
+    second = rollbacks.services.run_create(
         incident=first.incident,
         steps=[StepSpec(service=service, previous=True)],
         actor=commander,
     )
-    second = rollbacks.run_request_approval(run=second, actor=commander)
-    second = rollbacks.run_confirm_and_start(
+    second = rollbacks.services.run_request_approval(run=second, actor=commander)
+    second = rollbacks.services.run_confirm_and_start(
         run=second, actor=commander, confirmation="web", enqueue=False
     )
     engine.run_inline(second.pk)

@@ -1,0 +1,171 @@
+"""The incident timeline's one writer, and the announcer that tells watchers about it.
+
+`timeline_append` / `timeline_append_all` are the only code that inserts timeline entries:
+each entry is written in the caller's transaction and announced on the Redis channel
+`incident:<id>` after commit. The announcement only wakes watchers; the live stream replays
+from PostgreSQL (incidents.live), so a lost message costs latency, never an event.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import queue
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db import transaction
+
+from incidents.models import Incident, TimelineEntry
+from incidents.roles import User
+
+logger = logging.getLogger(__name__)
+
+
+def channel_for(incident_id: int) -> str:
+    """The Redis channel on which an incident's new timeline entries are announced."""
+    return f"incident:{incident_id}"
+
+
+_redis_client: redis.Redis | None = None
+
+
+def redis_client_reset() -> None:
+    """Forget the Redis client, so the next announcement connects to settings.REDIS_URL
+    afresh (after the setting changed, or a fork)."""
+    global _redis_client
+    _redis_client = None
+
+
+def _redis() -> redis.Redis:
+    global _redis_client
+    if _redis_client is None:
+        _redis_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+    return _redis_client
+
+
+class _Announcer:
+    """Sends this process's announcements to Redis from a thread of its own, a burst of
+    them in one pipelined round trip: a committing thread hands its messages over and
+    goes on, instead of waiting for Redis (and opening a connection of its own when
+    dozens of rollback steps commit at once). Messages keep the order they were handed
+    over in. Best effort: PostgreSQL is the record and watchers replay from it, so a lost
+    announcement costs latency, never an event."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._queue: queue.SimpleQueue[tuple[int, dict[str, int]] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def forget_parent(self) -> None:
+        """In a forked child (a Celery prefork child): the parent's lock may have been held
+        at the fork, and its thread is not here. Start afresh."""
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._thread = None
+
+    def send(self, incident_id: int, message: dict[str, int]) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # first use, or a forked child: a thread of its own
+                self._pid = os.getpid()
+                self._queue = queue.SimpleQueue()
+                self._thread = threading.Thread(
+                    target=self._run, args=(self._queue,), name="announcer", daemon=True
+                )
+                self._thread.start()
+                atexit.register(self.stop)
+            self._queue.put((incident_id, message))
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Send what is queued and end the thread (at the process's exit). A daemon thread
+        stopped in the middle of a send would hold the Redis client's lock for good, and the
+        client's own clean-up at exit would wait for it forever."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is None or self._pid != os.getpid():
+                return
+            self._queue.put(None)
+            self._pid = 0  # a later send starts a thread again
+        thread.join(timeout)
+
+    def _run(self, messages: queue.SimpleQueue[tuple[int, dict[str, int]] | None]) -> None:
+        stopping = False
+        while not stopping:
+            batch: list[tuple[int, dict[str, int]]] = []
+            waiting = [messages.get()]
+            while not messages.empty() and len(waiting) < 500:
+                waiting.append(messages.get())
+            for waited in waiting:
+                if waited is None:
+                    stopping = True
+                else:
+                    batch.append(waited)
+            if not batch:
+                continue
+            try:
+                with _redis().pipeline(transaction=False) as pipe:
+                    for incident_id, message in batch:
+                        pipe.publish(channel_for(incident_id), json.dumps(message))
+                    pipe.execute()
+            except Exception:  # Redis down, or anything else: this thread must live on
+                logger.warning("could not announce %s messages on Redis", len(batch), exc_info=True)
+
+
+_announcer = _Announcer()
+os.register_at_fork(after_in_child=_announcer.forget_parent)
+
+
+def announce(incident_id: int, message: dict[str, int]) -> None:
+    """Hand `message` to the announcer thread for the incident's channel (now, not after
+    commit: callers inside a transaction use transaction.on_commit)."""
+    _announcer.send(incident_id, message)
+
+
+def announce_log_lines(incident_id: int, step_id: int) -> None:
+    """Tell the incident's watchers that a step's log grew (after the current commit)."""
+    transaction.on_commit(lambda: announce(incident_id, {"log": step_id}))
+
+
+def timeline_append(
+    *,
+    incident: Incident,
+    kind: str,
+    body: str,
+    actor: User | None = None,
+    actor_label: str = "",
+    payload: dict[str, Any] | None = None,
+) -> TimelineEntry:
+    """Append one entry to the incident's timeline and announce it after commit.
+
+    Call inside the transaction that made the change the entry describes.
+    """
+    real_actor = actor if actor is not None and actor.is_authenticated else None
+    entry = TimelineEntry(
+        incident=incident,
+        kind=kind,
+        body=body,
+        actor=real_actor,
+        actor_label=actor_label,
+        payload=payload or {},
+    )
+    return timeline_append_all([entry])[0]
+
+
+def timeline_append_all(entries: Sequence[TimelineEntry]) -> list[TimelineEntry]:
+    """timeline_append for entries built but not yet saved, in one INSERT; each is
+    announced after commit. Call inside the transaction that made the changes."""
+    created = TimelineEntry.objects.bulk_create(entries)
+    announced = [(entry.incident_id, entry.pk) for entry in created]
+
+    def announce_created() -> None:
+        for incident_id, entry_id in announced:
+            announce(incident_id, {"entry": entry_id})
+
+    transaction.on_commit(announce_created)
+    return created

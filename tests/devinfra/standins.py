@@ -1,0 +1,32 @@
+"""The stand-ins' own fixtures, a pytest plugin loaded by tests/conftest.py: a moto server
+(AWS) for the session and a fresh Kubernetes API stand-in per test, for the backends' tests
+and the stand-ins' tests alike."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from devinfra.kube_standin import KubeStandinHandle, start_kube_standin
+from devinfra.processes import ServerProcess, start_moto_server
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[ServerProcess]:
+    """A moto server process on 127.0.0.1 for the whole session, with test credentials."""
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    server = start_moto_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def kube_standin() -> Iterator[KubeStandinHandle]:
+    """A fresh Kubernetes API stand-in: rollouts settle in 0.1 s, crash loops tick every 0.05 s."""
+    handle = start_kube_standin(status_delay=0.1, restart_interval=0.05)
+    yield handle
+    handle.stop()
