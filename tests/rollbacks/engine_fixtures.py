@@ -189,7 +189,7 @@ class Worker:
         return self.log.read_text(errors="replace")
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        _wait_for(lambda: " ready." in self.output(), timeout, f"worker start:\n{self.output()}")
+        wait_for(lambda: " ready." in self.output(), timeout, f"worker start:\n{self.output()}")
 
     def kill(self) -> None:
         """SIGKILL the whole process group: no shutdown, no acknowledgement, nothing."""
@@ -207,7 +207,9 @@ class Worker:
                 self.kill()
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `condition` every 50 ms until it holds; after `timeout` seconds fail the test,
+    saying it timed out waiting for `what`."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
