@@ -11,7 +11,15 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from incidents import services
-from incidents.models import Environment, Incident, Release, Service, Severity
+from incidents.models import (
+    Checklist,
+    ChecklistItem,
+    Environment,
+    Incident,
+    Release,
+    Service,
+    Severity,
+)
 from incidents.roles import ensure_roles
 
 
@@ -93,3 +101,16 @@ def ensure_default_records() -> None:
 
     defaults = import_module("incidents.migrations.0003_default_checklists_and_policies")
     defaults.add_defaults(LiveModels, None)
+
+
+def post_rollback_checklist_add(incident: Incident) -> Checklist:
+    """The default "After rolling back" checklist, as migration 0003 defines it, added to
+    `incident` (the engine's IncidentFactory makes incidents without checklists)."""
+    from importlib import import_module
+
+    defaults = import_module("incidents.migrations.0003_default_checklists_and_policies")
+    name, kind, position, items = next(c for c in defaults.CHECKLISTS if c[1] == "post_rollback")
+    checklist = Checklist.objects.create(incident=incident, name=name, kind=kind, position=position)
+    for index, (text, key) in enumerate(items):
+        ChecklistItem.objects.create(checklist=checklist, position=index, text=text, check_key=key)
+    return checklist

@@ -25,11 +25,19 @@ import redis
 from django.conf import LazySettings, settings
 from django.db import connection
 
+import rollbacks.services
 from console.celery import app as celery_app
 from devinfra.kube_standin import KubeStandinHandle, start_kube_standin
 from executors.kubernetes import REVISION_ANNOTATION
 from incidents.models import Release, Service
-from tests.rollbacks.engine_factories import CommanderFactory, KubeServiceFactory, UserFactory
+from rollbacks.models import Run
+from rollbacks.services import StepSpec
+from tests.rollbacks.engine_factories import (
+    CommanderFactory,
+    IncidentFactory,
+    KubeServiceFactory,
+    UserFactory,
+)
 
 # The engine's tests keep their Celery messages in a Redis database of their own, so that
 # no developer's worker (or another engineer's tests) ever receives them.
@@ -127,6 +135,28 @@ def kube_service(kube: KubeStandinHandle) -> Service:
     return service
 
 
+def parallel_run(
+    commander: Any, kube: KubeStandinHandle, *names: str, enqueue: bool = False
+) -> Run:
+    """A confirmed, started run of one parallel group rolling back each of `names` (each a
+    Deployment seeded at `<name>:1` then `<name>:2`); `enqueue` hands its steps to Celery."""
+    for name in names:
+        seed_deployment(kube, name, [f"{name}:1", f"{name}:2"])
+    specs = [
+        StepSpec(service=KubeServiceFactory(name=name), previous=True, group=1) for name in names
+    ]
+    run = rollbacks.services.run_create(incident=IncidentFactory(), steps=specs, actor=commander)
+    run = rollbacks.services.run_request_approval(run=run, actor=commander)
+    return rollbacks.services.run_confirm_and_start(
+        run=run, actor=commander, confirmation=run.expected_confirmation(), enqueue=enqueue
+    )
+
+
+def step_ids(run: Run) -> list[int]:
+    """The run's step ids in plan order."""
+    return list(run.steps.order_by("position").values_list("pk", flat=True))
+
+
 def deployment_revision(kube: KubeStandinHandle, name: str) -> int:
     """The Deployment's `deployment.kubernetes.io/revision`."""
     deployment = kube.get("deployments", NAMESPACE, name)
@@ -189,7 +219,7 @@ class Worker:
         return self.log.read_text(errors="replace")
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        _wait_for(lambda: " ready." in self.output(), timeout, f"worker start:\n{self.output()}")
+        wait_for(lambda: " ready." in self.output(), timeout, f"worker start:\n{self.output()}")
 
     def kill(self) -> None:
         """SIGKILL the whole process group: no shutdown, no acknowledgement, nothing."""
@@ -207,7 +237,9 @@ class Worker:
                 self.kill()
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `condition` every 50 ms until it holds; after `timeout` seconds fail the test,
+    saying it timed out waiting for `what`."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

@@ -16,27 +16,15 @@ from rollbacks import engine, tasks
 from rollbacks.models import Run, RunState, Step, StepState
 from rollbacks.services import StepSpec
 from tests.rollbacks.engine_factories import IncidentFactory, KubeServiceFactory
-from tests.rollbacks.engine_fixtures import live_image, patches_to, seed_deployment
+from tests.rollbacks.engine_fixtures import (
+    live_image,
+    parallel_run,
+    patches_to,
+    seed_deployment,
+    step_ids,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _group(commander: Any, kube: Any, *names: str, enqueue: bool = False) -> Run:
-    """A confirmed run of one parallel group rolling back each of `names`."""
-    for name in names:
-        seed_deployment(kube, name, [f"{name}:1", f"{name}:2"])
-    specs = [
-        StepSpec(service=KubeServiceFactory(name=name), previous=True, group=1) for name in names
-    ]
-    run = rollbacks.services.run_create(incident=IncidentFactory(), steps=specs, actor=commander)
-    run = rollbacks.services.run_request_approval(run=run, actor=commander)
-    return rollbacks.services.run_confirm_and_start(
-        run=run, actor=commander, confirmation=run.expected_confirmation(), enqueue=enqueue
-    )
-
-
-def _step_ids(run: Run) -> list[int]:
-    return list(run.steps.order_by("position").values_list("pk", flat=True))
 
 
 def _started(run: Run) -> list[TimelineEntry]:
@@ -45,9 +33,9 @@ def _started(run: Run) -> list[TimelineEntry]:
 
 def test_a_batch_claims_its_steps_together_and_runs_them_side_by_side(commander, kube):
     kube.set_status_delay(0.3)
-    run = _group(commander, kube, "a", "b", "c")
+    run = parallel_run(commander, kube, "a", "b", "c")
 
-    outcomes = engine.steps_execute(_step_ids(run), dispatcher=engine.InlineDispatcher())
+    outcomes = engine.steps_execute(step_ids(run), dispatcher=engine.InlineDispatcher())
 
     steps = list(run.steps.all())
     assert sorted(outcomes.values()) == ["succeeded"] * 3
@@ -59,11 +47,11 @@ def test_a_batch_claims_its_steps_together_and_runs_them_side_by_side(commander,
 
 
 def test_a_batch_delivered_twice_applies_each_step_once(commander, kube):
-    run = _group(commander, kube, "a", "b")
+    run = parallel_run(commander, kube, "a", "b")
     patches = {name: patches_to(kube, name) for name in "ab"}
 
-    tasks.steps_execute(_step_ids(run))
-    tasks.steps_execute(_step_ids(run))
+    tasks.steps_execute(step_ids(run))
+    tasks.steps_execute(step_ids(run))
 
     assert {name: patches_to(kube, name) - patches[name] for name in "ab"} == {"a": 1, "b": 1}
     assert all(step.attempts == 1 for step in run.steps.all())
@@ -73,10 +61,10 @@ def test_a_batch_delivered_twice_applies_each_step_once(commander, kube):
 
 
 def test_a_batch_leaves_the_steps_of_a_paused_run_pending(commander, kube):
-    run = _group(commander, kube, "a", "b")
+    run = parallel_run(commander, kube, "a", "b")
     rollbacks.services.run_pause(run=run, actor=commander)
 
-    assert engine.steps_execute(_step_ids(run), dispatcher=engine.InlineDispatcher()) == {}
+    assert engine.steps_execute(step_ids(run), dispatcher=engine.InlineDispatcher()) == {}
 
     assert {step.state for step in run.steps.all()} == {StepState.PENDING}
     assert _started(run) == []
@@ -94,9 +82,9 @@ def test_the_dispatcher_hands_a_group_out_in_messages_of_steps_per_message(
             lambda args, name=task.name, **options: sent.append((name, args[0], options)),
         )
 
-    run = _group(commander, kube, "a", "b", "c", "d", "e", enqueue=True)
+    run = parallel_run(commander, kube, "a", "b", "c", "d", "e", enqueue=True)
 
-    ids = _step_ids(run)
+    ids = step_ids(run)
     timeout = run.steps.first().timeout_seconds
     assert [(name.rsplit(".", 1)[1], ids) for name, ids, _ in sent] == [
         ("steps_execute", ids[0:2]),
@@ -109,7 +97,7 @@ def test_the_dispatcher_hands_a_group_out_in_messages_of_steps_per_message(
 def test_a_retryable_error_in_a_batch_sends_that_step_back_alone_as_its_first_retry(
     commander, kube, monkeypatch
 ):
-    run = _group(commander, kube, "a", "b")
+    run = parallel_run(commander, kube, "a", "b")
     kube.fail_next(1, status=503, path="/deployments/b$")
     retries: list[tuple[int, dict[str, Any]]] = []
     monkeypatch.setattr(
@@ -118,7 +106,7 @@ def test_a_retryable_error_in_a_batch_sends_that_step_back_alone_as_its_first_re
         lambda args, **options: retries.append((args[0], options)),
     )
 
-    tasks.steps_execute(_step_ids(run))
+    tasks.steps_execute(step_ids(run))
 
     a, b = run.steps.order_by("position")
     assert a.state == StepState.SUCCEEDED
@@ -129,9 +117,9 @@ def test_a_retryable_error_in_a_batch_sends_that_step_back_alone_as_its_first_re
 
 
 def test_a_batch_records_the_apply_start_with_its_claim_so_a_successor_takes_care(commander, kube):
-    run = _group(commander, kube, "a", "b")
+    run = parallel_run(commander, kube, "a", "b")
 
-    claims = engine._claim_pending(_step_ids(run), "a worker that dies next", mark_apply=True)
+    claims = engine._claim_pending(step_ids(run), "a worker that dies next", mark_apply=True)
 
     steps = list(run.steps.all())
     assert all(claim.apply_marked for claim in claims)
@@ -150,7 +138,7 @@ def test_a_dry_run_batch_records_no_apply_start(commander, kube):
         run=run, actor=commander, confirmation=run.expected_confirmation(), enqueue=False
     )
 
-    claims = engine._claim_pending(_step_ids(run), "worker", mark_apply=True)
+    claims = engine._claim_pending(step_ids(run), "worker", mark_apply=True)
 
     assert len(claims) == 2 and not any(claim.apply_marked for claim in claims)
     assert all(step.apply_started_at is None for step in run.steps.all())
@@ -160,14 +148,14 @@ def test_a_retry_in_a_batch_goes_out_before_its_slower_siblings_finish(
     commander, kube, monkeypatch
 ):
     kube.set_status_delay(0.8)
-    run = _group(commander, kube, "a", "b")
+    run = parallel_run(commander, kube, "a", "b")
     kube.fail_next(1, status=503, path="/deployments/b$")
     sent_at: list[Any] = []
     monkeypatch.setattr(
         tasks.step_execute, "apply_async", lambda args, **options: sent_at.append(timezone.now())
     )
 
-    tasks.steps_execute(_step_ids(run))
+    tasks.steps_execute(step_ids(run))
 
     a = run.steps.get(position=1)
     assert a.state == StepState.SUCCEEDED
@@ -175,12 +163,12 @@ def test_a_retry_in_a_batch_goes_out_before_its_slower_siblings_finish(
 
 
 def test_a_batch_step_that_ends_before_applying_leaves_no_apply_start_behind(commander, kube):
-    run = _group(commander, kube, "a", "b")
+    run = parallel_run(commander, kube, "a", "b")
     broken = run.steps.get(position=2).service
     broken.target_config = {"namespace": "shop"}  # names no Deployment: the backend refuses
     broken.save()
 
-    engine.steps_execute(_step_ids(run), dispatcher=engine.InlineDispatcher())
+    engine.steps_execute(step_ids(run), dispatcher=engine.InlineDispatcher())
 
     b = run.steps.get(position=2)
     assert b.state == StepState.FAILED and "deployment" in b.error
@@ -188,8 +176,8 @@ def test_a_batch_step_that_ends_before_applying_leaves_no_apply_start_behind(com
 
 
 def test_a_step_past_its_deadline_and_the_time_limit_margin_stops_beating(commander, kube):
-    run = _group(commander, kube, "a")
-    (claim,) = engine._claim_pending(_step_ids(run), "a worker whose thread hangs")
+    run = parallel_run(commander, kube, "a")
+    (claim,) = engine._claim_pending(step_ids(run), "a worker whose thread hangs")
     long_ago = timezone.now() - timedelta(hours=1)
     Step.objects.filter(pk=claim.step.pk).update(deadline=long_ago, heartbeat_at=long_ago)
 

@@ -15,15 +15,15 @@ from incidents.models import TimelineEntry, TimelineKind
 from rollbacks import engine
 from rollbacks.models import Step, StepLog, StepState
 from tests.factories import ReleaseFactory, ServiceFactory
-from tests.rollbacks.test_engine_batches import _group, _step_ids
+from tests.rollbacks.engine_fixtures import parallel_run, step_ids
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _executions(commander: Any, kube: Any, *names: str) -> list[engine._StepExecution]:
     """Claimed executions of a group's steps, as a batch's threads hold them."""
-    run = _group(commander, kube, *names)
-    claims = engine._claim_pending(_step_ids(run), "test-worker", mark_apply=False)
+    run = parallel_run(commander, kube, *names)
+    claims = engine._claim_pending(step_ids(run), "test-worker", mark_apply=False)
     return [engine._StepExecution(claim, engine.InlineDispatcher(), False) for claim in claims]
 
 

@@ -18,7 +18,7 @@ from incidents.models import TimelineEntry, TimelineKind
 from rollbacks.models import Run, RunState, Step, StepState
 from rollbacks.services import StepSpec
 from tests.rollbacks.engine_factories import IncidentFactory
-from tests.rollbacks.engine_fixtures import _wait_for, deployment_revision, live_image, patches_to
+from tests.rollbacks.engine_fixtures import deployment_revision, live_image, patches_to, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(90)]
 
@@ -69,10 +69,10 @@ def test_a_worker_killed_while_a_step_waits_is_replaced_and_the_step_applied_onc
     first = start_worker("first")
 
     run = _confirmed_run(commander, kube_service)
-    _wait_for(_step_is(run, state=StepState.RUNNING, applied_at__isnull=False), 20, "the apply")
+    wait_for(_step_is(run, state=StepState.RUNNING, applied_at__isnull=False), 20, "the apply")
     first.kill()
     start_worker("second")
-    _wait_for(lambda: Run.objects.get(pk=run.pk).is_finished, 40, "the run to finish")
+    wait_for(lambda: Run.objects.get(pk=run.pk).is_finished, 40, "the run to finish")
 
     run.refresh_from_db()
     step = run.steps.get()
@@ -94,13 +94,13 @@ def test_a_worker_killed_during_the_apply_is_replaced_and_the_change_made_once(
     first = start_worker("first")
 
     run = _confirmed_run(commander, kube_service)
-    _wait_for(
+    wait_for(
         _step_is(run, state=StepState.RUNNING, apply_started_at__isnull=False), 20, "the apply"
     )
     time.sleep(0.3)  # the PATCH is on its way
     first.kill()
     start_worker("second")
-    _wait_for(lambda: Run.objects.get(pk=run.pk).is_finished, 40, "the run to finish")
+    wait_for(lambda: Run.objects.get(pk=run.pk).is_finished, 40, "the run to finish")
     run.refresh_from_db()
     step = run.steps.get()
     # Whatever the held PATCH does once released (it carries a stale resourceVersion), it

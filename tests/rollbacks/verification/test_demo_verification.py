@@ -21,9 +21,8 @@ from rollbacks import engine
 from rollbacks.models import RunState
 from rollbacks.services import StepSpec
 from tests.conftest import TEST_REDIS_URL
-from tests.factories import ensure_default_records
+from tests.factories import ensure_default_records, post_rollback_checklist_add
 from tests.rollbacks.engine_factories import IncidentFactory
-from tests.rollbacks.verification.test_verification_runs import _post_rollback_checklist
 
 # Every test in one database group, so they run in this order: the last one rolls back.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -81,7 +80,7 @@ def test_rolling_storefront_web_back_in_the_demo_passes_its_verification(demo, s
     loaded = demo_load(infra_file=demo.state_file, password="demo-password")
     web = next(service for service in loaded.services if service.name == "storefront-web")
     incident = IncidentFactory()
-    _post_rollback_checklist(incident)
+    post_rollback_checklist_add(incident)
     commander = loaded.incident.commander
     run = rollbacks.services.run_create(
         incident=incident,

@@ -6,7 +6,6 @@ scraping a metrics source the test controls, and the Kubernetes stand-in."""
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import threading
 import time
@@ -22,7 +21,6 @@ from django.urls import reverse
 import rollbacks.services
 from devinfra.processes import free_port
 from incidents.models import (
-    Checklist,
     ChecklistItem,
     Incident,
     Release,
@@ -33,24 +31,13 @@ from incidents.models import (
 from rollbacks import engine, verification
 from rollbacks.models import Run, RunState
 from rollbacks.services import StepSpec
+from tests.factories import post_rollback_checklist_add
 from tests.rollbacks.engine_factories import IncidentFactory, KubeServiceFactory, UserFactory
 from tests.rollbacks.engine_fixtures import seed_deployment
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-_DEFAULTS = importlib.import_module("incidents.migrations.0003_default_checklists_and_policies")
-
-
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def _post_rollback_checklist(incident: Incident) -> Checklist:
-    """The default "After rolling back" checklist, as migration 0003 defines it."""
-    name, kind, position, items = next(c for c in _DEFAULTS.CHECKLISTS if c[1] == "post_rollback")
-    checklist = Checklist.objects.create(incident=incident, name=name, kind=kind, position=position)
-    for index, (text, key) in enumerate(items):
-        ChecklistItem.objects.create(checklist=checklist, position=index, text=text, check_key=key)
-    return checklist
 
 
 def _web_service(kube: Any, checks: list[dict[str, Any]]) -> Service:
@@ -69,7 +56,7 @@ def _web_service(kube: Any, checks: list[dict[str, Any]]) -> Service:
 def _start(commander: Any, service: Service, **kwargs: Any) -> Run:
     """A confirmed, running run taking `service` back to v1, not yet executed."""
     incident = IncidentFactory()
-    _post_rollback_checklist(incident)
+    post_rollback_checklist_add(incident)
     release = service.releases.get(version="v1")
     run = rollbacks.services.run_create(
         incident=incident,
