@@ -24,6 +24,7 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q
+from django.dispatch import Signal
 from django.utils import timezone
 
 from incidents.errors import DomainError
@@ -83,15 +84,22 @@ def internal_channels() -> list[str]:
     return channels
 
 
+delivery_due = Signal()
+"""A delivery is ready to be sent (keyword: delivery_id). statuspage.hooks hands it to
+the Celery task that sends it; this module does not import its own tasks."""
+
+
 def _dispatch(delivery_id: int) -> None:
     """Hand a delivery to Celery; a broker that is down leaves it for the sweep."""
-    from statuspage.tasks import notice_deliver
-
     Delivery.objects.filter(pk=delivery_id).update(enqueued_at=timezone.now())
-    try:
-        notice_deliver.delay(delivery_id)
-    except Exception:
-        logger.warning("could not enqueue delivery %s; the sweep will", delivery_id, exc_info=True)
+    for receiver, outcome in delivery_due.send_robust(sender=Delivery, delivery_id=delivery_id):
+        if isinstance(outcome, Exception):
+            logger.warning(
+                "could not enqueue delivery %s (%s); the sweep will",
+                delivery_id,
+                receiver,
+                exc_info=outcome,
+            )
 
 
 @transaction.atomic

@@ -1,5 +1,6 @@
-"""The status page hears about rollback runs: a run that starts or finishes gets an internal
-notice, written and sent by a task. Connected in StatuspageConfig.ready().
+"""What the status page does when told: a rollback run that starts or finishes gets an
+internal notice, and a delivery that is due goes to the Celery task that sends it. Loaded by
+StatuspageConfig.ready(), which connects these receivers.
 
 Communications never hold up or break a rollback: the receiver only enqueues (the notice's
 queries and rendering used to delay the steps a started run sends out), and any error is
@@ -13,7 +14,8 @@ from typing import Any
 from django.dispatch import receiver
 
 from rollbacks.signals import run_finished, run_started
-from statuspage.tasks import run_notice
+from statuspage.comms import delivery_due
+from statuspage.tasks import notice_deliver, run_notice
 
 logger = logging.getLogger(__name__)
 
@@ -35,3 +37,10 @@ def notice_run_started(*, run_id: int, **kwargs: Any) -> None:
 def notice_run_finished(*, run_id: int, **kwargs: Any) -> None:
     """Enqueue the "rollback finished" notice."""
     _enqueue_notice(run_id, "finished")
+
+
+@receiver(delivery_due, dispatch_uid="statuspage.delivery_due")
+def delivery_enqueue(*, delivery_id: int, **kwargs: Any) -> None:
+    """Hand a due delivery to Celery; an error (the broker is down) goes back to the sender,
+    which logs it and leaves the delivery to the sweep."""
+    notice_deliver.delay(delivery_id)
