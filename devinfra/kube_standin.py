@@ -94,7 +94,8 @@ SERVER_VERSION = {
     "platform": "linux/amd64",
 }
 _OBJECT_VERSIONS_KEPT = 20
-_REQUESTS_KEPT = 2000
+# How many requests the stand-in remembers for tests to inspect (a bench lowers it).
+REQUESTS_KEPT = 2000
 _EVENT_LOG_SIZE = 5000
 _ALL_VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
 
@@ -453,8 +454,8 @@ class KubeStandin(kmock.KubernetesEmulator):
         # Replaces kmock's entry point: its path parser cannot split /api/v1/namespaces.
         request = await self._parse_request(raw_request)
         self._requests.append(request)
-        if len(self._requests) > _REQUESTS_KEPT:
-            del self._requests[: _REQUESTS_KEPT // 2]
+        if len(self._requests) > REQUESTS_KEPT:
+            del self._requests[: REQUESTS_KEPT // 2]
 
         fault = self._take_fault(raw_request.method, raw_request.path)
         if fault is not None:

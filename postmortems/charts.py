@@ -28,7 +28,7 @@ OUTCOME_COLOURS: dict[str, str] = {
 }
 
 
-def _scale(value: float, *, whole: bool = False) -> tuple[float, int]:
+def axis_scale(value: float, *, whole: bool = False) -> tuple[float, int]:
     """The axis top and its number of steps: the first step of 1, 2, 2.5 or 5 × 10ⁿ (whole
     numbers only with `whole`) that covers `value` in at most six steps."""
     if value <= 0:
@@ -116,7 +116,7 @@ def line_chart(
     """Points in order (label, value) joined by a line, with an optional dashed target."""
     if not points:
         return _empty(title, empty)
-    top_value, steps = _scale(max([value for _, value in points] + [target or 0]))
+    top_value, steps = axis_scale(max([value for _, value in points] + [target or 0]))
     plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def x_at(index: int) -> float:
@@ -175,7 +175,7 @@ def bar_chart(
         highest = max(sum(vs[i] or 0 for _, vs in series) for i in range(len(categories)))
     else:
         highest = max(values)
-    top_value, steps = _scale(highest, whole=counts)
+    top_value, steps = axis_scale(highest, whole=counts)
     plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot = plot_width / len(categories)
     label_limit = max(6, int(slot / 6.5))

@@ -85,7 +85,7 @@ TIMELINE_HEADER_HEIGHT = 7 * mm
 
 
 @functools.cache
-def _fonts() -> str:
+def fonts_register() -> str:
     """Register the report's fonts once; return the family's file stem (for the docs)."""
     for folder in FONT_DIRS:
         files = {
@@ -144,7 +144,7 @@ def _para(text: str, style: ParagraphStyle) -> Paragraph:
     return Paragraph(escape(text).replace("\n", "<br/>"), style)
 
 
-def _wrap(text: str, font: str, size: float, width: float) -> list[str]:
+def wrap_text(text: str, font: str, size: float, width: float) -> list[str]:
     """Break `text` into lines no wider than `width`: at spaces, and inside words too long
     for a line (URLs, image digests). Widths add up word by word (no kerning here)."""
     width_of = pdfmetrics.stringWidth
@@ -331,10 +331,10 @@ def _timeline_tables(report: PostmortemReport) -> list[Flowable]:
                 [
                     str(row.id),
                     instant(row.at),
-                    "\n".join(_wrap(row.kind_label, REGULAR, size, inner[2])),
-                    "\n".join(_wrap(row.who, REGULAR, size, inner[3])),
+                    "\n".join(wrap_text(row.kind_label, REGULAR, size, inner[2])),
+                    "\n".join(wrap_text(row.who, REGULAR, size, inner[3])),
                     "\n".join(
-                        _wrap(("★ " if row.starred else "") + row.body, font, size, inner[4])
+                        wrap_text(("★ " if row.starred else "") + row.body, font, size, inner[4])
                     ),
                 ]
             )
@@ -350,7 +350,7 @@ def _timeline_tables(report: PostmortemReport) -> list[Flowable]:
 def render_pdf(report: PostmortemReport) -> bytes:
     """The whole report as an A4 PDF; the timeline, the longest part, comes last and
     starts on its own pages with the column headings repeated at the top of each."""
-    _fonts()
+    fonts_register()
     styles = _styles()
     incident, postmortem = report.incident, report.postmortem
     story: list[Flowable] = [_para(report.title, styles["title"])]

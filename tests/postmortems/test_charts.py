@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from postmortems.charts import _scale, bar_chart, line_chart
+from postmortems.charts import axis_scale, bar_chart, line_chart
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -69,10 +69,10 @@ def test_labels_are_escaped():
     ],
 )
 def test_the_axis_ends_on_a_round_value_in_at_most_six_steps(highest, whole, top, steps):
-    assert _scale(highest, whole=whole) == (top, steps)
+    assert axis_scale(highest, whole=whole) == (top, steps)
 
 
 def test_a_count_axis_never_steps_by_fractions():
     for highest in (1, 2, 3, 7, 11, 13, 29):
-        top, steps = _scale(highest, whole=True)
+        top, steps = axis_scale(highest, whole=True)
         assert top >= highest and (top / steps) == int(top / steps)

@@ -170,7 +170,7 @@ def test_markdown_table_cells_escape_pipes_and_keep_line_breaks(ic, incident):
 
 
 def test_pdf_embeds_dejavu_when_the_system_has_it(ic, incident):
-    from postmortems.exports.pdf import _fonts
+    from postmortems.exports.pdf import fonts_register
 
     reader = PdfReader(io.BytesIO(render_pdf(selectors.postmortem_report(incident.pk))))
     fonts = {
@@ -178,7 +178,7 @@ def test_pdf_embeds_dejavu_when_the_system_has_it(ic, incident):
         for page in reader.pages
         for font in page["/Resources"]["/Font"].values()
     }
-    expected = "DejaVuSans" if _fonts() == "DejaVuSans" else "Vera"
+    expected = "DejaVuSans" if fonts_register() == "DejaVuSans" else "Vera"
     assert any(expected in name for name in fonts)
     assert not any("Helvetica" in name for name in fonts)
 
@@ -236,10 +236,10 @@ def test_the_report_reads_a_constant_number_of_queries(
 def test_wrapped_timeline_lines_fit_their_column_and_keep_every_character(text):
     from reportlab.pdfbase.pdfmetrics import stringWidth
 
-    from postmortems.exports.pdf import REGULAR, _fonts, _wrap
+    from postmortems.exports.pdf import REGULAR, fonts_register, wrap_text
 
-    _fonts()
-    lines = _wrap(text, REGULAR, 7.5, 100)
+    fonts_register()
+    lines = wrap_text(text, REGULAR, 7.5, 100)
     assert all(stringWidth(line, REGULAR, 7.5) <= 100 for line in lines)
     assert "".join(lines).replace(" ", "") == text.replace("\n", "").replace(" ", "")
 
