@@ -71,6 +71,7 @@ from bench.common import (  # noqa: E402
     postgres_server_url,
     recreate_database,
 )
+from bench.measures import percentiles, process_cpu  # noqa: E402
 
 REVISION = "deployment.kubernetes.io/revision"
 HASH_LABEL = "pod-template-hash"
@@ -145,33 +146,6 @@ def run_direct(url: str, poll: float, verify: bool, namespaces: list[str]) -> No
 # -- measuring -------------------------------------------------------------------------------
 
 
-def _percentiles(values: list[float]) -> str:
-    ordered = sorted(values)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return f"p50 {statistics.median(ordered):7.1f} ms   p95 {p95:7.1f} ms"
-
-
-def _process_cpu(sessions: set[int]) -> dict[str, float]:
-    """CPU seconds used so far by the processes of `sessions` (as "client"), PostgreSQL
-    and Redis. Processes that ended are not counted: measure a phase's own processes
-    while they run, or have them report their own."""
-    total = {"client": 0.0, "postgres": 0.0, "redis": 0.0}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            head, rest = stat.read_text().rsplit(")", 1)
-        except OSError:
-            continue
-        fields, command = rest.split(), head.split("(", 1)[1]
-        used = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime+stime
-        if int(fields[3]) in sessions:  # the session id
-            total["client"] += used
-        elif command == "postgres":
-            total["postgres"] += used
-        elif command == "redis-server":
-            total["redis"] += used
-    return total
-
-
 class Phase:
     """What one phase cost: wall time, requests the stand-in served, and the CPU seconds
     of the stand-in (this process), the client side (the worker, or the direct process),
@@ -181,12 +155,12 @@ class Phase:
         self.arrivals, self.sessions = arrivals, sessions
         self.requests = len(arrivals.seen)
         self.standin = time.process_time()
-        self.processes = _process_cpu(sessions)
+        self.processes = process_cpu(sessions)
         self.started = time.monotonic()
 
     def end(self, client_cpu: float | None = None) -> dict[str, float]:
         """The phase's figures; `client_cpu` when the client reported its own."""
-        now = _process_cpu(self.sessions)
+        now = process_cpu(self.sessions)
         used = {name: now[name] - self.processes[name] for name in now}
         if client_cpu is not None:
             used["client"] = client_cpu
@@ -222,7 +196,7 @@ def _instrument_standin(arrivals: Arrivals) -> None:
         return await original(self, raw_request)
 
     kube_standin.KubeStandin.__call__ = recording  # type: ignore[method-assign]
-    kube_standin._REQUESTS_KEPT = 20  # type: ignore[attr-defined]
+    kube_standin.REQUESTS_KEPT = 20
 
 
 def _request_milestones(requests: list[tuple[float, str, str]]) -> dict[str, float]:
@@ -564,13 +538,13 @@ def bench(options: argparse.Namespace) -> int:
         bursts_label = f"bursts of {count} ({len(ratios)} rounds)"
         for label, found in ((bursts_label, parallel), ("single-step runs", single)):
             print(f"Enqueue → first API call, {label}:")
-            served = _percentiles(found["served"])
+            served = percentiles(found["served"])
             print(f"  served by the API              {served}   (target p50 ≤ 100 ms)")
-            print(f"  sent by the worker             {_percentiles(found['sent'])}")
-            print(f"  step claimed by the worker     {_percentiles(found['claimed'])}")
-            print(f"  (confirm → served              {_percentiles(found['confirm'])})")
+            print(f"  sent by the worker             {percentiles(found['sent'])}")
+            print(f"  step claimed by the worker     {percentiles(found['claimed'])}")
+            print(f"  (confirm → served              {percentiles(found['confirm'])})")
             if found is parallel:
-                print(f"  (direct: thread start → served {_percentiles(direct_first)})")
+                print(f"  (direct: thread start → served {percentiles(direct_first)})")
         print(f"Timeline entries written: {bench.incident.timeline.count()}")
         return 0
     finally:
