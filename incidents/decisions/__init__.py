@@ -1,0 +1,1 @@
+"""The recovery clock and the decision helper, for the incident room."""
