@@ -43,9 +43,9 @@ from executors.base import (
     CheckStatus,
     ConfigError,
     Connections,
-    validate_fixed_schema,
 )
 from executors.command import check_registration, outcome_check, render_argv, run_command
+from executors.schemas import validate_fixed_schema
 
 COMPARISONS = ("below", "above")
 _BODY_PREVIEW = 200
