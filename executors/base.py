@@ -21,6 +21,7 @@ import jsonschema
 
 # The errors are defined in executors.errors, below the schema of the checks list that
 # raises them too; they are part of this interface, and backends import them from here.
+from executors.check_specs import validate_checks
 from executors.errors import BackendError, ConfigError, DeadlineExceeded
 from executors.schemas import validate_fixed_schema
 
@@ -153,13 +154,11 @@ class Backend(ABC):
         """Return the config if it matches `config_schema`, else raise ConfigError.
 
         A `checks` list (the service's verification after a rollback, see
-        executors.checks) is validated against its own schema and left out of the
+        executors.check_specs) is validated against its own schema and left out of the
         config returned: backends never see it.
         """
         backend_config = {key: value for key, value in config.items() if key != "checks"}
         if "checks" in config:
-            from executors.checks import validate_checks
-
             validate_checks(config["checks"])
         try:
             validate_fixed_schema(backend_config, cls.config_schema)
