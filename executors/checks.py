@@ -318,7 +318,7 @@ def kubernetes_pods(
 
         # The backend module (and the client under it) is imported here, not at the top,
         # so the web processes that validate check specs never load it.
-        from executors.kubernetes import kube_api_client
+        from executors.kubernetes.backend import kube_api_client
 
         with kube_api_client(connections, connect_retries=1) as api_client:
             response: Any = kube_client.CoreV1Api(api_client).list_namespaced_pod(

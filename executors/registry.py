@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from executors.base import Backend
 
 BACKENDS: dict[str, str] = {
-    "kubernetes": "executors.kubernetes.KubernetesDeploymentBackend",
+    "kubernetes": "executors.kubernetes.backend.KubernetesDeploymentBackend",
     "ecs": "executors.ecs.EcsServiceBackend",
     "static_frontend": "executors.static_frontend.StaticFrontendBackend",
     "database": "executors.database.RdsRestoreBackend",

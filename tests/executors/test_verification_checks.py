@@ -20,7 +20,7 @@ from executors.checks import (
     registered_command,
     run_check,
 )
-from executors.kubernetes import KubernetesDeploymentBackend
+from executors.kubernetes.backend import KubernetesDeploymentBackend
 
 
 def _wait_until(condition: Any, timeout: float = 5.0) -> None:

@@ -1,0 +1,1 @@
+"""The Kubernetes Deployment backend (`backend.KubernetesDeploymentBackend`)."""
