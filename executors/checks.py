@@ -316,9 +316,9 @@ def kubernetes_pods(
         from kubernetes import client as kube_client
         from kubernetes.client.exceptions import ApiException
 
-        # The backend module (and the client under it) is imported here, not at the top,
-        # so the web processes that validate check specs never load it.
-        from executors.kubernetes.backend import kube_api_client
+        # The client and the backend's connection module are imported here, not at the
+        # top, so that importing this module never loads the Kubernetes client.
+        from executors.kubernetes.client import kube_api_client
 
         with kube_api_client(connections, connect_retries=1) as api_client:
             response: Any = kube_client.CoreV1Api(api_client).list_namespaced_pod(

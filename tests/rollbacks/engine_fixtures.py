@@ -27,7 +27,7 @@ from django.db import connection
 
 from console.celery import app as celery_app
 from devinfra.kube_standin import KubeStandinHandle, start_kube_standin
-from executors.kubernetes.backend import REVISION_ANNOTATION
+from executors.kubernetes.templates import REVISION_ANNOTATION
 from incidents.models import Release, Service
 from tests.rollbacks.engine_factories import CommanderFactory, KubeServiceFactory, UserFactory
 
