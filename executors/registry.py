@@ -19,7 +19,7 @@ BACKENDS: dict[str, str] = {
     "static_frontend": "executors.static_frontend.StaticFrontendBackend",
     "database": "executors.database.RdsRestoreBackend",
     "dns": "executors.dns.Route53Backend",
-    "feature_flag": "executors.flags.FeatureFlagBackend",
+    "feature_flag": "executors.flags.backend.FeatureFlagBackend",
     "command": "executors.command.RegisteredCommandBackend",
 }
 

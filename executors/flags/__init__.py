@@ -1,0 +1,1 @@
+"""The feature-flag backend (`backend.FeatureFlagBackend`)."""
