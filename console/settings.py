@@ -227,7 +227,7 @@ VERIFY_PROMETHEUS_TIMEOUT_SECONDS = float(os.environ.get("VERIFY_PROMETHEUS_TIME
 VERIFY_KUBE_TIMEOUT_SECONDS = float(os.environ.get("VERIFY_KUBE_TIMEOUT_SECONDS", "10"))
 VERIFY_TIMEOUT_SECONDS = float(os.environ.get("VERIFY_TIMEOUT_SECONDS", "300"))
 
-# Decision helper (incidents/decisions.py, docs/decision-helper.md): changes to the runbook's
+# Decision helper (incidents/decisions/, docs/decision-helper.md): changes to the runbook's
 # rollback thresholds as a JSON object laid over the defaults, e.g. {"error_rate_critical": 25},
 # and the share of the RTO after which the recovery clock reads "close".
 try:

@@ -19,51 +19,34 @@ from typing import Any, ClassVar
 
 import jsonschema
 
+# The errors are defined in executors.errors, below the schema of the checks list that
+# raises them too; they are part of this interface, and backends import them from here.
+from executors.check_specs import validate_checks
+from executors.errors import BackendError, ConfigError, DeadlineExceeded
+from executors.schemas import validate_fixed_schema
+
+__all__ = [
+    "ApplyResult",
+    "Backend",
+    "BackendError",
+    "Change",
+    "CheckResult",
+    "CheckStatus",
+    "ConfigError",
+    "Connections",
+    "DeadlineExceeded",
+    "LogLine",
+    "RollbackPlan",
+    "RollbackTarget",
+    "discard_log",
+    "poll_until",
+]
+
 LogLine = Callable[[str], None]
 
 
 def discard_log(line: str) -> None:
     """A log sink for callers that do not want progress lines."""
-
-
-_validators: dict[int, tuple[Mapping[str, Any], Any]] = {}
-
-
-def validate_fixed_schema(instance: Any, schema: Mapping[str, Any]) -> None:
-    """`jsonschema.validate` for a schema that lives as long as the process (a backend's
-    config_schema, a check kind's schema): the schema itself is checked and its validator
-    built once, not on every call (that was most of the cost of building a backend)."""
-    cached = _validators.get(id(schema))
-    if cached is None or cached[0] is not schema:
-        validator_class = jsonschema.validators.validator_for(schema)
-        validator_class.check_schema(schema)
-        cached = (schema, validator_class(schema))
-        _validators[id(schema)] = cached
-    error = jsonschema.exceptions.best_match(cached[1].iter_errors(instance))
-    if error is not None:
-        raise error
-
-
-class BackendError(Exception):
-    """An operation failed. `retryable` says whether trying again may succeed."""
-
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-
-
-class ConfigError(BackendError):
-    """The target config or rollback parameters are invalid; never retryable."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=False)
-
-
-class DeadlineExceeded(BackendError):
-    """The infrastructure did not settle before the step's deadline."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=False)
 
 
 @dataclass(frozen=True)
@@ -171,13 +154,11 @@ class Backend(ABC):
         """Return the config if it matches `config_schema`, else raise ConfigError.
 
         A `checks` list (the service's verification after a rollback, see
-        executors.checks) is validated against its own schema and left out of the
+        executors.check_specs) is validated against its own schema and left out of the
         config returned: backends never see it.
         """
         backend_config = {key: value for key, value in config.items() if key != "checks"}
         if "checks" in config:
-            from executors.checks import validate_checks
-
             validate_checks(config["checks"])
         try:
             validate_fixed_schema(backend_config, cls.config_schema)

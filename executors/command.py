@@ -83,8 +83,8 @@ from executors.base import (
     RollbackPlan,
     RollbackTarget,
     discard_log,
-    validate_fixed_schema,
 )
+from executors.schemas import validate_fixed_schema
 
 MASK = "****"
 KILL_GRACE_SECONDS = 5.0

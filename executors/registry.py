@@ -14,12 +14,12 @@ if TYPE_CHECKING:
     from executors.base import Backend
 
 BACKENDS: dict[str, str] = {
-    "kubernetes": "executors.kubernetes.KubernetesDeploymentBackend",
+    "kubernetes": "executors.kubernetes.backend.KubernetesDeploymentBackend",
     "ecs": "executors.ecs.EcsServiceBackend",
     "static_frontend": "executors.static_frontend.StaticFrontendBackend",
     "database": "executors.database.RdsRestoreBackend",
     "dns": "executors.dns.Route53Backend",
-    "feature_flag": "executors.flags.FeatureFlagBackend",
+    "feature_flag": "executors.flags.backend.FeatureFlagBackend",
     "command": "executors.command.RegisteredCommandBackend",
 }
 

@@ -9,7 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 def check_decision_thresholds(**kwargs: Any) -> list[checks.CheckMessage]:
     """A wrong DECISION_THRESHOLDS is reported when the console starts, not when a room
     first renders."""
-    from incidents.decisions import thresholds
+    from incidents.decisions.rules import thresholds
 
     try:
         thresholds()

@@ -1,7 +1,7 @@
 from django.urls import path
 
 from incidents import health, live, views
-from incidents.decision_views import decision_preview, decision_record, recovery_panel
+from incidents.decisions.views import decision_preview, decision_record, recovery_panel
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),

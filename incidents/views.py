@@ -25,7 +25,8 @@ from django_htmx.http import HttpResponseClientRedirect
 
 import rollbacks.services
 from executors.base import BackendError
-from incidents import decisions, selectors, services
+from incidents import selectors, services
+from incidents.decisions import selectors as decision_selectors
 from incidents.errors import DomainError, PermissionDenied
 from incidents.forms import (
     ApprovalDecisionForm,
@@ -166,7 +167,7 @@ def _room_context(request: HttpRequest, incident: Incident) -> dict[str, Any]:
         "can_note": request.user.has_perm("incidents.add_note"),
         "can_tick": request.user.has_perm("incidents.tick_checklist"),
         "can_approve": request.user.has_perm("incidents.approve_rollback"),
-    } | decisions.room_context(incident)
+    } | decision_selectors.room_context(incident)
 
 
 def _render_room(

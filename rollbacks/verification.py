@@ -2,7 +2,7 @@
 once every step of a run has finished, and decide how the run ends.
 
 A service lists its checks under `checks` in its target config (schema and kinds in
-executors.checks: http, command, kubernetes_pods, prometheus). When the last group of a
+executors.check_specs: http, command, kubernetes_pods, prometheus). When the last group of a
 real run (not a dry run) is done, the engine calls `hold_for_verification` under the run's
 row lock: if any service whose step succeeded has checks, a verification *round* starts (a
 timeline entry lists the checks) and its work is handed to a worker (the `run_verify`
@@ -18,7 +18,7 @@ locked:
 - else → the run succeeds, and the incident's restored and verified instants are stamped.
 
 Passing checks tick the post-rollback checklist items whose `check_key` they map to
-(executors.checks.checklist_key), as the automation, with the timeline entry saying so.
+(executors.check_specs.checklist_key), as the automation, with the timeline entry saying so.
 
 Rounds are known from the timeline only (no model field): each entry carries
 `payload.phase = "verification"`, the run id and the round's id. A delivery of a round that
@@ -41,13 +41,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from executors.base import CheckResult, CheckStatus, ConfigError
-from executors.checks import (
-    VerificationDefaults,
-    check_name,
-    checklist_key,
-    run_check,
-    validate_checks,
-)
+from executors.check_specs import check_name, checklist_key, validate_checks
+from executors.checks import VerificationDefaults, run_check
 from incidents.models import ChecklistItem, ChecklistKind, TimelineEntry, TimelineKind
 from incidents.services import checklist_item_set
 from incidents.timeline import timeline_append

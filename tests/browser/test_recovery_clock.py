@@ -11,7 +11,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from incidents.decisions import recovery_clock, recovery_phases
+from incidents.decisions.clock import recovery_clock, recovery_phases
 from incidents.models import Incident
 
 pytestmark = pytest.mark.browser

@@ -9,7 +9,7 @@ import pytest
 from django.template.loader import render_to_string
 from playwright.sync_api import expect
 
-from incidents.decisions import room_context
+from incidents.decisions.selectors import room_context
 from incidents.models import TimelineEntry, TimelineKind
 from tests.chromium import log_in
 from tests.factories import UserFactory, incident_open

@@ -21,7 +21,7 @@ from botocore.stub import ANY, Stubber
 
 from devinfra.processes import free_port
 from executors.base import BackendError, CheckStatus, ConfigError, Connections, RollbackTarget
-from executors.flags import FeatureFlagBackend
+from executors.flags.backend import FeatureFlagBackend
 
 # A db of its own on the shared Redis; each test also uses a prefix of its own, and deletes
 # only its own keys.

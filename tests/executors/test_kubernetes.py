@@ -18,7 +18,7 @@ from executors.base import (
     DeadlineExceeded,
     RollbackTarget,
 )
-from executors.kubernetes import KubernetesDeploymentBackend
+from executors.kubernetes.backend import KubernetesDeploymentBackend
 from executors.registry import backend_class
 
 WEB_IMAGES = [

@@ -13,16 +13,14 @@ import pytest
 from devinfra.kube_standin import KubeStandinHandle
 from devinfra.processes import free_port
 from executors.base import CheckStatus, ConfigError, Connections
+from executors.check_specs import check_name, checklist_key, validate_checks
 from executors.checks import (
     VerificationDefaults,
-    check_name,
-    checklist_key,
     kubernetes_pods,
     registered_command,
     run_check,
-    validate_checks,
 )
-from executors.kubernetes import KubernetesDeploymentBackend
+from executors.kubernetes.backend import KubernetesDeploymentBackend
 
 
 def _wait_until(condition: Any, timeout: float = 5.0) -> None:

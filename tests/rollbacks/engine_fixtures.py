@@ -28,7 +28,7 @@ from django.db import connection
 import rollbacks.services
 from console.celery import app as celery_app
 from devinfra.kube_standin import KubeStandinHandle, start_kube_standin
-from executors.kubernetes import REVISION_ANNOTATION
+from executors.kubernetes.templates import REVISION_ANNOTATION
 from incidents.models import Release, Service
 from rollbacks.models import Run
 from rollbacks.services import StepSpec

@@ -8,7 +8,8 @@ import pytest
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from incidents.decisions import recovery_clock, recovery_phases, room_context
+from incidents.decisions.clock import recovery_clock, recovery_phases
+from incidents.decisions.selectors import room_context
 from incidents.models import Incident, IncidentStatus
 from tests.factories import UserFactory, incident_open
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from incidents.decisions import VERDICTS, DecisionThresholds, Signals, decide, thresholds
+from incidents.decisions.rules import VERDICTS, DecisionThresholds, Signals, decide, thresholds
 from incidents.models import Incident
 
 

@@ -1,15 +1,13 @@
-"""The recovery clock and the decision helper.
+"""The decision helper's rules and thresholds.
 
-The recovery clock measures the time since the incident was detected against its RTO. The
-decision helper applies the runbook's rollback thresholds (DESIGN.md, "Runbook facts to encode
-as defaults") to the signals the commander reads off the dashboards, and answers "roll back",
-"watch", "fix forward", "toggle flag" or "hotfix" with the reason and the rule that decided.
+The decision helper applies the runbook's rollback thresholds (DESIGN.md, "Runbook facts to
+encode as defaults") to the signals the commander reads off the dashboards, and answers
+"roll back", "watch", "fix forward", "toggle flag" or "hotfix" with the reason and the rule
+that decided.
 
 `decide` is pure: the same signals, severity and thresholds give the same decision. The
 thresholds and the order in which the rules are tried are data (`DecisionThresholds`), with
 defaults from the runbook, overridable through `settings.DECISION_THRESHOLDS`.
-`decision_record` writes a decision on the timeline; `room_context` is what the incident
-room's two partials (`incidents/_recovery.html`, `incidents/_decision.html`) need.
 """
 
 from __future__ import annotations
@@ -18,23 +16,13 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from django import forms
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
-from django.utils import timezone
-
-from incidents.errors import DomainError
-from incidents.models import Incident, IncidentStatus, TimelineEntry, TimelineKind
-from incidents.roles import User, require_role
-from incidents.timeline import timeline_append
 
 Verdict = Literal["roll back", "watch", "fix forward", "toggle flag", "hotfix"]
 Trend = Literal["rising", "steady", "falling"]
-ClockState = Literal["within", "close", "over"]
 
 VERDICTS: tuple[Verdict, ...] = ("roll back", "watch", "fix forward", "toggle flag", "hotfix")
 TRENDS: tuple[Trend, ...] = ("rising", "steady", "falling")
@@ -172,8 +160,9 @@ class HasSeverity(Protocol):
     severity: str
 
 
-def _number(value: float) -> str:
-    """9.5 → "9.5", 10.0 → "10", 12.345 → "12.35"."""
+def number_text(value: float) -> str:
+    """A threshold or reading as the helper writes it: 9.5 → "9.5", 10.0 → "10",
+    12.345 → "12.35". The signals form words its messages with it too."""
     return f"{round(value, 2):g}"
 
 
@@ -199,8 +188,8 @@ def _rule_error_rate_critical(s: Signals, severity: str, t: DecisionThresholds) 
         return None
     return Decision(
         "roll back",
-        f"Error rate {_number(s.error_rate)} % is above {_number(t.error_rate_critical)} %: "
-        "roll back now.",
+        f"Error rate {number_text(s.error_rate)} % is above "
+        f"{number_text(t.error_rate_critical)} %: roll back now.",
         "",
     )
 
@@ -213,8 +202,8 @@ def _rule_pods_failing(s: Signals, severity: str, t: DecisionThresholds) -> Deci
         return None
     return Decision(
         "roll back",
-        f"{s.pods_failing} of {s.pods_total} pods ({_number(share * 100)} %) fail their health "
-        f"checks, more than {_number(t.pods_failing_share * 100)} %: an automatic-rollback "
+        f"{s.pods_failing} of {s.pods_total} pods ({number_text(share * 100)} %) fail their health "
+        f"checks, more than {number_text(t.pods_failing_share * 100)} %: an automatic-rollback "
         "trigger. Roll back.",
         "",
     )
@@ -228,8 +217,8 @@ def _rule_latency(s: Signals, severity: str, t: DecisionThresholds) -> Decision 
         return None
     return Decision(
         "roll back",
-        f"p99 latency {_number(s.p99_ms)} ms is over {_number(limit)} ms, "
-        f"{_number(t.latency_multiple)}× its {_number(s.p99_baseline_ms)} ms baseline: "
+        f"p99 latency {number_text(s.p99_ms)} ms is over {number_text(limit)} ms, "
+        f"{number_text(t.latency_multiple)}× its {number_text(s.p99_baseline_ms)} ms baseline: "
         "an automatic-rollback trigger. Roll back.",
         "",
     )
@@ -240,7 +229,7 @@ def _rule_memory(s: Signals, severity: str, t: DecisionThresholds) -> Decision |
         return None
     return Decision(
         "roll back",
-        f"Memory at {_number(s.memory_percent)} % is above {_number(t.memory_percent)} %: "
+        f"Memory at {number_text(s.memory_percent)} % is above {number_text(t.memory_percent)} %: "
         "an automatic-rollback trigger. Roll back.",
         "",
     )
@@ -264,9 +253,9 @@ def _rule_error_rate_sustained(s: Signals, severity: str, t: DecisionThresholds)
         return None
     return Decision(
         "roll back",
-        f"Error rate {_number(s.error_rate)} % has been above {_number(t.error_rate_watch)} % "
-        f"for {_minutes(above)}, over {_minutes(t.sustained_minutes)}: an automatic-rollback "
-        "trigger. Roll back.",
+        f"Error rate {number_text(s.error_rate)} % has been above "
+        f"{number_text(t.error_rate_watch)} % for {_minutes(above)}, over "
+        f"{_minutes(t.sustained_minutes)}: an automatic-rollback trigger. Roll back.",
         "",
     )
 
@@ -320,17 +309,18 @@ def _rule_error_rate_investigate(
     if above > t.investigate_minutes:
         return Decision(
             "roll back",
-            f"Error rate {_number(s.error_rate)} % has been above "
-            f"{_number(t.error_rate_watch)} % for {_minutes(above)}: the "
+            f"Error rate {number_text(s.error_rate)} % has been above "
+            f"{number_text(t.error_rate_watch)} % for {_minutes(above)}: the "
             f"{_minutes(t.investigate_minutes)} to investigate are up. Roll back.",
             "",
         )
     left = t.investigate_minutes - above
     return Decision(
         "watch",
-        f"Error rate {_number(s.error_rate)} % is between {_number(t.error_rate_investigate)} "
-        f"and {_number(t.error_rate_critical)} %: investigate for {_minutes(left)} more "
-        f"({_minutes(above)} of {_minutes(t.investigate_minutes)} gone), then roll back.",
+        f"Error rate {number_text(s.error_rate)} % is between "
+        f"{number_text(t.error_rate_investigate)} and {number_text(t.error_rate_critical)} %: "
+        f"investigate for {_minutes(left)} more ({_minutes(above)} of "
+        f"{_minutes(t.investigate_minutes)} gone), then roll back.",
         "",
     )
 
@@ -339,25 +329,27 @@ def _rule_error_rate_watch(s: Signals, severity: str, t: DecisionThresholds) -> 
     if not _in_watch_band(s, t):
         return None
     assert s.error_rate is not None
-    band = f"between {_number(t.error_rate_watch)} and {_number(t.error_rate_investigate)} %"
+    band = (
+        f"between {number_text(t.error_rate_watch)} and {number_text(t.error_rate_investigate)} %"
+    )
     if s.error_trend == "rising":
         return Decision(
             "roll back",
-            f"Error rate {_number(s.error_rate)} % is {band} and rising: roll back.",
+            f"Error rate {number_text(s.error_rate)} % is {band} and rising: roll back.",
             "",
         )
     above = s.minutes_above or 0.0
     if above > t.watch_minutes:
         return Decision(
             "roll back",
-            f"Error rate {_number(s.error_rate)} % is still {band} after {_minutes(above)}, "
+            f"Error rate {number_text(s.error_rate)} % is still {band} after {_minutes(above)}, "
             f"past the {_minutes(t.watch_minutes)} watch: roll back.",
             "",
         )
     left = t.watch_minutes - above
     return Decision(
         "watch",
-        f"Error rate {_number(s.error_rate)} % is {band} and {s.error_trend}: watch for "
+        f"Error rate {number_text(s.error_rate)} % is {band} and {s.error_trend}: watch for "
         f"{_minutes(left)} more ({_minutes(above)} of {_minutes(t.watch_minutes)} gone); "
         "roll back if it starts rising.",
         "",
@@ -369,7 +361,8 @@ def _rule_next_deploy(s: Signals, severity: str, t: DecisionThresholds) -> Decis
         rate = "No error rate was given"
     else:
         rate = (
-            f"Error rate {_number(s.error_rate)} % is at or below {_number(t.error_rate_watch)} %"
+            f"Error rate {number_text(s.error_rate)} % is at or below "
+            f"{number_text(t.error_rate_watch)} %"
         )
     return Decision(
         "fix forward",
@@ -409,234 +402,3 @@ def decide(
             return dataclasses.replace(decision, rule=name)
     # Unreachable while the order holds next-deploy (DecisionThresholds checks it).
     raise AssertionError("no decision rule answered")
-
-
-# -- the form the commander fills in -------------------------------------------------------
-
-
-def _number_field(label: str, *, maximum: float, help_text: str = "") -> forms.FloatField:
-    return forms.FloatField(
-        label=label,
-        required=False,
-        min_value=0,
-        max_value=maximum,
-        help_text=help_text,
-        widget=forms.NumberInput(attrs={"step": "any", "inputmode": "decimal"}),
-    )
-
-
-class SignalsForm(forms.Form):
-    """The signals as the commander types them; blank means unknown."""
-
-    error_rate = _number_field("Error rate (%)", maximum=100)
-    error_trend = forms.ChoiceField(
-        label="Trend", choices=[(trend, trend) for trend in TRENDS], initial="steady"
-    )
-    minutes_above = _number_field(
-        "Above the watch level for (min)",
-        maximum=7 * 24 * 60,
-        help_text="How long the error rate has been above the lowest threshold",
-    )
-    p99_ms = _number_field("p99 latency (ms)", maximum=10**7)
-    p99_baseline_ms = _number_field("p99 baseline (ms)", maximum=10**7)
-    pods_failing = forms.IntegerField(
-        label="Pods failing checks", required=False, min_value=0, max_value=100_000
-    )
-    pods_total = forms.IntegerField(
-        label="Pods in total", required=False, min_value=1, max_value=100_000
-    )
-    memory_percent = _number_field("Memory (%)", maximum=100)
-    all_checks_failing = forms.BooleanField(label="Every health check fails", required=False)
-    flag_can_fix = forms.BooleanField(label="A feature-flag toggle would fix it", required=False)
-    hotfix_minutes = _number_field(
-        "Hotfix could be live in (min)", maximum=7 * 24 * 60, help_text="Blank: no hotfix ready"
-    )
-
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean() or {}
-        limits = thresholds()
-        rate, above = cleaned.get("error_rate"), cleaned.get("minutes_above")
-        if rate is not None and rate > limits.error_rate_watch and above is None:
-            self.add_error(
-                "minutes_above",
-                f"Say for how many minutes the error rate has been above "
-                f"{_number(limits.error_rate_watch)} %.",
-            )
-        p99, baseline = cleaned.get("p99_ms"), cleaned.get("p99_baseline_ms")
-        if p99 is not None and not baseline:
-            self.add_error("p99_baseline_ms", "Give the p99 baseline (above 0) to compare with.")
-        failing, total = cleaned.get("pods_failing"), cleaned.get("pods_total")
-        if failing is not None and total is None:
-            self.add_error("pods_total", "Give the number of pods, to compare the failing ones.")
-        if failing is not None and total is not None and failing > total:
-            self.add_error(
-                "pods_failing", f"More pods failing ({failing}) than in total ({total})."
-            )
-        return cleaned
-
-    def signals(self) -> Signals:
-        """The cleaned form as Signals; call after is_valid(). Its fields are the Signals'."""
-        return Signals(**{f.name: self.cleaned_data[f.name] for f in dataclasses.fields(Signals)})
-
-
-# -- recording -----------------------------------------------------------------------------
-
-
-@transaction.atomic
-def decision_record(*, incident: Incident, signals: Signals, actor: User) -> TimelineEntry:
-    """Decide on the signals and write the decision, with the signals, on the timeline."""
-    require_role(actor, "incidents.command_incident", "record a rollback decision")
-    locked = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
-    if locked.status == IncidentStatus.RESOLVED:
-        raise DomainError("The incident is resolved; reopen it before deciding again.")
-    decision = decide(signals, locked)
-    return timeline_append(
-        incident=locked,
-        kind=TimelineKind.DECISION,
-        body=f"Decision helper: {decision.verdict}. {decision.reason}",
-        actor=actor,
-        payload={
-            "verdict": decision.verdict,
-            "reason": decision.reason,
-            "rule": decision.rule,
-            "severity": locked.severity,
-            "signals": signals.as_payload(),
-        },
-    )
-
-
-def decision_latest(incident: Incident) -> TimelineEntry | None:
-    """The incident's most recent recorded decision, if any."""
-    return (
-        TimelineEntry.objects.filter(incident=incident, kind=TimelineKind.DECISION)
-        .select_related("actor")
-        .order_by("-id")
-        .first()
-    )
-
-
-# -- the recovery clock --------------------------------------------------------------------
-
-# The clock turns "close" once this share of the RTO is gone.
-RTO_CLOSE_SHARE = 0.8
-
-
-@dataclass(frozen=True)
-class RecoveryClock:
-    """Time since detection (or since the incident was opened) against the RTO."""
-
-    since: datetime
-    since_label: str  # "detection" or "opening"
-    stopped_at: datetime | None  # when the clock stopped: service restored, or resolved
-    stopped_label: str
-    now: datetime
-    elapsed: timedelta
-    rto: timedelta
-    close_after: timedelta
-    state: ClockState
-
-    @property
-    def remaining(self) -> timedelta:
-        """Time left before the RTO; negative once over it."""
-        return self.rto - self.elapsed
-
-    @property
-    def overrun(self) -> timedelta:
-        return -self.remaining
-
-    @property
-    def running(self) -> bool:
-        return self.stopped_at is None
-
-    @property
-    def state_label(self) -> str:
-        return CLOCK_STATE_LABELS[self.state]
-
-
-CLOCK_STATE_LABELS: dict[ClockState, str] = {
-    "within": "within RTO",
-    "close": "close to RTO",
-    "over": "over RTO",
-}
-
-
-def clock_state(elapsed: timedelta, rto: timedelta, close_after: timedelta) -> ClockState:
-    """Over once past the RTO (exactly the RTO still meets it), close from `close_after`."""
-    if elapsed > rto:
-        return "over"
-    if elapsed >= close_after:
-        return "close"
-    return "within"
-
-
-def recovery_clock(incident: Incident, *, now: datetime | None = None) -> RecoveryClock:
-    """The clock for `incident` at `now`. It runs from the detected instant (the opening
-    instant when none was recorded) until service is restored, or the incident resolved."""
-    now = now or timezone.now()
-    if incident.detected_at is not None:
-        since, since_label = incident.detected_at, "detection"
-    else:
-        since, since_label = incident.created_at, "opening"
-    if incident.restored_at is not None:
-        stopped_at, stopped_label = incident.restored_at, "service restored"
-    elif incident.resolved_at is not None:
-        stopped_at, stopped_label = incident.resolved_at, "resolved"
-    else:
-        stopped_at, stopped_label = None, ""
-    elapsed = max((stopped_at or now) - since, timedelta(0))
-    share = float(getattr(settings, "RECOVERY_CLOCK_CLOSE_SHARE", RTO_CLOSE_SHARE))
-    close_after = incident.rto * share
-    return RecoveryClock(
-        since=since,
-        since_label=since_label,
-        stopped_at=stopped_at,
-        stopped_label=stopped_label,
-        now=now,
-        elapsed=elapsed,
-        rto=incident.rto,
-        close_after=close_after,
-        state=clock_state(elapsed, incident.rto, close_after),
-    )
-
-
-# Where each recovery phase starts, so the phase under way can tick in the page.
-_PHASE_STARTS = {
-    "time_to_detect": "started_at",
-    "time_to_decide": "detected_at",
-    "time_to_rollback": "rollback_started_at",
-    "time_to_verify": "restored_at",
-    "total_recovery": "started_at",
-}
-
-
-def recovery_phases(incident: Incident, *, now: datetime | None = None) -> list[dict[str, Any]]:
-    """The incident's recovery metrics with their targets; a phase that has begun but not
-    ended carries `running_since` and its `running` duration so far."""
-    now = now or timezone.now()
-    rows = []
-    for row in incident.recovery_metrics():
-        began = getattr(incident, _PHASE_STARTS[row["name"]])
-        running = row["value"] is None and began is not None and incident.is_open
-        rows.append(
-            row
-            | {
-                "running_since": began if running else None,
-                "running": max(now - began, timedelta(0)) if running else None,
-            }
-        )
-    return rows
-
-
-def room_context(incident: Incident) -> dict[str, Any]:
-    """What `_recovery.html` and `_decision.html` render from, besides `incident`,
-    `can_command` and the request's CSRF token, which the room already provides."""
-    now = timezone.now()
-    latest = decision_latest(incident)
-    initial = latest.payload.get("signals", {}) if latest is not None else {}
-    return {
-        "recovery_clock": recovery_clock(incident, now=now),
-        "recovery_phases": recovery_phases(incident, now=now),
-        "decision_latest": latest,
-        "decision_form": SignalsForm(initial=initial),
-        "decision_thresholds": thresholds(),
-    }

@@ -9,7 +9,9 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from incidents import services
-from incidents.decisions import Signals, decision_record, room_context
+from incidents.decisions.rules import Signals
+from incidents.decisions.selectors import room_context
+from incidents.decisions.services import decision_record
 from incidents.models import TimelineEntry, TimelineKind
 from incidents.timeline import channel_for
 from tests.factories import UserFactory, incident_open

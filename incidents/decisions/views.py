@@ -1,7 +1,8 @@
 """The decision helper's endpoints and the recovery clock's refresh, for the incident room.
 
 The room includes `incidents/_recovery.html` and `incidents/_decision.html` and renders them
-from `incidents.decisions.room_context`; these views re-render the same partials for htmx.
+from `incidents.decisions.selectors.room_context`; these views re-render the same partials
+for htmx.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from incidents import decisions
+from incidents.decisions import services
+from incidents.decisions.forms import SignalsForm
+from incidents.decisions.rules import decide
+from incidents.decisions.selectors import decision_latest, room_context
 from incidents.errors import DomainError, PermissionDenied
 from incidents.forms import form_errors_text
 from incidents.models import Incident
@@ -36,7 +40,7 @@ def _incident(incident_id: int) -> Incident:
 def _context(request: HttpRequest, incident: Incident, **extra: Any) -> dict[str, Any]:
     return (
         {"incident": incident, "can_command": request.user.has_perm(COMMAND)}
-        | decisions.room_context(incident)
+        | room_context(incident)
         | extra
     )
 
@@ -54,7 +58,7 @@ def _render_decision(
 def decision_record(request: HttpRequest, incident_id: int) -> HttpResponse:
     """Decide on the posted signals and write the decision on the timeline."""
     incident = _incident(incident_id)
-    form = decisions.SignalsForm(request.POST)
+    form = SignalsForm(request.POST)
     if not form.is_valid():
         return _render_decision(
             request,
@@ -64,7 +68,7 @@ def decision_record(request: HttpRequest, incident_id: int) -> HttpResponse:
             decision_error=form_errors_text(form),
         )
     try:
-        decisions.decision_record(incident=incident, signals=form.signals(), actor=request.user)
+        services.decision_record(incident=incident, signals=form.signals(), actor=request.user)
     except PermissionDenied as error:
         return _render_decision(
             request, incident, status=FORBIDDEN, decision_form=form, decision_error=str(error)
@@ -83,14 +87,14 @@ def decision_record(request: HttpRequest, incident_id: int) -> HttpResponse:
 def decision_preview(request: HttpRequest, incident_id: int) -> HttpResponse:
     """What the helper would say on the posted signals; records nothing."""
     incident = _incident(incident_id)
-    form = decisions.SignalsForm(request.POST)
+    form = SignalsForm(request.POST)
     context: dict[str, Any] = {
         "incident": incident,
-        "decision_latest": decisions.decision_latest(incident),
+        "decision_latest": decision_latest(incident),
     }
     status = 200
     if form.is_valid():
-        context["decision_preview"] = decisions.decide(form.signals(), incident)
+        context["decision_preview"] = decide(form.signals(), incident)
     else:
         context["decision_error"] = form_errors_text(form)
         status = BAD_REQUEST
