@@ -5,19 +5,26 @@ tables), rounds are written to the timeline, and migrating forward fills the row
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from incidents.models import Incident, TimelineEntry, TimelineKind
-from rollbacks import verification
+import rollbacks.services
+from devinfra.processes import free_port
+from incidents.models import Incident, Release, Service, TimelineEntry, TimelineKind
+from rollbacks import engine, verification
 from rollbacks.models import Run, RunState, VerificationRound
+from rollbacks.services import StepSpec
 from tests.rollbacks.engine_factories import (
+    IncidentFactory,
+    KubeServiceFactory,
     RunFactory,
     StepFactory,
 )
+from tests.rollbacks.engine_fixtures import seed_deployment
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -119,6 +126,69 @@ def write_result(incident: Incident, run: Run, key: str, index: int, outcome: st
             "ticks": "http_health",
         },
     )
+
+
+# -- rounds the code wrote, rebuilt from their entries ----------------------------------------
+
+
+def web_service(kube: Any, checks: list[dict[str, Any]]) -> Service:
+    seed_deployment(kube, "web", ["registry.local/web:v1", "registry.local/web:v2"])
+    service = KubeServiceFactory(
+        name="web", target_config={"namespace": "shop", "deployment": "web", "checks": checks}
+    )
+    for version in ("v1", "v2"):
+        Release.objects.create(
+            service=service, version=version, artifact=f"registry.local/web:{version}"
+        )
+    return service
+
+
+def started_run(commander: Any, service: Service) -> Run:
+    run = rollbacks.services.run_create(
+        incident=IncidentFactory(),
+        steps=[StepSpec(service=service, release=service.releases.get(version="v1"))],
+        actor=commander,
+    )
+    run = rollbacks.services.run_request_approval(run=run, actor=commander)
+    return rollbacks.services.run_confirm_and_start(
+        run=run, actor=commander, confirmation="web", enqueue=False
+    )
+
+
+def test_rounds_rebuilt_from_the_timeline_match_the_rows_the_code_wrote(
+    commander, kube, health, migrated_forward_after
+):
+    health.script((200, {"version": "v1"}))
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    health_check = {"kind": "http", "name": "web health", "url": health.url, "retries": 0}
+    error_rate = {"kind": "prometheus", "url": nowhere, "query": "up", "threshold": 1}
+    service = web_service(kube, [health_check, error_rate])
+    paused = engine.run_inline(started_run(commander, service).pk)  # no Prometheus answers
+    paused_reason = verification.pause_reason(paused)
+    run = engine.run_inline(started_run(commander, service).pk)
+    service.target_config = {**service.target_config, "checks": [health_check]}
+    service.save()
+    rollbacks.services.run_resume(run=run, actor=commander)  # its second round passes
+    written = {run.pk: rounds_of(run), paused.pk: rounds_of(paused)}
+    shown = {run.pk: room_view(run), paused.pk: room_view(paused)}
+    migrate(BEFORE_ROUNDS)
+    assert "rollbacks_verificationround" not in connection.introspection.table_names()
+
+    migrate_forward()
+
+    run.refresh_from_db()
+    assert run.state == RunState.SUCCEEDED
+    assert [r["state"] for r in written[run.pk]] == ["inconclusive", "passed"]
+    assert {run.pk: rounds_of(run), paused.pk: rounds_of(paused)} == written
+    for run_id, view in shown.items():
+        rebuilt = room_view(Run(pk=run_id))
+        assert abs(rebuilt.started_at - view.started_at) < timedelta(seconds=1)
+        assert (rebuilt.number, rebuilt.outcome, rebuilt.rows) == (
+            view.number,
+            view.outcome,
+            view.rows,
+        )
+    assert verification.pause_reason(paused) == paused_reason != ""
 
 
 # -- rounds as the timeline may hold them ----------------------------------------------------
