@@ -1,8 +1,10 @@
-"""The rollback domain: approval policies and requests, runs, steps and their log lines.
+"""The rollback domain: approval policies and requests, runs, steps and their log lines, and
+the verification rounds that follow a run's steps, with their checks.
 
 Tables keep the names they had when these models lived in `incidents` (`incidents_run`, …):
 the move between apps changed Django's state only (migration rollbacks 0001), so an existing
-database carries its rows, sequences and triggers forward untouched.
+database carries its rows, sequences and triggers forward untouched. The verification tables
+came later (rollbacks 0002) and have Django's own names (`rollbacks_verificationround`, …).
 """
 
 from __future__ import annotations
@@ -394,3 +396,152 @@ class StepLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.seq}: {self.line[:60]}"
+
+
+# -- verification after a rollback (rollbacks.verification, docs/verification.md) ------------
+
+
+class VerificationState(models.TextChoices):
+    """Where a verification round is: running until it concludes, then how it ended."""
+
+    RUNNING = "running", "Running"
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"
+    INCONCLUSIVE = "inconclusive", "Inconclusive"
+    # Concluded while the run was paused or cancelled: results kept, the run left alone.
+    RECORDED = "recorded", "Recorded"
+
+
+class VerificationOutcome(models.TextChoices):
+    """What a concluded round found (a recorded round included), or that it never ran."""
+
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"
+    INCONCLUSIVE = "inconclusive", "Inconclusive"
+    NOT_RUN = "not_run", "Not run"
+
+
+class VerificationTrigger(models.TextChoices):
+    """What started a round: the run's last step finishing, or the commander resuming a
+    run that a round had left paused (or that was paused while one ran)."""
+
+    STEPS_DONE = "steps_done", "Every step finished"
+    RESUMED = "resumed", "The run was resumed"
+
+
+class VerificationRound(models.Model):
+    """One round of a run's verification: the checks of the services its steps rolled
+    back, run once every step is done, and how they ended the run.
+
+    `key` is the id the round's timeline entries (`payload.round`) and its worker's task
+    carry. Rounds of a run are numbered from 1; a new one starts only once the latest has
+    concluded, so at most one is running. The timeline records what happened; these rows
+    are what the engine, the room and the rollback command read.
+    """
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="verification_rounds")
+    key = models.CharField(max_length=32, unique=True)
+    number = models.PositiveSmallIntegerField()
+    trigger = models.CharField(max_length=20, choices=VerificationTrigger.choices)
+    state = models.CharField(
+        max_length=20, choices=VerificationState.choices, default=VerificationState.RUNNING
+    )
+    outcome = models.CharField(max_length=20, choices=VerificationOutcome.choices, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    summary = models.TextField(blank=True, help_text="What the concluding timeline entry said")
+
+    class Meta:
+        ordering = ["run", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "number"], name="verification_round_number"),
+            models.UniqueConstraint(
+                fields=["run"],
+                condition=models.Q(state="running"),
+                name="verification_one_running_round",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(number__gte=1), name="verification_round_number_from_1"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(number=1, trigger="steps_done")
+                | models.Q(number__gt=1, trigger="resumed"),
+                name="verification_round_trigger",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(state="running", finished_at__isnull=True, outcome="")
+                | (
+                    ~models.Q(state="running")
+                    & models.Q(finished_at__isnull=False)
+                    & ~models.Q(outcome="")
+                ),
+                name="verification_round_concluded_has_outcome",
+            ),
+            # A round that decided how its run ended found what its state says.
+            models.CheckConstraint(
+                condition=~models.Q(state__in=["passed", "failed", "inconclusive"])
+                | models.Q(outcome=models.F("state")),
+                name="verification_round_decided_by_outcome",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Verification round {self.number} of run #{self.run_id} ({self.state})"
+
+    @property
+    def is_running(self) -> bool:
+        return self.state == VerificationState.RUNNING
+
+
+class VerificationCheckStatus(models.TextChoices):
+    """A check's result (executors.base.CheckStatus), or pending until it is known."""
+
+    PENDING = "pending", "Pending"
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"
+    INCONCLUSIVE = "inconclusive", "Inconclusive"
+
+
+class VerificationCheck(models.Model):
+    """One check of a round, listed when the round starts and given its result once.
+
+    `index` is the check's place in the round (`payload.index` on the timeline); `service`
+    and `name` are as they were when the round ran, since a service's checks may be
+    edited later. `observed` and `threshold` are what was measured and what it was held
+    against, as the check reported them (a number or a sentence).
+    """
+
+    round = models.ForeignKey(VerificationRound, on_delete=models.CASCADE, related_name="checks")
+    index = models.PositiveSmallIntegerField()
+    step = models.ForeignKey(
+        Step, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    service = models.CharField(max_length=80)
+    name = models.TextField()
+    kind = models.CharField(max_length=30)
+    status = models.CharField(
+        max_length=20,
+        choices=VerificationCheckStatus.choices,
+        default=VerificationCheckStatus.PENDING,
+    )
+    observed = models.JSONField(null=True, blank=True)
+    threshold = models.JSONField(null=True, blank=True)
+    message = models.TextField(blank=True)
+    ticks = models.CharField(
+        max_length=50, blank=True, help_text="The checklist items' check_key it ticks"
+    )
+    recorded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["round", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["round", "index"], name="verification_check_index"),
+            models.CheckConstraint(
+                condition=models.Q(status="pending", recorded_at__isnull=True)
+                | (~models.Q(status="pending") & models.Q(recorded_at__isnull=False)),
+                name="verification_check_recorded_has_instant",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} on {self.service}: {self.status}"

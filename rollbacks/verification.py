@@ -20,10 +20,14 @@ locked:
 Passing checks tick the post-rollback checklist items whose `check_key` they map to
 (executors.check_specs.checklist_key), as the automation, with the timeline entry saying so.
 
-Rounds are known from the timeline only (no model field): each entry carries
-`payload.phase = "verification"`, the run id and the round's id. A delivery of a round that
-is no longer the latest, or already concluded, does nothing; results are fenced the same way,
-so a round delivered twice records each check once.
+A round is a VerificationRound row, its checks VerificationCheck rows (listed pending when
+the round starts, each given its result once), written in the transaction of the timeline
+entry that says so; every read (the current round, whether a result is in, the room, the
+rollback command) reads the rows. The entries keep their payloads (`payload.phase =
+"verification"`, the run id, the round's key as `round`) for the room's live feed and the
+post-mortem. A delivery of a round that is no longer running does nothing, and a check's
+result is written only while it is pending, so a round delivered twice records each check
+once.
 """
 
 from __future__ import annotations
@@ -43,10 +47,21 @@ from django.utils import timezone
 from executors.base import CheckResult, CheckStatus, ConfigError
 from executors.check_specs import check_name, checklist_key, validate_checks
 from executors.checks import VerificationDefaults, run_check
-from incidents.models import ChecklistItem, ChecklistKind, TimelineEntry, TimelineKind
+from incidents.models import ChecklistItem, ChecklistKind, TimelineKind
 from incidents.services import checklist_item_set
 from incidents.timeline import timeline_append
-from rollbacks.models import Run, RunState, Step, StepState
+from rollbacks.models import (
+    Run,
+    RunState,
+    Step,
+    StepState,
+    VerificationCheck,
+    VerificationCheckStatus,
+    VerificationOutcome,
+    VerificationRound,
+    VerificationState,
+    VerificationTrigger,
+)
 from rollbacks.signals import send_run_finished
 
 if TYPE_CHECKING:
@@ -60,7 +75,7 @@ STARTED = "started"
 # How a round ends: its outcome, or "recorded" when the run had been paused or
 # cancelled meanwhile (results kept, the run's state left alone).
 PASSED, FAILED, INCONCLUSIVE, RECORDED = "passed", "failed", "inconclusive", "recorded"
-CONCLUSIONS = (PASSED, FAILED, INCONCLUSIVE, RECORDED)
+NOT_RUN = "not run"  # the outcome of a round closed before it ran, as entries and the room say
 _MAX_PARALLEL_CHECKS = 8
 
 
@@ -149,36 +164,18 @@ def planned_checks(run: Run, steps: Sequence[Step]) -> list[PlannedCheck]:
     return planned
 
 
-# -- rounds, as the timeline records them ----------------------------------------------------
+# -- rounds ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Round:
-    id: str
-    number: int
-    started_at: datetime
-    conclusion: str
+def _latest_round(run: Run) -> VerificationRound | None:
+    return VerificationRound.objects.filter(run=run).order_by("-number").first()
 
 
-def _entries(run: Run) -> Any:
-    return TimelineEntry.objects.filter(
-        incident_id=run.incident_id, payload__phase=PHASE, payload__run=run.pk
-    )
-
-
-def _latest_round(run: Run) -> _Round | None:
-    started = _entries(run).filter(kind=TimelineKind.RUN, payload__event=STARTED).order_by("-id")
-    entry = started.first()
-    if entry is None:
-        return None
-    round_id = entry.payload["round"]
-    conclusion = (
-        _entries(run)
-        .filter(kind=TimelineKind.RUN, payload__round=round_id, payload__event__in=CONCLUSIONS)
-        .values_list("payload__event", flat=True)
-        .first()
-    )
-    return _Round(round_id, int(entry.payload.get("number", 1)), entry.created_at, conclusion or "")
+def _open_round(run_id: int, round_key: str) -> VerificationRound | None:
+    """The round if it is still running (so the latest of its run), else None."""
+    return VerificationRound.objects.filter(
+        run_id=run_id, key=round_key, state=VerificationState.RUNNING
+    ).first()
 
 
 def hold_for_verification(
@@ -193,16 +190,33 @@ def hold_for_verification(
     if not planned:
         return False
     latest = _latest_round(run)
-    if latest is not None and not latest.conclusion:
+    if latest is not None and latest.is_running:
         lost_after = verify_timeout_seconds() + float(
             getattr(settings, "ROLLBACK_STALE_AFTER_SECONDS", 30.0)
         )
         if requeue and timezone.now() - latest.started_at > timedelta(seconds=lost_after):
-            logger.warning("run %s: verification round %s handed out again", run.pk, latest.id)
-            dispatch.verify_run(run.pk, latest.id)
+            logger.warning("run %s: verification round %s handed out again", run.pk, latest.key)
+            dispatch.verify_run(run.pk, latest.key)
         return True
     number = (latest.number if latest is not None else 0) + 1
-    round_id = uuid.uuid4().hex
+    round_ = VerificationRound.objects.create(
+        run=run,
+        key=uuid.uuid4().hex,
+        number=number,
+        trigger=VerificationTrigger.STEPS_DONE if number == 1 else VerificationTrigger.RESUMED,
+    )
+    VerificationCheck.objects.bulk_create(
+        VerificationCheck(
+            round=round_,
+            index=check.index,
+            step_id=check.step_id,
+            service=check.service,
+            name=check.name,
+            kind=check.kind,
+            ticks=check.ticks,
+        )
+        for check in planned
+    )
     services = sorted({check.service for check in planned})
     again = f" (round {number})" if number > 1 else ""
     timeline_append(
@@ -216,12 +230,12 @@ def hold_for_verification(
             "state": run.state,
             "phase": PHASE,
             "event": STARTED,
-            "round": round_id,
+            "round": round_.key,
             "number": number,
             "checks": [check.describe() for check in planned],
         },
     )
-    dispatch.verify_run(run.pk, round_id)
+    dispatch.verify_run(run.pk, round_.key)
     return True
 
 
@@ -247,11 +261,11 @@ def verification_execute(run_id: int, round_id: str) -> str:
     from rollbacks.engine import connections_from_settings
 
     run = Run.objects.select_related("incident").get(pk=run_id)
-    latest = _latest_round(run)
-    if latest is None or latest.id != round_id or latest.conclusion:
+    round_ = _open_round(run_id, round_id)
+    if round_ is None:
         return ""
     if run.state != RunState.RUNNING:
-        return _abandon(run_id, latest)
+        return _abandon(run_id, round_)
     steps = list(run.steps.select_related("service"))
     planned = planned_checks(run, steps)
     defaults = defaults_from_settings()
@@ -260,30 +274,43 @@ def verification_execute(run_id: int, round_id: str) -> str:
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verification") as pool:
         futures = {pool.submit(_run_one, check, defaults, connections): check for check in planned}
         for future in as_completed(futures):
-            _record_result(run, latest, futures[future], future.result())
-    return _conclude(run_id, latest, planned)
+            _record_result(run, round_, futures[future], future.result())
+    return _conclude(run_id, round_, planned)
+
+
+def _close(round_: VerificationRound, state: str, outcome: str, summary: str) -> None:
+    """Conclude the round's row; the caller holds its run's lock and writes the entry."""
+    round_.state = state
+    round_.outcome = outcome
+    round_.finished_at = timezone.now()
+    round_.summary = summary
+    round_.save(update_fields=["state", "outcome", "finished_at", "summary"])
 
 
 @transaction.atomic
-def _abandon(run_id: int, round_: _Round) -> str:
+def _abandon(run_id: int, round_: VerificationRound) -> str:
     """Close a round that reached a worker after its run was paused or cancelled, so that
     resuming the run starts a fresh one."""
     run = Run.objects.select_for_update(no_key=True).select_related("incident").get(pk=run_id)
-    if run.state == RunState.RUNNING or not _still_open(run, round_):
+    if run.state == RunState.RUNNING or _open_round(run_id, round_.key) is None:
         return ""
+    body = (
+        f"Run #{run.pk} verification not run: the run was "
+        f"{run.get_state_display().lower()} before it began"
+    )
+    _close(round_, VerificationState.RECORDED, VerificationOutcome.NOT_RUN, body)
     timeline_append(
         incident=run.incident,
         kind=TimelineKind.RUN,
-        body=f"Run #{run.pk} verification not run: the run was "
-        f"{run.get_state_display().lower()} before it began",
+        body=body,
         actor_label=ACTOR,
         payload={
             "run": run.pk,
             "phase": PHASE,
-            "round": round_.id,
+            "round": round_.key,
             "number": round_.number,
             "event": RECORDED,
-            "outcome": "not run",
+            "outcome": NOT_RUN,
             "state": run.state,
         },
     )
@@ -291,12 +318,12 @@ def _abandon(run_id: int, round_: _Round) -> str:
 
 
 def _result_payload(
-    run: Run, round_: _Round, check: PlannedCheck, result: CheckResult
+    run: Run, round_: VerificationRound, check: PlannedCheck, result: CheckResult
 ) -> dict[str, Any]:
     return {
         "run": run.pk,
         "phase": PHASE,
-        "round": round_.id,
+        "round": round_.key,
         "number": round_.number,
         **check.describe(),
         "outcome": str(result.status),
@@ -307,24 +334,31 @@ def _result_payload(
     }
 
 
-def _still_open(run: Run, round_: _Round) -> bool:
-    latest = _latest_round(run)
-    return latest is not None and latest.id == round_.id and not latest.conclusion
-
-
 @transaction.atomic
-def _record_result(run: Run, round_: _Round, check: PlannedCheck, result: CheckResult) -> None:
+def _record_result(
+    run: Run, round_: VerificationRound, check: PlannedCheck, result: CheckResult
+) -> None:
     locked = Run.objects.select_for_update(no_key=True).select_related("incident").get(pk=run.pk)
-    if not _still_open(locked, round_):
+    if _open_round(locked.pk, round_.key) is None:
         return
-    if (
-        _entries(locked)
-        .filter(
-            kind=TimelineKind.CHECK_RESULT, payload__round=round_.id, payload__index=check.index
+    fields = {
+        "status": str(result.status),
+        "observed": result.observed,
+        "threshold": result.threshold,
+        "message": result.detail,
+        "ticks": check.ticks,
+        "recorded_at": timezone.now(),
+    }
+    pending = round_.checks.filter(index=check.index, status=VerificationCheckStatus.PENDING)
+    if not pending.update(**fields):
+        # Already recorded by another delivery of this round, or a check the round did not
+        # list when it started (the service's checks were edited since): that one is added.
+        listed = {"step_id": check.step_id, "service": check.service, "name": check.name}
+        _, added = round_.checks.get_or_create(
+            index=check.index, defaults={**listed, "kind": check.kind, **fields}
         )
-        .exists()
-    ):
-        return  # another delivery of this round recorded it first
+        if not added:
+            return
     threshold = f" (want {result.threshold})" if result.threshold not in (None, "") else ""
     timeline_append(
         incident=locked.incident,
@@ -336,16 +370,16 @@ def _record_result(run: Run, round_: _Round, check: PlannedCheck, result: CheckR
     )
 
 
-def _tick_checklist(run: Run, results: Sequence[Mapping[str, Any]]) -> list[str]:
+def _tick_checklist(run: Run, results: Sequence[VerificationCheck]) -> list[str]:
     """Tick the open post-rollback items whose key every check mapping to it passed."""
-    by_key: dict[str, list[Mapping[str, Any]]] = {}
+    by_key: dict[str, list[VerificationCheck]] = {}
     for result in results:
-        if result.get("ticks"):
-            by_key.setdefault(result["ticks"], []).append(result)
+        if result.ticks:
+            by_key.setdefault(result.ticks, []).append(result)
     passed_keys = {
         key: group
         for key, group in by_key.items()
-        if all(result["outcome"] == CheckStatus.PASSED for result in group)
+        if all(result.status == CheckStatus.PASSED for result in group)
     }
     if not passed_keys:
         return []
@@ -358,7 +392,7 @@ def _tick_checklist(run: Run, results: Sequence[Mapping[str, Any]]) -> list[str]
     ticked = []
     for item in items:
         names = ", ".join(
-            f"{result['check']} on {result['service']}" for result in passed_keys[item.check_key]
+            f"{result.name} on {result.service}" for result in passed_keys[item.check_key]
         )
         checklist_item_set(
             item=item,
@@ -371,36 +405,36 @@ def _tick_checklist(run: Run, results: Sequence[Mapping[str, Any]]) -> list[str]
     return ticked
 
 
-def _summary(results: Sequence[Mapping[str, Any]], outcome: str) -> str:
-    picked = [result for result in results if result["outcome"] == outcome]
-    return "; ".join(
-        f"{result['check']} on {result['service']}: {result['message']}" for result in picked
-    )
+def _summary(results: Sequence[VerificationCheck], outcome: str) -> str:
+    picked = [result for result in results if result.status == outcome]
+    return "; ".join(f"{result.name} on {result.service}: {result.message}" for result in picked)
 
 
 @transaction.atomic
-def _conclude(run_id: int, round_: _Round, planned: Sequence[PlannedCheck]) -> str:
+def _conclude(run_id: int, round_: VerificationRound, planned: Sequence[PlannedCheck]) -> str:
     from rollbacks import engine
 
     run = Run.objects.select_for_update(no_key=True).select_related("incident").get(pk=run_id)
-    if not _still_open(run, round_):
+    if _open_round(run_id, round_.key) is None:
         return ""
     recorded = {
-        entry.payload["index"]: entry.payload
-        for entry in _entries(run).filter(kind=TimelineKind.CHECK_RESULT, payload__round=round_.id)
+        check.index: check
+        for check in round_.checks.exclude(status=VerificationCheckStatus.PENDING)
     }
-    results: list[Mapping[str, Any]] = []
+    results: list[VerificationCheck] = []
     for check in planned:
         results.append(
             recorded.get(check.index)
-            or {
-                **check.describe(),
-                "outcome": str(CheckStatus.INCONCLUSIVE),
-                "message": "no result was recorded",
-                "ticks": "",
-            }
+            or VerificationCheck(
+                index=check.index,
+                service=check.service,
+                name=check.name,
+                kind=check.kind,
+                status=VerificationCheckStatus.INCONCLUSIVE,
+                message="no result was recorded",
+            )
         )
-    outcomes = {result["outcome"] for result in results}
+    outcomes = {result.status for result in results}
     if CheckStatus.FAILED in outcomes:
         outcome = FAILED
     elif CheckStatus.INCONCLUSIVE in outcomes or not results:
@@ -409,14 +443,14 @@ def _conclude(run_id: int, round_: _Round, planned: Sequence[PlannedCheck]) -> s
         outcome = PASSED
     ticked = _tick_checklist(run, results)
     counts = ", ".join(
-        f"{sum(1 for r in results if r['outcome'] == status)} {status}"
+        f"{sum(1 for r in results if r.status == status)} {status}"
         for status in (PASSED, FAILED, INCONCLUSIVE)
-        if any(r["outcome"] == status for r in results)
+        if any(r.status == status for r in results)
     )
     payload: dict[str, Any] = {
         "run": run.pk,
         "phase": PHASE,
-        "round": round_.id,
+        "round": round_.key,
         "number": round_.number,
         "outcome": outcome,
         "ticked": ticked,
@@ -424,6 +458,7 @@ def _conclude(run_id: int, round_: _Round, planned: Sequence[PlannedCheck]) -> s
     now = timezone.now()
 
     def conclude(event: str, body: str) -> None:
+        _close(round_, event, outcome, body)
         timeline_append(
             incident=run.incident,
             kind=TimelineKind.RUN,
@@ -471,15 +506,12 @@ def _conclude(run_id: int, round_: _Round, planned: Sequence[PlannedCheck]) -> s
 
 def pause_reason(run: Run) -> str:
     """The timeline's sentence when the run's latest round paused it as inconclusive, else ""."""
-    latest = _latest_round(run)
-    if latest is None or latest.conclusion != INCONCLUSIVE or run.state != RunState.PAUSED:
+    if run.state != RunState.PAUSED:
         return ""
-    entry = (
-        _entries(run)
-        .filter(kind=TimelineKind.RUN, payload__round=latest.id, payload__event=INCONCLUSIVE)
-        .first()
-    )
-    return entry.body if entry is not None else ""
+    latest = _latest_round(run)
+    if latest is None or latest.state != VerificationState.INCONCLUSIVE:
+        return ""
+    return latest.summary
 
 
 @dataclass
@@ -510,48 +542,36 @@ class RunVerification:
 
 
 def attach_to_runs(runs: Iterable[Run]) -> None:
-    """Set `run.verification` (a RunVerification, or None) on each run, in one query."""
+    """Set `run.verification` (a RunVerification, or None) on each run, in two queries: the
+    latest round of every run, and their checks."""
     runs = list(runs)
     for run in runs:
         run.verification = None  # type: ignore[attr-defined]
     if not runs:
         return
     by_id = {run.pk: run for run in runs}
-    entries = TimelineEntry.objects.filter(
-        incident_id__in={run.incident_id for run in runs},
-        payload__phase=PHASE,
-        kind__in=[TimelineKind.RUN, TimelineKind.CHECK_RESULT],
-    ).order_by("id")
-    rounds: dict[int, RunVerification] = {}
-    current: dict[int, str] = {}
-    rows: dict[int, dict[int, CheckRow]] = {}
-    for entry in entries:
-        payload = entry.payload
-        run_id = payload.get("run")
-        if run_id not in by_id:
-            continue
-        if entry.kind == TimelineKind.RUN and payload.get("event") == STARTED:
-            current[run_id] = payload.get("round", "")
-            rounds[run_id] = RunVerification(int(payload.get("number", 1)), entry.created_at)
-            rows[run_id] = {
-                int(check["index"]): CheckRow(check["check"], check["kind"], check["service"])
-                for check in payload.get("checks", [])
-            }
-        elif payload.get("round") != current.get(run_id):
-            continue
-        elif entry.kind == TimelineKind.RUN and payload.get("event") in CONCLUSIONS:
-            rounds[run_id].conclusion = (
-                payload.get("outcome", "") if payload["event"] == RECORDED else payload["event"]
-            )
-        elif entry.kind == TimelineKind.CHECK_RESULT:
-            row = rows[run_id].setdefault(
-                int(payload.get("index", -1)),
-                CheckRow(payload.get("check", "?"), payload.get("kind", "?"), payload["service"]),
-            )
-            row.outcome = payload.get("outcome", "")
-            row.observed = payload.get("observed")
-            row.threshold = payload.get("threshold")
-            row.message = payload.get("message", "")
-    for run_id, verification in rounds.items():
-        verification.rows = [row for _, row in sorted(rows[run_id].items())]
-        by_id[run_id].verification = verification  # type: ignore[attr-defined]
+    latest_rounds = (
+        VerificationRound.objects.filter(run_id__in=by_id)
+        .order_by("run_id", "-number")
+        .distinct("run_id")
+        .prefetch_related("checks")
+    )
+    for round_ in latest_rounds:
+        outcome = round_.outcome
+        by_id[round_.run_id].verification = RunVerification(  # type: ignore[attr-defined]
+            round_.number,
+            round_.started_at,
+            conclusion=NOT_RUN if outcome == VerificationOutcome.NOT_RUN else outcome,
+            rows=[
+                CheckRow(
+                    check.name,
+                    check.kind,
+                    check.service,
+                    check.status,
+                    check.observed,
+                    check.threshold,
+                    check.message,
+                )
+                for check in round_.checks.all()
+            ],
+        )

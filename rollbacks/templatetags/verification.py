@@ -24,7 +24,7 @@ _OUTCOME_STYLE = {
 @register.simple_tag(takes_context=True)
 def verification_of(context: template.Context, run: Run) -> RunVerification | None:
     """The run's latest verification round. The first call reads it for every run of the
-    page (`runs` in the context) in one query, so the panel's query count stays constant."""
+    page (`runs` in the context) at once, so the panel's query count stays constant."""
     if not hasattr(run, "verification"):
         page_runs: list[Any] = list(context.get("runs") or [])
         pending = [r for r in page_runs if isinstance(r, Run) and not hasattr(r, "verification")]
