@@ -58,18 +58,20 @@ NUMBER = re.compile(r"[0-9]{1,18}")  # ASCII digits only: int() also reads "²" 
 BAD_REQUEST, FORBIDDEN = 400, 403
 
 
-def _is_htmx(request: HttpRequest) -> bool:
+def is_htmx(request: HttpRequest) -> bool:
+    """Whether htmx sent the request (it then wants a fragment, not a whole page)."""
     return bool(getattr(request, "htmx", False))
 
 
-def _person(request: HttpRequest) -> User:
+def signed_in_person(request: HttpRequest) -> User:
     """The signed-in user; LoginRequiredMiddleware keeps anonymous visitors out of views."""
     if not isinstance(request.user, User):
         raise DjangoPermissionDenied
     return request.user
 
 
-def _incident(incident_id: int) -> Incident:
+def incident_or_404(incident_id: int) -> Incident:
+    """The incident with its commander and creator, or a 404 response."""
     return get_object_or_404(
         Incident.objects.select_related("commander", "created_by"), pk=incident_id
     )
@@ -109,7 +111,7 @@ def incident_list(request: HttpRequest) -> HttpResponse:
     else:
         incidents, status = selectors.incidents_filtered().none(), BAD_REQUEST
     template = "incidents/incident_list.html"
-    if _is_htmx(request):
+    if is_htmx(request):
         template += "#results"
     return render(request, template, {"form": form, "incidents": incidents}, status=status)
 
@@ -127,7 +129,7 @@ def incident_create(request: HttpRequest) -> HttpResponse:
                     severity=data["severity"],
                     environment=data["environment"],
                     opened_by=request.user,
-                    commander=data["commander"] or _person(request),
+                    commander=data["commander"] or signed_in_person(request),
                     services=data["services"],
                     summary=data["summary"],
                     started_at=data["started_at"],
@@ -139,7 +141,7 @@ def incident_create(request: HttpRequest) -> HttpResponse:
                 form.add_error(None, str(error))
             else:
                 url = reverse("incident_room", args=[incident.pk])
-                if _is_htmx(request):
+                if is_htmx(request):
                     return HttpResponseClientRedirect(url)
                 return redirect(url)
         status = BAD_REQUEST
@@ -169,12 +171,14 @@ def _room_context(request: HttpRequest, incident: Incident) -> dict[str, Any]:
     } | decisions.room_context(incident)
 
 
-def _render_room(
+def render_room(
     request: HttpRequest, incident: Incident, *, error: str = "", status: int = 200
 ) -> HttpResponse:
+    """The incident room, whole or (for htmx) its `#room` fragment, with `error` shown in
+    its alert line: what every action posted from the room answers with."""
     context = _room_context(request, incident) | {"error": error}
     template = "incidents/incident_room.html"
-    if _is_htmx(request):
+    if is_htmx(request):
         template += "#room"
     return render(request, template, context, status=status)
 
@@ -182,14 +186,14 @@ def _render_room(
 @require_GET
 @permission_required(VIEW, raise_exception=True)
 def incident_room(request: HttpRequest, incident_id: int) -> HttpResponse:
-    return _render_room(request, _incident(incident_id))
+    return render_room(request, incident_or_404(incident_id))
 
 
 @require_GET
 @permission_required(VIEW, raise_exception=True)
 def incident_timeline(request: HttpRequest, incident_id: int) -> HttpResponse:
     """Timeline rows after `after` (an entry id), for the room's polling."""
-    incident = _incident(incident_id)
+    incident = incident_or_404(incident_id)
     after = request.GET.get("after", "0")
     if not NUMBER.fullmatch(after):
         return HttpResponse("after must be a timeline entry id", status=BAD_REQUEST)
@@ -201,7 +205,7 @@ def incident_timeline(request: HttpRequest, incident_id: int) -> HttpResponse:
     )
 
 
-def _room_action(
+def room_action(
     request: HttpRequest,
     incident: Incident,
     form: forms.Form,
@@ -213,28 +217,28 @@ def _room_action(
     message, and changes nothing: each service runs in one transaction.
     """
     if not form.is_valid():
-        return _render_room(request, incident, error=form_errors_text(form), status=BAD_REQUEST)
+        return render_room(request, incident, error=form_errors_text(form), status=BAD_REQUEST)
     try:
         perform(form.cleaned_data)
     except PermissionDenied as error:
-        return _render_room(request, incident, error=str(error), status=FORBIDDEN)
+        return render_room(request, incident, error=str(error), status=FORBIDDEN)
     except DomainError as error:
-        return _render_room(request, incident, error=str(error), status=BAD_REQUEST)
+        return render_room(request, incident, error=str(error), status=BAD_REQUEST)
     except BackendError as error:
         # A backend that cannot be reached while planning: the request was fine, the
         # infrastructure was not.
-        return _render_room(request, incident, error=f"Infrastructure: {error}", status=502)
+        return render_room(request, incident, error=f"Infrastructure: {error}", status=502)
     incident.refresh_from_db()
-    if _is_htmx(request):
-        return _render_room(request, incident)
+    if is_htmx(request):
+        return render_room(request, incident)
     return HttpResponseRedirect(reverse("incident_room", args=[incident.pk]))
 
 
 @require_POST
 @permission_required(COMMAND, raise_exception=True)
 def incident_status(request: HttpRequest, incident_id: int) -> HttpResponse:
-    incident = _incident(incident_id)
-    return _room_action(
+    incident = incident_or_404(incident_id)
+    return room_action(
         request,
         incident,
         StatusChangeForm(request.POST, incident=incident),
@@ -250,8 +254,8 @@ def incident_status(request: HttpRequest, incident_id: int) -> HttpResponse:
 @require_POST
 @permission_required(COMMAND, raise_exception=True)
 def incident_severity(request: HttpRequest, incident_id: int) -> HttpResponse:
-    incident = _incident(incident_id)
-    return _room_action(
+    incident = incident_or_404(incident_id)
+    return room_action(
         request,
         incident,
         SeverityChangeForm(request.POST),
@@ -264,8 +268,8 @@ def incident_severity(request: HttpRequest, incident_id: int) -> HttpResponse:
 @require_POST
 @permission_required(COMMAND, raise_exception=True)
 def incident_commander(request: HttpRequest, incident_id: int) -> HttpResponse:
-    incident = _incident(incident_id)
-    return _room_action(
+    incident = incident_or_404(incident_id)
+    return room_action(
         request,
         incident,
         CommanderForm(request.POST),
@@ -278,8 +282,8 @@ def incident_commander(request: HttpRequest, incident_id: int) -> HttpResponse:
 @require_POST
 @permission_required(COMMAND, raise_exception=True)
 def incident_instant(request: HttpRequest, incident_id: int) -> HttpResponse:
-    incident = _incident(incident_id)
-    return _room_action(
+    incident = incident_or_404(incident_id)
+    return room_action(
         request,
         incident,
         InstantForm(request.POST),
@@ -292,8 +296,8 @@ def incident_instant(request: HttpRequest, incident_id: int) -> HttpResponse:
 @require_POST
 @permission_required("incidents.add_note", raise_exception=True)
 def note_create(request: HttpRequest, incident_id: int) -> HttpResponse:
-    incident = _incident(incident_id)
-    return _room_action(
+    incident = incident_or_404(incident_id)
+    return room_action(
         request,
         incident,
         NoteForm(request.POST),
@@ -321,9 +325,9 @@ def checklist_item_toggle(request: HttpRequest, incident_id: int, item_id: int) 
             )
         except DomainError as refused:
             error, status = str(refused), BAD_REQUEST
-    if not _is_htmx(request):
+    if not is_htmx(request):
         if status != 200:
-            return _render_room(request, item.checklist.incident, error=error, status=status)
+            return render_room(request, item.checklist.incident, error=error, status=status)
         return HttpResponseRedirect(reverse("incident_room", args=[incident_id]))
     return render(
         request,
@@ -336,8 +340,8 @@ def checklist_item_toggle(request: HttpRequest, incident_id: int, item_id: int) 
 @require_POST
 @permission_required(COMMAND, raise_exception=True)
 def approval_request_create(request: HttpRequest, incident_id: int) -> HttpResponse:
-    incident = _incident(incident_id)
-    return _room_action(
+    incident = incident_or_404(incident_id)
+    return room_action(
         request,
         incident,
         ApprovalRequestForm(request.POST),
@@ -358,13 +362,13 @@ def _approval_request(incident_id: int, request_id: int) -> ApprovalRequest:
 @permission_required("incidents.approve_rollback", raise_exception=True)
 def approval_decide(request: HttpRequest, incident_id: int, request_id: int) -> HttpResponse:
     approval_request = _approval_request(incident_id, request_id)
-    return _room_action(
+    return room_action(
         request,
         approval_request.incident,
         ApprovalDecisionForm(request.POST),
         lambda data: approvals.approval_decide(
             request=approval_request,
-            approver=_person(request),
+            approver=signed_in_person(request),
             decision=data["decision"],
             role=data["role"] or None,
             comment=data["comment"],
@@ -376,7 +380,7 @@ def approval_decide(request: HttpRequest, incident_id: int, request_id: int) -> 
 @permission_required(COMMAND, raise_exception=True)
 def approval_withdraw(request: HttpRequest, incident_id: int, request_id: int) -> HttpResponse:
     approval_request = _approval_request(incident_id, request_id)
-    return _room_action(
+    return room_action(
         request,
         approval_request.incident,
         forms.Form(request.POST),
@@ -414,7 +418,7 @@ class SignInView(auth_views.LoginView):
 @permission_required(VIEW, raise_exception=True)
 def incident_runs(request: HttpRequest, incident_id: int) -> HttpResponse:
     """The room's rollback panel alone, for polling while a run is active."""
-    incident = _incident(incident_id)
+    incident = incident_or_404(incident_id)
     return render(
         request,
         "incidents/incident_room.html#runs",
@@ -433,7 +437,7 @@ LIVE_VERSION_TIMEOUT_SECONDS = 5.0
 @permission_required(COMMAND, raise_exception=True)
 def incident_versions(request: HttpRequest, incident_id: int) -> HttpResponse:
     """The plan builder's live and previous versions, asked of the infrastructure."""
-    incident = _incident(incident_id)
+    incident = incident_or_404(incident_id)
     form = RollbackPlanForm(incident=incident)
     live = live_versions_read(form.services, timeout=LIVE_VERSION_TIMEOUT_SECONDS)
     rows = form.rows(live={pk: (version or "", why) for pk, (version, why) in live.items()})
@@ -469,7 +473,7 @@ def incident_section(request: HttpRequest, incident_id: int, section: str) -> Ht
     changed (its controls depend on who is looking, so the stream cannot carry it)."""
     if section not in ROOM_SECTIONS:
         return HttpResponse("No such part of the room.", status=404)
-    context = _section_context(request, _incident(incident_id), section)
+    context = _section_context(request, incident_or_404(incident_id), section)
     return render(request, f"incidents/incident_room.html#{section}", context)
 
 
@@ -497,7 +501,7 @@ def step_log(request: HttpRequest, incident_id: int, run_id: int, step_id: int) 
 @require_POST
 @permission_required(COMMAND, raise_exception=True)
 def run_create(request: HttpRequest, incident_id: int) -> HttpResponse:
-    incident = _incident(incident_id)
+    incident = incident_or_404(incident_id)
     form = RollbackPlanForm(request.POST, incident=incident)
 
     def draft(data: dict[str, Any]) -> Run:
@@ -518,7 +522,7 @@ def run_create(request: HttpRequest, incident_id: int) -> HttpResponse:
             scenario=data["scenario"],
         )
 
-    return _room_action(request, incident, form, draft)
+    return room_action(request, incident, form, draft)
 
 
 def _run(incident_id: int, run_id: int) -> Run:
@@ -598,8 +602,8 @@ def run_act(request: HttpRequest, incident_id: int, run_id: int, action: str) ->
     """One of a run's buttons (RUN_ACTIONS), answered with the refreshed room."""
     run = _run(incident_id, run_id)
     form_class, perform = RUN_ACTIONS[action]
-    actor = _person(request)
-    return _room_action(
+    actor = signed_in_person(request)
+    return room_action(
         request, run.incident, form_class(request.POST), lambda data: perform(run, actor, data)
     )
 
@@ -612,8 +616,8 @@ def step_act(
     """Retry a failed step or skip one with a reason (STEP_ACTIONS)."""
     step = _step(incident_id, run_id, step_id)
     form_class, perform = STEP_ACTIONS[action]
-    actor = _person(request)
-    return _room_action(
+    actor = signed_in_person(request)
+    return room_action(
         request,
         step.run.incident,
         form_class(request.POST),
