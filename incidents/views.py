@@ -28,8 +28,6 @@ from executors.base import BackendError
 from incidents import decisions, selectors, services
 from incidents.errors import DomainError, PermissionDenied
 from incidents.forms import (
-    ApprovalDecisionForm,
-    ApprovalRequestForm,
     ChecklistItemForm,
     CommanderForm,
     IncidentCreateForm,
@@ -37,11 +35,7 @@ from incidents.forms import (
     InstantForm,
     KnownGoodForm,
     NoteForm,
-    ReasonForm,
-    RollbackPlanForm,
-    RunConfirmForm,
     SeverityChangeForm,
-    SkipForm,
     StatusChangeForm,
     form_errors_text,
 )
@@ -50,6 +44,14 @@ from incidents.roles import COMMAND_PERMISSION as COMMAND
 from incidents.roles import VIEW_PERMISSION as VIEW
 from rollbacks import approvals
 from rollbacks import selectors as rollback_selectors
+from rollbacks.forms import (
+    ApprovalDecisionForm,
+    ApprovalRequestForm,
+    ReasonForm,
+    RollbackPlanForm,
+    RunConfirmForm,
+    SkipForm,
+)
 from rollbacks.live_versions import live_versions_read
 from rollbacks.models import ApprovalRequest, Run, Step
 
