@@ -161,7 +161,7 @@ def _runs_event(incident_id: int) -> LiveEvent:
     runs = rollback_selectors.incident_runs(incident)
     # Controls post through htmx with the page's CSRF header; no token goes in the markup.
     context = {"incident": incident, "runs": runs, "live": True}
-    template = "incidents/incident_room.html#runs"
+    template = "rollbacks/_runs.html#runs"
     return LiveEvent(
         name="runs",
         data=render_to_string(template, context | {"can_command": False}),

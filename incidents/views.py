@@ -381,4 +381,6 @@ def incident_section(request: HttpRequest, incident_id: int, section: str) -> Ht
     if section not in ROOM_SECTIONS:
         return HttpResponse("No such part of the room.", status=404)
     context = _section_context(request, incident_or_404(incident_id), section)
+    if section == "approvals":
+        return render(request, "rollbacks/_approvals.html", context)
     return render(request, f"incidents/incident_room.html#{section}", context)

@@ -49,7 +49,7 @@ def incident_runs(request: HttpRequest, incident_id: int) -> HttpResponse:
     incident = incident_or_404(incident_id)
     return render(
         request,
-        "incidents/incident_room.html#runs",
+        "rollbacks/_runs.html#runs",
         {
             "incident": incident,
             "runs": rollback_selectors.incident_runs(incident),
@@ -69,7 +69,7 @@ def incident_versions(request: HttpRequest, incident_id: int) -> HttpResponse:
     form = RollbackPlanForm(incident=incident)
     live = live_versions_read(form.services, timeout=LIVE_VERSION_TIMEOUT_SECONDS)
     rows = form.rows(live={pk: (version or "", why) for pk, (version, why) in live.items()})
-    return render(request, "incidents/incident_room.html#versions-update", {"rows": rows})
+    return render(request, "rollbacks/_plan_builder.html#versions-update", {"rows": rows})
 
 
 @require_GET
@@ -90,7 +90,7 @@ def step_log(request: HttpRequest, incident_id: int, run_id: int, step_id: int) 
         rows = [[line.seq, line.at.strftime("%H:%M:%S"), line.line] for line in lines]
         return JsonResponse({"step": step.pk, "lines": rows})
     context = {"incident": step.run.incident, "step": step, "lines": lines}
-    return render(request, "incidents/incident_room.html#log-page", context)
+    return render(request, "rollbacks/_runs.html#log-page", context)
 
 
 @require_POST
