@@ -24,7 +24,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from executors.base import BackendError
-from incidents import decisions, selectors, services
+from incidents import decisions, room, selectors, services
 from incidents.errors import DomainError, PermissionDenied
 from incidents.forms import (
     ChecklistItemForm,
@@ -41,8 +41,6 @@ from incidents.forms import (
 from incidents.models import ChecklistItem, Incident, Release
 from incidents.roles import COMMAND_PERMISSION as COMMAND
 from incidents.roles import VIEW_PERMISSION as VIEW
-from rollbacks import selectors as rollback_selectors
-from rollbacks.forms import ApprovalRequestForm, RollbackPlanForm
 
 NUMBER = re.compile(r"[0-9]{1,18}")  # ASCII digits only: int() also reads "²" and "٣"
 
@@ -71,17 +69,17 @@ def incident_or_404(incident_id: int) -> Incident:
 @require_GET
 @permission_required(VIEW, raise_exception=True)
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(
-        request,
-        "incidents/dashboard.html",
-        {
-            "open_incidents": selectors.incidents_open(),
-            "services": selectors.services_with_releases(),
-            "awaiting": rollback_selectors.approvals_awaiting(request.user)
-            if request.user.has_perm("incidents.approve_rollback")
-            else [],
-        },
-    )
+    """Open incidents and each service's releases, under the cards later apps registered
+    (incidents.room), such as the requests awaiting the viewer's approval."""
+    sections = room.dashboard_sections()
+    context: dict[str, Any] = {
+        "open_incidents": selectors.incidents_open(),
+        "services": selectors.services_with_releases(),
+        "dashboard_sections": sections,
+    }
+    for section in sections:
+        context |= section.context(request)
+    return render(request, "incidents/dashboard.html", context)
 
 
 @require_GET
@@ -140,26 +138,29 @@ def incident_create(request: HttpRequest) -> HttpResponse:
 
 
 def _room_context(request: HttpRequest, incident: Incident) -> dict[str, Any]:
+    """Everything the whole room renders: its own parts, then each card later apps
+    registered (incidents.room) with what that card needs."""
     timeline = list(selectors.incident_timeline(incident))
-    return {
+    main, side = room.room_sections("main"), room.room_sections("side")
+    context = {
         "incident": incident,
         "timeline": timeline,
         "last_entry_id": timeline[-1].pk if timeline else 0,
         "checklists": selectors.incident_checklists(incident),
-        "approval_requests": rollback_selectors.incident_approval_requests(incident),
         "status_form": StatusChangeForm(incident=incident),
         "severity_form": SeverityChangeForm(initial={"severity": incident.severity}),
         "commander_form": CommanderForm(initial={"commander": incident.commander_id}),
         "instant_form": InstantForm(),
         "note_form": NoteForm(),
-        "approval_request_form": ApprovalRequestForm(),
-        "plan_form": RollbackPlanForm(incident=incident),
-        "runs": rollback_selectors.incident_runs(incident),
         "can_command": request.user.has_perm(COMMAND),
         "can_note": request.user.has_perm("incidents.add_note"),
         "can_tick": request.user.has_perm("incidents.tick_checklist"),
-        "can_approve": request.user.has_perm("incidents.approve_rollback"),
+        "room_main": main,
+        "room_side": side,
     } | decisions.room_context(incident)
+    for section in main + side:
+        context |= section.context(request, incident)
+    return context
 
 
 def render_room(
@@ -352,25 +353,18 @@ class SignInView(auth_views.LoginView):
 
 
 def _section_context(request: HttpRequest, incident: Incident, section: str) -> dict[str, Any]:
-    """Only what one part of the room renders: every watcher fetches it on each change."""
+    """Only what one of the room's own parts renders: every watcher fetches it on each change."""
     if section == "headline":
         return {"incident": incident}
-    if section == "checklists":
-        return {
-            "incident": incident,
-            "checklists": selectors.incident_checklists(incident),
-            "can_tick": request.user.has_perm("incidents.tick_checklist"),
-        }
     return {
         "incident": incident,
-        "approval_requests": rollback_selectors.incident_approval_requests(incident),
-        "approval_request_form": ApprovalRequestForm(),
-        "can_command": request.user.has_perm(COMMAND),
-        "can_approve": request.user.has_perm("incidents.approve_rollback"),
+        "checklists": selectors.incident_checklists(incident),
+        "can_tick": request.user.has_perm("incidents.tick_checklist"),
     }
 
 
-ROOM_SECTIONS = ("headline", "checklists", "approvals")
+# The room's own parts fetched alone; later apps add theirs (incidents.room.room_part).
+ROOM_SECTIONS = ("headline", "checklists")
 
 
 @require_GET
@@ -378,9 +372,12 @@ ROOM_SECTIONS = ("headline", "checklists", "approvals")
 def incident_section(request: HttpRequest, incident_id: int, section: str) -> HttpResponse:
     """One part of the room, re-rendered for this viewer when the live stream says it
     changed (its controls depend on who is looking, so the stream cannot carry it)."""
-    if section not in ROOM_SECTIONS:
+    if section in ROOM_SECTIONS:
+        context = _section_context(request, incident_or_404(incident_id), section)
+        return render(request, f"incidents/incident_room.html#{section}", context)
+    registered = room.room_part(section)
+    if registered is None:
         return HttpResponse("No such part of the room.", status=404)
-    context = _section_context(request, incident_or_404(incident_id), section)
-    if section == "approvals":
-        return render(request, "rollbacks/_approvals.html", context)
-    return render(request, f"incidents/incident_room.html#{section}", context)
+    incident = incident_or_404(incident_id)
+    context = {"incident": incident, **registered.context(request, incident)}
+    return render(request, registered.template, context)
