@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from incidents import room
+from rollbacks import room as rollback_room
 from rollbacks.approvals import approval_request_open
 from rollbacks.models import StepLog
 from tests.factories import ReleaseFactory, UserFactory, incident_open
@@ -120,3 +122,20 @@ def test_step_log_window_after_a_line_comes_as_json_for_the_page_to_fill_a_gap(c
     assert payload["step"] == step.pk
     assert [line[0] for line in payload["lines"]] == list(range(101, 601))
     assert payload["lines"][0][2] == "line 101"
+
+
+def test_registering_the_rollback_parts_again_changes_nothing():
+    def registered():
+        return (
+            room.room_sections(),
+            room.dashboard_sections(),
+            room.live_panels(),
+            room.live_lines("log"),
+        )
+
+    before = registered()
+    rollback_room.register()  # as a second AppConfig.ready() would
+    assert registered() == before
+    assert [section.name for section in room.room_sections("main")] == ["runs", "plan"]
+    assert room.room_part("approvals") is not None
+    assert room.room_part("runs") is None  # the panel comes by the stream, not as a part
