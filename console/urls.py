@@ -11,6 +11,7 @@ urlpatterns = [
     path("accounts/login/", SignInView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("incidents.urls")),
+    path("", include("rollbacks.urls")),
     path("", include("statuspage.urls")),
     path("", include("postmortems.urls")),
 ]

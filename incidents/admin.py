@@ -1,7 +1,8 @@
-"""Admin for the reference data people edit rarely: services, releases, templates, policies.
+"""Admin for the reference data people edit rarely: services, releases, checklist templates.
 
-Incidents, timelines and approvals are read-only here: they change through the console's
-services so that every change lands on the timeline.
+Incidents and their timelines are read-only here: they change through the console's
+services so that every change lands on the timeline. (Approval policies and requests are
+in rollbacks.admin.)
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from incidents.models import (
     Service,
     TimelineEntry,
 )
-from rollbacks.models import ApprovalPolicy, ApprovalRequest
 
 
 class ReleaseInline(admin.TabularInline):
@@ -57,13 +57,9 @@ class ChecklistTemplateAdmin(admin.ModelAdmin):
     inlines = [ChecklistTemplateItemInline]
 
 
-@admin.register(ApprovalPolicy)
-class ApprovalPolicyAdmin(admin.ModelAdmin):
-    list_display = ["name", "severities", "scenario", "required_roles", "active"]
-    list_filter = ["active", "scenario"]
-
-
 class ReadOnlyAdmin(admin.ModelAdmin):
+    """An admin that shows records and changes none (they change through services)."""
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -90,9 +86,3 @@ class IncidentAdmin(ReadOnlyAdmin):
     list_filter = ["status", "severity", "environment"]
     search_fields = ["title", "summary"]
     inlines = [TimelineEntryInline]
-
-
-@admin.register(ApprovalRequest)
-class ApprovalRequestAdmin(ReadOnlyAdmin):
-    list_display = ["id", "incident", "scenario", "status", "requested_by", "requested_at"]
-    list_filter = ["status", "scenario"]

@@ -12,11 +12,12 @@ restarts costs latency, never an event. A watcher skips what it has already sent
 overlap between replay and follow is never sent twice.
 
 Besides timeline entries the stream carries, without ids:
-- `runs`: the re-rendered rollback panel whenever a run, step, check or approval entry
-  arrives (a commander's variant carries the step controls);
-- `log`: new lines of a step's log as JSON, appended by the page without re-rendering it;
-- `header`, `checklists`, `approvals`: that part of the room changed; each viewer fetches it
-  again, since its controls depend on who is looking.
+- `header`, `checklists`: that part of the room changed; each viewer fetches it again,
+  since its controls depend on who is looking;
+- what later apps registered in incidents.room: panels re-rendered after entries of some
+  kinds (rollbacks' `runs`, the rollback panel, whose commander variant carries the step
+  controls), lines appended without re-rendering (rollbacks' `log`, a step's new log lines
+  as JSON), and their own cards to fetch again (rollbacks' `approvals`).
 """
 
 from __future__ import annotations
@@ -39,30 +40,18 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.template.loader import render_to_string
 
-from incidents import selectors
+from incidents import room, selectors
 from incidents.models import Incident, TimelineEntry, TimelineKind
 from incidents.roles import COMMAND_PERMISSION as COMMAND
 from incidents.roles import VIEW_PERMISSION as VIEW
 from incidents.timeline import channel_for
-from rollbacks import selectors as rollback_selectors
-from rollbacks.models import StepLog
 
 logger = logging.getLogger(__name__)
 
 
-# Entries after which the rollback panel is sent again.
-RUN_KINDS = frozenset(
-    {
-        TimelineKind.RUN,
-        TimelineKind.STEP_STARTED,
-        TimelineKind.STEP_OUTPUT,
-        TimelineKind.STEP_FINISHED,
-        TimelineKind.CHECK_RESULT,
-        TimelineKind.APPROVAL,
-    }
-)
-# Parts of the room each viewer fetches again (their controls depend on who looks) when an
-# entry of these kinds arrives: the stream sends an event named after the part.
+# The room's own parts each viewer fetches again (their controls depend on who looks) when
+# an entry of these kinds arrives: the stream sends an event named after the part. Cards
+# registered in incidents.room add theirs (RoomSection.refetch_after).
 SECTION_KINDS = {
     "header": frozenset(
         {
@@ -73,11 +62,9 @@ SECTION_KINDS = {
         }
     ),
     "checklists": frozenset({TimelineKind.CHECKLIST, TimelineKind.CHECK_RESULT}),
-    "approvals": frozenset({TimelineKind.APPROVAL}),
 }
 ENTRY_ID = re.compile(r"[0-9]{1,18}")
 READ_BATCH = 500
-LOG_BATCH = 1000
 WATCHER_QUEUE = 2000
 
 
@@ -156,24 +143,22 @@ def _entry_html(entry: TimelineEntry) -> str:
     return render_to_string("incidents/incident_room.html#timeline-row", {"entry": entry})
 
 
-def _runs_event(incident_id: int) -> LiveEvent:
-    incident = Incident.objects.get(pk=incident_id)
-    runs = rollback_selectors.incident_runs(incident)
-    # Controls post through htmx with the page's CSRF header; no token goes in the markup.
-    context = {"incident": incident, "runs": runs, "live": True}
-    template = "incidents/incident_room.html#runs"
-    return LiveEvent(
-        name="runs",
-        data=render_to_string(template, context | {"can_command": False}),
-        commander_data=render_to_string(template, context | {"can_command": True}),
-    )
+def _panel_event(panel: room.LivePanel, incident_id: int) -> LiveEvent:
+    html = panel.render(incident_id)
+    return LiveEvent(name=panel.event, data=html.viewer, commander_data=html.commander)
 
 
 def entries_after(incident_id: int, seq: int) -> list[LiveEvent]:
-    """Every entry after commit position `seq`, then the rollback panel if any of them
-    concerns a run."""
+    """Every entry after commit position `seq`, then each registered panel that one of
+    them concerns (the rollback panel after a run entry), then the parts to fetch again."""
     events: list[LiveEvent] = []
-    runs_changed = False
+    panels = room.live_panels()
+    section_kinds = SECTION_KINDS | {
+        section.name: section.refetch_after
+        for section in room.room_sections()
+        if section.refetch_after
+    }
+    changed_panels: set[str] = set()
     sections: set[str] = set()
     while True:
         batch = selectors.timeline_after_seq(incident_id, seq, limit=READ_BATCH)
@@ -186,35 +171,34 @@ def entries_after(incident_id: int, seq: int) -> list[LiveEvent]:
                     seq=order.seq,
                 )
             )
-            runs_changed = runs_changed or order.entry.kind in RUN_KINDS
+            changed_panels.update(
+                panel.event for panel in panels if order.entry.kind in panel.after_kinds
+            )
             sections.update(
-                name for name, kinds in SECTION_KINDS.items() if order.entry.kind in kinds
+                name for name, kinds in section_kinds.items() if order.entry.kind in kinds
             )
             seq = order.seq
         if len(batch) < READ_BATCH:
             break
-    if runs_changed:
-        events.append(_runs_event(incident_id))
+    events += [
+        _panel_event(panel, incident_id) for panel in panels if panel.event in changed_panels
+    ]
     events += [LiveEvent(name=name, data=name) for name in sorted(sections)]
     return events
 
 
-def log_lines_after(step_id: int, seq: int | None) -> tuple[LiveEvent | None, int, bool]:
-    """A step's log lines after `seq` (its last lines when `seq` is None) as one event,
-    the position reached, and whether more may follow (a full batch)."""
-    lines = StepLog.objects.filter(step_id=step_id)
-    if seq is None:
-        recent = list(reversed(lines.order_by("-seq")[: rollback_selectors.LOG_TAIL_LINES]))
-    else:
-        recent = list(lines.filter(seq__gt=seq).order_by("seq")[:LOG_BATCH])
-    if not recent:
+def lines_after(source: tuple[str, int], seq: int | None) -> tuple[LiveEvent | None, int, bool]:
+    """New lines of an announced source (`(event, id)`, e.g. a step's log) after `seq`
+    (its last lines when `seq` is None) as one event, the position reached, and whether
+    more may follow (a full batch)."""
+    event, source_id = source
+    lines = room.live_lines(event)
+    if lines is None:
         return None, seq or 0, False
-    payload = {
-        "step": step_id,
-        "lines": [[line.seq, line.at.strftime("%H:%M:%S"), line.line] for line in recent],
-    }
-    event = LiveEvent(name="log", data=json.dumps(payload))
-    return event, recent[-1].seq, seq is not None and len(recent) == LOG_BATCH
+    read = lines.read(source_id, seq)
+    if read.data is None:
+        return None, read.reached, False
+    return LiveEvent(name=lines.event, data=read.data), read.reached, read.more
 
 
 def replay_start(incident_id: int, after_entry: int) -> int:
@@ -243,9 +227,9 @@ class IncidentFeed:
         self.incident_id = incident_id
         self.watchers: set[Watcher] = set()
         self.seq: int | None = None
-        self.log_seqs: dict[int, int] = {}
+        self.line_seqs: dict[tuple[str, int], int] = {}
         self.task: asyncio.Task[None] | None = None
-        self.pending_logs: set[int] = set()
+        self.pending_lines: set[tuple[str, int]] = set()
         self.watched_at = 0.0
         self.loop = asyncio.get_running_loop()
 
@@ -285,20 +269,18 @@ class IncidentFeed:
                 watcher.overflowed = True
 
     async def read(self) -> None:
-        """Hand out everything after the last position, and the logs announced."""
+        """Hand out everything after the last position, and the lines announced."""
         assert self.seq is not None
         for event in await _db(entries_after, self.incident_id, self.seq):
             if event.seq is not None:
                 self.seq = event.seq
             self.broadcast(event)
-        steps, self.pending_logs = self.pending_logs, set()
-        for step_id in steps:
+        sources, self.pending_lines = self.pending_lines, set()
+        for source in sources:
             more = True
             while more:
-                lines, reached, more = await _db(
-                    log_lines_after, step_id, self.log_seqs.get(step_id)
-                )
-                self.log_seqs[step_id] = reached
+                lines, reached, more = await _db(lines_after, source, self.line_seqs.get(source))
+                self.line_seqs[source] = reached
                 if lines is not None:
                     self.broadcast(lines)
 
@@ -359,8 +341,13 @@ class IncidentFeed:
             body = json.loads(message["data"])
         except (TypeError, ValueError):
             return
-        if isinstance(body, dict) and isinstance(body.get("log"), int):
-            self.pending_logs.add(body["log"])
+        if not isinstance(body, dict):
+            return
+        # `{"entry": id}` says look again (every read does); `{event: id}` names a source of
+        # lines registered in incidents.room (`{"log": step_id}`: a step's log grew).
+        for event, source_id in body.items():
+            if isinstance(source_id, int) and room.live_lines(event) is not None:
+                self.pending_lines.add((event, source_id))
 
 
 async def stream(incident_id: int, after_entry: int, *, commander: bool) -> AsyncIterator[bytes]:

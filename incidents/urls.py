@@ -17,7 +17,6 @@ urlpatterns = [
         views.incident_section,
         name="incident_section",
     ),
-    path("incidents/<int:incident_id>/versions", views.incident_versions, name="incident_versions"),
     path("incidents/<int:incident_id>/status", views.incident_status, name="incident_status"),
     path("incidents/<int:incident_id>/severity", views.incident_severity, name="incident_severity"),
     path(
@@ -29,46 +28,6 @@ urlpatterns = [
         "incidents/<int:incident_id>/checklist-items/<int:item_id>",
         views.checklist_item_toggle,
         name="checklist_item_toggle",
-    ),
-    path(
-        "incidents/<int:incident_id>/approvals",
-        views.approval_request_create,
-        name="approval_request_create",
-    ),
-    path(
-        "incidents/<int:incident_id>/approvals/<int:request_id>/decide",
-        views.approval_decide,
-        name="approval_decide",
-    ),
-    path(
-        "incidents/<int:incident_id>/approvals/<int:request_id>/withdraw",
-        views.approval_withdraw,
-        name="approval_withdraw",
-    ),
-    path("incidents/<int:incident_id>/runs", views.incident_runs, name="incident_runs"),
-    path("incidents/<int:incident_id>/runs/new", views.run_create, name="run_create"),
-    *[
-        path(
-            f"incidents/<int:incident_id>/runs/<int:run_id>/{action}",
-            views.run_act,
-            {"action": action},
-            name=f"run_{action.replace('-', '_')}",
-        )
-        for action in views.RUN_ACTIONS
-    ],
-    *[
-        path(
-            f"incidents/<int:incident_id>/runs/<int:run_id>/steps/<int:step_id>/{action}",
-            views.step_act,
-            {"action": action},
-            name=f"step_{action}",
-        )
-        for action in views.STEP_ACTIONS
-    ],
-    path(
-        "incidents/<int:incident_id>/runs/<int:run_id>/steps/<int:step_id>/log",
-        views.step_log,
-        name="step_log",
     ),
     path(
         "releases/<int:release_id>/known-good", views.release_known_good, name="release_known_good"

@@ -17,20 +17,17 @@ from django.contrib.auth.decorators import permission_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-import rollbacks.services
 from executors.base import BackendError
-from incidents import selectors, services
+from incidents import room, selectors, services
 from incidents.decisions import selectors as decision_selectors
 from incidents.errors import DomainError, PermissionDenied
 from incidents.forms import (
-    ApprovalDecisionForm,
-    ApprovalRequestForm,
     ChecklistItemForm,
     CommanderForm,
     IncidentCreateForm,
@@ -38,39 +35,33 @@ from incidents.forms import (
     InstantForm,
     KnownGoodForm,
     NoteForm,
-    ReasonForm,
-    RollbackPlanForm,
-    RunConfirmForm,
     SeverityChangeForm,
-    SkipForm,
     StatusChangeForm,
     form_errors_text,
 )
 from incidents.models import ChecklistItem, Incident, Release
 from incidents.roles import COMMAND_PERMISSION as COMMAND
 from incidents.roles import VIEW_PERMISSION as VIEW
-from rollbacks import approvals
-from rollbacks import selectors as rollback_selectors
-from rollbacks.live_versions import live_versions_read
-from rollbacks.models import ApprovalRequest, Run, Step
 
 NUMBER = re.compile(r"[0-9]{1,18}")  # ASCII digits only: int() also reads "²" and "٣"
 
 BAD_REQUEST, FORBIDDEN = 400, 403
 
 
-def _is_htmx(request: HttpRequest) -> bool:
+def is_htmx(request: HttpRequest) -> bool:
+    """Whether htmx sent the request (it then wants a fragment, not a whole page)."""
     return bool(getattr(request, "htmx", False))
 
 
-def _person(request: HttpRequest) -> User:
+def signed_in_person(request: HttpRequest) -> User:
     """The signed-in user; LoginRequiredMiddleware keeps anonymous visitors out of views."""
     if not isinstance(request.user, User):
         raise DjangoPermissionDenied
     return request.user
 
 
-def _incident(incident_id: int) -> Incident:
+def incident_or_404(incident_id: int) -> Incident:
+    """The incident with its commander and creator, or a 404 response."""
     return get_object_or_404(
         Incident.objects.select_related("commander", "created_by"), pk=incident_id
     )
@@ -79,17 +70,17 @@ def _incident(incident_id: int) -> Incident:
 @require_GET
 @permission_required(VIEW, raise_exception=True)
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(
-        request,
-        "incidents/dashboard.html",
-        {
-            "open_incidents": selectors.incidents_open(),
-            "services": selectors.services_with_releases(),
-            "awaiting": rollback_selectors.approvals_awaiting(request.user)
-            if request.user.has_perm("incidents.approve_rollback")
-            else [],
-        },
-    )
+    """Open incidents and each service's releases, under the cards later apps registered
+    (incidents.room), such as the requests awaiting the viewer's approval."""
+    sections = room.dashboard_sections()
+    context: dict[str, Any] = {
+        "open_incidents": selectors.incidents_open(),
+        "services": selectors.services_with_releases(),
+        "dashboard_sections": sections,
+    }
+    for section in sections:
+        context |= section.context(request)
+    return render(request, "incidents/dashboard.html", context)
 
 
 @require_GET
@@ -110,7 +101,7 @@ def incident_list(request: HttpRequest) -> HttpResponse:
     else:
         incidents, status = selectors.incidents_filtered().none(), BAD_REQUEST
     template = "incidents/incident_list.html"
-    if _is_htmx(request):
+    if is_htmx(request):
         template += "#results"
     return render(request, template, {"form": form, "incidents": incidents}, status=status)
 
@@ -128,7 +119,7 @@ def incident_create(request: HttpRequest) -> HttpResponse:
                     severity=data["severity"],
                     environment=data["environment"],
                     opened_by=request.user,
-                    commander=data["commander"] or _person(request),
+                    commander=data["commander"] or signed_in_person(request),
                     services=data["services"],
                     summary=data["summary"],
                     started_at=data["started_at"],
@@ -140,7 +131,7 @@ def incident_create(request: HttpRequest) -> HttpResponse:
                 form.add_error(None, str(error))
             else:
                 url = reverse("incident_room", args=[incident.pk])
-                if _is_htmx(request):
+                if is_htmx(request):
                     return HttpResponseClientRedirect(url)
                 return redirect(url)
         status = BAD_REQUEST
@@ -148,34 +139,39 @@ def incident_create(request: HttpRequest) -> HttpResponse:
 
 
 def _room_context(request: HttpRequest, incident: Incident) -> dict[str, Any]:
+    """Everything the whole room renders: its own parts, then each card later apps
+    registered (incidents.room) with what that card needs."""
     timeline = list(selectors.incident_timeline(incident))
-    return {
+    main, side = room.room_sections("main"), room.room_sections("side")
+    context = {
         "incident": incident,
         "timeline": timeline,
         "last_entry_id": timeline[-1].pk if timeline else 0,
         "checklists": selectors.incident_checklists(incident),
-        "approval_requests": rollback_selectors.incident_approval_requests(incident),
         "status_form": StatusChangeForm(incident=incident),
         "severity_form": SeverityChangeForm(initial={"severity": incident.severity}),
         "commander_form": CommanderForm(initial={"commander": incident.commander_id}),
         "instant_form": InstantForm(),
         "note_form": NoteForm(),
-        "approval_request_form": ApprovalRequestForm(),
-        "plan_form": RollbackPlanForm(incident=incident),
-        "runs": rollback_selectors.incident_runs(incident),
         "can_command": request.user.has_perm(COMMAND),
         "can_note": request.user.has_perm("incidents.add_note"),
         "can_tick": request.user.has_perm("incidents.tick_checklist"),
-        "can_approve": request.user.has_perm("incidents.approve_rollback"),
+        "room_main": main,
+        "room_side": side,
     } | decision_selectors.room_context(incident)
+    for section in main + side:
+        context |= section.context(request, incident)
+    return context
 
 
-def _render_room(
+def render_room(
     request: HttpRequest, incident: Incident, *, error: str = "", status: int = 200
 ) -> HttpResponse:
+    """The incident room, whole or (for htmx) its `#room` fragment, with `error` shown in
+    its alert line: what every action posted from the room answers with."""
     context = _room_context(request, incident) | {"error": error}
     template = "incidents/incident_room.html"
-    if _is_htmx(request):
+    if is_htmx(request):
         template += "#room"
     return render(request, template, context, status=status)
 
@@ -183,14 +179,14 @@ def _render_room(
 @require_GET
 @permission_required(VIEW, raise_exception=True)
 def incident_room(request: HttpRequest, incident_id: int) -> HttpResponse:
-    return _render_room(request, _incident(incident_id))
+    return render_room(request, incident_or_404(incident_id))
 
 
 @require_GET
 @permission_required(VIEW, raise_exception=True)
 def incident_timeline(request: HttpRequest, incident_id: int) -> HttpResponse:
     """Timeline rows after `after` (an entry id), for the room's polling."""
-    incident = _incident(incident_id)
+    incident = incident_or_404(incident_id)
     after = request.GET.get("after", "0")
     if not NUMBER.fullmatch(after):
         return HttpResponse("after must be a timeline entry id", status=BAD_REQUEST)
@@ -202,7 +198,7 @@ def incident_timeline(request: HttpRequest, incident_id: int) -> HttpResponse:
     )
 
 
-def _room_action(
+def room_action(
     request: HttpRequest,
     incident: Incident,
     form: forms.Form,
@@ -214,28 +210,28 @@ def _room_action(
     message, and changes nothing: each service runs in one transaction.
     """
     if not form.is_valid():
-        return _render_room(request, incident, error=form_errors_text(form), status=BAD_REQUEST)
+        return render_room(request, incident, error=form_errors_text(form), status=BAD_REQUEST)
     try:
         perform(form.cleaned_data)
     except PermissionDenied as error:
-        return _render_room(request, incident, error=str(error), status=FORBIDDEN)
+        return render_room(request, incident, error=str(error), status=FORBIDDEN)
     except DomainError as error:
-        return _render_room(request, incident, error=str(error), status=BAD_REQUEST)
+        return render_room(request, incident, error=str(error), status=BAD_REQUEST)
     except BackendError as error:
         # A backend that cannot be reached while planning: the request was fine, the
         # infrastructure was not.
-        return _render_room(request, incident, error=f"Infrastructure: {error}", status=502)
+        return render_room(request, incident, error=f"Infrastructure: {error}", status=502)
     incident.refresh_from_db()
-    if _is_htmx(request):
-        return _render_room(request, incident)
+    if is_htmx(request):
+        return render_room(request, incident)
     return HttpResponseRedirect(reverse("incident_room", args=[incident.pk]))
 
 
 @require_POST
 @permission_required(COMMAND, raise_exception=True)
 def incident_status(request: HttpRequest, incident_id: int) -> HttpResponse:
-    incident = _incident(incident_id)
-    return _room_action(
+    incident = incident_or_404(incident_id)
+    return room_action(
         request,
         incident,
         StatusChangeForm(request.POST, incident=incident),
@@ -251,8 +247,8 @@ def incident_status(request: HttpRequest, incident_id: int) -> HttpResponse:
 @require_POST
 @permission_required(COMMAND, raise_exception=True)
 def incident_severity(request: HttpRequest, incident_id: int) -> HttpResponse:
-    incident = _incident(incident_id)
-    return _room_action(
+    incident = incident_or_404(incident_id)
+    return room_action(
         request,
         incident,
         SeverityChangeForm(request.POST),
@@ -265,8 +261,8 @@ def incident_severity(request: HttpRequest, incident_id: int) -> HttpResponse:
 @require_POST
 @permission_required(COMMAND, raise_exception=True)
 def incident_commander(request: HttpRequest, incident_id: int) -> HttpResponse:
-    incident = _incident(incident_id)
-    return _room_action(
+    incident = incident_or_404(incident_id)
+    return room_action(
         request,
         incident,
         CommanderForm(request.POST),
@@ -279,8 +275,8 @@ def incident_commander(request: HttpRequest, incident_id: int) -> HttpResponse:
 @require_POST
 @permission_required(COMMAND, raise_exception=True)
 def incident_instant(request: HttpRequest, incident_id: int) -> HttpResponse:
-    incident = _incident(incident_id)
-    return _room_action(
+    incident = incident_or_404(incident_id)
+    return room_action(
         request,
         incident,
         InstantForm(request.POST),
@@ -293,8 +289,8 @@ def incident_instant(request: HttpRequest, incident_id: int) -> HttpResponse:
 @require_POST
 @permission_required("incidents.add_note", raise_exception=True)
 def note_create(request: HttpRequest, incident_id: int) -> HttpResponse:
-    incident = _incident(incident_id)
-    return _room_action(
+    incident = incident_or_404(incident_id)
+    return room_action(
         request,
         incident,
         NoteForm(request.POST),
@@ -322,66 +318,15 @@ def checklist_item_toggle(request: HttpRequest, incident_id: int, item_id: int) 
             )
         except DomainError as refused:
             error, status = str(refused), BAD_REQUEST
-    if not _is_htmx(request):
+    if not is_htmx(request):
         if status != 200:
-            return _render_room(request, item.checklist.incident, error=error, status=status)
+            return render_room(request, item.checklist.incident, error=error, status=status)
         return HttpResponseRedirect(reverse("incident_room", args=[incident_id]))
     return render(
         request,
         "incidents/incident_room.html#checklist-item",
         {"item": item, "incident": item.checklist.incident, "can_tick": True, "error": error},
         status=status,
-    )
-
-
-@require_POST
-@permission_required(COMMAND, raise_exception=True)
-def approval_request_create(request: HttpRequest, incident_id: int) -> HttpResponse:
-    incident = _incident(incident_id)
-    return _room_action(
-        request,
-        incident,
-        ApprovalRequestForm(request.POST),
-        lambda data: approvals.approval_request_open(
-            incident=incident,
-            requested_by=request.user,
-            scenario=data["scenario"],
-            reason=data["reason"],
-        ),
-    )
-
-
-def _approval_request(incident_id: int, request_id: int) -> ApprovalRequest:
-    return get_object_or_404(ApprovalRequest, pk=request_id, incident_id=incident_id)
-
-
-@require_POST
-@permission_required("incidents.approve_rollback", raise_exception=True)
-def approval_decide(request: HttpRequest, incident_id: int, request_id: int) -> HttpResponse:
-    approval_request = _approval_request(incident_id, request_id)
-    return _room_action(
-        request,
-        approval_request.incident,
-        ApprovalDecisionForm(request.POST),
-        lambda data: approvals.approval_decide(
-            request=approval_request,
-            approver=_person(request),
-            decision=data["decision"],
-            role=data["role"] or None,
-            comment=data["comment"],
-        ),
-    )
-
-
-@require_POST
-@permission_required(COMMAND, raise_exception=True)
-def approval_withdraw(request: HttpRequest, incident_id: int, request_id: int) -> HttpResponse:
-    approval_request = _approval_request(incident_id, request_id)
-    return _room_action(
-        request,
-        approval_request.incident,
-        forms.Form(request.POST),
-        lambda data: approvals.approval_withdraw(request=approval_request, actor=request.user),
     )
 
 
@@ -408,59 +353,19 @@ class SignInView(auth_views.LoginView):
         return response
 
 
-# -- rollback runs ----------------------------------------------------------------------------
-
-
-@require_GET
-@permission_required(VIEW, raise_exception=True)
-def incident_runs(request: HttpRequest, incident_id: int) -> HttpResponse:
-    """The room's rollback panel alone, for polling while a run is active."""
-    incident = _incident(incident_id)
-    return render(
-        request,
-        "incidents/incident_room.html#runs",
-        {
-            "incident": incident,
-            "runs": rollback_selectors.incident_runs(incident),
-            "can_command": request.user.has_perm(COMMAND),
-        },
-    )
-
-
-LIVE_VERSION_TIMEOUT_SECONDS = 5.0
-
-
-@require_GET
-@permission_required(COMMAND, raise_exception=True)
-def incident_versions(request: HttpRequest, incident_id: int) -> HttpResponse:
-    """The plan builder's live and previous versions, asked of the infrastructure."""
-    incident = _incident(incident_id)
-    form = RollbackPlanForm(incident=incident)
-    live = live_versions_read(form.services, timeout=LIVE_VERSION_TIMEOUT_SECONDS)
-    rows = form.rows(live={pk: (version or "", why) for pk, (version, why) in live.items()})
-    return render(request, "incidents/incident_room.html#versions-update", {"rows": rows})
-
-
 def _section_context(request: HttpRequest, incident: Incident, section: str) -> dict[str, Any]:
-    """Only what one part of the room renders: every watcher fetches it on each change."""
+    """Only what one of the room's own parts renders: every watcher fetches it on each change."""
     if section == "headline":
         return {"incident": incident}
-    if section == "checklists":
-        return {
-            "incident": incident,
-            "checklists": selectors.incident_checklists(incident),
-            "can_tick": request.user.has_perm("incidents.tick_checklist"),
-        }
     return {
         "incident": incident,
-        "approval_requests": rollback_selectors.incident_approval_requests(incident),
-        "approval_request_form": ApprovalRequestForm(),
-        "can_command": request.user.has_perm(COMMAND),
-        "can_approve": request.user.has_perm("incidents.approve_rollback"),
+        "checklists": selectors.incident_checklists(incident),
+        "can_tick": request.user.has_perm("incidents.tick_checklist"),
     }
 
 
-ROOM_SECTIONS = ("headline", "checklists", "approvals")
+# The room's own parts fetched alone; later apps add theirs (incidents.room.room_part).
+ROOM_SECTIONS = ("headline", "checklists")
 
 
 @require_GET
@@ -468,155 +373,12 @@ ROOM_SECTIONS = ("headline", "checklists", "approvals")
 def incident_section(request: HttpRequest, incident_id: int, section: str) -> HttpResponse:
     """One part of the room, re-rendered for this viewer when the live stream says it
     changed (its controls depend on who is looking, so the stream cannot carry it)."""
-    if section not in ROOM_SECTIONS:
+    if section in ROOM_SECTIONS:
+        context = _section_context(request, incident_or_404(incident_id), section)
+        return render(request, f"incidents/incident_room.html#{section}", context)
+    registered = room.room_part(section)
+    if registered is None:
         return HttpResponse("No such part of the room.", status=404)
-    context = _section_context(request, _incident(incident_id), section)
-    return render(request, f"incidents/incident_room.html#{section}", context)
-
-
-@require_GET
-@permission_required(VIEW, raise_exception=True)
-def step_log(request: HttpRequest, incident_id: int, run_id: int, step_id: int) -> HttpResponse:
-    """A window of a step's log: the lines before `before` (or after `after`)."""
-    step = _step(incident_id, run_id, step_id)
-    bounds: dict[str, int | None] = {}
-    for name in ("before", "after"):
-        value = request.GET.get(name)
-        if value is not None:
-            if not NUMBER.fullmatch(value) or len(value) > 9:
-                return HttpResponse(f"{name} must be a line number", status=BAD_REQUEST)
-            bounds[name] = int(value)
-    lines = rollback_selectors.step_log_page(step, **bounds)
-    if request.GET.get("format") == "json":
-        # What the live stream's `log` events carry: the page fills a gap with it.
-        rows = [[line.seq, line.at.strftime("%H:%M:%S"), line.line] for line in lines]
-        return JsonResponse({"step": step.pk, "lines": rows})
-    context = {"incident": step.run.incident, "step": step, "lines": lines}
-    return render(request, "incidents/incident_room.html#log-page", context)
-
-
-@require_POST
-@permission_required(COMMAND, raise_exception=True)
-def run_create(request: HttpRequest, incident_id: int) -> HttpResponse:
-    incident = _incident(incident_id)
-    form = RollbackPlanForm(request.POST, incident=incident)
-
-    def draft(data: dict[str, Any]) -> Run:
-        steps = [
-            rollbacks.services.StepSpec(
-                service=service,
-                release=release,
-                previous=previous,
-                group=1 if data["parallel"] else None,
-            )
-            for service, release, previous in form.chosen_targets()
-        ]
-        return rollbacks.services.run_create(
-            incident=incident,
-            steps=steps,
-            actor=request.user,
-            reason=data["reason"],
-            scenario=data["scenario"],
-        )
-
-    return _room_action(request, incident, form, draft)
-
-
-def _run(incident_id: int, run_id: int) -> Run:
-    return get_object_or_404(
-        Run.objects.select_related("incident"), pk=run_id, incident_id=incident_id
-    )
-
-
-def _step(incident_id: int, run_id: int, step_id: int) -> Step:
-    return get_object_or_404(
-        Step.objects.select_related("run__incident"),
-        pk=step_id,
-        run_id=run_id,
-        run__incident_id=incident_id,
-    )
-
-
-RunAction = Callable[[Run, User, dict[str, Any]], object]
-
-# What each button of a run does: the form that parses its input, and the service it calls.
-RUN_ACTIONS: dict[str, tuple[type[forms.Form], RunAction]] = {
-    # Dry run: every step's backend says what it would change; nothing is changed.
-    "dry-run": (
-        forms.Form,
-        lambda run, actor, data: rollbacks.services.run_dry_run(run=run, actor=actor),
-    ),
-    "approval": (
-        ReasonForm,
-        lambda run, actor, data: rollbacks.services.run_request_approval(
-            run=run, actor=actor, reason=data["reason"]
-        ),
-    ),
-    # Starting needs the approval policy met and the typed confirmation to match exactly.
-    "start": (
-        RunConfirmForm,
-        lambda run, actor, data: rollbacks.services.run_confirm_and_start(
-            run=run, actor=actor, confirmation=data["confirmation"]
-        ),
-    ),
-    "pause": (
-        ReasonForm,
-        lambda run, actor, data: rollbacks.services.run_pause(
-            run=run, actor=actor, reason=data["reason"]
-        ),
-    ),
-    "resume": (
-        forms.Form,
-        lambda run, actor, data: rollbacks.services.run_resume(run=run, actor=actor),
-    ),
-    "cancel": (
-        ReasonForm,
-        lambda run, actor, data: rollbacks.services.run_cancel(
-            run=run, actor=actor, reason=data["reason"]
-        ),
-    ),
-}
-
-StepAction = Callable[[Step, User, dict[str, Any]], object]
-
-STEP_ACTIONS: dict[str, tuple[type[forms.Form], StepAction]] = {
-    "retry": (
-        forms.Form,
-        lambda step, actor, data: rollbacks.services.step_retry(step=step, actor=actor),
-    ),
-    "skip": (
-        SkipForm,
-        lambda step, actor, data: rollbacks.services.step_skip(
-            step=step, actor=actor, reason=data["reason"]
-        ),
-    ),
-}
-
-
-@require_POST
-@permission_required(COMMAND, raise_exception=True)
-def run_act(request: HttpRequest, incident_id: int, run_id: int, action: str) -> HttpResponse:
-    """One of a run's buttons (RUN_ACTIONS), answered with the refreshed room."""
-    run = _run(incident_id, run_id)
-    form_class, perform = RUN_ACTIONS[action]
-    actor = _person(request)
-    return _room_action(
-        request, run.incident, form_class(request.POST), lambda data: perform(run, actor, data)
-    )
-
-
-@require_POST
-@permission_required(COMMAND, raise_exception=True)
-def step_act(
-    request: HttpRequest, incident_id: int, run_id: int, step_id: int, action: str
-) -> HttpResponse:
-    """Retry a failed step or skip one with a reason (STEP_ACTIONS)."""
-    step = _step(incident_id, run_id, step_id)
-    form_class, perform = STEP_ACTIONS[action]
-    actor = _person(request)
-    return _room_action(
-        request,
-        step.run.incident,
-        form_class(request.POST),
-        lambda data: perform(step, actor, data),
-    )
+    incident = incident_or_404(incident_id)
+    context = {"incident": incident, **registered.context(request, incident)}
+    return render(request, registered.template, context)

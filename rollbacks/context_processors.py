@@ -1,4 +1,4 @@
-"""Values every page's layout may use."""
+"""Values every page's layout may use from rollbacks: the approvals badge in base.html."""
 
 from __future__ import annotations
 
