@@ -51,7 +51,6 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from django.conf import settings
 from django.db import close_old_connections, connections, transaction
 from django.db.models import (
     CharField,
@@ -81,44 +80,13 @@ from incidents.errors import DomainError
 from incidents.models import Release, Service, TimelineEntry, TimelineKind
 from incidents.services import incident_record_instant
 from incidents.timeline import announce_log_lines, timeline_append, timeline_append_all
+from rollbacks import conf
 from rollbacks.models import Run, RunState, Step, StepLog, StepState
 from rollbacks.signals import send_run_finished
 
 logger = logging.getLogger(__name__)
 
 ENGINE_ACTOR = "rollback engine"
-
-
-# -- settings --------------------------------------------------------------------------------
-
-
-def _setting(name: str, default: Any) -> Any:
-    return getattr(settings, name, default)
-
-
-def heartbeat_seconds() -> float:
-    """How often a worker marks its running steps alive."""
-    return float(_setting("ROLLBACK_HEARTBEAT_SECONDS", 5.0))
-
-
-def stale_after_seconds() -> float:
-    """How long a running step may go without a heartbeat before another worker takes it."""
-    return float(_setting("ROLLBACK_STALE_AFTER_SECONDS", 30.0))
-
-
-def max_step_retries() -> int:
-    """Automatic retries of a step after a retryable backend error."""
-    return int(_setting("ROLLBACK_STEP_MAX_RETRIES", 5))
-
-
-def retry_backoff_seconds() -> float:
-    """The first automatic retry's delay; each further retry doubles it (capped at 60 s)."""
-    return float(_setting("ROLLBACK_RETRY_BACKOFF_SECONDS", 2.0))
-
-
-def log_max_lines() -> int:
-    """Log lines kept per step; later lines are counted, not stored."""
-    return int(_setting("ROLLBACK_STEP_LOG_MAX_LINES", 50000))
 
 
 _LOG_LINE_MAX_CHARS = 2000
@@ -129,19 +97,6 @@ _LOG_FLUSH_SECONDS = 0.25
 # -- backends --------------------------------------------------------------------------------
 
 
-def connections_from_settings() -> Connections:
-    """Where the infrastructure is, from settings; credentials stay with the SDKs."""
-    return Connections(
-        aws_endpoint_url=settings.AWS_ENDPOINT_URL,
-        aws_region=settings.AWS_REGION,
-        kube_host=settings.KUBE_HOST,
-        kubeconfig=settings.KUBECONFIG,
-        kube_context=settings.KUBE_CONTEXT,
-        redis_url=_setting("FLAGS_REDIS_URL", None) or settings.REDIS_URL,
-        registered_commands=_setting("REGISTERED_COMMANDS", {}),
-    )
-
-
 def backend_for(service: Service, *, connections: Connections | None = None) -> Backend:
     """The backend that acts on `service`, with the options settings give its kind
     (ROLLBACK_BACKEND_OPTIONS, e.g. {"kubernetes": {"poll_interval": 0.5}})."""
@@ -149,8 +104,8 @@ def backend_for(service: Service, *, connections: Connections | None = None) -> 
         cls = backend_class(service.backend)
     except KeyError:
         raise ConfigError(f"unknown backend {service.backend!r}") from None
-    options = dict(_setting("ROLLBACK_BACKEND_OPTIONS", {}).get(service.backend, {}))
-    return cls(service.target_config, connections or connections_from_settings(), **options)
+    options = conf.backend_options(service.backend)
+    return cls(service.target_config, connections or conf.connections(), **options)
 
 
 _BACKEND_REUSE_SECONDS = 60.0
@@ -162,8 +117,8 @@ def reusable_backend_for(service: Service) -> Backend:
     options): a worker's next step on the same target skips config validation and reuses
     the client's connections. Short-lived, so rotated credentials and edited settings take
     effect soon."""
-    connections = connections_from_settings()
-    options = _setting("ROLLBACK_BACKEND_OPTIONS", {}).get(service.backend, {})
+    connections = conf.connections()
+    options = conf.backend_options(service.backend)
     key = json.dumps(
         [service.backend, service.target_config, asdict(connections), options],
         sort_keys=True,
@@ -247,24 +202,15 @@ _SOFT_LIMIT_MARGIN = 120
 _HARD_LIMIT_MARGIN = 180
 
 
-def steps_per_message() -> int:
-    """How many steps of a parallel group one task message carries (ROLLBACK_STEPS_PER_MESSAGE).
-
-    A message's steps are claimed together and run on threads of the worker that takes
-    it: more per message starts a large group sooner, fewer spreads it over more workers.
-    """
-    return max(1, int(_setting("ROLLBACK_STEPS_PER_MESSAGE", 25)))
-
-
 class CeleryDispatcher:
     """Enqueue tasks after commit: a step alone as step_execute, several as steps_execute
-    (in messages of steps_per_message() steps), with time limits; run_advance by id."""
+    (in messages of conf.steps_per_message() steps), with time limits; run_advance by id."""
 
     def start_steps(self, steps: Iterable[Step]) -> None:
         from rollbacks.tasks import step_execute, steps_execute
 
         steps = list(steps)
-        size = steps_per_message()
+        size = conf.steps_per_message()
         for chunk in (steps[at : at + size] for at in range(0, len(steps), size)):
             timeout = max(step.timeout_seconds for step in chunk)
             limits = {
@@ -296,10 +242,9 @@ class CeleryDispatcher:
         run_advance_task.delay_on_commit(run_id)  # type: ignore[attr-defined]
 
     def verify_run(self, run_id: int, round_id: str) -> None:
-        from rollbacks import verification
         from rollbacks.tasks import run_verify
 
-        budget = round(verification.verify_timeout_seconds())
+        budget = round(conf.verify_timeout_seconds())
         run_verify.apply_async_on_commit(  # type: ignore[attr-defined]
             (run_id, round_id),
             soft_time_limit=budget + _SOFT_LIMIT_MARGIN,
@@ -586,7 +531,7 @@ def retry_after_hint(error: BaseException) -> float | None:
 
 def retry_delay(retries_done: int, *, retry_after: float | None = None) -> float:
     """Seconds to wait before automatic retry number `retries_done + 1`."""
-    backoff = min(60.0, retry_backoff_seconds() * 2**retries_done)
+    backoff = min(60.0, conf.retry_backoff_seconds() * 2**retries_done)
     return max(backoff, retry_after or 0.0)
 
 
@@ -621,7 +566,7 @@ class _Heartbeats:
     def _beat(self) -> None:
         try:
             while True:
-                time.sleep(heartbeat_seconds())
+                time.sleep(conf.heartbeat_seconds())
                 cutoff = timezone.now() - timedelta(seconds=_HARD_LIMIT_MARGIN)
                 with self._lock:
                     tokens = [
@@ -672,7 +617,7 @@ class StepLogWriter:
         # `first`: the step's first attempt, freshly claimed, so nothing is logged yet.
         # Otherwise the next number is read at the first write: earlier attempts logged.
         self._next_seq = 1 if first else 0
-        self._limit = log_max_lines()
+        self._limit = conf.log_max_lines()
         self.dropped = 0
         self.count = 0
         self.last_line = ""
@@ -869,7 +814,7 @@ def _take_over(step_id: int, worker: str) -> _Claim | None:
     )
     if previous_worker is None:
         return None  # finished, pending in a paused run, or gone
-    cutoff = now - timedelta(seconds=stale_after_seconds())
+    cutoff = now - timedelta(seconds=conf.stale_after_seconds())
     with transaction.atomic():
         taken = Step.objects.filter(
             pk=step_id, state=StepState.RUNNING, heartbeat_at__lt=cutoff
@@ -1484,12 +1429,6 @@ def steps_execute(
     return {step_id: future.result() for step_id, future in outcomes.items()}
 
 
-def step_threads() -> int:
-    """Threads per worker process for the steps of steps_execute (ROLLBACK_STEP_THREADS);
-    steps beyond it wait for a thread."""
-    return max(1, int(_setting("ROLLBACK_STEP_THREADS", 64)))
-
-
 _step_pool_lock = threading.Lock()
 _step_pool: tuple[int, ThreadPoolExecutor] | None = None
 
@@ -1502,7 +1441,7 @@ def _step_thread_pool() -> ThreadPoolExecutor:
     with _step_pool_lock:
         if _step_pool is None or _step_pool[0] != os.getpid():
             threads = ThreadPoolExecutor(
-                max_workers=step_threads(), thread_name_prefix="rollback-step"
+                max_workers=conf.step_threads(), thread_name_prefix="rollback-step"
             )
             _step_pool = (os.getpid(), threads)
         return _step_pool[1]
@@ -1572,7 +1511,7 @@ def recover_stalled(*, dispatcher: Dispatcher | None = None) -> dict[str, int]:
     progress for as long get their pending steps dispatched again.
     """
     dispatch = _default_dispatcher(dispatcher)
-    cutoff = timezone.now() - timedelta(seconds=stale_after_seconds())
+    cutoff = timezone.now() - timedelta(seconds=conf.stale_after_seconds())
     stalled_steps = list(
         Step.objects.filter(state=StepState.RUNNING, heartbeat_at__lt=cutoff).only(
             "id", "timeout_seconds"
@@ -1639,7 +1578,7 @@ def run_inline(
     groups in order, retryable errors retried with backoff. The emergency path that needs
     no Celery worker. Returns the run as it ended (or paused: someone paused it)."""
     dispatcher = InlineDispatcher()
-    retries = max_step_retries() if retries is None else retries
+    retries = conf.max_step_retries() if retries is None else retries
     worker = f"{worker_name()} (inline)"
     run_advance(run_id, dispatcher=dispatcher)
     futures: set[Future[str]] = set()

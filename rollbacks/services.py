@@ -30,7 +30,7 @@ from incidents.models import Incident, Release, Service, TimelineKind
 from incidents.roles import COMMAND_PERMISSION, User, require_role
 from incidents.services import incident_lock, incident_record_instant
 from incidents.timeline import timeline_append
-from rollbacks import engine
+from rollbacks import conf, engine
 from rollbacks.approvals import approval_request_open, approval_withdraw, required_roles_for
 from rollbacks.live_versions import live_versions_read
 from rollbacks.models import (
@@ -231,7 +231,7 @@ def run_dry_run(*, run: Run, actor: User) -> list[StepPreview]:
         "preview it",
     )
     steps = list(run.steps.select_related("service").order_by("position"))
-    connections = engine.connections_from_settings()
+    connections = conf.connections()
 
     def preview(step: Step) -> StepPreview:
         if step.state == StepState.SKIPPED:

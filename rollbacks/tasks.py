@@ -16,11 +16,10 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_init, worker_ready, worker_shutdown
-from django.conf import settings
 from django.db import connections
 
 from console.celery import app
-from rollbacks import engine, verification
+from rollbacks import conf, engine, verification
 from rollbacks.models import Step
 
 logger = logging.getLogger(__name__)
@@ -39,10 +38,10 @@ def run_advance(run_id: int) -> None:
     reject_on_worker_lost=True,
     ignore_result=True,
     autoretry_for=(engine.StepRetry,),
-    retry_backoff=max(1, round(engine.retry_backoff_seconds())),
+    retry_backoff=max(1, round(conf.retry_backoff_seconds())),
     retry_backoff_max=60,
     retry_jitter=True,
-    max_retries=engine.max_step_retries(),
+    max_retries=conf.max_step_retries(),
 )
 def step_execute(self: Any, step_id: int) -> None:
     """Execute one step; a retryable backend error is retried with backoff (or after the
@@ -75,7 +74,7 @@ def steps_execute(step_ids: list[int]) -> None:
 
     engine.steps_execute(
         step_ids,
-        final_attempt=engine.max_step_retries() <= 0,
+        final_attempt=conf.max_step_retries() <= 0,
         worker=steps_execute.request.hostname or None,
         time_limit_errors=(SoftTimeLimitExceeded,),
         on_retry=retry,
@@ -110,7 +109,7 @@ def _recovery_loop(interval: float, stop: threading.Event) -> None:
 
 def start_recovery_loop() -> threading.Thread | None:
     """Sweep for stalled work every ROLLBACK_RECOVERY_INTERVAL_SECONDS (0 turns it off)."""
-    interval = float(getattr(settings, "ROLLBACK_RECOVERY_INTERVAL_SECONDS", 10.0))
+    interval = conf.recovery_interval_seconds()
     if interval <= 0:
         return None
     _recovery_stop.clear()

@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -51,6 +50,7 @@ from executors.checks import (
 from incidents.models import ChecklistItem, ChecklistKind, TimelineEntry, TimelineKind
 from incidents.services import checklist_item_set
 from incidents.timeline import timeline_append
+from rollbacks import conf
 from rollbacks.models import Run, RunState, Step, StepState
 from rollbacks.signals import send_run_finished
 
@@ -67,25 +67,6 @@ STARTED = "started"
 PASSED, FAILED, INCONCLUSIVE, RECORDED = "passed", "failed", "inconclusive", "recorded"
 CONCLUSIONS = (PASSED, FAILED, INCONCLUSIVE, RECORDED)
 _MAX_PARALLEL_CHECKS = 8
-
-
-# -- settings --------------------------------------------------------------------------------
-
-
-def verify_timeout_seconds() -> float:
-    """The time a verification round may take before it counts as lost and is handed out
-    again (and the Celery task's soft limit, less a margin)."""
-    return float(getattr(settings, "VERIFY_TIMEOUT_SECONDS", 300.0))
-
-
-def defaults_from_settings() -> VerificationDefaults:
-    """What a check spec may leave out: Prometheus' address and the request timeouts."""
-    return VerificationDefaults(
-        prometheus_url=getattr(settings, "PROMETHEUS_URL", "") or "",
-        http_timeout=float(getattr(settings, "VERIFY_HTTP_TIMEOUT_SECONDS", 5.0)),
-        prometheus_timeout=float(getattr(settings, "VERIFY_PROMETHEUS_TIMEOUT_SECONDS", 5.0)),
-        kube_timeout=float(getattr(settings, "VERIFY_KUBE_TIMEOUT_SECONDS", 10.0)),
-    )
 
 
 # -- what to check ---------------------------------------------------------------------------
@@ -199,9 +180,7 @@ def hold_for_verification(
         return False
     latest = _latest_round(run)
     if latest is not None and not latest.conclusion:
-        lost_after = verify_timeout_seconds() + float(
-            getattr(settings, "ROLLBACK_STALE_AFTER_SECONDS", 30.0)
-        )
+        lost_after = conf.verify_timeout_seconds() + conf.stale_after_seconds()
         if requeue and timezone.now() - latest.started_at > timedelta(seconds=lost_after):
             logger.warning("run %s: verification round %s handed out again", run.pk, latest.id)
             dispatch.verify_run(run.pk, latest.id)
@@ -249,8 +228,6 @@ def verification_execute(run_id: int, round_id: str) -> str:
     """Run a verification round's checks in parallel, record each result as it comes, then
     conclude the round. Returns the conclusion, or "" when there was nothing to do (the
     round is not the latest, is already concluded, or the run is no longer running)."""
-    from rollbacks.engine import connections_from_settings
-
     run = Run.objects.select_related("incident").get(pk=run_id)
     latest = _latest_round(run)
     if latest is None or latest.id != round_id or latest.conclusion:
@@ -259,8 +236,8 @@ def verification_execute(run_id: int, round_id: str) -> str:
         return _abandon(run_id, latest)
     steps = list(run.steps.select_related("service"))
     planned = planned_checks(run, steps)
-    defaults = defaults_from_settings()
-    connections = connections_from_settings()
+    defaults = conf.verification_defaults()
+    connections = conf.connections()
     workers = max(1, min(_MAX_PARALLEL_CHECKS, len(planned)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verification") as pool:
         futures = {pool.submit(_run_one, check, defaults, connections): check for check in planned}
