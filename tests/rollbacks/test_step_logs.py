@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from executors.base import poll_until
-from rollbacks import engine
-from rollbacks.engine import StepLogWriter
+from rollbacks.engine import StepLogWriter, execution
 from rollbacks.models import Step, StepLog
 from tests.rollbacks.engine_factories import RunFactory, StepFactory
 
@@ -32,7 +31,7 @@ class ShiftedClock:
 @pytest.fixture
 def clock(monkeypatch) -> ShiftedClock:
     shifted = ShiftedClock()
-    monkeypatch.setattr(engine, "time", shifted)
+    monkeypatch.setattr(execution, "time", shifted)
     return shifted
 
 
