@@ -81,13 +81,19 @@ from incidents.models import Release, Service, TimelineEntry, TimelineKind
 from incidents.services import incident_record_instant
 from incidents.timeline import announce_log_lines, timeline_append, timeline_append_all
 from rollbacks import conf
+from rollbacks.engine.entries import (
+    ENGINE_ACTOR,
+    check_json,
+    checks_summary,
+    describe_step,
+    format_duration,
+    run_payload,
+    step_payload,
+)
 from rollbacks.models import Run, RunState, Step, StepLog, StepState
 from rollbacks.signals import send_run_finished
 
 logger = logging.getLogger(__name__)
-
-ENGINE_ACTOR = "rollback engine"
-
 
 _LOG_LINE_MAX_CHARS = 2000
 _LOG_FLUSH_LINES = 50
@@ -312,37 +318,6 @@ def worker_name() -> str:
 # -- advancing a run -------------------------------------------------------------------------
 
 
-def _describe_step(step: Step) -> str:
-    return f"step {step.position} ({step.service.name})"
-
-
-def _run_payload(run: Run, **extra: Any) -> dict[str, Any]:
-    return {"run": run.pk, "state": run.state, **extra}
-
-
-def _step_payload(step: Step, **extra: Any) -> dict[str, Any]:
-    return {
-        "run": step.run_id,
-        "step": step.pk,
-        "position": step.position,
-        "group": step.group,
-        "service": step.service.name,
-        "state": step.state,
-        "attempt": step.attempts,
-        **extra,
-    }
-
-
-def _format_duration(span: timedelta | None) -> str:
-    if span is None:
-        return "?"
-    seconds = span.total_seconds()
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, seconds = divmod(int(seconds), 60)
-    return f"{minutes} min {seconds:02d} s"
-
-
 @transaction.atomic
 def run_advance(
     run_id: int, *, dispatcher: Dispatcher | None = None, requeue_pending: bool = False
@@ -406,12 +381,12 @@ def _fail_run(run: Run, steps: list[Step], *, group: int, stopped: list[Step]) -
     now = timezone.now()
     first = stopped[0]
     failures = "; ".join(
-        f"{_describe_step(step)} {step.state}: "
+        f"{describe_step(step)} {step.state}: "
         + (step.error or step.skip_reason or "no reason given")
         for step in stopped
     )
     later = [step for step in steps if step.group > group and step.state == StepState.PENDING]
-    reason = f"not started: {_describe_step(first)} failed"
+    reason = f"not started: {describe_step(first)} failed"
     for step in later:
         step.state = StepState.CANCELLED
         step.skip_reason = reason
@@ -421,9 +396,9 @@ def _fail_run(run: Run, steps: list[Step], *, group: int, stopped: list[Step]) -
         timeline_append(
             incident=run.incident,
             kind=TimelineKind.STEP_FINISHED,
-            body=f"Run #{run.pk} {_describe_step(step)} cancelled: {reason}",
+            body=f"Run #{run.pk} {describe_step(step)} cancelled: {reason}",
             actor_label=ENGINE_ACTOR,
-            payload=_step_payload(step, reason=reason, blocked_by=first.pk),
+            payload=step_payload(step, reason=reason, blocked_by=first.pk),
         )
     run.state = RunState.FAILED
     run.finished_at = now
@@ -433,10 +408,9 @@ def _fail_run(run: Run, steps: list[Step], *, group: int, stopped: list[Step]) -
     timeline_append(
         incident=run.incident,
         kind=TimelineKind.RUN,
-        body=f"Run #{run.pk} failed after {_format_duration(run.duration)}: {failures}"
-        f"{not_started}",
+        body=f"Run #{run.pk} failed after {format_duration(run.duration)}: {failures}{not_started}",
         actor_label=ENGINE_ACTOR,
-        payload=_run_payload(
+        payload=run_payload(
             run,
             failed_steps=[step.pk for step in stopped],
             cancelled_steps=[step.pk for step in later],
@@ -458,10 +432,10 @@ def _succeed_run(run: Run, steps: list[Step], *, verified: bool = False) -> None
     timeline_append(
         incident=run.incident,
         kind=TimelineKind.RUN,
-        body=f"{what} run #{run.pk} succeeded in {_format_duration(run.duration)}: "
+        body=f"{what} run #{run.pk} succeeded in {format_duration(run.duration)}: "
         f"{done} step(s) succeeded" + (f", {skipped} skipped" if skipped else ""),
         actor_label=ENGINE_ACTOR,
-        payload=_run_payload(run, succeeded=done, skipped=skipped),
+        payload=run_payload(run, succeeded=done, skipped=skipped),
     )
     send_run_finished(run)
     if run.dry_run or run.drill or not done:
@@ -782,11 +756,11 @@ def _claim_pending(
                 TimelineEntry(
                     incident=step.run.incident,
                     kind=TimelineKind.STEP_STARTED,
-                    body=f"Run #{step.run_id} {_describe_step(step)} started: "
+                    body=f"Run #{step.run_id} {describe_step(step)} started: "
                     f"{step.from_version or '?'} → {step.target_label}"
                     + (f" (attempt {step.attempts})" if step.attempts > 1 else ""),
                     actor_label=ENGINE_ACTOR,
-                    payload=_step_payload(step, worker=worker),
+                    payload=step_payload(step, worker=worker),
                 )
                 for step in steps
             ]
@@ -825,11 +799,11 @@ def _take_over(step_id: int, worker: str) -> _Claim | None:
         timeline_append(
             incident=step.run.incident,
             kind=TimelineKind.STEP_OUTPUT,
-            body=f"Run #{step.run_id} {_describe_step(step)} taken over by {worker}: "
+            body=f"Run #{step.run_id} {describe_step(step)} taken over by {worker}: "
             f"{previous_worker or 'its worker'} stopped responding"
             + (" after applying; waiting for the change to settle" if step.applied_at else ""),
             actor_label=ENGINE_ACTOR,
-            payload=_step_payload(step, worker=worker, previous_worker=previous_worker),
+            payload=step_payload(step, worker=worker, previous_worker=previous_worker),
         )
         return _Claim(step, token, resumed=True)
 
@@ -975,11 +949,11 @@ class _StepExecution:
             timeline_append(
                 incident=self.incident,
                 kind=TimelineKind.STEP_OUTPUT,
-                body=f"Run #{self.step.run_id} {_describe_step(self.step)} attempt "
+                body=f"Run #{self.step.run_id} {describe_step(self.step)} attempt "
                 f"{self.step.attempts} hit a retryable error: {error}; retrying in about "
                 f"{delay:.0f} s{hint}",
                 actor_label=ENGINE_ACTOR,
-                payload=_step_payload(
+                payload=step_payload(
                     self.step, phase="retry", error=str(error), retry_after=retry_after
                 ),
             )
@@ -1057,7 +1031,7 @@ class _Applied(_Pending):
 
     def entry(self) -> TimelineEntry:
         step = self.execution.step
-        what = f"Run #{step.run_id} {_describe_step(step)}"
+        what = f"Run #{step.run_id} {describe_step(step)}"
         return TimelineEntry(
             incident=self.execution.incident,
             kind=TimelineKind.STEP_OUTPUT,
@@ -1065,7 +1039,7 @@ class _Applied(_Pending):
             if self.changed
             else f"{what}: nothing to change ({self.detail})",
             actor_label=ENGINE_ACTOR,
-            payload=_step_payload(step, phase="applied", changed=self.changed),
+            payload=step_payload(step, phase="applied", changed=self.changed),
         )
 
 
@@ -1097,7 +1071,7 @@ class _Ending(_Pending):
             "state": self.state,
             "finished_at": timezone.now(),
             "heartbeat_at": None,
-            "check_results": [_check_json(result) for result in self.checks],
+            "check_results": [check_json(result) for result in self.checks],
             **self.extra_fields,
         }
         if self.state == StepState.FAILED:
@@ -1123,14 +1097,14 @@ class _Ending(_Pending):
                 TimelineEntry(
                     incident=incident,
                     kind=TimelineKind.CHECK_RESULT,
-                    body=f"Run #{step.run_id} {_describe_step(step)} checks: "
-                    + _checks_summary(self.checks),
+                    body=f"Run #{step.run_id} {describe_step(step)} checks: "
+                    + checks_summary(self.checks),
                     actor_label=ENGINE_ACTOR,
-                    payload=_step_payload(step, checks=[_check_json(r) for r in self.checks]),
+                    payload=step_payload(step, checks=[check_json(r) for r in self.checks]),
                 )
             )
         finished, started = step.finished_at, step.started_at
-        took = _format_duration(finished - started) if finished and started else "?"
+        took = format_duration(finished - started) if finished and started else "?"
         if self.state == StepState.SUCCEEDED:
             reached_text = f", now at {step.reached_version}" if step.reached_version else ""
             settled_text = f" ({self.settled})" if self.settled else ""
@@ -1146,9 +1120,9 @@ class _Ending(_Pending):
             TimelineEntry(
                 incident=incident,
                 kind=TimelineKind.STEP_FINISHED,
-                body=f"Run #{step.run_id} {_describe_step(step)} {body}",
+                body=f"Run #{step.run_id} {describe_step(step)} {body}",
                 actor_label=ENGINE_ACTOR,
-                payload=_step_payload(step, reason=self.reason, retryable=self.retryable),
+                payload=step_payload(step, reason=self.reason, retryable=self.retryable),
             )
         )
         return entries
@@ -1332,20 +1306,6 @@ _applies = _SharedWrites(_write_applied)
 _finishes = _SharedWrites(_write_endings)
 os.register_at_fork(after_in_child=_applies.forget_parent)
 os.register_at_fork(after_in_child=_finishes.forget_parent)
-
-
-def _checks_summary(results: list[CheckResult]) -> str:
-    """ "3 passed (rollout complete, …)" or the failures and inconclusive ones in full."""
-    passed = [result.name for result in results if result.status == CheckStatus.PASSED]
-    others = [result for result in results if result.status != CheckStatus.PASSED]
-    parts = [f"{result.name} {result.status}: {result.detail}" for result in others]
-    if passed:
-        parts.append(f"{len(passed)} passed ({', '.join(passed)})")
-    return "; ".join(parts)
-
-
-def _check_json(result: CheckResult) -> dict[str, str]:
-    return {"name": result.name, "status": str(result.status), "detail": result.detail}
 
 
 def _jsonable(value: Any) -> Any:
