@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from executors.base import BackendError
 from incidents.models import Service
 from rollbacks import conf
-from rollbacks.engine import backend_for
+from rollbacks.engine.backends import backend_for
 
 MAX_PARALLEL_READS = 16
 ERROR_MAX_CHARS = 300

@@ -4,6 +4,13 @@ The engine's code is in rollbacks.engine.execution, from which this package take
 its callers use while the module is split by responsibility.
 """
 
+from rollbacks.engine.backends import (
+    backend_for,
+    release_label,
+    release_labels,
+    target_for,
+    warm_up,
+)
 from rollbacks.engine.execution import (
     CeleryDispatcher,
     Dispatcher,
@@ -22,17 +29,12 @@ from rollbacks.engine.execution import (
     _write_applied,
     _write_endings,
     advance_locked,
-    backend_for,
     recover_stalled,
-    release_label,
-    release_labels,
     retry_delay,
     run_advance,
     run_inline,
     step_execute,
     steps_execute,
-    target_for,
-    warm_up,
 )
 
 __all__ = [

@@ -37,7 +37,6 @@ collected for `run_inline`, which executes a run in this process (the terminal c
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import random
@@ -47,7 +46,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -59,7 +58,6 @@ from django.db.models import (
     F,
     Max,
     Min,
-    Q,
     Value,
 )
 from django.db.models.functions import MD5, Cast, Coalesce, Concat
@@ -70,17 +68,15 @@ from executors.base import (
     BackendError,
     CheckResult,
     CheckStatus,
-    ConfigError,
-    Connections,
     DeadlineExceeded,
     RollbackTarget,
 )
-from executors.registry import BACKENDS, backend_class
 from incidents.errors import DomainError
-from incidents.models import Release, Service, TimelineEntry, TimelineKind
+from incidents.models import TimelineEntry, TimelineKind
 from incidents.services import incident_record_instant
 from incidents.timeline import announce_log_lines, timeline_append, timeline_append_all
 from rollbacks import conf
+from rollbacks.engine.backends import release_labels, reusable_backend_for, target_for
 from rollbacks.engine.entries import (
     ENGINE_ACTOR,
     check_json,
@@ -98,95 +94,6 @@ logger = logging.getLogger(__name__)
 _LOG_LINE_MAX_CHARS = 2000
 _LOG_FLUSH_LINES = 50
 _LOG_FLUSH_SECONDS = 0.25
-
-
-# -- backends --------------------------------------------------------------------------------
-
-
-def backend_for(service: Service, *, connections: Connections | None = None) -> Backend:
-    """The backend that acts on `service`, with the options settings give its kind
-    (ROLLBACK_BACKEND_OPTIONS, e.g. {"kubernetes": {"poll_interval": 0.5}})."""
-    try:
-        cls = backend_class(service.backend)
-    except KeyError:
-        raise ConfigError(f"unknown backend {service.backend!r}") from None
-    options = conf.backend_options(service.backend)
-    return cls(service.target_config, connections or conf.connections(), **options)
-
-
-_BACKEND_REUSE_SECONDS = 60.0
-_reusable = threading.local()
-
-
-def reusable_backend_for(service: Service) -> Backend:
-    """backend_for, kept for a minute per thread and per (backend, config, connections,
-    options): a worker's next step on the same target skips config validation and reuses
-    the client's connections. Short-lived, so rotated credentials and edited settings take
-    effect soon."""
-    connections = conf.connections()
-    options = conf.backend_options(service.backend)
-    key = json.dumps(
-        [service.backend, service.target_config, asdict(connections), options],
-        sort_keys=True,
-        default=str,
-    )
-    cache: dict[str, tuple[float, Backend]] = getattr(_reusable, "backends", None) or {}
-    _reusable.backends = cache
-    now = time.monotonic()
-    for stale in [k for k, (made, _) in cache.items() if now - made > _BACKEND_REUSE_SECONDS]:
-        del cache[stale]
-    if key not in cache:
-        cache[key] = (now, backend_for(service, connections=connections))
-    return cache[key][1]
-
-
-def target_for(step: Step) -> RollbackTarget:
-    """The RollbackTarget a step describes."""
-    return RollbackTarget(
-        version=step.to_version or None,
-        artifact=step.to_artifact or None,
-        previous=step.to_previous,
-        params=dict(step.params),
-    )
-
-
-def release_label(service: Service, live: str | None) -> str:
-    """The release label for a live version or artifact, else the live value itself."""
-    if not live:
-        return ""
-    return release_labels([(service.pk, live)])[(service.pk, live)]
-
-
-def release_labels(pairs: Iterable[tuple[int, str]]) -> dict[tuple[int, str], str]:
-    """For each (service id, live version or artifact): the version of the newest release of
-    that service it names, else the live value itself; all in one query."""
-    wanted = {(service_id, live) for service_id, live in pairs if live}
-    if not wanted:
-        return {}
-    matching = Q()
-    for service_id, live in wanted:
-        matching |= Q(service_id=service_id) & (Q(artifact=live) | Q(version=live))
-    found: dict[tuple[int, str], str] = {}
-    for release in Release.objects.filter(matching).order_by("-shipped_at", "-id"):
-        for live in (release.artifact, release.version):  # the newest match wins
-            found.setdefault((release.service_id, live), release.version)
-    return {pair: found.get(pair, pair[1]) for pair in wanted}
-
-
-def warm_up() -> None:
-    """Import every backend and the API classes the Kubernetes client loads lazily (about
-    1.5 s on first use), so that a worker's first step does not pay for it."""
-    for kind in list(BACKENDS):
-        try:
-            backend_class(kind)
-        except Exception:  # a backend that cannot load fails its own steps, loudly
-            logger.warning("rollback backend %s cannot be loaded", kind, exc_info=True)
-    try:
-        from kubernetes import client as kube_client
-
-        kube_client.AppsV1Api, kube_client.CoreV1Api  # noqa: B018
-    except ImportError:
-        pass
 
 
 # -- dispatching -----------------------------------------------------------------------------
