@@ -11,10 +11,9 @@ from rollbacks.engine.backends import (
     target_for,
     warm_up,
 )
+from rollbacks.engine.dispatch import Dispatcher, InlineDispatcher
 from rollbacks.engine.execution import (
     CeleryDispatcher,
-    Dispatcher,
-    InlineDispatcher,
     StepLogWriter,
     StepRetry,
     _Applied,

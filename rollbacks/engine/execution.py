@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from django.db import close_old_connections, connections, transaction
 from django.db.models import (
@@ -77,6 +77,12 @@ from incidents.services import incident_record_instant
 from incidents.timeline import announce_log_lines, timeline_append, timeline_append_all
 from rollbacks import conf
 from rollbacks.engine.backends import release_labels, reusable_backend_for, target_for
+from rollbacks.engine.dispatch import (
+    HARD_LIMIT_MARGIN_SECONDS,
+    SOFT_LIMIT_MARGIN_SECONDS,
+    Dispatcher,
+    InlineDispatcher,
+)
 from rollbacks.engine.entries import (
     ENGINE_ACTOR,
     check_json,
@@ -96,23 +102,7 @@ _LOG_FLUSH_LINES = 50
 _LOG_FLUSH_SECONDS = 0.25
 
 
-# -- dispatching -----------------------------------------------------------------------------
-
-
-class Dispatcher(Protocol):
-    """Hands out work. Called inside the transaction that decided it; acts after commit."""
-
-    def start_steps(self, steps: Iterable[Step]) -> None: ...
-
-    def advance_run(self, run_id: int) -> None: ...
-
-    def verify_run(self, run_id: int, round_id: str) -> None: ...
-
-
-# Celery's soft limit sits this far beyond a step's own timeout (checks and retries run
-# after the deadline the backend's wait honours); the hard limit a little further still.
-_SOFT_LIMIT_MARGIN = 120
-_HARD_LIMIT_MARGIN = 180
+# -- dispatching to Celery ------------------------------------------------------------------
 
 
 class CeleryDispatcher:
@@ -127,8 +117,8 @@ class CeleryDispatcher:
         for chunk in (steps[at : at + size] for at in range(0, len(steps), size)):
             timeout = max(step.timeout_seconds for step in chunk)
             limits = {
-                "soft_time_limit": timeout + _SOFT_LIMIT_MARGIN,
-                "time_limit": timeout + _HARD_LIMIT_MARGIN,
+                "soft_time_limit": timeout + SOFT_LIMIT_MARGIN_SECONDS,
+                "time_limit": timeout + HARD_LIMIT_MARGIN_SECONDS,
             }
             if len(chunk) == 1:
                 step_execute.apply_async_on_commit((chunk[0].pk,), **limits)  # type: ignore[attr-defined]
@@ -144,8 +134,8 @@ class CeleryDispatcher:
         options: dict[str, Any] = {
             "countdown": delay,
             "retries": 1,  # Celery's own count, which step_execute's max_retries reads
-            "soft_time_limit": step.timeout_seconds + _SOFT_LIMIT_MARGIN,
-            "time_limit": step.timeout_seconds + _HARD_LIMIT_MARGIN,
+            "soft_time_limit": step.timeout_seconds + SOFT_LIMIT_MARGIN_SECONDS,
+            "time_limit": step.timeout_seconds + HARD_LIMIT_MARGIN_SECONDS,
         }
         step_execute.apply_async((step.pk,), **options)
 
@@ -160,57 +150,9 @@ class CeleryDispatcher:
         budget = round(conf.verify_timeout_seconds())
         run_verify.apply_async_on_commit(  # type: ignore[attr-defined]
             (run_id, round_id),
-            soft_time_limit=budget + _SOFT_LIMIT_MARGIN,
-            time_limit=budget + _HARD_LIMIT_MARGIN,
+            soft_time_limit=budget + SOFT_LIMIT_MARGIN_SECONDS,
+            time_limit=budget + HARD_LIMIT_MARGIN_SECONDS,
         )
-
-
-class InlineDispatcher:
-    """Collects work for `run_inline` after commit (thread-safe)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._steps: list[int] = []
-        self._advance = False
-        self._verifications: list[tuple[int, str]] = []
-
-    def start_steps(self, steps: Iterable[Step]) -> None:
-        ids = [step.pk for step in steps]
-
-        def collect() -> None:
-            with self._lock:
-                self._steps.extend(ids)
-
-        transaction.on_commit(collect)
-
-    def advance_run(self, run_id: int) -> None:
-        def flag() -> None:
-            with self._lock:
-                self._advance = True
-
-        transaction.on_commit(flag)
-
-    def verify_run(self, run_id: int, round_id: str) -> None:
-        def collect() -> None:
-            with self._lock:
-                self._verifications.append((run_id, round_id))
-
-        transaction.on_commit(collect)
-
-    def take_verifications(self) -> list[tuple[int, str]]:
-        with self._lock:
-            taken, self._verifications = self._verifications, []
-        return taken
-
-    def take_steps(self) -> list[int]:
-        with self._lock:
-            taken, self._steps = self._steps, []
-        return taken
-
-    def take_advance(self) -> bool:
-        with self._lock:
-            wanted, self._advance = self._advance, False
-        return wanted
 
 
 def _default_dispatcher(dispatcher: Dispatcher | None) -> Dispatcher:
@@ -448,7 +390,7 @@ class _Heartbeats:
         try:
             while True:
                 time.sleep(conf.heartbeat_seconds())
-                cutoff = timezone.now() - timedelta(seconds=_HARD_LIMIT_MARGIN)
+                cutoff = timezone.now() - timedelta(seconds=HARD_LIMIT_MARGIN_SECONDS)
                 with self._lock:
                     tokens = [
                         token
