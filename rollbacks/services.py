@@ -43,6 +43,7 @@ from rollbacks.models import (
     StepState,
 )
 from rollbacks.signals import send_run_finished, send_run_started
+from rollbacks.tasks import CeleryDispatcher
 
 DEFAULT_STEP_TIMEOUT = 600
 MAX_STEP_TIMEOUT = 3600
@@ -411,7 +412,7 @@ def run_confirm_and_start(*, run: Run, actor: User, confirmation: str, enqueue: 
                     )
     send_run_started(locked)
     if enqueue:
-        engine.advance_locked(locked)
+        engine.advance_locked(locked, dispatcher=CeleryDispatcher())
     return locked
 
 
@@ -459,7 +460,7 @@ def run_resume(*, run: Run, actor: User) -> Run:
         actor=actor,
         payload={"run": locked.pk, "state": locked.state},
     )
-    engine.advance_locked(locked)
+    engine.advance_locked(locked, dispatcher=CeleryDispatcher())
     return locked
 
 
@@ -577,7 +578,7 @@ def step_retry(*, step: Step, actor: User) -> Step:
         payload={"run": run.pk, "step": locked.pk, "state": locked.state},
     )
     if run.state == RunState.RUNNING:
-        engine.CeleryDispatcher().advance_run(run.pk)
+        CeleryDispatcher().advance_run(run.pk)
     return locked
 
 
@@ -621,5 +622,5 @@ def step_skip(*, step: Step, actor: User, reason: str) -> Step:
         },
     )
     if run.state == RunState.RUNNING:
-        engine.CeleryDispatcher().advance_run(run.pk)
+        CeleryDispatcher().advance_run(run.pk)
     return locked

@@ -1,10 +1,13 @@
 """Celery tasks for rollback runs: thin wrappers that load by id and call the engine.
 
-Both tasks are safe to deliver twice (acks late, requeued when a worker dies): the engine
+The tasks are safe to deliver twice (acks late, requeued when a worker dies): the engine
 claims a step with a conditional UPDATE and never applies a step whose `applied_at` is set.
 Each worker also runs a small recovery loop (see `start_recovery_loop`) that hands steps
 left behind by a dead worker to a new delivery within ROLLBACK_STALE_AFTER_SECONDS, rather
 than after the broker's visibility timeout (hours).
+
+`CeleryDispatcher` is how the engine's work becomes these tasks' messages: the engine takes
+a dispatcher from its caller, so it needs to know nothing of Celery.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -20,6 +24,7 @@ from django.db import connections
 
 from console.celery import app
 from rollbacks import conf, engine, verification
+from rollbacks.engine.dispatch import HARD_LIMIT_MARGIN_SECONDS, SOFT_LIMIT_MARGIN_SECONDS
 from rollbacks.models import Step
 
 logger = logging.getLogger(__name__)
@@ -29,7 +34,7 @@ _recovery_stop = threading.Event()
 @app.task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_advance(run_id: int) -> None:
     """Start the next steps of a running run, or finish it."""
-    engine.run_advance(run_id)
+    engine.run_advance(run_id, dispatcher=CeleryDispatcher())
 
 
 @app.task(
@@ -49,6 +54,7 @@ def step_execute(self: Any, step_id: int) -> None:
     try:
         engine.step_execute(
             step_id,
+            dispatcher=CeleryDispatcher(),
             final_attempt=self.request.retries >= self.max_retries,
             worker=self.request.hostname or None,
             time_limit_errors=(SoftTimeLimitExceeded,),
@@ -64,7 +70,7 @@ def step_execute(self: Any, step_id: int) -> None:
 def steps_execute(step_ids: list[int]) -> None:
     """Execute several steps of a parallel group at once, a thread each. A step that hits
     a retryable error goes back to the queue on its own, as step_execute's first retry."""
-    dispatcher = engine.CeleryDispatcher()
+    dispatcher = CeleryDispatcher()
 
     def retry(step: Step, outcome: engine.StepRetry) -> None:
         delay = engine.retry_delay(0, retry_after=outcome.retry_after)
@@ -74,6 +80,7 @@ def steps_execute(step_ids: list[int]) -> None:
 
     engine.steps_execute(
         step_ids,
+        dispatcher=dispatcher,
         final_attempt=conf.max_step_retries() <= 0,
         worker=steps_execute.request.hostname or None,
         time_limit_errors=(SoftTimeLimitExceeded,),
@@ -90,15 +97,64 @@ def run_verify(run_id: int, round_id: str) -> None:
 @app.task(acks_late=True, ignore_result=True)
 def steps_recover() -> None:
     """Hand out steps and runs a dead worker or a lost message left behind."""
-    found = engine.recover_stalled()
+    found = engine.recover_stalled(dispatcher=CeleryDispatcher())
     if any(found.values()):
         logger.warning("recovered stalled rollback work: %s", found)
+
+
+# -- dispatching -----------------------------------------------------------------------------
+
+
+class CeleryDispatcher:
+    """The engine's dispatcher outside `run_inline`. Enqueues these tasks after commit: a
+    step alone as step_execute, several as steps_execute (in messages of
+    conf.steps_per_message() steps), with time limits; run_advance and run_verify by id."""
+
+    def start_steps(self, steps: Iterable[Step]) -> None:
+        steps = list(steps)
+        size = conf.steps_per_message()
+        for chunk in (steps[at : at + size] for at in range(0, len(steps), size)):
+            timeout = max(step.timeout_seconds for step in chunk)
+            limits = {
+                "soft_time_limit": timeout + SOFT_LIMIT_MARGIN_SECONDS,
+                "time_limit": timeout + HARD_LIMIT_MARGIN_SECONDS,
+            }
+            if len(chunk) == 1:
+                step_execute.apply_async_on_commit((chunk[0].pk,), **limits)  # type: ignore[attr-defined]
+            else:
+                ids = [step.pk for step in chunk]
+                steps_execute.apply_async_on_commit((ids,), **limits)  # type: ignore[attr-defined]
+
+    def retry_step(self, step: Step, *, delay: float) -> None:
+        """Deliver a step of a steps_execute message again in `delay` seconds, counted as
+        its first automatic retry (step_execute retries it further, up to max_retries)."""
+        options: dict[str, Any] = {
+            "countdown": delay,
+            "retries": 1,  # Celery's own count, which step_execute's max_retries reads
+            "soft_time_limit": step.timeout_seconds + SOFT_LIMIT_MARGIN_SECONDS,
+            "time_limit": step.timeout_seconds + HARD_LIMIT_MARGIN_SECONDS,
+        }
+        step_execute.apply_async((step.pk,), **options)
+
+    def advance_run(self, run_id: int) -> None:
+        run_advance.delay_on_commit(run_id)  # type: ignore[attr-defined]
+
+    def verify_run(self, run_id: int, round_id: str) -> None:
+        budget = round(conf.verify_timeout_seconds())
+        run_verify.apply_async_on_commit(  # type: ignore[attr-defined]
+            (run_id, round_id),
+            soft_time_limit=budget + SOFT_LIMIT_MARGIN_SECONDS,
+            time_limit=budget + HARD_LIMIT_MARGIN_SECONDS,
+        )
+
+
+# -- recovery --------------------------------------------------------------------------------
 
 
 def _recovery_loop(interval: float, stop: threading.Event) -> None:
     while not stop.wait(interval):
         try:
-            found = engine.recover_stalled()
+            found = engine.recover_stalled(dispatcher=CeleryDispatcher())
             if any(found.values()):
                 logger.warning("recovered stalled rollback work: %s", found)
         except Exception:

@@ -13,7 +13,6 @@ from rollbacks.engine.backends import (
 )
 from rollbacks.engine.dispatch import Dispatcher, InlineDispatcher
 from rollbacks.engine.execution import (
-    CeleryDispatcher,
     StepLogWriter,
     StepRetry,
     _Applied,
@@ -37,7 +36,6 @@ from rollbacks.engine.execution import (
 )
 
 __all__ = [
-    "CeleryDispatcher",
     "Dispatcher",
     "InlineDispatcher",
     "StepLogWriter",

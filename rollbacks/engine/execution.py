@@ -30,8 +30,9 @@ to a new delivery, which takes the claim over and carries on from what `applied_
 Writes after the claim are fenced by a claim token, so a worker presumed dead that comes
 back cannot overwrite its successor's record.
 
-The dispatcher decides how work is handed out: to Celery after commit (the default), or
-collected for `run_inline`, which executes a run in this process (the terminal command).
+The dispatcher, which every entry point takes from its caller, decides how work is handed
+out: to Celery after commit (rollbacks.tasks.CeleryDispatcher), or collected for
+`run_inline`, which executes a run in this process (the terminal command).
 """
 
 from __future__ import annotations
@@ -79,7 +80,6 @@ from rollbacks import conf
 from rollbacks.engine.backends import release_labels, reusable_backend_for, target_for
 from rollbacks.engine.dispatch import (
     HARD_LIMIT_MARGIN_SECONDS,
-    SOFT_LIMIT_MARGIN_SECONDS,
     Dispatcher,
     InlineDispatcher,
 )
@@ -102,63 +102,6 @@ _LOG_FLUSH_LINES = 50
 _LOG_FLUSH_SECONDS = 0.25
 
 
-# -- dispatching to Celery ------------------------------------------------------------------
-
-
-class CeleryDispatcher:
-    """Enqueue tasks after commit: a step alone as step_execute, several as steps_execute
-    (in messages of conf.steps_per_message() steps), with time limits; run_advance by id."""
-
-    def start_steps(self, steps: Iterable[Step]) -> None:
-        from rollbacks.tasks import step_execute, steps_execute
-
-        steps = list(steps)
-        size = conf.steps_per_message()
-        for chunk in (steps[at : at + size] for at in range(0, len(steps), size)):
-            timeout = max(step.timeout_seconds for step in chunk)
-            limits = {
-                "soft_time_limit": timeout + SOFT_LIMIT_MARGIN_SECONDS,
-                "time_limit": timeout + HARD_LIMIT_MARGIN_SECONDS,
-            }
-            if len(chunk) == 1:
-                step_execute.apply_async_on_commit((chunk[0].pk,), **limits)  # type: ignore[attr-defined]
-            else:
-                ids = [step.pk for step in chunk]
-                steps_execute.apply_async_on_commit((ids,), **limits)  # type: ignore[attr-defined]
-
-    def retry_step(self, step: Step, *, delay: float) -> None:
-        """Deliver a step of a steps_execute message again in `delay` seconds, counted as
-        its first automatic retry (step_execute retries it further, up to max_retries)."""
-        from rollbacks.tasks import step_execute
-
-        options: dict[str, Any] = {
-            "countdown": delay,
-            "retries": 1,  # Celery's own count, which step_execute's max_retries reads
-            "soft_time_limit": step.timeout_seconds + SOFT_LIMIT_MARGIN_SECONDS,
-            "time_limit": step.timeout_seconds + HARD_LIMIT_MARGIN_SECONDS,
-        }
-        step_execute.apply_async((step.pk,), **options)
-
-    def advance_run(self, run_id: int) -> None:
-        from rollbacks.tasks import run_advance as run_advance_task
-
-        run_advance_task.delay_on_commit(run_id)  # type: ignore[attr-defined]
-
-    def verify_run(self, run_id: int, round_id: str) -> None:
-        from rollbacks.tasks import run_verify
-
-        budget = round(conf.verify_timeout_seconds())
-        run_verify.apply_async_on_commit(  # type: ignore[attr-defined]
-            (run_id, round_id),
-            soft_time_limit=budget + SOFT_LIMIT_MARGIN_SECONDS,
-            time_limit=budget + HARD_LIMIT_MARGIN_SECONDS,
-        )
-
-
-def _default_dispatcher(dispatcher: Dispatcher | None) -> Dispatcher:
-    return dispatcher if dispatcher is not None else CeleryDispatcher()
-
-
 def worker_name() -> str:
     """Who is executing: host and process id."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -168,9 +111,7 @@ def worker_name() -> str:
 
 
 @transaction.atomic
-def run_advance(
-    run_id: int, *, dispatcher: Dispatcher | None = None, requeue_pending: bool = False
-) -> list[int]:
+def run_advance(run_id: int, *, dispatcher: Dispatcher, requeue_pending: bool = False) -> list[int]:
     """Move a running run forward; return the ids of the steps handed to the dispatcher.
 
     Pending steps of the current group are dispatched once (`enqueued_at` remembers it);
@@ -178,14 +119,14 @@ def run_advance(
     the run is running.
     """
     run = Run.objects.select_for_update(no_key=True).select_related("incident").get(pk=run_id)
-    return _advance_locked(run, _default_dispatcher(dispatcher), requeue_pending=requeue_pending)
+    return _advance_locked(run, dispatcher, requeue_pending=requeue_pending)
 
 
-def advance_locked(run: Run, *, dispatcher: Dispatcher | None = None) -> list[int]:
+def advance_locked(run: Run, *, dispatcher: Dispatcher) -> list[int]:
     """run_advance for a caller whose transaction holds the run's row lock (starting or
     resuming it): the first steps go out when that transaction commits, with no
     run_advance message in between."""
-    return _advance_locked(run, _default_dispatcher(dispatcher))
+    return _advance_locked(run, dispatcher)
 
 
 _UNFINISHED = (StepState.PENDING, StepState.RUNNING)
@@ -1170,8 +1111,8 @@ def _jsonable(value: Any) -> Any:
 def step_execute(
     step_id: int,
     *,
+    dispatcher: Dispatcher,
     final_attempt: bool = True,
-    dispatcher: Dispatcher | None = None,
     worker: str | None = None,
     time_limit_errors: tuple[type[BaseException], ...] = (),
 ) -> str:
@@ -1185,16 +1126,14 @@ def step_execute(
     claim = _claim(step_id, worker or worker_name())
     if claim is None:
         return ""
-    return _execute_claimed(
-        claim, _default_dispatcher(dispatcher), final_attempt, time_limit_errors
-    )
+    return _execute_claimed(claim, dispatcher, final_attempt, time_limit_errors)
 
 
 def steps_execute(
     step_ids: Iterable[int],
     *,
+    dispatcher: Dispatcher,
     final_attempt: bool = False,
-    dispatcher: Dispatcher | None = None,
     worker: str | None = None,
     time_limit_errors: tuple[type[BaseException], ...] = (),
     on_retry: Callable[[Step, StepRetry], None] | None = None,
@@ -1209,7 +1148,6 @@ def steps_execute(
     A group starts as one message and one claim instead of one of each per step: a burst of
     steps no longer waits for the worker to take its messages and claims one at a time.
     """
-    dispatch = _default_dispatcher(dispatcher)
     worker = worker or worker_name()
     ids = list(dict.fromkeys(step_ids))
     claims = _claim_pending(ids, worker, mark_apply=len(ids) > 1)
@@ -1220,7 +1158,7 @@ def steps_execute(
 
     def execute(claim: _Claim) -> str | StepRetry:
         try:
-            return _execute_claimed(claim, dispatch, final_attempt, time_limit_errors)
+            return _execute_claimed(claim, dispatcher, final_attempt, time_limit_errors)
         except StepRetry as retry:
             if on_retry is not None:
                 on_retry(claim.step, retry)
@@ -1312,14 +1250,13 @@ def _execute_claimed(
 # -- recovery --------------------------------------------------------------------------------
 
 
-def recover_stalled(*, dispatcher: Dispatcher | None = None) -> dict[str, int]:
+def recover_stalled(*, dispatcher: Dispatcher) -> dict[str, int]:
     """Hand out work that a dead worker or a lost message left behind.
 
     Running steps whose heartbeat is older than ROLLBACK_STALE_AFTER_SECONDS go to a new
     delivery (which takes the claim over); running runs with no step running and no
     progress for as long get their pending steps dispatched again.
     """
-    dispatch = _default_dispatcher(dispatcher)
     cutoff = timezone.now() - timedelta(seconds=conf.stale_after_seconds())
     stalled_steps = list(
         Step.objects.filter(state=StepState.RUNNING, heartbeat_at__lt=cutoff).only(
@@ -1328,7 +1265,7 @@ def recover_stalled(*, dispatcher: Dispatcher | None = None) -> dict[str, int]:
     )
     if stalled_steps:
         with transaction.atomic():
-            dispatch.start_steps(stalled_steps)
+            dispatcher.start_steps(stalled_steps)
     quiet_runs = (
         Run.objects.filter(state=RunState.RUNNING, started_at__lt=cutoff)
         .exclude(steps__state=StepState.RUNNING)
@@ -1338,7 +1275,7 @@ def recover_stalled(*, dispatcher: Dispatcher | None = None) -> dict[str, int]:
     )
     requeued = 0
     for run_id in list(quiet_runs):
-        run_advance(run_id, dispatcher=dispatch, requeue_pending=True)
+        run_advance(run_id, dispatcher=dispatcher, requeue_pending=True)
         requeued += 1
     return {"steps": len(stalled_steps), "runs": requeued}
 
