@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -51,11 +51,10 @@ from incidents.models import ChecklistItem, ChecklistKind, TimelineEntry, Timeli
 from incidents.services import checklist_item_set
 from incidents.timeline import timeline_append
 from rollbacks import conf
+from rollbacks.engine.dispatch import Dispatcher
+from rollbacks.engine.run_finish import run_succeed
 from rollbacks.models import Run, RunState, Step, StepState
 from rollbacks.signals import send_run_finished
-
-if TYPE_CHECKING:
-    from rollbacks.engine import Dispatcher
 
 logger = logging.getLogger(__name__)
 
@@ -362,8 +361,6 @@ def _summary(results: Sequence[Mapping[str, Any]], outcome: str) -> str:
 
 @transaction.atomic
 def _conclude(run_id: int, round_: _Round, planned: Sequence[PlannedCheck]) -> str:
-    from rollbacks import engine
-
     run = Run.objects.select_for_update(no_key=True).select_related("incident").get(pk=run_id)
     if not _still_open(run, round_):
         return ""
@@ -444,7 +441,7 @@ def _conclude(run_id: int, round_: _Round, planned: Sequence[PlannedCheck]) -> s
         return INCONCLUSIVE
     conclude(PASSED, f"Run #{run.pk} verified: all {len(results)} check(s) passed")
     steps = list(run.steps.select_related("service").order_by("group", "position"))
-    engine._succeed_run(run, steps, verified=True)
+    run_succeed(run, steps, verified=True)
     return PASSED
 
 

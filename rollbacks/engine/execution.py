@@ -72,9 +72,7 @@ from executors.base import (
     DeadlineExceeded,
     RollbackTarget,
 )
-from incidents.errors import DomainError
 from incidents.models import TimelineEntry, TimelineKind
-from incidents.services import incident_record_instant
 from incidents.timeline import announce_log_lines, timeline_append, timeline_append_all
 from rollbacks import conf
 from rollbacks.engine.backends import release_labels, reusable_backend_for, target_for
@@ -89,11 +87,10 @@ from rollbacks.engine.entries import (
     checks_summary,
     describe_step,
     format_duration,
-    run_payload,
     step_payload,
 )
+from rollbacks.engine.run_finish import run_fail, run_succeed
 from rollbacks.models import Run, RunState, Step, StepLog, StepState
-from rollbacks.signals import send_run_finished
 
 logger = logging.getLogger(__name__)
 
@@ -156,96 +153,15 @@ def _advance_locked(run: Run, dispatch: Dispatcher, *, requeue_pending: bool = F
     for group, members in sorted(groups.items()):
         stopped = [step for step in members if step.state in _STOPPED]
         if stopped and not any(step.state in _UNFINISHED for step in members):
-            _fail_run(run, steps, group=group, stopped=stopped)
+            run_fail(run, steps, group=group, stopped=stopped)
             return []
     # Every step is done: the services' own checks decide before the run succeeds.
     from rollbacks import verification
 
     if verification.hold_for_verification(run, steps, dispatch, requeue=requeue_pending):
         return []
-    _succeed_run(run, steps)
+    run_succeed(run, steps)
     return []
-
-
-def _fail_run(run: Run, steps: list[Step], *, group: int, stopped: list[Step]) -> None:
-    now = timezone.now()
-    first = stopped[0]
-    failures = "; ".join(
-        f"{describe_step(step)} {step.state}: "
-        + (step.error or step.skip_reason or "no reason given")
-        for step in stopped
-    )
-    later = [step for step in steps if step.group > group and step.state == StepState.PENDING]
-    reason = f"not started: {describe_step(first)} failed"
-    for step in later:
-        step.state = StepState.CANCELLED
-        step.skip_reason = reason
-        step.blocked_by = first
-        step.finished_at = now
-        step.save(update_fields=["state", "skip_reason", "blocked_by", "finished_at"])
-        timeline_append(
-            incident=run.incident,
-            kind=TimelineKind.STEP_FINISHED,
-            body=f"Run #{run.pk} {describe_step(step)} cancelled: {reason}",
-            actor_label=ENGINE_ACTOR,
-            payload=step_payload(step, reason=reason, blocked_by=first.pk),
-        )
-    run.state = RunState.FAILED
-    run.finished_at = now
-    run.failure_reason = failures
-    run.save(update_fields=["state", "finished_at", "failure_reason"])
-    not_started = f"; {len(later)} later step(s) not started" if later else ""
-    timeline_append(
-        incident=run.incident,
-        kind=TimelineKind.RUN,
-        body=f"Run #{run.pk} failed after {format_duration(run.duration)}: {failures}{not_started}",
-        actor_label=ENGINE_ACTOR,
-        payload=run_payload(
-            run,
-            failed_steps=[step.pk for step in stopped],
-            cancelled_steps=[step.pk for step in later],
-        ),
-    )
-    send_run_finished(run)
-
-
-def _succeed_run(run: Run, steps: list[Step], *, verified: bool = False) -> None:
-    """End the run as succeeded and stamp the incident's restore instant (and, when the
-    services' verification passed, the verified instant) unless a drill or dry run."""
-    now = timezone.now()
-    run.state = RunState.SUCCEEDED
-    run.finished_at = now
-    run.save(update_fields=["state", "finished_at"])
-    done = sum(1 for step in steps if step.state == StepState.SUCCEEDED)
-    skipped = sum(1 for step in steps if step.state == StepState.SKIPPED)
-    what = "Dry run" if run.dry_run else "Drill" if run.drill else "Rollback"
-    timeline_append(
-        incident=run.incident,
-        kind=TimelineKind.RUN,
-        body=f"{what} run #{run.pk} succeeded in {format_duration(run.duration)}: "
-        f"{done} step(s) succeeded" + (f", {skipped} skipped" if skipped else ""),
-        actor_label=ENGINE_ACTOR,
-        payload=run_payload(run, succeeded=done, skipped=skipped),
-    )
-    send_run_finished(run)
-    if run.dry_run or run.drill or not done:
-        return
-    # With verification, the service came back when the last step finished, and was
-    # verified now; without it, now is all we know.
-    finished = [step.finished_at for step in steps if step.finished_at is not None]
-    instants = {"restored_at": max(finished) if verified and finished else now}
-    if verified:
-        instants["verified_at"] = now
-    incident = run.incident
-    for instant, at in instants.items():
-        if getattr(incident, instant) is not None:
-            continue
-        try:
-            incident = incident_record_instant(
-                incident=incident, instant=instant, at=at, actor=None, actor_label=ENGINE_ACTOR
-            )
-        except DomainError as error:
-            logger.warning("run %s: could not record %s: %s", run.pk, instant, error)
 
 
 # -- executing a step ------------------------------------------------------------------------
