@@ -4,6 +4,7 @@ The engine's code is in rollbacks.engine.execution, from which this package take
 its callers use while the module is split by responsibility.
 """
 
+from rollbacks.engine.advance import advance_locked, run_advance
 from rollbacks.engine.backends import (
     backend_for,
     release_label,
@@ -25,10 +26,8 @@ from rollbacks.engine.execution import (
     _StepExecution,
     _write_applied,
     _write_endings,
-    advance_locked,
     recover_stalled,
     retry_delay,
-    run_advance,
     run_inline,
     step_execute,
     steps_execute,

@@ -58,7 +58,6 @@ from django.db.models import (
     ExpressionWrapper,
     F,
     Max,
-    Min,
     Value,
 )
 from django.db.models.functions import MD5, Cast, Coalesce, Concat
@@ -75,6 +74,7 @@ from executors.base import (
 from incidents.models import TimelineEntry, TimelineKind
 from incidents.timeline import announce_log_lines, timeline_append, timeline_append_all
 from rollbacks import conf
+from rollbacks.engine.advance import UNFINISHED_STATES, run_advance
 from rollbacks.engine.backends import release_labels, reusable_backend_for, target_for
 from rollbacks.engine.dispatch import (
     HARD_LIMIT_MARGIN_SECONDS,
@@ -89,7 +89,6 @@ from rollbacks.engine.entries import (
     format_duration,
     step_payload,
 )
-from rollbacks.engine.run_finish import run_fail, run_succeed
 from rollbacks.models import Run, RunState, Step, StepLog, StepState
 
 logger = logging.getLogger(__name__)
@@ -102,66 +101,6 @@ _LOG_FLUSH_SECONDS = 0.25
 def worker_name() -> str:
     """Who is executing: host and process id."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-# -- advancing a run -------------------------------------------------------------------------
-
-
-@transaction.atomic
-def run_advance(run_id: int, *, dispatcher: Dispatcher, requeue_pending: bool = False) -> list[int]:
-    """Move a running run forward; return the ids of the steps handed to the dispatcher.
-
-    Pending steps of the current group are dispatched once (`enqueued_at` remembers it);
-    `requeue_pending` dispatches them again (their messages were lost). Does nothing unless
-    the run is running.
-    """
-    run = Run.objects.select_for_update(no_key=True).select_related("incident").get(pk=run_id)
-    return _advance_locked(run, dispatcher, requeue_pending=requeue_pending)
-
-
-def advance_locked(run: Run, *, dispatcher: Dispatcher) -> list[int]:
-    """run_advance for a caller whose transaction holds the run's row lock (starting or
-    resuming it): the first steps go out when that transaction commits, with no
-    run_advance message in between."""
-    return _advance_locked(run, dispatcher)
-
-
-_UNFINISHED = (StepState.PENDING, StepState.RUNNING)
-_STOPPED = (StepState.FAILED, StepState.CANCELLED)
-
-
-def _advance_locked(run: Run, dispatch: Dispatcher, *, requeue_pending: bool = False) -> list[int]:
-    """run_advance's work, for a caller holding the run's row lock."""
-    if run.state != RunState.RUNNING:
-        return []
-    current = run.steps.filter(state__in=_UNFINISHED).aggregate(group=Min("group"))["group"]
-    if current is not None and not run.steps.filter(group__lt=current, state__in=_STOPPED).exists():
-        due_steps = run.steps.filter(group=current, state=StepState.PENDING)
-        if not requeue_pending:
-            due_steps = due_steps.filter(enqueued_at__isnull=True)
-        due = list(due_steps.only("id", "timeout_seconds"))
-        if due:
-            Step.objects.filter(pk__in=[step.pk for step in due]).update(enqueued_at=timezone.now())
-            dispatch.start_steps(due)
-        return [step.pk for step in due]
-
-    # A group ended with a failure, or every group is done: the run ends.
-    steps = list(run.steps.select_related("service").order_by("group", "position"))
-    groups: dict[int, list[Step]] = {}
-    for step in steps:
-        groups.setdefault(step.group, []).append(step)
-    for group, members in sorted(groups.items()):
-        stopped = [step for step in members if step.state in _STOPPED]
-        if stopped and not any(step.state in _UNFINISHED for step in members):
-            run_fail(run, steps, group=group, stopped=stopped)
-            return []
-    # Every step is done: the services' own checks decide before the run succeeds.
-    from rollbacks import verification
-
-    if verification.hold_for_verification(run, steps, dispatch, requeue=requeue_pending):
-        return []
-    run_succeed(run, steps)
-    return []
 
 
 # -- executing a step ------------------------------------------------------------------------
@@ -702,7 +641,7 @@ class _StepExecution:
             return state
         try:
             group_done = not Step.objects.filter(
-                run_id=step.run_id, group=step.group, state__in=_UNFINISHED
+                run_id=step.run_id, group=step.group, state__in=UNFINISHED_STATES
             ).exists()
             if group_done:
                 run_advance(step.run_id, dispatcher=self.dispatcher)
