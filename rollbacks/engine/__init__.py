@@ -15,7 +15,6 @@ from rollbacks.engine.backends import (
 from rollbacks.engine.dispatch import Dispatcher, InlineDispatcher
 from rollbacks.engine.execution import (
     StepLogWriter,
-    StepRetry,
     _Applied,
     _claim_pending,
     _Ending,
@@ -27,11 +26,11 @@ from rollbacks.engine.execution import (
     _write_applied,
     _write_endings,
     recover_stalled,
-    retry_delay,
     run_inline,
     step_execute,
     steps_execute,
 )
+from rollbacks.engine.retries import StepRetry, retry_delay
 
 __all__ = [
     "Dispatcher",

@@ -89,6 +89,7 @@ from rollbacks.engine.entries import (
     format_duration,
     step_payload,
 )
+from rollbacks.engine.retries import StepRetry, retry_after_hint, retry_delay
 from rollbacks.models import Run, RunState, Step, StepLog, StepState
 
 logger = logging.getLogger(__name__)
@@ -106,52 +107,8 @@ def worker_name() -> str:
 # -- executing a step ------------------------------------------------------------------------
 
 
-class StepRetry(Exception):
-    """A retryable backend error ended this attempt; the step is pending again.
-
-    `retry_after` is the server's hint (Retry-After), in seconds, when it gave one.
-    """
-
-    def __init__(self, error: BackendError, *, retry_after: float | None) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.retry_after = retry_after
-
-
 class _OwnershipLost(Exception):
     """Another worker took the step over; this one must stop writing."""
-
-
-def retry_after_hint(error: BaseException) -> float | None:
-    """Seconds the server asked us to wait (an error's `retry_after`, or a Retry-After
-    header on the HTTP error that caused it), or None."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        hint = getattr(current, "retry_after", None)
-        if isinstance(hint, int | float) and hint >= 0:
-            return float(hint)
-        headers = getattr(current, "headers", None)
-        if headers is None:
-            response = getattr(current, "response", None)
-            if isinstance(response, Mapping):
-                headers = (response.get("ResponseMetadata") or {}).get("HTTPHeaders")
-        if headers is not None:
-            try:
-                value = headers.get("Retry-After") or headers.get("retry-after")
-                if value is not None:
-                    return max(0.0, float(value))
-            except (AttributeError, TypeError, ValueError):
-                pass
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def retry_delay(retries_done: int, *, retry_after: float | None = None) -> float:
-    """Seconds to wait before automatic retry number `retries_done + 1`."""
-    backoff = min(60.0, conf.retry_backoff_seconds() * 2**retries_done)
-    return max(backoff, retry_after or 0.0)
 
 
 class _Heartbeats:
