@@ -19,7 +19,6 @@ from rollbacks.engine.execution import (
     _claim_pending,
     _Ending,
     _fenced,
-    _heartbeats,
     _OwnershipLost,
     _SharedWrites,
     _StepExecution,
@@ -30,9 +29,11 @@ from rollbacks.engine.execution import (
     step_execute,
     steps_execute,
 )
+from rollbacks.engine.heartbeats import heartbeats
 from rollbacks.engine.retries import StepRetry, retry_delay
 
 __all__ = [
+    "heartbeats",
     "Dispatcher",
     "InlineDispatcher",
     "StepLogWriter",
@@ -44,7 +45,6 @@ __all__ = [
     "_StepExecution",
     "_claim_pending",
     "_fenced",
-    "_heartbeats",
     "_write_applied",
     "_write_endings",
     "advance_locked",

@@ -77,7 +77,6 @@ from rollbacks import conf
 from rollbacks.engine.advance import UNFINISHED_STATES, run_advance
 from rollbacks.engine.backends import release_labels, reusable_backend_for, target_for
 from rollbacks.engine.dispatch import (
-    HARD_LIMIT_MARGIN_SECONDS,
     Dispatcher,
     InlineDispatcher,
 )
@@ -89,6 +88,7 @@ from rollbacks.engine.entries import (
     format_duration,
     step_payload,
 )
+from rollbacks.engine.heartbeats import heartbeats
 from rollbacks.engine.retries import StepRetry, retry_after_hint, retry_delay
 from rollbacks.models import Run, RunState, Step, StepLog, StepState
 
@@ -109,69 +109,6 @@ def worker_name() -> str:
 
 class _OwnershipLost(Exception):
     """Another worker took the step over; this one must stop writing."""
-
-
-class _Heartbeats:
-    """One thread per process marks every step this process is running as alive.
-
-    A step still running when Celery's hard time limit would have stopped it (its deadline
-    plus the margin) stops beating: a step thread that hangs is not interrupted by the time
-    limits of the task that started it, so the recovery sweep takes the step over instead,
-    fences the hung thread out, and ends it past its deadline."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._claims: dict[str, tuple[int, datetime | None]] = {}
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-
-    def register(self, token: str, step_id: int, deadline: datetime | None = None) -> None:
-        with self._lock:
-            self._claims[token] = (step_id, deadline)
-            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
-                self._pid = os.getpid()
-                self._thread = threading.Thread(
-                    target=self._beat, name="rollback-heartbeat", daemon=True
-                )
-                self._thread.start()
-
-    def unregister(self, token: str) -> None:
-        with self._lock:
-            self._claims.pop(token, None)
-
-    def _beat(self) -> None:
-        try:
-            while True:
-                time.sleep(conf.heartbeat_seconds())
-                cutoff = timezone.now() - timedelta(seconds=HARD_LIMIT_MARGIN_SECONDS)
-                with self._lock:
-                    tokens = [
-                        token
-                        for token, (_, deadline) in self._claims.items()
-                        if deadline is None or deadline > cutoff
-                    ]
-                if not tokens:
-                    continue
-                try:
-                    with transaction.atomic():  # rows locked in id order, as claims do
-                        beating = Step.objects.filter(
-                            claim_token__in=tokens, state=StepState.RUNNING
-                        ).order_by("pk")
-                        ids = list(
-                            beating.select_for_update(no_key=True).values_list("pk", flat=True)
-                        )
-                        Step.objects.filter(pk__in=ids).update(heartbeat_at=timezone.now())
-                except Exception:  # the next beat tries again; a stale step is recovered
-                    logger.warning("heartbeat for running steps failed", exc_info=True)
-                finally:
-                    # Beats are seconds apart: holding a connection between them would only
-                    # keep a database busy (and undroppable) for nothing.
-                    connections.close_all()
-        finally:
-            connections.close_all()
-
-
-_heartbeats = _Heartbeats()
 
 
 class StepLogWriter:
@@ -979,7 +916,7 @@ def steps_execute(
     if len(claims) <= 1:
         return {claim.step.pk: execute(claim) for claim in claims}
     for claim in claims:  # beating already, while a step waits for a free thread
-        _heartbeats.register(claim.token, claim.step.pk, claim.step.deadline)
+        heartbeats.register(claim.token, claim.step.pk, claim.step.deadline)
     pool = _step_thread_pool()
     outcomes = {claim.step.pk: pool.submit(_in_step_thread, execute, claim) for claim in claims}
     # The steps may take minutes: this thread needs no connection meanwhile (a pooled one
@@ -1022,7 +959,7 @@ def _execute_claimed(
 ) -> str:
     """step_execute's work once the step is claimed."""
     step_id = claim.step.pk
-    _heartbeats.register(claim.token, step_id, claim.step.deadline)
+    heartbeats.register(claim.token, step_id, claim.step.deadline)
     try:
         execution = _StepExecution(claim, dispatch, final_attempt)
         try:
@@ -1056,7 +993,7 @@ def _execute_claimed(
         logger.warning("step %s was taken over by another worker; this one stops", step_id)
         return ""
     finally:
-        _heartbeats.unregister(claim.token)
+        heartbeats.unregister(claim.token)
 
 
 # -- recovery --------------------------------------------------------------------------------

@@ -193,10 +193,10 @@ def test_a_step_past_its_deadline_and_the_time_limit_margin_stops_beating(comman
     long_ago = timezone.now() - timedelta(hours=1)
     Step.objects.filter(pk=claim.step.pk).update(deadline=long_ago, heartbeat_at=long_ago)
 
-    engine._heartbeats.register(claim.token, claim.step.pk, long_ago)
+    engine.heartbeats.register(claim.token, claim.step.pk, long_ago)
     try:
         time.sleep(0.6)  # the tests beat every 0.2 s
     finally:
-        engine._heartbeats.unregister(claim.token)
+        engine.heartbeats.unregister(claim.token)
 
     assert Step.objects.get(pk=claim.step.pk).heartbeat_at == long_ago
