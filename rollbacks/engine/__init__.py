@@ -14,7 +14,6 @@ from rollbacks.engine.backends import (
 )
 from rollbacks.engine.dispatch import Dispatcher, InlineDispatcher
 from rollbacks.engine.execution import (
-    StepLogWriter,
     _Applied,
     _claim_pending,
     _Ending,
@@ -31,6 +30,7 @@ from rollbacks.engine.execution import (
 )
 from rollbacks.engine.heartbeats import heartbeats
 from rollbacks.engine.retries import StepRetry, retry_delay
+from rollbacks.engine.step_logs import StepLogWriter
 
 __all__ = [
     "heartbeats",

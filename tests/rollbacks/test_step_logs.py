@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from executors.base import poll_until
-from rollbacks.engine import StepLogWriter, execution
+from rollbacks.engine import StepLogWriter, step_logs
 from rollbacks.models import Step, StepLog
 from tests.rollbacks.engine_factories import RunFactory, StepFactory
 
@@ -31,7 +31,7 @@ class ShiftedClock:
 @pytest.fixture
 def clock(monkeypatch) -> ShiftedClock:
     shifted = ShiftedClock()
-    monkeypatch.setattr(execution, "time", shifted)
+    monkeypatch.setattr(step_logs, "time", shifted)
     return shifted
 
 
