@@ -12,13 +12,12 @@ from rollbacks.engine.backends import (
     target_for,
     warm_up,
 )
+from rollbacks.engine.claims import OwnershipLost, claim_pending
 from rollbacks.engine.dispatch import Dispatcher, InlineDispatcher
 from rollbacks.engine.execution import (
     _Applied,
-    _claim_pending,
     _Ending,
     _fenced,
-    _OwnershipLost,
     _SharedWrites,
     _StepExecution,
     _write_applied,
@@ -33,6 +32,8 @@ from rollbacks.engine.retries import StepRetry, retry_delay
 from rollbacks.engine.step_logs import StepLogWriter
 
 __all__ = [
+    "OwnershipLost",
+    "claim_pending",
     "heartbeats",
     "Dispatcher",
     "InlineDispatcher",
@@ -40,10 +41,8 @@ __all__ = [
     "StepRetry",
     "_Applied",
     "_Ending",
-    "_OwnershipLost",
     "_SharedWrites",
     "_StepExecution",
-    "_claim_pending",
     "_fenced",
     "_write_applied",
     "_write_endings",

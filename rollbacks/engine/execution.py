@@ -41,10 +41,8 @@ import contextlib
 import logging
 import os
 import random
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -52,14 +50,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import close_old_connections, connections, transaction
-from django.db.models import (
-    CharField,
-    DateTimeField,
-    ExpressionWrapper,
-    F,
-    Value,
-)
-from django.db.models.functions import MD5, Cast, Coalesce, Concat
 from django.utils import timezone
 
 from executors.base import (
@@ -75,6 +65,14 @@ from incidents.timeline import announce_log_lines, timeline_append, timeline_app
 from rollbacks import conf
 from rollbacks.engine.advance import UNFINISHED_STATES, run_advance
 from rollbacks.engine.backends import release_labels, reusable_backend_for, target_for
+from rollbacks.engine.claims import (
+    Claim,
+    OwnershipLost,
+    claim_pending,
+    claim_step,
+    take_over,
+    worker_name,
+)
 from rollbacks.engine.dispatch import (
     Dispatcher,
     InlineDispatcher,
@@ -95,168 +93,15 @@ from rollbacks.models import Run, RunState, Step, StepLog, StepState
 logger = logging.getLogger(__name__)
 
 
-def worker_name() -> str:
-    """Who is executing: host and process id."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 # -- executing a step ------------------------------------------------------------------------
-
-
-class _OwnershipLost(Exception):
-    """Another worker took the step over; this one must stop writing."""
-
-
-@dataclass(frozen=True)
-class _Claim:
-    step: Step
-    token: str
-    resumed: bool
-    apply_marked: bool = False  # the claim itself recorded apply_started_at
-
-
-def _claim(step_id: int, worker: str) -> _Claim | None:
-    """Claim a pending step of a running run, or take over a running step whose worker
-    stopped beating; None when there is nothing to claim (already done, or alive)."""
-    claims = _claim_pending([step_id], worker)
-    return claims[0] if claims else _take_over(step_id, worker)
-
-
-def _claim_pending(
-    step_ids: Iterable[int], worker: str, *, mark_apply: bool = False
-) -> list[_Claim]:
-    """Claim every step of `step_ids` that is pending in a running run, in one transaction
-    that also writes each claimed step's "started" entry. Steps already claimed, finished,
-    or pending in a paused or ended run are left as they are.
-
-    `mark_apply` also records `apply_started_at` for the steps that will apply (not yet
-    applied nor begun, not a dry run, deadline ahead), for a caller that hands them to
-    threads at once: the threads then reach the infrastructure without a database write
-    first. A worker dying between this commit and a thread's apply leaves the step
-    looking as if an apply may have begun, the cautious reading (see _StepExecution)."""
-    now = timezone.now()
-    batch = uuid.uuid4().hex
-    with transaction.atomic():
-        # Locked in id order, so two deliveries of overlapping batches cannot deadlock.
-        # When they race, FOR NO KEY UPDATE waits for the first to commit and re-checks
-        # `state = pending` on the row it committed: the second finds nothing to claim.
-        pending = list(
-            Step.objects.select_for_update(no_key=True)
-            .filter(pk__in=list(step_ids), state=StepState.PENDING)
-            .order_by("pk")
-            .values_list("pk", "run_id")
-        )
-        running = set(
-            Run.objects.filter(
-                pk__in={run_id for _, run_id in pending}, state=RunState.RUNNING
-            ).values_list("pk", flat=True)
-        )
-        claimed = [step_id for step_id, run_id in pending if run_id in running]
-        if not claimed:
-            return []
-        Step.objects.filter(pk__in=claimed).update(
-            state=StepState.RUNNING,
-            attempts=F("attempts") + 1,
-            started_at=Coalesce(F("started_at"), Value(now)),
-            # Automatic retries keep the deadline the first attempt set.
-            deadline=Coalesce(
-                F("deadline"),
-                ExpressionWrapper(
-                    Value(now) + F("timeout_seconds") * Value(timedelta(seconds=1)),
-                    output_field=DateTimeField(),
-                ),
-            ),
-            heartbeat_at=now,
-            # One token per step: the batch's random part, told apart by the step's id.
-            claim_token=MD5(Concat(Value(batch), Cast("id", output_field=CharField()))),
-            worker=worker,
-            error="",
-            error_retryable=False,
-        )
-        if mark_apply:
-            Step.objects.filter(
-                pk__in=claimed,
-                applied_at__isnull=True,
-                apply_started_at__isnull=True,
-                deadline__gt=now,
-                run__dry_run=False,
-            ).update(apply_started_at=now)
-        steps = list(
-            Step.objects.select_related("service")
-            .filter(pk__in=claimed)
-            .order_by("group", "position")
-        )
-        # A batch's steps share their run and incident: one copy of each, not one per step.
-        runs = Run.objects.select_related("incident").in_bulk({step.run_id for step in steps})
-        for step in steps:
-            step.run = runs[step.run_id]
-        timeline_append_all(
-            [
-                TimelineEntry(
-                    incident=step.run.incident,
-                    kind=TimelineKind.STEP_STARTED,
-                    body=f"Run #{step.run_id} {describe_step(step)} started: "
-                    f"{step.from_version or '?'} → {step.target_label}"
-                    + (f" (attempt {step.attempts})" if step.attempts > 1 else ""),
-                    actor_label=ENGINE_ACTOR,
-                    payload=step_payload(step, worker=worker),
-                )
-                for step in steps
-            ]
-        )
-    return [
-        _Claim(
-            step,
-            step.claim_token,
-            resumed=False,
-            apply_marked=mark_apply and step.apply_started_at == now and step.applied_at is None,
-        )
-        for step in steps
-    ]
-
-
-def _take_over(step_id: int, worker: str) -> _Claim | None:
-    """Claim a running step whose worker stopped beating; None when it is alive, done or
-    gone."""
-    token = uuid.uuid4().hex
-    now = timezone.now()
-    previous_worker = (
-        Step.objects.filter(pk=step_id, state=StepState.RUNNING)
-        .values_list("worker", flat=True)
-        .first()
-    )
-    if previous_worker is None:
-        return None  # finished, pending in a paused run, or gone
-    cutoff = now - timedelta(seconds=conf.stale_after_seconds())
-    with transaction.atomic():
-        taken = Step.objects.filter(
-            pk=step_id, state=StepState.RUNNING, heartbeat_at__lt=cutoff
-        ).update(heartbeat_at=now, claim_token=token, worker=worker)
-        if taken != 1:
-            return None
-        step = _load_step(step_id)
-        timeline_append(
-            incident=step.run.incident,
-            kind=TimelineKind.STEP_OUTPUT,
-            body=f"Run #{step.run_id} {describe_step(step)} taken over by {worker}: "
-            f"{previous_worker or 'its worker'} stopped responding"
-            + (" after applying; waiting for the change to settle" if step.applied_at else ""),
-            actor_label=ENGINE_ACTOR,
-            payload=step_payload(step, worker=worker, previous_worker=previous_worker),
-        )
-        return _Claim(step, token, resumed=True)
-
-
-def _load_step(step_id: int) -> Step:
-    return Step.objects.select_related("run", "run__incident", "service").get(pk=step_id)
 
 
 class _StepExecution:
     """One worker's turn at a claimed step."""
 
-    def __init__(self, claim: _Claim, dispatcher: Dispatcher, final_attempt: bool) -> None:
+    def __init__(self, claim: Claim, dispatcher: Dispatcher, final_attempt: bool) -> None:
         self.step = claim.step
-        self.token = claim.token
+        self.claim = claim
         self.resumed = claim.resumed
         self.apply_marked = claim.apply_marked
         self.apply_called = False
@@ -271,15 +116,6 @@ class _StepExecution:
     @property
     def incident(self) -> Any:
         return self.step.run.incident
-
-    def _owned(self) -> Any:
-        return Step.objects.filter(pk=self.step.pk, claim_token=self.token, state=StepState.RUNNING)
-
-    def _update(self, **fields: Any) -> None:
-        if self._owned().update(**fields) != 1:
-            raise _OwnershipLost()
-        for name, value in fields.items():
-            setattr(self.step, name, value)
 
     def monotonic_deadline(self) -> float:
         remaining = (self.deadline - timezone.now()).total_seconds()
@@ -310,7 +146,7 @@ class _StepExecution:
                     f"{step.apply_started_at:%H:%M:%S} and did not record the result"
                 )
             else:
-                self._update(apply_started_at=timezone.now())
+                self.claim.update(apply_started_at=timezone.now())
             self.apply_called = True
             result = backend.apply(target, log=self.log)
             self.record_applied(result.detail, dict(result.facts), result.changed)
@@ -363,7 +199,7 @@ class _StepExecution:
         (its deadline passed in the queue, the backend could not be built): a later attempt
         must not take the step for one that may have applied."""
         if self.apply_marked and not self.apply_called:
-            self._update(apply_started_at=None)
+            self.claim.update(apply_started_at=None)
             self.apply_marked = False
 
     def record_applied(self, detail: str, facts: dict[str, Any], changed: bool) -> None:
@@ -375,7 +211,7 @@ class _StepExecution:
         """Put the step back to pending after a retryable error; the task retries it."""
         with transaction.atomic():
             self.log_writer.close()
-            self._update(
+            self.claim.update(
                 state=StepState.PENDING,
                 claim_token="",
                 error=str(error),
@@ -598,7 +434,7 @@ class _SharedWrites[P: _Pending]:
 
     def record(self, pending: P) -> None:
         """Write `pending` (with whichever others are waiting); raises what its write
-        raised: _OwnershipLost when its claim was taken over, or a database error."""
+        raised: OwnershipLost when its claim was taken over, or a database error."""
         with self._lock:
             self._waiting.append(pending)
             leads = not self._writing
@@ -681,13 +517,13 @@ class _SharedWrites[P: _Pending]:
 
 def _fenced[P: _Pending](pendings: Sequence[P], write: Callable[[P], None]) -> list[P]:
     """Those of `pendings` whose claim-fenced write went through; the others hold the
-    _OwnershipLost error. Rows are written in step id order, the order in which every
+    OwnershipLost error. Rows are written in step id order, the order in which every
     transaction that locks several steps takes them (claims, heartbeats): no deadlocks."""
     kept = []
     for pending in sorted(pendings, key=lambda pending: pending.execution.step.pk):
         try:
             write(pending)
-        except _OwnershipLost as error:
+        except OwnershipLost as error:
             pending.error = error
             continue
         kept.append(pending)
@@ -713,7 +549,7 @@ def _write_applied(applied: list[_Applied]) -> None:
     with transaction.atomic():
         kept = _fenced(
             applied,
-            lambda item: item.execution._update(
+            lambda item: item.execution.claim.update(
                 applied_at=now, apply_detail=item.detail, apply_facts=_jsonable(item.facts)
             ),
         )
@@ -725,7 +561,9 @@ def _write_endings(endings: list[_Ending]) -> None:
     """One transaction for several steps' outcomes."""
     with transaction.atomic():
         labels = release_labels(pair for e in endings if (pair := e.reached_pair()) is not None)
-        kept = _fenced(endings, lambda ending: ending.execution._update(**ending.fields(labels)))
+        kept = _fenced(
+            endings, lambda ending: ending.execution.claim.update(**ending.fields(labels))
+        )
         _store_log_rows(kept, closing=True)
         timeline_append_all(_by_incident([entry for e in kept for entry in e.entries()]))
         # Set before the commit, acted on after it (record returns once it is done).
@@ -772,7 +610,7 @@ def step_execute(
     `final_attempt` (then the step fails, marked retryable for the commander). Exceptions
     in `time_limit_errors` (Celery's SoftTimeLimitExceeded) fail the step.
     """
-    claim = _claim(step_id, worker or worker_name())
+    claim = claim_step(step_id, worker or worker_name())
     if claim is None:
         return ""
     return _execute_claimed(claim, dispatcher, final_attempt, time_limit_errors)
@@ -799,13 +637,13 @@ def steps_execute(
     """
     worker = worker or worker_name()
     ids = list(dict.fromkeys(step_ids))
-    claims = _claim_pending(ids, worker, mark_apply=len(ids) > 1)
+    claims = claim_pending(ids, worker, mark_apply=len(ids) > 1)
     claimed = {claim.step.pk for claim in claims}
     for step_id in ids:
-        if step_id not in claimed and (taken := _take_over(step_id, worker)) is not None:
+        if step_id not in claimed and (taken := take_over(step_id, worker)) is not None:
             claims.append(taken)
 
-    def execute(claim: _Claim) -> str | StepRetry:
+    def execute(claim: Claim) -> str | StepRetry:
         try:
             return _execute_claimed(claim, dispatcher, final_attempt, time_limit_errors)
         except StepRetry as retry:
@@ -843,7 +681,7 @@ def _step_thread_pool() -> ThreadPoolExecutor:
         return _step_pool[1]
 
 
-def _in_step_thread[R](function: Callable[[_Claim], R], claim: _Claim) -> R:
+def _in_step_thread[R](function: Callable[[Claim], R], claim: Claim) -> R:
     try:
         return function(claim)
     finally:
@@ -852,7 +690,7 @@ def _in_step_thread[R](function: Callable[[_Claim], R], claim: _Claim) -> R:
 
 
 def _execute_claimed(
-    claim: _Claim,
+    claim: Claim,
     dispatch: Dispatcher,
     final_attempt: bool,
     time_limit_errors: tuple[type[BaseException], ...],
@@ -881,7 +719,7 @@ def _execute_claimed(
                 "timeout plus margin) and was stopped",
                 retryable=True,
             )
-        except (StepRetry, _OwnershipLost):
+        except (StepRetry, OwnershipLost):
             raise
         except Exception as error:
             logger.exception("step %s failed with an unexpected error", step_id)
@@ -889,7 +727,7 @@ def _execute_claimed(
             return execution.finish(
                 StepState.FAILED, reason=f"internal error: {error!r}", retryable=False
             )
-    except _OwnershipLost:
+    except OwnershipLost:
         logger.warning("step %s was taken over by another worker; this one stops", step_id)
         return ""
     finally:

@@ -131,7 +131,7 @@ def test_a_retryable_error_in_a_batch_sends_that_step_back_alone_as_its_first_re
 def test_a_batch_records_the_apply_start_with_its_claim_so_a_successor_takes_care(commander, kube):
     run = _group(commander, kube, "a", "b")
 
-    claims = engine._claim_pending(_step_ids(run), "a worker that dies next", mark_apply=True)
+    claims = engine.claim_pending(_step_ids(run), "a worker that dies next", mark_apply=True)
 
     steps = list(run.steps.all())
     assert all(claim.apply_marked for claim in claims)
@@ -150,7 +150,7 @@ def test_a_dry_run_batch_records_no_apply_start(commander, kube):
         run=run, actor=commander, confirmation=run.expected_confirmation(), enqueue=False
     )
 
-    claims = engine._claim_pending(_step_ids(run), "worker", mark_apply=True)
+    claims = engine.claim_pending(_step_ids(run), "worker", mark_apply=True)
 
     assert len(claims) == 2 and not any(claim.apply_marked for claim in claims)
     assert all(step.apply_started_at is None for step in run.steps.all())
@@ -189,7 +189,7 @@ def test_a_batch_step_that_ends_before_applying_leaves_no_apply_start_behind(com
 
 def test_a_step_past_its_deadline_and_the_time_limit_margin_stops_beating(commander, kube):
     run = _group(commander, kube, "a")
-    (claim,) = engine._claim_pending(_step_ids(run), "a worker whose thread hangs")
+    (claim,) = engine.claim_pending(_step_ids(run), "a worker whose thread hangs")
     long_ago = timezone.now() - timedelta(hours=1)
     Step.objects.filter(pk=claim.step.pk).update(deadline=long_ago, heartbeat_at=long_ago)
 

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def _executions(commander: Any, kube: Any, *names: str) -> list[engine._StepExecution]:
     """Claimed executions of a group's steps, as a batch's threads hold them."""
     run = _group(commander, kube, *names)
-    claims = engine._claim_pending(_step_ids(run), "test-worker", mark_apply=False)
+    claims = engine.claim_pending(_step_ids(run), "test-worker", mark_apply=False)
     return [engine._StepExecution(claim, engine.InlineDispatcher(), False) for claim in claims]
 
 
@@ -56,7 +56,7 @@ def test_a_step_taken_over_loses_only_its_own_outcome_in_a_shared_transaction(
     engine._write_endings(endings)
 
     assert endings[0].error is None
-    assert isinstance(endings[1].error, engine._OwnershipLost)
+    assert isinstance(endings[1].error, engine.OwnershipLost)
     assert Step.objects.get(pk=kept.step.pk).state == StepState.SUCCEEDED
     assert Step.objects.get(pk=taken.step.pk).state == StepState.RUNNING
     finished = TimelineEntry.objects.filter(kind=TimelineKind.STEP_FINISHED)
@@ -92,7 +92,7 @@ def test_a_step_taken_over_loses_only_its_own_apply_record_in_a_shared_transacti
 
     engine._write_applied(applied)
 
-    assert isinstance(applied[1].error, engine._OwnershipLost)
+    assert isinstance(applied[1].error, engine.OwnershipLost)
     assert Step.objects.get(pk=kept.step.pk).applied_at is not None
     assert Step.objects.get(pk=taken.step.pk).applied_at is None
     entries = TimelineEntry.objects.filter(kind=TimelineKind.STEP_OUTPUT)
