@@ -15,13 +15,7 @@ from rollbacks.engine.backends import (
 from rollbacks.engine.claims import OwnershipLost, claim_pending
 from rollbacks.engine.dispatch import Dispatcher, InlineDispatcher
 from rollbacks.engine.execution import (
-    _Applied,
-    _Ending,
-    _fenced,
-    _SharedWrites,
     _StepExecution,
-    _write_applied,
-    _write_endings,
     recover_stalled,
     run_inline,
     step_execute,
@@ -29,9 +23,17 @@ from rollbacks.engine.execution import (
 )
 from rollbacks.engine.heartbeats import heartbeats
 from rollbacks.engine.retries import StepRetry, retry_delay
+from rollbacks.engine.shared_writes import SharedWrites, fenced
 from rollbacks.engine.step_logs import StepLogWriter
+from rollbacks.engine.step_records import Applied, Ending, write_applied, write_endings
 
 __all__ = [
+    "Applied",
+    "Ending",
+    "SharedWrites",
+    "fenced",
+    "write_applied",
+    "write_endings",
     "OwnershipLost",
     "claim_pending",
     "heartbeats",
@@ -39,13 +41,7 @@ __all__ = [
     "InlineDispatcher",
     "StepLogWriter",
     "StepRetry",
-    "_Applied",
-    "_Ending",
-    "_SharedWrites",
     "_StepExecution",
-    "_fenced",
-    "_write_applied",
-    "_write_endings",
     "advance_locked",
     "backend_for",
     "recover_stalled",

@@ -37,15 +37,14 @@ out: to Celery after commit (rollbacks.tasks.CeleryDispatcher), or collected for
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -60,11 +59,11 @@ from executors.base import (
     DeadlineExceeded,
     RollbackTarget,
 )
-from incidents.models import TimelineEntry, TimelineKind
-from incidents.timeline import announce_log_lines, timeline_append, timeline_append_all
+from incidents.models import TimelineKind
+from incidents.timeline import timeline_append
 from rollbacks import conf
 from rollbacks.engine.advance import UNFINISHED_STATES, run_advance
-from rollbacks.engine.backends import release_labels, reusable_backend_for, target_for
+from rollbacks.engine.backends import reusable_backend_for, target_for
 from rollbacks.engine.claims import (
     Claim,
     OwnershipLost,
@@ -79,16 +78,14 @@ from rollbacks.engine.dispatch import (
 )
 from rollbacks.engine.entries import (
     ENGINE_ACTOR,
-    check_json,
-    checks_summary,
     describe_step,
-    format_duration,
     step_payload,
 )
 from rollbacks.engine.heartbeats import heartbeats
 from rollbacks.engine.retries import StepRetry, retry_after_hint, retry_delay
 from rollbacks.engine.step_logs import StepLogWriter
-from rollbacks.models import Run, RunState, Step, StepLog, StepState
+from rollbacks.engine.step_records import Applied, Ending, applies, finishes
+from rollbacks.models import Run, RunState, Step, StepState
 
 logger = logging.getLogger(__name__)
 
@@ -204,8 +201,8 @@ class _StepExecution:
 
     def record_applied(self, detail: str, facts: dict[str, Any], changed: bool) -> None:
         """Record the apply and its timeline entry (with other steps applying at the same
-        moment: see _SharedWrites)."""
-        _applies.record(_Applied(self, detail=detail, facts=facts, changed=changed))
+        moment: see SharedWrites)."""
+        applies.record(Applied(self, detail=detail, facts=facts, changed=changed))
 
     def release_for_retry(self, error: BackendError, retry_after: float | None) -> None:
         """Put the step back to pending after a retryable error; the task retries it."""
@@ -248,10 +245,10 @@ class _StepExecution:
         """Record the outcome with its timeline entries, then ask the run to advance.
 
         Steps of this process that finish at the same moment share one transaction (see
-        _SharedWrites): each row is still written through its own claim-fenced UPDATE, without
+        SharedWrites): each row is still written through its own claim-fenced UPDATE, without
         locking the run, so a group's steps finish side by side.
         """
-        ending = _Ending(
+        ending = Ending(
             self,
             state,
             reason=reason,
@@ -262,7 +259,7 @@ class _StepExecution:
             settled=settled,
             extra_fields=extra_fields or {},
         )
-        _finishes.record(ending)
+        finishes.record(ending)
         # After the commit: of steps finishing at once, the last to commit sees its group
         # done (maybe others do too); run_advance takes the run's lock and acts once. Of the
         # steps of one group that committed together, the last asks for all of them.
@@ -283,316 +280,6 @@ class _StepExecution:
             except Exception:  # the recovery sweep advances a quiet run
                 logger.exception("run %s could not be queued for advancing", step.run_id)
         return state
-
-
-@dataclass(eq=False)  # compared by identity (queued, taken, handed on)
-class _Pending:
-    """A step's write waiting for a shared transaction (see _SharedWrites)."""
-
-    execution: _StepExecution
-    error: BaseException | None = field(default=None, kw_only=True)
-    leads: bool = field(default=False, kw_only=True)  # writes the next transaction
-    turn: threading.Event = field(default_factory=threading.Event, kw_only=True)
-    log_rows: list[StepLog] | None = field(default=None, kw_only=True)
-
-
-@dataclass(eq=False)
-class _Applied(_Pending):
-    """That a step's apply is done, on its way to the database."""
-
-    detail: str
-    facts: dict[str, Any]
-    changed: bool
-
-    def entry(self) -> TimelineEntry:
-        step = self.execution.step
-        what = f"Run #{step.run_id} {describe_step(step)}"
-        return TimelineEntry(
-            incident=self.execution.incident,
-            kind=TimelineKind.STEP_OUTPUT,
-            body=f"{what} applied: {self.detail}"
-            if self.changed
-            else f"{what}: nothing to change ({self.detail})",
-            actor_label=ENGINE_ACTOR,
-            payload=step_payload(step, phase="applied", changed=self.changed),
-        )
-
-
-@dataclass(eq=False)
-class _Ending(_Pending):
-    """A step's outcome on its way to the database."""
-
-    state: str
-    reason: str
-    checks: list[CheckResult]
-    reached: str | None
-    retryable: bool
-    detail: str
-    settled: str
-    extra_fields: dict[str, Any]
-    asks_for_group: bool = field(default=False, kw_only=True)  # last of its group written
-
-    def reached_pair(self) -> tuple[int, str] | None:
-        """The (service id, live value) whose release label the row needs, if any."""
-        step = self.execution.step
-        if not self.reached or self.reached == step.to_artifact:
-            return None
-        return (step.service_id, self.reached)
-
-    def fields(self, labels: Mapping[tuple[int, str], str]) -> dict[str, Any]:
-        """The step row's new values (`labels`: release_labels of the reached values)."""
-        step = self.execution.step
-        fields: dict[str, Any] = {
-            "state": self.state,
-            "finished_at": timezone.now(),
-            "heartbeat_at": None,
-            "check_results": [check_json(result) for result in self.checks],
-            **self.extra_fields,
-        }
-        if self.state == StepState.FAILED:
-            fields["error"] = self.reason
-            fields["error_retryable"] = self.retryable
-        elif self.state == StepState.CANCELLED:
-            fields["skip_reason"] = self.reason
-        if self.reached is not None:
-            pair = self.reached_pair()
-            fields["reached_version"] = (
-                labels[pair] if pair is not None else step.to_version if self.reached else ""
-            )
-        if self.detail:
-            fields["apply_detail"] = self.detail
-        return fields
-
-    def entries(self) -> list[TimelineEntry]:
-        """The timeline entries, once the step holds its new values."""
-        step, incident = self.execution.step, self.execution.incident
-        entries = []
-        if self.checks:
-            entries.append(
-                TimelineEntry(
-                    incident=incident,
-                    kind=TimelineKind.CHECK_RESULT,
-                    body=f"Run #{step.run_id} {describe_step(step)} checks: "
-                    + checks_summary(self.checks),
-                    actor_label=ENGINE_ACTOR,
-                    payload=step_payload(step, checks=[check_json(r) for r in self.checks]),
-                )
-            )
-        finished, started = step.finished_at, step.started_at
-        took = format_duration(finished - started) if finished and started else "?"
-        if self.state == StepState.SUCCEEDED:
-            reached_text = f", now at {step.reached_version}" if step.reached_version else ""
-            settled_text = f" ({self.settled})" if self.settled else ""
-            body = f"succeeded in {took}{reached_text}{settled_text}"
-            if self.detail:
-                body = f"succeeded in {took}: {self.detail}"
-        elif self.state == StepState.FAILED:
-            retry_text = " (retryable: retry the step)" if self.retryable else ""
-            body = f"failed after {took}: {self.reason}{retry_text}"
-        else:
-            body = f"{self.state}: {self.reason}"
-        entries.append(
-            TimelineEntry(
-                incident=incident,
-                kind=TimelineKind.STEP_FINISHED,
-                body=f"Run #{step.run_id} {describe_step(step)} {body}",
-                actor_label=ENGINE_ACTOR,
-                payload=step_payload(step, reason=self.reason, retryable=self.retryable),
-            )
-        )
-        return entries
-
-
-class _SharedWrites[P: _Pending]:
-    """Writes what this process's steps record at the same moment in one transaction.
-
-    A group's steps tend to reach the same point together: they apply within a few
-    milliseconds of each other, and settle together. Each writing its own (log lines,
-    its row, timeline entries, a commit) kept the worker busy just then, delaying its
-    siblings' requests to the infrastructure and the run's end. One thread writes for
-    all that are waiting; steps arriving meanwhile wait for the next transaction, which
-    the first of them writes. No step waits for a timer: one alone commits at once.
-
-    Each row is still written through its step's claim-fenced UPDATE: a step another
-    worker took over loses only its own write (and log lines), not its neighbours'. A
-    transaction that fails is written again one step at a time, so that one step's error
-    stays its own. A thread interrupted while it waits (a time limit) leaves the queue, and
-    one interrupted while it writes for others leaves them to the next of them.
-    """
-
-    def __init__(self, write: Callable[[list[P]], None]) -> None:
-        self._write = write
-        self._lock = threading.Lock()
-        self._waiting: list[P] = []
-        self._writing = False
-
-    def forget_parent(self) -> None:
-        """In a forked child: the parent's lock may have been held at the fork."""
-        self._lock = threading.Lock()
-        self._waiting = []
-        self._writing = False
-
-    def record(self, pending: P) -> None:
-        """Write `pending` (with whichever others are waiting); raises what its write
-        raised: OwnershipLost when its claim was taken over, or a database error."""
-        with self._lock:
-            self._waiting.append(pending)
-            leads = not self._writing
-            self._writing = True
-        if not leads:
-            try:
-                pending.turn.wait()
-            except BaseException:  # a time limit, raised into this thread while it waited
-                self._leave(pending)
-                raise
-            if not pending.leads:
-                return self._result(pending)
-        batch: list[P] = []
-        interrupted = False
-        try:
-            with self._lock:
-                batch, self._waiting = self._waiting, []
-            self._write_each(batch)
-        except BaseException:
-            # Interrupted while writing (a time limit raised into this thread): the
-            # transaction rolled back, and the next leader writes the others.
-            interrupted = True
-            raise
-        finally:
-            others = [other for other in batch if other is not pending]
-            with self._lock:
-                if interrupted:
-                    self._waiting[:0] = others
-                if pending in self._waiting:
-                    self._waiting.remove(pending)
-                if self._waiting:
-                    self._waiting[0].leads = True
-                    self._waiting[0].turn.set()
-                else:
-                    self._writing = False
-            if not interrupted:
-                for other in others:
-                    other.turn.set()
-        return self._result(pending)
-
-    def _write_each(self, batch: list[P]) -> None:
-        """Write the batch in one transaction; should that fail (one step's value too long
-        for its column, a deadlock), write each step in a transaction of its own, so that
-        one step's error stays its own."""
-        try:
-            self._write(batch)
-        except Exception as error:
-            if len(batch) == 1:
-                batch[0].error = error
-                return
-            for pending in batch:
-                pending.error = None
-                try:
-                    self._write([pending])
-                except Exception as own:
-                    pending.error = own
-
-    def _leave(self, pending: P) -> None:
-        """`pending`'s thread stops waiting: take it out of the queue if no leader took
-        it yet (passing the lead on if it was handed to it), else wait for its write."""
-        with self._lock:
-            if pending in self._waiting:
-                self._waiting.remove(pending)
-                if pending.leads:
-                    if self._waiting:
-                        self._waiting[0].leads = True
-                        self._waiting[0].turn.set()
-                    else:
-                        self._writing = False
-                return
-        while not pending.turn.is_set():  # in a batch being written: let it finish
-            with contextlib.suppress(BaseException):
-                pending.turn.wait()
-
-    @staticmethod
-    def _result(pending: _Pending) -> None:
-        if pending.error is not None:
-            raise pending.error
-
-
-def _fenced[P: _Pending](pendings: Sequence[P], write: Callable[[P], None]) -> list[P]:
-    """Those of `pendings` whose claim-fenced write went through; the others hold the
-    OwnershipLost error. Rows are written in step id order, the order in which every
-    transaction that locks several steps takes them (claims, heartbeats): no deadlocks."""
-    kept = []
-    for pending in sorted(pendings, key=lambda pending: pending.execution.step.pk):
-        try:
-            write(pending)
-        except OwnershipLost as error:
-            pending.error = error
-            continue
-        kept.append(pending)
-    return kept
-
-
-def _store_log_rows(pendings: Iterable[_Pending], *, closing: bool) -> None:
-    """Several steps' buffered log lines in one INSERT (in the caller's transaction)."""
-    rows: list[StepLog] = []
-    for pending in pendings:
-        writer = pending.execution.log_writer
-        if pending.log_rows is None:  # taken once: a transaction written again reuses them
-            pending.log_rows = writer.closing_rows() if closing else writer.take_rows()
-        if pending.log_rows:
-            rows.extend(pending.log_rows)
-            announce_log_lines(writer.incident_id, writer.step_id)
-    StepLog.objects.bulk_create(rows)
-
-
-def _write_applied(applied: list[_Applied]) -> None:
-    """One transaction for several steps' applies."""
-    now = timezone.now()
-    with transaction.atomic():
-        kept = _fenced(
-            applied,
-            lambda item: item.execution.claim.update(
-                applied_at=now, apply_detail=item.detail, apply_facts=_jsonable(item.facts)
-            ),
-        )
-        _store_log_rows(kept, closing=False)
-        timeline_append_all(_by_incident([item.entry() for item in kept]))
-
-
-def _write_endings(endings: list[_Ending]) -> None:
-    """One transaction for several steps' outcomes."""
-    with transaction.atomic():
-        labels = release_labels(pair for e in endings if (pair := e.reached_pair()) is not None)
-        kept = _fenced(
-            endings, lambda ending: ending.execution.claim.update(**ending.fields(labels))
-        )
-        _store_log_rows(kept, closing=True)
-        timeline_append_all(_by_incident([entry for e in kept for entry in e.entries()]))
-        # Set before the commit, acted on after it (record returns once it is done).
-        last_of_group = {(e.execution.step.run_id, e.execution.step.group): e for e in kept}
-        for ending in last_of_group.values():
-            ending.asks_for_group = True
-
-
-def _by_incident(entries: list[TimelineEntry]) -> list[TimelineEntry]:
-    """Entries of several incidents in incident order: their commit takes each incident's
-    commit-order lock in the order they were inserted (migration 0006), and two such
-    transactions taking them in different orders would deadlock."""
-    return sorted(entries, key=lambda entry: entry.incident_id)
-
-
-_applies = _SharedWrites(_write_applied)
-_finishes = _SharedWrites(_write_endings)
-os.register_at_fork(after_in_child=_applies.forget_parent)
-os.register_at_fork(after_in_child=_finishes.forget_parent)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
 
 
 def step_execute(

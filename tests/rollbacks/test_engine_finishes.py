@@ -29,9 +29,9 @@ def _executions(commander: Any, kube: Any, *names: str) -> list[engine._StepExec
 
 def _ending(
     execution: engine._StepExecution | None, state: str = StepState.SUCCEEDED
-) -> engine._Ending:
+) -> engine.Ending:
     """A step's outcome (with no execution: to test the sharing protocol alone)."""
-    return engine._Ending(
+    return engine.Ending(
         execution,  # type: ignore[arg-type]
         state,
         reason="",
@@ -53,7 +53,7 @@ def test_a_step_taken_over_loses_only_its_own_outcome_in_a_shared_transaction(
     taken.log("b: rolled out")
     endings = [_ending(kept), _ending(taken)]
 
-    engine._write_endings(endings)
+    engine.write_endings(endings)
 
     assert endings[0].error is None
     assert isinstance(endings[1].error, engine.OwnershipLost)
@@ -74,7 +74,7 @@ def test_of_a_groups_steps_written_together_the_last_asks_after_the_group(comman
     executions = _executions(commander, kube, "a", "b", "c")
     endings = [_ending(execution) for execution in executions]
 
-    engine._write_endings(endings)
+    engine.write_endings(endings)
 
     assert [ending.asks_for_group for ending in endings] == [False, False, True]
 
@@ -86,11 +86,11 @@ def test_a_step_taken_over_loses_only_its_own_apply_record_in_a_shared_transacti
     Step.objects.filter(pk=taken.step.pk).update(claim_token="another-worker")
     Step.objects.update(apply_started_at=timezone.now())
     applied = [
-        engine._Applied(execution, detail="undo: revision 2 → 3", facts={}, changed=True)
+        engine.Applied(execution, detail="undo: revision 2 → 3", facts={}, changed=True)
         for execution in (kept, taken)
     ]
 
-    engine._write_applied(applied)
+    engine.write_applied(applied)
 
     assert isinstance(applied[1].error, engine.OwnershipLost)
     assert Step.objects.get(pk=kept.step.pk).applied_at is not None
@@ -126,7 +126,7 @@ def test_a_shared_transaction_writes_its_steps_in_id_order(commander, kube) -> N
     executions = _executions(commander, kube, "a", "b", "c")
     written: list[int] = []
 
-    engine._fenced(
+    engine.fenced(
         [_ending(execution) for execution in reversed(executions)],
         lambda ending: written.append(ending.execution.step.pk),
     )
@@ -138,7 +138,7 @@ def test_one_steps_bad_value_fails_only_that_step_of_a_shared_transaction(comman
     bad, good = (_ending(execution) for execution in _executions(commander, kube, "a", "b"))
     bad.reached = "x" * 600  # longer than reached_version holds
 
-    engine._SharedWrites(engine._write_endings)._write_each([bad, good])
+    engine.SharedWrites(engine.write_endings).write_batch([bad, good])
 
     assert isinstance(bad.error, DataError)
     assert good.error is None
@@ -155,7 +155,7 @@ class InterruptedWait(threading.Event):
         raise Interrupted
 
 
-def _record_in_thread(shared: engine._SharedWrites, ending: engine._Ending) -> threading.Thread:
+def _record_in_thread(shared: engine.SharedWrites, ending: engine.Ending) -> threading.Thread:
     def record() -> None:
         with contextlib.suppress(Interrupted):
             shared.record(ending)
@@ -174,7 +174,7 @@ def _until(condition) -> None:
 
 
 class HeldWrites:
-    """A write for _SharedWrites that notes each batch, holds the first until released,
+    """A write for SharedWrites that notes each batch, holds the first until released,
     and raises Interrupted while writing the batch numbered `interrupt_on`."""
 
     def __init__(self, interrupt_on: int | None = None) -> None:
@@ -192,9 +192,9 @@ class HeldWrites:
 
 def _queued_behind_a_write(
     writes: HeldWrites, *names: str
-) -> tuple[engine._SharedWrites, list[threading.Thread], list[engine._Ending]]:
+) -> tuple[engine.SharedWrites, list[threading.Thread], list[engine.Ending]]:
     """A "first" step being written (held), and steps `names` queued behind it."""
-    shared = engine._SharedWrites(writes)
+    shared = engine.SharedWrites(writes)
     threads = [_record_in_thread(shared, _ending(None, "first"))]
     _until(lambda: writes.written)
     endings = [_ending(None, name) for name in names]
@@ -248,11 +248,11 @@ def test_a_shared_transaction_inserts_its_entries_incident_by_incident(commander
     (second,) = _executions(commander, kube, "b")  # a newer incident
     Step.objects.update(apply_started_at=timezone.now())
     applied = [
-        engine._Applied(execution, detail="undo", facts={}, changed=True)
+        engine.Applied(execution, detail="undo", facts={}, changed=True)
         for execution in (second, first)
     ]
 
-    engine._write_applied(applied)
+    engine.write_applied(applied)
 
     entries = TimelineEntry.objects.filter(kind=TimelineKind.STEP_OUTPUT).order_by("pk")
     assert [entry.incident_id for entry in entries] == sorted(
