@@ -16,12 +16,12 @@ from rollbacks.engine.claims import OwnershipLost, claim_pending
 from rollbacks.engine.dispatch import Dispatcher, InlineDispatcher
 from rollbacks.engine.execution import (
     _StepExecution,
-    recover_stalled,
-    run_inline,
     step_execute,
     steps_execute,
 )
 from rollbacks.engine.heartbeats import heartbeats
+from rollbacks.engine.inline import run_inline
+from rollbacks.engine.recovery import recover_stalled
 from rollbacks.engine.retries import StepRetry, retry_delay
 from rollbacks.engine.shared_writes import SharedWrites, fenced
 from rollbacks.engine.step_logs import StepLogWriter

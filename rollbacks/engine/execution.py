@@ -39,16 +39,14 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import timedelta
 from typing import Any
 
-from django.db import close_old_connections, connections, transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from executors.base import (
@@ -74,7 +72,6 @@ from rollbacks.engine.claims import (
 )
 from rollbacks.engine.dispatch import (
     Dispatcher,
-    InlineDispatcher,
 )
 from rollbacks.engine.entries import (
     ENGINE_ACTOR,
@@ -85,7 +82,7 @@ from rollbacks.engine.heartbeats import heartbeats
 from rollbacks.engine.retries import StepRetry, retry_after_hint, retry_delay
 from rollbacks.engine.step_logs import StepLogWriter
 from rollbacks.engine.step_records import Applied, Ending, applies, finishes
-from rollbacks.models import Run, RunState, Step, StepState
+from rollbacks.models import RunState, Step, StepState
 
 logger = logging.getLogger(__name__)
 
@@ -419,112 +416,3 @@ def _execute_claimed(
         return ""
     finally:
         heartbeats.unregister(claim.token)
-
-
-# -- recovery --------------------------------------------------------------------------------
-
-
-def recover_stalled(*, dispatcher: Dispatcher) -> dict[str, int]:
-    """Hand out work that a dead worker or a lost message left behind.
-
-    Running steps whose heartbeat is older than ROLLBACK_STALE_AFTER_SECONDS go to a new
-    delivery (which takes the claim over); running runs with no step running and no
-    progress for as long get their pending steps dispatched again.
-    """
-    cutoff = timezone.now() - timedelta(seconds=conf.stale_after_seconds())
-    stalled_steps = list(
-        Step.objects.filter(state=StepState.RUNNING, heartbeat_at__lt=cutoff).only(
-            "id", "timeout_seconds"
-        )
-    )
-    if stalled_steps:
-        with transaction.atomic():
-            dispatcher.start_steps(stalled_steps)
-    quiet_runs = (
-        Run.objects.filter(state=RunState.RUNNING, started_at__lt=cutoff)
-        .exclude(steps__state=StepState.RUNNING)
-        .exclude(steps__finished_at__gte=cutoff)
-        .exclude(steps__enqueued_at__gte=cutoff)
-        .values_list("id", flat=True)
-    )
-    requeued = 0
-    for run_id in list(quiet_runs):
-        run_advance(run_id, dispatcher=dispatcher, requeue_pending=True)
-        requeued += 1
-    return {"steps": len(stalled_steps), "runs": requeued}
-
-
-# -- running in this process -----------------------------------------------------------------
-
-
-def _execute_with_retries(step_id: int, dispatcher: Dispatcher, retries: int, worker: str) -> str:
-    try:
-        for retries_done in range(retries + 1):
-            try:
-                return step_execute(
-                    step_id,
-                    final_attempt=retries_done >= retries,
-                    dispatcher=dispatcher,
-                    worker=worker,
-                )
-            except StepRetry as retry:
-                delay = retry_delay(retries_done, retry_after=retry.retry_after)
-                time.sleep(delay * random.uniform(0.8, 1.0) if not retry.retry_after else delay)
-        return ""
-    finally:
-        close_old_connections()
-        connections.close_all()
-
-
-def _verify_in_thread(run_id: int, round_id: str) -> str:
-    from rollbacks import verification
-
-    try:
-        return verification.verification_execute(run_id, round_id)
-    finally:
-        close_old_connections()
-        connections.close_all()
-
-
-def run_inline(
-    run_id: int,
-    *,
-    max_workers: int = 16,
-    retries: int | None = None,
-    on_progress: Callable[[], None] | None = None,
-    poll_seconds: float = 0.2,
-) -> Run:
-    """Execute a running run to its end in this process: parallel groups on a thread pool,
-    groups in order, retryable errors retried with backoff. The emergency path that needs
-    no Celery worker. Returns the run as it ended (or paused: someone paused it)."""
-    dispatcher = InlineDispatcher()
-    retries = conf.max_step_retries() if retries is None else retries
-    worker = f"{worker_name()} (inline)"
-    run_advance(run_id, dispatcher=dispatcher)
-    futures: set[Future[str]] = set()
-    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rollback-step") as pool:
-        while True:
-            for step_id in dispatcher.take_steps():
-                futures.add(
-                    pool.submit(_execute_with_retries, step_id, dispatcher, retries, worker)
-                )
-            for verified_run, round_id in dispatcher.take_verifications():
-                futures.add(pool.submit(_verify_in_thread, verified_run, round_id))
-            if dispatcher.take_advance():
-                run_advance(run_id, dispatcher=dispatcher)
-                continue
-            if not futures:
-                break
-            done, futures = _wait_some(futures, poll_seconds)
-            for future in done:
-                future.result()
-            if on_progress is not None:
-                on_progress()
-    return Run.objects.get(pk=run_id)
-
-
-def _wait_some(
-    futures: set[Future[str]], timeout: float
-) -> tuple[set[Future[str]], set[Future[str]]]:
-    done, pending = wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
-    return set(done), set(pending)
