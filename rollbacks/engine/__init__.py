@@ -12,12 +12,12 @@ from rollbacks.engine.backends import (
     target_for,
     warm_up,
 )
+from rollbacks.engine.batches import steps_execute
 from rollbacks.engine.claims import OwnershipLost, claim_pending
 from rollbacks.engine.dispatch import Dispatcher, InlineDispatcher
 from rollbacks.engine.execution import (
-    _StepExecution,
+    StepExecution,
     step_execute,
-    steps_execute,
 )
 from rollbacks.engine.heartbeats import heartbeats
 from rollbacks.engine.inline import run_inline
@@ -28,6 +28,7 @@ from rollbacks.engine.step_logs import StepLogWriter
 from rollbacks.engine.step_records import Applied, Ending, write_applied, write_endings
 
 __all__ = [
+    "StepExecution",
     "Applied",
     "Ending",
     "SharedWrites",
@@ -41,7 +42,6 @@ __all__ = [
     "InlineDispatcher",
     "StepLogWriter",
     "StepRetry",
-    "_StepExecution",
     "advance_locked",
     "backend_for",
     "recover_stalled",

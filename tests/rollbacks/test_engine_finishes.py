@@ -20,15 +20,15 @@ from tests.rollbacks.test_engine_batches import _group, _step_ids
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _executions(commander: Any, kube: Any, *names: str) -> list[engine._StepExecution]:
+def _executions(commander: Any, kube: Any, *names: str) -> list[engine.StepExecution]:
     """Claimed executions of a group's steps, as a batch's threads hold them."""
     run = _group(commander, kube, *names)
     claims = engine.claim_pending(_step_ids(run), "test-worker", mark_apply=False)
-    return [engine._StepExecution(claim, engine.InlineDispatcher(), False) for claim in claims]
+    return [engine.StepExecution(claim, engine.InlineDispatcher(), False) for claim in claims]
 
 
 def _ending(
-    execution: engine._StepExecution | None, state: str = StepState.SUCCEEDED
+    execution: engine.StepExecution | None, state: str = StepState.SUCCEEDED
 ) -> engine.Ending:
     """A step's outcome (with no execution: to test the sharing protocol alone)."""
     return engine.Ending(
@@ -65,7 +65,7 @@ def test_a_step_taken_over_loses_only_its_own_outcome_in_a_shared_transaction(
     assert _log_lines(taken) == []
 
 
-def _log_lines(execution: engine._StepExecution) -> list[str]:
+def _log_lines(execution: engine.StepExecution) -> list[str]:
     logs = StepLog.objects.filter(step_id=execution.step.pk).order_by("seq")
     return list(logs.values_list("line", flat=True))
 
