@@ -30,8 +30,10 @@ from incidents.models import Incident, Release, Service, TimelineKind
 from incidents.roles import COMMAND_PERMISSION, User, require_role
 from incidents.services import incident_lock, incident_record_instant
 from incidents.timeline import timeline_append
-from rollbacks import conf, engine
+from rollbacks import conf
 from rollbacks.approvals import approval_request_open, approval_withdraw, required_roles_for
+from rollbacks.engine.advance import advance_locked
+from rollbacks.engine.backends import backend_for, release_label, target_for
 from rollbacks.live_versions import live_versions_read
 from rollbacks.models import (
     ApprovalRequest,
@@ -184,7 +186,7 @@ def run_create(
                     service=spec.service,
                     backend=spec.service.backend,
                     release=spec.release,
-                    from_version=engine.release_label(spec.service, version),
+                    from_version=release_label(spec.service, version),
                     to_version=spec.release.version if spec.release else "",
                     to_artifact=spec.release.artifact if spec.release else "",
                     to_previous=spec.previous,
@@ -238,9 +240,7 @@ def run_dry_run(*, run: Run, actor: User) -> list[StepPreview]:
         if step.state == StepState.SKIPPED:
             return StepPreview(step, f"skipped: {step.skip_reason}", None, ())
         try:
-            plan = engine.backend_for(step.service, connections=connections).plan(
-                engine.target_for(step)
-            )
+            plan = backend_for(step.service, connections=connections).plan(target_for(step))
         except BackendError as error:
             return StepPreview(step, "", None, (), error=str(error))
         return StepPreview(step, plan.summary, plan.current_version, plan.changes)
@@ -412,7 +412,7 @@ def run_confirm_and_start(*, run: Run, actor: User, confirmation: str, enqueue: 
                     )
     send_run_started(locked)
     if enqueue:
-        engine.advance_locked(locked, dispatcher=CeleryDispatcher())
+        advance_locked(locked, dispatcher=CeleryDispatcher())
     return locked
 
 
@@ -460,7 +460,7 @@ def run_resume(*, run: Run, actor: User) -> Run:
         actor=actor,
         payload={"run": locked.pk, "state": locked.state},
     )
-    engine.advance_locked(locked, dispatcher=CeleryDispatcher())
+    advance_locked(locked, dispatcher=CeleryDispatcher())
     return locked
 
 

@@ -23,8 +23,10 @@ from celery.signals import worker_init, worker_ready, worker_shutdown
 from django.db import connections
 
 from console.celery import app
-from rollbacks import conf, engine, verification
+from rollbacks import conf, verification
+from rollbacks.engine import advance, backends, batches, execution, recovery
 from rollbacks.engine.dispatch import HARD_LIMIT_MARGIN_SECONDS, SOFT_LIMIT_MARGIN_SECONDS
+from rollbacks.engine.retries import StepRetry, retry_delay
 from rollbacks.models import Step
 
 logger = logging.getLogger(__name__)
@@ -34,7 +36,7 @@ _recovery_stop = threading.Event()
 @app.task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_advance(run_id: int) -> None:
     """Start the next steps of a running run, or finish it."""
-    engine.run_advance(run_id, dispatcher=CeleryDispatcher())
+    advance.run_advance(run_id, dispatcher=CeleryDispatcher())
 
 
 @app.task(
@@ -42,7 +44,7 @@ def run_advance(run_id: int) -> None:
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,
-    autoretry_for=(engine.StepRetry,),
+    autoretry_for=(StepRetry,),
     retry_backoff=max(1, round(conf.retry_backoff_seconds())),
     retry_backoff_max=60,
     retry_jitter=True,
@@ -52,16 +54,16 @@ def step_execute(self: Any, step_id: int) -> None:
     """Execute one step; a retryable backend error is retried with backoff (or after the
     server's Retry-After), up to max_retries, then fails the step as retryable."""
     try:
-        engine.step_execute(
+        execution.step_execute(
             step_id,
             dispatcher=CeleryDispatcher(),
             final_attempt=self.request.retries >= self.max_retries,
             worker=self.request.hostname or None,
             time_limit_errors=(SoftTimeLimitExceeded,),
         )
-    except engine.StepRetry as retry:
+    except StepRetry as retry:
         if retry.retry_after:
-            countdown = engine.retry_delay(self.request.retries, retry_after=retry.retry_after)
+            countdown = retry_delay(self.request.retries, retry_after=retry.retry_after)
             raise self.retry(exc=retry, countdown=countdown) from retry
         raise
 
@@ -72,13 +74,13 @@ def steps_execute(step_ids: list[int]) -> None:
     a retryable error goes back to the queue on its own, as step_execute's first retry."""
     dispatcher = CeleryDispatcher()
 
-    def retry(step: Step, outcome: engine.StepRetry) -> None:
-        delay = engine.retry_delay(0, retry_after=outcome.retry_after)
+    def retry(step: Step, outcome: StepRetry) -> None:
+        delay = retry_delay(0, retry_after=outcome.retry_after)
         if not outcome.retry_after:
             delay *= random.uniform(0.5, 1.0)  # a group's retries do not return at once
         dispatcher.retry_step(step, delay=delay)
 
-    engine.steps_execute(
+    batches.steps_execute(
         step_ids,
         dispatcher=dispatcher,
         final_attempt=conf.max_step_retries() <= 0,
@@ -97,7 +99,7 @@ def run_verify(run_id: int, round_id: str) -> None:
 @app.task(acks_late=True, ignore_result=True)
 def steps_recover() -> None:
     """Hand out steps and runs a dead worker or a lost message left behind."""
-    found = engine.recover_stalled(dispatcher=CeleryDispatcher())
+    found = recovery.recover_stalled(dispatcher=CeleryDispatcher())
     if any(found.values()):
         logger.warning("recovered stalled rollback work: %s", found)
 
@@ -154,7 +156,7 @@ class CeleryDispatcher:
 def _recovery_loop(interval: float, stop: threading.Event) -> None:
     while not stop.wait(interval):
         try:
-            found = engine.recover_stalled(dispatcher=CeleryDispatcher())
+            found = recovery.recover_stalled(dispatcher=CeleryDispatcher())
             if any(found.values()):
                 logger.warning("recovered stalled rollback work: %s", found)
         except Exception:
@@ -182,7 +184,7 @@ def start_recovery_loop() -> threading.Thread | None:
 @worker_init.connect
 def _on_worker_init(**kwargs: Any) -> None:
     # Before the pool starts: prefork children inherit the loaded backends.
-    engine.warm_up()
+    backends.warm_up()
 
 
 @worker_ready.connect

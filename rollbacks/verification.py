@@ -6,7 +6,8 @@ executors.checks: http, command, kubernetes_pods, prometheus). When the last gro
 real run (not a dry run) is done, the engine calls `hold_for_verification` under the run's
 row lock: if any service whose step succeeded has checks, a verification *round* starts (a
 timeline entry lists the checks) and its work is handed to a worker (the `run_verify`
-Celery task, or a thread of `engine.run_inline`), which calls `verification_execute`.
+Celery task, or a thread of `rollbacks.engine.inline.run_inline`), which calls
+`verification_execute`.
 
 Each check's result is written as its own CHECK_RESULT entry the moment it is known, so
 the room shows them arriving. Then the round concludes, in one transaction with the run

@@ -17,6 +17,7 @@ from django.utils import timezone
 from rollbacks.engine.dispatch import Dispatcher
 from rollbacks.engine.run_finish import run_fail, run_succeed
 from rollbacks.models import Run, RunState, Step, StepState
+from rollbacks.verification import hold_for_verification
 
 
 @transaction.atomic
@@ -74,9 +75,7 @@ def _advance_locked(
             run_fail(run, steps, group=group, stopped=stopped)
             return []
     # Every step is done: the services' own checks decide before the run succeeds.
-    from rollbacks import verification
-
-    if verification.hold_for_verification(run, steps, dispatcher, requeue=requeue_pending):
+    if hold_for_verification(run, steps, dispatcher, requeue=requeue_pending):
         return []
     run_succeed(run, steps)
     return []

@@ -21,6 +21,7 @@ from rollbacks.engine.dispatch import Dispatcher, InlineDispatcher
 from rollbacks.engine.execution import step_execute
 from rollbacks.engine.retries import StepRetry, retry_delay
 from rollbacks.models import Run
+from rollbacks.verification import verification_execute
 
 
 def _execute_with_retries(step_id: int, dispatcher: Dispatcher, retries: int, worker: str) -> str:
@@ -44,10 +45,8 @@ def _execute_with_retries(step_id: int, dispatcher: Dispatcher, retries: int, wo
 
 
 def _verify_in_thread(run_id: int, round_id: str) -> str:
-    from rollbacks import verification
-
     try:
-        return verification.verification_execute(run_id, round_id)
+        return verification_execute(run_id, round_id)
     finally:
         close_old_connections()
         connections.close_all()

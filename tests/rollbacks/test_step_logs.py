@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from executors.base import poll_until
-from rollbacks.engine import StepLogWriter, step_logs
+from rollbacks.engine import step_logs
+from rollbacks.engine.step_logs import StepLogWriter
 from rollbacks.models import Step, StepLog
 from tests.rollbacks.engine_factories import RunFactory, StepFactory
 
