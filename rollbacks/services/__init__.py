@@ -13,15 +13,17 @@ missing role) with a message fit to show the user. They are this package's publi
 imported from `rollbacks.services` by views, the terminal command and the API alike.
 """
 
-from rollbacks.services.runs import (
+from rollbacks.services.plans import (
     DEFAULT_STEP_TIMEOUT,
     MAX_STEP_TIMEOUT,
     StepPreview,
     StepSpec,
-    run_cancel,
-    run_confirm_and_start,
     run_create,
     run_dry_run,
+)
+from rollbacks.services.runs import (
+    run_cancel,
+    run_confirm_and_start,
     run_pause,
     run_request_approval,
     run_resume,
