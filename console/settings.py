@@ -210,6 +210,9 @@ ROLLBACK_STEP_LOG_MAX_LINES = int(os.environ.get("ROLLBACK_STEP_LOG_MAX_LINES", 
 # the worker's step threads (at most ROLLBACK_STEP_THREADS per worker process).
 ROLLBACK_STEPS_PER_MESSAGE = int(os.environ.get("ROLLBACK_STEPS_PER_MESSAGE", "25"))
 ROLLBACK_STEP_THREADS = int(os.environ.get("ROLLBACK_STEP_THREADS", "64"))
+# Keyword arguments for each backend kind's constructor, set by a settings module that
+# imports this one, e.g. {"kubernetes": {"poll_interval": 1.0, "request_timeout": 10}}.
+ROLLBACK_BACKEND_OPTIONS: dict[str, dict[str, Any]] = {}
 
 # The room's live stream (incidents/live.py, docs/live-room.md): how often a feed reads
 # PostgreSQL without being told to, the keep-alive interval, and how long a feed nobody

@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 from executors.base import BackendError
 from incidents.models import Service
-from rollbacks.engine import backend_for, connections_from_settings
+from rollbacks import conf
+from rollbacks.engine.backends import backend_for
 
 MAX_PARALLEL_READS = 16
 ERROR_MAX_CHARS = 300
@@ -28,7 +29,7 @@ def live_versions_read(
     any failure becomes the reason, named by its type, and a service still silent then
     gets "no answer in time" while its read is abandoned on its thread.
     """
-    connections = connections_from_settings()
+    connections = conf.connections()
     unique = {service.pk: service for service in services}
     if not unique:
         return {}

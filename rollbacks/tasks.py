@@ -1,10 +1,13 @@
 """Celery tasks for rollback runs: thin wrappers that load by id and call the engine.
 
-Both tasks are safe to deliver twice (acks late, requeued when a worker dies): the engine
+The tasks are safe to deliver twice (acks late, requeued when a worker dies): the engine
 claims a step with a conditional UPDATE and never applies a step whose `applied_at` is set.
 Each worker also runs a small recovery loop (see `start_recovery_loop`) that hands steps
 left behind by a dead worker to a new delivery within ROLLBACK_STALE_AFTER_SECONDS, rather
 than after the broker's visibility timeout (hours).
+
+`CeleryDispatcher` is how the engine's work becomes these tasks' messages: the engine takes
+a dispatcher from its caller, so it needs to know nothing of Celery.
 """
 
 from __future__ import annotations
@@ -12,15 +15,18 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_init, worker_ready, worker_shutdown
-from django.conf import settings
 from django.db import connections
 
 from console.celery import app
-from rollbacks import engine, verification
+from rollbacks import conf, verification
+from rollbacks.engine import advance, backends, batches, execution, recovery
+from rollbacks.engine.dispatch import HARD_LIMIT_MARGIN_SECONDS, SOFT_LIMIT_MARGIN_SECONDS
+from rollbacks.engine.retries import StepRetry, retry_delay
 from rollbacks.models import Step
 
 logger = logging.getLogger(__name__)
@@ -30,7 +36,7 @@ _recovery_stop = threading.Event()
 @app.task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_advance(run_id: int) -> None:
     """Start the next steps of a running run, or finish it."""
-    engine.run_advance(run_id)
+    advance.run_advance(run_id, dispatcher=CeleryDispatcher())
 
 
 @app.task(
@@ -38,25 +44,26 @@ def run_advance(run_id: int) -> None:
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,
-    autoretry_for=(engine.StepRetry,),
-    retry_backoff=max(1, round(engine.retry_backoff_seconds())),
+    autoretry_for=(StepRetry,),
+    retry_backoff=max(1, round(conf.retry_backoff_seconds())),
     retry_backoff_max=60,
     retry_jitter=True,
-    max_retries=engine.max_step_retries(),
+    max_retries=conf.max_step_retries(),
 )
 def step_execute(self: Any, step_id: int) -> None:
     """Execute one step; a retryable backend error is retried with backoff (or after the
     server's Retry-After), up to max_retries, then fails the step as retryable."""
     try:
-        engine.step_execute(
+        execution.step_execute(
             step_id,
+            dispatcher=CeleryDispatcher(),
             final_attempt=self.request.retries >= self.max_retries,
             worker=self.request.hostname or None,
             time_limit_errors=(SoftTimeLimitExceeded,),
         )
-    except engine.StepRetry as retry:
+    except StepRetry as retry:
         if retry.retry_after:
-            countdown = engine.retry_delay(self.request.retries, retry_after=retry.retry_after)
+            countdown = retry_delay(self.request.retries, retry_after=retry.retry_after)
             raise self.retry(exc=retry, countdown=countdown) from retry
         raise
 
@@ -65,17 +72,18 @@ def step_execute(self: Any, step_id: int) -> None:
 def steps_execute(step_ids: list[int]) -> None:
     """Execute several steps of a parallel group at once, a thread each. A step that hits
     a retryable error goes back to the queue on its own, as step_execute's first retry."""
-    dispatcher = engine.CeleryDispatcher()
+    dispatcher = CeleryDispatcher()
 
-    def retry(step: Step, outcome: engine.StepRetry) -> None:
-        delay = engine.retry_delay(0, retry_after=outcome.retry_after)
+    def retry(step: Step, outcome: StepRetry) -> None:
+        delay = retry_delay(0, retry_after=outcome.retry_after)
         if not outcome.retry_after:
             delay *= random.uniform(0.5, 1.0)  # a group's retries do not return at once
         dispatcher.retry_step(step, delay=delay)
 
-    engine.steps_execute(
+    batches.steps_execute(
         step_ids,
-        final_attempt=engine.max_step_retries() <= 0,
+        dispatcher=dispatcher,
+        final_attempt=conf.max_step_retries() <= 0,
         worker=steps_execute.request.hostname or None,
         time_limit_errors=(SoftTimeLimitExceeded,),
         on_retry=retry,
@@ -91,15 +99,64 @@ def run_verify(run_id: int, round_id: str) -> None:
 @app.task(acks_late=True, ignore_result=True)
 def steps_recover() -> None:
     """Hand out steps and runs a dead worker or a lost message left behind."""
-    found = engine.recover_stalled()
+    found = recovery.recover_stalled(dispatcher=CeleryDispatcher())
     if any(found.values()):
         logger.warning("recovered stalled rollback work: %s", found)
+
+
+# -- dispatching -----------------------------------------------------------------------------
+
+
+class CeleryDispatcher:
+    """The engine's dispatcher outside `run_inline`. Enqueues these tasks after commit: a
+    step alone as step_execute, several as steps_execute (in messages of
+    conf.steps_per_message() steps), with time limits; run_advance and run_verify by id."""
+
+    def start_steps(self, steps: Iterable[Step]) -> None:
+        steps = list(steps)
+        size = conf.steps_per_message()
+        for chunk in (steps[at : at + size] for at in range(0, len(steps), size)):
+            timeout = max(step.timeout_seconds for step in chunk)
+            limits = {
+                "soft_time_limit": timeout + SOFT_LIMIT_MARGIN_SECONDS,
+                "time_limit": timeout + HARD_LIMIT_MARGIN_SECONDS,
+            }
+            if len(chunk) == 1:
+                step_execute.apply_async_on_commit((chunk[0].pk,), **limits)  # type: ignore[attr-defined]
+            else:
+                ids = [step.pk for step in chunk]
+                steps_execute.apply_async_on_commit((ids,), **limits)  # type: ignore[attr-defined]
+
+    def retry_step(self, step: Step, *, delay: float) -> None:
+        """Deliver a step of a steps_execute message again in `delay` seconds, counted as
+        its first automatic retry (step_execute retries it further, up to max_retries)."""
+        options: dict[str, Any] = {
+            "countdown": delay,
+            "retries": 1,  # Celery's own count, which step_execute's max_retries reads
+            "soft_time_limit": step.timeout_seconds + SOFT_LIMIT_MARGIN_SECONDS,
+            "time_limit": step.timeout_seconds + HARD_LIMIT_MARGIN_SECONDS,
+        }
+        step_execute.apply_async((step.pk,), **options)
+
+    def advance_run(self, run_id: int) -> None:
+        run_advance.delay_on_commit(run_id)  # type: ignore[attr-defined]
+
+    def verify_run(self, run_id: int, round_id: str) -> None:
+        budget = round(conf.verify_timeout_seconds())
+        run_verify.apply_async_on_commit(  # type: ignore[attr-defined]
+            (run_id, round_id),
+            soft_time_limit=budget + SOFT_LIMIT_MARGIN_SECONDS,
+            time_limit=budget + HARD_LIMIT_MARGIN_SECONDS,
+        )
+
+
+# -- recovery --------------------------------------------------------------------------------
 
 
 def _recovery_loop(interval: float, stop: threading.Event) -> None:
     while not stop.wait(interval):
         try:
-            found = engine.recover_stalled()
+            found = recovery.recover_stalled(dispatcher=CeleryDispatcher())
             if any(found.values()):
                 logger.warning("recovered stalled rollback work: %s", found)
         except Exception:
@@ -110,7 +167,7 @@ def _recovery_loop(interval: float, stop: threading.Event) -> None:
 
 def start_recovery_loop() -> threading.Thread | None:
     """Sweep for stalled work every ROLLBACK_RECOVERY_INTERVAL_SECONDS (0 turns it off)."""
-    interval = float(getattr(settings, "ROLLBACK_RECOVERY_INTERVAL_SECONDS", 10.0))
+    interval = conf.recovery_interval_seconds()
     if interval <= 0:
         return None
     _recovery_stop.clear()
@@ -127,7 +184,7 @@ def start_recovery_loop() -> threading.Thread | None:
 @worker_init.connect
 def _on_worker_init(**kwargs: Any) -> None:
     # Before the pool starts: prefork children inherit the loaded backends.
-    engine.warm_up()
+    backends.warm_up()
 
 
 @worker_ready.connect

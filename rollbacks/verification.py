@@ -6,7 +6,8 @@ executors.check_specs: http, command, kubernetes_pods, prometheus). When the las
 real run (not a dry run) is done, the engine calls `hold_for_verification` under the run's
 row lock: if any service whose step succeeded has checks, a verification *round* starts (a
 timeline entry lists the checks) and its work is handed to a worker (the `run_verify`
-Celery task, or a thread of `engine.run_inline`), which calls `verification_execute`.
+Celery task, or a thread of `rollbacks.engine.inline.run_inline`), which calls
+`verification_execute`.
 
 Each check's result is written as its own CHECK_RESULT entry the moment it is known, so
 the room shows them arriving. Then the round concludes, in one transaction with the run
@@ -38,9 +39,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -50,6 +50,9 @@ from executors.checks import VerificationDefaults, run_check
 from incidents.models import ChecklistItem, ChecklistKind, TimelineKind
 from incidents.services import checklist_item_set
 from incidents.timeline import timeline_append
+from rollbacks import conf
+from rollbacks.engine.dispatch import Dispatcher
+from rollbacks.engine.run_finish import run_succeed
 from rollbacks.models import (
     Run,
     RunState,
@@ -64,9 +67,6 @@ from rollbacks.models import (
 )
 from rollbacks.signals import send_run_finished
 
-if TYPE_CHECKING:
-    from rollbacks.engine import Dispatcher
-
 logger = logging.getLogger(__name__)
 
 PHASE = "verification"
@@ -77,25 +77,6 @@ STARTED = "started"
 PASSED, FAILED, INCONCLUSIVE, RECORDED = "passed", "failed", "inconclusive", "recorded"
 NOT_RUN = "not run"  # the outcome of a round closed before it ran, as entries and the room say
 _MAX_PARALLEL_CHECKS = 8
-
-
-# -- settings --------------------------------------------------------------------------------
-
-
-def verify_timeout_seconds() -> float:
-    """The time a verification round may take before it counts as lost and is handed out
-    again (and the Celery task's soft limit, less a margin)."""
-    return float(getattr(settings, "VERIFY_TIMEOUT_SECONDS", 300.0))
-
-
-def defaults_from_settings() -> VerificationDefaults:
-    """What a check spec may leave out: Prometheus' address and the request timeouts."""
-    return VerificationDefaults(
-        prometheus_url=getattr(settings, "PROMETHEUS_URL", "") or "",
-        http_timeout=float(getattr(settings, "VERIFY_HTTP_TIMEOUT_SECONDS", 5.0)),
-        prometheus_timeout=float(getattr(settings, "VERIFY_PROMETHEUS_TIMEOUT_SECONDS", 5.0)),
-        kube_timeout=float(getattr(settings, "VERIFY_KUBE_TIMEOUT_SECONDS", 10.0)),
-    )
 
 
 # -- what to check ---------------------------------------------------------------------------
@@ -191,9 +172,7 @@ def hold_for_verification(
         return False
     latest = _latest_round(run)
     if latest is not None and latest.is_running:
-        lost_after = verify_timeout_seconds() + float(
-            getattr(settings, "ROLLBACK_STALE_AFTER_SECONDS", 30.0)
-        )
+        lost_after = conf.verify_timeout_seconds() + conf.stale_after_seconds()
         if requeue and timezone.now() - latest.started_at > timedelta(seconds=lost_after):
             logger.warning("run %s: verification round %s handed out again", run.pk, latest.key)
             dispatch.verify_run(run.pk, latest.key)
@@ -258,8 +237,6 @@ def verification_execute(run_id: int, round_id: str) -> str:
     """Run a verification round's checks in parallel, record each result as it comes, then
     conclude the round. Returns the conclusion, or "" when there was nothing to do (the
     round is not the latest, is already concluded, or the run is no longer running)."""
-    from rollbacks.engine import connections_from_settings
-
     run = Run.objects.select_related("incident").get(pk=run_id)
     round_ = _open_round(run_id, round_id)
     if round_ is None:
@@ -268,8 +245,8 @@ def verification_execute(run_id: int, round_id: str) -> str:
         return _abandon(run_id, round_)
     steps = list(run.steps.select_related("service"))
     planned = planned_checks(run, steps)
-    defaults = defaults_from_settings()
-    connections = connections_from_settings()
+    defaults = conf.verification_defaults()
+    connections = conf.connections()
     workers = max(1, min(_MAX_PARALLEL_CHECKS, len(planned)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verification") as pool:
         futures = {pool.submit(_run_one, check, defaults, connections): check for check in planned}
@@ -412,8 +389,6 @@ def _summary(results: Sequence[VerificationCheck], outcome: str) -> str:
 
 @transaction.atomic
 def _conclude(run_id: int, round_: VerificationRound, planned: Sequence[PlannedCheck]) -> str:
-    from rollbacks import engine
-
     run = Run.objects.select_for_update(no_key=True).select_related("incident").get(pk=run_id)
     if _open_round(run_id, round_.key) is None:
         return ""
@@ -497,7 +472,7 @@ def _conclude(run_id: int, round_: VerificationRound, planned: Sequence[PlannedC
         return INCONCLUSIVE
     conclude(PASSED, f"Run #{run.pk} verified: all {len(results)} check(s) passed")
     steps = list(run.steps.select_related("service").order_by("group", "position"))
-    engine._succeed_run(run, steps, verified=True)
+    run_succeed(run, steps, verified=True)
     return PASSED
 
 

@@ -16,7 +16,7 @@ from django.urls import reverse
 from incidents import services, timeline
 from incidents.models import TimelineEntry, TimelineKind
 from incidents.timeline import timeline_append
-from rollbacks.engine import StepLogWriter
+from rollbacks.engine.step_logs import StepLogWriter
 from rollbacks.models import Step
 from tests.asgi import AsgiServer, free_port
 from tests.factories import UserFactory, incident_open

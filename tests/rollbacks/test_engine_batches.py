@@ -12,7 +12,11 @@ from django.utils import timezone
 
 import rollbacks.services
 from incidents.models import TimelineEntry, TimelineKind
-from rollbacks import engine, tasks
+from rollbacks import tasks
+from rollbacks.engine.batches import steps_execute
+from rollbacks.engine.claims import claim_pending
+from rollbacks.engine.dispatch import InlineDispatcher
+from rollbacks.engine.heartbeats import heartbeats
 from rollbacks.models import Run, RunState, Step, StepState
 from rollbacks.services import StepSpec
 from tests.rollbacks.engine_factories import IncidentFactory, KubeServiceFactory
@@ -35,7 +39,7 @@ def test_a_batch_claims_its_steps_together_and_runs_them_side_by_side(commander,
     kube.set_status_delay(0.3)
     run = parallel_run(commander, kube, "a", "b", "c")
 
-    outcomes = engine.steps_execute(step_ids(run), dispatcher=engine.InlineDispatcher())
+    outcomes = steps_execute(step_ids(run), dispatcher=InlineDispatcher())
 
     steps = list(run.steps.all())
     assert sorted(outcomes.values()) == ["succeeded"] * 3
@@ -64,7 +68,7 @@ def test_a_batch_leaves_the_steps_of_a_paused_run_pending(commander, kube):
     run = parallel_run(commander, kube, "a", "b")
     rollbacks.services.run_pause(run=run, actor=commander)
 
-    assert engine.steps_execute(step_ids(run), dispatcher=engine.InlineDispatcher()) == {}
+    assert steps_execute(step_ids(run), dispatcher=InlineDispatcher()) == {}
 
     assert {step.state for step in run.steps.all()} == {StepState.PENDING}
     assert _started(run) == []
@@ -119,7 +123,7 @@ def test_a_retryable_error_in_a_batch_sends_that_step_back_alone_as_its_first_re
 def test_a_batch_records_the_apply_start_with_its_claim_so_a_successor_takes_care(commander, kube):
     run = parallel_run(commander, kube, "a", "b")
 
-    claims = engine._claim_pending(step_ids(run), "a worker that dies next", mark_apply=True)
+    claims = claim_pending(step_ids(run), "a worker that dies next", mark_apply=True)
 
     steps = list(run.steps.all())
     assert all(claim.apply_marked for claim in claims)
@@ -138,7 +142,7 @@ def test_a_dry_run_batch_records_no_apply_start(commander, kube):
         run=run, actor=commander, confirmation=run.expected_confirmation(), enqueue=False
     )
 
-    claims = engine._claim_pending(step_ids(run), "worker", mark_apply=True)
+    claims = claim_pending(step_ids(run), "worker", mark_apply=True)
 
     assert len(claims) == 2 and not any(claim.apply_marked for claim in claims)
     assert all(step.apply_started_at is None for step in run.steps.all())
@@ -168,7 +172,7 @@ def test_a_batch_step_that_ends_before_applying_leaves_no_apply_start_behind(com
     broken.target_config = {"namespace": "shop"}  # names no Deployment: the backend refuses
     broken.save()
 
-    engine.steps_execute(step_ids(run), dispatcher=engine.InlineDispatcher())
+    steps_execute(step_ids(run), dispatcher=InlineDispatcher())
 
     b = run.steps.get(position=2)
     assert b.state == StepState.FAILED and "deployment" in b.error
@@ -177,14 +181,14 @@ def test_a_batch_step_that_ends_before_applying_leaves_no_apply_start_behind(com
 
 def test_a_step_past_its_deadline_and_the_time_limit_margin_stops_beating(commander, kube):
     run = parallel_run(commander, kube, "a")
-    (claim,) = engine._claim_pending(step_ids(run), "a worker whose thread hangs")
+    (claim,) = claim_pending(step_ids(run), "a worker whose thread hangs")
     long_ago = timezone.now() - timedelta(hours=1)
     Step.objects.filter(pk=claim.step.pk).update(deadline=long_ago, heartbeat_at=long_ago)
 
-    engine._heartbeats.register(claim.token, claim.step.pk, long_ago)
+    heartbeats.register(claim.token, claim.step.pk, long_ago)
     try:
         time.sleep(0.6)  # the tests beat every 0.2 s
     finally:
-        engine._heartbeats.unregister(claim.token)
+        heartbeats.unregister(claim.token)
 
     assert Step.objects.get(pk=claim.step.pk).heartbeat_at == long_ago

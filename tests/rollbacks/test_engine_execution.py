@@ -16,7 +16,12 @@ from django.utils import timezone
 import rollbacks.services
 from executors.base import RollbackTarget
 from incidents.models import TimelineEntry, TimelineKind
-from rollbacks import engine, tasks
+from rollbacks import tasks
+from rollbacks.engine.backends import backend_for
+from rollbacks.engine.dispatch import InlineDispatcher
+from rollbacks.engine.execution import step_execute
+from rollbacks.engine.inline import run_inline
+from rollbacks.engine.recovery import recover_stalled
 from rollbacks.models import Run, RunState, Step, StepState
 from rollbacks.services import StepSpec
 from tests.rollbacks.engine_factories import IncidentFactory, KubeServiceFactory
@@ -67,7 +72,7 @@ def test_groups_run_in_order_and_steps_of_a_group_run_together(commander, kube):
         ],
     )
 
-    run = engine.run_inline(run.pk)
+    run = run_inline(run.pk)
 
     assert run.state == RunState.SUCCEEDED
     steps = _steps(run)
@@ -91,7 +96,7 @@ def test_a_failed_step_stops_later_groups_and_fails_the_run_with_the_reason(comm
         ],
     )
 
-    run = engine.run_inline(run.pk)
+    run = run_inline(run.pk)
 
     steps = _steps(run)
     assert run.state == RunState.FAILED
@@ -115,7 +120,7 @@ def test_retrying_the_failed_step_reopens_the_run_and_finishes_it(commander, kub
         commander,
         [StepSpec(service=late, previous=True), StepSpec(service=a, previous=True)],
     )
-    run = engine.run_inline(run.pk)
+    run = run_inline(run.pk)
     assert run.state == RunState.FAILED
     seed_deployment(kube, "late", ["late:1", "late:2"])  # the Deployment is back
 
@@ -137,7 +142,7 @@ def test_skipping_the_failed_step_lets_the_later_groups_run(commander, kube):
         commander,
         [StepSpec(service=missing, previous=True), StepSpec(service=a, previous=True)],
     )
-    run = engine.run_inline(run.pk)
+    run = run_inline(run.pk)
 
     rollbacks.services.step_skip(
         step=_steps(run)["missing"], actor=commander, reason="decommissioned last week"
@@ -154,7 +159,7 @@ def test_skipping_the_failed_step_lets_the_later_groups_run(commander, kube):
 def _run_in_background(run_id: int) -> threading.Thread:
     def target() -> None:
         try:
-            engine.run_inline(run_id)
+            run_inline(run_id)
         finally:
             connections.close_all()
 
@@ -244,7 +249,7 @@ def test_two_deliveries_at_the_same_time_claim_the_step_once(commander, kube, ku
     def deliver() -> None:
         try:
             barrier.wait()
-            outcomes.append(engine.step_execute(step.pk, dispatcher=engine.InlineDispatcher()))
+            outcomes.append(step_execute(step.pk, dispatcher=InlineDispatcher()))
         finally:
             connections.close_all()
 
@@ -262,7 +267,7 @@ def test_two_deliveries_at_the_same_time_claim_the_step_once(commander, kube, ku
 def _crash_after_apply(step: Step, *, recorded: bool) -> None:
     """Leave `step` as a worker that died after applying leaves it: running, heartbeat
     stale, the change made (and recorded in applied_at when `recorded`)."""
-    backend = engine.backend_for(step.service)
+    backend = backend_for(step.service)
     backend.apply(RollbackTarget(previous=True))
     long_ago = timezone.now() - timedelta(minutes=5)
     Step.objects.filter(pk=step.pk).update(
@@ -286,10 +291,10 @@ def test_a_delivery_after_a_crash_past_the_apply_only_waits_and_checks(
     _crash_after_apply(step, recorded=True)
     revision, patches = deployment_revision(kube, "web"), patches_to(kube, "web")
 
-    dispatcher = engine.InlineDispatcher()
-    assert engine.recover_stalled(dispatcher=dispatcher) == {"steps": 1, "runs": 0}
+    dispatcher = InlineDispatcher()
+    assert recover_stalled(dispatcher=dispatcher) == {"steps": 1, "runs": 0}
     (step_id,) = dispatcher.take_steps()
-    assert engine.step_execute(step_id, dispatcher=dispatcher) == StepState.SUCCEEDED
+    assert step_execute(step_id, dispatcher=dispatcher) == StepState.SUCCEEDED
 
     assert (deployment_revision(kube, "web"), patches_to(kube, "web")) == (revision, patches)
     step.refresh_from_db()
@@ -309,7 +314,7 @@ def test_a_delivery_after_a_crash_during_the_apply_finds_nothing_left_to_change(
     _crash_after_apply(step, recorded=False)
     revision, patches = deployment_revision(kube, "web"), patches_to(kube, "web")
 
-    assert engine.step_execute(step.pk, dispatcher=engine.InlineDispatcher()) == "succeeded"
+    assert step_execute(step.pk, dispatcher=InlineDispatcher()) == "succeeded"
 
     assert (deployment_revision(kube, "web"), patches_to(kube, "web")) == (revision, patches)
     step.refresh_from_db()
@@ -329,8 +334,8 @@ def test_a_live_worker_keeps_its_step(commander, kube, kube_service):
         claim_token="alive",
     )
 
-    assert engine.step_execute(step.pk, dispatcher=engine.InlineDispatcher()) == ""
-    assert engine.recover_stalled(dispatcher=engine.InlineDispatcher()) == {"steps": 0, "runs": 0}
+    assert step_execute(step.pk, dispatcher=InlineDispatcher()) == ""
+    assert recover_stalled(dispatcher=InlineDispatcher()) == {"steps": 0, "runs": 0}
     assert patches_to(kube, "web") == patches
 
 
@@ -339,7 +344,7 @@ def test_step_logs_are_kept_in_order_and_bounded(commander, kube, kube_service, 
     kube.set_status_delay(0.3)
     run = _start(commander, [StepSpec(service=kube_service, previous=True)])
 
-    engine.run_inline(run.pk)
+    run_inline(run.pk)
 
     lines = list(run.steps.get().log_lines.values_list("seq", "line"))
     assert [seq for seq, _ in lines] == [1, 2]
@@ -351,9 +356,9 @@ def test_steps_whose_messages_were_lost_are_handed_out_again(commander, kube, ku
     long_ago = timezone.now() - timedelta(minutes=5)
     Run.objects.filter(pk=run.pk).update(started_at=long_ago)
     Step.objects.filter(run=run).update(enqueued_at=long_ago)  # dispatched, never delivered
-    dispatcher = engine.InlineDispatcher()
+    dispatcher = InlineDispatcher()
 
-    assert engine.recover_stalled(dispatcher=dispatcher) == {"steps": 0, "runs": 1}
+    assert recover_stalled(dispatcher=dispatcher) == {"steps": 0, "runs": 1}
 
     assert dispatcher.take_steps() == [run.steps.get().pk]
 
@@ -366,7 +371,7 @@ def test_every_entry_the_engine_writes_is_announced_on_the_incidents_channel(
     redis_listener.get_message(timeout=1)  # the subscription itself
     first_new = TimelineEntry.objects.order_by("-id").first().pk
 
-    engine.run_inline(run.pk)
+    run_inline(run.pk)
 
     announced, logs = [], set()
     while (message := redis_listener.get_message(timeout=0.5)) is not None:

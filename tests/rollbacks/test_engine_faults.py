@@ -12,7 +12,7 @@ from django.utils import timezone
 
 import rollbacks.services
 from incidents.models import TimelineEntry, TimelineKind
-from rollbacks import engine
+from rollbacks.engine.inline import run_inline
 from rollbacks.models import Run, RunState, Step, StepState
 from rollbacks.services import StepSpec
 from tests.rollbacks.engine_factories import IncidentFactory
@@ -33,7 +33,7 @@ def _run(commander: Any, service: Any, **spec: Any) -> Run:
     run = rollbacks.services.run_confirm_and_start(
         run=run, actor=commander, confirmation="web", enqueue=False
     )
-    return engine.run_inline(run.pk)
+    return run_inline(run.pk)
 
 
 def _step(run: Run) -> Step:

@@ -12,7 +12,12 @@ from django.db import DataError
 from django.utils import timezone
 
 from incidents.models import TimelineEntry, TimelineKind
-from rollbacks import engine
+from rollbacks.engine.backends import release_label, release_labels
+from rollbacks.engine.claims import OwnershipLost, claim_pending
+from rollbacks.engine.dispatch import InlineDispatcher
+from rollbacks.engine.execution import StepExecution
+from rollbacks.engine.shared_writes import SharedWrites, fenced
+from rollbacks.engine.step_records import Applied, Ending, write_applied, write_endings
 from rollbacks.models import Step, StepLog, StepState
 from tests.factories import ReleaseFactory, ServiceFactory
 from tests.rollbacks.engine_fixtures import parallel_run, step_ids
@@ -20,18 +25,16 @@ from tests.rollbacks.engine_fixtures import parallel_run, step_ids
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _executions(commander: Any, kube: Any, *names: str) -> list[engine._StepExecution]:
+def _executions(commander: Any, kube: Any, *names: str) -> list[StepExecution]:
     """Claimed executions of a group's steps, as a batch's threads hold them."""
     run = parallel_run(commander, kube, *names)
-    claims = engine._claim_pending(step_ids(run), "test-worker", mark_apply=False)
-    return [engine._StepExecution(claim, engine.InlineDispatcher(), False) for claim in claims]
+    claims = claim_pending(step_ids(run), "test-worker", mark_apply=False)
+    return [StepExecution(claim, InlineDispatcher(), False) for claim in claims]
 
 
-def _ending(
-    execution: engine._StepExecution | None, state: str = StepState.SUCCEEDED
-) -> engine._Ending:
+def _ending(execution: StepExecution | None, state: str = StepState.SUCCEEDED) -> Ending:
     """A step's outcome (with no execution: to test the sharing protocol alone)."""
-    return engine._Ending(
+    return Ending(
         execution,  # type: ignore[arg-type]
         state,
         reason="",
@@ -53,10 +56,10 @@ def test_a_step_taken_over_loses_only_its_own_outcome_in_a_shared_transaction(
     taken.log("b: rolled out")
     endings = [_ending(kept), _ending(taken)]
 
-    engine._write_endings(endings)
+    write_endings(endings)
 
     assert endings[0].error is None
-    assert isinstance(endings[1].error, engine._OwnershipLost)
+    assert isinstance(endings[1].error, OwnershipLost)
     assert Step.objects.get(pk=kept.step.pk).state == StepState.SUCCEEDED
     assert Step.objects.get(pk=taken.step.pk).state == StepState.RUNNING
     finished = TimelineEntry.objects.filter(kind=TimelineKind.STEP_FINISHED)
@@ -65,7 +68,7 @@ def test_a_step_taken_over_loses_only_its_own_outcome_in_a_shared_transaction(
     assert _log_lines(taken) == []
 
 
-def _log_lines(execution: engine._StepExecution) -> list[str]:
+def _log_lines(execution: StepExecution) -> list[str]:
     logs = StepLog.objects.filter(step_id=execution.step.pk).order_by("seq")
     return list(logs.values_list("line", flat=True))
 
@@ -74,7 +77,7 @@ def test_of_a_groups_steps_written_together_the_last_asks_after_the_group(comman
     executions = _executions(commander, kube, "a", "b", "c")
     endings = [_ending(execution) for execution in executions]
 
-    engine._write_endings(endings)
+    write_endings(endings)
 
     assert [ending.asks_for_group for ending in endings] == [False, False, True]
 
@@ -86,13 +89,13 @@ def test_a_step_taken_over_loses_only_its_own_apply_record_in_a_shared_transacti
     Step.objects.filter(pk=taken.step.pk).update(claim_token="another-worker")
     Step.objects.update(apply_started_at=timezone.now())
     applied = [
-        engine._Applied(execution, detail="undo: revision 2 → 3", facts={}, changed=True)
+        Applied(execution, detail="undo: revision 2 → 3", facts={}, changed=True)
         for execution in (kept, taken)
     ]
 
-    engine._write_applied(applied)
+    write_applied(applied)
 
-    assert isinstance(applied[1].error, engine._OwnershipLost)
+    assert isinstance(applied[1].error, OwnershipLost)
     assert Step.objects.get(pk=kept.step.pk).applied_at is not None
     assert Step.objects.get(pk=taken.step.pk).applied_at is None
     entries = TimelineEntry.objects.filter(kind=TimelineKind.STEP_OUTPUT)
@@ -106,7 +109,7 @@ def test_release_labels_name_the_newest_release_by_artifact_or_version_else_the_
     ReleaseFactory(service=web, version="v1-hotfix", artifact="web:abc")
     ReleaseFactory(service=api, version="v7", artifact="api:def")
 
-    labels = engine.release_labels(
+    labels = release_labels(
         [(web.pk, "web:abc"), (api.pk, "v7"), (api.pk, "web:abc"), (web.pk, "web:zzz")]
     )
 
@@ -117,7 +120,7 @@ def test_release_labels_name_the_newest_release_by_artifact_or_version_else_the_
         (web.pk, "web:zzz"): "web:zzz",
     }
     assert all(
-        engine.release_label(service, live) == labels[(service.pk, live)]
+        release_label(service, live) == labels[(service.pk, live)]
         for service, live in [(web, "web:abc"), (api, "v7"), (api, "web:abc"), (web, "web:zzz")]
     )
 
@@ -126,7 +129,7 @@ def test_a_shared_transaction_writes_its_steps_in_id_order(commander, kube) -> N
     executions = _executions(commander, kube, "a", "b", "c")
     written: list[int] = []
 
-    engine._fenced(
+    fenced(
         [_ending(execution) for execution in reversed(executions)],
         lambda ending: written.append(ending.execution.step.pk),
     )
@@ -138,7 +141,7 @@ def test_one_steps_bad_value_fails_only_that_step_of_a_shared_transaction(comman
     bad, good = (_ending(execution) for execution in _executions(commander, kube, "a", "b"))
     bad.reached = "x" * 600  # longer than reached_version holds
 
-    engine._SharedWrites(engine._write_endings)._write_each([bad, good])
+    SharedWrites(write_endings).write_batch([bad, good])
 
     assert isinstance(bad.error, DataError)
     assert good.error is None
@@ -155,7 +158,7 @@ class InterruptedWait(threading.Event):
         raise Interrupted
 
 
-def _record_in_thread(shared: engine._SharedWrites, ending: engine._Ending) -> threading.Thread:
+def _record_in_thread(shared: SharedWrites, ending: Ending) -> threading.Thread:
     def record() -> None:
         with contextlib.suppress(Interrupted):
             shared.record(ending)
@@ -174,7 +177,7 @@ def _until(condition) -> None:
 
 
 class HeldWrites:
-    """A write for _SharedWrites that notes each batch, holds the first until released,
+    """A write for SharedWrites that notes each batch, holds the first until released,
     and raises Interrupted while writing the batch numbered `interrupt_on`."""
 
     def __init__(self, interrupt_on: int | None = None) -> None:
@@ -192,9 +195,9 @@ class HeldWrites:
 
 def _queued_behind_a_write(
     writes: HeldWrites, *names: str
-) -> tuple[engine._SharedWrites, list[threading.Thread], list[engine._Ending]]:
+) -> tuple[SharedWrites, list[threading.Thread], list[Ending]]:
     """A "first" step being written (held), and steps `names` queued behind it."""
-    shared = engine._SharedWrites(writes)
+    shared = SharedWrites(writes)
     threads = [_record_in_thread(shared, _ending(None, "first"))]
     _until(lambda: writes.written)
     endings = [_ending(None, name) for name in names]
@@ -248,11 +251,10 @@ def test_a_shared_transaction_inserts_its_entries_incident_by_incident(commander
     (second,) = _executions(commander, kube, "b")  # a newer incident
     Step.objects.update(apply_started_at=timezone.now())
     applied = [
-        engine._Applied(execution, detail="undo", facts={}, changed=True)
-        for execution in (second, first)
+        Applied(execution, detail="undo", facts={}, changed=True) for execution in (second, first)
     ]
 
-    engine._write_applied(applied)
+    write_applied(applied)
 
     entries = TimelineEntry.objects.filter(kind=TimelineKind.STEP_OUTPUT).order_by("pk")
     assert [entry.incident_id for entry in entries] == sorted(

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from executors.base import poll_until
-from rollbacks import engine
-from rollbacks.engine import StepLogWriter
+from rollbacks.engine import step_logs
+from rollbacks.engine.step_logs import StepLogWriter
 from rollbacks.models import Step, StepLog
 from tests.rollbacks.engine_factories import RunFactory, StepFactory
 
@@ -32,7 +32,7 @@ class ShiftedClock:
 @pytest.fixture
 def clock(monkeypatch) -> ShiftedClock:
     shifted = ShiftedClock()
-    monkeypatch.setattr(engine, "time", shifted)
+    monkeypatch.setattr(step_logs, "time", shifted)
     return shifted
 
 

@@ -371,10 +371,10 @@ def test_the_edited_customer_notice_is_emailed_and_recorded(
 
 @pytest.mark.django_db(transaction=True)
 def test_the_engine_finishing_a_rollback_sends_the_completion_notice_at_once(started_run):
-    from rollbacks import engine
+    from rollbacks.engine.inline import run_inline
 
     run, _, webhook = started_run
-    engine.run_inline(run.pk)
+    run_inline(run.pk)
     assert Run.objects.get(pk=run.pk).state == RunState.SUCCEEDED
     # Written when the engine's transaction committed (the texts may be the fallbacks: a
     # transactional test runs without the data migration's templates).

@@ -4,8 +4,8 @@ It goes through the same services and record as the console: the run is drafted,
 approved as the incident's policy requires (the command waits for approvers deciding in the
 console), confirmed by typing, and written to the incident's timeline step by step.
 
-By default the engine runs in this process (`engine.run_inline`): a rollback from the
-terminal must work when the Celery workers or their broker are what is broken.
+By default the engine runs in this process (rollbacks.engine.inline.run_inline): a rollback
+from the terminal must work when the Celery workers or their broker are what is broken.
 `--via-workers` hands the run to the workers instead and follows its timeline.
 
 Exit status: 0 when the run succeeded, 1 when it failed, was cancelled or was refused.
@@ -26,7 +26,8 @@ from django.db import connections
 import rollbacks.services
 from incidents.errors import DomainError
 from incidents.models import BackendKind, Incident, Release, Service, TimelineEntry
-from rollbacks import engine, verification
+from rollbacks import verification
+from rollbacks.engine.inline import run_inline
 from rollbacks.models import Run, RunState
 from rollbacks.services import StepSpec
 
@@ -260,7 +261,7 @@ class Command(BaseCommand):
 
             def execute() -> None:
                 try:
-                    engine.run_inline(run.pk)
+                    run_inline(run.pk)
                 except BaseException as error:  # reported by the main thread
                     failure.append(error)
                 finally:

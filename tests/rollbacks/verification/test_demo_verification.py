@@ -17,7 +17,7 @@ import rollbacks.services
 from devinfra.demo import DemoInfrastructure, start_demo_infrastructure, with_verification
 from incidents.demo import demo_load
 from incidents.models import ChecklistItem, TimelineEntry, TimelineKind
-from rollbacks import engine
+from rollbacks.engine.inline import run_inline
 from rollbacks.models import RunState
 from rollbacks.services import StepSpec
 from tests.conftest import TEST_REDIS_URL
@@ -92,7 +92,7 @@ def test_rolling_storefront_web_back_in_the_demo_passes_its_verification(demo, s
         run=run, actor=commander, confirmation="storefront-web", enqueue=False
     )
 
-    run = engine.run_inline(run.pk)
+    run = run_inline(run.pk)
 
     results = {
         entry.payload["check"]: (entry.payload["outcome"], entry.payload["observed"])

@@ -28,7 +28,12 @@ from incidents.models import (
     TimelineEntry,
     TimelineKind,
 )
-from rollbacks import engine, verification
+from rollbacks import verification
+from rollbacks.engine.advance import run_advance
+from rollbacks.engine.dispatch import InlineDispatcher
+from rollbacks.engine.execution import step_execute
+from rollbacks.engine.inline import run_inline
+from rollbacks.engine.recovery import recover_stalled
 from rollbacks.models import Run, RunState
 from rollbacks.services import StepSpec
 from tests.factories import post_rollback_checklist_add
@@ -103,12 +108,12 @@ def _prometheus_check(url: str, query: str, threshold: float, **extra: Any) -> d
     return {"kind": "prometheus", "url": url, "query": query, "threshold": threshold, **extra}
 
 
-def _steps_done_round(run: Run) -> tuple[engine.InlineDispatcher, str]:
+def _steps_done_round(run: Run) -> tuple[InlineDispatcher, str]:
     """Execute the run's steps and return the verification round they started, not run."""
-    dispatcher = engine.InlineDispatcher()
-    engine.run_advance(run.pk, dispatcher=dispatcher)
+    dispatcher = InlineDispatcher()
+    run_advance(run.pk, dispatcher=dispatcher)
     for step_id in dispatcher.take_steps():
-        engine.step_execute(step_id, dispatcher=dispatcher)
+        step_execute(step_id, dispatcher=dispatcher)
     ((run_id, round_id),) = dispatcher.take_verifications()
     assert run_id == run.pk
     return dispatcher, round_id
@@ -125,7 +130,7 @@ def test_a_health_endpoint_that_recovers_within_its_retries_passes_and_the_run_s
     )
     run = _start(commander, _web_service(kube, [_health_check(health.url)]))
 
-    run = engine.run_inline(run.pk)
+    run = run_inline(run.pk)
 
     assert run.state == RunState.SUCCEEDED
     assert len(health.arrivals) == 3
@@ -157,7 +162,7 @@ def test_passing_checks_tick_their_checklist_items_as_the_automation(commander, 
     health.script((200, {"version": "v1"}))
     run = _start(commander, _web_service(kube, [_health_check(health.url)]))
 
-    run = engine.run_inline(run.pk)
+    run = run_inline(run.pk)
 
     item = ChecklistItem.objects.get(checklist__incident=run.incident, check_key="http_health")
     assert item.is_done and item.done_automatically and item.done_by is None
@@ -171,7 +176,7 @@ def test_a_verified_run_stamps_the_restored_and_verified_instants(commander, kub
     health.script((200, {"version": "v1"}))
     run = _start(commander, _web_service(kube, [_health_check(health.url)]))
 
-    run = engine.run_inline(run.pk)
+    run = run_inline(run.pk)
 
     incident = Incident.objects.get(pk=run.incident_id)
     step = run.steps.get()
@@ -187,7 +192,7 @@ def test_a_health_endpoint_reporting_another_version_fails_the_run_with_the_reas
         commander, _web_service(kube, [_health_check(health.url, retries=1, backoff=0.05)])
     )
 
-    run = engine.run_inline(run.pk)
+    run = run_inline(run.pk)
 
     assert run.state == RunState.FAILED
     assert run.failure_reason.startswith("verification failed: web health on web: ")
@@ -213,7 +218,7 @@ def test_an_error_rate_below_its_threshold_passes_and_ticks_the_error_rate_item(
     )
     run = _start(commander, _web_service(kube, [check]))
 
-    run = engine.run_inline(run.pk)
+    run = run_inline(run.pk)
 
     assert run.state == RunState.SUCCEEDED
     (entry,) = _check_entries(run)
@@ -234,7 +239,7 @@ def test_a_latency_above_its_threshold_fails_the_run_and_ticks_only_what_passed(
     ]
     run = _start(commander, _web_service(kube, checks))
 
-    run = engine.run_inline(run.pk)
+    run = run_inline(run.pk)
 
     assert run.state == RunState.FAILED
     assert "p99 latency on web: not below 0.5" in run.failure_reason
@@ -252,7 +257,7 @@ def test_an_empty_prometheus_result_pauses_the_run_and_resuming_verifies_again(
     check = _prometheus_check(prometheus.url, metric, 0.05, measures="error_rate")
     run = _start(commander, _web_service(kube, [check]))
 
-    run = engine.run_inline(run.pk)
+    run = run_inline(run.pk)
 
     assert run.state == RunState.PAUSED
     (entry,) = _check_entries(run)
@@ -281,7 +286,7 @@ def test_an_unreachable_prometheus_is_inconclusive_and_the_commander_can_cancel(
     nowhere = f"http://127.0.0.1:{free_port()}"
     run = _start(commander, _web_service(kube, [_prometheus_check(nowhere, "up", 1)]))
 
-    run = engine.run_inline(run.pk)
+    run = run_inline(run.pk)
 
     assert run.state == RunState.PAUSED
     (entry,) = _check_entries(run)
@@ -299,7 +304,7 @@ def test_healthy_pods_pass_and_tick_the_pods_item(commander, kube):
     checks = [{"kind": "kubernetes_pods", "namespace": "shop", "selector": "app=web"}]
     run = _start(commander, _web_service(kube, checks))
 
-    run = engine.run_inline(run.pk)
+    run = run_inline(run.pk)
 
     assert run.state == RunState.SUCCEEDED
     (entry,) = _check_entries(run)
@@ -315,7 +320,7 @@ def test_pods_crash_looping_after_the_rollback_fail_the_run(commander, kube):
     ]
     run = _start(commander, _web_service(kube, checks))
 
-    run = engine.run_inline(run.pk)
+    run = run_inline(run.pk)
 
     assert run.state == RunState.FAILED
     assert "api pods on web: crash-looping" in run.failure_reason
@@ -329,7 +334,7 @@ def test_pods_crash_looping_after_the_rollback_fail_the_run(commander, kube):
 def test_a_dry_run_verifies_nothing(commander, kube, health):
     run = _start(commander, _web_service(kube, [_health_check(health.url)]), dry_run=True)
 
-    run = engine.run_inline(run.pk)
+    run = run_inline(run.pk)
 
     assert run.state == RunState.SUCCEEDED
     assert _check_entries(run) == [] and health.arrivals == []
@@ -387,9 +392,9 @@ def test_a_lost_round_is_handed_out_again_by_the_recovery_sweep(commander, kube,
     settings.VERIFY_TIMEOUT_SECONDS = 0
     settings.ROLLBACK_STALE_AFTER_SECONDS = 0.1
     time.sleep(0.3)
-    dispatcher = engine.InlineDispatcher()
+    dispatcher = InlineDispatcher()
 
-    engine.recover_stalled(dispatcher=dispatcher)
+    recover_stalled(dispatcher=dispatcher)
 
     assert dispatcher.take_verifications() == [(run.pk, round_id)]
 
@@ -435,7 +440,7 @@ def test_the_room_shows_each_check_with_its_outcome_and_observed_value_against_i
 ):
     health.script((200, {"version": "v2"}))
     run = _start(commander, _web_service(kube, [_health_check(health.url, retries=0)]))
-    engine.run_inline(run.pk)
+    run_inline(run.pk)
     client.force_login(UserFactory(username="watcher", roles=["Viewer"]))
 
     response = client.get(reverse("incident_runs", args=[run.incident_id]))
@@ -456,7 +461,7 @@ def test_the_room_reads_every_runs_verification_in_one_query(
     health.script((200, {"version": "v1"}))
     service = _web_service(kube, [_health_check(health.url)])
     first = _start(commander, service)
-    engine.run_inline(first.pk)
+    run_inline(first.pk)
     client.force_login(commander)
     url = reverse("incident_runs", args=[first.incident_id])
     client.get(url)  # warm the session and permission caches
@@ -471,7 +476,7 @@ def test_the_room_reads_every_runs_verification_in_one_query(
     second = rollbacks.services.run_confirm_and_start(
         run=second, actor=commander, confirmation="web", enqueue=False
     )
-    engine.run_inline(second.pk)
+    run_inline(second.pk)
 
     with django_assert_max_num_queries(len(one_run.captured_queries)):
         response = client.get(url)

@@ -1,296 +1,37 @@
-"""The commander's operations on rollback runs and their steps.
-
-A run is drafted from services and targets (`run_create`), previewed without side effects
-(`run_dry_run`), sent for the approvals its incident's policy needs
-(`run_request_approval`), and started only once those are in and the commander has typed
-the confirmation word (`run_confirm_and_start`). While it runs it can be paused, resumed or
-cancelled, and a failed step retried or skipped. The engine (rollbacks.engine) does the
-work; these functions change state, each in one transaction with its timeline entry, and
-hand work to Celery after commit.
-
-Every function takes keyword arguments only and raises DomainError (PermissionDenied for a
-missing role) with a message fit to show the user.
+"""The commander's operations on a drafted run: sent for the approvals its incident's policy
+needs (`run_request_approval`), started once those are in and the commander has typed the
+confirmation word (`run_confirm_and_start`), paused, resumed or cancelled while it runs, and
+a failed step retried or skipped. Each changes state in one transaction with its timeline
+entry, and hands work to the engine through Celery after commit.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 from django.db import transaction
 from django.utils import timezone
 
-from executors.base import BackendError, Change
-from executors.registry import backend_class
 from incidents.errors import DomainError
-from incidents.models import Incident, Release, Service, TimelineKind
+from incidents.models import TimelineKind
 from incidents.roles import COMMAND_PERMISSION, User, require_role
 from incidents.services import incident_lock, incident_record_instant
 from incidents.timeline import timeline_append
-from rollbacks import engine
 from rollbacks.approvals import approval_request_open, approval_withdraw, required_roles_for
-from rollbacks.live_versions import live_versions_read
+from rollbacks.engine.advance import advance_locked
 from rollbacks.models import (
     ApprovalRequest,
     ApprovalRequestStatus,
     Run,
     RunState,
-    Scenario,
     Step,
     StepState,
 )
+from rollbacks.services.plans import plan_kind_label, plan_steps_text
+from rollbacks.services.run_locks import run_lock, run_require_state
 from rollbacks.signals import send_run_finished, send_run_started
-
-DEFAULT_STEP_TIMEOUT = 600
-MAX_STEP_TIMEOUT = 3600
-
-
-@dataclass(frozen=True)
-class StepSpec:
-    """One step of a plan to draft.
-
-    The target is a `release` of the service, or `previous=True` (the revision before the
-    live one), or neither when `params` alone say what to do (e.g. {"operation":
-    "restart"}, or a feature flag turned off). Steps with the same `group` run together;
-    `group=None` puts the step in a group of its own after the previous step's.
-    """
-
-    service: Service
-    release: Release | None = None
-    previous: bool = False
-    group: int | None = None
-    params: Mapping[str, Any] = field(default_factory=dict)
-    timeout_seconds: int = DEFAULT_STEP_TIMEOUT
-
-
-@dataclass(frozen=True)
-class StepPreview:
-    """What one step would do, from its backend's plan. `error` is set when planning
-    failed (the other fields are then empty)."""
-
-    step: Step
-    summary: str
-    current_version: str | None
-    changes: tuple[Change, ...]
-    error: str = ""
-
-    @property
-    def is_noop(self) -> bool:
-        return not self.error and not self.changes
-
-
-def _locked_run(run: Run) -> Run:
-    return Run.objects.select_for_update(no_key=True).select_related("incident").get(pk=run.pk)
-
-
-def _require_state(run: Run, allowed: Sequence[str], doing: str) -> None:
-    if run.state not in allowed:
-        raise DomainError(f"Run #{run.pk} is {run.get_state_display().lower()}; cannot {doing}.")
-
-
-def _steps_text(steps: Sequence[Step]) -> str:
-    return "; ".join(
-        f"{step.service.name} {step.from_version or '?'} → {step.target_label}"
-        + (f" [group {step.group}]" if len({s.group for s in steps}) > 1 else "")
-        for step in steps
-    )
-
-
-def _kind_label(run: Run) -> str:
-    return "Dry-run" if run.dry_run else "Drill" if run.drill else "Rollback"
-
-
-# -- drafting --------------------------------------------------------------------------------
-
-
-def _check_spec(spec: StepSpec, incident: Incident, drill: bool) -> None:
-    service = spec.service
-    if spec.release is not None and spec.release.service_id != service.pk:
-        raise DomainError(f"Release {spec.release.version} is not a release of {service.name}.")
-    if spec.release is not None and spec.previous:
-        raise DomainError(f"{service.name}: choose a release or the previous revision, not both.")
-    if not isinstance(spec.params, Mapping):
-        raise DomainError(f"{service.name}: step parameters must be an object.")
-    if not 1 <= spec.timeout_seconds <= MAX_STEP_TIMEOUT:
-        raise DomainError(f"{service.name}: the timeout must be 1 to {MAX_STEP_TIMEOUT} seconds.")
-    if spec.group is not None and spec.group < 1:
-        raise DomainError(f"{service.name}: parallel groups are numbered from 1.")
-    if not drill and service.environment != incident.environment:
-        raise DomainError(
-            f"{service.name} is a {service.environment} service; this incident is in "
-            f"{incident.environment} (draft a drill to rehearse elsewhere)."
-        )
-    try:
-        backend_class(service.backend).validate_config(service.target_config)
-    except KeyError:
-        raise DomainError(f"{service.name}: unknown backend {service.backend!r}.") from None
-    except BackendError as error:
-        raise DomainError(f"{service.name}: invalid target config: {error}") from error
-
-
-def run_create(
-    *,
-    incident: Incident,
-    steps: Sequence[StepSpec],
-    actor: User,
-    reason: str = "",
-    scenario: str = Scenario.ANY,
-    dry_run: bool = False,
-    drill: bool = False,
-) -> Run:
-    """Draft a run: one step per spec, each with the version its service runs now.
-
-    Live versions are read from the infrastructure before the transaction; a version that
-    cannot be read is left blank and the timeline says why.
-    """
-    require_role(actor, COMMAND_PERMISSION, "draft rollback plans")
-    if not steps:
-        raise DomainError("A rollback plan needs at least one step.")
-    if scenario not in Scenario.values:
-        raise DomainError(f"Unknown scenario {scenario!r}.")
-    for spec in steps:
-        _check_spec(spec, incident, drill)
-    live = live_versions_read([spec.service for spec in steps])
-
-    with transaction.atomic():
-        locked = incident_lock(incident)
-        if not locked.is_open:
-            raise DomainError("The incident is resolved; reopen it first.")
-        run = Run.objects.create(
-            incident=locked,
-            reason=reason.strip(),
-            scenario=scenario,
-            dry_run=dry_run,
-            drill=drill,
-            created_by=cast(Any, actor) if actor.is_authenticated else None,
-        )
-        group = 0
-        created: list[Step] = []
-        unknown: dict[str, str] = {}
-        for position, spec in enumerate(steps, start=1):
-            group = spec.group if spec.group is not None else group + 1
-            version, why = live[spec.service.pk]
-            if version is None:
-                unknown[spec.service.name] = why or "the backend reports no live version"
-            created.append(
-                Step.objects.create(
-                    run=run,
-                    position=position,
-                    group=group,
-                    service=spec.service,
-                    backend=spec.service.backend,
-                    release=spec.release,
-                    from_version=engine.release_label(spec.service, version),
-                    to_version=spec.release.version if spec.release else "",
-                    to_artifact=spec.release.artifact if spec.release else "",
-                    to_previous=spec.previous,
-                    params=dict(spec.params),
-                    timeout_seconds=spec.timeout_seconds,
-                )
-            )
-        caveat = "".join(
-            f"; live version of {name} unknown: {why}" for name, why in unknown.items()
-        )
-        timeline_append(
-            incident=locked,
-            kind=TimelineKind.RUN,
-            body=f"{_kind_label(run)} plan #{run.pk} drafted: {_steps_text(created)}{caveat}",
-            actor=actor,
-            payload={
-                "run": run.pk,
-                "state": run.state,
-                "dry_run": dry_run,
-                "drill": drill,
-                "steps": [
-                    {
-                        "step": step.pk,
-                        "position": step.position,
-                        "group": step.group,
-                        "service": step.service.name,
-                        "from": step.from_version,
-                        "to": step.target_label,
-                    }
-                    for step in created
-                ],
-                "unknown_live_versions": unknown,
-            },
-        )
-    return run
-
-
-def run_dry_run(*, run: Run, actor: User) -> list[StepPreview]:
-    """Ask every step's backend what it would change, without changing anything; store and
-    return the previews. A step whose plan fails gets its error, not an exception."""
-    require_role(actor, COMMAND_PERMISSION, "preview rollback plans")
-    _require_state(
-        run,
-        (RunState.DRAFT, RunState.AWAITING_APPROVAL, RunState.APPROVED),
-        "preview it",
-    )
-    steps = list(run.steps.select_related("service").order_by("position"))
-    connections = engine.connections_from_settings()
-
-    def preview(step: Step) -> StepPreview:
-        if step.state == StepState.SKIPPED:
-            return StepPreview(step, f"skipped: {step.skip_reason}", None, ())
-        try:
-            plan = engine.backend_for(step.service, connections=connections).plan(
-                engine.target_for(step)
-            )
-        except BackendError as error:
-            return StepPreview(step, "", None, (), error=str(error))
-        return StepPreview(step, plan.summary, plan.current_version, plan.changes)
-
-    with ThreadPoolExecutor(max_workers=max(1, min(16, len(steps)))) as pool:
-        previews = list(pool.map(preview, steps))
-
-    with transaction.atomic():
-        locked = _locked_run(run)
-        _require_state(
-            locked,
-            (RunState.DRAFT, RunState.AWAITING_APPROVAL, RunState.APPROVED),
-            "preview it",
-        )
-        for item in previews:
-            item.step.plan_summary = item.error and f"cannot plan: {item.error}" or item.summary
-            item.step.planned_changes = [change.as_json() for change in item.changes]
-            item.step.save(update_fields=["plan_summary", "planned_changes"])
-        locked.planned_at = timezone.now()
-        locked.save(update_fields=["planned_at"])
-        changes = sum(len(item.changes) for item in previews)
-        failed = [item for item in previews if item.error]
-        body = (
-            f"Dry run of plan #{locked.pk}: {changes} change(s) over {len(previews)} step(s); "
-            "nothing was changed"
-        )
-        if failed:
-            body += "; could not plan " + ", ".join(
-                f"{item.step.service.name} ({item.error})" for item in failed
-            )
-        timeline_append(
-            incident=locked.incident,
-            kind=TimelineKind.RUN,
-            body=body,
-            actor=actor,
-            payload={
-                "run": locked.pk,
-                "state": locked.state,
-                "preview": [
-                    {
-                        "step": item.step.pk,
-                        "summary": item.summary,
-                        "error": item.error,
-                        "changes": [change.as_json() for change in item.changes],
-                    }
-                    for item in previews
-                ],
-            },
-        )
-    return previews
-
+from rollbacks.tasks import CeleryDispatcher
 
 # -- approval and start ----------------------------------------------------------------------
 
@@ -300,8 +41,8 @@ def run_request_approval(*, run: Run, actor: User, reason: str = "") -> Run:
     """Ask for the approvals the incident's severity and the run's scenario need. With no
     matching policy the request is approved at once and so is the run."""
     require_role(actor, COMMAND_PERMISSION, "request rollback approval")
-    locked = _locked_run(run)
-    _require_state(locked, (RunState.DRAFT,), "request approval")
+    locked = run_lock(run)
+    run_require_state(locked, (RunState.DRAFT,), "request approval")
     if not locked.steps.exists():
         raise DomainError("The plan has no steps.")
     request = approval_request_open(
@@ -359,7 +100,7 @@ def run_confirm_and_start(*, run: Run, actor: User, confirmation: str, enqueue: 
     `enqueue=False` leaves execution to the caller (the terminal command runs it inline).
     """
     require_role(actor, COMMAND_PERMISSION, "start rollbacks")
-    locked = _locked_run(run)
+    locked = run_lock(run)
     incident = incident_lock(locked.incident)
     if not incident.is_open:
         raise DomainError("The incident is resolved; reopen it first.")
@@ -374,7 +115,7 @@ def run_confirm_and_start(*, run: Run, actor: User, confirmation: str, enqueue: 
             if locked.state == RunState.AWAITING_APPROVAL
             else "Request approval first."
         )
-    _require_state(locked, startable, "start it")
+    run_require_state(locked, startable, "start it")
     if not locked.dry_run:
         _check_approval(locked)
     expected = locked.expected_confirmation()
@@ -396,8 +137,8 @@ def run_confirm_and_start(*, run: Run, actor: User, confirmation: str, enqueue: 
     timeline_append(
         incident=incident,
         kind=TimelineKind.RUN,
-        body=f"{_kind_label(locked)} run #{locked.pk} started (confirmed by typing “{typed}”): "
-        f"{_steps_text(steps)}",
+        body=f"{plan_kind_label(locked)} run #{locked.pk} started (confirmed by typing “{typed}”): "
+        f"{plan_steps_text(steps)}",
         actor=actor,
         payload={"run": locked.pk, "state": locked.state, "confirmation": typed},
     )
@@ -411,7 +152,7 @@ def run_confirm_and_start(*, run: Run, actor: User, confirmation: str, enqueue: 
                     )
     send_run_started(locked)
     if enqueue:
-        engine.advance_locked(locked)
+        advance_locked(locked, dispatcher=CeleryDispatcher())
     return locked
 
 
@@ -422,8 +163,8 @@ def run_confirm_and_start(*, run: Run, actor: User, confirmation: str, enqueue: 
 def run_pause(*, run: Run, actor: User, reason: str = "") -> Run:
     """Hold a running run: steps already running finish, nothing new starts."""
     require_role(actor, COMMAND_PERMISSION, "pause rollbacks")
-    locked = _locked_run(run)
-    _require_state(locked, (RunState.RUNNING,), "pause it")
+    locked = run_lock(run)
+    run_require_state(locked, (RunState.RUNNING,), "pause it")
     locked.state = RunState.PAUSED
     locked.paused_at = timezone.now()
     locked.save(update_fields=["state", "paused_at"])
@@ -445,8 +186,8 @@ def run_pause(*, run: Run, actor: User, reason: str = "") -> Run:
 def run_resume(*, run: Run, actor: User) -> Run:
     """Carry on with a paused run from where it stopped."""
     require_role(actor, COMMAND_PERMISSION, "resume rollbacks")
-    locked = _locked_run(run)
-    _require_state(locked, (RunState.PAUSED,), "resume it")
+    locked = run_lock(run)
+    run_require_state(locked, (RunState.PAUSED,), "resume it")
     locked.state = RunState.RUNNING
     locked.paused_at = None
     locked.save(update_fields=["state", "paused_at"])
@@ -459,7 +200,7 @@ def run_resume(*, run: Run, actor: User) -> Run:
         actor=actor,
         payload={"run": locked.pk, "state": locked.state},
     )
-    engine.advance_locked(locked)
+    advance_locked(locked, dispatcher=CeleryDispatcher())
     return locked
 
 
@@ -472,7 +213,7 @@ def run_cancel(*, run: Run, actor: User, reason: str = "") -> Run:
     request_id = Run.objects.filter(pk=run.pk).values_list("approval_request", flat=True).first()
     if request_id is not None:
         ApprovalRequest.objects.select_for_update(no_key=True).filter(pk=request_id).first()
-    locked = _locked_run(run)
+    locked = run_lock(run)
     if locked.is_finished:
         raise DomainError(f"Run #{locked.pk} is already {locked.get_state_display().lower()}.")
     now = timezone.now()
@@ -541,11 +282,11 @@ def step_retry(*, step: Step, actor: User) -> Step:
     """Try a failed step again (its run reopens if the failure had failed it). An apply
     that had gone through is not repeated: the step waits and checks again."""
     require_role(actor, COMMAND_PERMISSION, "retry rollback steps")
-    run = _locked_run(step.run)
+    run = run_lock(step.run)
     locked = Step.objects.select_for_update(no_key=True).select_related("service").get(pk=step.pk)
     if locked.state != StepState.FAILED:
         raise DomainError(f"Only a failed step can be retried; this one is {locked.state}.")
-    _require_state(run, (RunState.RUNNING, RunState.PAUSED, RunState.FAILED), "retry its steps")
+    run_require_state(run, (RunState.RUNNING, RunState.PAUSED, RunState.FAILED), "retry its steps")
     previous_error = locked.error
     locked.state = StepState.PENDING
     locked.error = ""
@@ -577,7 +318,7 @@ def step_retry(*, step: Step, actor: User) -> Step:
         payload={"run": run.pk, "step": locked.pk, "state": locked.state},
     )
     if run.state == RunState.RUNNING:
-        engine.CeleryDispatcher().advance_run(run.pk)
+        CeleryDispatcher().advance_run(run.pk)
     return locked
 
 
@@ -588,7 +329,7 @@ def step_skip(*, step: Step, actor: User, reason: str) -> Step:
     why = reason.strip()
     if not why:
         raise DomainError("Say why the step is skipped.")
-    run = _locked_run(step.run)
+    run = run_lock(step.run)
     locked = Step.objects.select_for_update(no_key=True).select_related("service").get(pk=step.pk)
     if locked.state not in (StepState.PENDING, StepState.FAILED):
         raise DomainError(
@@ -621,5 +362,5 @@ def step_skip(*, step: Step, actor: User, reason: str) -> Step:
         },
     )
     if run.state == RunState.RUNNING:
-        engine.CeleryDispatcher().advance_run(run.pk)
+        CeleryDispatcher().advance_run(run.pk)
     return locked

@@ -1,0 +1,208 @@
+"""Claiming steps: which worker executes a step, and fencing out any other.
+
+A pending step of a running run is claimed with a conditional UPDATE (a second delivery
+finds nothing to claim); a running step whose worker stopped beating is taken over. Either
+way the claim gets a fresh token, and every later write to the step's row goes through
+`Claim.update`, which writes only while the row still carries that token: a worker presumed
+dead that comes back cannot overwrite its successor's record.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import CharField, DateTimeField, ExpressionWrapper, F, Value
+from django.db.models.functions import MD5, Cast, Coalesce, Concat
+from django.utils import timezone
+
+from incidents.models import TimelineEntry, TimelineKind
+from incidents.timeline import timeline_append, timeline_append_all
+from rollbacks import conf
+from rollbacks.engine.entries import ENGINE_ACTOR, describe_step, step_payload
+from rollbacks.models import Run, RunState, Step, StepState
+
+
+def worker_name() -> str:
+    """Who is executing: host and process id."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class OwnershipLost(Exception):
+    """Another worker took the step over; this one must stop writing."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A worker's hold on a running step: the step as claimed, and the token that fences
+    its writes. `resumed` when taken over from a worker that stopped beating."""
+
+    step: Step
+    token: str
+    resumed: bool
+    apply_marked: bool = False  # the claim itself recorded apply_started_at
+
+    def update(self, **fields: Any) -> None:
+        """Write `fields` to the step's row, and onto `step`, while this claim holds it;
+        raise OwnershipLost (writing nothing) once another worker has taken it over."""
+        owned = Step.objects.filter(
+            pk=self.step.pk, claim_token=self.token, state=StepState.RUNNING
+        )
+        if owned.update(**fields) != 1:
+            raise OwnershipLost()
+        for name, value in fields.items():
+            setattr(self.step, name, value)
+
+
+def claim_step(step_id: int, worker: str) -> Claim | None:
+    """Claim a pending step of a running run, or take over a running step whose worker
+    stopped beating; None when there is nothing to claim (already done, or alive)."""
+    claims = claim_pending([step_id], worker)
+    return claims[0] if claims else take_over(step_id, worker)
+
+
+def claim_pending(step_ids: Iterable[int], worker: str, *, mark_apply: bool = False) -> list[Claim]:
+    """Claim every step of `step_ids` that is pending in a running run, in one transaction
+    that also writes each claimed step's "started" entry. Steps already claimed, finished,
+    or pending in a paused or ended run are left as they are.
+
+    `mark_apply` also records `apply_started_at` for the steps that will apply (not yet
+    applied nor begun, not a dry run, deadline ahead), for a caller that hands them to
+    threads at once: the threads then reach the infrastructure without a database write
+    first. A worker dying between this commit and a thread's apply leaves the step
+    looking as if an apply may have begun, the cautious reading (see StepExecution)."""
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = _lock_claimable(step_ids)
+        if not claimed:
+            return []
+        _mark_running(claimed, worker, now)
+        if mark_apply:
+            _mark_apply_started(claimed, now)
+        steps = _load_claimed(claimed)
+        timeline_append_all([_started_entry(step, worker) for step in steps])
+    return [
+        Claim(
+            step,
+            step.claim_token,
+            resumed=False,
+            apply_marked=mark_apply and step.apply_started_at == now and step.applied_at is None,
+        )
+        for step in steps
+    ]
+
+
+def _lock_claimable(step_ids: Iterable[int]) -> list[int]:
+    """Lock the steps of `step_ids` that are pending; return those whose run is running."""
+    # Locked in id order, so two deliveries of overlapping batches cannot deadlock.
+    # When they race, FOR NO KEY UPDATE waits for the first to commit and re-checks
+    # `state = pending` on the row it committed: the second finds nothing to claim.
+    pending = list(
+        Step.objects.select_for_update(no_key=True)
+        .filter(pk__in=list(step_ids), state=StepState.PENDING)
+        .order_by("pk")
+        .values_list("pk", "run_id")
+    )
+    running = set(
+        Run.objects.filter(
+            pk__in={run_id for _, run_id in pending}, state=RunState.RUNNING
+        ).values_list("pk", flat=True)
+    )
+    return [step_id for step_id, run_id in pending if run_id in running]
+
+
+def _mark_running(step_ids: list[int], worker: str, now: datetime) -> None:
+    """Mark the locked steps running: a new attempt, its deadline, its claim token."""
+    batch = uuid.uuid4().hex
+    Step.objects.filter(pk__in=step_ids).update(
+        state=StepState.RUNNING,
+        attempts=F("attempts") + 1,
+        started_at=Coalesce(F("started_at"), Value(now)),
+        # Automatic retries keep the deadline the first attempt set.
+        deadline=Coalesce(
+            F("deadline"),
+            ExpressionWrapper(
+                Value(now) + F("timeout_seconds") * Value(timedelta(seconds=1)),
+                output_field=DateTimeField(),
+            ),
+        ),
+        heartbeat_at=now,
+        # One token per step: the batch's random part, told apart by the step's id.
+        claim_token=MD5(Concat(Value(batch), Cast("id", output_field=CharField()))),
+        worker=worker,
+        error="",
+        error_retryable=False,
+    )
+
+
+def _mark_apply_started(step_ids: list[int], now: datetime) -> None:
+    """Record the apply's start for the claimed steps that will apply."""
+    Step.objects.filter(
+        pk__in=step_ids,
+        applied_at__isnull=True,
+        apply_started_at__isnull=True,
+        deadline__gt=now,
+        run__dry_run=False,
+    ).update(apply_started_at=now)
+
+
+def _load_claimed(step_ids: list[int]) -> list[Step]:
+    """The claimed steps as they are now, with their service, run and incident."""
+    steps = list(
+        Step.objects.select_related("service").filter(pk__in=step_ids).order_by("group", "position")
+    )
+    # A batch's steps share their run and incident: one copy of each, not one per step.
+    runs = Run.objects.select_related("incident").in_bulk({step.run_id for step in steps})
+    for step in steps:
+        step.run = runs[step.run_id]
+    return steps
+
+
+def _started_entry(step: Step, worker: str) -> TimelineEntry:
+    return TimelineEntry(
+        incident=step.run.incident,
+        kind=TimelineKind.STEP_STARTED,
+        body=f"Run #{step.run_id} {describe_step(step)} started: "
+        f"{step.from_version or '?'} → {step.target_label}"
+        + (f" (attempt {step.attempts})" if step.attempts > 1 else ""),
+        actor_label=ENGINE_ACTOR,
+        payload=step_payload(step, worker=worker),
+    )
+
+
+def take_over(step_id: int, worker: str) -> Claim | None:
+    """Claim a running step whose worker stopped beating; None when it is alive, done or
+    gone."""
+    token = uuid.uuid4().hex
+    now = timezone.now()
+    previous_worker = (
+        Step.objects.filter(pk=step_id, state=StepState.RUNNING)
+        .values_list("worker", flat=True)
+        .first()
+    )
+    if previous_worker is None:
+        return None  # finished, pending in a paused run, or gone
+    cutoff = now - timedelta(seconds=conf.stale_after_seconds())
+    with transaction.atomic():
+        taken = Step.objects.filter(
+            pk=step_id, state=StepState.RUNNING, heartbeat_at__lt=cutoff
+        ).update(heartbeat_at=now, claim_token=token, worker=worker)
+        if taken != 1:
+            return None
+        step = Step.objects.select_related("run", "run__incident", "service").get(pk=step_id)
+        timeline_append(
+            incident=step.run.incident,
+            kind=TimelineKind.STEP_OUTPUT,
+            body=f"Run #{step.run_id} {describe_step(step)} taken over by {worker}: "
+            f"{previous_worker or 'its worker'} stopped responding"
+            + (" after applying; waiting for the change to settle" if step.applied_at else ""),
+            actor_label=ENGINE_ACTOR,
+            payload=step_payload(step, worker=worker, previous_worker=previous_worker),
+        )
+        return Claim(step, token, resumed=True)
