@@ -2,7 +2,7 @@
 
 The Prometheus server here is a stand-in that answers /api/v1/query in the shape of the
 Prometheus HTTP API, for answers a real server rarely gives (errors, NaN, range vectors);
-tests/verification/ runs the checks against a real Prometheus.
+tests/rollbacks/verification/ runs the checks against a real Prometheus.
 """
 
 from __future__ import annotations
