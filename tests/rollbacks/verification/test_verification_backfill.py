@@ -15,7 +15,8 @@ from django.db.migrations.executor import MigrationExecutor
 import rollbacks.services
 from devinfra.processes import free_port
 from incidents.models import Incident, Release, Service, TimelineEntry, TimelineKind
-from rollbacks import engine, verification
+from rollbacks import verification
+from rollbacks.engine.inline import run_inline
 from rollbacks.models import Run, RunState, VerificationRound
 from rollbacks.services import StepSpec
 from tests.rollbacks.engine_factories import (
@@ -163,9 +164,9 @@ def test_rounds_rebuilt_from_the_timeline_match_the_rows_the_code_wrote(
     health_check = {"kind": "http", "name": "web health", "url": health.url, "retries": 0}
     error_rate = {"kind": "prometheus", "url": nowhere, "query": "up", "threshold": 1}
     service = web_service(kube, [health_check, error_rate])
-    paused = engine.run_inline(started_run(commander, service).pk)  # no Prometheus answers
+    paused = run_inline(started_run(commander, service).pk)  # no Prometheus answers
     paused_reason = verification.pause_reason(paused)
-    run = engine.run_inline(started_run(commander, service).pk)
+    run = run_inline(started_run(commander, service).pk)
     service.target_config = {**service.target_config, "checks": [health_check]}
     service.save()
     rollbacks.services.run_resume(run=run, actor=commander)  # its second round passes

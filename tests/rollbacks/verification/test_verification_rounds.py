@@ -13,7 +13,11 @@ from django.db import IntegrityError, connections
 import rollbacks.services
 from devinfra.processes import free_port
 from incidents.models import Release, Service, TimelineEntry, TimelineKind
-from rollbacks import engine, verification
+from rollbacks import verification
+from rollbacks.engine.advance import run_advance
+from rollbacks.engine.dispatch import InlineDispatcher
+from rollbacks.engine.execution import step_execute
+from rollbacks.engine.inline import run_inline
 from rollbacks.models import (
     Run,
     RunState,
@@ -71,10 +75,10 @@ def health_check(url: str, **extra: Any) -> dict[str, Any]:
 
 def steps_done(run: Run) -> str:
     """Execute the run's steps; return the key of the round they started, not yet run."""
-    dispatcher = engine.InlineDispatcher()
-    engine.run_advance(run.pk, dispatcher=dispatcher)
+    dispatcher = InlineDispatcher()
+    run_advance(run.pk, dispatcher=dispatcher)
     for step_id in dispatcher.take_steps():
-        engine.step_execute(step_id, dispatcher=dispatcher)
+        step_execute(step_id, dispatcher=dispatcher)
     ((run_id, round_key),) = dispatcher.take_verifications()
     assert run_id == run.pk
     return round_key
@@ -111,7 +115,7 @@ def test_a_passing_round_is_a_passed_row_with_its_check_result(commander, kube, 
     health.script((200, {"version": "v1"}))
     run = started_run(commander, web_service(kube, [health_check(health.url)]))
 
-    run = engine.run_inline(run.pk)
+    run = run_inline(run.pk)
 
     assert run.state == RunState.SUCCEEDED
     round_ = VerificationRound.objects.get(run=run)
@@ -131,7 +135,7 @@ def test_a_failing_round_is_a_failed_row_and_its_check_says_why(commander, kube,
     health.script((200, {"version": "v2"}))
     run = started_run(commander, web_service(kube, [health_check(health.url)]))
 
-    run = engine.run_inline(run.pk)
+    run = run_inline(run.pk)
 
     assert run.state == RunState.FAILED
     round_ = VerificationRound.objects.get(run=run)
@@ -147,7 +151,7 @@ def test_an_inconclusive_round_pauses_the_run_and_resuming_starts_a_second_round
     check = {"kind": "prometheus", "url": nowhere, "query": "up", "threshold": 1}
     run = started_run(commander, web_service(kube, [check]))
 
-    run = engine.run_inline(run.pk)
+    run = run_inline(run.pk)
     rollbacks.services.run_resume(run=run, actor=commander)  # Celery runs eagerly here
 
     rounds = list(VerificationRound.objects.filter(run=run).order_by("number"))
