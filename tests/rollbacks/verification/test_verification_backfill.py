@@ -14,18 +14,15 @@ from django.db.migrations.executor import MigrationExecutor
 
 import rollbacks.services
 from devinfra.processes import free_port
-from incidents.models import Incident, Release, Service, TimelineEntry, TimelineKind
+from incidents.models import Incident, TimelineEntry, TimelineKind
 from rollbacks import verification
 from rollbacks.engine.inline import run_inline
 from rollbacks.models import Run, RunState, VerificationRound
-from rollbacks.services import StepSpec
 from tests.rollbacks.engine_factories import (
-    IncidentFactory,
-    KubeServiceFactory,
     RunFactory,
     StepFactory,
 )
-from tests.rollbacks.engine_fixtures import seed_deployment
+from tests.rollbacks.verification.builders import started_run, web_service
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -130,30 +127,6 @@ def write_result(incident: Incident, run: Run, key: str, index: int, outcome: st
 
 
 # -- rounds the code wrote, rebuilt from their entries ----------------------------------------
-
-
-def web_service(kube: Any, checks: list[dict[str, Any]]) -> Service:
-    seed_deployment(kube, "web", ["registry.local/web:v1", "registry.local/web:v2"])
-    service = KubeServiceFactory(
-        name="web", target_config={"namespace": "shop", "deployment": "web", "checks": checks}
-    )
-    for version in ("v1", "v2"):
-        Release.objects.create(
-            service=service, version=version, artifact=f"registry.local/web:{version}"
-        )
-    return service
-
-
-def started_run(commander: Any, service: Service) -> Run:
-    run = rollbacks.services.run_create(
-        incident=IncidentFactory(),
-        steps=[StepSpec(service=service, release=service.releases.get(version="v1"))],
-        actor=commander,
-    )
-    run = rollbacks.services.run_request_approval(run=run, actor=commander)
-    return rollbacks.services.run_confirm_and_start(
-        run=run, actor=commander, confirmation="web", enqueue=False
-    )
 
 
 def test_rounds_rebuilt_from_the_timeline_match_the_rows_the_code_wrote(

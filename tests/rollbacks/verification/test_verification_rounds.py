@@ -12,7 +12,7 @@ from django.db import IntegrityError, connections
 
 import rollbacks.services
 from devinfra.processes import free_port
-from incidents.models import Release, Service, TimelineEntry, TimelineKind
+from incidents.models import TimelineEntry, TimelineKind
 from rollbacks import verification
 from rollbacks.engine.advance import run_advance
 from rollbacks.engine.dispatch import InlineDispatcher
@@ -28,37 +28,9 @@ from rollbacks.models import (
     VerificationState,
     VerificationTrigger,
 )
-from rollbacks.services import StepSpec
-from tests.rollbacks.engine_factories import IncidentFactory, KubeServiceFactory
-from tests.rollbacks.engine_fixtures import seed_deployment
+from tests.rollbacks.verification.builders import started_run, web_service
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def web_service(kube: Any, checks: list[dict[str, Any]]) -> Service:
-    """Service `web` (Deployment shop/web, live at v2, v1 before it) with `checks`."""
-    seed_deployment(kube, "web", ["registry.local/web:v1", "registry.local/web:v2"])
-    service = KubeServiceFactory(
-        name="web", target_config={"namespace": "shop", "deployment": "web", "checks": checks}
-    )
-    for version in ("v1", "v2"):
-        Release.objects.create(
-            service=service, version=version, artifact=f"registry.local/web:{version}"
-        )
-    return service
-
-
-def started_run(commander: Any, service: Service) -> Run:
-    """A confirmed, running run taking `service` back to v1, not yet executed."""
-    run = rollbacks.services.run_create(
-        incident=IncidentFactory(),
-        steps=[StepSpec(service=service, release=service.releases.get(version="v1"))],
-        actor=commander,
-    )
-    run = rollbacks.services.run_request_approval(run=run, actor=commander)
-    return rollbacks.services.run_confirm_and_start(
-        run=run, actor=commander, confirmation="web", enqueue=False
-    )
 
 
 def health_check(url: str, **extra: Any) -> dict[str, Any]:

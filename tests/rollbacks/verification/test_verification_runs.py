@@ -23,8 +23,6 @@ from devinfra.processes import free_port
 from incidents.models import (
     ChecklistItem,
     Incident,
-    Release,
-    Service,
     TimelineEntry,
     TimelineKind,
 )
@@ -36,43 +34,13 @@ from rollbacks.engine.inline import run_inline
 from rollbacks.engine.recovery import recover_stalled
 from rollbacks.models import Run, RunState
 from rollbacks.services import StepSpec
-from tests.factories import post_rollback_checklist_add
 from tests.rollbacks.engine_factories import IncidentFactory, KubeServiceFactory, UserFactory
 from tests.rollbacks.engine_fixtures import seed_deployment
+from tests.rollbacks.verification.builders import started_run, web_service
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def _web_service(kube: Any, checks: list[dict[str, Any]]) -> Service:
-    """Service `web` (Deployment shop/web, live at v2, v1 before it) with `checks`."""
-    seed_deployment(kube, "web", ["registry.local/web:v1", "registry.local/web:v2"])
-    service = KubeServiceFactory(
-        name="web", target_config={"namespace": "shop", "deployment": "web", "checks": checks}
-    )
-    for version in ("v1", "v2"):
-        Release.objects.create(
-            service=service, version=version, artifact=f"registry.local/web:{version}"
-        )
-    return service
-
-
-def _start(commander: Any, service: Service, **kwargs: Any) -> Run:
-    """A confirmed, running run taking `service` back to v1, not yet executed."""
-    incident = IncidentFactory()
-    post_rollback_checklist_add(incident)
-    release = service.releases.get(version="v1")
-    run = rollbacks.services.run_create(
-        incident=incident,
-        steps=[StepSpec(service=service, release=release)],
-        actor=commander,
-        **kwargs,
-    )
-    run = rollbacks.services.run_request_approval(run=run, actor=commander)
-    return rollbacks.services.run_confirm_and_start(
-        run=run, actor=commander, confirmation=run.expected_confirmation(), enqueue=False
-    )
 
 
 def _check_entries(run: Run) -> list[TimelineEntry]:
@@ -128,7 +96,7 @@ def test_a_health_endpoint_that_recovers_within_its_retries_passes_and_the_run_s
     health.script(
         (503, {"status": "starting"}), (503, {"status": "starting"}), (200, {"version": "v1"})
     )
-    run = _start(commander, _web_service(kube, [_health_check(health.url)]))
+    run = started_run(commander, web_service(kube, [_health_check(health.url)]), checklist=True)
 
     run = run_inline(run.pk)
 
@@ -160,7 +128,7 @@ def test_a_health_endpoint_that_recovers_within_its_retries_passes_and_the_run_s
 
 def test_passing_checks_tick_their_checklist_items_as_the_automation(commander, kube, health):
     health.script((200, {"version": "v1"}))
-    run = _start(commander, _web_service(kube, [_health_check(health.url)]))
+    run = started_run(commander, web_service(kube, [_health_check(health.url)]), checklist=True)
 
     run = run_inline(run.pk)
 
@@ -174,7 +142,7 @@ def test_passing_checks_tick_their_checklist_items_as_the_automation(commander, 
 
 def test_a_verified_run_stamps_the_restored_and_verified_instants(commander, kube, health):
     health.script((200, {"version": "v1"}))
-    run = _start(commander, _web_service(kube, [_health_check(health.url)]))
+    run = started_run(commander, web_service(kube, [_health_check(health.url)]), checklist=True)
 
     run = run_inline(run.pk)
 
@@ -188,8 +156,10 @@ def test_a_health_endpoint_reporting_another_version_fails_the_run_with_the_reas
     commander, kube, health
 ):
     health.script((200, {"version": "v2"}))
-    run = _start(
-        commander, _web_service(kube, [_health_check(health.url, retries=1, backoff=0.05)])
+    run = started_run(
+        commander,
+        web_service(kube, [_health_check(health.url, retries=1, backoff=0.05)]),
+        checklist=True,
     )
 
     run = run_inline(run.pk)
@@ -216,7 +186,7 @@ def test_an_error_rate_below_its_threshold_passes_and_ticks_the_error_rate_item(
     check = _prometheus_check(
         prometheus.url, f'{metric}{{service="web"}}', 0.05, measures="error_rate"
     )
-    run = _start(commander, _web_service(kube, [check]))
+    run = started_run(commander, web_service(kube, [check]), checklist=True)
 
     run = run_inline(run.pk)
 
@@ -237,7 +207,7 @@ def test_a_latency_above_its_threshold_fails_the_run_and_ticks_only_what_passed(
         _health_check(health.url),
         _prometheus_check(prometheus.url, metric, 0.5, name="p99 latency", measures="latency"),
     ]
-    run = _start(commander, _web_service(kube, checks))
+    run = started_run(commander, web_service(kube, checks), checklist=True)
 
     run = run_inline(run.pk)
 
@@ -255,7 +225,7 @@ def test_an_empty_prometheus_result_pauses_the_run_and_resuming_verifies_again(
     commander, kube, prometheus, exporter, metric
 ):
     check = _prometheus_check(prometheus.url, metric, 0.05, measures="error_rate")
-    run = _start(commander, _web_service(kube, [check]))
+    run = started_run(commander, web_service(kube, [check]), checklist=True)
 
     run = run_inline(run.pk)
 
@@ -284,7 +254,9 @@ def test_an_empty_prometheus_result_pauses_the_run_and_resuming_verifies_again(
 
 def test_an_unreachable_prometheus_is_inconclusive_and_the_commander_can_cancel(commander, kube):
     nowhere = f"http://127.0.0.1:{free_port()}"
-    run = _start(commander, _web_service(kube, [_prometheus_check(nowhere, "up", 1)]))
+    run = started_run(
+        commander, web_service(kube, [_prometheus_check(nowhere, "up", 1)]), checklist=True
+    )
 
     run = run_inline(run.pk)
 
@@ -302,7 +274,7 @@ def test_an_unreachable_prometheus_is_inconclusive_and_the_commander_can_cancel(
 
 def test_healthy_pods_pass_and_tick_the_pods_item(commander, kube):
     checks = [{"kind": "kubernetes_pods", "namespace": "shop", "selector": "app=web"}]
-    run = _start(commander, _web_service(kube, checks))
+    run = started_run(commander, web_service(kube, checks), checklist=True)
 
     run = run_inline(run.pk)
 
@@ -318,7 +290,7 @@ def test_pods_crash_looping_after_the_rollback_fail_the_run(commander, kube):
     checks = [
         {"kind": "kubernetes_pods", "name": "api pods", "namespace": "shop", "selector": "app=api"}
     ]
-    run = _start(commander, _web_service(kube, checks))
+    run = started_run(commander, web_service(kube, checks), checklist=True)
 
     run = run_inline(run.pk)
 
@@ -332,7 +304,9 @@ def test_pods_crash_looping_after_the_rollback_fail_the_run(commander, kube):
 
 
 def test_a_dry_run_verifies_nothing(commander, kube, health):
-    run = _start(commander, _web_service(kube, [_health_check(health.url)]), dry_run=True)
+    run = started_run(
+        commander, web_service(kube, [_health_check(health.url)]), dry_run=True, checklist=True
+    )
 
     run = run_inline(run.pk)
 
@@ -342,7 +316,7 @@ def test_a_dry_run_verifies_nothing(commander, kube, health):
 
 def test_a_round_delivered_twice_at_once_records_each_check_once(commander, kube, health):
     health.script((200, {"version": "v1"}))
-    run = _start(commander, _web_service(kube, [_health_check(health.url)]))
+    run = started_run(commander, web_service(kube, [_health_check(health.url)]), checklist=True)
     _, round_id = _steps_done_round(run)
     outcomes: list[str] = []
     barrier = threading.Barrier(2)
@@ -370,7 +344,7 @@ def test_a_round_reaching_a_paused_run_does_not_run_and_resuming_starts_a_new_on
     commander, kube, health
 ):
     health.script((200, {"version": "v1"}))
-    run = _start(commander, _web_service(kube, [_health_check(health.url)]))
+    run = started_run(commander, web_service(kube, [_health_check(health.url)]), checklist=True)
     _, round_id = _steps_done_round(run)
     rollbacks.services.run_pause(
         run=run, actor=commander, reason="someone is looking at the graphs"
@@ -387,7 +361,7 @@ def test_a_round_reaching_a_paused_run_does_not_run_and_resuming_starts_a_new_on
 
 
 def test_a_lost_round_is_handed_out_again_by_the_recovery_sweep(commander, kube, health, settings):
-    run = _start(commander, _web_service(kube, [_health_check(health.url)]))
+    run = started_run(commander, web_service(kube, [_health_check(health.url)]), checklist=True)
     _, round_id = _steps_done_round(run)
     settings.VERIFY_TIMEOUT_SECONDS = 0
     settings.ROLLBACK_STALE_AFTER_SECONDS = 0.1
@@ -403,7 +377,7 @@ def test_verification_runs_as_celery_work_when_the_run_is_started_from_the_conso
     commander, kube, health
 ):
     health.script((200, {"version": "v1"}))
-    service = _web_service(kube, [_health_check(health.url)])
+    service = web_service(kube, [_health_check(health.url)])
     run = rollbacks.services.run_create(
         incident=IncidentFactory(),
         steps=[StepSpec(service=service, release=service.releases.get(version="v1"))],
@@ -439,7 +413,9 @@ def test_the_room_shows_each_check_with_its_outcome_and_observed_value_against_i
     client, commander, kube, health
 ):
     health.script((200, {"version": "v2"}))
-    run = _start(commander, _web_service(kube, [_health_check(health.url, retries=0)]))
+    run = started_run(
+        commander, web_service(kube, [_health_check(health.url, retries=0)]), checklist=True
+    )
     run_inline(run.pk)
     client.force_login(UserFactory(username="watcher", roles=["Viewer"]))
 
@@ -459,8 +435,8 @@ def test_the_room_reads_every_runs_verification_in_one_query(
     client, commander, kube, health, django_assert_max_num_queries
 ):
     health.script((200, {"version": "v1"}))
-    service = _web_service(kube, [_health_check(health.url)])
-    first = _start(commander, service)
+    service = web_service(kube, [_health_check(health.url)])
+    first = started_run(commander, service, checklist=True)
     run_inline(first.pk)
     client.force_login(commander)
     url = reverse("incident_runs", args=[first.incident_id])
@@ -486,7 +462,7 @@ def test_the_room_reads_every_runs_verification_in_one_query(
 
 def test_the_terminal_command_says_an_inconclusive_verification_paused_the_run(commander, kube):
     nowhere = f"http://127.0.0.1:{free_port()}"
-    _web_service(kube, [_prometheus_check(nowhere, "up", 1, name="error rate")])
+    web_service(kube, [_prometheus_check(nowhere, "up", 1, name="error rate")])
     incident = IncidentFactory()
     out = StringIO()
 
