@@ -280,6 +280,8 @@ MAILERS = {
 }
 STATUS_PAGE_NAME = os.environ.get("STATUS_PAGE_NAME", "Backout status")
 STATUS_PAGE_URL = os.environ.get("STATUS_PAGE_URL", "")
+# The page id in /status/api/v2/*.json (the Statuspage API names each page by one).
+STATUS_PAGE_ID = os.environ.get("STATUS_PAGE_ID", "backout")
 CONSOLE_BASE_URL = os.environ.get("CONSOLE_BASE_URL", "http://127.0.0.1:8000")
 STATUS_SWEEP_SECONDS = float(os.environ.get("STATUS_SWEEP_SECONDS", "20"))
 CELERY_BEAT_SCHEDULE = {

@@ -17,10 +17,8 @@ import smtplib
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 import requests
-from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q
@@ -32,7 +30,7 @@ from incidents.models import Incident, IncidentStatus, TimelineEntry, TimelineKi
 from incidents.roles import User, require_role
 from incidents.timeline import timeline_append
 from rollbacks.models import Run, RunState
-from statuspage import texts
+from statuspage import conf, texts
 from statuspage.models import (
     Channel,
     Delivery,
@@ -70,16 +68,12 @@ class DeliveryRetry(Exception):
     """Raised to the Celery task so that it retries the delivery with backoff."""
 
 
-def _setting(name: str, default: Any) -> Any:
-    return getattr(settings, name, default)
-
-
 def internal_channels() -> list[str]:
     """The channels internal notices go to: those configured in settings."""
     channels: list[str] = []
-    if _setting("COMMS_SLACK_WEBHOOK_URL", ""):
+    if conf.slack_webhook_url():
         channels.append(Channel.SLACK)
-    if _setting("COMMS_EMAIL_TO", []):
+    if conf.email_to():
         channels.append(Channel.EMAIL)
     return channels
 
@@ -153,14 +147,12 @@ def notice_create(
 
 
 def _send_slack(notice: Notice) -> str:
-    url = _setting("COMMS_SLACK_WEBHOOK_URL", "")
+    url = conf.slack_webhook_url()
     if not url:
         raise DeliveryError("COMMS_SLACK_WEBHOOK_URL is not set", retryable=False)
     text = f"*{notice.subject}*\n{notice.body}"
     try:
-        response = requests.post(
-            url, json={"text": text}, timeout=float(_setting("COMMS_TIMEOUT_SECONDS", 5))
-        )
+        response = requests.post(url, json={"text": text}, timeout=conf.timeout_seconds())
     except requests.Timeout:
         raise DeliveryError("the webhook did not answer in time", retryable=True) from None
     except requests.RequestException as error:
@@ -179,13 +171,13 @@ def _send_slack(notice: Notice) -> str:
 
 
 def _send_email(notice: Notice) -> str:
-    recipients = list(notice.recipients) or list(_setting("COMMS_EMAIL_TO", []))
+    recipients = list(notice.recipients) or list(conf.email_to())
     if not recipients:
         raise DeliveryError("no email recipients", retryable=False)
     message = EmailMessage(
         subject=notice.subject,
         body=notice.body,
-        from_email=_setting("COMMS_EMAIL_FROM", None) or None,
+        from_email=conf.email_from(),
         to=recipients,
     )
     try:
@@ -337,7 +329,7 @@ def run_event_notice(*, run_id: int, event: str) -> Notice | None:
 
 
 def customer_notice_threshold() -> timedelta:
-    return timedelta(minutes=float(_setting("CUSTOMER_NOTICE_AFTER_MINUTES", 30)))
+    return conf.customer_notice_after()
 
 
 def customer_notice_due(incident: Incident, *, now: datetime | None = None) -> bool:
@@ -419,7 +411,7 @@ def _mitigating_since(incident: Incident) -> datetime:
 
 
 def cadence() -> timedelta:
-    return timedelta(minutes=float(_setting("COMMS_CADENCE_MINUTES", 10)))
+    return conf.cadence()
 
 
 def update_overdue_since(incident: Incident) -> datetime | None:
@@ -477,7 +469,7 @@ def progress_notices(*, now: datetime | None = None) -> list[int]:
     """A progress notice for each rollback still running COMMS_PROGRESS_MINUTES after its
     last notice; returns the runs concerned."""
     moment = now or timezone.now()
-    every = timedelta(minutes=float(_setting("COMMS_PROGRESS_MINUTES", 10)))
+    every = conf.progress_every()
     sent = []
     runs = Run.objects.filter(
         state__in=[RunState.RUNNING, RunState.PAUSED],

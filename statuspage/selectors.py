@@ -15,6 +15,7 @@ from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
 from incidents.models import Incident
+from statuspage import conf
 from statuspage.models import (
     FINISHED_PUBLIC_STATUSES,
     Component,
@@ -55,7 +56,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def page_id() -> str:
-    return str(getattr(settings, "STATUS_PAGE_ID", "backout"))
+    return conf.page_id()
 
 
 def _public_incidents() -> QuerySet[PublicIncident]:
@@ -115,7 +116,7 @@ def public_state(*, now: datetime | None = None) -> PublicState:
 def page_json(state: PublicState, url: str) -> dict[str, Any]:
     return {
         "id": page_id(),
-        "name": str(getattr(settings, "STATUS_PAGE_NAME", "Backout status")),
+        "name": conf.page_name(),
         "url": url,
         "time_zone": settings.TIME_ZONE,
         "updated_at": _iso(state.updated_at),

@@ -5,10 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.conf import settings
-
 from console.celery import app
-from statuspage import comms
+from statuspage import comms, conf
 
 logger = logging.getLogger(__name__)
 
@@ -19,10 +17,10 @@ logger = logging.getLogger(__name__)
     reject_on_worker_lost=True,
     ignore_result=True,
     autoretry_for=(comms.DeliveryRetry,),
-    retry_backoff=max(1, int(getattr(settings, "COMMS_RETRY_BACKOFF_SECONDS", 5))),
+    retry_backoff=max(1, int(conf.retry_backoff_seconds())),
     retry_backoff_max=300,
     retry_jitter=True,
-    max_retries=int(getattr(settings, "COMMS_MAX_RETRIES", 5)),
+    max_retries=conf.max_retries(),
     soft_time_limit=60,
     time_limit=90,
 )

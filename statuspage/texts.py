@@ -9,11 +9,11 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.utils import timezone
 
 from incidents.models import Incident, IncidentStatus
 from rollbacks.models import Run
+from statuspage import conf
 from statuspage.models import Component, MessageTemplate, PublicStatus, TemplateKey
 
 FACT_NAMES = (
@@ -82,7 +82,7 @@ def affected_components(incident: Incident) -> list[Component]:
 def incident_facts(incident: Incident, *, run: Run | None = None) -> dict[str, str]:
     """Every placeholder's value for this incident (and rollback run, when given)."""
     components = affected_components(incident)
-    base = getattr(settings, "CONSOLE_BASE_URL", "").rstrip("/")
+    base = conf.console_base_url()
     facts = {
         "title": incident.title,
         "severity": incident.severity,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.decorators import login_not_required, permission_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404, render
@@ -19,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 from incidents.errors import DomainError, PermissionDenied
 from incidents.forms import form_errors_text
 from incidents.models import Incident
-from statuspage import comms, markup, selectors, services, texts
+from statuspage import comms, conf, markup, selectors, services, texts
 from statuspage.forms import (
     CustomerNoticeForm,
     DraftForm,
@@ -67,7 +66,7 @@ def _desk_context(
             initial={
                 "subject": subject,
                 "body": text,
-                "recipients": ", ".join(getattr(settings, "COMMS_CUSTOMER_EMAIL_TO", [])),
+                "recipients": ", ".join(conf.customer_email_to()),
                 "token": uuid.uuid4(),
             }
         )
@@ -277,7 +276,7 @@ def delivery_retry(request: HttpRequest, incident_id: int, delivery_id: int) -> 
 
 
 def _base_url(request: HttpRequest) -> str:
-    configured = str(getattr(settings, "STATUS_PAGE_URL", "") or "")
+    configured = conf.page_url()
     return configured or request.build_absolute_uri(reverse("status_page"))
 
 
@@ -297,7 +296,7 @@ def public_page(request: HttpRequest) -> HttpResponse:
         "statuspage/public.html",
         {
             "state": state,
-            "page_name": getattr(settings, "STATUS_PAGE_NAME", "Backout status"),
+            "page_name": conf.page_name(),
             "now": timezone.now(),
         },
     )
@@ -336,7 +335,7 @@ def status_json(request: HttpRequest) -> HttpResponse:
 def history_atom(request: HttpRequest) -> HttpResponse:
     base = _base_url(request)
     feed = Atom1Feed(
-        title=str(getattr(settings, "STATUS_PAGE_NAME", "Backout status")),
+        title=conf.page_name(),
         link=base,
         description="Published status updates",
         feed_url=request.build_absolute_uri(),

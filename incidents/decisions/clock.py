@@ -17,9 +17,6 @@ from incidents.models import Incident
 
 ClockState = Literal["within", "close", "over"]
 
-# The clock turns "close" once this share of the RTO is gone.
-RTO_CLOSE_SHARE = 0.8
-
 
 @dataclass(frozen=True)
 class RecoveryClock:
@@ -84,7 +81,7 @@ def recovery_clock(incident: Incident, *, now: datetime | None = None) -> Recove
     else:
         stopped_at, stopped_label = None, ""
     elapsed = max((stopped_at or now) - since, timedelta(0))
-    share = float(getattr(settings, "RECOVERY_CLOCK_CLOSE_SHARE", RTO_CLOSE_SHARE))
+    share = float(settings.RECOVERY_CLOCK_CLOSE_SHARE)
     close_after = incident.rto * share
     return RecoveryClock(
         since=since,

@@ -107,7 +107,7 @@ class DecisionThresholds:
 
 def thresholds() -> DecisionThresholds:
     """The runbook defaults with `settings.DECISION_THRESHOLDS` (a dict) laid over them."""
-    overrides: Mapping[str, Any] = getattr(settings, "DECISION_THRESHOLDS", None) or {}
+    overrides: Mapping[str, Any] = settings.DECISION_THRESHOLDS or {}
     if not isinstance(overrides, Mapping):
         raise ImproperlyConfigured("DECISION_THRESHOLDS must be a JSON object (a dict).")
     names = {f.name for f in dataclasses.fields(DecisionThresholds)}

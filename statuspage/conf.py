@@ -1,0 +1,79 @@
+"""The status page's and communications' settings, read at call time (a test's `settings`
+fixture takes effect at once). Their defaults are written once, in console/settings.py,
+where the environment is read."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+
+
+def page_name() -> str:
+    """The public page's title (STATUS_PAGE_NAME)."""
+    return str(settings.STATUS_PAGE_NAME)
+
+
+def page_id() -> str:
+    """The page id in the Statuspage-shaped JSON (STATUS_PAGE_ID)."""
+    return str(settings.STATUS_PAGE_ID)
+
+
+def page_url() -> str:
+    """The public page's address when the console sits behind a proxy (STATUS_PAGE_URL)."""
+    return str(settings.STATUS_PAGE_URL or "")
+
+
+def console_base_url() -> str:
+    """Where links in notices point (CONSOLE_BASE_URL), without a trailing slash."""
+    return str(settings.CONSOLE_BASE_URL).rstrip("/")
+
+
+def slack_webhook_url() -> str:
+    """The Slack incoming webhook internal notices go to, or "" (COMMS_SLACK_WEBHOOK_URL)."""
+    return str(settings.COMMS_SLACK_WEBHOOK_URL or "")
+
+
+def email_to() -> list[str]:
+    """The addresses internal notices go to (COMMS_EMAIL_TO)."""
+    return list(settings.COMMS_EMAIL_TO)
+
+
+def email_from() -> str | None:
+    """The sender of notice emails, or None for Django's DEFAULT_FROM_EMAIL."""
+    return str(settings.COMMS_EMAIL_FROM) or None
+
+
+def customer_email_to() -> list[str]:
+    """The default recipients offered for a customer notice (COMMS_CUSTOMER_EMAIL_TO)."""
+    return list(settings.COMMS_CUSTOMER_EMAIL_TO)
+
+
+def timeout_seconds() -> float:
+    """How long one Slack or email send may take (COMMS_TIMEOUT_SECONDS)."""
+    return float(settings.COMMS_TIMEOUT_SECONDS)
+
+
+def max_retries() -> int:
+    """Automatic retries of a failed delivery (COMMS_MAX_RETRIES)."""
+    return int(settings.COMMS_MAX_RETRIES)
+
+
+def retry_backoff_seconds() -> float:
+    """The first retry's delay; each further one doubles it (COMMS_RETRY_BACKOFF_SECONDS)."""
+    return float(settings.COMMS_RETRY_BACKOFF_SECONDS)
+
+
+def cadence() -> timedelta:
+    """How long a public status may go without an update before the desk reminds."""
+    return timedelta(minutes=float(settings.COMMS_CADENCE_MINUTES))
+
+
+def progress_every() -> timedelta:
+    """How often a progress notice goes out while a run runs (COMMS_PROGRESS_MINUTES)."""
+    return timedelta(minutes=float(settings.COMMS_PROGRESS_MINUTES))
+
+
+def customer_notice_after() -> timedelta:
+    """The outage length after which a customer notice opens (CUSTOMER_NOTICE_AFTER_MINUTES)."""
+    return timedelta(minutes=float(settings.CUSTOMER_NOTICE_AFTER_MINUTES))
