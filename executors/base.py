@@ -23,6 +23,7 @@ import jsonschema
 # raises them too; they are part of this interface, and backends import them from here.
 from executors.check_specs import validate_checks
 from executors.errors import BackendError, ConfigError, DeadlineExceeded
+from executors.options import LiveOption, Option, check_live_values, validate_options
 from executors.schemas import validate_fixed_schema
 
 __all__ = [
@@ -35,7 +36,9 @@ __all__ = [
     "ConfigError",
     "Connections",
     "DeadlineExceeded",
+    "LiveOption",
     "LogLine",
+    "Option",
     "RollbackPlan",
     "RollbackTarget",
     "discard_log",
@@ -144,6 +147,8 @@ class Backend(ABC):
     kind: ClassVar[str]
     label: ClassVar[str]
     config_schema: ClassVar[Mapping[str, Any]] = {"type": "object"}
+    # The options a step on this backend takes (see executors.options).
+    options: ClassVar[tuple[Option, ...]] = ()
 
     def __init__(self, config: Mapping[str, Any], connections: Connections) -> None:
         self.config = self.validate_config(config)
@@ -166,6 +171,30 @@ class Backend(ABC):
             where = "/".join(str(part) for part in error.absolute_path) or "config"
             raise ConfigError(f"{where}: {error.message}") from error
         return backend_config
+
+    def option_fields(self) -> tuple[Option, ...]:
+        """The options a step takes: the class's `options`, or ones derived from the config
+        (a registered command's arguments)."""
+        return self.options
+
+    def live_options(self) -> dict[str, LiveOption]:
+        """What the infrastructure says about the options marked `live` (choices, bounds),
+        read now; empty when none are. May raise BackendError."""
+        return {}
+
+    def capture_backup(self) -> dict[str, Any]:
+        """What to save before a release so that it can be undone later (a manifest, a
+        record set), keyed as the "backup" options' `backup_key`; empty when nothing is."""
+        return {}
+
+    def validate_params(self, params: Mapping[str, Any], *, live: bool = False) -> dict[str, Any]:
+        """A step's parameters, checked against the options (OptionError names the one at
+        fault), with defaults filled in; with `live`, also against the infrastructure now."""
+        fields = self.option_fields()
+        cleaned = validate_options(fields, params)
+        if live and any(option.live and cleaned.get(option.name) is not None for option in fields):
+            check_live_values(fields, cleaned, self.live_options())
+        return cleaned
 
     @abstractmethod
     def live_version(self) -> str | None:
