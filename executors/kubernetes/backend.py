@@ -18,7 +18,9 @@ from executors.base import (
     CheckStatus,
     ConfigError,
     Connections,
+    LiveOption,
     LogLine,
+    Option,
     RollbackPlan,
     RollbackTarget,
     discard_log,
@@ -44,6 +46,13 @@ from executors.kubernetes.revisions import (
     rollout_history,
 )
 from executors.kubernetes.rollout import check_image, check_pods, check_rollout, rollout_state
+from executors.kubernetes.step_options import (
+    NAMESPACE_OPTIONS,
+    SINGLE_DEPLOYMENT_OPTIONS,
+    manifest_backup,
+    restart_stamp,
+    revision_choices,
+)
 from executors.kubernetes.templates import (
     POD_TEMPLATE_HASH_LABEL,
     container_image,
@@ -208,6 +217,34 @@ class KubernetesDeploymentBackend(Backend):
             )
             pairs.append(f"{deployment['metadata']['name']}={image}")
         return ", ".join(pairs)
+
+    # -- step options --------------------------------------------------------------------
+
+    def option_fields(self) -> tuple[Option, ...]:
+        """Undo to a revision and re-apply a manifest name one Deployment; a namespace
+        target takes the operations that apply to each of its Deployments alike."""
+        return SINGLE_DEPLOYMENT_OPTIONS if "deployment" in self.config else NAMESPACE_OPTIONS
+
+    def validate_params(self, params: Mapping[str, Any], *, live: bool = False) -> dict[str, Any]:
+        """As the base class, and a restart gets its stamp when drafted."""
+        cleaned = super().validate_params(params, live=live)
+        if cleaned.get("operation") == "restart" and not cleaned.get("restarted_at"):
+            cleaned["restarted_at"] = restart_stamp()
+        return cleaned
+
+    def live_options(self) -> dict[str, LiveOption]:
+        """The rollout history to undo to, read now (one Deployment only)."""
+        if "deployment" not in self.config:
+            return {}
+        deployment = self._read_deployment(self.config["deployment"])
+        history = self.revisions(deployment)
+        return {"to_revision": revision_choices(deployment, history, self.config.get("container"))}
+
+    def capture_backup(self) -> dict[str, Any]:
+        """The Deployment's manifest as it stands (one Deployment only)."""
+        if "deployment" not in self.config:
+            return {}
+        return {"manifest": manifest_backup(self._read_deployment(self.config["deployment"]))}
 
     # -- planning ------------------------------------------------------------------------
 

@@ -50,6 +50,7 @@ class Revision:
     template: dict[str, Any]  # without the pod-template-hash label
     annotations: dict[str, str]
     pod_template_hash: str | None
+    created_at: str | None = None  # the ReplicaSet's creationTimestamp
 
     def image(self, container: str | None) -> str | None:
         """The image of `container` (or of the first container) in this revision."""
@@ -74,6 +75,7 @@ def rollout_history(replica_sets: list[dict[str, Any]], uid: str) -> list[Revisi
                 pod_template_hash=((template.get("metadata") or {}).get("labels") or {}).get(
                     POD_TEMPLATE_HASH_LABEL
                 ),
+                created_at=replica_set["metadata"].get("creationTimestamp"),
             )
         )
     history.sort(key=lambda revision: revision.number)
