@@ -39,12 +39,15 @@ from executors.base import (
     CheckStatus,
     ConfigError,
     Connections,
+    LiveOption,
     LogLine,
+    Option,
     RollbackPlan,
     RollbackTarget,
     discard_log,
     poll_until,
 )
+from executors.options import Choice, OptionError
 
 RECORD_TYPES = ("A", "AAAA", "CAA", "CNAME", "DS", "MX", "NAPTR", "NS", "PTR", "SPF", "SRV", "TXT")
 DEFAULT_TTL = 60
@@ -82,6 +85,47 @@ def describe_values(record_set: Mapping[str, Any] | None) -> str | None:
     return f"{values} (TTL {record_set.get('TTL')})"
 
 
+DNS_OPTIONS = (
+    Option(
+        "mode",
+        "What to do",
+        type="choice",
+        default="backup",
+        choices=(
+            Choice("backup", "Restore the record set saved before a release"),
+            Choice("maintenance", "Point the record at the maintenance target"),
+        ),
+    ),
+    Option(
+        "backup",
+        "Saved record set",
+        type="backup",
+        backup_key="record_sets",
+        required=True,
+        when={"mode": ("backup",)},
+        help="The record set saved before a release; the dry run shows current → saved.",
+    ),
+    Option(
+        "maintenance_target",
+        "Maintenance target",
+        when={"mode": ("maintenance",)},
+        max_length=1000,
+        pattern=r"[A-Za-z0-9_.:*\-]+(\s*,\s*[A-Za-z0-9_.:*\-]+)*",
+        help="A record value, or values separated by commas; empty: the record's configured "
+        "maintenance target.",
+    ),
+    Option(
+        "ttl",
+        "TTL (seconds)",
+        type="integer",
+        minimum=0,
+        maximum=172800,
+        when={"mode": ("maintenance",)},
+        help="Empty: the record's current TTL.",
+    ),
+)
+
+
 class Route53Backend(Backend):
     """A Route 53 record: UPSERT a saved backup, or point it at a maintenance value."""
 
@@ -94,10 +138,21 @@ class Route53Backend(Backend):
             "record_name": {"type": "string", "minLength": 1},
             "record_type": {"enum": list(RECORD_TYPES)},
             "set_identifier": {"type": "string", "minLength": 1},
+            # What "maintenance" points at when the step does not say (a value, a list of
+            # values, or an alias {DNSName, HostedZoneId}).
+            "maintenance_target": {
+                "anyOf": [
+                    {"type": "string", "minLength": 1},
+                    {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+                    {"type": "object", "required": ["DNSName", "HostedZoneId"]},
+                ]
+            },
         },
         "required": ["hosted_zone_id", "record_name", "record_type"],
         "additionalProperties": False,
     }
+
+    options = DNS_OPTIONS
 
     def __init__(
         self, config: Mapping[str, Any], connections: Connections, *, poll_interval: float = 5.0
@@ -182,6 +237,31 @@ class Route53Backend(Backend):
     def backup(self) -> list[dict[str, Any]]:
         """The record sets to save before a release; pass them back as params["backup"]."""
         return self._current_sets()
+
+    def capture_backup(self) -> dict[str, Any]:
+        return {"record_sets": self.backup()}
+
+    def live_options(self) -> dict[str, LiveOption]:
+        """The values the record has now, shown beside the saved ones."""
+        now = "; ".join(filter(None, map(describe_values, self._current_sets()))) or "no record"
+        return {"backup": LiveOption(note=f"now: {now}")}
+
+    def validate_params(self, params: Mapping[str, Any], *, live: bool = False) -> dict[str, Any]:
+        """As the base class; "maintenance" falls back to the config's maintenance target,
+        and values separated by commas become a list."""
+        cleaned = super().validate_params(params, live=live)
+        if cleaned.get("mode") != "maintenance":
+            return cleaned
+        given = cleaned.get("maintenance_target")
+        if given is None:
+            if "maintenance_target" not in self.config:
+                raise OptionError(
+                    "maintenance_target", "is required: this record has no maintenance target set"
+                )
+            cleaned["maintenance_target"] = self.config["maintenance_target"]
+        elif "," in given:
+            cleaned["maintenance_target"] = [part.strip() for part in given.split(",") if part]
+        return cleaned
 
     def _desired_sets(
         self, target: RollbackTarget, current: list[dict[str, Any]]
