@@ -94,6 +94,13 @@ class Release(models.Model):
         related_name="+",
     )
     known_good_at = models.DateTimeField(null=True, blank=True)
+    backup = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What was saved before this release so that it can be undone (a Deployment "
+        'manifest, a DNS record set), by kind: {"manifest": {...}, "record_sets": [...]}',
+    )
+    backup_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["service", "-shipped_at", "-id"]
