@@ -9,6 +9,7 @@ checks the outcome.
 
 from __future__ import annotations
 
+import datetime
 import math
 import time
 from abc import ABC, abstractmethod
@@ -186,6 +187,12 @@ class Backend(ABC):
         """What to save before a release so that it can be undone later (a manifest, a
         record set), keyed as the "backup" options' `backup_key`; empty when nothing is."""
         return {}
+
+    def writes_lost_after(self, params: Mapping[str, Any]) -> datetime.datetime | None:
+        """For a step that restores data: the instant after which writes are not in what
+        it restores (the restore time, the snapshot's time); None when nothing is lost.
+        May read the infrastructure (a snapshot's creation time)."""
+        return None
 
     def validate_params(self, params: Mapping[str, Any], *, live: bool = False) -> dict[str, Any]:
         """A step's parameters, checked against the options (OptionError names the one at
