@@ -25,6 +25,7 @@ from rollbacks.engine.backends import backend_for, release_label, target_for
 from rollbacks.live_versions import live_versions_read
 from rollbacks.models import Run, RunState, Scenario, Step, StepState
 from rollbacks.services.run_locks import run_lock, run_require_state
+from rollbacks.services.step_options import data_loss, step_params
 
 DEFAULT_STEP_TIMEOUT = 600
 MAX_STEP_TIMEOUT = 3600
@@ -125,6 +126,18 @@ def run_create(
         raise DomainError(f"Unknown scenario {scenario!r}.")
     for spec in steps:
         _check_spec(spec, incident, drill)
+    connections = conf.connections()
+    params = [
+        step_params(
+            spec.service,
+            given=spec.params,
+            release=spec.release,
+            incident=incident,
+            live=True,
+            connections=connections,
+        )
+        for spec in steps
+    ]
     live = live_versions_read([spec.service for spec in steps])
 
     with transaction.atomic():
@@ -142,7 +155,7 @@ def run_create(
         group = 0
         created: list[Step] = []
         unknown: dict[str, str] = {}
-        for position, spec in enumerate(steps, start=1):
+        for position, (spec, step_options) in enumerate(zip(steps, params, strict=True), start=1):
             group = spec.group if spec.group is not None else group + 1
             version, why = live[spec.service.pk]
             if version is None:
@@ -159,7 +172,7 @@ def run_create(
                     to_version=spec.release.version if spec.release else "",
                     to_artifact=spec.release.artifact if spec.release else "",
                     to_previous=spec.previous,
-                    params=dict(spec.params),
+                    params=step_options,
                     timeout_seconds=spec.timeout_seconds,
                 )
             )
@@ -205,15 +218,19 @@ def run_dry_run(*, run: Run, actor: User) -> list[StepPreview]:
     )
     steps = list(run.steps.select_related("service").order_by("position"))
     connections = conf.connections()
+    incident = run.incident  # read here: the previews run on other threads
 
     def preview(step: Step) -> StepPreview:
         if step.state == StepState.SKIPPED:
             return StepPreview(step, f"skipped: {step.skip_reason}", None, ())
         try:
-            plan = backend_for(step.service, connections=connections).plan(target_for(step))
+            backend = backend_for(step.service, connections=connections)
+            plan = backend.plan(target_for(step))
+            loss = data_loss(backend, step.params, incident)
         except BackendError as error:
             return StepPreview(step, "", None, (), error=str(error))
-        return StepPreview(step, plan.summary, plan.current_version, plan.changes)
+        summary = plan.summary + (f"; {loss.text()}" if loss is not None else "")
+        return StepPreview(step, summary, plan.current_version, plan.changes)
 
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(steps)))) as pool:
         previews = list(pool.map(preview, steps))
