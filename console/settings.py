@@ -213,6 +213,19 @@ ROLLBACK_STEP_THREADS = int(os.environ.get("ROLLBACK_STEP_THREADS", "64"))
 # Keyword arguments for each backend kind's constructor, set by a settings module that
 # imports this one, e.g. {"kubernetes": {"poll_interval": 1.0, "request_timeout": 10}}.
 ROLLBACK_BACKEND_OPTIONS: dict[str, dict[str, Any]] = {}
+# How long the plan builder waits for each backend kind to say what runs now and what a
+# step may choose (the rest of the page never waits): ROLLBACK_LIVE_READ_SECONDS=3 for all,
+# or e.g. "kubernetes=2,database=6" with the rest at 3.
+ROLLBACK_LIVE_READ_SECONDS: dict[str, float] = {"default": 3.0} | {
+    kind.strip(): float(seconds)
+    for kind, _, seconds in (
+        item.partition("=")
+        for item in os.environ.get("ROLLBACK_LIVE_READ_SECONDS", "").split(",")
+        if "=" in item
+    )
+}
+if os.environ.get("ROLLBACK_LIVE_READ_SECONDS", "").replace(".", "", 1).isdigit():
+    ROLLBACK_LIVE_READ_SECONDS["default"] = float(os.environ["ROLLBACK_LIVE_READ_SECONDS"])
 
 # The room's live stream (incidents/live.py, docs/live-room.md): how often a feed reads
 # PostgreSQL without being told to, the keep-alive interval, and how long a feed nobody

@@ -73,6 +73,13 @@ def backend_options(kind: str) -> dict[str, Any]:
     return dict(settings.ROLLBACK_BACKEND_OPTIONS.get(kind, {}))
 
 
+def live_read_seconds(kind: str) -> float:
+    """How long the pages wait for backend `kind` to say what runs now or what a step may
+    choose (ROLLBACK_LIVE_READ_SECONDS, per kind, with "default")."""
+    limits = settings.ROLLBACK_LIVE_READ_SECONDS
+    return float(limits.get(kind, limits["default"]))
+
+
 def connections() -> Connections:
     """Where the infrastructure is; credentials stay with the SDKs."""
     return Connections(

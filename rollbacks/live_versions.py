@@ -7,8 +7,9 @@ pool; nothing here touches the database, so a slow cloud API never holds a conne
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from executors.base import BackendError
 from incidents.models import Service
@@ -20,14 +21,15 @@ ERROR_MAX_CHARS = 300
 
 
 def live_versions_read(
-    services: Sequence[Service], *, timeout: float | None = None
+    services: Sequence[Service], *, timeout: float | Callable[[str], float] | None = None
 ) -> dict[int, tuple[str | None, str]]:
     """service id → (live version or None, why it is unknown), for each distinct service.
 
     Without `timeout` every read is waited for (a new plan records what each step
-    replaces) and a backend error becomes the reason. With `timeout` (seconds: the pages)
-    any failure becomes the reason, named by its type, and a service still silent then
-    gets "no answer in time" while its read is abandoned on its thread.
+    replaces) and a backend error becomes the reason. With `timeout` (seconds, or a
+    function of the backend kind giving them: the pages) any failure becomes the reason,
+    named by its type, and a service still silent at its kind's limit gets "no answer in
+    time" while its read is abandoned on its thread.
     """
     connections = conf.connections()
     unique = {service.pk: service for service in services}
@@ -52,8 +54,32 @@ def live_versions_read(
         max_workers=min(MAX_PARALLEL_READS, len(unique)), thread_name_prefix="live-version"
     )
     futures = {pool.submit(read, service): pk for pk, service in unique.items()}
-    done, late = wait(futures, timeout=timeout)
+    if timeout is None or not callable(timeout):
+        done, late = wait(futures, timeout=timeout)
+    else:
+        started = time.monotonic()
+        deadlines = {
+            future: started + timeout(unique[pk].backend) for future, pk in futures.items()
+        }
+        done, late = wait_each(deadlines)
     answers = {futures[future]: future.result() for future in done}
     answers |= {futures[future]: (None, "no answer in time") for future in late}
     pool.shutdown(wait=False, cancel_futures=True)
     return answers
+
+
+def wait_each[T](deadlines: dict[Future[T], float]) -> tuple[set[Future[T]], set[Future[T]]]:
+    """Wait for each future until its own deadline (a monotonic instant): (done, late)."""
+    pending = set(deadlines)
+    done: set[Future[T]] = set()
+    while pending:
+        now = time.monotonic()
+        late = {future for future in pending if deadlines[future] <= now}
+        if late == pending:
+            break
+        soonest = min(deadlines[future] for future in pending - late)
+        finished, _ = wait(pending - late, timeout=soonest - now, return_when=FIRST_COMPLETED)
+        done |= finished
+        pending -= finished
+    done |= {future for future in pending if future.done()}
+    return done, pending - done
