@@ -3,7 +3,7 @@ the buttons of a run and its steps."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,11 +28,17 @@ class ApprovalDecisionForm(forms.Form):
 
 
 PREVIOUS = "previous"
+OPTIONS_ONLY = "options"
+OPTION_PREFIX = "opt-"
+MAX_PLAN_SERVICES = 200
 
 
 class RollbackPlanForm(forms.Form):
-    """One target choice per service of the incident's environment: skip, the previous
-    revision, or one of its releases (known-good ones marked)."""
+    """One target choice per service shown: the incident's affected services, then those
+    the commander added (by search) — never every service of the environment, which may be
+    hundreds. A target is skip, the previous revision, one of its releases (known-good ones
+    marked), or "as the options say" (a restart, a scale); each service's step options come
+    as `opt-<service id>-<option name>` fields, validated by the backend's declaration."""
 
     scenario = forms.ChoiceField(choices=Scenario.choices, initial=Scenario.ANY)
     reason = forms.CharField(
@@ -44,25 +50,33 @@ class RollbackPlanForm(forms.Form):
         required=False, initial=True, label="Roll the chosen services back in parallel"
     )
 
-    def __init__(self, *args: Any, incident: Incident, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, incident: Incident, added: Iterable[int] = (), **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.services = list(
-            Service.objects.filter(environment=incident.environment).prefetch_related("releases")
-        )
         affected = {service.pk for service in incident.services.all()}
         self.affected = affected
+        wanted = list(affected) + [pk for pk in added if pk not in affected]
+        if self.is_bound:
+            wanted += [pk for pk in self.submitted_service_ids() if pk not in wanted]
+        shown = Service.objects.filter(
+            environment=incident.environment, pk__in=wanted[:MAX_PLAN_SERVICES]
+        ).prefetch_related("releases")
+        self.services = sorted(shown, key=lambda s: (s.pk not in affected, wanted.index(s.pk)))
+        self.services_dropped = len(wanted) > MAX_PLAN_SERVICES
         for service in self.services:
-            releases = sorted(service.releases.all(), key=lambda r: r.shipped_at, reverse=True)
-            choices = [("", "— leave as it is —"), (PREVIOUS, "previous revision")]
-            choices += [
-                (str(r.pk), f"{r.version}{' (known-good)' if r.known_good else ''}")
-                for r in releases
-            ]
-            known_good = next((r for r in releases if r.known_good), None)
-            initial = str(known_good.pk) if known_good and service.pk in affected else ""
-            self.fields[self.field_name(service)] = forms.ChoiceField(
-                choices=choices, required=False, label=service.name, initial=initial
+            self.fields[self.field_name(service)] = target_field(
+                service, affected=service.pk in affected
             )
+
+    def submitted_service_ids(self) -> list[int]:
+        """The services whose target field the submitted form carries."""
+        ids = []
+        for key in self.data:
+            number = key.removeprefix("target_")
+            if key.startswith("target_") and number.isdigit() and len(number) < 10:
+                ids.append(int(number))
+        return ids
 
     @staticmethod
     def field_name(service: Service) -> str:
@@ -82,23 +96,64 @@ class RollbackPlanForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        if self.services and not any(cleaned.get(self.field_name(s)) for s in self.services):
+        if self.services_dropped:
+            raise forms.ValidationError(f"A plan takes at most {MAX_PLAN_SERVICES} services.")
+        if not any(cleaned.get(self.field_name(s)) for s in self.services):
             raise forms.ValidationError("Choose a target for at least one service.")
         return cleaned
 
-    def chosen_targets(self) -> list[tuple[Service, Release | None, bool]]:
-        """(service, release or None, previous?) for every service given a target."""
-        chosen: list[tuple[Service, Release | None, bool]] = []
+    def step_options(self, service: Service) -> dict[str, str]:
+        """The options typed or chosen for `service`: its non-empty `opt-` fields."""
+        prefix = f"{OPTION_PREFIX}{service.pk}-"
+        return {
+            key.removeprefix(prefix): value
+            for key, value in self.data.items()
+            if key.startswith(prefix) and isinstance(value, str) and value.strip()
+        }
+
+    def chosen_targets(self) -> list[ChosenTarget]:
+        """What to do to every service given a target."""
+        chosen: list[ChosenTarget] = []
         for service in self.services:
             value = self.cleaned_data.get(self.field_name(service))
             if not value:
                 continue
-            if value == PREVIOUS:
-                chosen.append((service, None, True))
-            else:
+            release = None
+            if value not in (PREVIOUS, OPTIONS_ONLY):
                 release = next(r for r in service.releases.all() if str(r.pk) == value)
-                chosen.append((service, release, False))
+            chosen.append(
+                ChosenTarget(service, release, value == PREVIOUS, self.step_options(service))
+            )
         return chosen
+
+
+@dataclass(frozen=True)
+class ChosenTarget:
+    service: Service
+    release: Release | None
+    previous: bool
+    options: dict[str, str]
+
+
+def target_field(service: Service, *, affected: bool) -> forms.ChoiceField:
+    """Skip, previous, "as the options say", or a release; the known-good one preselected
+    for an affected service."""
+    releases = sorted(service.releases.all(), key=lambda r: r.shipped_at, reverse=True)
+    choices = [
+        ("", "— leave as it is —"),
+        (PREVIOUS, "previous revision"),
+        (OPTIONS_ONLY, "as the options say"),
+    ]
+    choices += [
+        (str(r.pk), f"{r.version}{' (known-good)' if r.known_good else ''}") for r in releases
+    ]
+    known_good = next((r for r in releases if r.known_good), None)
+    initial = str(known_good.pk) if known_good and affected else ""
+    return forms.ChoiceField(choices=choices, required=False, label=service.name, initial=initial)
+
+
+class ServiceSearchForm(forms.Form):
+    q = forms.CharField(max_length=80, required=False, strip=True)
 
 
 class RunConfirmForm(forms.Form):

@@ -3,10 +3,25 @@
 
 from django.urls import path
 
-from rollbacks import views
+from rollbacks import plan_views, views
 
 urlpatterns = [
-    path("incidents/<int:incident_id>/versions", views.incident_versions, name="incident_versions"),
+    path(
+        "incidents/<int:incident_id>/versions",
+        plan_views.incident_versions,
+        name="incident_versions",
+    ),
+    path("incidents/<int:incident_id>/plan/search", plan_views.plan_search, name="plan_search"),
+    path(
+        "incidents/<int:incident_id>/plan/services/<int:service_id>/row",
+        plan_views.plan_row,
+        name="plan_row",
+    ),
+    path(
+        "incidents/<int:incident_id>/plan/services/<int:service_id>/options",
+        plan_views.plan_options,
+        name="plan_options",
+    ),
     path(
         "incidents/<int:incident_id>/approvals",
         views.approval_request_create,

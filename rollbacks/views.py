@@ -38,7 +38,6 @@ from rollbacks.forms import (
     RunConfirmForm,
     SkipForm,
 )
-from rollbacks.live_versions import live_versions_read
 from rollbacks.models import ApprovalRequest, Run, Step
 
 
@@ -56,20 +55,6 @@ def incident_runs(request: HttpRequest, incident_id: int) -> HttpResponse:
             "can_command": request.user.has_perm(COMMAND),
         },
     )
-
-
-LIVE_VERSION_TIMEOUT_SECONDS = 5.0
-
-
-@require_GET
-@permission_required(COMMAND, raise_exception=True)
-def incident_versions(request: HttpRequest, incident_id: int) -> HttpResponse:
-    """The plan builder's live and previous versions, asked of the infrastructure."""
-    incident = incident_or_404(incident_id)
-    form = RollbackPlanForm(incident=incident)
-    live = live_versions_read(form.services, timeout=LIVE_VERSION_TIMEOUT_SECONDS)
-    rows = form.rows(live={pk: (version or "", why) for pk, (version, why) in live.items()})
-    return render(request, "rollbacks/_plan_builder.html#versions-update", {"rows": rows})
 
 
 @require_GET
@@ -102,12 +87,13 @@ def run_create(request: HttpRequest, incident_id: int) -> HttpResponse:
     def draft(data: dict[str, Any]) -> Run:
         steps = [
             rollbacks.services.StepSpec(
-                service=service,
-                release=release,
-                previous=previous,
+                service=chosen.service,
+                release=chosen.release,
+                previous=chosen.previous,
                 group=1 if data["parallel"] else None,
+                params=chosen.options,
             )
-            for service, release, previous in form.chosen_targets()
+            for chosen in form.chosen_targets()
         ]
         return rollbacks.services.run_create(
             incident=incident,

@@ -36,7 +36,7 @@ def test_plan_builder_versions_show_what_the_cluster_runs_and_the_release_before
     for version in ("v1", "v2", "v3"):  # v3 shipped but never went live
         ReleaseFactory(service=service, version=version, artifact=f"registry.local/web:{version}")
     incident = incident_open()
-    response = client.get(reverse("incident_versions", args=[incident.pk]))
+    response = client.get(reverse("incident_versions", args=[incident.pk]), {"service": service.pk})
     page = response.content.decode()
     assert response.status_code == 200
     assert (
@@ -49,7 +49,8 @@ def test_plan_builder_versions_show_what_the_cluster_runs_and_the_release_before
 def test_plan_builder_says_which_backend_could_not_be_reached(client, ic, kube):
     service = KubeServiceFactory(name="gone")  # no such Deployment on the cluster
     incident = incident_open()
-    page = client.get(reverse("incident_versions", args=[incident.pk])).content.decode()
+    url = reverse("incident_versions", args=[incident.pk])
+    page = client.get(url, {"service": service.pk}).content.decode()
     assert f'<span id="live-{service.pk}" hx-swap-oob="true"><span class="error"' in page
     assert "unreachable" in page
 
