@@ -28,6 +28,7 @@ from incidents.errors import DomainError
 from incidents.models import BackendKind, Incident, Release, Service, TimelineEntry
 from rollbacks import verification
 from rollbacks.engine.inline import run_inline
+from rollbacks.management.option_args import options_by_service, options_text
 from rollbacks.models import Run, RunState
 from rollbacks.services import StepSpec
 
@@ -44,10 +45,24 @@ class Command(BaseCommand):
             "--namespace",
             help="Roll back every Kubernetes Deployment service in this namespace, in parallel",
         )
-        target = parser.add_mutually_exclusive_group(required=True)
+        target = parser.add_mutually_exclusive_group()
         target.add_argument("--to", metavar="VERSION", help="The release to roll back to")
         target.add_argument(
             "--previous", action="store_true", help="Roll back to the previous revision"
+        )
+        parser.add_argument(
+            "--set",
+            dest="set_options",
+            action="append",
+            default=[],
+            metavar="[SERVICE:]KEY=VALUE",
+            help="A step option (e.g. operation=scale replicas=0, to_revision=3); repeat it. "
+            "Without --to or --previous the options alone say what to do",
+        )
+        parser.add_argument(
+            "--show-options",
+            action="store_true",
+            help="Print the options each service takes, with what its infrastructure offers",
         )
         parser.add_argument("--incident", type=int, required=True, help="The incident's id")
         parser.add_argument(
@@ -90,12 +105,20 @@ class Command(BaseCommand):
         actor = self._actor(options["username"])
         incident = self._incident(options["incident"])
         services = self._services(incident, options["service"], options["namespace"])
+        if options["show_options"]:
+            for service in services:
+                self.stdout.write("\n".join(options_text(service)))
+            return
+        if not (options["to"] or options["previous"] or options["set_options"]):
+            raise CommandError("Give --to VERSION, --previous, or the step's options with --set.")
+        step_options = options_by_service(options["set_options"], services)
         specs = [
             StepSpec(
                 service=service,
                 release=self._release(service, options["to"]) if options["to"] else None,
                 previous=options["previous"],
                 group=1,
+                params=step_options[service.pk],
                 timeout_seconds=options["step_timeout"],
             )
             for service in services
