@@ -65,8 +65,10 @@ first, "live_version"}]}. `live_version` is exactly what the backend's `live_ver
 from the running demo (checked at start-up): the live release's artifact for Kubernetes (the
 image), ECS (the task-definition ARN), DNS (the record values), feature flags (`flag=state`)
 and the database (the instance the secret points at); the release folder name, which is also
-its version, for the static frontend. A release that needs rollback parameters carries them as
-"params" (the DNS backup: `{"backup": [record sets]}`, the DNS backend's params["backup"]).
+its version, for the static frontend. A release carries what was saved before the release
+after it as "backup" (incidents.models.Release.backup): the DNS record set
+(`{"record_sets": [...]}`) and, for Kubernetes, the Deployment manifest that ran it
+(`{"manifest": {...}}`), which the plan builder offers to restore.
 
 moto facts this leans on: ECS `create_service` leaves runningCount at 0 (all pending) until
 an `update_service` passes desiredCount, so the seed does that once; the services use bridge
@@ -129,12 +131,12 @@ class DemoRelease:
     shipped_hours_ago: float
     notes: str
     known_good: bool
-    params: Mapping[str, Any] | None = None
+    backup: Mapping[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         document = asdict(self)
-        if self.params is None:
-            del document["params"]
+        if self.backup is None:
+            del document["backup"]
         return document
 
 
@@ -256,6 +258,35 @@ def kubernetes_services(seed: Sequence[Mapping[str, Any]] = DEMO_SEED) -> list[D
             )
         )
     return services
+
+
+def with_saved_manifests(
+    services: Sequence[DemoService], connections: Connections
+) -> list[DemoService]:
+    """`services` with, on each good Kubernetes release, the manifest a deploy pipeline
+    would have saved before the next deploy: the live Deployment's, running that release's
+    image."""
+    result = []
+    for service in services:
+        if service.backend != "kubernetes":
+            result.append(service)
+            continue
+        live = backend_class("kubernetes")(service.target_config, connections).capture_backup()
+        releases = tuple(
+            replace(release, backup={"manifest": with_image(live["manifest"], release.artifact)})
+            if release.known_good
+            else release
+            for release in service.releases
+        )
+        result.append(replace(service, releases=releases))
+    return result
+
+
+def with_image(manifest: Mapping[str, Any], image: str) -> dict[str, Any]:
+    """A copy of a Deployment manifest whose first container runs `image`."""
+    copied = json.loads(json.dumps(manifest))
+    copied["spec"]["template"]["spec"]["containers"][0]["image"] = image
+    return copied
 
 
 # Services whose verification the demo shows: (service, namespace, deployment, label).
@@ -471,6 +502,8 @@ def seed_dns(connections: Connections) -> DemoService:
         "hosted_zone_id": zone["Id"],
         "record_name": "status.backout-demo.example.com",
         "record_type": "CNAME",
+        # Where "maintenance" points the record: a page that says the site is being fixed.
+        "maintenance_target": "maintenance.backout-demo.example.net",
     }
     values = {
         "blue": "status-blue.backout-demo.example.net",
@@ -501,7 +534,7 @@ def seed_dns(connections: Connections) -> DemoService:
                 72,
                 "Blue load balancer; record saved before the switch.",
                 True,
-                params={"backup": backup},
+                backup={"record_sets": backup},
             ),
             DemoRelease(
                 "green",
@@ -697,6 +730,7 @@ def start_demo_infrastructure(
                     f"feature flag service left out: Redis at {redis_url} did not answer ({error})"
                 )
             services = with_verification(services, infrastructure.health, infrastructure.prometheus)
+            services = with_saved_manifests(services, connections)
             loading.result()
             checks = [pool.submit(check_live_version, service, connections) for service in services]
             for check in checks:

@@ -104,6 +104,10 @@ def _load_service(definition: dict[str, Any]) -> Service:
                 "artifact": spec["artifact"],
                 "shipped_at": now - timedelta(hours=spec.get("shipped_hours_ago", 0)),
                 "notes": spec.get("notes", ""),
+                "backup": spec.get("backup") or {},
+                "backup_at": (now - timedelta(hours=spec.get("shipped_hours_ago", 0)))
+                if spec.get("backup")
+                else None,
             },
         )
         if spec.get("known_good") and not release.known_good:

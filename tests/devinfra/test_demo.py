@@ -99,6 +99,36 @@ def test_rolling_back_to_the_known_good_release_changes_the_live_version(state, 
     assert backend.live_version() == release["artifact"] != service["live_version"]
 
 
+def test_the_dns_service_rolls_back_with_the_saved_record_set_and_to_maintenance(state, demo):
+    service = service_named(state, "status-dns")
+    release = known_good(service)
+    backend = backend_for(service, demo)
+    # What the console drafts when the commander picks the known-good release and no option.
+    params = backend.validate_params({"backup": release["backup"]["record_sets"]})
+    target = RollbackTarget(version=release["version"], params=params)
+    assert backend.apply(target).changed
+    backend.wait(target, deadline=time.monotonic() + 15)
+    assert backend.live_version() == release["artifact"]
+
+    maintenance = RollbackTarget(params=backend.validate_params({"mode": "maintenance"}))
+    assert backend.apply(maintenance).changed
+    assert "maintenance.backout-demo.example.net" in str(backend.live_version())
+
+
+def test_good_kubernetes_releases_carry_the_manifest_that_ran_them(state, demo):
+    service = service_named(state, "storefront-api")  # not rolled back by the tests above
+    release = known_good(service)
+    manifest = release["backup"]["manifest"]
+    assert manifest["kind"] == "Deployment"
+    assert manifest["metadata"]["name"] == service["target_config"]["deployment"]
+    assert manifest["spec"]["template"]["spec"]["containers"][0]["image"] == release["artifact"]
+    params = backend_for(service, demo).validate_params(
+        {"operation": "apply_manifest", "manifest": manifest}
+    )
+    plan = backend_for(service, demo).plan(RollbackTarget(params=params))
+    assert [change.attribute for change in plan.changes] == ["image"]
+
+
 def test_env_file_names_the_demo_servers_with_absolute_paths(demo, tmp_path):
     env_file = tmp_path / "demo.env"
 
