@@ -366,12 +366,28 @@ class Step(models.Model):
 
     @property
     def target_label(self) -> str:
-        """The target as people say it: a release, "previous revision", or the operation."""
+        """The target as people say it: a release, "previous revision", or the options
+        ("scale, replicas 0"; a saved backup by the release that saved it)."""
+        options = self.options_label
         if self.to_version:
-            return self.to_version
+            return f"{self.to_version} ({options})" if options else self.to_version
         if self.to_previous:
-            return "previous revision"
-        return str(self.params.get("operation") or self.params.get("state") or "as configured")
+            return f"previous revision ({options})" if options else "previous revision"
+        return options or "as configured"
+
+    @property
+    def options_label(self) -> str:
+        """The step's options in a few words, without saved content or engine markers."""
+        words = []
+        for name, value in self.params.items():
+            if name in HIDDEN_PARAMS or value in (None, "") or (name, value) in DEFAULT_PARAMS:
+                continue
+            if isinstance(value, dict | list):
+                saved = self.params.get("backup_release")
+                words.append(f"saved {name.replace('_', ' ')}" + (f" of {saved}" if saved else ""))
+            else:
+                words.append(f"{name.replace('_', ' ')} {value}")
+        return ", ".join(words)[:300]
 
     @property
     def duration(self) -> timedelta | None:
@@ -379,6 +395,11 @@ class Step(models.Model):
             return None
         end = self.finished_at or timezone.now()
         return end - self.started_at  # type: ignore[no-any-return]
+
+
+# Parameters the engine or drafting set, and option values that go without saying.
+HIDDEN_PARAMS = frozenset({"already_ran", "backup_release", "restarted_at", "acknowledge_loss"})
+DEFAULT_PARAMS = frozenset({("operation", "undo"), ("mode", "backup")})
 
 
 class StepLog(models.Model):
