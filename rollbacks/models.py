@@ -379,13 +379,17 @@ class Step(models.Model):
     def options_label(self) -> str:
         """The step's options in a few words, without saved content or engine markers."""
         words = []
-        for name, value in self.params.items():
-            if name in HIDDEN_PARAMS or value in (None, "") or (name, value) in DEFAULT_PARAMS:
+        # PostgreSQL keeps JSON keys in its own order: what the step does first.
+        ordered = sorted(
+            self.params.items(), key=lambda item: (item[0] not in LEAD_PARAMS, item[0])
+        )
+        for name, value in ordered:
+            if name in HIDDEN_PARAMS or value is None or value == "":
                 continue
             if isinstance(value, dict | list):
                 saved = self.params.get("backup_release")
                 words.append(f"saved {name.replace('_', ' ')}" + (f" of {saved}" if saved else ""))
-            else:
+            elif (name, value) not in DEFAULT_PARAMS:
                 words.append(f"{name.replace('_', ' ')} {value}")
         return ", ".join(words)[:300]
 
@@ -400,6 +404,7 @@ class Step(models.Model):
 # Parameters the engine or drafting set, and option values that go without saying.
 HIDDEN_PARAMS = frozenset({"already_ran", "backup_release", "restarted_at", "acknowledge_loss"})
 DEFAULT_PARAMS = frozenset({("operation", "undo"), ("mode", "backup")})
+LEAD_PARAMS = frozenset({"operation", "mode", "method", "state"})
 
 
 class StepLog(models.Model):

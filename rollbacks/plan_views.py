@@ -91,7 +91,7 @@ def plan_row(request: HttpRequest, incident_id: int, service_id: int) -> HttpRes
         {"incident": incident, "row": row, "fetch_live": True},
     )
     # The search results are asked again, now without the service just added.
-    response["HX-Trigger"] = "plan-row-added"
+    response["HX-Trigger-After-Swap"] = "plan-row-added"
     return response
 
 

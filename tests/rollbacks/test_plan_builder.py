@@ -69,7 +69,7 @@ def test_search_finds_other_services_and_a_found_one_becomes_a_row(client, ic, w
     assert "&lt;b&gt;zz" in client.get(url, {"q": "<b>zz"}).content.decode()
 
     row = client.get(reverse("plan_row", args=[incident.pk, found.pk]))
-    assert row["HX-Trigger"] == "plan-row-added"
+    assert row["HX-Trigger-After-Swap"] == "plan-row-added"
     assert f'name="target_{found.pk}"' in row.content.decode()
 
 
