@@ -188,6 +188,11 @@ class Backend(ABC):
         record set), keyed as the "backup" options' `backup_key`; empty when nothing is."""
         return {}
 
+    def describe_backup(self, key: str, content: Any) -> str:
+        """A saved backup (`capture_backup()[key]`) in a few words, to show beside it (the
+        values of a record set, a manifest's image); empty when there is nothing to say."""
+        return ""
+
     def writes_lost_after(self, params: Mapping[str, Any]) -> datetime.datetime | None:
         """For a step that restores data: the instant after which writes are not in what
         it restores (the restore time, the snapshot's time); None when nothing is lost.

@@ -241,6 +241,12 @@ class Route53Backend(Backend):
     def capture_backup(self) -> dict[str, Any]:
         return {"record_sets": self.backup()}
 
+    def describe_backup(self, key: str, content: Any) -> str:
+        if key != "record_sets" or not isinstance(content, list):
+            return ""
+        sets = [describe_values(item) for item in content if isinstance(item, Mapping)]
+        return "; ".join(value for value in sets if value)[:200]
+
     def live_options(self) -> dict[str, LiveOption]:
         """The values the record has now, shown beside the saved ones."""
         now = "; ".join(filter(None, map(describe_values, self._current_sets()))) or "no record"

@@ -240,6 +240,14 @@ class KubernetesDeploymentBackend(Backend):
         history = self.revisions(deployment)
         return {"to_revision": revision_choices(deployment, history, self.config.get("container"))}
 
+    def describe_backup(self, key: str, content: Any) -> str:
+        template = (
+            ((content or {}).get("spec") or {}).get("template") if key == "manifest" else None
+        )
+        return (
+            str(container_image(template, self.config.get("container")) or "") if template else ""
+        )
+
     def capture_backup(self) -> dict[str, Any]:
         """The Deployment's manifest as it stands (one Deployment only)."""
         if "deployment" not in self.config:

@@ -211,9 +211,18 @@ def option_views(
         facts = live.get(option.name, LiveOption())
         choices = option.choices or facts.choices
         if option.type == "backup" and option.backup_key:
+            key = option.backup_key
             choices = tuple(
-                Choice(r.version, r.version, detail=_saved_at(r))
-                for r in backup_releases(service, option.backup_key)
+                Choice(
+                    r.version,
+                    r.version,
+                    detail=" · ".join(
+                        part
+                        for part in (backend.describe_backup(key, r.backup[key]), _saved_at(r))
+                        if part
+                    ),
+                )
+                for r in backup_releases(service, key)
             )
         views.append(
             OptionView(

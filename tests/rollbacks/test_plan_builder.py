@@ -144,6 +144,8 @@ def test_a_saved_manifest_is_taken_from_the_release_that_saved_it(client, ic, we
     assert saved == {"manifest": manifest_backup(saved["manifest"])}
     Release.objects.filter(service=web, version="v1").update(backup=saved)
     incident = incident_open(services=[web])
+    options = client.get(reverse("plan_options", args=[incident.pk, web.pk])).content.decode()
+    assert '<option value="v1">v1 — registry.local/web:v2</option>' in options
     response = draft(client, incident, web, "options", operation="apply_manifest", manifest="v1")
     assert response.status_code == 200
     params = Run.objects.get().steps.get().params
