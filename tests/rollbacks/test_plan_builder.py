@@ -166,3 +166,28 @@ def test_a_plan_takes_at_most_200_services(client, ic, web):
     response = client.post(reverse("run_create", args=[incident.pk]), data, **HTMX)
     assert response.status_code == 400
     assert not Run.objects.exists()
+
+
+@pytest.mark.parametrize(("state", "shown_open"), [("draft", True), ("succeeded", False)])
+def test_a_steps_planned_changes_are_open_before_the_start_and_folded_after(
+    client, ic, state, shown_open
+):
+    from tests.rollbacks.engine_factories import RunFactory, StepFactory
+
+    incident = incident_open()
+    run = RunFactory(incident=incident, state=state)
+    StepFactory(
+        run=run,
+        plan_summary="scale: 1 of 1 Deployment(s) would change",
+        planned_changes=[
+            {
+                "resource": "deployment/shop/web",
+                "attribute": "replicas",
+                "before": "2",
+                "after": "0",
+            }
+        ],
+    )
+    page = client.get(reverse("incident_room", args=[incident.pk])).content.decode()
+    assert "<code>deployment/shop/web</code> replicas: <code>2</code> → <code>0</code>" in page
+    assert ('<details class="plan-detail" open>' in page) == shown_open
