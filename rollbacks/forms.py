@@ -62,12 +62,28 @@ class RollbackPlanForm(forms.Form):
         shown = Service.objects.filter(
             environment=incident.environment, pk__in=wanted[:MAX_PLAN_SERVICES]
         ).prefetch_related("releases")
-        self.services = sorted(shown, key=lambda s: (s.pk not in affected, wanted.index(s.pk)))
+        # Affected services by name, then the added ones in the order they were added.
+        self.services = sorted(
+            shown,
+            key=lambda s: (
+                s.pk not in affected,
+                s.name if s.pk in affected else "",
+                wanted.index(s.pk),
+            ),
+        )
         self.services_dropped = len(wanted) > MAX_PLAN_SERVICES
         for service in self.services:
             self.fields[self.field_name(service)] = target_field(
                 service, affected=service.pk in affected
             )
+
+    def ids_by_kind(self) -> list[tuple[str, list[int]]]:
+        """The shown services' ids per backend kind: the page asks each kind's live versions
+        with a request of its own, so a slow kind never holds the others' rows."""
+        kinds: dict[str, list[int]] = {}
+        for service in self.services:
+            kinds.setdefault(service.backend, []).append(service.pk)
+        return list(kinds.items())
 
     def submitted_service_ids(self) -> list[int]:
         """The services whose target field the submitted form carries."""

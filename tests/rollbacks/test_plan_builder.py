@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from incidents.models import Release
 from rollbacks.models import Run
-from tests.factories import UserFactory, incident_open
+from tests.factories import ServiceFactory, UserFactory, incident_open
 from tests.rollbacks.engine_factories import KubeServiceFactory
 from tests.rollbacks.engine_fixtures import seed_deployment
 
@@ -52,6 +52,20 @@ def test_the_room_lists_the_affected_services_only(client, ic, web):
     assert f'name="target_{web.pk}"' in page
     assert f'name="target_{other.pk}"' not in page
     assert f"service={web.pk}" in page  # only its live version is asked for
+
+
+def test_each_backend_kind_is_asked_in_a_request_of_its_own(client, ic, web):
+    flag = ServiceFactory(
+        name="new-checkout",
+        backend="feature_flag",
+        target_config={"store": "redis", "flag": "new-checkout", "key_prefix": "test:flags:"},
+    )
+    api = KubeServiceFactory(name="api")
+    incident = incident_open(services=[web, flag, api])
+    page = client.get(reverse("incident_room", args=[incident.pk])).content.decode()
+    versions = reverse("incident_versions", args=[incident.pk])
+    assert f'hx-get="{versions}?service={api.pk}&amp;service={web.pk}"' in page  # by name
+    assert f'hx-get="{versions}?service={flag.pk}"' in page
 
 
 def test_search_finds_other_services_and_a_found_one_becomes_a_row(client, ic, web):
