@@ -119,3 +119,8 @@ class CustomerNoticeForm(forms.Form):
     )
     # One per filled-in form, so that a double submit sends the notice once.
     token = forms.UUIDField(widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Its own ids: the draft form on the same desk has a `body` field too.
+        kwargs.setdefault("auto_id", "customer_%s")
+        super().__init__(*args, **kwargs)

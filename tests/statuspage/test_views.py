@@ -333,3 +333,15 @@ def test_starting_or_restoring_from_a_stale_version_answers_409_and_keeps_the_dr
     assert response.status_code == 409
     assert "lead-of-record saved this draft" in response.content.decode()
     assert Draft.objects.get(incident=world.incident).version == 1
+
+
+def test_every_element_id_on_the_desk_is_unique(client, roles):
+    import re
+    from collections import Counter
+
+    world = World()
+    client.force_login(world.lead)
+    page = client.get(reverse("status_desk", args=[world.incident.pk])).content.decode()
+    ids = Counter(re.findall(r'\sid="([^"]+)"', page))
+    assert [name for name, count in ids.items() if count > 1] == []
+    assert 'for="customer_body"' in page and 'id="customer_body"' in page
