@@ -33,6 +33,14 @@ def _create_form(**overrides):
     return data
 
 
+def test_the_new_incident_form_labels_every_field(client, commander):
+    ServiceFactory(name="checkout")
+    page = client.get(reverse("incident_create")).content.decode()
+    assert 'for=""' not in page
+    assert "<legend>Services</legend>" in page  # a group of checkboxes is named by a legend
+    assert '<label for="id_title">Title</label>' in page
+
+
 def test_creating_an_incident_opens_its_room(client, commander):
     service = ServiceFactory(name="checkout")
     response = client.post(reverse("incident_create"), _create_form(services=[service.pk]))
