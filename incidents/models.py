@@ -47,7 +47,8 @@ class Service(models.Model):
     description = models.CharField(max_length=200, blank=True)
     backend = models.CharField(max_length=30, choices=BackendKind.choices)
     target_config = models.JSONField(
-        default=dict, help_text="Backend target, e.g. {'namespace': 'shop', 'deployment': 'web'}"
+        default=dict,
+        help_text='Backend target (JSON), e.g. {"namespace": "shop", "deployment": "web"}',
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 

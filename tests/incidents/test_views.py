@@ -219,3 +219,15 @@ def test_stream_under_wsgi_says_it_needs_asgi(client, commander):
     response = client.get(reverse("incident_events", args=[incident.pk]))
     assert response.status_code == 503
     assert b"ASGI" in response.content
+
+
+def test_the_target_config_help_shows_valid_json():
+    import json
+    import re
+
+    from incidents.models import Service
+
+    help_text = str(Service._meta.get_field("target_config").help_text)
+    example = re.search(r"\{.*\}", help_text)
+    assert example is not None
+    assert json.loads(example.group()) == {"namespace": "shop", "deployment": "web"}
