@@ -105,9 +105,11 @@ class StatusChangeForm(forms.Form):
     def __init__(self, *args: Any, incident: Incident, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         allowed = set(incident.allowed_next_statuses())
-        self.fields["to_status"].choices = [  # type: ignore[attr-defined]
-            (value, label) for value, label in IncidentStatus.choices if value in allowed
-        ]
+        moves = [(value, label) for value, label in IncidentStatus.choices if value in allowed]
+        # The status it has now comes first and is what the select shows, so the panel
+        # never reads as if the incident were already in the first status it may move to.
+        now = ("", f"{incident.get_status_display()} (now)")
+        self.fields["to_status"].choices = [now, *moves] if moves else []  # type: ignore[attr-defined]
 
 
 class SeverityChangeForm(forms.Form):

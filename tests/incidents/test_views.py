@@ -231,3 +231,17 @@ def test_the_target_config_help_shows_valid_json():
     example = re.search(r"\{.*\}", help_text)
     assert example is not None
     assert json.loads(example.group()) == {"namespace": "shop", "deployment": "web"}
+
+
+def test_the_command_panel_shows_the_status_the_incident_has(client, commander):
+    incident = incident_open(title="Search slow")
+    page = client.get(reverse("incident_room", args=[incident.pk])).content.decode()
+    assert '<option value="" selected>Investigating (now)</option>' in page
+    assert '<option value="identified">Identified</option>' in page
+
+    response = client.post(
+        reverse("incident_status", args=[incident.pk]), {"to_status": "", "reason": "x"}, **HTMX
+    )
+    assert response.status_code == 400
+    incident.refresh_from_db()
+    assert incident.status == "investigating"
