@@ -39,6 +39,7 @@ from django.db import close_old_connections, connections
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.template.loader import render_to_string
+from django.views.decorators.http import require_GET
 
 from incidents import room, selectors
 from incidents.models import Incident, TimelineEntry, TimelineKind
@@ -380,6 +381,7 @@ async def stream(incident_id: int, after_entry: int, *, commander: bool) -> Asyn
         feed.leave(watcher)
 
 
+@require_GET
 async def incident_events(request: HttpRequest, incident_id: int) -> HttpResponseBase:
     """`/incidents/<id>/events`: the room's Server-Sent Events (serve under ASGI)."""
     if "wsgi.version" in request.META:

@@ -221,6 +221,14 @@ def test_stream_under_wsgi_says_it_needs_asgi(client, commander):
     assert b"ASGI" in response.content
 
 
+@pytest.mark.parametrize("method", ["post", "put", "delete"])
+def test_the_stream_answers_only_get(client, commander, method):
+    incident = incident_open()
+    response = getattr(client, method)(reverse("incident_events", args=[incident.pk]))
+    assert response.status_code == 405
+    assert response["Allow"] == "GET"
+
+
 def test_the_target_config_help_shows_valid_json():
     import json
     import re
