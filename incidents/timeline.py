@@ -14,6 +14,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,6 +50,37 @@ def _redis() -> redis.Redis:
     return _redis_client
 
 
+class Outage:
+    """Says once that announcing fails, and once that it works again: a Redis outage during
+    a busy rollback would otherwise print a traceback per batch (144 in a short one)."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.lost = 0
+
+    def failed(self, count: int, error: Exception) -> None:
+        self.lost += count
+        if self.since is None:
+            self.since = time.monotonic()
+            logger.warning(
+                "cannot announce on Redis (%s: %s); watchers catch up from PostgreSQL. "
+                "Quiet until Redis answers again.",
+                type(error).__name__,
+                error,
+            )
+
+    def succeeded(self) -> None:
+        if self.since is None:
+            return
+        logger.warning(
+            "announcing on Redis again after %.1f s; %d message(s) were not announced "
+            "(watchers read those entries from PostgreSQL)",
+            time.monotonic() - self.since,
+            self.lost,
+        )
+        self.since, self.lost = None, 0
+
+
 class _Announcer:
     """Sends this process's announcements to Redis from a thread of its own, a burst of
     them in one pipelined round trip: a committing thread hands its messages over and
@@ -62,6 +94,7 @@ class _Announcer:
         self._pid = 0
         self._queue: queue.SimpleQueue[tuple[int, dict[str, int]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._outage = Outage()
 
     def forget_parent(self) -> None:
         """In a forked child (a Celery prefork child): the parent's lock may have been held
@@ -113,8 +146,10 @@ class _Announcer:
                     for incident_id, message in batch:
                         pipe.publish(channel_for(incident_id), json.dumps(message))
                     pipe.execute()
-            except Exception:  # Redis down, or anything else: this thread must live on
-                logger.warning("could not announce %s messages on Redis", len(batch), exc_info=True)
+            except Exception as error:  # Redis down, or anything else: this thread must live on
+                self._outage.failed(len(batch), error)
+            else:
+                self._outage.succeeded()
 
 
 _announcer = _Announcer()

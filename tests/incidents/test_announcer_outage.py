@@ -1,0 +1,65 @@
+"""A Redis outage while the timeline grows: the announcer says so once, without a
+traceback per batch, and once more when Redis answers again."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+
+from devinfra.processes import free_port
+from incidents.timeline import announce, channel_for, redis_client_reset
+from tests.conftest import TEST_REDIS_URL
+
+
+def wait_for(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_an_outage_is_reported_once_and_its_end_once(settings, caplog):
+    caplog.set_level(logging.WARNING, logger="incidents.timeline")
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    redis_client_reset()
+    try:
+        for number in range(30):
+            announce(4242, {"entry": number})
+            time.sleep(0.01)  # several batches, not one
+        wait_for(lambda: any("cannot announce" in r.getMessage() for r in caplog.records))
+        time.sleep(0.5)
+        failing = [r for r in caplog.records if r.name == "incidents.timeline"]
+        assert len(failing) == 1
+        assert failing[0].exc_info is None
+        assert "ConnectionError" in failing[0].getMessage()
+
+        settings.REDIS_URL = TEST_REDIS_URL
+        redis_client_reset()
+        listener = redis.Redis.from_url(TEST_REDIS_URL).pubsub()
+        listener.subscribe(channel_for(4242))
+        announce(4242, {"entry": 99})
+        wait_for(lambda: any("again after" in r.getMessage() for r in caplog.records))
+        recovered = [r for r in caplog.records if "again after" in r.getMessage()]
+        assert len(recovered) == 1
+        assert "30 message(s) were not announced" in recovered[0].getMessage()
+        listener.close()
+    finally:
+        settings.REDIS_URL = TEST_REDIS_URL
+        redis_client_reset()
+
+
+def test_each_outage_is_reported_on_its_own(settings, caplog):
+    caplog.set_level(logging.WARNING, logger="incidents.timeline")
+    for _ in range(2):
+        settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+        redis_client_reset()
+        announce(4343, {"entry": 1})
+        wait_for(lambda: sum("cannot announce" in r.getMessage() for r in caplog.records) >= 1)
+        settings.REDIS_URL = TEST_REDIS_URL
+        redis_client_reset()
+        before = sum("again after" in r.getMessage() for r in caplog.records)
+        announce(4343, {"entry": 2})
+        wait_for(lambda b=before: sum("again after" in r.getMessage() for r in caplog.records) > b)
+        caplog.clear()
