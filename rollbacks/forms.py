@@ -172,14 +172,22 @@ class ServiceSearchForm(forms.Form):
     q = forms.CharField(max_length=80, required=False, strip=True)
 
 
+SUPERSEDE_LABEL = "Supersede: cancel other runs in flight on these services"
+
+
 class RunConfirmForm(forms.Form):
     confirmation = forms.CharField(
         max_length=200, widget=forms.TextInput(attrs={"autocomplete": "off"})
     )
+    supersede = forms.BooleanField(required=False, label=SUPERSEDE_LABEL)
 
 
 class ReasonForm(forms.Form):
     reason = forms.CharField(max_length=2000, required=False)
+
+
+class ApprovalAskForm(ReasonForm):
+    supersede = forms.BooleanField(required=False, label=SUPERSEDE_LABEL)
 
 
 class SkipForm(forms.Form):

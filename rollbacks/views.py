@@ -31,6 +31,7 @@ from incidents.views import (
 from rollbacks import approvals
 from rollbacks import selectors as rollback_selectors
 from rollbacks.forms import (
+    ApprovalAskForm,
     ApprovalDecisionForm,
     ApprovalRequestForm,
     ReasonForm,
@@ -131,16 +132,16 @@ RUN_ACTIONS: dict[str, tuple[type[forms.Form], RunAction]] = {
         lambda run, actor, data: rollbacks.services.run_dry_run(run=run, actor=actor),
     ),
     "approval": (
-        ReasonForm,
+        ApprovalAskForm,
         lambda run, actor, data: rollbacks.services.run_request_approval(
-            run=run, actor=actor, reason=data["reason"]
+            run=run, actor=actor, reason=data["reason"], supersede=data["supersede"]
         ),
     ),
     # Starting needs the approval policy met and the typed confirmation to match exactly.
     "start": (
         RunConfirmForm,
         lambda run, actor, data: rollbacks.services.run_confirm_and_start(
-            run=run, actor=actor, confirmation=data["confirmation"]
+            run=run, actor=actor, confirmation=data["confirmation"], supersede=data["supersede"]
         ),
     ),
     "pause": (

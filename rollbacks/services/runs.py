@@ -29,6 +29,11 @@ from rollbacks.models import (
     StepState,
 )
 from rollbacks.services.plans import plan_kind_label, plan_steps_text
+from rollbacks.services.run_exclusion import (
+    REQUESTING_BLOCKED_BY,
+    STARTING_BLOCKED_BY,
+    run_claim_services,
+)
 from rollbacks.services.run_locks import run_lock, run_require_state
 from rollbacks.signals import send_run_finished, send_run_started
 from rollbacks.tasks import CeleryDispatcher
@@ -37,14 +42,26 @@ from rollbacks.tasks import CeleryDispatcher
 
 
 @transaction.atomic
-def run_request_approval(*, run: Run, actor: User, reason: str = "") -> Run:
+def run_request_approval(
+    *, run: Run, actor: User, reason: str = "", supersede: bool = False
+) -> Run:
     """Ask for the approvals the incident's severity and the run's scenario need. With no
-    matching policy the request is approved at once and so is the run."""
+    matching policy the request is approved at once and so is the run.
+
+    Refused while another run touching the same services awaits approval, is approved or
+    runs (RunConflict, naming it); `supersede` cancels those first."""
     require_role(actor, COMMAND_PERMISSION, "request rollback approval")
     locked = run_lock(run)
     run_require_state(locked, (RunState.DRAFT,), "request approval")
     if not locked.steps.exists():
         raise DomainError("The plan has no steps.")
+    run_claim_services(
+        run=locked,
+        actor=actor,
+        blocked_by=REQUESTING_BLOCKED_BY,
+        supersede=supersede,
+        cancel=run_cancel,
+    )
     request = approval_request_open(
         incident=locked.incident,
         requested_by=actor,
@@ -93,10 +110,19 @@ def _check_approval(run: Run) -> None:
 
 
 @transaction.atomic
-def run_confirm_and_start(*, run: Run, actor: User, confirmation: str, enqueue: bool = True) -> Run:
+def run_confirm_and_start(
+    *,
+    run: Run,
+    actor: User,
+    confirmation: str,
+    enqueue: bool = True,
+    supersede: bool = False,
+) -> Run:
     """Start an approved run once the commander has typed the expected word (the service's
     name, or "ROLLBACK" for several services). A dry-run run needs no approval.
 
+    Refused while another run touching the same services runs or is paused (RunConflict,
+    naming it); `supersede` cancels those first, in this transaction.
     `enqueue=False` leaves execution to the caller (the terminal command runs it inline).
     """
     require_role(actor, COMMAND_PERMISSION, "start rollbacks")
@@ -124,6 +150,13 @@ def run_confirm_and_start(*, run: Run, actor: User, confirmation: str, enqueue: 
         raise DomainError(f"Type {expected} exactly to confirm the rollback.")
     if not locked.steps.exists():
         raise DomainError("The plan has no steps.")
+    run_claim_services(
+        run=locked,
+        actor=actor,
+        blocked_by=STARTING_BLOCKED_BY,
+        supersede=supersede,
+        cancel=run_cancel,
+    )
     now = timezone.now()
     locked.state = RunState.RUNNING
     locked.confirmation_text = typed
@@ -256,6 +289,10 @@ def _reopen_if_failed(run: Run, actor: User, doing: str) -> bool:
     failure stopped become pending again. Returns whether it was reopened."""
     if run.state != RunState.FAILED:
         return False
+    # Another run may have started on these services since this one failed.
+    run_claim_services(
+        run=run, actor=actor, blocked_by=STARTING_BLOCKED_BY, supersede=False, cancel=run_cancel
+    )
     run.state = RunState.RUNNING
     run.finished_at = None
     run.failure_reason = ""

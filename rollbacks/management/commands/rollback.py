@@ -60,6 +60,11 @@ class Command(BaseCommand):
             "Without --to or --previous the options alone say what to do",
         )
         parser.add_argument(
+            "--supersede",
+            action="store_true",
+            help="Cancel other runs in flight on these services (they are named) and go on",
+        )
+        parser.add_argument(
             "--show-options",
             action="store_true",
             help="Print the options each service takes, with what its infrastructure offers",
@@ -134,7 +139,9 @@ class Command(BaseCommand):
             )
             self._show_plan(run, actor)
             if not options["dry_run"]:
-                run = self._approve(run, actor, reason, options["approval_timeout"])
+                run = self._approve(
+                    run, actor, reason, options["approval_timeout"], options["supersede"]
+                )
             word = run.expected_confirmation()
             if not (options["yes"] or options["dry_run"]):
                 typed = self._ask(f"Type {word} to roll back (anything else aborts): ")
@@ -144,7 +151,11 @@ class Command(BaseCommand):
                     )
                     raise CommandError("The confirmation did not match; nothing was changed.")
             run = rollbacks.services.run_confirm_and_start(
-                run=run, actor=actor, confirmation=word, enqueue=options["via_workers"]
+                run=run,
+                actor=actor,
+                confirmation=word,
+                enqueue=options["via_workers"],
+                supersede=options["supersede"],
             )
         except DomainError as error:
             raise CommandError(str(error)) from error
@@ -233,8 +244,10 @@ class Command(BaseCommand):
                     f"     {change.resource} {change.attribute}: {change.before} → {change.after}"
                 )
 
-    def _approve(self, run: Run, actor: Any, reason: str, timeout: float) -> Run:
-        run = rollbacks.services.run_request_approval(run=run, actor=actor, reason=reason)
+    def _approve(self, run: Run, actor: Any, reason: str, timeout: float, supersede: bool) -> Run:
+        run = rollbacks.services.run_request_approval(
+            run=run, actor=actor, reason=reason, supersede=supersede
+        )
         if run.state == RunState.APPROVED:
             return run
         request = run.approval_request
