@@ -150,6 +150,9 @@ class Backend(ABC):
     config_schema: ClassVar[Mapping[str, Any]] = {"type": "object"}
     # The options a step on this backend takes (see executors.options).
     options: ClassVar[tuple[Option, ...]] = ()
+    # Whether a step restores data (and so loses what was written after its restore point):
+    # approval policies that ask for a DBA or the CTO follow it, whatever scenario is picked.
+    restores_data: ClassVar[bool] = False
 
     def __init__(self, config: Mapping[str, Any], connections: Connections) -> None:
         self.config = self.validate_config(config)

@@ -164,6 +164,8 @@ class ConnectionValue:
 class RdsRestoreBackend(Backend):
     """An RDS database: restore to a new instance, then repoint the connection setting."""
 
+    restores_data = True
+
     kind = "database"
     label = "RDS restore"
     config_schema = {

@@ -4,10 +4,13 @@ what a decision does to the run it belongs to."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from django.contrib.auth.models import User as Person
 from django.db import transaction
 from django.utils import timezone
 
+from executors.registry import backend_class
 from incidents.errors import DomainError
 from incidents.models import Incident, TimelineKind
 from incidents.roles import User, require_role
@@ -25,20 +28,82 @@ from rollbacks.models import (
 )
 
 
-def required_roles_for(*, severity: str, scenario: str) -> list[str]:
+def policy_reasons(
+    *, severity: str, scenario: str, restoring: Sequence[str] = ()
+) -> list[dict[str, str]]:
+    """Each approver role the active policies ask for, once, with the policy that asks and
+    why it applies: {"role", "policy", "why"}, in a stable order. `restoring` names the
+    services the plan restores data on; such a plan also counts as a data-corruption one."""
+    reasons: list[dict[str, str]] = []
+    restores_data = bool(restoring)
+    for policy in ApprovalPolicy.objects.filter(active=True).order_by("name"):
+        if not policy.applies_to(severity=severity, scenario=scenario, restores_data=restores_data):
+            continue
+        why = _why(policy, severity=severity, scenario=scenario, restoring=restoring)
+        for role in policy.required_roles:
+            if role not in {reason["role"] for reason in reasons}:
+                reasons.append({"role": role, "policy": policy.name, "why": why})
+    return reasons
+
+
+def _why(policy: ApprovalPolicy, *, severity: str, scenario: str, restoring: Sequence[str]) -> str:
+    restores = f"{', '.join(restoring)} restore{'s' if len(restoring) == 1 else ''} data"
+    if policy.restores_data:
+        return restores
+    if policy.scenario == Scenario.DATA_CORRUPTION and scenario != Scenario.DATA_CORRUPTION:
+        return f"{restores}: a data restore"
+    if policy.scenario != Scenario.ANY:
+        return Scenario(policy.scenario).label.lower()
+    return f"severity {severity}" if policy.severities else "every rollback"
+
+
+def plan_restoring(run: Run) -> list[str]:
+    """The services on which the run's steps restore data (their backend says so)."""
+    names = []
+    for backend, name in run.steps.values_list("backend", "service__name").order_by("position"):
+        try:
+            restores = backend_class(backend).restores_data
+        except KeyError:
+            restores = False
+        if restores and name not in names:
+            names.append(name)
+    return names
+
+
+def run_policy(run: Run) -> list[dict[str, str]]:
+    """The approvals the run needs as things stand (its incident's severity, its scenario,
+    what its steps do), with why: what the room shows before approval is requested."""
+    return policy_reasons(
+        severity=run.incident.severity, scenario=run.scenario, restoring=plan_restoring(run)
+    )
+
+
+def required_roles_for(*, severity: str, scenario: str, restoring: Sequence[str] = ()) -> list[str]:
     """The approver roles every active matching policy asks for, in a stable order."""
-    roles: list[str] = []
-    for policy in ApprovalPolicy.objects.filter(active=True):
-        if policy.applies_to(severity=severity, scenario=scenario):
-            roles.extend(role for role in policy.required_roles if role not in roles)
-    return roles
+    return [
+        reason["role"]
+        for reason in policy_reasons(severity=severity, scenario=scenario, restoring=restoring)
+    ]
+
+
+def reasons_text(reasons: Sequence[dict[str, str]]) -> str:
+    """ "DBA (Database restores need a DBA: orders-db restores data), CTO (…)"."""
+    return ", ".join(
+        f"{reason['role']} ({reason['policy']}: {reason['why']})" for reason in reasons
+    )
 
 
 @transaction.atomic
 def approval_request_open(
-    *, incident: Incident, requested_by: User, scenario: str, reason: str
+    *,
+    incident: Incident,
+    requested_by: User,
+    scenario: str,
+    reason: str,
+    restoring: Sequence[str] = (),
 ) -> ApprovalRequest:
-    """Ask for the approvals the incident's severity and scenario need.
+    """Ask for the approvals the incident's severity and scenario need, and those a plan
+    restoring data on the `restoring` services needs.
 
     With no matching policy the request is approved at once, and the timeline says so.
     """
@@ -54,23 +119,30 @@ def approval_request_open(
         raise DomainError("The incident is resolved; reopen it first.")
     if locked.approval_requests.filter(status=ApprovalRequestStatus.PENDING).exists():
         raise DomainError("An approval request is already pending for this incident.")
-    roles = required_roles_for(severity=locked.severity, scenario=scenario)
+    reasons = policy_reasons(severity=locked.severity, scenario=scenario, restoring=restoring)
+    roles = [item["role"] for item in reasons]
     request = ApprovalRequest.objects.create(
         incident=locked,
         scenario=scenario,
         reason=reason.strip(),
         requested_by=requester,
         required_roles=roles,
+        reasons=reasons,
         status=ApprovalRequestStatus.PENDING if roles else ApprovalRequestStatus.APPROVED,
         decided_at=None if roles else timezone.now(),
     )
-    needed = ", ".join(roles) if roles else "no approval (no policy applies)"
+    needed = reasons_text(reasons) if reasons else "no approval (no policy applies)"
     timeline_append(
         incident=locked,
         kind=TimelineKind.APPROVAL,
         body=f"Rollback approval requested ({Scenario(scenario).label}); needs {needed}",
         actor=requested_by,
-        payload={"request": request.pk, "required_roles": roles, "status": request.status},
+        payload={
+            "request": request.pk,
+            "required_roles": roles,
+            "reasons": reasons,
+            "status": request.status,
+        },
     )
     return request
 

@@ -38,6 +38,11 @@ class ApprovalPolicy(models.Model):
     )
     scenario = models.CharField(max_length=30, choices=Scenario.choices, default=Scenario.ANY)
     required_roles = models.JSONField(default=list)
+    restores_data = models.BooleanField(
+        default=False,
+        help_text="Only for plans with a step that restores data (a database restore), "
+        "whatever scenario the commander picked",
+    )
     active = models.BooleanField(default=True)
 
     class Meta:
@@ -60,10 +65,16 @@ class ApprovalPolicy(models.Model):
         if not self.required_roles:
             raise ValidationError({"required_roles": "Name at least one role."})
 
-    def applies_to(self, *, severity: str, scenario: str) -> bool:
+    def applies_to(self, *, severity: str, scenario: str, restores_data: bool = False) -> bool:
+        """Whether the policy covers a plan: its severity, and its scenario — a plan that
+        restores data counts as a data-corruption plan whatever scenario was picked."""
         severity_matches = not self.severities or severity in self.severities
-        scenario_matches = self.scenario in (Scenario.ANY, scenario)
-        return self.active and severity_matches and scenario_matches
+        scenarios = {Scenario.ANY, scenario} | (
+            {Scenario.DATA_CORRUPTION} if restores_data else set()
+        )
+        scenario_matches = self.scenario in scenarios
+        restore_matches = restores_data or not self.restores_data
+        return self.active and severity_matches and scenario_matches and restore_matches
 
 
 class ApprovalRequestStatus(models.TextChoices):
@@ -86,6 +97,8 @@ class ApprovalRequest(models.Model):
     )
     requested_at = models.DateTimeField(default=timezone.now)
     required_roles = models.JSONField(default=list)
+    # Why each role is needed: [{"role", "policy", "why"}], as shown before the request.
+    reasons = models.JSONField(default=list, blank=True)
     status = models.CharField(
         max_length=20, choices=ApprovalRequestStatus.choices, default=ApprovalRequestStatus.PENDING
     )

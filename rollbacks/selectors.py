@@ -1,4 +1,5 @@
-"""Read-side queries of the rollback pages, each with a constant number of queries."""
+"""Read-side queries of the rollback pages, each with a constant number of queries (and,
+per draft run, the two that say which approvals it will need)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Prefetch
 
 from incidents.models import Incident
-from rollbacks.models import ApprovalRequest, ApprovalRequestStatus, Run, Step, StepLog
+from rollbacks.approvals import run_policy
+from rollbacks.models import ApprovalRequest, ApprovalRequestStatus, Run, RunState, Step, StepLog
 
 
 def incident_approval_requests(incident: Incident) -> list[ApprovalRequest]:
@@ -61,6 +63,9 @@ def incident_runs(incident: Incident) -> list[Run]:
             tails[line.step_id].append(line)
     for step in all_steps:
         step.log_tail = tails[step.pk]  # type: ignore[attr-defined]
+    for run in runs:
+        # What approval a draft will need, shown before the commander asks for it.
+        run.policy_preview = run_policy(run) if run.state == RunState.DRAFT else None  # type: ignore[attr-defined]
     return runs
 
 

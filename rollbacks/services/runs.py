@@ -18,7 +18,13 @@ from incidents.models import TimelineKind
 from incidents.roles import COMMAND_PERMISSION, User, require_role
 from incidents.services import incident_lock, incident_record_instant
 from incidents.timeline import timeline_append
-from rollbacks.approvals import approval_request_open, approval_withdraw, required_roles_for
+from rollbacks.approvals import (
+    approval_request_open,
+    approval_withdraw,
+    plan_restoring,
+    reasons_text,
+    required_roles_for,
+)
 from rollbacks.engine.advance import advance_locked
 from rollbacks.models import (
     ApprovalRequest,
@@ -67,12 +73,13 @@ def run_request_approval(
         requested_by=actor,
         scenario=locked.scenario,
         reason=reason.strip() or locked.reason or f"Rollback plan #{locked.pk}",
+        restoring=plan_restoring(locked),
     )
     locked.approval_request = request
     approved = request.status == ApprovalRequestStatus.APPROVED
     locked.state = RunState.APPROVED if approved else RunState.AWAITING_APPROVAL
     locked.save(update_fields=["approval_request", "state"])
-    needs = ", ".join(request.required_roles)
+    needs = reasons_text(request.reasons) if request.reasons else ", ".join(request.required_roles)
     timeline_append(
         incident=locked.incident,
         kind=TimelineKind.RUN,
@@ -99,7 +106,9 @@ def _check_approval(run: Run) -> None:
             + "."
         )
     # The severity may have risen since approval: the policy as it stands now must be met.
-    needed = required_roles_for(severity=run.incident.severity, scenario=run.scenario)
+    needed = required_roles_for(
+        severity=run.incident.severity, scenario=run.scenario, restoring=plan_restoring(run)
+    )
     covered = request.covered_roles() if request.required_roles else set()
     missing_now = [role for role in needed if role not in covered]
     if missing_now:

@@ -27,6 +27,7 @@ import rollbacks.services
 from incidents.errors import DomainError
 from incidents.models import BackendKind, Incident, Release, Service, TimelineEntry
 from rollbacks import verification
+from rollbacks.approvals import reasons_text, run_policy
 from rollbacks.engine.inline import run_inline
 from rollbacks.management.option_args import options_by_service, options_text
 from rollbacks.models import Run, RunState
@@ -245,6 +246,12 @@ class Command(BaseCommand):
                 )
 
     def _approve(self, run: Run, actor: Any, reason: str, timeout: float, supersede: bool) -> Run:
+        policy = run_policy(run)
+        self.stdout.write(
+            f"Approval needed: {reasons_text(policy)}"
+            if policy
+            else "No approval needed: no policy applies to this plan."
+        )
         run = rollbacks.services.run_request_approval(
             run=run, actor=actor, reason=reason, supersede=supersede
         )
