@@ -1,9 +1,11 @@
 """Restore an RDS instance to a new instance and repoint the connection, through boto3.
 
-Two modes, chosen in the config: "point_in_time" restores `source_instance` as it was at
-`target.params["restore_time"]` (an ISO 8601 timestamp with a timezone), "snapshot" restores
-the DB snapshot `target.artifact` (which must be a snapshot of `source_instance`). The source
-instance is never modified.
+Two methods, the config's `mode` unless the step's `method` option says otherwise:
+"point_in_time" restores `source_instance` as it was at `target.params["restore_time"]` (an
+ISO 8601 timestamp with a timezone), "snapshot" restores the DB snapshot
+`target.params["snapshot"]`, else `target.artifact` (a snapshot of `source_instance`). The
+options, the restorable window and the snapshot list are in executors.database_options. The
+source instance is never modified.
 
 The new instance's name is derived from the target (`<prefix>-pitr-<UTC time>` or
 `<prefix>-snap-<hash of the snapshot id>`), so a repeated apply finds the instance it already
@@ -46,11 +48,22 @@ from executors.base import (
     CheckStatus,
     ConfigError,
     Connections,
+    LiveOption,
     LogLine,
+    Option,
     RollbackPlan,
     RollbackTarget,
     discard_log,
     poll_until,
+)
+from executors.database_options import (
+    database_options,
+    restorable_window,
+    restore_point,
+    snapshot_created,
+    snapshot_option,
+    snapshots_of,
+    window_option,
 )
 
 MODES = ("point_in_time", "snapshot")
@@ -231,18 +244,54 @@ class RdsRestoreBackend(Backend):
             return f"secret {self.config['secret']}"
         return f"parameter {self.config['ssm_parameter']}"
 
+    # -- step options (executors.database_options) ------------------------------------------
+
+    def option_fields(self) -> tuple[Option, ...]:
+        return database_options(self.config["mode"])
+
+    def live_options(self) -> dict[str, LiveOption]:
+        """The source instance's restorable window and its snapshots, read now."""
+        source = self.config["source_instance"]
+        return {
+            "restore_time": window_option(self.rds, source),
+            "snapshot": snapshot_option(self.rds, source),
+        }
+
+    def writes_lost_after(self, params: Mapping[str, Any]) -> datetime.datetime | None:
+        """The restore time, or when the snapshot was taken."""
+        method, point = restore_point(params, self.config["mode"])
+        if not point:
+            return None
+        if method == "snapshot":
+            return snapshot_created(self.rds, str(point))
+        return datetime.datetime.fromisoformat(str(point).replace("Z", "+00:00"))
+
+    def capture_backup(self) -> dict[str, Any]:
+        """The latest restorable time and the newest snapshot, saved before a release."""
+        source = self.config["source_instance"]
+        _, latest = restorable_window(self.rds, source)
+        snapshots = snapshots_of(self.rds, source)
+        backup: dict[str, Any] = {}
+        if latest is not None:
+            backup["restorable_time"] = latest.strftime("%Y-%m-%dT%H:%M:%SZ")
+        if snapshots:
+            backup["snapshot"] = snapshots[0]["DBSnapshotIdentifier"]
+        return backup
+
     # -- the target ----------------------------------------------------------------------
 
     def _restore(self, target: RollbackTarget) -> Restore:
         prefix = self.config["new_instance_prefix"].rstrip("-")
         source = self.config["source_instance"]
-        if self.config["mode"] == "snapshot":
-            if not target.artifact:
-                raise ConfigError("a snapshot restore needs target.artifact: the DB snapshot id")
-            digest = hashlib.sha256(target.artifact.encode()).hexdigest()[:10]
-            return Restore(
-                f"{prefix}-snap-{digest}", f"snapshot {target.artifact}", snapshot=target.artifact
-            )
+        if str(target.params.get("method") or self.config["mode"]) == "snapshot":
+            snapshot = str(target.params.get("snapshot") or target.artifact or "")
+            if not snapshot:
+                raise ConfigError(
+                    "a snapshot restore needs params.snapshot or target.artifact: the DB "
+                    "snapshot id"
+                )
+            digest = hashlib.sha256(snapshot.encode()).hexdigest()[:10]
+            return Restore(f"{prefix}-snap-{digest}", f"snapshot {snapshot}", snapshot=snapshot)
         raw = target.params.get("restore_time")
         if not raw:
             raise ConfigError(

@@ -13,38 +13,13 @@ from botocore.stub import Stubber
 from devinfra.processes import free_port
 from executors.base import BackendError, CheckStatus, ConfigError, Connections, RollbackTarget
 from executors.database import Endpoint, RdsRestoreBackend, endpoint_in, with_endpoint
+from tests.executors.rds_world import OLD_HOST, PASSWORD, SECRET_CONFIG, rds_secret
 
-PASSWORD = "correct-horse-battery"
-OLD_HOST = "orders.aaaaaaaaaa.us-east-1.rds.amazonaws.com"
 RESTORE_TIME = datetime.datetime.now(datetime.UTC).replace(microsecond=0) - datetime.timedelta(
     minutes=10
 )
 PITR = RollbackTarget(params={"restore_time": RESTORE_TIME.isoformat().replace("+00:00", "Z")})
 PITR_INSTANCE = f"orders-restore-pitr-{RESTORE_TIME:%Y%m%d-%H%M%S}"
-SECRET_CONFIG = {"source_instance": "orders", "mode": "point_in_time", "secret": "orders/db"}
-
-
-@pytest.fixture
-def rds(aws: Connections):
-    client = boto3.client("rds", endpoint_url=aws.aws_endpoint_url, region_name=aws.aws_region)
-    client.create_db_instance(
-        DBInstanceIdentifier="orders",
-        Engine="postgres",
-        DBInstanceClass="db.t3.micro",
-        MasterUsername="app",
-        MasterUserPassword=PASSWORD,
-        AllocatedStorage=20,
-    )
-    return client
-
-
-@pytest.fixture
-def secrets(aws: Connections, rds):
-    client = boto3.client(
-        "secretsmanager", endpoint_url=aws.aws_endpoint_url, region_name=aws.aws_region
-    )
-    client.create_secret(Name="orders/db", SecretString=json.dumps(rds_secret(OLD_HOST)))
-    return client
 
 
 @pytest.fixture
@@ -61,18 +36,6 @@ def ssm(aws: Connections, rds):
 @pytest.fixture
 def backend(aws, secrets) -> RdsRestoreBackend:
     return RdsRestoreBackend(SECRET_CONFIG, aws, poll_interval=0.05)
-
-
-def rds_secret(host: str) -> dict:
-    return {
-        "engine": "postgres",
-        "host": host,
-        "port": 5432,
-        "username": "app",
-        "password": PASSWORD,
-        "dbname": "orders",
-        "dbInstanceIdentifier": host.split(".")[0],
-    }
 
 
 def secret(secrets) -> dict:
