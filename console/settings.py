@@ -304,4 +304,9 @@ CELERY_BEAT_SCHEDULE = {
         "task": "statuspage.tasks.comms_sweep",
         "schedule": STATUS_SWEEP_SECONDS,
     },
+    # Reminders to set back what a step set for a while (rollbacks.reminders).
+    "rollback-reminders": {
+        "task": "rollbacks.tasks.reminders_sweep",
+        "schedule": float(os.environ.get("ROLLBACK_REMINDER_SWEEP_SECONDS", "30")),
+    },
 }

@@ -28,6 +28,7 @@ from rollbacks.engine import advance, backends, batches, execution, recovery
 from rollbacks.engine.dispatch import HARD_LIMIT_MARGIN_SECONDS, SOFT_LIMIT_MARGIN_SECONDS
 from rollbacks.engine.retries import StepRetry, retry_delay
 from rollbacks.models import Step
+from rollbacks.reminders import reminders_send
 
 logger = logging.getLogger(__name__)
 _recovery_stop = threading.Event()
@@ -94,6 +95,12 @@ def steps_execute(step_ids: list[int]) -> None:
 def run_verify(run_id: int, round_id: str) -> None:
     """Run a verification round of a run whose steps are done, and conclude it."""
     verification.verification_execute(run_id, round_id)
+
+
+@app.task(ignore_result=True)
+def reminders_sweep() -> None:
+    """Every ROLLBACK_REMINDER_SWEEP_SECONDS (Celery beat): reminders that are due."""
+    reminders_send()
 
 
 @app.task(acks_late=True, ignore_result=True)

@@ -16,6 +16,7 @@ from executors.base import (
     ConfigError,
     Connections,
     LogLine,
+    Option,
     RollbackPlan,
     RollbackTarget,
     discard_log,
@@ -35,8 +36,28 @@ from executors.flags.stores import (
     RedisFlags,
     SsmFlags,
 )
+from executors.options import Choice
 
 STORES = ("redis", "ssm", "appconfig")
+
+FLAG_OPTIONS = (
+    Option(
+        "state",
+        "Set the flag(s)",
+        type="choice",
+        default=OFF,
+        choices=(Choice(OFF, "off"), Choice(ON, "on")),
+    ),
+    Option(
+        "for_minutes",
+        "For how long (minutes)",
+        type="minutes",
+        minimum=1,
+        maximum=10080,
+        help="The console reminds the incident to set the flag back once this has passed; "
+        "empty: until someone changes it.",
+    ),
+)
 
 # Fields that belong to one store only; naming one for another store is a mistake to report.
 _STORE_FIELDS = {
@@ -116,6 +137,8 @@ class FeatureFlagBackend(Backend):
             raise ConfigError("config: kill_all without a flags list needs a key_prefix")
         return validated
 
+    options = FLAG_OPTIONS
+
     def _named_flags(self) -> list[str] | None:
         """The flags the config names, or None when the kill switch finds them in the store."""
         if "flag" in self.config:
@@ -164,6 +187,9 @@ class FeatureFlagBackend(Backend):
             summary = (
                 f"turn {', '.join(flip.flag for flip in flips)} {wanted} in {self.store.where}"
             )
+            minutes = target.params.get("for_minutes")
+            if minutes:
+                summary += f" for {minutes} min; a reminder to set it back follows"
         else:
             summary = f"every flag is already {wanted} in {self.store.where}"
         return RollbackPlan(
