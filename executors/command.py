@@ -80,10 +80,13 @@ from executors.base import (
     Connections,
     DeadlineExceeded,
     LogLine,
+    Option,
     RollbackPlan,
     RollbackTarget,
     discard_log,
 )
+from executors.command_options import argument_options, pack_arguments
+from executors.options import OptionError, validate_options
 from executors.schemas import validate_fixed_schema
 
 MASK = "****"
@@ -382,6 +385,35 @@ class RegisteredCommandBackend(Backend):
             raise ConfigError(f"config/command: no registered command is named {self.name!r}")
         self.registration = check_registration(self.name, registration)
 
+    # -- step options (executors.command_options) ------------------------------------------
+
+    def option_fields(self) -> tuple[Option, ...]:
+        fixed = self.config.get("arguments", {})
+        return argument_options(self.registration["arguments"], fixed)
+
+    def validate_params(self, params: Mapping[str, Any], *, live: bool = False) -> dict[str, Any]:
+        """The arguments as options (flat), then packed into params["arguments"] and held
+        against the registration's schema, an error naming the argument."""
+        fields = self.option_fields()
+        given = dict(params)
+        nested = given.pop("arguments", None)
+        if nested is not None:
+            if not isinstance(nested, Mapping):
+                raise OptionError("arguments", "must be an object of argument names to values")
+            given.update(nested)
+        fixed = sorted(set(self.config.get("arguments", {})) & set(given))
+        if fixed:
+            raise OptionError(fixed[0], "is fixed by the service config; a step cannot change it")
+        cleaned = validate_options(fields, given)
+        packed = pack_arguments(cleaned, fields)
+        self._arguments(RollbackTarget(params=packed))  # the registration's schema, whole
+        for name, value in packed.get("arguments", {}).items():
+            try:
+                _argv_value(name, value)
+            except ConfigError as error:
+                raise OptionError(name, str(error).removeprefix(f"argument {name} ")) from error
+        return packed
+
     def _arguments(self, target: RollbackTarget) -> dict[str, Any]:
         fixed = dict(self.config.get("arguments", {}))
         given = target.params.get("arguments", {})
@@ -389,17 +421,17 @@ class RegisteredCommandBackend(Backend):
             raise ConfigError("params['arguments'] must be an object")
         overridden = sorted(set(fixed) & set(given))
         if overridden:
-            raise ConfigError(
+            raise OptionError(
+                overridden[0],
                 f"arguments {', '.join(overridden)} are fixed by the service config and may "
-                "not be changed in the rollback"
+                "not be changed in the rollback",
             )
         arguments = {**fixed, **given}
         try:
             jsonschema.validate(arguments, self.registration["arguments"])
         except jsonschema.ValidationError as error:
             where = "/".join(str(part) for part in error.absolute_path)
-            prefix = f"arguments/{where}" if where else "arguments"
-            raise ConfigError(f"{self.name}: {prefix}: {error.message}") from error
+            raise OptionError(where or "arguments", f"{self.name}: {error.message}") from error
         return arguments
 
     def _argv(self, target: RollbackTarget) -> list[str]:

@@ -82,7 +82,7 @@ def test_an_unregistered_command_is_a_config_error():
 
 
 def test_arguments_that_break_the_schema_are_a_config_error_naming_the_argument():
-    with pytest.raises(ConfigError, match="arguments/migration: .* does not match"):
+    with pytest.raises(ConfigError, match="migration: .* does not match"):
         migrate_backend().plan(with_arguments(app="billing", migration="0041; drop table"))
 
 
