@@ -1,8 +1,9 @@
 """Roll back an AWS ECS service to an earlier task-definition revision through boto3.
 
 The target is either the ACTIVE revision just before the live one in the same family
-(`target.previous`) or a chosen task definition (`target.artifact`: an ARN or
-`family:revision`, which must belong to the service's family). Apply tags the service with
+(`target.previous`) or a chosen task definition (the step's `task_definition` option, chosen
+from the family's ACTIVE revisions, else `target.artifact`: an ARN or `family:revision`,
+which must belong to the service's family). Apply tags the service with
 the task definition it rolls back to (`backout:rolled-back-to`) and then calls UpdateService
 with that task definition and an explicit desiredCount (the configured `desired_count`, else
 the service's current one). The tag is what makes a repeated "previous" rollback a no-op
@@ -37,14 +38,31 @@ from executors.base import (
     CheckStatus,
     ConfigError,
     Connections,
+    LiveOption,
     LogLine,
+    Option,
     RollbackPlan,
     RollbackTarget,
     discard_log,
     poll_until,
 )
+from executors.options import Choice
 
 ROLLED_BACK_TO_TAG = "backout:rolled-back-to"
+# The task-definition revisions the plan builder describes (images, registration time).
+DESCRIBED_REVISIONS = 15
+
+ECS_OPTIONS = (
+    Option(
+        "task_definition",
+        "Task definition",
+        type="choice",
+        live=True,
+        max_length=2048,
+        help="An ACTIVE revision of the service's family; empty: the chosen release's, or "
+        "the revision before the live one.",
+    ),
+)
 
 # -- the backend -----------------------------------------------------------------------
 
@@ -112,10 +130,57 @@ class EcsServiceBackend(Backend):
             raise ConfigError(f"{self._where} not found")
         return dict(services[0])
 
+    # -- step options ------------------------------------------------------------------------
+
+    options = ECS_OPTIONS
+
+    def live_options(self) -> dict[str, LiveOption]:
+        """The family's ACTIVE revisions, newest first, with their images; the live one
+        marked."""
+        service = self._service()
+        current = str(service["taskDefinition"])
+        family, _ = _family_and_revision(current)
+        revisions = sorted(
+            self._active_revisions(family),
+            key=lambda arn: _family_and_revision(arn)[1],
+            reverse=True,
+        )
+        choices = []
+        for number, arn in enumerate(revisions):
+            detail = ""
+            if number < DESCRIBED_REVISIONS:
+                described = aws_call(
+                    f"describe task definition {_short(arn)}",
+                    self.client.describe_task_definition,
+                    taskDefinition=arn,
+                )["taskDefinition"]
+                images = ", ".join(
+                    str(container.get("image"))
+                    for container in described.get("containerDefinitions", [])
+                )
+                registered = described.get("registeredAt")
+                when = registered.strftime("%Y-%m-%d %H:%M UTC") if registered else ""
+                detail = " · ".join(part for part in (images, when) if part)
+            running = arn == current
+            choices.append(
+                Choice(arn, _short(arn) + (" (running)" if running else ""), detail, running)
+            )
+        return {"task_definition": LiveOption(choices=tuple(choices))}
+
+    def capture_backup(self) -> dict[str, Any]:
+        """The task definition the service runs before a release."""
+        return {"task_definition": str(self._service()["taskDefinition"])}
+
     def _target_task_definition(self, target: RollbackTarget, service: Mapping[str, Any]) -> str:
-        """The full ARN of the task definition the rollback goes to."""
+        """The full ARN of the task definition the rollback goes to: the step's chosen
+        `task_definition`, else the target's artifact, else the revision before."""
         current = str(service["taskDefinition"])
         family, revision = _family_and_revision(current)
+        chosen = target.params.get("task_definition")
+        if chosen:
+            target = RollbackTarget(
+                version=target.version, artifact=str(chosen), params=target.params
+            )
         if target.artifact:
             try:
                 described = aws_call(

@@ -18,6 +18,7 @@ from executors.base import (
     RollbackTarget,
 )
 from executors.ecs import EcsServiceBackend
+from executors.options import OptionError
 
 CONFIG = {"cluster": "prod", "service": "web"}
 PREVIOUS = RollbackTarget(previous=True)
@@ -220,3 +221,26 @@ def test_unreachable_endpoint_is_retryable():
         EcsServiceBackend(CONFIG, closed).live_version()
 
     assert raised.value.retryable
+
+
+def test_the_options_offer_the_familys_revisions_newest_first_with_their_images(backend):
+    choices = backend.live_options()["task_definition"].choices
+    assert [choice.value for choice in choices] == [task_definition_arn(n) for n in (3, 2, 1)]
+    assert choices[0].label == "web:3 (running)" and choices[0].current
+    assert choices[1].detail.startswith("web:v2")
+
+
+def test_a_chosen_task_definition_is_where_the_rollback_goes(backend, ecs):
+    params = backend.validate_params({"task_definition": task_definition_arn(1)}, live=True)
+    backend.apply(RollbackTarget(params=params))
+    assert service_task_definition(ecs) == task_definition_arn(1)
+    assert backend.capture_backup() == {"task_definition": task_definition_arn(1)}
+
+
+def test_a_task_definition_of_another_family_is_refused_naming_the_option(backend, ecs):
+    ecs.register_task_definition(
+        family="worker", containerDefinitions=[{"name": "w", "image": "worker:v1", "memory": 64}]
+    )
+    with pytest.raises(OptionError) as refused:
+        backend.validate_params({"task_definition": task_definition_arn(1, "worker")}, live=True)
+    assert refused.value.option == "task_definition"
