@@ -14,11 +14,12 @@ from django.db.migrations.executor import MigrationExecutor
 
 import rollbacks.services
 from devinfra.processes import free_port
-from incidents.models import Incident, TimelineEntry, TimelineKind
+from incidents.models import Incident, Release, TimelineEntry, TimelineKind
 from rollbacks import verification
 from rollbacks.engine.inline import run_inline
 from rollbacks.models import Run, RunState, VerificationRound
 from tests.rollbacks.engine_factories import (
+    KubeServiceFactory,
     RunFactory,
     StepFactory,
 )
@@ -139,9 +140,14 @@ def test_rounds_rebuilt_from_the_timeline_match_the_rows_the_code_wrote(
     service = web_service(kube, [health_check, error_rate])
     paused = run_inline(started_run(commander, service).pk)  # no Prometheus answers
     paused_reason = verification.pause_reason(paused)
-    run = run_inline(started_run(commander, service).pk)
-    service.target_config = {**service.target_config, "checks": [health_check]}
-    service.save()
+    # A second service on the same Deployment: one run at a time per service, and the paused
+    # run stays paused.
+    twin = KubeServiceFactory(name="web-twin", target_config=dict(service.target_config))
+    for release in service.releases.all():
+        Release.objects.create(service=twin, version=release.version, artifact=release.artifact)
+    run = run_inline(started_run(commander, twin).pk)
+    twin.target_config = {**twin.target_config, "checks": [health_check]}
+    twin.save()
     rollbacks.services.run_resume(run=run, actor=commander)  # its second round passes
     written = {run.pk: rounds_of(run), paused.pk: rounds_of(paused)}
     shown = {run.pk: room_view(run), paused.pk: room_view(paused)}
