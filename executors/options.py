@@ -269,6 +269,11 @@ def _check_window(option: Option, value: str, facts: LiveOption) -> None:
         raise OptionError(option.name, f"{value} is outside the restorable window {window}")
 
 
+def natural_key(text: str) -> list[Any]:
+    """A sort key that orders "v5.10.0" after "v5.9.1": digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
 _JSON_TYPES = {
     "string": {"type": "string"},
     "integer": {"type": "integer"},

@@ -43,12 +43,15 @@ from executors.base import (
     CheckStatus,
     ConfigError,
     Connections,
+    LiveOption,
     LogLine,
+    Option,
     RollbackPlan,
     RollbackTarget,
     discard_log,
     poll_until,
 )
+from executors.options import Choice, natural_key
 
 MARKER_KEY = ".release"
 SOURCE_ETAG_METADATA = "backout-source-etag"
@@ -145,9 +148,36 @@ class StaticFrontendBackend(Backend):
 
     # -- reading -------------------------------------------------------------------------
 
+    options = (
+        Option(
+            "release",
+            "Build to restore",
+            type="choice",
+            live=True,
+            max_length=1024,
+            help="A release folder of the releases bucket; empty: the chosen release's.",
+        ),
+    )
+
+    def live_options(self) -> dict[str, LiveOption]:
+        """The release folders, newest name first, the one served now marked."""
+        live = self.live_version()
+        names = sorted(self._release_names(), key=natural_key, reverse=True)
+        choices = tuple(
+            Choice(name, name + (" (live)" if name == live else ""), current=name == live)
+            for name in names
+        )
+        return {"release": LiveOption(choices=choices)}
+
+    def capture_backup(self) -> dict[str, Any]:
+        """The release served before a new one goes live."""
+        live = self.live_version()
+        return {"release": live} if live else {}
+
     def _release_name(self, target: RollbackTarget) -> str:
-        """The release folder name from target.artifact (a prefix or s3:// URL) or version."""
-        name = target.artifact or target.version
+        """The release folder name: the step's `release` option, else target.artifact (a
+        prefix or s3:// URL) or version."""
+        name = target.params.get("release") or target.artifact or target.version
         if not name:
             raise ConfigError(
                 "a static-frontend rollback needs target.artifact (the release prefix) "

@@ -10,6 +10,7 @@ from botocore.stub import Stubber
 
 from devinfra.processes import free_port
 from executors.base import BackendError, CheckStatus, ConfigError, Connections, RollbackTarget
+from executors.options import OptionError
 from executors.static_frontend import MARKER_KEY, StaticFrontendBackend
 
 RELEASES = {
@@ -283,3 +284,21 @@ def test_unreachable_endpoint_is_retryable(config):
         StaticFrontendBackend(config, closed).live_version()
 
     assert raised.value.retryable
+
+
+def test_the_options_offer_the_release_folders_the_live_one_marked(backend, s3):
+    for release in ("v10", "v9"):
+        s3.put_object(Bucket="site-releases", Key=f"releases/{release}/index.html", Body=b"x")
+    choices = backend.live_options()["release"].choices
+    assert [choice.value for choice in choices] == ["v10", "v9", "v2", "v1"]
+    assert [choice.label for choice in choices if choice.current] == ["v2 (live)"]
+    assert backend.capture_backup() == {"release": "v2"}
+
+
+def test_a_chosen_release_is_what_goes_live(backend, s3):
+    params = backend.validate_params({"release": "v1"}, live=True)
+    backend.apply(RollbackTarget(params=params))
+    assert backend.live_version() == "v1"
+    with pytest.raises(OptionError) as refused:
+        backend.validate_params({"release": "v7"}, live=True)
+    assert refused.value.option == "release" and "available: v2, v1" in str(refused.value)
