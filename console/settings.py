@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "rollbacks",
     "statuspage",
     "postmortems",
+    "playbooks",
 ]
 
 MIDDLEWARE = [

@@ -14,4 +14,5 @@ urlpatterns = [
     path("", include("rollbacks.urls")),
     path("", include("statuspage.urls")),
     path("", include("postmortems.urls")),
+    path("", include("playbooks.urls")),
 ]

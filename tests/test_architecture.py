@@ -27,6 +27,7 @@ PACKAGES = (
     "rollbacks",
     "statuspage",
     "postmortems",
+    "playbooks",
     "executors",
     "devinfra",
     "bench",
@@ -323,16 +324,21 @@ class Layer:
 
 LAYERS = (
     # The incident record is the lowest app: the later apps build on it, never the reverse.
-    Layer("incidents", forbidden=frozenset({"rollbacks", "statuspage", "postmortems"})),
+    Layer(
+        "incidents",
+        forbidden=frozenset({"rollbacks", "statuspage", "postmortems", "playbooks"}),
+    ),
     # Rollbacks tell the status page and post-mortems about runs through signals.
-    Layer("rollbacks", forbidden=frozenset({"statuspage", "postmortems"})),
+    Layer("rollbacks", forbidden=frozenset({"statuspage", "postmortems", "playbooks"})),
+    # Playbooks draft plans through rollbacks; nothing else needs them.
+    Layer("playbooks", forbidden=frozenset({"statuspage", "postmortems"})),
     # Backends take plain config: no Django (nor django_* add-ons), none of our apps.
     Layer("executors", forbidden=frozenset({"django"}), only_ours=frozenset({"executors"})),
     # The stand-ins for infrastructure serve the backends, not the console.
     Layer("devinfra", only_ours=frozenset({"devinfra", "executors"})),
     # Two views over the same record: neither needs the other.
-    Layer("statuspage", forbidden=frozenset({"postmortems"})),
-    Layer("postmortems", forbidden=frozenset({"statuspage"})),
+    Layer("statuspage", forbidden=frozenset({"postmortems", "playbooks"})),
+    Layer("postmortems", forbidden=frozenset({"statuspage", "playbooks"})),
 )
 
 

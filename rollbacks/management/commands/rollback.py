@@ -31,6 +31,7 @@ from rollbacks.approvals import reasons_text, run_policy
 from rollbacks.engine.inline import run_inline
 from rollbacks.management.option_args import options_by_service, options_text
 from rollbacks.models import Run, RunState
+from rollbacks.plan_sources import plan_source
 from rollbacks.services import StepSpec
 
 
@@ -59,6 +60,20 @@ class Command(BaseCommand):
             metavar="[SERVICE:]KEY=VALUE",
             help="A step option (e.g. operation=scale replicas=0, to_revision=3); repeat it. "
             "Without --to or --previous the options alone say what to do",
+        )
+        parser.add_argument(
+            "--playbook",
+            metavar="NAME",
+            help="Draft the plan from this playbook (its current version) instead of naming "
+            "services",
+        )
+        parser.add_argument(
+            "--param",
+            dest="params",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="A playbook parameter (services separated by commas); repeat it",
         )
         parser.add_argument(
             "--supersede",
@@ -106,10 +121,29 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if bool(options["service"]) == bool(options["namespace"]):
+        if options["playbook"]:
+            if options["service"] or options["namespace"]:
+                raise CommandError("A playbook names its services: drop SERVICE / --namespace.")
+        elif bool(options["service"]) == bool(options["namespace"]):
             raise CommandError("Name a SERVICE or give --namespace NS (one of the two).")
         actor = self._actor(options["username"])
         incident = self._incident(options["incident"])
+        reason = options["reason"] or "Emergency rollback from the terminal"
+        if options["playbook"]:
+            parameters = dict(value.partition("=")[::2] for value in options["params"])
+            try:
+                run = plan_source("playbook")(
+                    incident=incident,
+                    name=options["playbook"],
+                    parameters=parameters,
+                    actor=actor,
+                    reason=options["reason"],
+                    dry_run=options["dry_run"],
+                )
+            except DomainError as error:
+                raise CommandError(str(error)) from error
+            self._carry_out(run, actor, reason, options)
+            return
         services = self._services(incident, options["service"], options["namespace"])
         if options["show_options"]:
             for service in services:
@@ -129,7 +163,6 @@ class Command(BaseCommand):
             )
             for service in services
         ]
-        reason = options["reason"] or "Emergency rollback from the terminal"
         try:
             run = rollbacks.services.run_create(
                 incident=incident,
@@ -138,6 +171,13 @@ class Command(BaseCommand):
                 reason=reason,
                 dry_run=options["dry_run"],
             )
+        except DomainError as error:
+            raise CommandError(str(error)) from error
+        self._carry_out(run, actor, reason, options)
+
+    def _carry_out(self, run: Run, actor: Any, reason: str, options: dict[str, Any]) -> None:
+        """Preview, approval, typed confirmation, start, and following the run."""
+        try:
             self._show_plan(run, actor)
             if not options["dry_run"]:
                 run = self._approve(
