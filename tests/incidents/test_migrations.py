@@ -44,6 +44,7 @@ BEFORE_THE_MOVE = [
     ("statuspage", "0002_default_texts"),
     ("postmortems", "0001_initial"),
     ("rollbacks", None),
+    ("playbooks", None),  # built on rollbacks, added later
 ]
 MOVED_MODELS = ["approvalpolicy", "approvalrequest", "approval", "run", "step", "steplog"]
 

@@ -31,9 +31,16 @@ def database(settings, moto_server):
 
 
 def draft(commander, *services, severity="P3", scenario="any"):
+    # A snapshot restore naming no snapshot asks nothing of RDS until it is planned.
+    steps = [
+        StepSpec(service=service, params={"method": "snapshot"})
+        if service.backend == "database"
+        else StepSpec(service=service, previous=True)
+        for service in services
+    ]
     return rollbacks.services.run_create(
         incident=IncidentFactory(severity=severity),
-        steps=[StepSpec(service=service, previous=True) for service in services],
+        steps=steps,
         actor=commander,
         scenario=scenario,
     )

@@ -137,6 +137,7 @@ def test_registering_the_rollback_parts_again_changes_nothing():
     before = registered()
     rollback_room.register()  # as a second AppConfig.ready() would
     assert registered() == before
-    assert [section.name for section in room.room_sections("main")] == ["runs", "plan"]
+    # The rollback cards, then the playbooks' card (its app comes later in INSTALLED_APPS).
+    assert [section.name for section in room.room_sections("main")] == ["runs", "plan", "playbooks"]
     assert room.room_part("approvals") is not None
     assert room.room_part("runs") is None  # the panel comes by the stream, not as a part
