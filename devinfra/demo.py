@@ -3,6 +3,7 @@ that sit at a bad release with a known-good one to roll back to.
 
     python -m devinfra.demo serve --env-file var/demo.env [--state var/demo-infra.json]
         [--kubeconfig PATH] [--status-delay 2.0] [--redis-url URL]
+        [--orders-database-url URL]
 
 It starts a moto server (a child process) and the Kubernetes API stand-in (a thread of this
 process) on free ports of 127.0.0.1, seeds them, reads every service's live version back
@@ -29,6 +30,13 @@ live at a bad release with a known-good one before it:
   snapshot orders-db-schema-41 (good); the secret backout-demo/orders-db points at orders-db.
 - new-checkout-flow (feature_flag): Redis key backout-demo:flags:new-checkout-flow, "on"
   (release flag-on, live); flag-off is the known-good state.
+- orders-schema (command): the registered command orders-migrate runs
+  `python -m devinfra.demo_migrations migrate orders <migration>` against the PostgreSQL
+  database backout_demo_orders (on the console's server, or $DEMO_ORDERS_DATABASE_URL), set
+  up at 0042_split_addresses (live); rolling back to 0041_order_totals unapplies 0042, and
+  the command's check compares the schema with the applied migrations. The registrations are
+  written to demo-commands.json beside the state file. When PostgreSQL does not answer, the
+  service is left out with a warning.
 
 Verification: storefront-web and payments-api carry `checks` in their target config (see
 docs/verification.md): an http check of their health endpoint (served by
@@ -57,6 +65,7 @@ ready, so its existence means "ready"; removed on shutdown):
     AWS_DEFAULT_REGION=us-east-1
     KUBECONFIG=<absolute path of the kubeconfig written for the stand-in>
     DEMO_INFRA_FILE=<absolute path of the state file>
+    REGISTERED_COMMANDS_FILE=<absolute path of demo-commands.json> (with the command service)
 
 State file (JSON): {"services": [{"name", "environment", "backend" (a kind of
 executors.registry.BACKENDS), "description", "target_config" (valid for that backend),
@@ -85,6 +94,7 @@ import argparse
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -101,6 +111,8 @@ from devinfra.demo_health import DemoHealth
 from devinfra.demo_services import (
     DemoRelease,
     DemoService,
+    orders_database_url,
+    seed_command,
     seed_database,
     seed_dns,
     seed_ecs,
@@ -116,9 +128,18 @@ from executors.registry import backend_class
 AWS_REGION = "us-east-1"
 DEFAULT_STATE_FILE = Path("var/demo-infra.json")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/backout"
 # The bad web release crash-loops, so its rollout is stuck and the checks say why.
 CRASH_LOOPING_IMAGES = ("registry.example.com/storefront/web:v2.4.1",)
-DEMO_BACKENDS = ("kubernetes", "ecs", "static_frontend", "dns", "database", "feature_flag")
+DEMO_BACKENDS = (
+    "kubernetes",
+    "ecs",
+    "static_frontend",
+    "dns",
+    "database",
+    "feature_flag",
+    "command",
+)
 # moto accepts any credentials; these are what the console is told to use.
 AWS_TEST_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -137,6 +158,8 @@ class DemoInfrastructure:
     services: list[DemoService]
     state_file: Path
     kubeconfig: Path
+    # The registered commands file (REGISTERED_COMMANDS_FILE), once the command service is in.
+    commands_file: Path | None = None
     warnings: list[str] = field(default_factory=list)
     health: DemoHealth | None = None
     prometheus: PrometheusServer | None = None
@@ -152,6 +175,11 @@ class DemoInfrastructure:
             **AWS_TEST_ENVIRONMENT,
             "KUBECONFIG": str(self.kubeconfig.resolve()),
             "DEMO_INFRA_FILE": str(self.state_file.resolve()),
+            **(
+                {"REGISTERED_COMMANDS_FILE": str(self.commands_file.resolve())}
+                if self.commands_file is not None
+                else {}
+            ),
         }
 
     def alive(self) -> bool:
@@ -330,6 +358,7 @@ def start_demo_infrastructure(
     kubeconfig: Path | None = None,
     status_delay: float = 2.0,
     redis_url: str | None = None,
+    orders_url: str | None = None,
 ) -> DemoInfrastructure:
     """Start, seed and check the demo servers; write the state file and the kubeconfig.
 
@@ -385,9 +414,14 @@ def start_demo_infrastructure(
                 for seed in (seed_ecs, seed_static_frontend, seed_dns, seed_database)
             ]
             flag_seeding = pool.submit(seed_feature_flag, redis_url)
+            orders_url = orders_url or orders_database_url(
+                os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+            )
+            commands_file = state_file.with_name("demo-commands.json")
+            command_seeding = pool.submit(seed_command, orders_url, commands_file)
             kube_services = kubernetes_services()
             infrastructure.health = DemoHealth(
-                kube, bad_images=[service.live_version for service in kube_services]
+                kube, bad_images=[s.live_version for s in kube_services if s.live_version]
             )
             starting_prometheus = pool.submit(
                 start_demo_prometheus,
@@ -408,6 +442,23 @@ def start_demo_infrastructure(
             except redis.RedisError as error:
                 infrastructure.warnings.append(
                     f"feature flag service left out: Redis at {redis_url} did not answer ({error})"
+                )
+            try:
+                services.append(command_seeding.result())
+                infrastructure.commands_file = commands_file
+                connections = replace(
+                    connections, registered_commands=json.loads(commands_file.read_text())
+                )
+                infrastructure.connections = connections
+            except subprocess.CalledProcessError as error:
+                infrastructure.warnings.append(
+                    "registered command service left out: the orders database could not be "
+                    f"set up ({error.stderr.decode(errors='replace').strip()})"
+                )
+            except subprocess.TimeoutExpired:
+                infrastructure.warnings.append(
+                    "registered command service left out: setting up the orders database "
+                    "took over 60 s"
                 )
             services = with_verification(services, infrastructure.health, infrastructure.prometheus)
             services = with_saved_manifests(services, connections)
@@ -454,6 +505,9 @@ def summary(infrastructure: DemoInfrastructure, started_in: float) -> str:
         lines.append(f"  Prometheus         {infrastructure.prometheus.url}")
     for service in infrastructure.services:
         good = service.known_good.version
+        if service.live_version is None:
+            lines.append(f"  {service.name:<18} {service.backend:<16} good {good}")
+            continue
         live = next(
             (
                 release.version
@@ -474,6 +528,7 @@ def serve(
     kubeconfig: Path | None,
     status_delay: float,
     redis_url: str | None,
+    orders_url: str | None = None,
 ) -> int:
     """Start the demo, write the env file, block until SIGINT/SIGTERM, then clean up.
 
@@ -497,6 +552,7 @@ def serve(
             kubeconfig=kubeconfig,
             status_delay=status_delay,
             redis_url=redis_url,
+            orders_url=orders_url,
         )
     except Exception:
         if stop.is_set():  # Ctrl-C also reaches moto, which then fails the seeding
@@ -535,6 +591,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--status-delay", type=float, default=2.0, help="seconds a rollout takes to complete"
     )
     serve_parser.add_argument("--redis-url", help="flag store (default: $REDIS_URL)")
+    serve_parser.add_argument(
+        "--orders-database-url",
+        help="the command service's database (default: $DEMO_ORDERS_DATABASE_URL, else "
+        "backout_demo_orders on $DATABASE_URL's server)",
+    )
     options = parser.parse_args(argv)
     return serve(
         env_file=options.env_file,
@@ -542,6 +603,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         kubeconfig=options.kubeconfig,
         status_delay=options.status_delay,
         redis_url=options.redis_url,
+        orders_url=options.orders_database_url,
     )
 
 

@@ -5,19 +5,26 @@ the state file's shape)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import redis
 
+from devinfra import demo_migrations
 from executors.aws import aws_client
 from executors.base import Connections
 from executors.dns import Route53Backend
 
 ENVIRONMENT = "production"
 FLAG_KEY_PREFIX = "backout-demo:flags:"
+ROOT = Path(__file__).resolve().parents[1]
+ORDERS_DATABASE = "backout_demo_orders"
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,8 @@ class DemoService:
     description: str
     target_config: Mapping[str, Any]
     releases: tuple[DemoRelease, ...]
-    live_version: str
+    # None for a backend with no version to read (a registered command).
+    live_version: str | None
     environment: str = ENVIRONMENT
 
     def to_json(self) -> dict[str, Any]:
@@ -342,4 +350,86 @@ def seed_database(connections: Connections) -> DemoService:
             ),
         ),
         live_version="orders-db",
+    )
+
+
+def orders_database_url(console_database_url: str) -> str:
+    """The demo orders database: $DEMO_ORDERS_DATABASE_URL, else a database of its own on
+    the console's PostgreSQL server."""
+    explicit = os.environ.get(demo_migrations.URL_VARIABLE)
+    if explicit:
+        return explicit
+    return psycopg.conninfo.make_conninfo(console_database_url, dbname=ORDERS_DATABASE)
+
+
+def command_registrations(database_url: str) -> dict[str, Any]:
+    """The registered commands of the demo (REGISTERED_COMMANDS_FILE's content)."""
+    return {
+        "orders-migrate": {
+            "argv": [
+                sys.executable,
+                "-m",
+                "devinfra.demo_migrations",
+                "migrate",
+                "{app}",
+                "{migration}",
+            ],
+            "arguments": {
+                "type": "object",
+                "properties": {
+                    "app": {"enum": list(demo_migrations.MIGRATIONS)},
+                    "migration": {
+                        "title": "Migrate to",
+                        "description": "Migrations after this one are unapplied, newest first",
+                        "enum": demo_migrations.NAMES["orders"],
+                    },
+                },
+                "required": ["app", "migration"],
+                "additionalProperties": False,
+            },
+            "timeout": 120,
+            "cwd": str(ROOT),
+            "env": {demo_migrations.URL_VARIABLE: database_url},
+            "check": [sys.executable, "-m", "devinfra.demo_migrations", "check"],
+            "check_timeout": 30,
+            "description": "Move the orders schema to a migration (forward or back)",
+        }
+    }
+
+
+def seed_command(database_url: str, registrations_file: Path) -> DemoService:
+    """The orders schema at 0042 in a PostgreSQL database of its own, and the registered
+    command that moves it, written to `registrations_file`."""
+    environment = {**os.environ, demo_migrations.URL_VARIABLE: database_url}
+    subprocess.run(
+        [sys.executable, "-m", "devinfra.demo_migrations", "setup"],
+        cwd=ROOT,
+        env=environment,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    registrations_file.write_text(json.dumps(command_registrations(database_url), indent=2))
+    return DemoService(
+        name="orders-schema",
+        backend="command",
+        description="Orders database schema, moved by the registered command orders-migrate",
+        target_config={"command": "orders-migrate", "arguments": {"app": "orders"}},
+        releases=(
+            DemoRelease(
+                "0041_order_totals",
+                "orders migration 0041_order_totals",
+                50,
+                "Order totals stored in cents.",
+                True,
+            ),
+            DemoRelease(
+                "0042_split_addresses",
+                "orders migration 0042_split_addresses",
+                0.4,
+                "Split addresses.line into street and city; city is empty for old orders.",
+                False,
+            ),
+        ),
+        live_version=None,
     )

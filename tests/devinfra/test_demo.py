@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from devinfra.demo import DemoInfrastructure, start_demo_infrastructure, write_env_file
@@ -25,6 +26,11 @@ from executors.registry import BACKENDS, backend_class
 
 # A Redis database of its own, so a demo running beside the tests keeps its flag.
 REDIS_URL = "redis://127.0.0.1:6379/13"
+# And a database of its own for the command service's schema.
+ORDERS_URL = psycopg.conninfo.make_conninfo(
+    os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/backout",
+    dbname="backout_test_demo_orders",
+)
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -32,7 +38,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoInfrastructure]:
     folder = tmp_path_factory.mktemp("demo")
     infrastructure = start_demo_infrastructure(
-        state_file=folder / "demo-infra.json", status_delay=0.2, redis_url=REDIS_URL
+        state_file=folder / "demo-infra.json",
+        status_delay=0.2,
+        redis_url=REDIS_URL,
+        orders_url=ORDERS_URL,
     )
     yield infrastructure
     infrastructure.stop()
@@ -44,9 +53,9 @@ def state(demo: DemoInfrastructure) -> dict[str, Any]:
 
 
 def backend_for(service: dict[str, Any], demo: DemoInfrastructure) -> Any:
-    return backend_class(service["backend"])(
-        service["target_config"], demo.connections, poll_interval=0.05
-    )
+    # A command has nothing to poll: it is done when its process exits.
+    polling = {} if service["backend"] == "command" else {"poll_interval": 0.05}
+    return backend_class(service["backend"])(service["target_config"], demo.connections, **polling)
 
 
 def service_named(state: dict[str, Any], name: str) -> dict[str, Any]:
@@ -60,7 +69,7 @@ def known_good(service: dict[str, Any]) -> dict[str, Any]:
 def test_state_file_lists_a_service_of_every_infrastructure_backend(state):
     kinds = {service["backend"] for service in state["services"]}
 
-    assert kinds == set(BACKENDS) - {"command"}
+    assert kinds == set(BACKENDS)
     assert {"checkout", "storefront-web", "web-frontend", "status-dns"} <= {
         service["name"] for service in state["services"]
     }
@@ -71,6 +80,9 @@ def test_every_service_has_a_slug_a_valid_config_and_a_known_good_release_before
         assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", service["name"]), service["name"]
         assert service["environment"] == "production"
         backend_class(service["backend"]).validate_config(service["target_config"])
+        if service["live_version"] is None:  # a registered command has no version to read
+            assert known_good(service) and not service["releases"][-1]["known_good"]
+            continue
         live = [
             release
             for release in service["releases"]
@@ -115,6 +127,25 @@ def test_the_dns_service_rolls_back_with_the_saved_record_set_and_to_maintenance
     assert "maintenance.backout-demo.example.net" in str(backend.live_version())
 
 
+def test_the_command_service_moves_the_orders_schema_back_and_its_check_agrees(state, demo):
+    service = service_named(state, "orders-schema")
+    backend = backend_for(service, demo)
+    options = {option.name for option in backend.option_fields()}
+    assert options == {"migration"}  # the app is fixed by the service
+    target = RollbackTarget(params=backend.validate_params({"migration": "0041_order_totals"}))
+    lines: list[str] = []
+
+    backend.apply(target, log=lines.append)
+
+    assert lines[-1] == "unapplied orders.0042_split_addresses"
+    assert [check.status.value for check in backend.checks(target)] == ["passed"]
+    with psycopg.connect(ORDERS_URL) as connection:
+        columns = connection.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'addresses'"
+        ).fetchall()
+    assert sorted(column for (column,) in columns) == ["line", "order_id"]
+
+
 def test_good_kubernetes_releases_carry_the_manifest_that_ran_them(state, demo):
     service = service_named(state, "storefront-api")  # not rolled back by the tests above
     release = known_good(service)
@@ -142,15 +173,18 @@ def test_env_file_names_the_demo_servers_with_absolute_paths(demo, tmp_path):
         "AWS_DEFAULT_REGION": "us-east-1",
         "KUBECONFIG": str(demo.kubeconfig.resolve()),
         "DEMO_INFRA_FILE": str(demo.state_file.resolve()),
+        "REGISTERED_COMMANDS_FILE": str(demo.commands_file.resolve()),
     }
     assert Path(env["KUBECONFIG"]).is_file()
+    assert "orders-migrate" in json.loads(Path(env["REGISTERED_COMMANDS_FILE"]).read_text())
 
 
 def test_serve_writes_the_env_file_when_ready_and_cleans_up_on_sigterm(tmp_path):
     env_file = tmp_path / "demo.env"
     process = subprocess.Popen(
         [sys.executable, "-m", "devinfra.demo", "serve", "--env-file", str(env_file)]
-        + ["--state", str(tmp_path / "demo-infra.json"), "--redis-url", REDIS_URL],
+        + ["--state", str(tmp_path / "demo-infra.json"), "--redis-url", REDIS_URL]
+        + ["--orders-database-url", ORDERS_URL],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
