@@ -249,7 +249,9 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 @pytest.fixture
 def start_worker(broker: Any, kube: Any, isolated_celery: Any, tmp_path: Path) -> Iterator[Any]:
-    """Start workers on the engine tests' broker, database and Kubernetes stand-in."""
+    """Start workers on the engine tests' broker, database and Kubernetes stand-in;
+    `start(name, **env)` adds `env` to the worker's environment (where AWS, the flag store
+    or the registered commands are)."""
     isolated_celery.conf.task_always_eager = False
     database = settings.DATABASES["default"]
     env = {
@@ -267,8 +269,8 @@ def start_worker(broker: Any, kube: Any, isolated_celery: Any, tmp_path: Path) -
     }
     workers: list[Worker] = []
 
-    def start(name: str) -> Worker:
-        worker = Worker(name, tmp_path, env)
+    def start(name: str, **extra_env: str) -> Worker:
+        worker = Worker(name, tmp_path, {**env, **extra_env})
         workers.append(worker)
         worker.wait_ready()
         return worker
