@@ -77,13 +77,21 @@ def console(commander: Any, roles: dict) -> Console:
 
 @pytest.fixture
 def policies(roles: dict) -> None:
-    """The approvals production asks: On-call for a P2, a DBA for a database restore."""
+    """The approvals production asks: On-call for a P2, a DBA for a database restore (and
+    no other policy, whatever an earlier test left)."""
+    ApprovalPolicy.objects.update(active=False)
     ApprovalPolicy.objects.update_or_create(
-        name="P2 needs on-call", defaults={"severities": ["P2"], "required_roles": ["On-call"]}
+        name="P2 needs on-call",
+        defaults={"severities": ["P2"], "required_roles": ["On-call"], "active": True},
     )
     ApprovalPolicy.objects.update_or_create(
         name="Database restores need a DBA",
-        defaults={"required_roles": ["DBA"], "restores_data": True, "severities": []},
+        defaults={
+            "required_roles": ["DBA"],
+            "restores_data": True,
+            "severities": [],
+            "active": True,
+        },
     )
 
 
