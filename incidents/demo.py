@@ -39,6 +39,7 @@ DEMO_PEOPLE = [
     DemoPerson("lead", ("Approver", "Engineering Lead"), "approves P0/P1 rollbacks"),
     DemoPerson("oncall", ("Approver", "On-call"), "approves as the on-call engineer"),
     DemoPerson("cto", ("Approver", "CTO", "Security Lead"), "approves data and security cases"),
+    DemoPerson("dba", ("Approver", "DBA"), "approves database restores"),
     DemoPerson("support", ("Support Lead",), "edits the status page"),
     DemoPerson("responder", ("Responder",), "follows, notes, ticks checklists"),
     DemoPerson("viewer", ("Viewer",), "reads only"),
