@@ -399,6 +399,13 @@ class Step(models.Model):
         for name, value in ordered:
             if name in HIDDEN_PARAMS or value is None or value == "":
                 continue
+            if name == "arguments" and isinstance(value, dict):  # a command's, by name
+                words += [
+                    f"{key.replace('_', ' ')} {argument}"
+                    for key, argument in sorted(value.items())
+                    if isinstance(argument, str | int | float)
+                ]
+                continue
             if isinstance(value, dict | list):
                 saved = self.params.get("backup_release")
                 words.append(f"saved {name.replace('_', ' ')}" + (f" of {saved}" if saved else ""))
