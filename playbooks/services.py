@@ -172,6 +172,7 @@ def playbook_steps(
                         release=release,
                         previous=previous,
                         group=number,
+                        group_label=group.get("label", ""),
                         params=options,
                         timeout_seconds=int(
                             step.get("timeout_seconds", rollbacks.services.DEFAULT_STEP_TIMEOUT)

@@ -298,6 +298,9 @@ class Step(models.Model):
     group = models.PositiveSmallIntegerField(
         default=1, help_text="Steps of one group run together; groups run in ascending order"
     )
+    group_label = models.CharField(
+        max_length=200, blank=True, help_text="What the group does, as a playbook names it"
+    )
     service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="+")
     backend = models.CharField(max_length=30, choices=BackendKind.choices)
     release = models.ForeignKey(

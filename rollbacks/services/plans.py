@@ -46,6 +46,8 @@ class StepSpec:
     previous: bool = False
     group: int | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    # What the step's group does, in a few words (a playbook's group label).
+    group_label: str = ""
     timeout_seconds: int = DEFAULT_STEP_TIMEOUT
 
 
@@ -165,6 +167,7 @@ def run_create(
                     run=run,
                     position=position,
                     group=group,
+                    group_label=spec.group_label.strip()[:200],
                     service=spec.service,
                     backend=spec.service.backend,
                     release=spec.release,

@@ -103,6 +103,7 @@ def test_drafting_fills_the_parameters_in_group_by_group(commander, writers):
         (2, "orders-api", "restore"),
         (2, "orders-worker", "restore"),
     ]
+    assert [s.group_label for s in steps] == ["Scale to zero"] * 2 + ["Back"] * 2
     recorded = PlaybookRun.objects.get(run=run)
     assert recorded.version == version
     assert recorded.parameters == {"writers": ["orders-api", "orders-worker"]}

@@ -89,6 +89,8 @@ def test_the_database_recovery_playbook_runs_to_succeeded_in_the_browser(
 
     runs = page.locator("#runs")
     expect(runs).to_contain_text("Playbook database-recovery v1")
+    for label in ("Stop the writes", "Restart the writers on the restored database"):
+        expect(runs.get_by_text(label)).to_have_count(1)  # once per group, not per step
     page.get_by_role("button", name="Preview (dry run)").click()
     expect(runs).to_contain_text("replicas: 3 → 0")
     page.get_by_role("button", name="Request approval").click()

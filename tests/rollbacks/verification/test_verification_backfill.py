@@ -4,7 +4,7 @@ tables), rounds are written to the timeline, and migrating forward fills the row
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -47,9 +47,10 @@ def migrated_forward_after(transactional_db: None) -> Iterator[None]:
 
 
 @pytest.fixture
-def timeline_only(migrated_forward_after: None) -> None:
-    """The database as it was before rounds had rows."""
-    migrate(BEFORE_ROUNDS)
+def timeline_only(migrated_forward_after: None) -> Callable[[], None]:
+    """Takes the database back to before rounds had rows. Called once the test's runs and
+    steps exist: the models are today's, and later migrations add columns to them."""
+    return lambda: migrate(BEFORE_ROUNDS)
 
 
 def rounds_of(run: Run) -> list[dict[str, Any]]:
@@ -179,6 +180,7 @@ def test_the_backfill_keeps_the_first_result_and_adds_checks_the_round_did_not_l
 ):
     step = StepFactory(run=RunFactory(state=RunState.RUNNING))
     run, incident = step.run, step.run.incident
+    timeline_only()
     write_round(incident, run, "a" * 32, 1, [(0, step.pk), (1, step.pk)])
     write_result(incident, run, "a" * 32, 0, "passed")
     write_result(incident, run, "a" * 32, 0, "failed")  # a second result: not counted
@@ -201,6 +203,7 @@ def test_the_backfill_reads_a_recorded_round_by_its_outcome_and_closes_one_left_
     timeline_only,
 ):
     run = RunFactory(state=RunState.PAUSED)
+    timeline_only()
     write_round(run.incident, run, "a" * 32, 1, [])
     write_round(run.incident, run, "b" * 32, 2, [])
     TimelineEntry.objects.create(
