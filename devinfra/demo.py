@@ -30,11 +30,13 @@ live at a bad release with a known-good one before it:
   snapshot orders-db-schema-41 (good); the secret backout-demo/orders-db points at orders-db.
 - new-checkout-flow (feature_flag): Redis key backout-demo:flags:new-checkout-flow, "on"
   (release flag-on, live); flag-off is the known-good state.
-- orders-schema (command): the registered command orders-migrate runs
+- orders-schema and orders-integrity (command): the registered command orders-migrate runs
   `python -m devinfra.demo_migrations migrate orders <migration>` against the PostgreSQL
   database backout_demo_orders (on the console's server, or $DEMO_ORDERS_DATABASE_URL), set
   up at 0042_split_addresses (live); rolling back to 0041_order_totals unapplies 0042, and
-  the command's check compares the schema with the applied migrations. The registrations are
+  the command's check (and orders-check, orders-integrity's command, which the database
+  recovery playbook can run as its data check) compares the schema with the applied
+  migrations. The registrations are
   written to demo-commands.json beside the state file. When PostgreSQL does not answer, the
   service is left out with a warning.
 
@@ -112,7 +114,7 @@ from devinfra.demo_services import (
     DemoRelease,
     DemoService,
     orders_database_url,
-    seed_command,
+    seed_commands,
     seed_database,
     seed_dns,
     seed_ecs,
@@ -418,7 +420,7 @@ def start_demo_infrastructure(
                 os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
             )
             commands_file = state_file.with_name("demo-commands.json")
-            command_seeding = pool.submit(seed_command, orders_url, commands_file)
+            command_seeding = pool.submit(seed_commands, orders_url, commands_file)
             kube_services = kubernetes_services()
             infrastructure.health = DemoHealth(
                 kube, bad_images=[s.live_version for s in kube_services if s.live_version]
@@ -444,7 +446,7 @@ def start_demo_infrastructure(
                     f"feature flag service left out: Redis at {redis_url} did not answer ({error})"
                 )
             try:
-                services.append(command_seeding.result())
+                services += command_seeding.result()
                 infrastructure.commands_file = commands_file
                 connections = replace(
                     connections, registered_commands=json.loads(commands_file.read_text())
@@ -504,7 +506,7 @@ def summary(infrastructure: DemoInfrastructure, started_in: float) -> str:
     if infrastructure.prometheus is not None:
         lines.append(f"  Prometheus         {infrastructure.prometheus.url}")
     for service in infrastructure.services:
-        good = service.known_good.version
+        good = service.known_good.version if service.known_good else "—"
         if service.live_version is None:
             lines.append(f"  {service.name:<18} {service.backend:<16} good {good}")
             continue

@@ -70,9 +70,10 @@ class DemoService:
         }
 
     @property
-    def known_good(self) -> DemoRelease:
-        """The newest known-good release."""
-        return [release for release in self.releases if release.known_good][-1]
+    def known_good(self) -> DemoRelease | None:
+        """The newest known-good release, if it has one."""
+        good = [release for release in self.releases if release.known_good]
+        return good[-1] if good else None
 
 
 def seed_ecs(connections: Connections) -> DemoService:
@@ -393,13 +394,24 @@ def command_registrations(database_url: str) -> dict[str, Any]:
             "check": [sys.executable, "-m", "devinfra.demo_migrations", "check"],
             "check_timeout": 30,
             "description": "Move the orders schema to a migration (forward or back)",
-        }
+        },
+        "orders-check": {
+            "argv": [sys.executable, "-m", "devinfra.demo_migrations", "check"],
+            "timeout": 30,
+            "cwd": str(ROOT),
+            "env": {demo_migrations.URL_VARIABLE: database_url},
+            "check": [sys.executable, "-m", "devinfra.demo_migrations", "check"],
+            "idempotent": True,
+            "description": "Check that the orders schema matches its applied migrations",
+        },
     }
 
 
-def seed_command(database_url: str, registrations_file: Path) -> DemoService:
-    """The orders schema at 0042 in a PostgreSQL database of its own, and the registered
-    command that moves it, written to `registrations_file`."""
+def seed_commands(database_url: str, registrations_file: Path) -> list[DemoService]:
+    """The orders schema at 0042 in a PostgreSQL database of its own, the registered
+    commands that move and check it (written to `registrations_file`), and a service for
+    each: orders-schema (moves it) and orders-integrity (the database recovery playbook's
+    data check)."""
     environment = {**os.environ, demo_migrations.URL_VARIABLE: database_url}
     subprocess.run(
         [sys.executable, "-m", "devinfra.demo_migrations", "setup"],
@@ -410,7 +422,7 @@ def seed_command(database_url: str, registrations_file: Path) -> DemoService:
         timeout=60,
     )
     registrations_file.write_text(json.dumps(command_registrations(database_url), indent=2))
-    return DemoService(
+    schema = DemoService(
         name="orders-schema",
         backend="command",
         description="Orders database schema, moved by the registered command orders-migrate",
@@ -433,3 +445,12 @@ def seed_command(database_url: str, registrations_file: Path) -> DemoService:
         ),
         live_version=None,
     )
+    integrity = DemoService(
+        name="orders-integrity",
+        backend="command",
+        description="Checks the orders schema against its applied migrations (read only)",
+        target_config={"command": "orders-check"},
+        releases=(),  # nothing to roll back: it only reads
+        live_version=None,
+    )
+    return [schema, integrity]

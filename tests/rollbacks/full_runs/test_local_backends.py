@@ -13,7 +13,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from devinfra.demo_services import FLAG_KEY_PREFIX, seed_command, seed_feature_flag
+from devinfra.demo_services import FLAG_KEY_PREFIX, seed_commands, seed_feature_flag
 from rollbacks.reminders import reminders_due
 from tests.rollbacks.full_runs.conftest import console_service
 from tests.rollbacks.full_runs.console import assert_recorded
@@ -55,7 +55,7 @@ def test_a_registered_command_moves_the_schema_back(
     console, infra, health, incident, worker, orders_database, settings, tmp_path
 ):
     commands_file = tmp_path / "commands.json"
-    schema = seed_command(orders_database, commands_file)
+    schema, _ = seed_commands(orders_database, commands_file)
     settings.REGISTERED_COMMANDS = json.loads(commands_file.read_text())
     service = console_service(schema, health.url)
     worker(REGISTERED_COMMANDS_FILE=str(commands_file))

@@ -3,7 +3,7 @@ fills its parameters in the room, previews and asks for approval; the on-call en
 the DBA approve from their own browsers; the commander types the confirmation and watches
 the five groups go through on a real worker — writers scaled to zero on the Kubernetes
 stand-in, the RDS snapshot restored on moto and the secret switched, writers restarted and
-scaled back — to Succeeded."""
+scaled back, the data checked by a registered command — to Succeeded."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import boto3
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from devinfra.demo_services import seed_database
+from devinfra.demo_services import seed_commands, seed_database
 from playbooks.models import Playbook
 from playbooks.services import playbook_save
 from rollbacks.models import Run, RunState
@@ -58,7 +58,16 @@ def replicas(kube, name: str) -> int:
 
 
 def test_the_database_recovery_playbook_runs_to_succeeded_in_the_browser(
-    live_server, page: Page, browser: Browser, kube, infra, health, worker
+    live_server,
+    page: Page,
+    browser: Browser,
+    kube,
+    infra,
+    health,
+    worker,
+    orders_database,
+    settings,
+    tmp_path,
 ):
     commander = UserFactory(
         username="ic", password="run-it-well", roles=["Incident Commander", "Viewer"]
@@ -72,9 +81,13 @@ def test_the_database_recovery_playbook_runs_to_succeeded_in_the_browser(
         seed_deployment(kube, name, [f"registry.local/{name}:v1"], replicas=3)
         KubeServiceFactory(name=name)
     database = console_service(seed_database(infra), health.url)
+    commands_file = tmp_path / "commands.json"
+    _, integrity = seed_commands(orders_database, commands_file)
+    settings.REGISTERED_COMMANDS = json.loads(commands_file.read_text())
+    console_service(integrity, health.url)
     incident = IncidentFactory(title="Order totals wrong since migration 42", severity="P2")
     incident.services.set([database])
-    worker()
+    worker(REGISTERED_COMMANDS_FILE=str(commands_file))
     page.set_default_timeout(20_000)
 
     log_in(page, live_server.url, "ic", "run-it-well")
@@ -85,6 +98,7 @@ def test_the_database_recovery_playbook_runs_to_succeeded_in_the_browser(
     card.get_by_label("Services that write to it").select_option(list(WRITERS))
     card.get_by_label("Restore from").fill("snapshot")
     card.get_by_label("Snapshot", exact=True).fill("orders-db-schema-41")
+    card.get_by_label("Integrity check").select_option("orders-integrity")
     card.get_by_role("button", name="Draft plan").click()
 
     runs = page.locator("#runs")
@@ -115,6 +129,5 @@ def test_the_database_recovery_playbook_runs_to_succeeded_in_the_browser(
     secret = json.loads(secrets.get_secret_value(SecretId="backout-demo/orders-db")["SecretString"])
     assert secret["dbInstanceIdentifier"].startswith("orders-db-restore-")
     states = list(run.steps.order_by("position").values_list("group", "state"))
-    # Group 4, the integrity check, is left out when no check is named; numbers stay.
-    assert [group for group, _ in states] == [1, 1, 2, 3, 3, 5, 5]
+    assert [group for group, _ in states] == [1, 1, 2, 3, 3, 4, 5, 5]
     assert {state for _, state in states} == {"succeeded"}
