@@ -28,6 +28,8 @@ live at a bad release with a known-good one before it:
   "blue" carries the record saved while it pointed at status-blue.backout-demo.example.net.
 - orders-db (database, snapshot mode): RDS instance orders-db (schema-42, live) and its
   snapshot orders-db-schema-41 (good); the secret backout-demo/orders-db points at orders-db.
+  Automated backups are on (7 days), so a point-in-time restore inside the window since the
+  instance was created is offered too.
 - new-checkout-flow (feature_flag): Redis key backout-demo:flags:new-checkout-flow, "on"
   (release flag-on, live); flag-off is the known-good state.
 - orders-schema and orders-integrity (command): the registered command orders-migrate runs

@@ -306,6 +306,8 @@ def seed_database(connections: Connections) -> DemoService:
         MasterUsername="orders",
         MasterUserPassword="demo-only-password",
         AllocatedStorage=20,
+        # Automated backups, so a point-in-time restore is offered beside the snapshot.
+        BackupRetentionPeriod=7,
     )["DBInstance"]
     rds.create_db_snapshot(
         DBSnapshotIdentifier="orders-db-schema-41", DBInstanceIdentifier="orders-db"
