@@ -25,7 +25,7 @@ from rollbacks.engine.backends import backend_for, release_label, target_for
 from rollbacks.live_versions import live_versions_read
 from rollbacks.models import Run, RunState, Scenario, Step, StepState
 from rollbacks.services.run_locks import run_lock, run_require_state
-from rollbacks.services.step_options import data_loss, step_params
+from rollbacks.services.step_options import ACKNOWLEDGE_OPTION, data_loss, step_params
 
 DEFAULT_STEP_TIMEOUT = 600
 MAX_STEP_TIMEOUT = 3600
@@ -68,10 +68,16 @@ class StepPreview:
 
 
 def plan_steps_text(steps: Sequence[Step]) -> str:
-    """A plan's steps as timeline entries list them: "web v2 → v1 [group 1]; …"."""
+    """A plan's steps as timeline entries list them: "web v2 → v1 [group 1]; …", with the
+    commander's acknowledgement of the data a restore loses, word for word."""
     return "; ".join(
         f"{step.service.name} {step.from_version or '?'} → {step.target_label}"
         + (f" [group {step.group}]" if len({s.group for s in steps}) > 1 else "")
+        + (
+            f" (data loss acknowledged: “{step.params[ACKNOWLEDGE_OPTION]}”)"
+            if step.params.get(ACKNOWLEDGE_OPTION)
+            else ""
+        )
         for step in steps
     )
 

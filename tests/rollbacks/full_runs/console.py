@@ -30,6 +30,16 @@ def page_error(response: Any) -> str:
     return unescape(found.group(1).strip()) if found else text[:600]
 
 
+def plan_form(service: Service, target: str, options: Mapping[str, str]) -> dict[str, str]:
+    return {
+        "scenario": "any",
+        "reason": f"Roll {service.name} back",
+        "parallel": "on",
+        f"target_{service.pk}": target,
+        **{f"opt-{service.pk}-{name}": value for name, value in options.items()},
+    }
+
+
 class Console:
     """The commander's client, and an approver per role, created as a policy asks for them."""
 
@@ -47,17 +57,19 @@ class Console:
     ) -> Run:
         """The plan builder's form for one service: `target` is "previous", "options" or a
         release id; `options` the step options by name."""
-        data = {
-            "scenario": "any",
-            "reason": f"Roll {service.name} back",
-            "parallel": "on",
-            f"target_{service.pk}": target,
-            **{f"opt-{service.pk}-{name}": value for name, value in options.items()},
-        }
-        self.post(self.commander, "run_create", [incident.pk], data)
+        self.post(self.commander, "run_create", [incident.pk], plan_form(service, target, options))
         run = Run.objects.filter(incident=incident).latest("pk")
         assert run.state == RunState.DRAFT
         return run
+
+    def draft_refused(
+        self, incident: Incident, service: Service, target: str, options: Mapping[str, str]
+    ) -> str:
+        """Submit the plan builder's form expecting a 400; the error the room shows."""
+        url = reverse("run_create", args=[incident.pk])
+        response = self.commander.post(url, plan_form(service, target, options))
+        assert response.status_code == 400, response.status_code
+        return page_error(response)
 
     def dry_run(self, run: Run) -> str:
         """Preview the run; the room's text afterwards, which shows each change."""

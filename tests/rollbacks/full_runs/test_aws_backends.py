@@ -6,13 +6,16 @@ the step, and the run is verified by its checks, every stage on the timeline."""
 from __future__ import annotations
 
 import json
+import time
+from datetime import timedelta
 
 import boto3
 import pytest
 
 from devinfra.demo_services import seed_database, seed_dns, seed_ecs, seed_static_frontend
 from executors.aws import aws_client
-from rollbacks.models import ApprovalRequestStatus
+from incidents.models import Incident, TimelineEntry
+from rollbacks.models import ApprovalRequestStatus, Run
 from tests.rollbacks.full_runs.conftest import console_service
 from tests.rollbacks.full_runs.console import assert_recorded
 
@@ -129,3 +132,45 @@ def test_rds_restores_a_snapshot_with_the_dba_approving(console, infra, health, 
         DBInstanceIdentifier=secret["dbInstanceIdentifier"]
     )["DBInstances"][0]
     assert restored["DBInstanceStatus"] == "available"
+
+
+ACKNOWLEDGEMENT = "データ損失を承認 🙏 אישור אובדן <b>orders</b> " + "x" * 900
+
+
+def test_rds_point_in_time_past_the_rpo_needs_a_written_acknowledgement(
+    console, infra, health, incident, worker
+):
+    database = seed_database(infra)
+    service = console_service(database, health.url)
+    opened = incident(service)
+    Incident.objects.filter(pk=opened.pk).update(rpo=timedelta(0))  # any loss is too much
+    worker()
+    time.sleep(1.5)  # a restorable window at least a second wide, to the second
+    instance = aws_client(infra, "rds").describe_db_instances(DBInstanceIdentifier="orders-db")
+    latest = instance["DBInstances"][0]["LatestRestorableTime"].replace(microsecond=0)
+    options = {"method": "point_in_time", "restore_time": latest.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+    refused = console.draft_refused(opened, service, "options", options)
+    assert refused.startswith("orders-db: acknowledge_loss: writes after"), refused
+    assert "write an acknowledgement of the loss to go on" in refused
+    too_early = {**options, "restore_time": "2020-01-01T00:00:00Z"}
+    assert "restore_time" in console.draft_refused(opened, service, "options", too_early)
+    assert not Run.objects.filter(incident=opened).exists()
+
+    run = console.draft(
+        opened, service, "options", {**options, "acknowledge_loss": ACKNOWLEDGEMENT}
+    )
+    drafted = TimelineEntry.objects.filter(incident=opened, body__contains="drafted").get()
+    assert f"data loss acknowledged: “{ACKNOWLEDGEMENT}”" in drafted.body
+    console.request_approval(run)
+    console.approve(run)
+    console.start(run)
+    run = console.finish(run, timeout=90)
+
+    assert_recorded(
+        run,
+        step_checks=["instance available", "connection points at new instance"],
+        secrets=["demo-only-password"],
+    )
+    restored = run.steps.get().apply_facts
+    assert "orders-db-restore" in json.dumps(restored)
