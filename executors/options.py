@@ -325,3 +325,9 @@ def options_json_schema(options: Iterable[Option]) -> dict[str, Any]:
     if conditional:
         document["allOf"] = conditional
     return document
+
+
+def restart_stamp() -> str:
+    """The stamp a drafted restart carries (UTC, to the second): the backend restarts once
+    per stamp, so a retried step does not restart again."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

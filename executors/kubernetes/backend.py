@@ -50,7 +50,6 @@ from executors.kubernetes.step_options import (
     NAMESPACE_OPTIONS,
     SINGLE_DEPLOYMENT_OPTIONS,
     manifest_backup,
-    restart_stamp,
     revision_choices,
 )
 from executors.kubernetes.templates import (
@@ -59,6 +58,7 @@ from executors.kubernetes.templates import (
     container_name,
     selector_string,
 )
+from executors.options import restart_stamp
 
 _OBSERVATION_REUSE_SECONDS = 1.0
 # How long the rollout history a backend listed may name the ReplicaSet whose pods the

@@ -80,11 +80,6 @@ SINGLE_DEPLOYMENT_OPTIONS = (OPERATION, TO_REVISION, REPLICAS, RESTARTED_AT, MAN
 NAMESPACE_OPTIONS = (OPERATION, REPLICAS, RESTARTED_AT, MAX_RESTARTS)
 
 
-def restart_stamp() -> str:
-    """The stamp a drafted restart carries (UTC, to the second)."""
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def age_text(created_at: str | None, now: datetime.datetime | None = None) -> str:
     """ "3 h 5 min ago" for an RFC 3339 instant; "" when unknown."""
     if not created_at:
