@@ -1,4 +1,5 @@
-"""Roll back an AWS ECS service to an earlier task-definition revision through boto3.
+"""Roll back an AWS ECS service to an earlier task-definition revision through boto3, or
+restart its tasks, or set its desired count (executors.ecs_operations).
 
 The target is either the ACTIVE revision just before the live one in the same family
 (`target.previous`) or a chosen task definition (the step's `task_definition` option, chosen
@@ -40,29 +41,27 @@ from executors.base import (
     Connections,
     LiveOption,
     LogLine,
-    Option,
     RollbackPlan,
     RollbackTarget,
     discard_log,
     poll_until,
 )
-from executors.options import Choice
+from executors.ecs_operations import (
+    DESIRED_BEFORE_SCALE_TAG,
+    ECS_OPTIONS,
+    RESTARTED_AT_TAG,
+    decide_scale,
+    operation_of,
+    restart_done,
+    restart_stamp_of,
+    scale_change,
+)
+from executors.options import Choice, restart_stamp
 
 ROLLED_BACK_TO_TAG = "backout:rolled-back-to"
 # The task-definition revisions the plan builder describes (images, registration time).
 DESCRIBED_REVISIONS = 15
 
-ECS_OPTIONS = (
-    Option(
-        "task_definition",
-        "Task definition",
-        type="choice",
-        live=True,
-        max_length=2048,
-        help="An ACTIVE revision of the service's family; empty: the chosen release's, or "
-        "the revision before the live one.",
-    ),
-)
 
 # -- the backend -----------------------------------------------------------------------
 
@@ -133,6 +132,13 @@ class EcsServiceBackend(Backend):
     # -- step options ------------------------------------------------------------------------
 
     options = ECS_OPTIONS
+
+    def validate_params(self, params: Mapping[str, Any], *, live: bool = False) -> dict[str, Any]:
+        """As the base class; a restart is stamped when drafted, so a retry restarts once."""
+        cleaned = super().validate_params(params, live=live)
+        if cleaned.get("operation") == "restart" and not cleaned.get("restarted_at"):
+            cleaned["restarted_at"] = restart_stamp()
+        return cleaned
 
     def live_options(self) -> dict[str, LiveOption]:
         """The family's ACTIVE revisions, newest first, with their images; the live one
@@ -227,7 +233,7 @@ class EcsServiceBackend(Backend):
         return int(self.config.get("desired_count", service["desiredCount"]))
 
     def _changes(self, service: Mapping[str, Any], target_arn: str) -> tuple[Change, ...]:
-        resource = f"ecs/{self.config['cluster']}/{self.config['service']}"
+        resource = self._resource
         changes = []
         if service["taskDefinition"] != target_arn:
             changes.append(
@@ -244,9 +250,17 @@ class EcsServiceBackend(Backend):
         """The task-definition ARN the service runs."""
         return str(self._service()["taskDefinition"])
 
+    @property
+    def _resource(self) -> str:
+        return f"ecs/{self.config['cluster']}/{self.config['service']}"
+
     def plan(self, target: RollbackTarget) -> RollbackPlan:
-        """Which task definition and desired count UpdateService would set; no writes."""
+        """Which task definition and desired count UpdateService would set (or the restart
+        or the count a scale sets); no writes."""
         service = self._service()
+        operation = operation_of(target)
+        if operation != "rollback":
+            return self._plan_operation(service, target, operation)
         target_arn = self._target_task_definition(target, service)
         changes = self._changes(service, target_arn)
         if changes:
@@ -263,9 +277,90 @@ class EcsServiceBackend(Backend):
             changes=changes,
         )
 
+    def _plan_operation(
+        self, service: Mapping[str, Any], target: RollbackTarget, operation: str
+    ) -> RollbackPlan:
+        live = str(service["taskDefinition"])
+        changes: tuple[Change, ...]
+        if operation == "restart":
+            stamp = restart_stamp_of(target)
+            done = restart_done(service, stamp)
+            changes = () if done else (Change(self._resource, "deployment", None, "new"),)
+            summary = (
+                f"{self._where} was restarted for {stamp}"
+                if done
+                else f"restart {self._where}: a new deployment of {_short(live)}"
+            )
+        else:
+            scale = decide_scale(service, target, self._where)
+            changes = scale_change(self._resource, scale)
+            summary = f"scale {self._where}: {scale.current} → {scale.wanted} desired tasks"
+        return RollbackPlan(
+            backend=self.kind,
+            summary=summary,
+            current_version=live,
+            target_version=live,
+            changes=changes,
+        )
+
+    def _apply_operation(
+        self, service: Mapping[str, Any], target: RollbackTarget, operation: str, log: LogLine
+    ) -> ApplyResult:
+        live = str(service["taskDefinition"])
+        cluster, name = self.config["cluster"], self.config["service"]
+        if operation == "restart":
+            stamp = restart_stamp_of(target)
+            if restart_done(service, stamp):
+                return ApplyResult(False, f"{self._where} was restarted for {stamp}", {})
+            log(f"restarting {self._where}: a new deployment of {_short(live)}")
+            aws_call(
+                f"restart {self._where}",
+                self.client.update_service,
+                cluster=cluster,
+                service=name,
+                forceNewDeployment=True,
+                desiredCount=int(service["desiredCount"]),
+            )
+            self._tag(service, RESTARTED_AT_TAG, stamp)
+            return ApplyResult(True, f"{self._where}: restarted", {"restarted_at": stamp})
+        scale = decide_scale(service, target, self._where)
+        facts = {"from_desired_count": scale.current, "to_desired_count": scale.wanted}
+        if not scale.changes:
+            return ApplyResult(False, f"{self._where} already wants {scale.wanted} tasks", facts)
+        if scale.remember is not None:  # recorded first, so a restore always finds it
+            self._tag(service, DESIRED_BEFORE_SCALE_TAG, str(scale.remember))
+        log(f"{self._where}: {scale.current} → {scale.wanted} desired tasks")
+        aws_call(
+            f"scale {self._where}",
+            self.client.update_service,
+            cluster=cluster,
+            service=name,
+            desiredCount=scale.wanted,
+        )
+        if scale.remember is None:
+            aws_call(
+                f"untag {self._where}",
+                self.client.untag_resource,
+                resourceArn=service["serviceArn"],
+                tagKeys=[DESIRED_BEFORE_SCALE_TAG],
+            )
+        detail = f"{self._where}: {scale.current} → {scale.wanted} desired tasks"
+        return ApplyResult(True, detail, facts)
+
+    def _tag(self, service: Mapping[str, Any], key: str, value: str) -> None:
+        aws_call(
+            f"tag {self._where}",
+            self.client.tag_resource,
+            resourceArn=service["serviceArn"],
+            tags=[{"key": key, "value": value}],
+        )
+
     def apply(self, target: RollbackTarget, *, log: LogLine = discard_log) -> ApplyResult:
         """Tag the service with the target, then UpdateService; a no-op when already there."""
         service = self._service()
+        operation = operation_of(target)
+        if operation != "rollback":
+            return self._apply_operation(service, target, operation, log)
         target_arn = self._target_task_definition(target, service)
         desired = self._desired_count(service)
         facts = {
@@ -299,6 +394,8 @@ class EcsServiceBackend(Backend):
 
         def settled() -> tuple[bool, str]:
             service = self._service()
+            if operation_of(target) != "rollback":  # the task definition stays as it is
+                return _stable(service, str(service["taskDefinition"]))
             target_arn = self._target_task_definition(target, service)
             if service["taskDefinition"] != target_arn:
                 raise BackendError(
@@ -316,8 +413,11 @@ class EcsServiceBackend(Backend):
         )
 
     def checks(self, target: RollbackTarget) -> list[CheckResult]:
-        """Task definition matches the target, deployments settled, all tasks running."""
+        """Task definition matches the target, deployments settled, all tasks running (and,
+        after a scale to a number, the desired count is that number)."""
         service = self._service()
+        if operation_of(target) != "rollback":
+            return self._operation_checks(service, target)
         target_arn = self._target_task_definition(target, service)
         live = service["taskDefinition"]
         results = [
@@ -341,15 +441,34 @@ class EcsServiceBackend(Backend):
             done, message = _stable(service, target_arn)
             status = CheckStatus.PASSED if done else CheckStatus.FAILED
             results.append(CheckResult("deployments settled", status, message))
-        running, desired = service.get("runningCount", 0), service.get("desiredCount", 0)
-        results.append(
-            CheckResult(
-                "running count",
-                CheckStatus.PASSED if running == desired else CheckStatus.FAILED,
-                f"{running} of {desired} desired tasks running",
-            )
-        )
+        results.append(_running_count(service))
         return results
+
+    def _operation_checks(
+        self, service: Mapping[str, Any], target: RollbackTarget
+    ) -> list[CheckResult]:
+        results = []
+        wanted = target.params.get("replicas")
+        if operation_of(target) == "scale" and isinstance(wanted, int):
+            desired = int(service.get("desiredCount", 0))
+            results.append(
+                CheckResult(
+                    "desired count",
+                    CheckStatus.PASSED if desired == wanted else CheckStatus.FAILED,
+                    f"{desired} desired tasks; the step set {wanted}",
+                )
+            )
+        results.append(_running_count(service))
+        return results
+
+
+def _running_count(service: Mapping[str, Any]) -> CheckResult:
+    running, desired = service.get("runningCount", 0), service.get("desiredCount", 0)
+    return CheckResult(
+        "running count",
+        CheckStatus.PASSED if running == desired else CheckStatus.FAILED,
+        f"{running} of {desired} desired tasks running",
+    )
 
 
 def _deployment_of(service: Mapping[str, Any], target_arn: str) -> dict[str, Any] | None:
