@@ -27,6 +27,7 @@ from rollbacks.models import ApprovalPolicy
 from tests.rollbacks.engine_factories import IncidentFactory
 from tests.rollbacks.full_runs.console import Console
 
+BUILTIN = Path(__file__).resolve().parents[3] / "playbooks" / "builtin"
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",

@@ -48,7 +48,9 @@ class Console:
         self.commander.force_login(commander)
         self.approvers: dict[str, Client] = {}
 
-    def post(self, client: Client, name: str, args: Sequence[int], data: Mapping[str, Any]) -> None:
+    def post(
+        self, client: Client, name: str, args: Sequence[int | str], data: Mapping[str, Any]
+    ) -> None:
         response = client.post(reverse(name, args=list(args)), data)
         assert response.status_code == 302, f"{name}: {response.status_code} {page_error(response)}"
 
@@ -58,6 +60,20 @@ class Console:
         """The plan builder's form for one service: `target` is "previous", "options" or a
         release id; `options` the step options by name."""
         self.post(self.commander, "run_create", [incident.pk], plan_form(service, target, options))
+        run = Run.objects.filter(incident=incident).latest("pk")
+        assert run.state == RunState.DRAFT
+        return run
+
+    def draft_playbook(
+        self, incident: Incident, name: str, version: int, parameters: Mapping[str, Any]
+    ) -> Run:
+        """The room's playbook card: `parameters` by name (a list for several services)."""
+        data = {
+            "version": version,
+            "scenario": "any",
+            **{f"param_{key}": v for key, v in parameters.items()},
+        }
+        self.post(self.commander, "incident_playbook_draft", [incident.pk, name], data)
         run = Run.objects.filter(incident=incident).latest("pk")
         assert run.state == RunState.DRAFT
         return run
