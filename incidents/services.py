@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from incidents.errors import DomainError
+from incidents.guards import severity_refusal
 from incidents.models import (
     INCIDENT_INSTANTS,
     STATUS_TRANSITIONS,
@@ -168,13 +169,28 @@ def incident_change_status(
 def incident_change_severity(
     *, incident: Incident, severity: str, actor: User, reason: str = ""
 ) -> Incident:
-    """Raise or lower the incident's severity."""
+    """Raise or lower the incident's severity.
+
+    Any Incident Commander may raise it: escalating must never wait for a hand-over. Only
+    the incident's own commander (anyone, while it has none) may lower it, and not while an
+    app's guard refuses (incidents.guards: a plan awaiting approval under the higher
+    severity's policy)."""
     require_role(actor, "incidents.command_incident", "change an incident's severity")
     if severity not in Severity.values:
         raise DomainError(f"Unknown severity {severity!r}.")
     locked = incident_lock(incident)
     if locked.severity == severity:
         raise DomainError(f"The incident is already {severity}.")
+    lowering = Severity.values.index(severity) > Severity.values.index(locked.severity)  # P0 first
+    commander = locked.commander
+    if lowering and commander is not None and commander.pk != actor.pk:
+        raise DomainError(
+            f"Only the incident's commander ({commander.get_username()}) may lower its "
+            "severity; anyone may raise it. Take command first."
+        )
+    refusal = severity_refusal(locked, locked.severity, severity)
+    if refusal:
+        raise DomainError(refusal)
     previous, locked.severity = locked.severity, severity
     locked.save(update_fields=["severity"])
     timeline_append(

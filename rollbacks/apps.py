@@ -7,6 +7,8 @@ class RollbacksConfig(AppConfig):
 
     def ready(self) -> None:
         # The rollback cards, panel and log lines of the incident room (incidents.room).
-        from rollbacks import room
+        from rollbacks import guards, room
 
         room.register()
+        # No lowering of the severity under a plan that waits for approval.
+        guards.register()
