@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -45,7 +44,14 @@ from executors.base import (
     Connections,
 )
 from executors.check_specs import COMPARISONS, check_name
-from executors.command import check_registration, outcome_check, render_argv, run_command
+from executors.command import (
+    check_registration,
+    command_environment,
+    mask,
+    outcome_check,
+    render_argv,
+    run_command,
+)
 
 _BODY_PREVIEW = 200
 
@@ -158,15 +164,18 @@ def smoke_command(
     cwd: str | None = None,
     env: Mapping[str, str] | None = None,
     name: str | None = None,
+    secrets: Sequence[str] = (),
 ) -> CheckResult:
     """Run `argv` (no shell); pass on exit status 0, fail otherwise or after `timeout` s.
-    The result observes the exit status ("timed out", "did not start") against "exit 0"."""
+    The result observes the exit status ("timed out", "did not start") against "exit 0";
+    `secrets` (and URL passwords) are masked in what it says."""
     name = name or f"smoke {argv[0]}"
     try:
-        outcome = run_command(argv, timeout=timeout, cwd=cwd, env=env)
+        outcome = run_command(argv, timeout=timeout, cwd=cwd, env=env, secrets=secrets)
     except BackendError as error:  # a program that cannot start is a failed smoke test
-        return CheckResult(name, CheckStatus.FAILED, str(error), "did not start", "exit 0")
-    result = outcome_check(name, outcome)
+        detail = mask(str(error), secrets)
+        return CheckResult(name, CheckStatus.FAILED, detail, "did not start", "exit 0")
+    result = outcome_check(name, outcome, secrets)
     observed = "timed out" if outcome.timed_out else f"exit {outcome.exit_status}"
     return CheckResult(result.name, result.status, result.detail, observed, "exit 0")
 
@@ -420,18 +429,15 @@ def registered_command(
         return CheckResult(name, CheckStatus.INCONCLUSIVE, f"{command}: arguments: {error.message}")
     except ConfigError as error:
         return CheckResult(name, CheckStatus.INCONCLUSIVE, str(error))
+    environment, secrets = command_environment(checked)
     return smoke_command(
         argv,
         timeout=float(checked.get("check_timeout", checked["timeout"])),
         cwd=checked.get("cwd"),
-        env=_command_env(checked),
+        env=environment,
         name=name,
+        secrets=secrets,
     )
-
-
-def _command_env(registration: Mapping[str, Any]) -> dict[str, str] | None:
-    extra = registration.get("env")
-    return {**os.environ, **extra} if extra else None
 
 
 # -- running a service's check specs ---------------------------------------------------------

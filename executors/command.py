@@ -18,7 +18,8 @@ database), name → registration:
         },
         "timeout": 600,                     # seconds; then the process group is killed
         "cwd": "/srv/app",                  # optional working directory
-        "env": {"DJANGO_SETTINGS_MODULE": "app.settings"},  # optional, added to ours
+        "env": {"DJANGO_SETTINGS_MODULE": "app.settings"},  # optional, given to it
+        "inherit_env": ["AWS_PROFILE"],     # optional: variables of ours it may see
         "check": ["python", "manage.py", "migrate", "--check"],  # optional verification
         "check_timeout": 60,                # optional, defaults to timeout
         "idempotent": False,                # optional, default False
@@ -37,11 +38,15 @@ Apply streams each stdout line to `log` as it arrives (stderr lines prefixed `st
 with `PYTHONUNBUFFERED=1` so Python commands do not hold their output back. A non-zero exit
 is a permanent BackendError naming the exit status; passing `timeout` sends SIGTERM to the
 command's process group, SIGKILL a few seconds later, and raises DeadlineExceeded. The
-command inherits this process's environment plus the registration's `env`; the environment
-is never logged, and the values of the registration's `env` and of inherited variables whose
-names look secret (TOKEN, SECRET, PASSWORD, KEY, CREDENTIAL...) are masked as `****` in every
-line (values shorter than six characters are left alone: masking `1` everywhere would hide
-the output, not a secret).
+command does not inherit this process's environment, which holds the console's own
+credentials (DATABASE_URL, SECRET_KEY, cloud keys): it gets the harmless variables of
+INHERITED_ENVIRONMENT (PATH, HOME, locale, TZ, TMPDIR), the ones its registration names in
+`inherit_env`, and its registration's `env`. The environment is never logged. In every
+line it prints, in the check results and in the failure messages, the values of its `env`,
+of variables it inherits and of this process's variables whose names look secret (TOKEN,
+SECRET, PASSWORD, KEY, CREDENTIAL...) are masked as `****` (values shorter than six
+characters are left alone: masking `1` everywhere would hide the output, not a secret), and
+so is the password of every URL (`postgres://app:****@db/orders`).
 
 Idempotency is declared, not inferred: a command registered with `"idempotent": true` runs
 again on every apply. Otherwise the caller (the engine, which records that a step was
@@ -99,6 +104,10 @@ _EMBEDDED_PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|PASSPHRASE|KEY|CREDENTIAL|PRIVATE|DSN|AUTH", re.I)
 # Short values ("1", "true") would mask half the output without hiding anything.
 _MIN_MASKED_LENGTH = 6
+# user:password@ in a URL of any scheme (postgres://, https://, redis://...).
+_URL_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*):[^\s/@]+@")
+# What a command inherits from the worker's environment without its registration naming it.
+INHERITED_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 
 REGISTRATION_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -108,6 +117,10 @@ REGISTRATION_SCHEMA: dict[str, Any] = {
         "timeout": {"type": "number", "exclusiveMinimum": 0},
         "cwd": {"type": "string", "minLength": 1},
         "env": {"type": "object", "additionalProperties": {"type": "string"}},
+        "inherit_env": {
+            "type": "array",
+            "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+        },
         "check": {"type": "array", "items": {"type": "string"}, "minItems": 1},
         "check_timeout": {"type": "number", "exclusiveMinimum": 0},
         "idempotent": {"type": "boolean"},
@@ -172,10 +185,27 @@ def _kill_group(process: subprocess.Popen[bytes], grace: float) -> None:
 
 
 def mask(line: str, secrets: Iterable[str]) -> str:
-    """`line` with every secret value replaced by ****."""
+    """`line` with every secret value, and every URL's password, replaced by ****."""
     for secret in secrets:
         line = line.replace(secret, MASK)
-    return line
+    return _URL_CREDENTIALS.sub(lambda match: f"{match['head']}:{MASK}@", line)
+
+
+def command_environment(registration: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """The environment a registered command runs with (see the module docstring), and the
+    values to mask in what it prints, longest first (so a secret holding another is masked
+    whole)."""
+    extra: dict[str, str] = dict(registration.get("env", {}))
+    names = (*INHERITED_ENVIRONMENT, *registration.get("inherit_env", ()))
+    inherited = {name: os.environ[name] for name in names if name in os.environ}
+    environment = {**inherited, "PYTHONUNBUFFERED": "1", **extra}
+    secrets = set(extra.values())
+    secrets.update(value for name, value in inherited.items() if _SECRET_NAME.search(name))
+    secrets.update(value for name, value in os.environ.items() if _SECRET_NAME.search(name))
+    ordered = sorted(
+        (secret for secret in secrets if len(secret) >= _MIN_MASKED_LENGTH), key=len, reverse=True
+    )
+    return environment, ordered
 
 
 def run_command(
@@ -271,9 +301,10 @@ def run_command(
     )
 
 
-def outcome_check(name: str, outcome: CommandOutcome) -> CheckResult:
-    """A check that passes when the command exited 0, with the end of its output."""
-    detail = f"{shlex.join(outcome.argv)} {outcome.describe()}"
+def outcome_check(name: str, outcome: CommandOutcome, secrets: Sequence[str] = ()) -> CheckResult:
+    """A check that passes when the command exited 0, with the end of its output (masked as
+    run_command masked it; the command line is masked here)."""
+    detail = f"{mask(shlex.join(outcome.argv), secrets)} {outcome.describe()}"
     if not outcome.succeeded and outcome.tail:
         detail += ": " + " | ".join(outcome.tail[-5:])
     return CheckResult(
@@ -437,24 +468,8 @@ class RegisteredCommandBackend(Backend):
     def _argv(self, target: RollbackTarget) -> list[str]:
         return render_argv(self.registration["argv"], self._arguments(target))
 
-    def _environment(self) -> tuple[dict[str, str], list[str]]:
-        """The command's environment, and the values to mask in its output."""
-        extra: dict[str, str] = dict(self.registration.get("env", {}))
-        environment = {**os.environ, "PYTHONUNBUFFERED": "1", **extra}
-        secrets = set(extra.values())
-        secrets.update(
-            value for variable, value in os.environ.items() if _SECRET_NAME.search(variable)
-        )
-        # Longest first, so a secret containing another is masked whole.
-        ordered = sorted(
-            (secret for secret in secrets if len(secret) >= _MIN_MASKED_LENGTH),
-            key=len,
-            reverse=True,
-        )
-        return environment, ordered
-
     def _run(self, argv: list[str], *, timeout: float, log: LogLine) -> CommandOutcome:
-        environment, secrets = self._environment()
+        environment, secrets = command_environment(self.registration)
         log(mask(f"$ {shlex.join(argv)}", secrets))
         return run_command(
             argv,
@@ -519,4 +534,5 @@ class RegisteredCommandBackend(Backend):
             ]
         argv = render_argv(check, self._arguments(target))
         timeout = float(self.registration.get("check_timeout", self.registration["timeout"]))
-        return [outcome_check("check command", self._run(argv, timeout=timeout, log=discard_log))]
+        outcome = self._run(argv, timeout=timeout, log=discard_log)
+        return [outcome_check("check command", outcome, command_environment(self.registration)[1])]

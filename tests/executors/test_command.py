@@ -260,20 +260,64 @@ def test_apply_reruns_an_idempotent_command_that_already_ran(tmp_path):
 
 def test_secret_environment_values_never_reach_the_log(monkeypatch):
     monkeypatch.setenv("BILLING_API_TOKEN", "tok-inherited-123456")
+    monkeypatch.setenv("PLAIN", "visible-value")
     script = (
         "import os; print(os.environ['DB_PASSWORD'], os.environ['BILLING_API_TOKEN'], "
         "os.environ['PLAIN'])"
     )
-    backend = backend_for(registration(script, env={"DB_PASSWORD": "hunter2-registered"}))
-    monkeypatch.setenv("PLAIN", "visible-value")
+    registered = registration(
+        script,
+        env={"DB_PASSWORD": "hunter2-registered"},
+        inherit_env=["BILLING_API_TOKEN", "PLAIN"],
+    )
     lines: list[str] = []
 
-    backend.apply(RollbackTarget(), log=lines.append)
+    backend_for(registered).apply(RollbackTarget(), log=lines.append)
 
     output = "\n".join(lines)
     assert "hunter2-registered" not in output
     assert "tok-inherited-123456" not in output
     assert "**** **** visible-value" in output
+
+
+def test_a_command_sees_only_the_allowed_environment(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgres://console:console-db-pass@db:5432/backout")
+    monkeypatch.setenv("SECRET_KEY", "the-console-signing-key")
+    monkeypatch.setenv("AWS_PROFILE", "ops")
+    script = "import json, os; print(json.dumps(sorted(os.environ)))"
+    lines: list[str] = []
+
+    backend_for(registration(script, inherit_env=["AWS_PROFILE"])).apply(
+        RollbackTarget(), log=lines.append
+    )
+
+    seen = set(json.loads(lines[-1]))
+    assert {"DATABASE_URL", "SECRET_KEY"}.isdisjoint(seen)
+    assert {"PATH", "AWS_PROFILE", "PYTHONUNBUFFERED"} <= seen
+
+
+def test_an_echoed_url_keeps_its_user_and_loses_its_password():
+    script = "print('connecting to postgres://orders:s3cr3t-pw@db.internal:5432/orders')"
+    lines: list[str] = []
+
+    backend_for(registration(script)).apply(RollbackTarget(), log=lines.append)
+
+    assert lines[-1] == "connecting to postgres://orders:****@db.internal:5432/orders"
+
+
+def test_a_failed_check_command_masks_its_registered_secret():
+    backend = backend_for(
+        registration(
+            "pass",
+            env={"CHECK_TOKEN": "check-token-987654"},
+            check=[PY, "-c", "import os, sys; print(os.environ['CHECK_TOKEN']); sys.exit(1)"],
+        )
+    )
+
+    [result] = backend.checks(RollbackTarget())
+
+    assert result.status is CheckStatus.FAILED
+    assert "check-token-987654" not in result.detail and "****" in result.detail
 
 
 def test_the_command_runs_in_the_registered_working_directory(tmp_path):

@@ -228,7 +228,7 @@ def test_pods_check_is_inconclusive_when_the_api_does_not_answer():
 # -- registered commands as smoke tests ------------------------------------------------------
 
 
-def _registered(script: str) -> Connections:
+def _registered(script: str, **extra) -> Connections:
     return Connections(
         registered_commands={
             "smoke": {
@@ -239,6 +239,7 @@ def _registered(script: str) -> Connections:
                     "required": ["flow"],
                 },
                 "timeout": 10,
+                **extra,
             }
         }
     )
@@ -260,6 +261,22 @@ def test_a_registered_smoke_command_fails_with_its_exit_status_and_output():
 
     assert result.status is CheckStatus.FAILED
     assert "exited with status 2" in result.detail and "card form broken" in result.detail
+
+
+def test_a_failing_smoke_command_masks_its_secrets_and_sees_none_of_ours(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgres://console:console-db-pass@db:5432/backout")
+    script = (
+        "import os, sys; print(os.environ['SMOKE_TOKEN'], os.environ.get('DATABASE_URL'),"
+        " 'https://bot:hook-secret-42@hooks.example.com/x'); sys.exit(3)"
+    )
+    connections = _registered(script, env={"SMOKE_TOKEN": "smoke-token-123456"})
+
+    result = registered_command(connections, "smoke", {"flow": "checkout"})
+
+    assert result.status is CheckStatus.FAILED
+    assert "smoke-token-123456" not in result.detail and "hook-secret-42" not in result.detail
+    assert "**** None https://bot:****@hooks.example.com/x" in result.detail
+    assert "console-db-pass" not in result.detail
 
 
 def test_a_smoke_command_with_arguments_outside_its_schema_is_not_run():
