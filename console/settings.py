@@ -255,6 +255,8 @@ RECOVERY_CLOCK_CLOSE_SHARE = float(os.environ.get("RECOVERY_CLOCK_CLOSE_SHARE", 
 if not 0 < RECOVERY_CLOCK_CLOSE_SHARE <= 1:
     raise ImproperlyConfigured("RECOVERY_CLOCK_CLOSE_SHARE must be above 0 and at most 1")
 
+# The debug page and error reports hide credentials whatever the setting is called.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "console.reporting.SettingsFilter"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
