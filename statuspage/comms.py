@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import requests
+from django.core import mail
 from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q
@@ -170,24 +171,50 @@ def _send_slack(notice: Notice) -> str:
     )
 
 
-def _send_email(notice: Notice) -> str:
+def _send_email(delivery: Delivery) -> str:
+    """Colleagues get one message addressed to them all. Customers never see one another:
+    they are sent Bcc, COMMS_EMAIL_BATCH_SIZE to a message, over one connection; each batch
+    sent is counted on the delivery at once, so a retry sends only to the rest."""
+    notice = delivery.notice
     recipients = list(notice.recipients) or list(conf.email_to())
     if not recipients:
         raise DeliveryError("no email recipients", retryable=False)
-    message = EmailMessage(
-        subject=notice.subject,
-        body=notice.body,
-        from_email=conf.email_from(),
-        to=recipients,
-    )
+    if notice.kind != NoticeKind.CUSTOMER:
+        batches, done = [recipients], 0
+    else:
+        size, done = conf.email_batch_size(), min(delivery.recipients_done, len(recipients))
+        batches = [recipients[at : at + size] for at in range(done, len(recipients), size)]
     try:
-        message.send()
+        with mail.mailers.default as connection:
+            for batch in batches:
+                connection.send_messages([_email(notice, batch)])
+                done += len(batch) if notice.kind == NoticeKind.CUSTOMER else 0
+                Delivery.objects.filter(pk=delivery.pk).update(recipients_done=done)
     except (smtplib.SMTPException, OSError) as error:
-        raise DeliveryError(f"email not accepted: {error}", retryable=True) from None
-    return f"email to {len(recipients)} recipient(s)"
+        left = f"; {done} of {len(recipients)} sent, the rest on retry" if done else ""
+        raise DeliveryError(f"email not accepted: {error}{left}", retryable=True) from None
+    if notice.kind != NoticeKind.CUSTOMER:
+        return f"email to {len(recipients)} recipient(s)"
+    messages = -(-len(recipients) // conf.email_batch_size())
+    return f"email to {len(recipients)} recipient(s), Bcc, in {messages} message(s)"
 
 
-_SENDERS = {Channel.SLACK: _send_slack, Channel.EMAIL: _send_email}
+def _email(notice: Notice, batch: Sequence[str]) -> EmailMessage:
+    if notice.kind != NoticeKind.CUSTOMER:
+        return EmailMessage(notice.subject, notice.body, conf.email_from(), to=batch)
+    return EmailMessage(
+        notice.subject,
+        notice.body,
+        conf.email_from(),
+        bcc=batch,
+        headers={"To": "undisclosed-recipients:;"},
+    )
+
+
+_SENDERS = {
+    Channel.SLACK: lambda delivery: _send_slack(delivery.notice),
+    Channel.EMAIL: _send_email,
+}
 
 
 def _claim(delivery_id: int) -> bool:
@@ -219,7 +246,7 @@ def delivery_attempt(*, delivery_id: int, final_attempt: bool) -> str:
     error: DeliveryError | None = None
     outcome = ""
     try:
-        outcome = _SENDERS[Channel(delivery.channel)](notice)
+        outcome = _SENDERS[Channel(delivery.channel)](delivery)
     except DeliveryError as failure:
         error = failure
     except Exception as failure:  # an unexpected bug must still be recorded, not lost
@@ -367,6 +394,11 @@ def customer_notice_send(
     addresses = sorted({address.strip() for address in recipients if address.strip()})
     if not addresses:
         raise DomainError("Name at least one recipient.")
+    if len(addresses) > conf.customer_max_recipients():
+        raise DomainError(
+            f"Recipients: at most {conf.customer_max_recipients()} addresses for one notice "
+            f"({len(addresses)} given); send it to a mailing list instead."
+        )
     notice = notice_create(
         incident=incident,
         kind=NoticeKind.CUSTOMER,

@@ -49,6 +49,16 @@ def customer_email_to() -> list[str]:
     return list(settings.COMMS_CUSTOMER_EMAIL_TO)
 
 
+def customer_max_recipients() -> int:
+    """The most addresses one customer notice may go to (COMMS_CUSTOMER_MAX_RECIPIENTS)."""
+    return int(settings.COMMS_CUSTOMER_MAX_RECIPIENTS)
+
+
+def email_batch_size() -> int:
+    """Recipients per email message; customers are always in Bcc (COMMS_EMAIL_BATCH_SIZE)."""
+    return max(1, int(settings.COMMS_EMAIL_BATCH_SIZE))
+
+
 def timeout_seconds() -> float:
     """How long one Slack or email send may take (COMMS_TIMEOUT_SECONDS)."""
     return float(settings.COMMS_TIMEOUT_SECONDS)

@@ -262,6 +262,9 @@ class Delivery(models.Model):
     # While an attempt is under way; another worker leaves the delivery alone until then.
     claimed_until = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # Email: how many of the notice's recipients have been sent it (in order), so a retry
+    # after a failed batch sends only to the rest.
+    recipients_done = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["notice", "channel"]

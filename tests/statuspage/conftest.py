@@ -17,6 +17,7 @@ from django.core.cache import cache
 from console.celery import app as celery_app
 from statuspage.models import Component
 from tests.factories import ServiceFactory, UserFactory
+from tests.statuspage.smtp_server import SmtpServer
 
 
 @pytest.fixture(autouse=True)
@@ -87,3 +88,20 @@ def checkout_component(db: None) -> Component:
 @pytest.fixture
 def search_component(db: None) -> Component:
     return Component.objects.create(name="Search", position=2)
+
+
+@pytest.fixture
+def smtp(settings: LazySettings) -> Iterator[SmtpServer]:
+    """A real SMTP server on 127.0.0.1, made Django's default mailer."""
+    server = SmtpServer()
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    settings.MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {"host": "127.0.0.1", "port": server.port, "timeout": 5},
+        }
+    }
+    yield server
+    server.shutdown()
+    server.server_close()

@@ -363,10 +363,10 @@ def test_the_edited_customer_notice_is_emailed_and_recorded(
         )
     [message] = mail.outbox
     assert (message.subject, message.body) == ("Our apologies", "Edited by Sam.")
-    assert message.to == ["a@example.com", "b@example.com"]
+    assert message.to == [] and message.bcc == ["a@example.com", "b@example.com"]
     bodies = [entry.body for entry in _comms_entries(incident)]
     assert bodies[0] == "Customer notice “Our apologies” queued for 2 recipient(s)"
-    assert "sent to email to 2 recipient(s)" in bodies[1]
+    assert "sent to email to 2 recipient(s), Bcc, in 1 message(s)" in bodies[1]
 
 
 @pytest.mark.django_db(transaction=True)
