@@ -125,8 +125,14 @@ DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME", "te
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# JSON, not pickle (console/cache.py). REDIS_URL may carry a password
+# (redis://:password@host:6379/0) and TLS (rediss://...).
 CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "OPTIONS": {"serializer": "console.cache.JsonSerializer"},
+    }
 }
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -4,7 +4,10 @@ revisions, never drafts, incident titles or timeline notes), and the desk's hist
 from __future__ import annotations
 
 import difflib
+import hashlib
 import logging
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -214,23 +217,27 @@ def summary_json(state: PublicState, base_url: str) -> dict[str, Any]:
     }
 
 
-def cached_public_state() -> PublicState:
-    """public_state(), kept a few seconds in the cache (cleared on publish) so that a burst
-    of readers during an outage costs the database one set of queries. A cache that is down
+def cached_public(name: str, build: Callable[[], Any]) -> Any:
+    """What `build()` makes of the public state (a rendered page, a JSON document: data the
+    cache stores as JSON, never model instances), kept a few seconds under `name` so that a
+    burst of readers during an outage costs the database one set of queries. Publishing
+    moves the cache's generation on, so every copy is dropped at once. A cache that is down
     is skipped, never fatal."""
     try:
-        state = cache.get(PUBLIC_CACHE_KEY)
+        generation = cache.get_or_set(PUBLIC_CACHE_KEY, uuid.uuid4().hex, None)
+        key = f"{PUBLIC_CACHE_KEY}:{generation}:{hashlib.sha256(name.encode()).hexdigest()}"
+        cached = cache.get(key)
     except Exception:
         logger.warning("status page cache unreadable", exc_info=True)
-        return public_state()
-    if isinstance(state, PublicState):
-        return state
-    state = public_state()
+        return build()
+    if cached is not None:
+        return cached
+    made = build()
     try:
-        cache.set(PUBLIC_CACHE_KEY, state, PUBLIC_CACHE_SECONDS)
+        cache.set(key, made, PUBLIC_CACHE_SECONDS)
     except Exception:
         logger.warning("status page cache unwritable", exc_info=True)
-    return state
+    return made
 
 
 def feed_revisions() -> list[Revision]:

@@ -10,6 +10,7 @@ commit by `incidents.services.timeline_append`).
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -171,8 +172,9 @@ def draft_save(
 
 
 def _invalidate_public_cache() -> None:
+    """A new generation: every cached copy of the public page and its JSON is dropped."""
     try:
-        cache.delete(PUBLIC_CACHE_KEY)
+        cache.set(PUBLIC_CACHE_KEY, uuid.uuid4().hex, None)
     except Exception:  # the page then serves a few seconds' old copy; never fail a publish
         logger.warning("could not clear the status page cache", exc_info=True)
 

@@ -10,6 +10,7 @@ from typing import Any
 from django.contrib.auth.decorators import login_not_required, permission_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.feedgenerator import Atom1Feed
@@ -290,16 +291,15 @@ def _public_headers(response: HttpResponse) -> HttpResponse:
 @login_not_required
 @require_GET
 def public_page(request: HttpRequest) -> HttpResponse:
-    state = selectors.cached_public_state()
-    response = render(
-        request,
-        "statuspage/public.html",
-        {
-            "state": state,
+    def page() -> str:
+        context = {
+            "state": selectors.public_state(),
             "page_name": conf.page_name(),
             "now": timezone.now(),
-        },
-    )
+        }
+        return render_to_string("statuspage/public.html", context, request=request)
+
+    response = HttpResponse(selectors.cached_public(f"page {request.get_host()}", page))
     response["Content-Security-Policy"] = "default-src 'self'; script-src 'none'; object-src 'none'"
     return _public_headers(response)
 
@@ -307,27 +307,23 @@ def public_page(request: HttpRequest) -> HttpResponse:
 @login_not_required
 @require_GET
 def summary_json(request: HttpRequest) -> HttpResponse:
-    state = selectors.cached_public_state()
-    return _public_headers(
-        JsonResponse(
-            selectors.summary_json(state, _base_url(request)),
-            json_dumps_params={"ensure_ascii": False},
-        )
+    base = _base_url(request)
+    summary = selectors.cached_public(
+        f"summary {base}", lambda: selectors.summary_json(selectors.public_state(), base)
     )
+    return _public_headers(JsonResponse(summary, json_dumps_params={"ensure_ascii": False}))
 
 
 @login_not_required
 @require_GET
 def status_json(request: HttpRequest) -> HttpResponse:
-    state = selectors.cached_public_state()
-    return _public_headers(
-        JsonResponse(
-            {
-                "page": selectors.page_json(state, _base_url(request)),
-                "status": selectors.status_json(state),
-            }
-        )
-    )
+    base = _base_url(request)
+
+    def status() -> dict[str, Any]:
+        state = selectors.public_state()
+        return {"page": selectors.page_json(state, base), "status": selectors.status_json(state)}
+
+    return _public_headers(JsonResponse(selectors.cached_public(f"status {base}", status)))
 
 
 @login_not_required

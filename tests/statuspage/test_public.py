@@ -270,3 +270,22 @@ def test_the_public_page_answers_in_a_constant_number_of_queries(
         _publish(support_lead, incident_open())
     with django_assert_max_num_queries(4):
         client.get(reverse("status_summary_json"))
+
+
+def test_the_public_surfaces_are_served_from_the_cache_until_a_publish(
+    client, support_lead, django_assert_num_queries
+):
+    incident = incident_open()
+    _publish(support_lead, incident, name="Checkout problems")
+    for name in ("status_page", "status_summary_json", "status_status_json"):
+        client.get(reverse(name))  # rendered once, then kept
+        with django_assert_num_queries(0):
+            again = client.get(reverse(name))
+        assert again.status_code == 200
+    assert "Checkout problems" in client.get(reverse("status_page")).content.decode()
+
+    _publish(support_lead, incident, version=1, name="Checkout fixed")
+
+    assert "Checkout fixed" in client.get(reverse("status_page")).content.decode()
+    summary = client.get(reverse("status_summary_json")).json()
+    assert summary["incidents"][0]["name"] == "Checkout fixed"
