@@ -6,7 +6,10 @@ ConfigError.
 
 - `http_health` GETs a URL until it answers with the expected status (and, if asked, a JSON
   field with the expected value), retrying with exponential backoff (`backoff`, then twice
-  that, ...). Not answering at all is a failure: the service is what is down.
+  that, ...). Not answering at all is a failure: the service is what is down. It follows a
+  redirect only to the same scheme, host and port (at most 5), never asks a link-local
+  address (the cloud metadata endpoints live there: 169.254.169.254, fd00:ec2::254), and
+  keeps at most a short excerpt of a body, with URL passwords masked.
 - `smoke_command` runs an argv (no shell) and passes on exit status 0; a timeout kills its
   process group and fails.
 - `prometheus_threshold` runs an instant query through the Prometheus HTTP API
@@ -26,12 +29,16 @@ A service lists the checks to run after its rollback in its target config under 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
+import re
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import jsonschema
 import requests
@@ -53,7 +60,60 @@ from executors.command import (
     run_command,
 )
 
-_BODY_PREVIEW = 200
+_BODY_PREVIEW = 160
+_VALUE_PREVIEW = 80
+_MAX_REDIRECTS = 5
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def _excerpt(text: str, limit: int = _BODY_PREVIEW) -> str:
+    """A short, single-line, password-free excerpt of what a server said."""
+    flat = mask(_CONTROL.sub(" ", text), ()).strip()
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def blocked_address(url: str) -> str | None:
+    """Why a check may not ask `url`: its host is, or resolves to, a link-local address
+    (where cloud metadata services answer). None when it may."""
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return None  # the request itself will say the name does not resolve
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if address.is_link_local or address in _METADATA_ADDRESSES:
+            return f"{host} is {address}, a link-local address (cloud metadata); not asked"
+    return None
+
+
+_METADATA_ADDRESSES = {ipaddress.ip_address("fd00:ec2::254")}
+
+
+def _same_origin(first: str, second: str) -> bool:
+    a, b = urlsplit(first), urlsplit(second)
+    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+
+
+def _get(url: str, *, timeout: float, headers: Mapping[str, str]) -> requests.Response:
+    """GET, following redirects only within the URL's own scheme, host and port."""
+    current = url
+    for _ in range(_MAX_REDIRECTS + 1):
+        response = requests.get(
+            current, timeout=timeout, headers=dict(headers), allow_redirects=False
+        )
+        location = response.headers.get("Location")
+        if not response.is_redirect or not location:
+            return response
+        target = urljoin(current, location)
+        if not _same_origin(url, target):
+            raise _Redirected(f"redirected to another host ({_excerpt(target, 100)}); not followed")
+        current = target
+    raise _Redirected(f"more than {_MAX_REDIRECTS} redirects")
+
+
+class _Redirected(Exception):
+    """A redirect the check does not follow."""
 
 
 def _field(document: Any, path: str) -> tuple[bool, Any]:
@@ -80,15 +140,17 @@ def _probe(
 ) -> tuple[bool, str, str]:
     """One GET: (healthy, what was seen, the observed status and field in short)."""
     try:
-        response = requests.get(url, timeout=timeout, headers=dict(headers or {}))
+        response = _get(url, timeout=timeout, headers=headers or {})
     except requests.Timeout:
         return False, f"no answer within {timeout:g} s", "no answer"
+    except _Redirected as error:
+        return False, str(error), "redirect"
     except requests.RequestException as error:
-        return False, f"request failed: {type(error).__name__}: {error}", "no answer"
-    status = f"{response.status_code} {response.reason}".strip()
+        return False, f"request failed: {type(error).__name__}: {_excerpt(str(error))}", "no answer"
+    status = f"{response.status_code} {_excerpt(response.reason or '', 60)}".strip()
     code = str(response.status_code)
     if response.status_code != expect_status:
-        body = response.text[:_BODY_PREVIEW].strip()
+        body = _excerpt(response.text[: _BODY_PREVIEW * 4])
         return False, f"{status} (want {expect_status})" + (f": {body}" if body else ""), code
     if json_field is None:
         return True, status, code
@@ -99,10 +161,11 @@ def _probe(
     found, value = _field(document, json_field)
     if not found:
         return False, f"{status} but the JSON has no field {json_field}", f"{code}, no {json_field}"
-    observed = f"{code}, {json_field}={value}"
+    shown = _excerpt(repr(value), _VALUE_PREVIEW)
+    observed = f"{code}, {json_field}={_excerpt(str(value), _VALUE_PREVIEW)}"
     if expect_value is not None and value != expect_value:
-        return False, f"{status} but {json_field}={value!r} (want {expect_value!r})", observed
-    return True, f"{status}, {json_field}={value!r}", observed
+        return False, f"{status} but {json_field}={shown} (want {expect_value!r})", observed
+    return True, f"{status}, {json_field}={shown}", observed
 
 
 def http_health(
@@ -124,6 +187,9 @@ def http_health(
     `expect_value` is None). Attempt n+1 waits `backoff * 2**(n-1)` seconds after attempt n.
     """
     name = name or f"health {url}"
+    blocked = blocked_address(url)
+    if blocked:
+        return CheckResult(name, CheckStatus.INCONCLUSIVE, blocked, observed="blocked")
     attempts = retries + 1
     wanted = str(expect_status)
     if json_field is not None:
