@@ -1,6 +1,16 @@
-"""The report as Markdown (CommonMark with GitHub-style tables)."""
+"""The report as Markdown (CommonMark with GitHub-style tables).
+
+Whatever people typed is escaped as HTML, everywhere: a note holding `<script>` or
+`<img onerror=…>` must stay text when the file is rendered (GitHub, GitLab, an editor's
+preview). The post-mortem's own prose (summary, root cause, …) keeps its Markdown; table
+cells, which hold timeline notes anyone in the room wrote, also lose link and image syntax,
+so that no cell becomes a link or loads an image.
+"""
 
 from __future__ import annotations
+
+import html
+import re
 
 from postmortems.exports.text import (
     clock,
@@ -14,10 +24,19 @@ from postmortems.exports.text import (
 )
 from postmortems.selectors import PostmortemReport
 
+_LINK_SYNTAX = re.compile(r"([\[\]!`])")
+
+
+def _text(value: str) -> str:
+    """Prose with its HTML escaped (its Markdown kept)."""
+    return html.escape(value, quote=False)
+
 
 def _cell(value: str) -> str:
-    """Text safe inside a table cell: pipes escaped, line breaks kept as <br>."""
-    return value.replace("\\", "\\\\").replace("|", "\\|").replace("\r", "").replace("\n", "<br>")
+    """Text safe inside a table cell: HTML, pipes and link syntax escaped, line breaks kept
+    as <br>."""
+    escaped = _LINK_SYNTAX.sub(r"\\\1", _text(value.replace("\\", "\\\\")))
+    return escaped.replace("|", "\\|").replace("\r", "").replace("\n", "<br>")
 
 
 def _row(*cells: str) -> str:
@@ -27,7 +46,7 @@ def _row(*cells: str) -> str:
 def render_markdown(report: PostmortemReport) -> bytes:
     """The whole report; every timeline entry shown is one table row, in order."""
     incident, postmortem = report.incident, report.postmortem
-    out: list[str] = [f"# {report.title}", ""]
+    out: list[str] = [f"# {_text(report.title)}", ""]
     services = ", ".join(f"{s.name} ({s.get_backend_display()})" for s in report.services)
     out += [
         _row("", ""),
@@ -43,7 +62,7 @@ def render_markdown(report: PostmortemReport) -> bytes:
         "",
     ]
     summary = postmortem.summary if postmortem else incident.summary
-    out += ["## Summary", "", text_or(summary), ""]
+    out += ["## Summary", "", _text(text_or(summary)), ""]
 
     out += ["## Impact", ""]
     if postmortem is None:
@@ -52,7 +71,7 @@ def render_markdown(report: PostmortemReport) -> bytes:
         out += [
             f"- Users affected: {count(postmortem.users_affected)}",
             f"- Failed requests: {count(postmortem.failed_requests)}",
-            f"- Data loss: {text_or(postmortem.data_loss, 'not recorded')}",
+            f"- Data loss: {_text(text_or(postmortem.data_loss, 'not recorded'))}",
             f"- Revenue impact: {money(postmortem.revenue_impact, postmortem.revenue_currency)}",
             "",
         ]
@@ -84,7 +103,7 @@ def render_markdown(report: PostmortemReport) -> bytes:
         ("Prevention", "prevention"),
         ("Lessons learned", "lessons_learned"),
     ):
-        out += [f"## {heading}", "", text_or(getattr(postmortem, field, "")), ""]
+        out += [f"## {heading}", "", _text(text_or(getattr(postmortem, field, ""))), ""]
 
     out += ["## Action items", ""]
     if report.action_items:
@@ -117,9 +136,9 @@ def render_markdown(report: PostmortemReport) -> bytes:
             "",
         ]
         if run.reason:
-            out += [f"Reason: {run.reason}", ""]
+            out += [f"Reason: {_cell(run.reason)}", ""]
         if run.failure_reason:
-            out += [f"Failure: {run.failure_reason}", ""]
+            out += [f"Failure: {_cell(run.failure_reason)}", ""]
         out += [
             _row(
                 "#",

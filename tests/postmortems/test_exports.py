@@ -9,6 +9,7 @@ import re
 import jsonschema
 import pytest
 from django.urls import reverse
+from markdown_it import MarkdownIt
 from pypdf import PdfReader
 
 from incidents import services as incident_services
@@ -167,6 +168,33 @@ def test_markdown_table_cells_escape_pipes_and_keep_line_breaks(ic, incident):
     incident_services.note_add(incident=incident, author=ic, body="a | b\nsecond line")
     markdown = render_markdown(selectors.postmortem_report(incident.pk)).decode()
     assert "a \\| b<br>second line |" in markdown
+
+
+ATTACKS = (
+    "<script>alert(1)</script> <img src=x onerror=alert(2)> [click](javascript:alert(3)) "
+    "![pixel](https://tracker.example/p.png) <a href='javascript:alert(4)'>a</a>"
+)
+
+
+def test_markdown_renders_no_html_or_link_from_what_people_typed(ic, incident):
+    incident_services.note_add(incident=incident, author=ic, body=ATTACKS)
+    postmortem = services.postmortem_start(incident=incident, actor=ic)
+    services.postmortem_edit(
+        postmortem=postmortem,
+        actor=ic,
+        values={"root_cause": "**Bold** stays; " + ATTACKS},
+        base_revision=postmortem.revision,
+    )
+    markdown = render_markdown(selectors.postmortem_report(incident.pk)).decode()
+    rendered = MarkdownIt("commonmark").enable("table").render(markdown)
+
+    assert "<script" not in rendered and '<img src="x"' not in rendered
+    assert 'href="javascript' not in rendered and "<a href='javascript" not in rendered
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in rendered
+    assert "<strong>Bold</strong> stays" in rendered  # the post-mortem's own Markdown
+    timeline = rendered[rendered.index("<h2>Timeline</h2>") :]
+    assert "<img" not in timeline and "<a " not in timeline  # a note's links are text
+    assert "![pixel](https://tracker.example/p.png)" in timeline
 
 
 def test_pdf_embeds_dejavu_when_the_system_has_it(ic, incident):
