@@ -81,6 +81,8 @@ TIMELINE_WIDTHS = (13 * mm, 30 * mm, 26 * mm, 22 * mm)
 TIMELINE_BODY_WIDTH = TEXT_WIDTH - sum(TIMELINE_WIDTHS)
 TIMELINE_FONT_SIZE, TIMELINE_LEADING, CELL_PAD = 7.5, 9.2, 2.0
 TIMELINE_CHUNK = 40
+# The most lines of one entry in one table row; a longer entry goes on in further rows.
+TIMELINE_ROW_LINES = 30
 TIMELINE_HEADER_HEIGHT = 7 * mm
 
 
@@ -245,7 +247,7 @@ class _Decorations:
 
 def _key_values(rows: Iterable[tuple[str, str]], styles: dict[str, ParagraphStyle]) -> Table:
     data = [[_para(key, styles["quiet"]), _para(value, styles["cell"])] for key, value in rows]
-    table = Table(data, colWidths=(38 * mm, TEXT_WIDTH - 38 * mm), hAlign="LEFT")
+    table = Table(data, colWidths=(38 * mm, TEXT_WIDTH - 38 * mm), hAlign="LEFT", splitInRow=1)
     table.setStyle(
         TableStyle(
             [
@@ -289,7 +291,9 @@ def _grid(
                 style = ParagraphStyle(f"c{r}{c}", parent=style, textColor=tint, fontName=BOLD)
             cells.append(_para(value, style))
         data.append(cells)
-    table = Table(data, colWidths=widths, repeatRows=1, hAlign="LEFT")
+    # splitInRow: a cell longer than a page (a failure reason, an action's title) goes on
+    # over the next page instead of failing the layout.
+    table = Table(data, colWidths=widths, repeatRows=1, hAlign="LEFT", splitInRow=1)
     table.setStyle(TableStyle(commands))
     return table
 
@@ -320,25 +324,33 @@ def _timeline_tables(report: PostmortemReport) -> list[Flowable]:
         ("TOPPADDING", (0, 0), (-1, -1), 1.6),
         ("BOTTOMPADDING", (0, 0), (-1, -1), 1.9),
     ]
-    flowables: list[Flowable] = []
-    rows = report.timeline
-    for start in range(0, len(rows), TIMELINE_CHUNK):
-        data = []
-        commands = list(base)
-        for index, row in enumerate(rows[start : start + TIMELINE_CHUNK]):
-            font = BOLD if row.starred else REGULAR
-            data.append(
-                [
+    # One entry may be longer than a page (a note is up to 5,000 characters): its text goes
+    # on in rows of its own, each short enough for any page, so no row is ever taller than
+    # the frame.
+    lines: list[tuple[list[str], bool]] = []
+    for row in report.timeline:
+        font = BOLD if row.starred else REGULAR
+        body = wrap_text(("★ " if row.starred else "") + row.body, font, size, inner[4])
+        for part in range(0, len(body), TIMELINE_ROW_LINES):
+            text = "\n".join(body[part : part + TIMELINE_ROW_LINES])
+            if part == 0:
+                cells = [
                     str(row.id),
                     instant(row.at),
                     "\n".join(wrap_text(row.kind_label, REGULAR, size, inner[2])),
                     "\n".join(wrap_text(row.who, REGULAR, size, inner[3])),
-                    "\n".join(
-                        wrap_text(("★ " if row.starred else "") + row.body, font, size, inner[4])
-                    ),
+                    text,
                 ]
-            )
-            if row.starred:
+            else:
+                cells = ["", "", "", "(continued)", text]
+            lines.append((cells, row.starred))
+    flowables: list[Flowable] = []
+    for start in range(0, len(lines), TIMELINE_CHUNK):
+        data = []
+        commands = list(base)
+        for index, (cells, starred) in enumerate(lines[start : start + TIMELINE_CHUNK]):
+            data.append(cells)
+            if starred:
                 commands.append(("BACKGROUND", (0, index), (-1, index), STAR_BAND))
                 commands.append(("FONT", (4, index), (4, index), BOLD, size, TIMELINE_LEADING))
         table = Table(data, colWidths=widths, hAlign="LEFT")

@@ -281,3 +281,26 @@ def test_rendering_reads_nothing_from_the_database(
         render_pdf(report)
         render_markdown(report)
         render_json(report)
+
+
+def test_the_pdf_lays_out_everything_at_its_maximum_length(client, ic, incident):
+    """A 5,000-character note (the form's maximum) once made a row taller than the page."""
+    note = " ".join(f"word{number:04d}" for number in range(555))[:4990] + " LAST-WORD"
+    assert len(note) <= 5000
+    incident_services.note_add(incident=incident, author=ic, body=note)
+    incident_services.note_add(incident=incident, author=ic, body="line\n" * 2400 + "END")
+    incident_services.note_add(incident=incident, author=ic, body="x" * 5000)
+    postmortem = services.postmortem_start(incident=incident, actor=ic)
+    long_text = ("Root cause paragraph, 結帳失敗. " * 400)[:9000]
+    services.postmortem_edit(
+        postmortem=postmortem,
+        actor=ic,
+        values={"root_cause": long_text, "data_loss": "none " * 300},
+        base_revision=postmortem.revision,
+    )
+    services.action_item_add(postmortem=postmortem, actor=ic, title="T" * 300)
+
+    client.force_login(ic)
+    pdf = _pdf_text(_export(client, incident, "pdf"))
+
+    assert "LAST-WORD" in pdf and "END" in pdf and "(continued)" in pdf
