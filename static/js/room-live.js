@@ -7,8 +7,12 @@
 // - it drops an entry already on the page instead of showing it twice;
 // - it appends step log lines as text, keeping at most MAX_LOG_LINES in the page, and
 //   fetches lines a gap left out;
-// - while the stream is down it says so and lets the page poll instead; once it is back,
-//   it fetches again the parts of the room the missed events would have refreshed.
+// - while the stream is down it says so and polls instead: every element with
+//   data-poll-seconds gets a `backout:poll` event that often (its hx-trigger), the timeline
+//   poller asking for the entries after the last one shown; once the stream is back, it
+//   fetches again the parts of the room the missed events would have refreshed.
+// No string is ever evaluated as code (no hx-trigger filters, no js: values): the console's
+// Content-Security-Policy forbids it.
 (function () {
   "use strict";
 
@@ -25,10 +29,28 @@
     return rows.length ? rows[rows.length - 1].id.slice("entry-".length) : "0";
   };
 
-  // Poll only when the stream is down (the pollers' hx-trigger filters call this).
+  // Poll only when the stream is down.
   live.polling = function () {
     return !live.streaming;
   };
+
+  setInterval(function () {
+    if (!live.polling()) return;
+    const now = Date.now();
+    for (const element of document.querySelectorAll("[data-poll-seconds]")) {
+      const every = Number(element.dataset.pollSeconds) * 1000;
+      if (!element.dataset.polledAt) element.dataset.polledAt = String(now);  // a period first
+      if (now - Number(element.dataset.polledAt) < every) continue;
+      element.dataset.polledAt = String(now);
+      htmx.trigger(element, "backout:poll");
+    }
+  }, 500);
+
+  document.addEventListener("htmx:configRequest", function (event) {
+    if (event.detail.elt && event.detail.elt.id === "timeline-poller") {
+      event.detail.parameters.after = live.lastEntryId();
+    }
+  });
 
   function say(text, down) {
     const status = document.getElementById("live-status");
