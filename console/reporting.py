@@ -25,8 +25,8 @@ class SettingsFilter(SafeExceptionReporterFilter):
 
     def cleanse_setting(self, key: Any, value: Any) -> Any:
         cleansed = super().cleanse_setting(key, value)
-        if isinstance(cleansed, str):
+        if isinstance(cleansed, str):  # lazy strings too (they pass for str)
             return _URL_PASSWORD.sub(
-                lambda match: f"{match['head']}:{self.cleansed_substitute}@", cleansed
+                lambda match: f"{match['head']}:{self.cleansed_substitute}@", str(cleansed)
             )
         return cleansed

@@ -42,6 +42,12 @@ def _test_broker() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _no_second_factor(settings: LazySettings) -> None:
+    """Tests sign people in with force_login; the two-factor tests turn it on themselves."""
+    settings.REQUIRE_TWO_FACTOR = False
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings: LazySettings) -> None:
     # Real hashers cost about a second per user on this hardware; tests need no strength.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

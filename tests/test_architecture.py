@@ -23,6 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = (
     "console",
+    "accounts",
     "incidents",
     "rollbacks",
     "statuspage",
@@ -336,6 +337,11 @@ LAYERS = (
     Layer("executors", forbidden=frozenset({"django"}), only_ours=frozenset({"executors"})),
     # The stand-ins for infrastructure serve the backends, not the console.
     Layer("devinfra", only_ours=frozenset({"devinfra", "executors"})),
+    # Signing in knows the roles, nothing of what they do.
+    Layer(
+        "accounts",
+        forbidden=frozenset({"rollbacks", "statuspage", "postmortems", "playbooks"}),
+    ),
     # Two views over the same record: neither needs the other.
     Layer("statuspage", forbidden=frozenset({"postmortems", "playbooks"})),
     Layer("postmortems", forbidden=frozenset({"statuspage", "playbooks"})),

@@ -93,6 +93,8 @@ class World:
 
 CASES = [
     Case("dashboard", EVERYONE, lambda w: ("get", reverse("dashboard"), {})),
+    Case("two_factor", EVERYONE, lambda w: ("get", reverse("two_factor"), {})),
+    Case("two_factor_cancel", EVERYONE, lambda w: ("post", reverse("two_factor_cancel"), {})),
     Case("incident_list", EVERYONE, lambda w: ("get", reverse("incident_list"), {})),
     Case("incident_create_form", COMMANDER, lambda w: ("get", reverse("incident_create"), {})),
     Case(

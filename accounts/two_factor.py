@@ -1,0 +1,59 @@
+"""Two-factor sign-in (TOTP, RFC 6238, through django-otp) for the people who can change
+production: Incident Commanders and staff, when REQUIRE_TWO_FACTOR is on.
+
+A person who must use it and has no confirmed device is sent to set one up (a QR code for an
+authenticator app, and the key to type instead); one who has is asked for a code after the
+password. Either way the session is verified only once a code from the device is accepted
+(django_otp.login), and RequireTwoFactorMiddleware keeps every other page, the admin
+included, out of reach until then. Staff reset a lost device in the admin (OTP TOTP devices:
+delete it; the person sets up a new one at the next sign-in).
+"""
+
+from __future__ import annotations
+
+import io
+from base64 import b32encode
+from typing import Any
+
+import qrcode
+import qrcode.image.svg
+from django.conf import settings
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from incidents.roles import COMMAND_PERMISSION
+
+DEVICE_NAME = "Authenticator app"
+
+
+def two_factor_required(user: Any) -> bool:
+    """Whether `user` must sign in with a second factor."""
+    if not settings.REQUIRE_TWO_FACTOR or not user.is_authenticated:
+        return False
+    return bool(user.is_staff or user.has_perm(COMMAND_PERMISSION))
+
+
+def confirmed_device(user: Any) -> TOTPDevice | None:
+    return TOTPDevice.objects.filter(user=user, confirmed=True).first()
+
+
+def pending_device(user: Any) -> TOTPDevice:
+    """The device being set up (not confirmed yet): the same one until it is confirmed, so
+    reloading the page does not change the key the person already scanned."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=False).first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name=DEVICE_NAME, confirmed=False)
+    return device
+
+
+def qr_svg(device: TOTPDevice) -> str:
+    """The device's otpauth:// URL as an SVG QR code, for an authenticator app to scan."""
+    image = qrcode.make(device.config_url, image_factory=qrcode.image.svg.SvgPathImage)
+    buffer = io.BytesIO()
+    image.save(buffer)
+    return buffer.getvalue().decode()
+
+
+def secret_text(device: TOTPDevice) -> str:
+    """The key in base32, in groups of four, for typing into an app that cannot scan."""
+    key = b32encode(device.bin_key).decode().rstrip("=")
+    return " ".join(key[at : at + 4] for at in range(0, len(key), 4))
