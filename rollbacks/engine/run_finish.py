@@ -73,9 +73,25 @@ def run_fail(run: Run, steps: list[Step], *, group: int, stopped: list[Step]) ->
     send_run_finished(run)
 
 
+def steps_checked(steps: list[Step]) -> bool:
+    """Whether every step that did something had its backend's own checks pass: at least
+    one passed and none failed (an inconclusive one, such as a count the platform does not
+    report, is not a failure)."""
+    done = [step for step in steps if step.state == StepState.SUCCEEDED]
+    return bool(done) and all(
+        any(result.get("status") == "passed" for result in step.check_results)
+        and not any(result.get("status") == "failed" for result in step.check_results)
+        for step in done
+    )
+
+
 def run_succeed(run: Run, steps: list[Step], *, verified: bool = False) -> None:
-    """End the run as succeeded and stamp the incident's restore instant (and, when the
-    services' verification passed, the verified instant) unless a drill or dry run."""
+    """End the run as succeeded and stamp the incident's restore instant and verified
+    instant unless a drill or dry run. Verified is when the services' verification checks
+    passed; for services without any, when the run ended with every step's own checks
+    passed (the rollout complete, the pods ready, the record served), so that the recovery
+    clock's "time to verify" stops; with a step's checks unsure, it runs on until a person
+    records the verified instant."""
     now = timezone.now()
     run.state = RunState.SUCCEEDED
     run.finished_at = now
@@ -98,7 +114,7 @@ def run_succeed(run: Run, steps: list[Step], *, verified: bool = False) -> None:
     # verified now; without it, now is all we know.
     finished = [step.finished_at for step in steps if step.finished_at is not None]
     instants = {"restored_at": max(finished) if verified and finished else now}
-    if verified:
+    if verified or steps_checked(steps):
         instants["verified_at"] = now
     incident = run.incident
     for instant, at in instants.items():
