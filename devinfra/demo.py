@@ -34,7 +34,7 @@ live at a bad release with a known-good one before it:
   (release flag-on, live); flag-off is the known-good state.
 - orders-schema and orders-integrity (command): the registered command orders-migrate runs
   `python -m devinfra.demo_migrations migrate orders <migration>` against the PostgreSQL
-  database backout_demo_orders (on the console's server, or $DEMO_ORDERS_DATABASE_URL), set
+  database <console database>_orders (on the console's server, or $DEMO_ORDERS_DATABASE_URL), set
   up at 0042_split_addresses (live); rolling back to 0041_order_totals unapplies 0042, and
   the command's check (and orders-check, orders-integrity's command, which the database
   recovery playbook can run as its data check) compares the schema with the applied
@@ -60,16 +60,17 @@ redis://127.0.0.1:6379/0) under the prefix `backout-demo:flags:`; the console's 
 must name the same Redis. When that Redis does not answer, the flag service is left out with
 a warning.
 
-Env file (KEY=VALUE lines, written via a temporary file and a rename once everything above is
-ready, so its existence means "ready"; removed on shutdown):
+Env file (`export KEY=VALUE` lines, values shell-quoted, so `. var/demo.env` sets them in a
+shell; written via a temporary file and a rename once everything above is ready, so its
+existence means "ready"; removed on shutdown):
 
-    AWS_ENDPOINT_URL=http://127.0.0.1:<moto port>
-    AWS_ACCESS_KEY_ID=testing
-    AWS_SECRET_ACCESS_KEY=testing
-    AWS_DEFAULT_REGION=us-east-1
-    KUBECONFIG=<absolute path of the kubeconfig written for the stand-in>
-    DEMO_INFRA_FILE=<absolute path of the state file>
-    REGISTERED_COMMANDS_FILE=<absolute path of demo-commands.json> (with the command service)
+    export AWS_ENDPOINT_URL=http://127.0.0.1:<moto port>
+    export AWS_ACCESS_KEY_ID=testing
+    export AWS_SECRET_ACCESS_KEY=testing
+    export AWS_DEFAULT_REGION=us-east-1
+    export KUBECONFIG=<absolute path of the kubeconfig written for the stand-in>
+    export DEMO_INFRA_FILE=<absolute path of the state file>
+    export REGISTERED_COMMANDS_FILE=<absolute path of demo-commands.json> (with the command service)
 
 State file (JSON): {"services": [{"name", "environment", "backend" (a kind of
 executors.registry.BACKENDS), "description", "target_config" (valid for that backend),
@@ -97,6 +98,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -489,9 +491,10 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def write_env_file(path: Path, infrastructure: DemoInfrastructure) -> None:
-    """Write the env-file contract (see the module docstring), atomically."""
+    """Write the env-file contract (see the module docstring), atomically: `export` lines a
+    shell can source as they are (`. var/demo.env`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [f"{key}={value}" for key, value in infrastructure.env().items()]
+    lines = [f"export {key}={shlex.quote(value)}" for key, value in infrastructure.env().items()]
     write_atomically(path, "\n".join(lines) + "\n")
 
 
@@ -598,7 +601,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_parser.add_argument(
         "--orders-database-url",
         help="the command service's database (default: $DEMO_ORDERS_DATABASE_URL, else "
-        "backout_demo_orders on $DATABASE_URL's server)",
+        "<database>_orders on $DATABASE_URL's server)",
     )
     options = parser.parse_args(argv)
     return serve(

@@ -24,7 +24,6 @@ from executors.dns import Route53Backend
 ENVIRONMENT = "production"
 FLAG_KEY_PREFIX = "backout-demo:flags:"
 ROOT = Path(__file__).resolve().parents[1]
-ORDERS_DATABASE = "backout_demo_orders"
 
 
 @dataclass(frozen=True)
@@ -357,12 +356,14 @@ def seed_database(connections: Connections) -> DemoService:
 
 
 def orders_database_url(console_database_url: str) -> str:
-    """The demo orders database: $DEMO_ORDERS_DATABASE_URL, else a database of its own on
-    the console's PostgreSQL server."""
+    """The demo orders database: $DEMO_ORDERS_DATABASE_URL, else `<console database>_orders`
+    on the console's PostgreSQL server (so a second demo with a database of its own has its
+    own orders schema too)."""
     explicit = os.environ.get(demo_migrations.URL_VARIABLE)
     if explicit:
         return explicit
-    return psycopg.conninfo.make_conninfo(console_database_url, dbname=ORDERS_DATABASE)
+    console = psycopg.conninfo.conninfo_to_dict(console_database_url).get("dbname") or "backout"
+    return psycopg.conninfo.make_conninfo(console_database_url, dbname=f"{console}_orders")
 
 
 def command_registrations(database_url: str) -> dict[str, Any]:

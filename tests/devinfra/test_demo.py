@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -50,6 +51,12 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoInfrastructur
 @pytest.fixture(scope="module")
 def state(demo: DemoInfrastructure) -> dict[str, Any]:
     return json.loads(demo.state_file.read_text())
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The env file's variables, read as a shell sourcing it would."""
+    pairs = (shlex.split(line.removeprefix("export "))[0] for line in path.read_text().splitlines())
+    return dict(pair.split("=", 1) for pair in pairs)
 
 
 def backend_for(service: dict[str, Any], demo: DemoInfrastructure) -> Any:
@@ -166,7 +173,9 @@ def test_env_file_names_the_demo_servers_with_absolute_paths(demo, tmp_path):
 
     write_env_file(env_file, demo)
 
-    env = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+    lines = env_file.read_text().splitlines()
+    assert all(line.startswith("export ") for line in lines)
+    env = read_env_file(env_file)
     assert env == {
         "AWS_ENDPOINT_URL": demo.moto.url,
         "AWS_ACCESS_KEY_ID": "testing",
@@ -198,7 +207,7 @@ def test_serve_writes_the_env_file_when_ready_and_cleans_up_on_sigterm(tmp_path)
             assert process.poll() is None, process.communicate()[0]
             assert time.monotonic() < deadline, "no env file after 30 s"
             time.sleep(0.1)
-        env = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+        env = read_env_file(env_file)
         moto_port = int(env["AWS_ENDPOINT_URL"].rpartition(":")[2])
 
         process.send_signal(signal.SIGTERM)
