@@ -57,29 +57,83 @@ def incidents_filtered(
 
 @dataclass(frozen=True)
 class ServiceReleases:
-    """A service with its newest release and its newest known-good release."""
+    """A service with its newest release, its newest known-good release, and the open
+    incident that makes the newest one suspect (it affects the service and began while that
+    release was the newest), if any."""
 
     service: Service
     latest: Release | None
     known_good: Release | None
+    suspected_by: Incident | None = None
 
     @property
     def latest_is_known_good(self) -> bool:
         return self.latest is not None and self.latest.known_good
 
 
+def release_suspected_by(release: Release) -> Incident | None:
+    """The open incident that affects the release's service and began while this release was
+    its newest (shipped before the impact, nothing shipped since): while there is one, the
+    release is the suspect and no candidate for known-good. A release shipped after the
+    impact began (a fix) is not suspected."""
+    incidents = Incident.objects.exclude(status=IncidentStatus.RESOLVED).filter(
+        services=release.service_id, started_at__gte=release.shipped_at
+    )
+    for incident in incidents.order_by("started_at", "pk"):
+        newest = (
+            Release.objects.filter(service=release.service_id, shipped_at__lte=incident.started_at)
+            .order_by("-shipped_at", "-id")
+            .first()
+        )
+        if newest is not None and newest.pk == release.pk:
+            return incident
+    return None
+
+
 def services_with_releases() -> list[ServiceReleases]:
-    """Every service with its latest and last known-good release (two queries)."""
+    """Every service with its latest and last known-good release, and the open incident
+    suspecting the latest (three queries)."""
     services = list(Service.objects.order_by("environment", "name"))
     latest: dict[int, Release] = {}
     known_good: dict[int, Release] = {}
     releases = Release.objects.filter(service__in=services).select_related("known_good_by")
-    for release in releases.order_by("service_id", "-shipped_at", "-id"):
+    newest_first = list(releases.order_by("service_id", "-shipped_at", "-id"))
+    for release in newest_first:
         latest.setdefault(release.service_id, release)
         if release.known_good:
             known_good.setdefault(release.service_id, release)
+    open_incidents = list(
+        Incident.objects.exclude(status=IncidentStatus.RESOLVED)
+        .prefetch_related("services")
+        .order_by("started_at", "pk")
+    )
+
+    def suspected(service: Service) -> Incident | None:
+        newest = latest.get(service.pk)
+        if newest is None:
+            return None
+        for incident in open_incidents:
+            if not any(s.pk == service.pk for s in incident.services.all()):
+                continue
+            running = next(
+                (
+                    r
+                    for r in newest_first
+                    if r.service_id == service.pk and r.shipped_at <= incident.started_at
+                ),
+                None,
+            )
+            if running is not None and running.pk == newest.pk:
+                return incident
+        return None
+
     return [
-        ServiceReleases(service=s, latest=latest.get(s.pk), known_good=known_good.get(s.pk))
+        ServiceReleases(
+            service=s,
+            latest=latest.get(s.pk),
+            known_good=known_good.get(s.pk),
+            suspected_by=suspected(s),
+        )
         for s in services
     ]
 

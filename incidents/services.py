@@ -31,6 +31,7 @@ from incidents.models import (
     TimelineKind,
 )
 from incidents.roles import User, require_role
+from incidents.selectors import release_suspected_by
 from incidents.timeline import timeline_append
 
 logger = logging.getLogger(__name__)
@@ -319,10 +320,19 @@ def checklist_item_set(
 def release_mark_known_good(
     *, release: Release, actor: User | None, known_good: bool = True
 ) -> Release:
-    """Mark (or unmark) a release as known-good, recording who and when."""
+    """Mark (or unmark) a release as known-good, recording who and when. Refused while an
+    open incident affecting its service began after it shipped: that release is the
+    suspect, and a rollback would take it as a target."""
     if actor is not None and actor.is_authenticated:
         require_role(actor, "incidents.change_release", "mark releases known-good")
     locked = Release.objects.select_for_update(no_key=True).get(pk=release.pk)
+    suspect = release_suspected_by(locked) if known_good else None
+    if suspect is not None:
+        raise DomainError(
+            f"{locked.service.name} {locked.version} is suspected by open incident "
+            f"#{suspect.pk} ({suspect.title[:80]}), which began after it shipped; resolve "
+            "the incident (or take the service off it) before marking this release known-good."
+        )
     real_actor = actor if actor is not None and actor.is_authenticated else None
     locked.known_good = known_good
     locked.known_good_by = real_actor if known_good else None

@@ -338,9 +338,12 @@ def release_known_good(request: HttpRequest, release_id: int) -> HttpResponse:
     form = KnownGoodForm(request.POST)
     if not form.is_valid():
         return HttpResponse(form_errors_text(form), status=BAD_REQUEST)
-    services.release_mark_known_good(
-        release=release, actor=request.user, known_good=form.cleaned_data["known_good"]
-    )
+    try:
+        services.release_mark_known_good(
+            release=release, actor=request.user, known_good=form.cleaned_data["known_good"]
+        )
+    except DomainError as error:
+        return HttpResponse(str(error), status=BAD_REQUEST, content_type="text/plain")
     return redirect("dashboard")
 
 
