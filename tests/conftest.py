@@ -13,6 +13,7 @@ from console.celery import app as celery_app
 from incidents import timeline
 from incidents.roles import ensure_roles
 from tests.asgi import asgi_server  # noqa: F401  (fixtures for every test module)
+from tests.celery_conf import celery_conf_set
 from tests.chromium import browser, page  # noqa: F401
 
 # Fixtures several test packages share: the stand-ins (moto, Kubernetes) and the rollback
@@ -33,10 +34,10 @@ def _test_broker() -> Iterator[None]:
     broker.flushdb()
     saved = celery_app.conf.broker_url
     celery_app.close()
-    celery_app.conf.broker_url = TEST_BROKER_URL
+    celery_conf_set(celery_app, broker_url=TEST_BROKER_URL)
     yield
     celery_app.close()
-    celery_app.conf.broker_url = saved
+    celery_conf_set(celery_app, broker_url=saved)
     broker.flushdb()
     broker.close()
 

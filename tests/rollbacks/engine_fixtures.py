@@ -32,6 +32,7 @@ from executors.kubernetes.templates import REVISION_ANNOTATION
 from incidents.models import Release, Service
 from rollbacks.models import Run
 from rollbacks.services import StepSpec
+from tests.celery_conf import celery_conf_set
 from tests.rollbacks.engine_factories import (
     CommanderFactory,
     IncidentFactory,
@@ -86,13 +87,16 @@ def isolated_celery() -> Iterator[Any]:
         "task_eager_propagates": celery_app.conf.task_eager_propagates,
     }
     celery_app.close()
-    celery_app.conf.broker_url = ENGINE_BROKER_URL
-    celery_app.conf.task_always_eager = True
-    celery_app.conf.task_eager_propagates = True
+    celery_conf_set(
+        celery_app,
+        broker_url=ENGINE_BROKER_URL,
+        task_always_eager=True,
+        task_eager_propagates=True,
+    )
     yield celery_app
     celery_app.close()
     for name, value in saved.items():
-        setattr(celery_app.conf, name, value)
+        celery_conf_set(celery_app, **{name: value})
 
 
 @pytest.fixture
@@ -183,10 +187,23 @@ def patches_to(kube: KubeStandinHandle, name: str) -> int:
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# One task at a time in the worker's own process, no worker-to-worker chatter: what most
+# engine tests need. PRODUCTION_LIKE is how bin/demo and docs/ run a worker.
+SOLO = ("--pool", "solo", "--concurrency", "1", "--without-gossip", "--without-mingle")
+SOLO_OPTIONS = (*SOLO, "--without-heartbeat")
+PRODUCTION_LIKE = ("--pool", "prefork", "--concurrency", "2")
+
+
 class Worker:
     """`celery -A console worker` in its own process group, logging to a file."""
 
-    def __init__(self, name: str, log_dir: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        log_dir: Path,
+        env: dict[str, str],
+        options: tuple[str, ...] = SOLO_OPTIONS,
+    ) -> None:
         self.log = log_dir / f"{name}.log"
         self.process = subprocess.Popen(
             [
@@ -196,13 +213,7 @@ class Worker:
                 "-A",
                 "console",
                 "worker",
-                "--pool",
-                "solo",
-                "--concurrency",
-                "1",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
+                *options,
                 "--hostname",
                 f"{name}@%h",
                 "--loglevel",
@@ -252,7 +263,7 @@ def start_worker(broker: Any, kube: Any, isolated_celery: Any, tmp_path: Path) -
     """Start workers on the engine tests' broker, database and Kubernetes stand-in;
     `start(name, **env)` adds `env` to the worker's environment (where AWS, the flag store
     or the registered commands are)."""
-    isolated_celery.conf.task_always_eager = False
+    celery_conf_set(isolated_celery, task_always_eager=False)
     database = settings.DATABASES["default"]
     env = {
         **os.environ,
@@ -269,8 +280,8 @@ def start_worker(broker: Any, kube: Any, isolated_celery: Any, tmp_path: Path) -
     }
     workers: list[Worker] = []
 
-    def start(name: str, **extra_env: str) -> Worker:
-        worker = Worker(name, tmp_path, {**env, **extra_env})
+    def start(name: str, options: tuple[str, ...] = SOLO_OPTIONS, **extra_env: str) -> Worker:
+        worker = Worker(name, tmp_path, {**env, **extra_env}, options)
         workers.append(worker)
         worker.wait_ready()
         return worker

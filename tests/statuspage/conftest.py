@@ -16,6 +16,7 @@ from django.core.cache import cache
 
 from console.celery import app as celery_app
 from statuspage.models import Component
+from tests.celery_conf import celery_conf_set
 from tests.factories import ServiceFactory, UserFactory
 from tests.statuspage.smtp_server import SmtpServer
 
@@ -27,11 +28,9 @@ def _comms_settings(settings: LazySettings) -> Iterator[None]:
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     cache.clear()
     eager, propagates = celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates
-    celery_app.conf.task_always_eager = True
-    celery_app.conf.task_eager_propagates = False
+    celery_conf_set(celery_app, task_always_eager=True, task_eager_propagates=False)
     yield
-    celery_app.conf.task_always_eager = eager
-    celery_app.conf.task_eager_propagates = propagates
+    celery_conf_set(celery_app, task_always_eager=eager, task_eager_propagates=propagates)
 
 
 class Webhook:
