@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from executors.base import Change, ConfigError, RollbackTarget
-from executors.options import Choice, Option
+from executors.options import RESTART_STAMP, Choice, Option, scale_option
 
 DESIRED_BEFORE_SCALE_TAG = "backout:desired-before-scale"
 RESTARTED_AT_TAG = "backout:restarted-at"
@@ -48,26 +48,13 @@ TASK_DEFINITION = Option(
     help="An ACTIVE revision of the service's family; empty: the chosen release's, or "
     "the revision before the live one.",
 )
-REPLICAS = Option(
-    "replicas",
+REPLICAS = scale_option(
     "Desired tasks",
-    type="integer",
-    required=True,
-    minimum=0,
     maximum=5000,
-    also=("restore",),
-    when={"operation": ("scale",)},
     help='"restore" returns to the count an earlier scale replaced (e.g. after a database '
     "restore).",
 )
-RESTARTED_AT = Option(
-    "restarted_at",
-    "Restart stamp",
-    when={"operation": ("restart",)},
-    max_length=64,
-    help="Filled in when the plan is drafted, so that a retried step restarts once.",
-)
-ECS_OPTIONS = (OPERATION, TASK_DEFINITION, REPLICAS, RESTARTED_AT)
+ECS_OPTIONS = (OPERATION, TASK_DEFINITION, REPLICAS, RESTART_STAMP)
 
 
 def operation_of(target: RollbackTarget) -> str:

@@ -331,3 +331,28 @@ def restart_stamp() -> str:
     """The stamp a drafted restart carries (UTC, to the second): the backend restarts once
     per stamp, so a retried step does not restart again."""
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def scale_option(label: str, *, maximum: int, help: str) -> Option:
+    """`replicas` of a "scale" operation: a count, or "restore" for the count the last scale
+    replaced. Kubernetes and ECS steps share the name, so one playbook step scales either."""
+    return Option(
+        "replicas",
+        label,
+        type="integer",
+        required=True,
+        minimum=0,
+        maximum=maximum,
+        also=("restore",),
+        when={"operation": ("scale",)},
+        help=help,
+    )
+
+
+RESTART_STAMP = Option(
+    "restarted_at",
+    "Restart stamp",
+    when={"operation": ("restart",)},
+    max_length=64,
+    help="Filled in when the plan is drafted, so that a retried step restarts once.",
+)

@@ -13,7 +13,7 @@ from executors.kubernetes.manifests import replacement
 from executors.kubernetes.operations import OPERATIONS
 from executors.kubernetes.revisions import Revision, revision_running
 from executors.kubernetes.templates import container_image
-from executors.options import Choice, LiveOption, Option
+from executors.options import RESTART_STAMP, Choice, LiveOption, Option, scale_option
 
 OPERATION_LABELS = {
     "undo": "Undo to an earlier revision",
@@ -38,25 +38,13 @@ TO_REVISION = Option(
     help="A revision from the rollout history; leave empty to use the chosen release or "
     "the revision before the live one.",
 )
-REPLICAS = Option(
-    "replicas",
+REPLICAS = scale_option(
     "Replicas",
-    type="integer",
-    required=True,
-    minimum=0,
     maximum=1000,
-    also=("restore",),
-    when={"operation": ("scale",)},
     help='"restore" returns to the count recorded by an earlier scale (e.g. after a '
     "database restore).",
 )
-RESTARTED_AT = Option(
-    "restarted_at",
-    "Restart stamp",
-    when={"operation": ("restart",)},
-    max_length=64,
-    help="Filled in when the plan is drafted, so that a retried step restarts once.",
-)
+RESTARTED_AT = RESTART_STAMP
 MANIFEST = Option(
     "manifest",
     "Saved manifest",
