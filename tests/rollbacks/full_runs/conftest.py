@@ -8,6 +8,7 @@ with a verification round."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -21,6 +22,7 @@ from django.utils import timezone
 
 from devinfra.demo_services import DemoService
 from devinfra.processes import ServerProcess, reset_moto_server
+from executors.aws import aws_client
 from executors.base import Connections
 from incidents.models import Release, Service
 from rollbacks.models import ApprovalPolicy
@@ -130,3 +132,20 @@ def incident() -> Callable[[Service], Any]:
         return opened
 
     return make
+
+
+def assert_secret_switched(infra: Connections) -> dict[str, Any]:
+    """The demo database's secret names a restored instance, available, with the password
+    kept; that instance's description."""
+    secret = json.loads(
+        aws_client(infra, "secretsmanager").get_secret_value(SecretId="backout-demo/orders-db")[
+            "SecretString"
+        ]
+    )
+    assert secret["dbInstanceIdentifier"].startswith("orders-db-restore-")
+    assert secret["password"] == "demo-only-password"
+    restored = aws_client(infra, "rds").describe_db_instances(
+        DBInstanceIdentifier=secret["dbInstanceIdentifier"]
+    )["DBInstances"][0]
+    assert restored["DBInstanceStatus"] == "available"
+    return dict(restored)

@@ -130,6 +130,14 @@ class Console:
         confirmation = {"confirmation": run.expected_confirmation()}
         self.post(self.commander, "run_start", [run.incident_id, run.pk], confirmation)
 
+    def approve_and_run(self, run: Run, timeout: float = 60) -> Run:
+        """Ask for approval, approve as every role the request needs, type the confirmation
+        and start; the run once the worker has finished it."""
+        self.request_approval(run)
+        self.approve(run)
+        self.start(run)
+        return self.finish(run, timeout)
+
     def finish(self, run: Run, timeout: float = 60) -> Run:
         wait_for(lambda: Run.objects.get(pk=run.pk).is_finished, timeout, "the run to finish")
         run.refresh_from_db()

@@ -9,14 +9,13 @@ import json
 import time
 from datetime import timedelta
 
-import boto3
 import pytest
 
 from devinfra.demo_services import seed_database, seed_dns, seed_ecs, seed_static_frontend
 from executors.aws import aws_client
 from incidents.models import Incident, TimelineEntry
 from rollbacks.models import ApprovalRequestStatus, Run
-from tests.rollbacks.full_runs.conftest import console_service
+from tests.rollbacks.full_runs.conftest import assert_secret_switched, console_service
 from tests.rollbacks.full_runs.console import assert_recorded
 
 pytestmark = [
@@ -64,10 +63,7 @@ def test_ecs_goes_back_to_the_good_task_definition(console, infra, health, incid
     good = release(service, "v2.3.1")
     run = console.draft(incident(service), service, str(good.pk), {})
     assert "checkout:1" in console.dry_run(run)
-    console.request_approval(run)
-    console.approve(run)
-    console.start(run)
-    run = console.finish(run)
+    run = console.approve_and_run(run)
 
     assert_recorded(run, step_checks=["task definition matches target", "running count"])
     described = aws_client(infra, "ecs").describe_services(
@@ -84,10 +80,7 @@ def test_static_frontend_restores_the_chosen_build(console, infra, health, incid
     run = console.draft(incident(service), service, "options", {"release": "v5.1.0"})
     preview = console.dry_run(run)
     assert "assets/chat.js" in preview
-    console.request_approval(run)
-    console.approve(run)
-    console.start(run)
-    run = console.finish(run)
+    run = console.approve_and_run(run)
 
     assert_recorded(run, step_checks=["live objects match release"])
     s3 = aws_client(infra, "s3")
@@ -122,16 +115,7 @@ def test_rds_restores_a_snapshot_with_the_dba_approving(console, infra, health, 
         step_checks=["instance available", "connection points at new instance"],
         secrets=["demo-only-password"],
     )
-    secrets = boto3.client(
-        "secretsmanager", endpoint_url=infra.aws_endpoint_url, region_name="us-east-1"
-    )
-    secret = json.loads(secrets.get_secret_value(SecretId="backout-demo/orders-db")["SecretString"])
-    assert secret["dbInstanceIdentifier"].startswith("orders-db-restore-")
-    assert secret["password"] == "demo-only-password"
-    restored = aws_client(infra, "rds").describe_db_instances(
-        DBInstanceIdentifier=secret["dbInstanceIdentifier"]
-    )["DBInstances"][0]
-    assert restored["DBInstanceStatus"] == "available"
+    assert_secret_switched(infra)
 
 
 ACKNOWLEDGEMENT = "データ損失を承認 🙏 אישור אובדן <b>orders</b> " + "x" * 900
@@ -162,10 +146,7 @@ def test_rds_point_in_time_past_the_rpo_needs_a_written_acknowledgement(
     )
     drafted = TimelineEntry.objects.filter(incident=opened, body__contains="drafted").get()
     assert f"data loss acknowledged: “{ACKNOWLEDGEMENT}”" in drafted.body
-    console.request_approval(run)
-    console.approve(run)
-    console.start(run)
-    run = console.finish(run, timeout=90)
+    run = console.approve_and_run(run, timeout=90)
 
     assert_recorded(
         run,

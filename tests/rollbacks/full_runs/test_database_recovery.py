@@ -5,9 +5,6 @@ forced new deployment and scaled back to the recorded count."""
 
 from __future__ import annotations
 
-import json
-
-import boto3
 import pytest
 
 from devinfra.demo_services import seed_database, seed_ecs
@@ -16,7 +13,7 @@ from executors.ecs_operations import DESIRED_BEFORE_SCALE_TAG, RESTARTED_AT_TAG
 from playbooks.models import Playbook
 from playbooks.services import playbook_save
 from rollbacks.models import RunState
-from tests.rollbacks.full_runs.conftest import BUILTIN, console_service
+from tests.rollbacks.full_runs.conftest import BUILTIN, assert_secret_switched, console_service
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -56,10 +53,7 @@ def test_ecs_writers_are_stopped_restarted_and_scaled_back(
     ]
     preview = console.dry_run(run)
     assert "desiredCount: 3 → 0" in preview or "3 → 0 desired tasks" in preview
-    console.request_approval(run)
-    console.approve(run)
-    console.start(run)
-    run = console.finish(run, timeout=90)
+    run = console.approve_and_run(run, timeout=90)
 
     assert run.state == RunState.SUCCEEDED, run.failure_reason
     ecs = aws_client(infra, "ecs")
@@ -73,8 +67,4 @@ def test_ecs_writers_are_stopped_restarted_and_scaled_back(
     facts = [step.apply_facts for step in run.steps.order_by("position")]
     assert facts[0] == {"from_desired_count": 3, "to_desired_count": 0}
     assert facts[3] == {"from_desired_count": 0, "to_desired_count": 3}
-    secrets = boto3.client(
-        "secretsmanager", endpoint_url=infra.aws_endpoint_url, region_name="us-east-1"
-    )
-    secret = json.loads(secrets.get_secret_value(SecretId="backout-demo/orders-db")["SecretString"])
-    assert secret["dbInstanceIdentifier"].startswith("orders-db-restore-")
+    assert_secret_switched(infra)

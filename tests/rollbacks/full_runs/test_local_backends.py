@@ -34,10 +34,7 @@ def test_a_flag_is_turned_off_for_a_while(console, infra, health, incident, work
         incident(service), service, "options", {"state": "off", "for_minutes": "45"}
     )
     assert "new-checkout-flow" in console.dry_run(run)
-    console.request_approval(run)
-    console.approve(run)
-    console.start(run)
-    run = console.finish(run)
+    run = console.approve_and_run(run)
 
     assert_recorded(run, step_checks=["flag state"])
     client = redis.Redis.from_url(settings.REDIS_URL)
@@ -62,10 +59,7 @@ def test_a_registered_command_moves_the_schema_back(
 
     run = console.draft(incident(service), service, "options", {"migration": "0041_order_totals"})
     assert "devinfra.demo_migrations migrate orders 0041_order_totals" in console.dry_run(run)
-    console.request_approval(run)
-    console.approve(run)
-    console.start(run)
-    run = console.finish(run)
+    run = console.approve_and_run(run)
 
     assert_recorded(run, step_checks=["check command"])
     step = run.steps.get()

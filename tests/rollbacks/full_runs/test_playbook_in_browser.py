@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 
-import boto3
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
@@ -22,7 +21,7 @@ from tests.chromium import log_in
 from tests.factories import UserFactory
 from tests.rollbacks.engine_factories import IncidentFactory, KubeServiceFactory
 from tests.rollbacks.engine_fixtures import NAMESPACE, seed_deployment, wait_for
-from tests.rollbacks.full_runs.conftest import BUILTIN, console_service
+from tests.rollbacks.full_runs.conftest import BUILTIN, assert_secret_switched, console_service
 
 pytestmark = [
     pytest.mark.browser,
@@ -121,11 +120,7 @@ def test_the_database_recovery_playbook_runs_to_succeeded_in_the_browser(
     assert run.state == RunState.SUCCEEDED, run.failure_reason
     expect(page.locator(f"#run-{run.pk}")).to_have_class(re.compile("run-succeeded"))
     assert [replicas(kube, name) for name in WRITERS] == [3, 3]
-    secrets = boto3.client(
-        "secretsmanager", endpoint_url=infra.aws_endpoint_url, region_name="us-east-1"
-    )
-    secret = json.loads(secrets.get_secret_value(SecretId="backout-demo/orders-db")["SecretString"])
-    assert secret["dbInstanceIdentifier"].startswith("orders-db-restore-")
+    assert_secret_switched(infra)
     states = list(run.steps.order_by("position").values_list("group", "state"))
     assert [group for group, _ in states] == [1, 1, 2, 3, 3, 4, 5, 5]
     assert {state for _, state in states} == {"succeeded"}
