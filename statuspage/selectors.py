@@ -63,7 +63,7 @@ def page_id() -> str:
 
 
 def _public_incidents() -> QuerySet[PublicIncident]:
-    return PublicIncident.objects.prefetch_related(
+    return PublicIncident.objects.select_related("incident").prefetch_related(
         Prefetch("revisions", queryset=Revision.objects.order_by("-number")),
         Prefetch("components", queryset=Component.objects.order_by("position", "name")),
     )
@@ -198,7 +198,8 @@ def incident_json(
         "resolved_at": _iso(incident.resolved_at),
         "impact": incident.impact,
         "shortlink": shortlink,
-        "started_at": _iso(incident.created_at),
+        # When the impact began (the incident's own record), not when it was first published.
+        "started_at": _iso(incident.incident.started_at or incident.created_at),
         "page_id": page_id(),
         "incident_updates": updates,
         "components": [component_json(c) for c in incident.components.all()],

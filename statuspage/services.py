@@ -210,8 +210,15 @@ def draft_publish(
     now = timezone.now()
     public = PublicIncident.objects.select_for_update(no_key=True).filter(incident=incident).first()
     if public is None:
+        # One instant for created and updated: a first publish never reads as updated before
+        # it was created.
         public = PublicIncident.objects.create(
-            incident=incident, name=published_name, status=draft.status, impact=draft.impact
+            incident=incident,
+            name=published_name,
+            status=draft.status,
+            impact=draft.impact,
+            created_at=now,
+            updated_at=now,
         )
     previous = public.revisions.order_by("-number").first()
     revision = Revision.objects.create(

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from datetime import datetime, timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from incidents import services as incident_services
 from statuspage import services
@@ -289,3 +291,18 @@ def test_the_public_surfaces_are_served_from_the_cache_until_a_publish(
     assert "Checkout fixed" in client.get(reverse("status_page")).content.decode()
     summary = client.get(reverse("status_summary_json")).json()
     assert summary["incidents"][0]["name"] == "Checkout fixed"
+
+
+def test_an_incidents_times_read_in_order_and_start_with_the_impact(client, support_lead):
+    started = timezone.now() - timedelta(minutes=42)
+    incident = incident_open(started_at=started, detected_at=started + timedelta(minutes=3))
+    _publish(support_lead, incident)
+
+    [published] = client.get(reverse("status_summary_json")).json()["incidents"]
+
+    created = datetime.fromisoformat(published["created_at"].replace("Z", "+00:00"))
+    updated = datetime.fromisoformat(published["updated_at"].replace("Z", "+00:00"))
+    impact = datetime.fromisoformat(published["started_at"].replace("Z", "+00:00"))
+    assert updated >= created
+    assert abs(impact - started) < timedelta(seconds=1)
+    assert impact < created
