@@ -425,7 +425,9 @@ class Step(models.Model):
 
 
 # Parameters the engine or drafting set, and option values that go without saying.
-HIDDEN_PARAMS = frozenset({"already_ran", "backup_release", "restarted_at", "acknowledge_loss"})
+HIDDEN_PARAMS = frozenset(
+    {"already_ran", "backup_release", "restarted_at", "acknowledge_loss", "rollout_since"}
+)
 DEFAULT_PARAMS = frozenset({("operation", "undo"), ("mode", "backup")})
 LEAD_PARAMS = frozenset({"operation", "mode", "method", "state"})
 

@@ -26,6 +26,7 @@ from executors.base import (
     discard_log,
     poll_until,
 )
+from executors.kubernetes import rollout
 from executors.kubernetes.client import (
     ConflictError,
     NotFoundError,
@@ -45,7 +46,6 @@ from executors.kubernetes.revisions import (
     revision_running,
     rollout_history,
 )
-from executors.kubernetes.rollout import check_image, check_pods, check_rollout, rollout_state
 from executors.kubernetes.step_options import (
     NAMESPACE_OPTIONS,
     SINGLE_DEPLOYMENT_OPTIONS,
@@ -502,7 +502,8 @@ class KubernetesDeploymentBackend(Backend):
                 read_at = time.monotonic()
                 for name, deployment in zip(names, deployments, strict=True):
                     self._observed[name] = (read_at, deployment)
-                states = [rollout_state(deployment) for deployment in deployments]
+                since = rollout.rollout_since(target)
+                states = [rollout.rollout_state(d, since=since) for d in deployments]
             except BackendError as error:
                 if error.retryable:
                     return False, f"API error, will retry: {error}"
@@ -537,7 +538,7 @@ class KubernetesDeploymentBackend(Backend):
                 )
             ]
         return [
-            check_rollout(deployments),
+            rollout.check_rollout(deployments, since=rollout.rollout_since(target)),
             *self._check_pods(deployments, target),
             self._check_image(deployments, target),
         ]
@@ -581,7 +582,7 @@ class KubernetesDeploymentBackend(Backend):
     ) -> list[CheckResult]:
         max_restarts = int(target.params.get("max_restarts", 3))
         pods_of = [(deployment, self._current_pods(deployment)) for deployment in deployments]
-        return check_pods(pods_of, max_restarts=max_restarts)
+        return rollout.check_pods(pods_of, max_restarts=max_restarts)
 
     def _check_image(
         self, deployments: list[dict[str, Any]], target: RollbackTarget
@@ -591,7 +592,7 @@ class KubernetesDeploymentBackend(Backend):
         if operation == "apply_manifest":
             manifest = self._saved_manifest(target)
             expected = container_image(manifest["spec"]["template"], self.config.get("container"))
-        return check_image(
+        return rollout.check_image(
             deployments,
             operation=operation,
             expected=expected,

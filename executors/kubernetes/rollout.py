@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from typing import Any
 
-from executors.base import BackendError, CheckResult, CheckStatus
+from executors.base import BackendError, CheckResult, CheckStatus, RollbackTarget
 from executors.kubernetes.templates import (
     ROLLBACK_TARGET_ANNOTATION,
     container_image,
@@ -14,11 +15,42 @@ from executors.kubernetes.templates import (
     template_fingerprint,
 )
 
+# The API server's clock and ours may differ by this much.
+CLOCK_SKEW = datetime.timedelta(seconds=2)
 
-def rollout_state(deployment: Mapping[str, Any]) -> tuple[bool, str]:
+
+def rollout_since(target: RollbackTarget) -> datetime.datetime | None:
+    """When the step's rollout began (the engine passes its apply instant), if known."""
+    value = target.params.get("rollout_since")
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _stale(condition: Mapping[str, Any], since: datetime.datetime | None) -> bool:
+    """Whether a condition was last set before the rollout that began at `since`."""
+    stamp = condition.get("lastUpdateTime") or condition.get("lastTransitionTime")
+    if since is None or not isinstance(stamp, str):
+        return False
+    try:
+        updated = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return updated < since - CLOCK_SKEW
+
+
+def rollout_state(
+    deployment: Mapping[str, Any], *, since: datetime.datetime | None = None
+) -> tuple[bool, str]:
     """(complete, message) for a Deployment, judged as `kubectl rollout status` does.
 
-    Raises a permanent BackendError when the rollout exceeded its progress deadline.
+    Raises a permanent BackendError when the rollout exceeded its progress deadline. With
+    `since` (when this rollout began), a ProgressDeadlineExceeded condition last set before
+    then belongs to an earlier rollout (one that crash-looped past its deadline): the
+    controller keeps it until the new rollout makes progress, and it is not this one's.
     """
     name = deployment["metadata"]["name"]
     spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
@@ -26,8 +58,10 @@ def rollout_state(deployment: Mapping[str, Any]) -> tuple[bool, str]:
     if status.get("observedGeneration", 0) < generation:
         return False, f"{name}: waiting for the spec update to be observed"
     for condition in status.get("conditions") or []:
-        if condition.get("type") == "Progressing" and condition.get("reason") == (
-            "ProgressDeadlineExceeded"
+        if (
+            condition.get("type") == "Progressing"
+            and condition.get("reason") == "ProgressDeadlineExceeded"
+            and not _stale(condition, since)
         ):
             raise BackendError(f"{name}: rollout exceeded its progress deadline", retryable=False)
     wanted = spec.get("replicas", 1)
@@ -43,13 +77,15 @@ def rollout_state(deployment: Mapping[str, Any]) -> tuple[bool, str]:
     return True, f"{name}: rolled out ({available}/{wanted} available)"
 
 
-def check_rollout(deployments: list[dict[str, Any]]) -> CheckResult:
+def check_rollout(
+    deployments: list[dict[str, Any]], *, since: datetime.datetime | None = None
+) -> CheckResult:
     """Every Deployment's rollout is complete."""
     problems: list[str] = []
     notes: list[str] = []
     for deployment in deployments:
         try:
-            done, message = rollout_state(deployment)
+            done, message = rollout_state(deployment, since=since)
         except BackendError as error:
             done, message = False, str(error)
         (notes if done else problems).append(message)

@@ -135,7 +135,12 @@ class StepExecution:
 
     def settle_and_check(self, backend: Backend, target: RollbackTarget) -> str:
         """Wait for the change to settle, run the backend's checks, and finish the step
-        with their outcome and the live version it reached."""
+        with their outcome and the live version it reached. The backend is told when the
+        apply began (`rollout_since`), so it can tell its own rollout's state from one an
+        earlier rollout left (a deadline exceeded before this rollback)."""
+        began = self.step.apply_started_at
+        if began is not None:
+            target = replace(target, params={**target.params, "rollout_since": began.isoformat()})
         backend.wait(target, deadline=self.monotonic_deadline(), log=self.log_writer)
         # The settled line is stored with the outcome, a few milliseconds on: a write of
         # its own here would come just when a whole group settles and checks at once.
