@@ -8,9 +8,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from asgiref.sync import sync_to_async
 from axes.models import AccessAttempt
 from django.core.management import call_command
-from django.test import Client
+from django.db import connections
+from django.test import AsyncClient, Client
 from django.urls import reverse
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -132,3 +134,18 @@ def test_people_who_cannot_change_production_sign_in_with_a_password(roles, two_
     client = Client()
     sign_in(client, "rosa", PASSWORD)
     assert client.get("/incidents/").status_code == 200
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_the_async_stack_holds_the_session_back_too(roles, two_factor):
+    commander = await sync_to_async(UserFactory)(
+        username="ic", password=PASSWORD, roles=["Incident Commander"]
+    )
+    client = AsyncClient()
+    try:
+        await client.aforce_login(commander)
+        held = await client.get("/incidents/")
+    finally:  # the connection the request's sync parts opened, on the executor's thread
+        await sync_to_async(connections.close_all)()
+    assert held.status_code == 302 and held["Location"].startswith("/accounts/two-factor/")
