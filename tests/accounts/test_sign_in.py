@@ -54,6 +54,42 @@ def test_one_address_guessing_many_names_is_paused_too(roles, settings):
     assert sign_in(elsewhere, "vera", PASSWORD).status_code == 302
 
 
+def test_behind_a_proxy_each_client_counts_under_its_own_address(roles, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    settings.SIGN_IN_PROXY_COUNT = 1
+    UserFactory(username="vera", password=PASSWORD, roles=["Viewer"])
+    # Both arrive from the load balancer; the client wrote a made-up entry of its own first.
+    guesser = Client(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="198.51.100.1, 203.0.113.9")
+    for number in range(3):
+        sign_in(guesser, f"nobody{number}", "guess")
+    assert AccessAttempt.objects.filter(ip_address="203.0.113.9").exists()
+    assert not AccessAttempt.objects.filter(ip_address__in=["10.0.0.2", "198.51.100.1"]).exists()
+    assert sign_in(guesser, "vera", PASSWORD).status_code == 429
+    colleague = Client(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="198.51.100.7")
+    assert sign_in(colleague, "vera", PASSWORD).status_code == 302
+
+
+def test_without_a_proxy_count_the_forwarded_header_is_not_believed(roles, settings):
+    settings.AXES_FAILURE_LIMIT = 2
+    client = Client(REMOTE_ADDR="203.0.113.40")
+    for number in range(2):
+        client.defaults["HTTP_X_FORWARDED_FOR"] = f"198.51.100.{number}"
+        sign_in(client, f"nobody{number}", "guess")
+    assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"203.0.113.40"}
+
+
+def test_signing_in_as_oneself_does_not_wipe_the_guesses_at_another_name(roles, settings):
+    settings.AXES_FAILURE_LIMIT = 5
+    UserFactory(username="rosa", password=PASSWORD, roles=["Responder"])
+    UserFactory(username="mallory", password=PASSWORD, roles=["Viewer"])
+    client = Client(REMOTE_ADDR="203.0.113.50")
+    for _ in range(4):
+        sign_in(client, "rosa", "guess")
+    assert sign_in(Client(REMOTE_ADDR="203.0.113.50"), "mallory", PASSWORD).status_code == 302
+    assert sign_in(client, "rosa", "guess").status_code == 429
+    assert sign_in(Client(REMOTE_ADDR="198.51.100.8"), "rosa", PASSWORD).status_code == 429
+
+
 def test_the_admin_login_is_guarded_the_same_and_staff_unlock_in_the_admin(roles, settings):
     settings.AXES_FAILURE_LIMIT = 3
     UserFactory(username="ops", password=PASSWORD, is_staff=True, is_superuser=True)
