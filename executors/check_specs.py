@@ -10,13 +10,12 @@ validating a service's config loads no HTTP client and no Kubernetes client.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import jsonschema
 
+from executors.addresses import named_address_forbidden
 from executors.errors import ConfigError
 from executors.schemas import validate_fixed_schema
 
@@ -112,7 +111,7 @@ def validate_checks(checks: Any) -> list[dict[str, Any]]:
         except jsonschema.ValidationError as error:
             path = "/".join(str(part) for part in error.absolute_path)
             raise ConfigError(f"{where}{'/' + path if path else ''}: {error.message}") from error
-        if kind == "http" and _link_local(str(spec["url"])):
+        if kind == "http" and named_address_forbidden(str(spec["url"])):
             raise ConfigError(
                 f"{where}/url: a link-local address (where cloud metadata answers) is never checked"
             )
@@ -121,16 +120,6 @@ def validate_checks(checks: Any) -> list[dict[str, Any]]:
             raise ConfigError(f"{where}/name: another check of this service is named {name!r}")
         names.add(name)
     return [dict(spec) for spec in checks]
-
-
-def _link_local(url: str) -> bool:
-    """Whether the URL names a link-local IP address outright (names are resolved, and
-    refused, when the check runs: executors.checks.blocked_address)."""
-    try:
-        host = urlsplit(url).hostname or ""
-        return ipaddress.ip_address(host).is_link_local
-    except ValueError:
-        return False
 
 
 def check_name(spec: Mapping[str, Any]) -> str:

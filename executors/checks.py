@@ -7,9 +7,10 @@ ConfigError.
 - `http_health` GETs a URL until it answers with the expected status (and, if asked, a JSON
   field with the expected value), retrying with exponential backoff (`backoff`, then twice
   that, ...). Not answering at all is a failure: the service is what is down. It follows a
-  redirect only to the same scheme, host and port (at most 5), never asks a link-local
-  address (the cloud metadata endpoints live there: 169.254.169.254, fd00:ec2::254), and
-  keeps at most a short excerpt of a body, with URL passwords masked.
+  redirect only to the same scheme, host and port (at most 5), never asks a cloud metadata
+  or link-local address however it is spelled or resolved (executors.addresses,
+  executors.http_guard), and keeps at most a short excerpt of a body, with URL passwords
+  masked.
 - `smoke_command` runs an argv (no shell) and passes on exit status 0; a timeout kills its
   process group and fails.
 - `prometheus_threshold` runs an instant query through the Prometheus HTTP API
@@ -29,11 +30,9 @@ A service lists the checks to run after its rollback in its target config under 
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import math
 import re
-import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from urllib.parse import urljoin, urlsplit
 import jsonschema
 import requests
 
+from executors.addresses import blocked_address
 from executors.base import (
     BackendError,
     CheckResult,
@@ -59,6 +59,7 @@ from executors.command import (
     render_argv,
     run_command,
 )
+from executors.http_guard import BlockedAddress, guarded_session
 
 _BODY_PREVIEW = 160
 _VALUE_PREVIEW = 80
@@ -72,24 +73,6 @@ def _excerpt(text: str, limit: int = _BODY_PREVIEW) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def blocked_address(url: str) -> str | None:
-    """Why a check may not ask `url`: its host is, or resolves to, a link-local address
-    (where cloud metadata services answer). None when it may."""
-    host = urlsplit(url).hostname or ""
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError):
-        return None  # the request itself will say the name does not resolve
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if address.is_link_local or address in _METADATA_ADDRESSES:
-            return f"{host} is {address}, a link-local address (cloud metadata); not asked"
-    return None
-
-
-_METADATA_ADDRESSES = {ipaddress.ip_address("fd00:ec2::254")}
-
-
 def _same_origin(first: str, second: str) -> bool:
     a, b = urlsplit(first), urlsplit(second)
     return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
@@ -99,9 +82,10 @@ def _get(url: str, *, timeout: float, headers: Mapping[str, str]) -> requests.Re
     """GET, following redirects only within the URL's own scheme, host and port."""
     current = url
     for _ in range(_MAX_REDIRECTS + 1):
-        response = requests.get(
-            current, timeout=timeout, headers=dict(headers), allow_redirects=False
-        )
+        with guarded_session() as session:
+            response = session.get(
+                current, timeout=timeout, headers=dict(headers), allow_redirects=False
+            )
         location = response.headers.get("Location")
         if not response.is_redirect or not location:
             return response
@@ -145,6 +129,8 @@ def _probe(
         return False, f"no answer within {timeout:g} s", "no answer"
     except _Redirected as error:
         return False, str(error), "redirect"
+    except BlockedAddress as error:
+        return False, str(error), "blocked"
     except requests.RequestException as error:
         return False, f"request failed: {type(error).__name__}: {_excerpt(str(error))}", "no answer"
     status = f"{response.status_code} {_excerpt(response.reason or '', 60)}".strip()

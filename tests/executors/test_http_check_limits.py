@@ -4,15 +4,18 @@ link-local (cloud metadata) address, or copy a server's whole answer into its re
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+import executors.http_guard
+from executors.addresses import blocked_address
 from executors.base import CheckStatus, ConfigError
 from executors.check_specs import validate_checks
-from executors.checks import blocked_address, http_health
+from executors.checks import http_health
 
 BIG = "x" * 100_000
 
@@ -98,6 +101,13 @@ def test_a_redirect_loop_stops(server):
         "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
         "http://[fe80::1]/",
         "http://[fd00:ec2::254]/latest/meta-data/",
+        "http://100.100.100.200/latest/meta-data/",
+        # The same metadata address spelled as IPv6 forms that carry it:
+        "http://[::ffff:169.254.169.254]/",  # IPv4-mapped
+        "http://[::169.254.169.254]/",  # IPv4-compatible
+        "http://[2002:a9fe:a9fe::1]/",  # 6to4
+        "http://[64:ff9b::a9fe:a9fe]/",  # NAT64
+        "http://[2001:0:4136:e378:8000:63bf:5601:5601]/",  # Teredo, client inverted
     ],
 )
 def test_link_local_and_metadata_addresses_are_never_asked(url):
@@ -109,6 +119,7 @@ def test_link_local_and_metadata_addresses_are_never_asked(url):
 
 def test_loopback_and_names_that_do_not_resolve_are_not_blocked():
     assert blocked_address("http://127.0.0.1:8080/healthz") is None
+    assert blocked_address("http://[::ffff:127.0.0.1]:8080/healthz") is None
     assert blocked_address("http://no-such-host.invalid/healthz") is None
 
 
@@ -127,6 +138,38 @@ def test_a_huge_json_value_is_cut_short(server):
     assert len(result.detail) < 200 and len(result.observed) < 120
 
 
-def test_a_service_config_naming_a_metadata_address_is_refused():
+@pytest.mark.parametrize(
+    "url", ["http://169.254.169.254/latest/meta-data/", "http://[::ffff:a9fe:a9fe]/"]
+)
+def test_a_service_config_naming_a_metadata_address_is_refused(url):
     with pytest.raises(ConfigError, match="checks/0/url: a link-local address"):
-        validate_checks([{"kind": "http", "url": "http://169.254.169.254/latest/meta-data/"}])
+        validate_checks([{"kind": "http", "url": url}])
+
+
+def test_a_name_that_rebinds_to_a_forbidden_address_is_refused_once_connected(server, monkeypatch):
+    """The first look resolves the name to a public address; the connection's own lookup
+    gets another (DNS rebinding). The address the socket reached is what is judged: here
+    the server's loopback address stands in for the metadata one, and it hears nothing."""
+    port = server.server_address[1]
+    real_getaddrinfo = socket.getaddrinfo
+    lookups = []
+
+    def rebinding(host, *args, **kwargs):
+        if host != "rebind.test":
+            return real_getaddrinfo(host, *args, **kwargs)
+        lookups.append(host)
+        address = "203.0.113.5" if len(lookups) == 1 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    monkeypatch.setattr(
+        executors.http_guard,
+        "forbidden",
+        lambda address: str(address) == "127.0.0.1",
+    )
+    result = http_health(f"http://rebind.test:{port}/healthz", retries=0)
+    assert len(lookups) == 2
+    assert result.status is CheckStatus.FAILED
+    assert "rebind.test answered from 127.0.0.1" in result.detail
+    assert result.observed == "blocked"
+    assert server.paths == []
