@@ -13,7 +13,7 @@ from typing import Any
 
 from django.views.debug import SafeExceptionReporterFilter
 
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*):[^\s/@]+@")
+from executors.url_credentials import mask_url_credentials
 
 
 class SettingsFilter(SafeExceptionReporterFilter):
@@ -26,7 +26,5 @@ class SettingsFilter(SafeExceptionReporterFilter):
     def cleanse_setting(self, key: Any, value: Any) -> Any:
         cleansed = super().cleanse_setting(key, value)
         if isinstance(cleansed, str):  # lazy strings too (they pass for str)
-            return _URL_PASSWORD.sub(
-                lambda match: f"{match['head']}:{self.cleansed_substitute}@", str(cleansed)
-            )
+            return mask_url_credentials(str(cleansed), self.cleansed_substitute)
         return cleansed

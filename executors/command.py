@@ -93,8 +93,8 @@ from executors.base import (
 from executors.command_options import argument_options, pack_arguments
 from executors.options import OptionError, validate_options
 from executors.schemas import validate_fixed_schema
+from executors.url_credentials import MASK, mask_url_credentials
 
-MASK = "****"
 KILL_GRACE_SECONDS = 5.0
 MAX_LINE_LENGTH = 4000
 TAIL_LINES = 20
@@ -104,8 +104,6 @@ _EMBEDDED_PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|PASSPHRASE|KEY|CREDENTIAL|PRIVATE|DSN|AUTH", re.I)
 # Short values ("1", "true") would mask half the output without hiding anything.
 _MIN_MASKED_LENGTH = 6
-# user:password@ in a URL of any scheme (postgres://, https://, redis://...).
-_URL_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*):[^\s/@]+@")
 # What a command inherits from the worker's environment without its registration naming it.
 INHERITED_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 
@@ -188,7 +186,7 @@ def mask(line: str, secrets: Iterable[str]) -> str:
     """`line` with every secret value, and every URL's password, replaced by ****."""
     for secret in secrets:
         line = line.replace(secret, MASK)
-    return _URL_CREDENTIALS.sub(lambda match: f"{match['head']}:{MASK}@", line)
+    return mask_url_credentials(line, MASK)
 
 
 def command_environment(registration: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
