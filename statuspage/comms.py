@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import requests
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core import mail
 from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
@@ -189,9 +190,15 @@ def _send_email(delivery: Delivery) -> str:
             for batch in batches:
                 connection.send_messages([_email(notice, batch)])
                 done += len(batch) if notice.kind == NoticeKind.CUSTOMER else 0
-                Delivery.objects.filter(pk=delivery.pk).update(recipients_done=done)
-    except (smtplib.SMTPException, OSError) as error:
+                # Counted at once, and the claim held on: a long send is not taken for lost.
+                Delivery.objects.filter(pk=delivery.pk).update(
+                    recipients_done=done,
+                    claimed_until=timezone.now() + timedelta(seconds=CLAIM_SECONDS),
+                )
+    except (smtplib.SMTPException, OSError, SoftTimeLimitExceeded) as error:
         left = f"; {done} of {len(recipients)} sent, the rest on retry" if done else ""
+        if isinstance(error, SoftTimeLimitExceeded):
+            raise DeliveryError(f"the send ran out of time{left}", retryable=True) from None
         raise DeliveryError(f"email not accepted: {error}{left}", retryable=True) from None
     if notice.kind != NoticeKind.CUSTOMER:
         return f"email to {len(recipients)} recipient(s)"
@@ -249,6 +256,8 @@ def delivery_attempt(*, delivery_id: int, final_attempt: bool) -> str:
         outcome = _SENDERS[Channel(delivery.channel)](delivery)
     except DeliveryError as failure:
         error = failure
+    except SoftTimeLimitExceeded:  # the task's time ran out mid-send: worth another go
+        error = DeliveryError("the send ran out of time", retryable=True)
     except Exception as failure:  # an unexpected bug must still be recorded, not lost
         logger.exception("delivery %s raised", delivery_id)
         error = DeliveryError(f"internal error: {type(failure).__name__}", retryable=False)

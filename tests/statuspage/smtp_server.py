@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socketserver
 import threading
+import time
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
@@ -22,6 +23,7 @@ class Received:
 class MailState:
     received: list[Received] = field(default_factory=list)
     refuse_data: set[int] = field(default_factory=set)  # 1-based numbers of DATA commands
+    slow_data: dict[int, float] = field(default_factory=dict)  # DATA number → seconds to wait
     data_commands: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -54,12 +56,16 @@ class _Session(socketserver.StreamRequestHandler):
                 with state.lock:
                     state.data_commands += 1
                     refused = state.data_commands in state.refuse_data
+                    pause = state.slow_data.get(state.data_commands, 0.0)
+                time.sleep(pause)
                 if refused:
                     self.reply("451 4.3.0 try again later")
                     continue
                 self.reply("354 end with .")
                 lines = []
-                while (line := self.rfile.readline()) not in (b".\r\n", b""):
+                while (line := self.rfile.readline()) != b".\r\n":
+                    if not line:  # the client went away mid-message: nothing is accepted
+                        return
                     lines.append(line[1:] if line.startswith(b"..") else line)
                 with state.lock:
                     state.received.append(

@@ -5,9 +5,11 @@ are refused before anything is written."""
 
 from __future__ import annotations
 
+import signal
 from datetime import timedelta
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
 
 from incidents.errors import DomainError
@@ -72,6 +74,35 @@ def test_customers_are_sent_bcc_in_batches_and_each_once_across_a_retry(
     entries = [e.body for e in incident.timeline.filter(kind=TimelineKind.COMMS_SENT)]
     assert entries[0].endswith("queued for 120 recipient(s)")
     assert entries[-1].endswith("sent to email to 120 recipient(s), Bcc, in 3 message(s)")
+
+
+def test_running_out_of_time_mid_send_is_retried_from_where_it_stopped(
+    support_lead, smtp, settings
+):
+    """Celery's soft time limit arrives as a signal that raises SoftTimeLimitExceeded in
+    whatever runs; here a timer does the same while the server sits on the second batch."""
+    settings.COMMS_EMAIL_BATCH_SIZE = 50
+    smtp.state.slow_data = {2: 1.5}
+    notice = send(support_lead, long_outage(), CUSTOMERS)
+
+    def time_is_up(signum, frame):
+        raise SoftTimeLimitExceeded()
+
+    previous = signal.signal(signal.SIGALRM, time_is_up)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.5)
+        assert attempt(notice) == "retry"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+    delivery = Delivery.objects.get(notice=notice)
+    assert delivery.state == DeliveryState.FAILED and delivery.will_retry
+    assert delivery.recipients_done == 50 and delivery.claimed_until is None
+    assert delivery.last_error == "the send ran out of time; 50 of 120 sent, the rest on retry"
+    assert attempt(notice) == DeliveryState.SENT
+    everyone = [address for mail in smtp.state.received for address in mail.recipients]
+    assert sorted(everyone) == CUSTOMERS
 
 
 def test_too_many_recipients_are_refused_naming_the_field(support_lead, settings):
