@@ -74,9 +74,12 @@ def run_fail(run: Run, steps: list[Step], *, group: int, stopped: list[Step]) ->
 
 
 def steps_checked(steps: list[Step]) -> bool:
-    """Whether every step that did something had its backend's own checks pass: at least
+    """Whether every step did something and had its backend's own checks pass: at least
     one passed and none failed (an inconclusive one, such as a count the platform does not
-    report, is not a failure)."""
+    report, is not a failure). A skipped step left its service as it was, so nothing
+    confirms that service recovered."""
+    if any(step.state == StepState.SKIPPED for step in steps):
+        return False
     done = [step for step in steps if step.state == StepState.SUCCEEDED]
     return bool(done) and all(
         any(result.get("status") == "passed" for result in step.check_results)
