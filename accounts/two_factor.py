@@ -1,5 +1,6 @@
-"""Two-factor sign-in (TOTP, RFC 6238, through django-otp) for the people who can change
-production: Incident Commanders and staff, when REQUIRE_TWO_FACTOR is on.
+"""Two-factor sign-in (TOTP, RFC 6238, through django-otp) for the people whose word changes
+production or what customers read: Incident Commanders, Approvers (in whatever capacity they
+approve: on-call, DBA...), Support Leads and staff, when REQUIRE_TWO_FACTOR is on.
 
 A person who must use it and has no confirmed device is sent to set one up (a QR code for an
 authenticator app, and the key to type instead); one who has is asked for a code after the
@@ -20,16 +21,18 @@ import qrcode.image.svg
 from django.conf import settings
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from incidents.roles import COMMAND_PERMISSION
+from incidents.roles import APPROVE_PERMISSION, COMMAND_PERMISSION, STATUS_PAGE_PERMISSION
 
 DEVICE_NAME = "Authenticator app"
+# Running rollbacks, approving them, and speaking to customers on the status page.
+GUARDED_PERMISSIONS = (COMMAND_PERMISSION, APPROVE_PERMISSION, STATUS_PAGE_PERMISSION)
 
 
 def two_factor_required(user: Any) -> bool:
     """Whether `user` must sign in with a second factor."""
     if not settings.REQUIRE_TWO_FACTOR or not user.is_authenticated:
         return False
-    return bool(user.is_staff or user.has_perm(COMMAND_PERMISSION))
+    return bool(user.is_staff or any(user.has_perm(name) for name in GUARDED_PERMISSIONS))
 
 
 def confirmed_device(user: Any) -> TOTPDevice | None:

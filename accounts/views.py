@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 from django_otp import login as otp_login
 
@@ -35,6 +36,7 @@ def _next(request: HttpRequest) -> str:
     return reverse("dashboard")
 
 
+@never_cache  # the set-up page carries the device's key
 @require_http_methods(["GET", "POST"])
 def two_factor(request: HttpRequest) -> HttpResponse:
     """Set up the app (no confirmed device yet) or check its code, then go on to `next`."""
@@ -62,6 +64,7 @@ def two_factor(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/two_factor.html", context, status=status)
 
 
+@never_cache
 @require_http_methods(["POST"])
 def two_factor_cancel(request: HttpRequest) -> HttpResponse:
     """Sign out instead of giving a code."""

@@ -21,14 +21,17 @@ VIEWER = "Viewer"
 # The two permissions most pages and services check.
 VIEW_PERMISSION = "incidents.view_incident"
 COMMAND_PERMISSION = "incidents.command_incident"
+# Approving rollbacks, and speaking to customers on the status page.
+APPROVE_PERMISSION = "incidents.approve_rollback"
+STATUS_PAGE_PERMISSION = "incidents.edit_status_page"
 
 _READ = [VIEW_PERMISSION, "incidents.view_service", "incidents.view_release"]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     VIEWER: _READ,
     RESPONDER: [*_READ, "incidents.add_note", "incidents.tick_checklist"],
-    SUPPORT_LEAD: [*_READ, "incidents.add_note", "incidents.edit_status_page"],
-    APPROVER: [*_READ, "incidents.add_note", "incidents.approve_rollback"],
+    SUPPORT_LEAD: [*_READ, "incidents.add_note", STATUS_PAGE_PERMISSION],
+    APPROVER: [*_READ, "incidents.add_note", APPROVE_PERMISSION],
     INCIDENT_COMMANDER: [
         *_READ,
         "incidents.add_incident",

@@ -13,7 +13,7 @@ from django.utils import timezone
 from executors.registry import backend_class
 from incidents.errors import DomainError
 from incidents.models import Incident, TimelineKind
-from incidents.roles import User, require_role
+from incidents.roles import APPROVE_PERMISSION, User, require_role
 from incidents.services import incident_lock
 from incidents.timeline import timeline_append
 from rollbacks.models import (
@@ -161,7 +161,7 @@ def approval_decide(
     `role` picks which missing capacity the approval covers when the approver holds
     several; by default the first missing one they hold.
     """
-    require_role(approver, "incidents.approve_rollback", "approve rollbacks")
+    require_role(approver, APPROVE_PERMISSION, "approve rollbacks")
     if decision not in ApprovalDecision.values:
         raise DomainError(f"Unknown decision {decision!r}.")
     locked = ApprovalRequest.objects.select_for_update(no_key=True).get(pk=request.pk)

@@ -16,6 +16,7 @@ from django.http import HttpRequest
 from django.template.loader import render_to_string
 
 from incidents.models import Incident, TimelineKind
+from incidents.roles import APPROVE_PERMISSION
 from incidents.roles import COMMAND_PERMISSION as COMMAND
 from incidents.room import (
     DashboardSection,
@@ -32,8 +33,6 @@ from incidents.room import (
 from rollbacks import selectors as rollback_selectors
 from rollbacks.forms import ApprovalRequestForm, RollbackPlanForm
 from rollbacks.models import StepLog
-
-APPROVE_PERMISSION = "incidents.approve_rollback"
 
 # Entries after which the live stream sends the rollback panel again.
 RUN_KINDS = frozenset(

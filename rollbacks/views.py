@@ -19,6 +19,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_POST
 
 import rollbacks.services
+from incidents.roles import APPROVE_PERMISSION
 from incidents.roles import COMMAND_PERMISSION as COMMAND
 from incidents.roles import VIEW_PERMISSION as VIEW
 from incidents.views import (
@@ -229,7 +230,7 @@ def _approval_request(incident_id: int, request_id: int) -> ApprovalRequest:
 
 
 @require_POST
-@permission_required("incidents.approve_rollback", raise_exception=True)
+@permission_required(APPROVE_PERMISSION, raise_exception=True)
 def approval_decide(request: HttpRequest, incident_id: int, request_id: int) -> HttpResponse:
     approval_request = _approval_request(incident_id, request_id)
     return room_action(

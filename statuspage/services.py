@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from incidents.errors import DomainError
 from incidents.models import Incident, Severity, TimelineKind
-from incidents.roles import User, require_role
+from incidents.roles import STATUS_PAGE_PERMISSION, User, require_role
 from incidents.timeline import timeline_append
 from statuspage import markup, texts
 from statuspage.models import (
@@ -35,7 +35,7 @@ from statuspage.models import (
 
 logger = logging.getLogger(__name__)
 
-EDIT_PERMISSION = "incidents.edit_status_page"
+EDIT_PERMISSION = STATUS_PAGE_PERMISSION
 MAX_BODY_CHARS = 10_000
 PUBLIC_CACHE_KEY = "statuspage:public"
 

@@ -135,7 +135,9 @@ def test_a_commander_sets_up_an_app_at_first_sign_in_then_gives_codes(roles, two
 
     held = client.get(room)
     assert held.status_code == 302 and held["Location"].startswith("/accounts/two-factor/")
-    setup = client.get(held["Location"]).content.decode()
+    setup_page = client.get(held["Location"])
+    assert "no-store" in setup_page["Cache-Control"]  # it carries the device's key
+    setup = setup_page.content.decode()
     assert "Set up your authenticator app" in setup and "<svg" in setup
     device = TOTPDevice.objects.get(user__username="ic", confirmed=False)
     wrong = client.post("/accounts/two-factor/", {"token": "000000", "next": room})
@@ -165,8 +167,18 @@ def test_htmx_fetches_are_told_where_to_go_and_the_admin_waits_too(roles, two_fa
     assert client.get("/admin/").status_code == 302
 
 
-def test_people_who_cannot_change_production_sign_in_with_a_password(roles, two_factor):
-    UserFactory(username="rosa", password=PASSWORD, roles=["Responder"])
+@pytest.mark.parametrize("roles_held", [["Approver", "DBA"], ["Support Lead"]])
+def test_approvers_and_support_leads_give_a_code_too(roles, two_factor, roles_held):
+    UserFactory(username="ann", password=PASSWORD, roles=roles_held)
+    client = Client()
+    sign_in(client, "ann", PASSWORD)
+    held = client.get("/incidents/")
+    assert held.status_code == 302 and held["Location"].startswith("/accounts/two-factor/")
+
+
+@pytest.mark.parametrize("role", ["Responder", "Viewer"])
+def test_people_who_cannot_change_production_sign_in_with_a_password(roles, two_factor, role):
+    UserFactory(username="rosa", password=PASSWORD, roles=[role])
     client = Client()
     sign_in(client, "rosa", PASSWORD)
     assert client.get("/incidents/").status_code == 200
