@@ -305,6 +305,9 @@ X_FRAME_OPTIONS = "DENY"
 # Transport, from the environment: a production install behind TLS sets these (see
 # .env.example; `manage.py check --deploy` is clean with them).
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Probes from the platform (kubelet, load balancer) ask over plain HTTP on the pod's port: a
+# redirect to https would read as a failure.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)

@@ -286,3 +286,10 @@ def test_each_role_reaches_exactly_the_views_it_is_allowed(client, roles, case, 
 def test_health_endpoints_need_no_login(client, name):
     response = client.get(reverse(name))
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize("name", ["healthz", "readyz"])
+def test_probes_over_plain_http_are_answered_even_when_https_is_enforced(client, settings, name):
+    settings.SECURE_SSL_REDIRECT = True
+    assert client.get(reverse(name)).status_code == 200
+    assert client.get(reverse("dashboard")).status_code == 301  # everything else moves to https
