@@ -154,6 +154,41 @@ def incident_timeline(incident: Incident, *, after: int = 0) -> QuerySet[Timelin
     return entries
 
 
+@dataclass(frozen=True)
+class TimelinePage:
+    """Entries of one incident in commit order, the latest `limit` before a point."""
+
+    entries: list[TimelineEntry]
+    earlier: int  # how many committed entries come before the first of `entries`
+
+
+def timeline_page(incident: Incident, *, before: int | None = None, limit: int) -> TimelinePage:
+    """The latest `limit` entries (before entry `before`, when given) in commit order, read
+    through the (incident, seq) index so a long timeline costs no more than a short one.
+    Without `before`, entries written in this very transaction (no position yet) come last,
+    as in `incident_timeline`."""
+    orders = TimelineOrder.objects.filter(incident_id=incident.pk)
+    if before is not None:
+        seq = orders.filter(entry_id=before).values_list("seq", flat=True).first()
+        if seq is None:
+            return TimelinePage([], 0)
+        orders = orders.filter(seq__lt=seq)
+    picked = list(orders.order_by("-seq").values_list("seq", "entry_id")[:limit])
+    by_id = {
+        entry.pk: entry
+        for entry in TimelineEntry.objects.select_related("actor").filter(
+            pk__in=[entry_id for _, entry_id in picked]
+        )
+    }
+    entries = [by_id[entry_id] for _, entry_id in reversed(picked)]
+    earlier = orders.filter(seq__lt=picked[-1][0]).count() if len(picked) == limit else 0
+    if before is None:
+        entries += list(
+            incident.timeline.select_related("actor").filter(order__isnull=True).order_by("id")
+        )
+    return TimelinePage(entries, earlier)
+
+
 def entry_seq(incident_id: int, entry_id: int) -> int | None:
     """The commit-order position of an incident's entry; for an id that is not one of its
     entries, the position of the latest entry below that id (None when there is none)."""

@@ -60,6 +60,10 @@ def signed_in_person(request: HttpRequest) -> User:
     return request.user
 
 
+# Timeline rows the room renders at once; earlier ones load as the reader scrolls up.
+TIMELINE_PAGE = 200
+
+
 def incident_or_404(incident_id: int) -> Incident:
     """The incident with its commander and creator, or a 404 response."""
     return get_object_or_404(
@@ -141,11 +145,14 @@ def incident_create(request: HttpRequest) -> HttpResponse:
 def _room_context(request: HttpRequest, incident: Incident) -> dict[str, Any]:
     """Everything the whole room renders: its own parts, then each card later apps
     registered (incidents.room) with what that card needs."""
-    timeline = list(selectors.incident_timeline(incident))
+    page = selectors.timeline_page(incident, limit=TIMELINE_PAGE)
+    timeline = page.entries
     main, side = room.room_sections("main"), room.room_sections("side")
     context = {
         "incident": incident,
         "timeline": timeline,
+        "earlier": page.earlier,
+        "first_entry_id": timeline[0].pk if timeline else 0,
         "last_entry_id": timeline[-1].pk if timeline else 0,
         "checklists": selectors.incident_checklists(incident),
         "status_form": StatusChangeForm(incident=incident),
@@ -185,8 +192,27 @@ def incident_room(request: HttpRequest, incident_id: int) -> HttpResponse:
 @require_GET
 @permission_required(VIEW, raise_exception=True)
 def incident_timeline(request: HttpRequest, incident_id: int) -> HttpResponse:
-    """Timeline rows after `after` (an entry id), for the room's polling."""
+    """Timeline rows after `after` (an entry id), for the room's polling; or, with `before`,
+    the TIMELINE_PAGE rows before that entry (the room shows the latest ones and loads
+    earlier ones as the reader scrolls up), with the row that loads the page before them."""
     incident = incident_or_404(incident_id)
+    before = request.GET.get("before")
+    if before is not None:
+        if not NUMBER.fullmatch(before) or "after" in request.GET:
+            return HttpResponse(
+                "before must be a timeline entry id, without after", status=BAD_REQUEST
+            )
+        page = selectors.timeline_page(incident, before=int(before), limit=TIMELINE_PAGE)
+        return render(
+            request,
+            "incidents/incident_room.html#timeline-earlier-page",
+            {
+                "incident": incident,
+                "timeline": page.entries,
+                "earlier": page.earlier,
+                "first_entry_id": page.entries[0].pk if page.entries else 0,
+            },
+        )
     after = request.GET.get("after", "0")
     if not NUMBER.fullmatch(after):
         return HttpResponse("after must be a timeline entry id", status=BAD_REQUEST)

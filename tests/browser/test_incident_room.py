@@ -50,3 +50,49 @@ def test_a_long_timeline_entry_wraps_inside_the_timeline_beside_the_side_column(
     side = page.locator("#checklists").bounding_box()
     assert timeline is not None and side is not None
     assert timeline["x"] + timeline["width"] <= side["x"]
+
+
+def test_a_long_timeline_opens_at_its_end_and_loads_earlier_entries_on_scrolling_up(
+    live_server, page, roles
+):
+    ensure_default_records()
+    UserFactory(username="vera", password="read-it-all", roles=["Viewer"])
+    incident = incident_open(title="Checkout errors after v2.4.0")
+    for number in range(449):
+        timeline_append(
+            incident=incident, kind=TimelineKind.NOTE, body=f"note {number}", actor_label="ic"
+        )
+
+    page.set_viewport_size({"width": 1280, "height": 900})
+    log_in(page, live_server.url, "vera", "read-it-all")
+    page.goto(f"{live_server.url}/incidents/{incident.pk}/")
+    rows = page.locator("#timeline-rows > tr.entry")
+    expect(rows).to_have_count(200)
+    box = page.locator("#timeline-scroll")
+    # The box opens at its end: the last entry inside it, the "earlier" row above its top.
+    inside = box.evaluate(
+        """box => {
+            const frame = box.getBoundingClientRect();
+            const last = document.querySelector("#timeline-rows > tr.entry:last-child")
+                .getBoundingClientRect();
+            const earlier = document.getElementById("timeline-earlier").getBoundingClientRect();
+            return [last.top >= frame.top && last.bottom <= frame.bottom + 1,
+                    earlier.bottom <= frame.top, box.scrollHeight > box.clientHeight];
+        }"""
+    )
+    assert inside == [True, True, True]
+    expect(page.get_by_role("button", name="250 earlier entries: show them")).to_be_attached()
+
+    box.evaluate("box => { box.scrollTop = -box.scrollHeight; }")  # column-reverse: up is < 0
+    expect(rows).to_have_count(400)
+    page.wait_for_timeout(500)
+    expect(rows).to_have_count(400)  # one page per scroll, not a cascade
+    box.evaluate("box => { box.scrollTop = -box.scrollHeight; }")
+    expect(rows).to_have_count(450)
+    expect(page.locator("#timeline-earlier")).to_have_count(0)
+    texts = rows.locator("td.body").all_inner_texts()
+    assert texts[1:] == [f"note {number}" for number in range(449)]
+
+    timeline_append(incident=incident, kind=TimelineKind.NOTE, body="rolled back", actor_label="ic")
+    expect(rows).to_have_count(451, timeout=10_000)
+    expect(rows.last).to_contain_text("rolled back")
