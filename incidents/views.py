@@ -40,6 +40,7 @@ from incidents.forms import (
     form_errors_text,
 )
 from incidents.models import ChecklistItem, Incident, Release
+from incidents.pagination import ListPage, PageError, page_of
 from incidents.roles import COMMAND_PERMISSION as COMMAND
 from incidents.roles import VIEW_PERMISSION as VIEW
 
@@ -104,10 +105,16 @@ def incident_list(request: HttpRequest) -> HttpResponse:
         )
     else:
         incidents, status = selectors.incidents_filtered().none(), BAD_REQUEST
+    page_error = ""
+    try:
+        listing = page_of(request, incidents)
+    except PageError as error:
+        listing, page_error, status = ListPage.empty(), str(error), BAD_REQUEST
     template = "incidents/incident_list.html"
     if is_htmx(request):
         template += "#results"
-    return render(request, template, {"form": form, "incidents": incidents}, status=status)
+    context = {"form": form, "incidents": listing, "listing": listing, "page_error": page_error}
+    return render(request, template, context, status=status)
 
 
 @permission_required("incidents.add_incident", raise_exception=True)

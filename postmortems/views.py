@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 from incidents.errors import DomainError, PermissionDenied
 from incidents.forms import form_errors_text
 from incidents.models import Environment, Incident, TimelineEntry
+from incidents.pagination import PageError, page_of
 from postmortems import charts, selectors, services
 from postmortems.exports import EXPORT_FORMATS
 from postmortems.forms import (
@@ -365,13 +366,15 @@ def recovery_metrics(request: HttpRequest) -> HttpResponse:
 @require_GET
 @permission_required(VIEW, raise_exception=True)
 def postmortem_list(request: HttpRequest) -> HttpResponse:
-    """Post-mortems, and every action item still open across them."""
+    """Post-mortems, and every action item still open across them, each a page at a time
+    (`page` and `items`)."""
+    try:
+        postmortems = page_of(request, selectors.postmortems_recent())
+        open_items = page_of(request, selectors.action_items_open(), parameter="items")
+    except PageError as error:
+        return HttpResponse(str(error), status=BAD_REQUEST, content_type="text/plain")
     return render(
         request,
         "postmortems/postmortem_list.html",
-        {
-            "postmortems": selectors.postmortems_recent(),
-            "open_items": selectors.action_items_open(),
-            "today": timezone.localdate(),
-        },
+        {"postmortems": postmortems, "open_items": open_items, "today": timezone.localdate()},
     )

@@ -277,3 +277,20 @@ def test_a_long_timeline_is_cut_on_the_page_but_not_in_the_exports(client, ic, p
     assert "the exports carry all" in content
     document = client.get(reverse("postmortem_json", args=[postmortem.incident_id])).json()
     assert len(document["timeline"]["entries"]) > views.PAGE_TIMELINE_LIMIT
+
+
+def test_the_list_pages_action_items_and_refuses_a_page_that_does_not_exist(
+    client, ic, postmortem, monkeypatch
+):
+    from incidents import pagination
+
+    monkeypatch.setattr(pagination, "PAGE_SIZE", 2)
+    for number in range(5):
+        services.action_item_add(postmortem=postmortem, actor=ic, title=f"Item {number} 項目")
+    client.force_login(ic)
+    second = client.get(reverse("postmortem_list"), {"items": "2"}).content.decode()
+    assert "Item 2 項目" in second and "Item 0 項目" not in second
+    assert "Page 2 of 3 (5 in all)" in second and 'href="?items=3"' in second
+    refused = client.get(reverse("postmortem_list"), {"items": "9"})
+    assert refused.status_code == 400
+    assert refused.content.decode().startswith("items: must be a page number from 1 to 3")
