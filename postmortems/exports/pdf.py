@@ -6,27 +6,21 @@ thousand entries, and measured here WeasyPrint needed 9 s for them as bare parag
 The timeline is cut into tables of a few dozen rows, each wrapped once with precomputed
 line breaks; one huge table would be re-split on every page.
 
-Fonts: DejaVu Sans from the system (Debian's fonts-dejavu-core) for its coverage of
-arrows, stars and curly quotes; without it, the Bitstream Vera fonts ReportLab ships.
+Fonts, scripts and right-to-left text are pdf_text's: DejaVu Sans from the system, with
+fallbacks for Chinese, Japanese, Korean and emoji, and each line in visual order.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
 from collections.abc import Callable, Iterable
 from io import BytesIO
-from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape
 
 from reportlab.lib import colors
 from reportlab.lib.enums import TA_LEFT
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     BaseDocTemplate,
@@ -37,12 +31,23 @@ from reportlab.platypus import (
     NextPageTemplate,
     PageBreak,
     PageTemplate,
-    Paragraph,
     Spacer,
     Table,
     TableStyle,
 )
 
+from postmortems.exports.pdf_text import (
+    BOLD,
+    REGULAR,
+    Line,
+    TextBlock,
+    draw_line,
+    fit,
+    fonts_register,
+    lay_out,
+    plain,
+    visual,
+)
 from postmortems.exports.text import (
     clock,
     count,
@@ -54,15 +59,6 @@ from postmortems.exports.text import (
     zone_name,
 )
 from postmortems.selectors import PostmortemReport
-
-logger = logging.getLogger(__name__)
-
-FONT_DIRS = (
-    Path("/usr/share/fonts/truetype/dejavu"),
-    Path("/usr/local/share/fonts/dejavu"),
-    Path("/Library/Fonts"),
-)
-REGULAR, BOLD, ITALIC = "Report", "Report-Bold", "Report-Italic"
 
 PAGE_WIDTH, PAGE_HEIGHT = A4
 MARGIN_X, MARGIN_TOP, MARGIN_BOTTOM = 16 * mm, 20 * mm, 18 * mm
@@ -84,35 +80,6 @@ TIMELINE_CHUNK = 40
 # The most lines of one entry in one table row; a longer entry goes on in further rows.
 TIMELINE_ROW_LINES = 30
 TIMELINE_HEADER_HEIGHT = 7 * mm
-
-
-@functools.cache
-def fonts_register() -> str:
-    """Register the report's fonts once; return the family's file stem (for the docs)."""
-    for folder in FONT_DIRS:
-        files = {
-            REGULAR: folder / "DejaVuSans.ttf",
-            BOLD: folder / "DejaVuSans-Bold.ttf",
-            ITALIC: folder / "DejaVuSans-Oblique.ttf",
-        }
-        if all(path.is_file() for path in files.values()):
-            break
-    else:
-        import reportlab
-
-        bundled = Path(reportlab.__file__).parent / "fonts"
-        files = {
-            REGULAR: bundled / "Vera.ttf",
-            BOLD: bundled / "VeraBd.ttf",
-            ITALIC: bundled / "VeraIt.ttf",
-        }
-        logger.warning("DejaVu Sans not found; post-mortem PDFs use Bitstream Vera")
-    for name, path in files.items():
-        pdfmetrics.registerFont(TTFont(name, str(path)))
-    pdfmetrics.registerFontFamily(
-        REGULAR, normal=REGULAR, bold=BOLD, italic=ITALIC, boldItalic=BOLD
-    )
-    return files[REGULAR].stem
 
 
 def _styles() -> dict[str, ParagraphStyle]:
@@ -141,39 +108,9 @@ def _styles() -> dict[str, ParagraphStyle]:
     }
 
 
-def _para(text: str, style: ParagraphStyle) -> Paragraph:
-    """A paragraph of plain text: markup escaped, line breaks kept."""
-    return Paragraph(escape(text).replace("\n", "<br/>"), style)
-
-
-def wrap_text(text: str, font: str, size: float, width: float) -> list[str]:
-    """Break `text` into lines no wider than `width`: at spaces, and inside words too long
-    for a line (URLs, image digests). Widths add up word by word (no kerning here)."""
-    width_of = pdfmetrics.stringWidth
-    space = width_of(" ", font, size)
-    lines: list[str] = []
-    for paragraph in text.replace("\r", "").split("\n"):
-        line, line_width = "", 0.0
-        for word in paragraph.split(" "):
-            word_width = width_of(word, font, size)
-            if not line and word_width <= width:
-                line, line_width = word, word_width
-                continue
-            if line and line_width + space + word_width <= width:
-                line, line_width = f"{line} {word}", line_width + space + word_width
-                continue
-            if line:
-                lines.append(line)
-            line, line_width = word, word_width
-            while len(line) > 1 and line_width > width:
-                cut = max(1, int(len(line) * width / line_width))
-                while cut > 1 and width_of(line[:cut], font, size) > width:
-                    cut -= 1
-                lines.append(line[:cut])
-                line = line[cut:]
-                line_width = width_of(line, font, size)
-        lines.append(line)
-    return lines or [""]
+def _para(text: str, style: ParagraphStyle) -> TextBlock:
+    """A paragraph of plain text, line breaks kept, in whatever scripts it is written."""
+    return TextBlock(text, style)
 
 
 class _NumberedCanvas(Canvas):
@@ -216,8 +153,10 @@ class _Decorations:
         canvas.setFont(REGULAR, 7.5)
         canvas.setFillColor(QUIET)
         top = PAGE_HEIGHT - MARGIN_TOP + 7 * mm
-        head = self.head if len(self.head) < 110 else self.head[:107] + "…"
-        canvas.drawString(MARGIN_X, top, head)
+        state_width = canvas.stringWidth(self.state, REGULAR, 7.5)
+        head = fit(self.head, REGULAR, 7.5, TEXT_WIDTH - state_width - 6 * mm)
+        draw_line(canvas, MARGIN_X, top, Line(visual(head)), REGULAR, 7.5)
+        canvas.setFont(REGULAR, 7.5)
         canvas.drawRightString(PAGE_WIDTH - MARGIN_X, top, self.state)
         canvas.setStrokeColor(RULE)
         canvas.setLineWidth(0.5)
@@ -326,19 +265,30 @@ def _timeline_tables(report: PostmortemReport) -> list[Flowable]:
     ]
     # One entry may be longer than a page (a note is up to 5,000 characters): its text goes
     # on in rows of its own, each short enough for any page, so no row is ever taller than
-    # the frame.
-    lines: list[tuple[list[str], bool]] = []
+    # the frame. Lines of one font, left to right, stay plain strings (cheap to lay out);
+    # other scripts and right-to-left lines become text blocks.
+    cell_style = ParagraphStyle(
+        "timeline", fontName=REGULAR, fontSize=size, leading=TIMELINE_LEADING, textColor=INK
+    )
+    bold_style = ParagraphStyle("timeline-bold", parent=cell_style, fontName=BOLD)
+
+    def cell(lines: list[Line], font: str, width: float) -> str | TextBlock:
+        if all(not line.rtl and plain(line.text, font) for line in lines):
+            return "\n".join(line.text for line in lines)
+        return TextBlock("", bold_style if font == BOLD else cell_style, lines, width)
+
+    lines: list[tuple[list[Any], bool]] = []
     for row in report.timeline:
         font = BOLD if row.starred else REGULAR
-        body = wrap_text(("★ " if row.starred else "") + row.body, font, size, inner[4])
+        body = lay_out(("★ " if row.starred else "") + row.body, font, size, inner[4])
         for part in range(0, len(body), TIMELINE_ROW_LINES):
-            text = "\n".join(body[part : part + TIMELINE_ROW_LINES])
+            text = cell(body[part : part + TIMELINE_ROW_LINES], font, inner[4])
             if part == 0:
-                cells = [
+                cells: list[Any] = [
                     str(row.id),
                     instant(row.at),
-                    "\n".join(wrap_text(row.kind_label, REGULAR, size, inner[2])),
-                    "\n".join(wrap_text(row.who, REGULAR, size, inner[3])),
+                    cell(lay_out(row.kind_label, REGULAR, size, inner[2]), REGULAR, inner[2]),
+                    cell(lay_out(row.who, REGULAR, size, inner[3]), REGULAR, inner[3]),
                     text,
                 ]
             else:

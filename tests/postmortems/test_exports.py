@@ -198,7 +198,7 @@ def test_markdown_renders_no_html_or_link_from_what_people_typed(ic, incident):
 
 
 def test_pdf_embeds_dejavu_when_the_system_has_it(ic, incident):
-    from postmortems.exports.pdf import fonts_register
+    from postmortems.exports.pdf_text import fonts_register
 
     reader = PdfReader(io.BytesIO(render_pdf(selectors.postmortem_report(incident.pk))))
     fonts = {
@@ -206,7 +206,7 @@ def test_pdf_embeds_dejavu_when_the_system_has_it(ic, incident):
         for page in reader.pages
         for font in page["/Resources"]["/Font"].values()
     }
-    expected = "DejaVuSans" if fonts_register() == "DejaVuSans" else "Vera"
+    expected = "DejaVuSans" if fonts_register().family == "DejaVuSans" else "Vera"
     assert any(expected in name for name in fonts)
     assert not any("Helvetica" in name for name in fonts)
 
@@ -264,7 +264,7 @@ def test_the_report_reads_a_constant_number_of_queries(
 def test_wrapped_timeline_lines_fit_their_column_and_keep_every_character(text):
     from reportlab.pdfbase.pdfmetrics import stringWidth
 
-    from postmortems.exports.pdf import REGULAR, fonts_register, wrap_text
+    from postmortems.exports.pdf_text import REGULAR, fonts_register, wrap_text
 
     fonts_register()
     lines = wrap_text(text, REGULAR, 7.5, 100)
