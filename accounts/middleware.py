@@ -17,14 +17,14 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, HttpResponseRedirect
 from django.urls import reverse
 
-from accounts.two_factor import two_factor_required
+from accounts.two_factor import second_factor_given, two_factor_required
 
 OPEN_PREFIXES = ("/static/", "/healthz", "/readyz", "/status/")
 
 
 def held_back(request: HttpRequest, user: Any) -> HttpResponse | None:
     """Where `user` must go first, or None when the request may go on."""
-    if not two_factor_required(user) or user.is_verified():
+    if not two_factor_required(user) or second_factor_given(request, user):
         return None
     open_paths = {reverse("two_factor"), reverse("two_factor_cancel"), reverse("logout")}
     if request.path in open_paths or request.path.startswith(OPEN_PREFIXES):

@@ -6,8 +6,10 @@ A person who must use it and has no confirmed device is sent to set one up (a QR
 authenticator app, and the key to type instead); one who has is asked for a code after the
 password. Either way the session is verified only once a code from the device is accepted
 (django_otp.login), and RequireTwoFactorMiddleware keeps every other page, the admin
-included, out of reach until then. Staff reset a lost device in the admin (OTP TOTP devices:
-delete it; the person sets up a new one at the next sign-in).
+included, out of reach until then. A sign-in through SSO whose provider vouches for a second
+factor counts as verified too (accounts.sso, second_factor_given). Staff reset a lost
+device in the admin (OTP TOTP devices: delete it; the person sets up a new one at the next
+sign-in).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from incidents.roles import APPROVE_PERMISSION, COMMAND_PERMISSION, STATUS_PAGE_PERMISSION
 
 DEVICE_NAME = "Authenticator app"
+# Set on a session signed in through SSO whose provider vouched for a second factor.
+SSO_SECOND_FACTOR_KEY = "sso_second_factor"
 # Running rollbacks, approving them, and speaking to customers on the status page.
 GUARDED_PERMISSIONS = (COMMAND_PERMISSION, APPROVE_PERMISSION, STATUS_PAGE_PERMISSION)
 
@@ -33,6 +37,12 @@ def two_factor_required(user: Any) -> bool:
     if not settings.REQUIRE_TWO_FACTOR or not user.is_authenticated:
         return False
     return bool(user.is_staff or any(user.has_perm(name) for name in GUARDED_PERMISSIONS))
+
+
+def second_factor_given(request: Any, user: Any) -> bool:
+    """Whether this session has its second factor: a code from the person's device, or an
+    SSO sign-in the provider says took one (accounts.sso)."""
+    return bool(user.is_verified() or request.session.get(SSO_SECOND_FACTOR_KEY) is True)
 
 
 def confirmed_device(user: Any) -> TOTPDevice | None:

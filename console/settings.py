@@ -12,6 +12,8 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
+from accounts.role_map import parse_role_map
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -108,6 +110,27 @@ AXES_LOCKOUT_TEMPLATE = "accounts/locked.html"
 # Named apart from django-axes's own (deprecated) AXES_PROXY_COUNT setting.
 SIGN_IN_PROXY_COUNT = int(os.environ.get("AXES_PROXY_COUNT", "0"))
 AXES_CLIENT_IP_CALLABLE = "accounts.client_address.client_address"
+# Single sign-on with OpenID Connect (mozilla-django-oidc; accounts/sso.py, docs/sign-in.md).
+# On when a client id is set; the endpoints are the provider's (its discovery document lists
+# them: `manage.py sso discover <issuer>` prints these lines).
+OIDC_RP_CLIENT_ID = os.environ.get("OIDC_RP_CLIENT_ID", "")
+SSO_ENABLED = bool(OIDC_RP_CLIENT_ID)
+OIDC_RP_CLIENT_SECRET = os.environ.get("OIDC_RP_CLIENT_SECRET", "")
+OIDC_OP_ISSUER = os.environ.get("OIDC_OP_ISSUER", "")
+OIDC_OP_AUTHORIZATION_ENDPOINT = os.environ.get("OIDC_OP_AUTHORIZATION_ENDPOINT", "")
+OIDC_OP_TOKEN_ENDPOINT = os.environ.get("OIDC_OP_TOKEN_ENDPOINT", "")
+OIDC_OP_USER_ENDPOINT = os.environ.get("OIDC_OP_USER_ENDPOINT", "")
+OIDC_OP_JWKS_ENDPOINT = os.environ.get("OIDC_OP_JWKS_ENDPOINT", "")
+OIDC_RP_SIGN_ALGO = os.environ.get("OIDC_RP_SIGN_ALGO", "RS256")
+OIDC_RP_SCOPES = os.environ.get("OIDC_RP_SCOPES", "openid email profile groups")
+OIDC_USE_PKCE = True
+OIDC_TIMEOUT = float(os.environ.get("OIDC_TIMEOUT_SECONDS", "10"))
+OIDC_ROLES_CLAIM = os.environ.get("OIDC_ROLES_CLAIM", "groups")
+OIDC_ROLE_MAP = parse_role_map(os.environ.get("OIDC_ROLE_MAP", ""))
+SSO_TRUSTS_PROVIDER_MFA = env_bool("SSO_TRUSTS_PROVIDER_MFA", False)
+SSO_BUTTON_LABEL = os.environ.get("SSO_BUTTON_LABEL", "Sign in with SSO")
+if SSO_ENABLED:
+    AUTHENTICATION_BACKENDS.append("accounts.sso.SsoBackend")
 # Second factor (TOTP, django-otp) for Incident Commanders and staff; see accounts/two_factor.py.
 REQUIRE_TWO_FACTOR = env_bool("REQUIRE_TWO_FACTOR", False)
 OTP_TOTP_ISSUER = os.environ.get("OTP_TOTP_ISSUER", "Backout")
@@ -126,6 +149,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "rollbacks.context_processors.approvals_badge",
+                "accounts.sso_views.sso_context",
             ],
         },
     },

@@ -125,7 +125,9 @@ from devinfra.demo_services import (
     seed_feature_flag,
     seed_static_frontend,
 )
+from devinfra.demo_sso import sso_env, sso_summary, start_demo_sso
 from devinfra.kube_standin import DEMO_SEED, KubeStandinHandle, start_kube_standin
+from devinfra.oidc_idp.launch import IdentityProvider
 from devinfra.processes import ServerProcess, start_moto_server
 from devinfra.prometheus import PrometheusMissing, PrometheusServer, start_prometheus
 from executors.base import Connections
@@ -169,6 +171,7 @@ class DemoInfrastructure:
     warnings: list[str] = field(default_factory=list)
     health: DemoHealth | None = None
     prometheus: PrometheusServer | None = None
+    identity_provider: IdentityProvider | None = None
 
     def service(self, name: str) -> DemoService:
         """The demo service called `name`."""
@@ -186,15 +189,23 @@ class DemoInfrastructure:
                 if self.commands_file is not None
                 else {}
             ),
+            **(sso_env(self.identity_provider) if self.identity_provider else {}),
         }
 
     def alive(self) -> bool:
-        """Whether both servers still run."""
-        return self.moto.process.poll() is None and self.kube._thread.is_alive()
+        """Whether the servers still run."""
+        provider = self.identity_provider
+        return (
+            self.moto.process.poll() is None
+            and self.kube._thread.is_alive()
+            and (provider is None or provider.server.process.poll() is None)
+        )
 
     def stop(self) -> None:
         """Stop Prometheus, the health server, the Kubernetes stand-in and the moto server."""
         try:
+            if self.identity_provider is not None:
+                self.identity_provider.stop()
             if self.prometheus is not None:
                 self.prometheus.stop()
             if self.health is not None:
@@ -365,11 +376,13 @@ def start_demo_infrastructure(
     status_delay: float = 2.0,
     redis_url: str | None = None,
     orders_url: str | None = None,
+    console_port: int | None = None,
 ) -> DemoInfrastructure:
     """Start, seed and check the demo servers; write the state file and the kubeconfig.
 
     `kubeconfig` defaults to demo-kubeconfig.yaml beside the state file. Sets the testing AWS
     credentials in this process's environment (where none are set) for the backends' clients.
+    With `console_port`, an identity provider for single sign-on starts too (devinfra.demo_sso).
     """
     for key, value in AWS_TEST_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
@@ -434,6 +447,16 @@ def start_demo_infrastructure(
                 infrastructure.health,
                 state_file.with_name("demo-prometheus.log"),
             )
+            starting_sso = (
+                pool.submit(
+                    start_demo_sso,
+                    state_file.parent,
+                    console_port,
+                    state_file.with_name("demo-idp.log"),
+                )
+                if console_port
+                else None
+            )
             try:
                 services = kube_services + [future.result() for future in seeding]
             finally:  # taken even when seeding failed, so that stop() stops it too
@@ -466,6 +489,11 @@ def start_demo_infrastructure(
                     "registered command service left out: setting up the orders database "
                     "took over 60 s"
                 )
+            if starting_sso is not None:
+                try:
+                    infrastructure.identity_provider = starting_sso.result()
+                except (RuntimeError, OSError) as error:
+                    infrastructure.warnings.append(f"no single sign-on in the demo ({error})")
             services = with_verification(services, infrastructure.health, infrastructure.prometheus)
             services = with_saved_manifests(services, connections)
             loading.result()
@@ -510,6 +538,8 @@ def summary(infrastructure: DemoInfrastructure, started_in: float) -> str:
         lines.append(f"  health endpoints   {infrastructure.health.url}/health/<namespace>/<name>")
     if infrastructure.prometheus is not None:
         lines.append(f"  Prometheus         {infrastructure.prometheus.url}")
+    if infrastructure.identity_provider is not None:
+        lines += sso_summary(infrastructure.identity_provider, infrastructure.state_file.parent)
     for service in infrastructure.services:
         good = service.known_good.version if service.known_good else "—"
         if service.live_version is None:
@@ -536,6 +566,7 @@ def serve(
     status_delay: float,
     redis_url: str | None,
     orders_url: str | None = None,
+    console_port: int | None = None,
 ) -> int:
     """Start the demo, write the env file, block until SIGINT/SIGTERM, then clean up.
 
@@ -560,6 +591,7 @@ def serve(
             status_delay=status_delay,
             redis_url=redis_url,
             orders_url=orders_url,
+            console_port=console_port,
         )
     except Exception:
         if stop.is_set():  # Ctrl-C also reaches moto, which then fails the seeding
@@ -603,6 +635,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the command service's database (default: $DEMO_ORDERS_DATABASE_URL, else "
         "<database>_orders on $DATABASE_URL's server)",
     )
+    serve_parser.add_argument(
+        "--console-port",
+        type=int,
+        help="the console's port: starts a single sign-on provider that sends people back to it",
+    )
     options = parser.parse_args(argv)
     return serve(
         env_file=options.env_file,
@@ -611,6 +648,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         status_delay=options.status_delay,
         redis_url=options.redis_url,
         orders_url=options.orders_database_url,
+        console_port=options.console_port,
     )
 
 

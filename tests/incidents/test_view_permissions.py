@@ -293,3 +293,10 @@ def test_probes_over_plain_http_are_answered_even_when_https_is_enforced(client,
     settings.SECURE_SSL_REDIRECT = True
     assert client.get(reverse(name)).status_code == 200
     assert client.get(reverse("dashboard")).status_code == 301  # everything else moves to https
+
+
+@pytest.mark.parametrize("name", ["oidc_authentication_init", "oidc_authentication_callback"])
+def test_single_sign_on_is_open_to_signed_out_visitors(client, settings, name):
+    # The two ends of a sign-in cannot ask for one; unconfigured, they do not exist.
+    settings.SSO_ENABLED = False
+    assert client.get(reverse(name)).status_code == 404
