@@ -14,7 +14,8 @@ import pytest
 import requests
 
 import rollbacks.services
-from devinfra.demo import DemoInfrastructure, start_demo_infrastructure, with_verification
+from devinfra.demo import DemoInfrastructure, start_demo_infrastructure
+from devinfra.demo_seeding import with_verification
 from incidents.demo import demo_load
 from incidents.models import ChecklistItem, TimelineEntry, TimelineKind
 from rollbacks.engine.inline import run_inline
