@@ -45,6 +45,13 @@ def second_factor_given(request: Any, user: Any) -> bool:
     return bool(user.is_verified() or request.session.get(SSO_SECOND_FACTOR_KEY) is True)
 
 
+def forget_sso_second_factor(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    """On every sign-in (user_logged_in): a password sign-in into a session that once came
+    through SSO must not inherit the provider's word; the SSO callback sets it again after."""
+    if request is not None and hasattr(request, "session"):
+        request.session.pop(SSO_SECOND_FACTOR_KEY, None)
+
+
 def confirmed_device(user: Any) -> TOTPDevice | None:
     return TOTPDevice.objects.filter(user=user, confirmed=True).first()
 

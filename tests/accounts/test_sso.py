@@ -298,3 +298,26 @@ def test_last_sign_in_is_recorded_in_order(sso_console):
     sso_sign_in(sso_console, "bob")
     identity = SsoIdentity.objects.get()
     assert identity.last_sign_in_at is not None and identity.last_sign_in_at >= before
+
+
+def test_a_password_sign_in_does_not_inherit_the_providers_second_factor(sso_console):
+    UserFactory(username="alice", email="alice@corp.example", password="local-password-1")
+    session, response = sso_sign_in(sso_console, "alice")
+    assert response.url == f"{sso_console.url}/incidents/"  # amr: mfa, no TOTP asked
+
+    login_page = session.get(f"{sso_console.url}/accounts/login/", timeout=10)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login_page.text)
+    assert token
+    again = session.post(
+        f"{sso_console.url}/accounts/login/",
+        data={
+            "csrfmiddlewaretoken": token[1],
+            "username": "alice",
+            "password": "local-password-1",
+            "next": "/incidents/",
+        },
+        headers={"Referer": f"{sso_console.url}/accounts/login/"},
+        timeout=10,
+    )
+    # Signed in again with the local password: this console's own second factor is asked.
+    assert again.url.startswith(f"{sso_console.url}/accounts/two-factor/")
