@@ -150,6 +150,7 @@ class ChecklistItemForm(forms.Form):
 
 class KnownGoodForm(forms.Form):
     known_good = _yes_no_field()
+    reason = forms.CharField(max_length=500, required=False)
 
 
 def form_errors_text(form: forms.Form) -> str:

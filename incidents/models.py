@@ -95,6 +95,9 @@ class Release(models.Model):
         related_name="+",
     )
     known_good_at = models.DateTimeField(null=True, blank=True)
+    known_good_reason = models.CharField(
+        max_length=500, blank=True, help_text="Why it was marked (or unmarked) known-good"
+    )
     backup = models.JSONField(
         default=dict,
         blank=True,

@@ -318,13 +318,15 @@ def checklist_item_set(
 
 @transaction.atomic
 def release_mark_known_good(
-    *, release: Release, actor: User | None, known_good: bool = True
+    *, release: Release, actor: User | None, known_good: bool = True, reason: str = ""
 ) -> Release:
     """Mark (or unmark) a release as known-good, recording who and when. Refused while an
     open incident affecting its service began after it shipped: that release is the
     suspect, and a rollback would take it as a target."""
     if actor is not None and actor.is_authenticated:
         require_role(actor, "incidents.change_release", "mark releases known-good")
+    if len(reason.strip()) > 500:
+        raise DomainError("A known-good reason is at most 500 characters.")
     locked = Release.objects.select_for_update(no_key=True).get(pk=release.pk)
     suspect = release_suspected_by(locked) if known_good else None
     if suspect is not None:
@@ -337,5 +339,6 @@ def release_mark_known_good(
     locked.known_good = known_good
     locked.known_good_by = real_actor if known_good else None
     locked.known_good_at = _now() if known_good else None
-    locked.save(update_fields=["known_good", "known_good_by", "known_good_at"])
+    locked.known_good_reason = reason.strip()
+    locked.save(update_fields=["known_good", "known_good_by", "known_good_at", "known_good_reason"])
     return locked

@@ -20,6 +20,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -373,10 +374,16 @@ def release_known_good(request: HttpRequest, release_id: int) -> HttpResponse:
         return HttpResponse(form_errors_text(form), status=BAD_REQUEST)
     try:
         services.release_mark_known_good(
-            release=release, actor=request.user, known_good=form.cleaned_data["known_good"]
+            release=release,
+            actor=request.user,
+            known_good=form.cleaned_data["known_good"],
+            reason=form.cleaned_data["reason"],
         )
     except DomainError as error:
         return HttpResponse(str(error), status=BAD_REQUEST, content_type="text/plain")
+    back = request.POST.get("next", "")
+    if back and url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure()):
+        return redirect(back)
     return redirect("dashboard")
 
 

@@ -3,9 +3,14 @@
 
 from django.urls import path
 
-from rollbacks import plan_views, views
+from rollbacks import plan_views, release_views, views
 
 urlpatterns = [
+    path(
+        "services/<int:service_id>/releases",
+        release_views.service_releases,
+        name="service_releases",
+    ),
     path(
         "incidents/<int:incident_id>/versions",
         plan_views.incident_versions,
