@@ -64,12 +64,14 @@ INSTALLED_APPS = [
     "axes",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    "ninja",
     "accounts",
     "incidents",
     "rollbacks",
     "statuspage",
     "postmortems",
     "playbooks",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -131,6 +133,8 @@ SSO_TRUSTS_PROVIDER_MFA = env_bool("SSO_TRUSTS_PROVIDER_MFA", False)
 SSO_BUTTON_LABEL = os.environ.get("SSO_BUTTON_LABEL", "Sign in with SSO")
 if SSO_ENABLED:
     AUTHENTICATION_BACKENDS.append("accounts.sso.SsoBackend")
+# The JSON API (api/, django-ninja): calls per token, e.g. 120/m or 2000/h (docs/api.md).
+API_RATE = os.environ.get("API_RATE", "120/m")
 # Second factor (TOTP, django-otp) for Incident Commanders and staff; see accounts/two_factor.py.
 REQUIRE_TWO_FACTOR = env_bool("REQUIRE_TWO_FACTOR", False)
 OTP_TOTP_ISSUER = os.environ.get("OTP_TOTP_ISSUER", "Backout")

@@ -16,4 +16,5 @@ urlpatterns = [
     path("", include("statuspage.urls")),
     path("", include("postmortems.urls")),
     path("", include("playbooks.urls")),
+    path("", include("api.urls")),
 ]

@@ -29,6 +29,7 @@ PACKAGES = (
     "statuspage",
     "postmortems",
     "playbooks",
+    "api",
     "executors",
     "devinfra",
     "bench",
@@ -327,12 +328,14 @@ LAYERS = (
     # The incident record is the lowest app: the later apps build on it, never the reverse.
     Layer(
         "incidents",
-        forbidden=frozenset({"rollbacks", "statuspage", "postmortems", "playbooks"}),
+        forbidden=frozenset({"rollbacks", "statuspage", "postmortems", "playbooks", "api"}),
     ),
     # Rollbacks tell the status page and post-mortems about runs through signals.
-    Layer("rollbacks", forbidden=frozenset({"statuspage", "postmortems", "playbooks"})),
+    Layer("rollbacks", forbidden=frozenset({"statuspage", "postmortems", "playbooks", "api"})),
     # Playbooks draft plans through rollbacks; nothing else needs them.
-    Layer("playbooks", forbidden=frozenset({"statuspage", "postmortems"})),
+    Layer("playbooks", forbidden=frozenset({"statuspage", "postmortems", "api"})),
+    # The API is a door onto the services, like the pages: nothing below calls it.
+    Layer("api", forbidden=frozenset({"statuspage", "postmortems", "playbooks"})),
     # Backends take plain config: no Django (nor django_* add-ons), none of our apps.
     Layer("executors", forbidden=frozenset({"django"}), only_ours=frozenset({"executors"})),
     # The stand-ins for infrastructure serve the backends, not the console.
@@ -340,11 +343,11 @@ LAYERS = (
     # Signing in knows the roles, nothing of what they do.
     Layer(
         "accounts",
-        forbidden=frozenset({"rollbacks", "statuspage", "postmortems", "playbooks"}),
+        forbidden=frozenset({"rollbacks", "statuspage", "postmortems", "playbooks", "api"}),
     ),
     # Two views over the same record: neither needs the other.
-    Layer("statuspage", forbidden=frozenset({"postmortems", "playbooks"})),
-    Layer("postmortems", forbidden=frozenset({"statuspage", "playbooks"})),
+    Layer("statuspage", forbidden=frozenset({"postmortems", "playbooks", "api"})),
+    Layer("postmortems", forbidden=frozenset({"statuspage", "playbooks", "api"})),
 )
 
 

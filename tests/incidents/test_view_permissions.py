@@ -95,6 +95,13 @@ CASES = [
     Case("dashboard", EVERYONE, lambda w: ("get", reverse("dashboard"), {})),
     Case("two_factor", EVERYONE, lambda w: ("get", reverse("two_factor"), {})),
     Case("two_factor_cancel", EVERYONE, lambda w: ("post", reverse("two_factor_cancel"), {})),
+    # A token acts with its owner's roles, so anyone signed in may hold one.
+    Case("api_tokens", EVERYONE, lambda w: ("get", reverse("api_tokens"), {})),
+    Case(
+        "api_token_create",
+        EVERYONE,
+        lambda w: ("post", reverse("api_tokens"), {"name": "ci", "scopes": ["read"]}),
+    ),
     Case("incident_list", EVERYONE, lambda w: ("get", reverse("incident_list"), {})),
     Case("incident_create_form", COMMANDER, lambda w: ("get", reverse("incident_create"), {})),
     Case(
@@ -293,6 +300,12 @@ def test_probes_over_plain_http_are_answered_even_when_https_is_enforced(client,
     settings.SECURE_SSL_REDIRECT = True
     assert client.get(reverse(name)).status_code == 200
     assert client.get(reverse("dashboard")).status_code == 301  # everything else moves to https
+
+
+def test_the_api_answers_tokens_not_the_login_page(client):
+    # Its operations answer 401 without a token; its description is public.
+    assert client.get("/api/v1/runs/1").status_code == 401
+    assert client.get("/api/v1/openapi.json").status_code == 200
 
 
 @pytest.mark.parametrize("name", ["oidc_authentication_init", "oidc_authentication_callback"])

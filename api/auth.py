@@ -1,0 +1,75 @@
+"""How the API knows its caller: `Authorization: Bearer bko_…` (api.tokens), a scope per
+operation, and a rate per token. A missing or unknown token answers 401, a token without
+the operation's scope 403, a token over its rate 429 with Retry-After."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.http import HttpRequest
+from ninja.security import HttpBearer
+from ninja.throttling import SimpleRateThrottle
+
+from api.models import ApiToken
+from api.tokens import token_authenticate
+from incidents.errors import PermissionDenied
+
+
+class MissingScope(PermissionDenied):
+    pass
+
+
+class TokenAuth(HttpBearer):
+    """A bearer token that holds `scope`. The request's user becomes the token's owner, so
+    the services check that person's roles as they do for the browser."""
+
+    def __init__(self, scope: str) -> None:
+        super().__init__()
+        self.scope = scope
+
+    def __call__(self, request: HttpRequest) -> ApiToken | None:
+        # Not HttpBearer's own: in DEBUG it logs a malformed header, secret and all.
+        scheme, _, text = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not text.strip():
+            return None
+        return self.authenticate(request, text.strip())
+
+    def authenticate(self, request: HttpRequest, token: str) -> ApiToken | None:
+        found = token_authenticate(token)
+        if found is None:
+            return None
+        if self.scope not in found.scopes:
+            raise MissingScope(f"This token lacks the {self.scope!r} scope.")
+        request.user = found.user
+        return found
+
+
+class TokenRateThrottle(SimpleRateThrottle):  # type: ignore[misc]
+    """API_RATE calls per token (e.g. "120/m"), counted in the cache (Redis). Unknown tokens
+    are not counted: a token is 256 random bits, beyond guessing."""
+
+    scope = "api_token"
+
+    def __init__(self) -> None:
+        super().__init__(rate=settings.API_RATE)
+
+    def get_cache_key(self, request: HttpRequest) -> str | None:
+        # The rate is read per call, so a changed setting applies without a restart.
+        self.rate = settings.API_RATE
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        token: Any = getattr(request, "auth", None)
+        return f"throttle_api_token_{token.pk}" if token is not None else None
+
+
+def person_of(request: HttpRequest) -> User:
+    """The person a request acts as: the token's owner, or the console's signed-in user
+    (LoginRequiredMiddleware keeps anonymous visitors off the console's pages)."""
+    if not isinstance(request.user, User):
+        raise PermissionDenied("Sign in first.")
+    return request.user
+
+
+def scope(name: str) -> list[TokenAuth]:
+    return [TokenAuth(name)]

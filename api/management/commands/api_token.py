@@ -1,0 +1,70 @@
+"""API tokens from a terminal, through the same functions as the console's page.
+
+    manage.py api_token create --user deploy-bot --name "deploy pipeline" \\
+        --scope releases:write --scope read [--days 90]     # prints the token once
+    manage.py api_token list [--user deploy-bot]
+    manage.py api_token revoke <prefix>
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from api import tokens
+from api.models import SCOPES, ApiToken
+from incidents.errors import DomainError
+
+
+class Command(BaseCommand):
+    help = "Make, list and revoke API tokens."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        actions = parser.add_subparsers(dest="action", required=True)
+        create = actions.add_parser("create", help="make a token and print it once")
+        create.add_argument("--user", required=True)
+        create.add_argument("--name", required=True)
+        create.add_argument("--scope", action="append", required=True, choices=list(SCOPES))
+        create.add_argument("--days", type=int)
+        listing = actions.add_parser("list", help="list tokens (never their text)")
+        listing.add_argument("--user")
+        revoke = actions.add_parser("revoke", help="revoke a token by its prefix")
+        revoke.add_argument("prefix")
+
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
+        getattr(self, f"do_{action}")(**options)
+
+    def do_create(self, user: str, name: str, scope: list[str], days: int | None, **_: Any) -> None:
+        owner = User.objects.filter(username=user).first()
+        if owner is None:
+            raise CommandError(f"No user {user!r}.")
+        try:
+            token, text = tokens.token_create(user=owner, name=name, scopes=scope, days=days)
+        except DomainError as error:
+            raise CommandError(str(error)) from error
+        self.stderr.write(
+            f"Token {token.prefix} for {user} ({', '.join(token.scopes)}); it is not shown again:"
+        )
+        self.stdout.write(text)
+
+    def do_list(self, user: str | None = None, **_: Any) -> None:
+        found = ApiToken.objects.select_related("user").order_by("user__username", "-created_at")
+        if user:
+            found = found.filter(user__username=user)
+        for token in found:
+            state = "active" if token.active else "revoked" if token.revoked_at else "expired"
+            last = token.last_used_at.isoformat() if token.last_used_at else "never used"
+            self.stdout.write(
+                f"{token.prefix}\t{token.user.get_username()}\t{token.name}\t"
+                f"{','.join(token.scopes)}\t{state}\t{last}"
+            )
+
+    def do_revoke(self, prefix: str, **_: Any) -> None:
+        token = ApiToken.objects.filter(prefix=prefix).first()
+        if token is None:
+            raise CommandError(f"No token with prefix {prefix!r}.")
+        # The terminal is the operator's: revoking acts as staff would.
+        tokens.token_revoke(token=token, actor=token.user)
+        self.stdout.write(f"Revoked {token.prefix} ({token.name}) of {token.user.get_username()}.")

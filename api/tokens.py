@@ -1,0 +1,108 @@
+"""API tokens: made, shown once, kept as a SHA-256 digest, revoked (api.models.ApiToken).
+
+A token reads `bko_<prefix>_<secret>`: the prefix is shown in lists and logs to tell tokens
+apart, the secret (256 bits) is never stored. A digest of a high-entropy secret needs no
+slow hash: guessing is the secret's entropy, not the hash's speed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable
+from datetime import timedelta
+
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.utils import timezone
+
+from api.models import SCOPES, ApiToken
+from incidents.errors import DomainError, PermissionDenied
+
+TOKEN_START = "bko_"
+NAME_MAX = 100
+# Tokens a person may hold at once (revoked ones do not count).
+TOKENS_PER_USER = 25
+MAX_DAYS = 366
+# last_used_at is written at most this often, so a busy pipeline is not a write per call.
+LAST_USED_EVERY = timedelta(minutes=1)
+
+
+def digest_of(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def clean_name(name: str) -> str:
+    cleaned = " ".join("".join(c if c.isprintable() else " " for c in name).split())
+    if not cleaned:
+        raise DomainError("Name the token (what uses it, e.g. “deploy pipeline”).")
+    if len(cleaned) > NAME_MAX:
+        raise DomainError(f"A token's name is at most {NAME_MAX} characters.")
+    return cleaned
+
+
+def clean_scopes(scopes: Iterable[str]) -> list[str]:
+    chosen = sorted(set(scopes))
+    unknown = [scope for scope in chosen if scope not in SCOPES]
+    if unknown:
+        raise DomainError(
+            f"Unknown scope {', '.join(unknown)}; the scopes are {', '.join(SCOPES)}."
+        )
+    if not chosen:
+        raise DomainError("Give the token at least one scope.")
+    return chosen
+
+
+def token_create(
+    *, user: User, name: str, scopes: Iterable[str], days: int | None = None
+) -> tuple[ApiToken, str]:
+    """Make a token for `user`; return it and its secret text, which is never shown again."""
+    if not user.is_active:
+        raise PermissionDenied("A deactivated account cannot hold API tokens.")
+    if days is not None and not 1 <= days <= MAX_DAYS:
+        raise DomainError(f"A token lasts 1 to {MAX_DAYS} days, or until it is revoked.")
+    cleaned_name, cleaned_scopes = clean_name(name), clean_scopes(scopes)
+    prefix = secrets.token_hex(4)
+    text = f"{TOKEN_START}{prefix}_{secrets.token_urlsafe(32)}"
+    with transaction.atomic():
+        User.objects.select_for_update().get(pk=user.pk)
+        held = ApiToken.objects.filter(user=user, revoked_at__isnull=True).count()
+        if held >= TOKENS_PER_USER:
+            raise DomainError(
+                f"You hold {held} tokens, the most allowed; revoke one you no longer use."
+            )
+        token = ApiToken.objects.create(
+            user=user,
+            name=cleaned_name,
+            prefix=prefix,
+            digest=digest_of(text),
+            scopes=cleaned_scopes,
+            expires_at=timezone.now() + timedelta(days=days) if days else None,
+        )
+    return token, text
+
+
+def token_revoke(*, token: ApiToken, actor: User) -> ApiToken:
+    """Revoke a token: its owner may, and staff may revoke anyone's."""
+    if actor.pk != token.user_id and not actor.is_staff:
+        raise PermissionDenied("Only its owner or staff may revoke a token.")
+    with transaction.atomic():
+        locked = ApiToken.objects.select_for_update().get(pk=token.pk)
+        if locked.revoked_at is None:
+            locked.revoked_at = timezone.now()
+            locked.save(update_fields=["revoked_at"])
+    return locked
+
+
+def token_authenticate(text: str) -> ApiToken | None:
+    """The active token `text` stands for, with its owner (who must be active), or None."""
+    if not text.startswith(TOKEN_START) or len(text) > 200:
+        return None
+    token = ApiToken.objects.select_related("user").filter(digest=digest_of(text)).first()
+    if token is None or not token.active or not token.user.is_active:
+        return None
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_EVERY:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token

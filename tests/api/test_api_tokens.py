@@ -1,0 +1,183 @@
+"""API tokens: made on the console's page or in a terminal, shown once, stored as a digest,
+revoked, expired, rate limited; the OpenAPI document and its page; a call over real HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import timedelta
+
+import pytest
+import requests
+from django.core.management import call_command
+from django.test import Client
+from django.utils import timezone
+
+from api.models import ApiToken
+from api.tokens import token_create
+from incidents.models import TimelineKind
+from tests.factories import UserFactory, incident_open
+
+pytestmark = pytest.mark.django_db
+
+
+def bearer(text: str) -> Client:
+    return Client(HTTP_AUTHORIZATION=f"Bearer {text}")
+
+
+def test_a_token_is_shown_once_and_kept_only_as_a_digest(client, roles):
+    person = UserFactory(roles=["Viewer"])
+    client.force_login(person)
+    made = client.post(
+        "/account/api-tokens/", {"name": "deploy 🚀 パイプライン", "scopes": ["read"], "days": 30}
+    )
+    assert made.status_code == 200
+    text = made.content.decode().split('<code id="new-token">')[1].split("</code>")[0]
+    token = ApiToken.objects.get(user=person)
+    assert text.startswith(f"bko_{token.prefix}_") and len(text) > 40
+    assert token.digest == hashlib.sha256(text.encode()).hexdigest()
+    assert text not in str(list(ApiToken.objects.values()))
+    assert token.expires_at and token.expires_at > timezone.now() + timedelta(days=29)
+    listing = client.get("/account/api-tokens/").content.decode()
+    assert text not in listing and f"bko_{token.prefix}_…" in listing
+    incident = incident_open()
+    assert bearer(text).get(f"/api/v1/incidents/{incident.pk}").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"name": "x" * 101, "scopes": ["read"]}, "name"),
+        ({"name": "ok", "scopes": []}, "scopes"),
+        ({"name": "ok", "scopes": ["admin"]}, "scopes"),
+        ({"name": "ok", "scopes": ["read"], "days": 367}, "days"),
+        ({"name": "\x00", "scopes": ["read"]}, "name"),
+    ],
+)
+def test_a_token_form_refuses_bad_input_and_makes_nothing(client, roles, data, field):
+    client.force_login(UserFactory(roles=["Viewer"]))
+    response = client.post("/account/api-tokens/", data)
+    assert response.status_code == 400
+    assert field in response.context["form"].errors
+    assert not ApiToken.objects.exists()
+
+
+def test_revoked_expired_and_deactivated_tokens_answer_401(client, roles):
+    incident = incident_open()
+    person = UserFactory(roles=["Viewer"])
+    client.force_login(person)
+    token, text = token_create(user=person, name="ci", scopes=["read"])
+    assert bearer(text).get(f"/api/v1/incidents/{incident.pk}").status_code == 200
+
+    other = UserFactory(roles=["Viewer"])
+    Client().force_login(other)
+    stranger = Client()
+    stranger.force_login(other)
+    assert stranger.post(f"/account/api-tokens/{token.pk}/revoke").status_code == 404
+    assert client.post(f"/account/api-tokens/{token.pk}/revoke").status_code == 302
+    refused = bearer(text).get(f"/api/v1/incidents/{incident.pk}")
+    assert refused.status_code == 401 and refused["WWW-Authenticate"].startswith("Bearer")
+
+    old, old_text = token_create(user=person, name="old", scopes=["read"], days=1)
+    ApiToken.objects.filter(pk=old.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert bearer(old_text).get(f"/api/v1/incidents/{incident.pk}").status_code == 401
+
+    _, live_text = token_create(user=person, name="live", scopes=["read"])
+    person.is_active = False
+    person.save()
+    assert bearer(live_text).get(f"/api/v1/incidents/{incident.pk}").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["", "Bearer", "Bearer ", "Token bko_x", "Bearer bko_" + "a" * 300, "Bearer 結帳\x00"],
+)
+def test_a_missing_or_malformed_token_is_401_and_never_logged(roles, settings, caplog, header):
+    settings.DEBUG = True
+    incident = incident_open()
+    caplog.set_level(logging.DEBUG)
+    response = Client(HTTP_AUTHORIZATION=header).get(f"/api/v1/incidents/{incident.pk}")
+    assert response.status_code == 401
+    assert "bko_x" not in caplog.text and "aaaaaaaa" not in caplog.text
+
+
+def test_a_token_over_its_rate_is_told_when_to_come_back(roles, settings):
+    settings.API_RATE = "3/m"
+    person = UserFactory(roles=["Viewer"])
+    _, text = token_create(user=person, name="busy", scopes=["read"])
+    incident = incident_open()
+    answers = [bearer(text).get(f"/api/v1/incidents/{incident.pk}") for _ in range(4)]
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 429]
+    assert int(answers[-1]["Retry-After"]) >= 1
+    _, fresh = token_create(user=person, name="other", scopes=["read"])
+    assert bearer(fresh).get(f"/api/v1/incidents/{incident.pk}").status_code == 200
+
+
+def test_a_person_holds_at_most_so_many_tokens(roles):
+    person = UserFactory(roles=["Viewer"])
+    for number in range(25):
+        token_create(user=person, name=f"t{number}", scopes=["read"])
+    with pytest.raises(Exception, match="the most allowed"):
+        token_create(user=person, name="one more", scopes=["read"])
+
+
+def test_the_terminal_makes_lists_and_revokes_tokens(roles, capsys):
+    UserFactory(username="deploy-bot", roles=["Incident Commander"])
+    call_command(
+        "api_token",
+        "create",
+        "--user",
+        "deploy-bot",
+        "--name",
+        "pipeline",
+        "--scope",
+        "releases:write",
+        "--scope",
+        "read",
+    )
+    text = capsys.readouterr().out.strip()
+    token = ApiToken.objects.get()
+    assert text.startswith(f"bko_{token.prefix}_") and token.scopes == ["read", "releases:write"]
+    call_command("api_token", "list")
+    assert (
+        f"{token.prefix}\tdeploy-bot\tpipeline\tread,releases:write\tactive"
+        in capsys.readouterr().out
+    )
+    call_command("api_token", "revoke", token.prefix)
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+
+
+def test_the_openapi_document_and_its_page_describe_every_operation(client):
+    document = client.get("/api/v1/openapi.json")
+    assert document.status_code == 200
+    spec = document.json()
+    assert spec["info"]["title"] == "Backout API"
+    for path in (
+        "/api/v1/incidents",
+        "/api/v1/incidents/{incident_id}/notes",
+        "/api/v1/services/{service}/releases",
+        "/api/v1/releases/{release_id}/known-good",
+        "/api/v1/incidents/{incident_id}/rollbacks",
+        "/api/v1/runs/{run_id}",
+    ):
+        assert path in spec["paths"], path
+    assert any(s.get("scheme") == "bearer" for s in spec["components"]["securitySchemes"].values())
+    page = client.get("/api/v1/docs")
+    assert page.status_code == 200 and b"swagger" in page.content.lower()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_note_over_real_http_lands_on_the_timeline_with_the_owner(asgi_server, roles):
+    person = UserFactory(username="ci-bot", roles=["Responder"])
+    _, text = token_create(user=person, name="ci", scopes=["incidents:write"])
+    incident = incident_open()
+    response = requests.post(
+        f"{asgi_server.url}/api/v1/incidents/{incident.pk}/notes",
+        json={"body": "deploy v2.4.1 finished ✅"},
+        headers={"Authorization": f"Bearer {text}"},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    note = incident.timeline.get(kind=TimelineKind.NOTE)
+    assert note.actor == person and note.body == "deploy v2.4.1 finished ✅"
