@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
+from django.db import transaction
 from django.http import HttpRequest
 
 from incidents.models import (
@@ -20,13 +22,16 @@ from incidents.models import (
     Service,
     TimelineEntry,
 )
+from incidents.selectors import release_suspected_by
+from incidents.services import release_mark_known_good
 
 
 class ReleaseInline(admin.TabularInline):
     model = Release
     extra = 0
     fields = ["version", "artifact", "shipped_at", "known_good", "known_good_by", "known_good_at"]
-    readonly_fields = ["known_good_by", "known_good_at"]
+    # Marked on the release's own page (or the console's), which records who and when.
+    readonly_fields = ["known_good", "known_good_by", "known_good_at"]
     ordering = ["-shipped_at"]
 
 
@@ -38,12 +43,61 @@ class ServiceAdmin(admin.ModelAdmin):
     inlines = [ReleaseInline]
 
 
+class ReleaseAdminForm(forms.ModelForm):
+    class Meta:
+        model = Release
+        fields = [
+            "service",
+            "version",
+            "artifact",
+            "shipped_at",
+            "notes",
+            "known_good",
+            "known_good_reason",
+            "backup",
+            "backup_at",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        marking = cleaned.get("known_good") and "known_good" in self.changed_data
+        if marking and self.instance.pk:
+            suspect = release_suspected_by(self.instance)
+            if suspect is not None:
+                self.add_error(
+                    "known_good",
+                    f"Open incident #{suspect.pk} suspects this release; resolve it first.",
+                )
+        return cleaned
+
+
 @admin.register(Release)
 class ReleaseAdmin(admin.ModelAdmin):
+    """Staff housekeeping. Ticking "Known good" records who and when, as the dashboard's
+    button does (it once answered 500: the instant was read-only and left empty)."""
+
+    form = ReleaseAdminForm
     list_display = ["service", "version", "shipped_at", "known_good", "known_good_by"]
     list_filter = ["known_good", "service__environment", "service"]
     search_fields = ["version", "artifact", "service__name"]
     readonly_fields = ["known_good_by", "known_good_at"]
+
+    def save_model(self, request: HttpRequest, obj: Release, form: Any, change: bool) -> None:
+        if "known_good" not in form.changed_data:
+            super().save_model(request, obj, form, change)
+            return
+        wanted = obj.known_good
+        with transaction.atomic():
+            # Saved as it was (a new one as not known-good), then marked by the service.
+            obj.known_good = not wanted if change else False
+            super().save_model(request, obj, form, change)
+            release_mark_known_good(
+                release=obj,
+                actor=request.user,
+                known_good=wanted,
+                reason=obj.known_good_reason,
+            )
+        obj.refresh_from_db()
 
 
 class ChecklistTemplateItemInline(admin.TabularInline):
