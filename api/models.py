@@ -9,11 +9,13 @@ READ = "read"
 RELEASES_WRITE = "releases:write"
 INCIDENTS_WRITE = "incidents:write"
 RUNS_WRITE = "runs:write"
+ALERTS_WRITE = "alerts:write"
 SCOPES = {
     READ: "Read incidents, runs and releases",
     RELEASES_WRITE: "Register releases, mark them known-good",
     INCIDENTS_WRITE: "Open and update incidents, add notes",
     RUNS_WRITE: "Draft rollbacks",
+    ALERTS_WRITE: "Send alerts (an Alertmanager or Grafana receiver)",
 }
 
 

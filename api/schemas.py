@@ -19,7 +19,7 @@ ERRORS: dict[int, Any] = {400: Problem, 401: Problem, 403: Problem, 404: Problem
 
 class IncidentIn(Schema):
     title: str = Field(description="At most 200 characters")
-    severity: str = Field(description="P0 (worst) to P4")
+    severity: str = Field(description="P0 (worst) to P3")
     environment: str = "production"
     services: list[str] = Field(default_factory=list, description="Service names affected")
     summary: str = ""

@@ -11,7 +11,7 @@ from django.urls import path
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, ValidationError
 
-from api import incidents, releases, runs, views
+from api import alerts, incidents, releases, runs, views
 from api.auth import TokenRateThrottle
 from api.validation import InputError
 from incidents.errors import DomainError, PermissionDenied
@@ -28,6 +28,7 @@ api = NinjaAPI(
 api.add_router("/", incidents.router)
 api.add_router("/", releases.router)
 api.add_router("/", runs.router)
+api.add_router("/", alerts.router)
 
 
 def problem(request: HttpRequest, status: int, detail: str, **errors: Any) -> HttpResponse:

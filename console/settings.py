@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "statuspage",
     "postmortems",
     "playbooks",
+    "alerts",
     "api",
 ]
 
@@ -133,6 +134,22 @@ SSO_TRUSTS_PROVIDER_MFA = env_bool("SSO_TRUSTS_PROVIDER_MFA", False)
 SSO_BUTTON_LABEL = os.environ.get("SSO_BUTTON_LABEL", "Sign in with SSO")
 if SSO_ENABLED:
     AUTHENTICATION_BACKENDS.append("accounts.sso.SsoBackend")
+# Alerts in (alerts/, docs/api.md): the labels naming the service, its environment and the
+# severity, and how a severity label's value maps to an incident's.
+ALERT_SERVICE_LABEL = os.environ.get("ALERT_SERVICE_LABEL", "service")
+ALERT_ENVIRONMENT_LABEL = os.environ.get("ALERT_ENVIRONMENT_LABEL", "environment")
+ALERT_SEVERITY_LABEL = os.environ.get("ALERT_SEVERITY_LABEL", "severity")
+ALERT_DEFAULT_SEVERITY = os.environ.get("ALERT_DEFAULT_SEVERITY", "P2")
+try:
+    ALERT_SEVERITY_MAP: dict[str, str] = {
+        str(key).lower(): str(value)
+        for key, value in json.loads(
+            os.environ.get("ALERT_SEVERITY_MAP")
+            or '{"critical": "P1", "page": "P1", "error": "P2", "warning": "P3", "info": "P3"}'
+        ).items()
+    }
+except (ValueError, AttributeError) as error:
+    raise ImproperlyConfigured(f"ALERT_SEVERITY_MAP must be a JSON object: {error}") from error
 # The JSON API (api/, django-ninja): calls per token, e.g. 120/m or 2000/h (docs/api.md).
 API_RATE = os.environ.get("API_RATE", "120/m")
 # Second factor (TOTP, django-otp) for Incident Commanders and staff; see accounts/two_factor.py.

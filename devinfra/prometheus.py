@@ -216,8 +216,12 @@ def start_prometheus(
     binary: str | None = None,
     ready_timeout: float = 30.0,
     log_file: Path | None = None,
+    rules: Sequence[Mapping[str, Any]] = (),
+    alertmanagers: Sequence[str] = (),
 ) -> PrometheusServer:
-    """Start Prometheus on a free port of 127.0.0.1 scraping `targets` (host:port)."""
+    """Start Prometheus on a free port of 127.0.0.1 scraping `targets` (host:port), with
+    alerting `rules` (Prometheus rule dicts: alert, expr, for, labels, annotations) sent to
+    `alertmanagers` (host:port)."""
     executable = find_prometheus(binary)
     directory = Path(tempfile.mkdtemp(prefix="backout-prometheus-"))
     interval = f"{max(1, round(scrape_interval * 1000))}ms"
@@ -225,6 +229,14 @@ def start_prometheus(
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "scrape_configs": [{"job_name": "backout", "static_configs": [{"targets": list(targets)}]}],
     }
+    if rules:
+        rules_file = directory / "rules.yml"
+        rules_file.write_text(json.dumps({"groups": [{"name": "backout", "rules": list(rules)}]}))
+        config["rule_files"] = [str(rules_file)]
+    if alertmanagers:
+        config["alerting"] = {
+            "alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]
+        }
     # JSON is YAML: no YAML library needed to write the configuration.
     (directory / "prometheus.yml").write_text(json.dumps(config, indent=2))
     port = free_port()

@@ -29,6 +29,7 @@ PACKAGES = (
     "statuspage",
     "postmortems",
     "playbooks",
+    "alerts",
     "api",
     "executors",
     "devinfra",
@@ -328,7 +329,9 @@ LAYERS = (
     # The incident record is the lowest app: the later apps build on it, never the reverse.
     Layer(
         "incidents",
-        forbidden=frozenset({"rollbacks", "statuspage", "postmortems", "playbooks", "api"}),
+        forbidden=frozenset(
+            {"rollbacks", "statuspage", "postmortems", "playbooks", "api", "alerts"}
+        ),
     ),
     # Rollbacks tell the status page and post-mortems about runs through signals.
     Layer("rollbacks", forbidden=frozenset({"statuspage", "postmortems", "playbooks", "api"})),
@@ -336,6 +339,11 @@ LAYERS = (
     Layer("playbooks", forbidden=frozenset({"statuspage", "postmortems", "api"})),
     # The API is a door onto the services, like the pages: nothing below calls it.
     Layer("api", forbidden=frozenset({"statuspage", "postmortems", "playbooks"})),
+    # Alerts open and join incidents; only the API's door calls them.
+    Layer(
+        "alerts",
+        forbidden=frozenset({"rollbacks", "statuspage", "postmortems", "playbooks", "api"}),
+    ),
     # Backends take plain config: no Django (nor django_* add-ons), none of our apps.
     Layer("executors", forbidden=frozenset({"django"}), only_ours=frozenset({"executors"})),
     # The stand-ins for infrastructure serve the backends, not the console.

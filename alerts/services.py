@@ -1,0 +1,200 @@
+"""Alerts in: a notification from Alertmanager's webhook (payload version 4: alerts grouped,
+firing or resolved, with labels, annotations and fingerprints), or Grafana's, which has the
+same shape, turned into incidents and timeline entries.
+
+- An alert's ALERT_SERVICE_LABEL label (`service`) names a service (in the environment of
+  ALERT_ENVIRONMENT_LABEL, else production). An alert naming none is recorded, unmatched.
+- A firing alert joins the open incident it joined before (by fingerprint), else the oldest
+  open incident on its service, else opens one: severity from ALERT_SEVERITY_MAP by the
+  ALERT_SEVERITY_LABEL label, title from the alert's name and summary, impact from when it
+  started firing. Each alert that starts or stops firing is one timeline entry, with its
+  labels and annotations; one still firing (Alertmanager repeats it) adds nothing.
+- A notification is handled in one transaction, all or nothing, and the same body delivered
+  twice (Alertmanager retries) is handled once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from alerts.models import Alert, AlertNotification, AlertState
+from incidents.errors import DomainError
+from incidents.models import Environment, Incident, IncidentStatus, Service, TimelineKind
+from incidents.services import incident_open
+from incidents.timeline import timeline_append
+
+ACTOR = "alertmanager"
+MAX_ALERTS = 1000
+
+
+@dataclass(frozen=True)
+class IncomingAlert:
+    status: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    starts_at: datetime
+    ends_at: datetime | None = None
+    generator_url: str = ""
+    fingerprint: str = ""
+
+
+@dataclass
+class Outcome:
+    """What a notification did, for the sender's log."""
+
+    duplicate: bool = False
+    opened: list[int] = field(default_factory=list)
+    joined: list[int] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)
+    unmatched: list[str] = field(default_factory=list)
+
+
+def fingerprint_of(alert: IncomingAlert) -> str:
+    if alert.fingerprint:
+        return alert.fingerprint[:64]
+    labels = json.dumps(dict(sorted(alert.labels.items())), ensure_ascii=False)
+    return hashlib.sha256(labels.encode()).hexdigest()[:16]
+
+
+def severity_of(labels: Mapping[str, str]) -> str:
+    value = labels.get(settings.ALERT_SEVERITY_LABEL, "").lower()
+    mapped: str = settings.ALERT_SEVERITY_MAP.get(value, settings.ALERT_DEFAULT_SEVERITY)
+    return mapped
+
+
+def service_of(labels: Mapping[str, str]) -> Service | None:
+    name = labels.get(settings.ALERT_SERVICE_LABEL, "")
+    environment = labels.get(settings.ALERT_ENVIRONMENT_LABEL, Environment.PRODUCTION)
+    if not name:
+        return None
+    return Service.objects.filter(name=name, environment=environment).first()
+
+
+def describe(alert: IncomingAlert, name: str) -> str:
+    summary = alert.annotations.get("summary") or alert.annotations.get("description") or ""
+    return f"{name}: {summary}" if summary else name
+
+
+def notification_receive(
+    *,
+    body: bytes,
+    status: str,
+    receiver: str,
+    group_key: str,
+    alerts: Sequence[IncomingAlert],
+    token_prefix: str = "",
+) -> Outcome:
+    if len(alerts) > MAX_ALERTS:
+        raise DomainError(f"A notification carries at most {MAX_ALERTS} alerts.")
+    digest = hashlib.sha256(body).hexdigest()
+    outcome = Outcome()
+    try:
+        with transaction.atomic():
+            AlertNotification.objects.create(
+                digest=digest,
+                receiver=receiver[:200],
+                group_key=group_key[:1000],
+                status=status,
+                alert_count=len(alerts),
+                token_prefix=token_prefix,
+            )
+            for alert in alerts:
+                handle_alert(alert, outcome)
+    except IntegrityError:
+        if AlertNotification.objects.filter(digest=digest).exists():
+            return Outcome(duplicate=True)
+        raise
+    return outcome
+
+
+def handle_alert(alert: IncomingAlert, outcome: Outcome) -> None:
+    name = alert.labels.get("alertname", "") or "alert"
+    fingerprint = fingerprint_of(alert)
+    now = timezone.now()
+    row = (
+        Alert.objects.select_for_update()
+        .filter(fingerprint=fingerprint, starts_at=alert.starts_at)
+        .first()
+    )
+    if row is not None and row.status == alert.status:
+        Alert.objects.filter(pk=row.pk).update(last_seen_at=now)
+        return
+    service = row.service if row is not None else service_of(alert.labels)
+    if row is None:
+        row = Alert(
+            fingerprint=fingerprint,
+            starts_at=alert.starts_at,
+            name=name[:200],
+            status=alert.status,
+            service=service,
+        )
+    row.status, row.ends_at, row.last_seen_at = alert.status, alert.ends_at, now
+    row.labels, row.annotations = dict(alert.labels), dict(alert.annotations)
+    row.generator_url = alert.generator_url[:1000]
+    if service is None:
+        row.save()
+        outcome.unmatched.append(name)
+        return
+    if alert.status == AlertState.FIRING:
+        row.incident = incident_for(row, alert, service, outcome)
+    row.save()
+    if row.incident is None:
+        return
+    verb = "firing" if alert.status == AlertState.FIRING else "resolved"
+    if alert.status == AlertState.RESOLVED:
+        outcome.resolved.append(name)
+    timeline_append(
+        incident=row.incident,
+        kind=TimelineKind.ALERT_RECEIVED,
+        body=f"Alert {verb} on {service.name}: {describe(alert, name)}"[:5000],
+        actor_label=ACTOR,
+        payload={
+            "fingerprint": fingerprint,
+            "status": alert.status,
+            "labels": dict(alert.labels),
+            "annotations": dict(alert.annotations),
+            "starts_at": alert.starts_at.isoformat(),
+            "generator_url": alert.generator_url[:1000],
+        },
+    )
+
+
+def incident_for(row: Alert, alert: IncomingAlert, service: Service, outcome: Outcome) -> Incident:
+    """The open incident this alert joins, or a new one it opens."""
+    open_incidents = Incident.objects.exclude(status=IncidentStatus.RESOLVED)
+    earlier = (
+        Alert.objects.filter(fingerprint=row.fingerprint, incident__in=open_incidents)
+        .select_related("incident")
+        .order_by("-starts_at")
+        .first()
+    )
+    incident = earlier.incident if earlier is not None else None
+    if incident is None:
+        incident = open_incidents.filter(services=service).order_by("started_at", "pk").first()
+    if incident is not None:
+        outcome.joined.append(incident.pk)
+        return incident
+    name = alert.labels.get("alertname", "") or "alert"
+    now = timezone.now()
+    started = min(alert.starts_at, now)
+    incident = incident_open(
+        title=describe(alert, name)[:200],
+        severity=severity_of(alert.labels),
+        environment=service.environment,
+        opened_by=None,
+        services=[service],
+        summary=alert.annotations.get("description", "")[:5000],
+        started_at=started if started > now - timedelta(days=7) else now,
+        detected_at=now,
+        actor_label=ACTOR,
+    )
+    outcome.opened.append(incident.pk)
+    return incident
