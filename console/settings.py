@@ -417,12 +417,20 @@ STATUS_PAGE_URL = os.environ.get("STATUS_PAGE_URL", "")
 STATUS_PAGE_ID = os.environ.get("STATUS_PAGE_ID", "backout")
 CONSOLE_BASE_URL = os.environ.get("CONSOLE_BASE_URL", "http://127.0.0.1:8000")
 STATUS_SWEEP_SECONDS = float(os.environ.get("STATUS_SWEEP_SECONDS", "20"))
+RELEASE_TRACK_SECONDS = float(os.environ.get("RELEASE_TRACK_SECONDS", "60"))
+RELEASE_TRACK_READ_SECONDS = float(os.environ.get("RELEASE_TRACK_READ_SECONDS", "10"))
 CELERY_BEAT_SCHEDULE = {
     # Completion and progress notices, cadence reminders, lost deliveries
     # (statuspage.comms.sweep).
     "statuspage-sweep": {
         "task": "statuspage.tasks.comms_sweep",
         "schedule": STATUS_SWEEP_SECONDS,
+    },
+    # Live versions nobody registered, and releases promoted to known-good after their
+    # bake time (rollbacks.release_tracking).
+    "release-tracking": {
+        "task": "rollbacks.tasks.releases_track",
+        "schedule": RELEASE_TRACK_SECONDS,
     },
     # Reminders to set back what a step set for a while (rollbacks.reminders).
     "rollback-reminders": {

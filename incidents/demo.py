@@ -93,6 +93,10 @@ def _load_service(definition: dict[str, Any]) -> Service:
             "backend": definition["backend"],
             "description": definition.get("description", ""),
             "target_config": definition["target_config"],
+            # The demo's services sit at bad releases on purpose, most of them with no checks
+            # to catch it: release tracking must not bake them into known-good. Mark by hand
+            # (a service's Releases page) or set a bake time in the admin to watch it work.
+            "known_good_bake_minutes": 0,
         },
     )
     service.full_clean()

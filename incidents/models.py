@@ -51,6 +51,11 @@ class Service(models.Model):
         help_text='Backend target (JSON), e.g. {"namespace": "shop", "deployment": "web"}',
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    known_good_bake_minutes = models.PositiveIntegerField(
+        default=30,
+        help_text="A release live this long, its checks passing and no open incident "
+        "suspecting it, becomes known-good by itself; 0: only by hand",
+    )
 
     class Meta:
         ordering = ["environment", "name"]

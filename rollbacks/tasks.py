@@ -23,7 +23,7 @@ from celery.signals import worker_init, worker_ready, worker_shutdown
 from django.db import connections
 
 from console.celery import app
-from rollbacks import conf, verification
+from rollbacks import conf, release_tracking, verification
 from rollbacks.engine import advance, backends, batches, execution, recovery
 from rollbacks.engine.dispatch import HARD_LIMIT_MARGIN_SECONDS, SOFT_LIMIT_MARGIN_SECONDS
 from rollbacks.engine.retries import StepRetry, retry_delay
@@ -101,6 +101,15 @@ def run_verify(run_id: int, round_id: str) -> None:
 def reminders_sweep() -> None:
     """Every ROLLBACK_REMINDER_SWEEP_SECONDS (Celery beat): reminders that are due."""
     reminders_send()
+
+
+@app.task(ignore_result=True)
+def releases_track() -> None:
+    """Every RELEASE_TRACK_SECONDS (Celery beat): record live versions nobody registered,
+    and promote releases that earned known-good (rollbacks.release_tracking)."""
+    report = release_tracking.releases_track()
+    if report.seen or report.promoted:
+        logger.info("release tracking: seen %s, promoted %s", report.seen, report.promoted)
 
 
 @app.task(acks_late=True, ignore_result=True)

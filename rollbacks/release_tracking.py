@@ -1,0 +1,145 @@
+"""Releases seen and promoted without a pipeline (Celery beat, every RELEASE_TRACK_SECONDS).
+
+- **Seen**: each service's live version is read through its backend; a value no release of
+  the service names (by artifact or version) becomes a new release, shipped now, so the
+  previous release is always known even when nobody registered the deploy. (Its pre-deploy
+  backup could not be saved: the deploy has happened. Register releases from the pipeline
+  to have one.)
+- **Promoted**: a service's newest release that is live, has been out for its
+  `known_good_bake_minutes` (30 by default; 0 turns this off), is suspected by no open
+  incident and passes every verification check of the service (none configured counts as
+  passing) becomes known-good, recorded with no person: "automation", and the checks that
+  passed as the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from executors.base import CheckStatus, ConfigError
+from executors.check_specs import validate_checks
+from executors.checks import run_check
+from incidents.errors import DomainError
+from incidents.models import Release, Service
+from incidents.selectors import release_suspected_by
+from incidents.services import release_mark_known_good
+from rollbacks import conf
+from rollbacks.live_versions import live_versions_read
+
+logger = logging.getLogger(__name__)
+
+# A tag after the last ":" of an image reference (not a registry port, not a digest).
+IMAGE_TAG = re.compile(r":([\w][\w.-]{0,99})$")
+
+
+@dataclass
+class TrackReport:
+    seen: list[str] = field(default_factory=list)
+    promoted: list[str] = field(default_factory=list)
+    unread: list[str] = field(default_factory=list)
+
+
+def version_for(live: str) -> str:
+    """A release version for a live value: an image's tag, a digest's first 12 hex digits,
+    else the value (cut to fit)."""
+    if "@sha256:" in live:
+        return live.split("@", 1)[1][:19]
+    found = IMAGE_TAG.search(live)
+    if found and "/" not in found.group(1):
+        return found.group(1)
+    return live[-100:]
+
+
+def release_seen(service: Service, live: str) -> Release | None:
+    """The release `live` names, created when there is none; None when it was known."""
+    known = Release.objects.filter(service=service).filter(artifact=live).exists() or (
+        Release.objects.filter(service=service, version=live).exists()
+    )
+    if known:
+        return None
+    version = version_for(live)
+    if Release.objects.filter(service=service, version=version).exists():
+        version = f"{version[:80]}-{timezone.now():%Y%m%d%H%M%S}"
+    try:
+        with transaction.atomic():
+            return Release.objects.create(
+                service=service,
+                version=version,
+                artifact=live[:500],
+                notes="Seen live by release tracking; not registered by a pipeline.",
+            )
+    except IntegrityError:  # another tracker got there first
+        return None
+
+
+def checks_pass(service: Service, version: str) -> tuple[bool, str]:
+    """Whether every verification check of the service passes now, and what they said."""
+    config = service.target_config if isinstance(service.target_config, dict) else {}
+    if "checks" not in config:
+        return True, "no verification checks configured"
+    try:
+        specs = validate_checks(config["checks"])
+    except ConfigError as error:
+        return False, f"checks config: {error}"
+    defaults = conf.verification_defaults()
+    connections = conf.connections()
+    said = []
+    for spec in specs:
+        try:
+            result = run_check(spec, version=version, connections=connections, defaults=defaults)
+        except Exception as error:  # a check that cannot run never promotes
+            return False, f"a check could not run: {error!r}"[:300]
+        said.append(f"{result.name}: {result.status}")
+        if result.status != CheckStatus.PASSED:
+            return False, "; ".join(said)
+    return True, "; ".join(said)
+
+
+def promote(service: Service, live: str | None) -> Release | None:
+    """Mark the service's newest release known-good when it has earned it (module doc)."""
+    bake = service.known_good_bake_minutes
+    newest = Release.objects.filter(service=service).order_by("-shipped_at", "-id").first()
+    if not bake or newest is None or newest.known_good or not live:
+        return None
+    if live not in (newest.artifact, newest.version):
+        return None
+    if newest.shipped_at > timezone.now() - timedelta(minutes=bake):
+        return None
+    if release_suspected_by(newest) is not None:
+        return None
+    passed, said = checks_pass(service, newest.version)
+    if not passed:
+        logger.info("%s %s not promoted: %s", service.name, newest.version, said)
+        return None
+    reason = f"live {bake} min, {said}"[:500]
+    try:
+        with transaction.atomic():
+            return release_mark_known_good(release=newest, actor=None, reason=reason)
+    except DomainError as error:  # suspected meanwhile
+        logger.info("%s %s not promoted: %s", service.name, newest.version, error)
+        return None
+
+
+def releases_track() -> TrackReport:
+    report = TrackReport()
+    services = list(Service.objects.order_by("pk"))
+    live = live_versions_read(services, timeout=settings.RELEASE_TRACK_READ_SECONDS)
+    for service in services:
+        value, why = live.get(service.pk, (None, "not read"))
+        if value is None:
+            report.unread.append(f"{service.name}: {why}")
+            continue
+        seen = release_seen(service, value)
+        if seen is not None:
+            report.seen.append(f"{service.name} {seen.version}")
+        promoted = promote(service, value)
+        if promoted is not None:
+            report.promoted.append(f"{service.name} {promoted.version}")
+    return report
