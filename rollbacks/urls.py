@@ -3,9 +3,10 @@
 
 from django.urls import path
 
-from rollbacks import plan_views, release_views, views
+from rollbacks import discovery_views, plan_views, release_views, views
 
 urlpatterns = [
+    path("services/discover", discovery_views.service_discover, name="service_discover"),
     path(
         "services/<int:service_id>/releases",
         release_views.service_releases,

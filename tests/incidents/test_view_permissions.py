@@ -95,6 +95,12 @@ CASES = [
     Case("dashboard", EVERYONE, lambda w: ("get", reverse("dashboard"), {})),
     Case("two_factor", EVERYONE, lambda w: ("get", reverse("two_factor"), {})),
     Case("two_factor_cancel", EVERYONE, lambda w: ("post", reverse("two_factor_cancel"), {})),
+    Case("service_discover", COMMANDER, lambda w: ("get", reverse("service_discover"), {})),
+    Case(
+        "service_releases",
+        EVERYONE,
+        lambda w: ("get", reverse("service_releases", args=[w.release.service_id]), {}),
+    ),
     # A token acts with its owner's roles, so anyone signed in may hold one.
     Case("api_tokens", EVERYONE, lambda w: ("get", reverse("api_tokens"), {})),
     Case(
