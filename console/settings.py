@@ -417,6 +417,9 @@ STATUS_PAGE_URL = os.environ.get("STATUS_PAGE_URL", "")
 STATUS_PAGE_ID = os.environ.get("STATUS_PAGE_ID", "backout")
 CONSOLE_BASE_URL = os.environ.get("CONSOLE_BASE_URL", "http://127.0.0.1:8000")
 STATUS_SWEEP_SECONDS = float(os.environ.get("STATUS_SWEEP_SECONDS", "20"))
+# The watch after a run succeeds (rollbacks.watch): EVERY@UNTIL phases, and the beat.
+ROLLBACK_WATCH_SCHEDULE = os.environ.get("ROLLBACK_WATCH_SCHEDULE", "60s@15m,15m@1h")
+ROLLBACK_WATCH_SWEEP_SECONDS = float(os.environ.get("ROLLBACK_WATCH_SWEEP_SECONDS", "15"))
 RELEASE_TRACK_SECONDS = float(os.environ.get("RELEASE_TRACK_SECONDS", "60"))
 RELEASE_TRACK_READ_SECONDS = float(os.environ.get("RELEASE_TRACK_READ_SECONDS", "10"))
 CELERY_BEAT_SCHEDULE = {
@@ -425,6 +428,11 @@ CELERY_BEAT_SCHEDULE = {
     "statuspage-sweep": {
         "task": "statuspage.tasks.comms_sweep",
         "schedule": STATUS_SWEEP_SECONDS,
+    },
+    # Watch rounds after successful runs (rollbacks.watch).
+    "rollback-watches": {
+        "task": "rollbacks.tasks.watches_sweep",
+        "schedule": ROLLBACK_WATCH_SWEEP_SECONDS,
     },
     # Live versions nobody registered, and releases promoted to known-good after their
     # bake time (rollbacks.release_tracking).

@@ -12,3 +12,8 @@ class RollbacksConfig(AppConfig):
         room.register()
         # No lowering of the severity under a plan that waits for approval.
         guards.register()
+        # The watch after a run succeeds (rollbacks.watch).
+        from rollbacks.signals import run_finished
+        from rollbacks.watch import watch_start
+
+        run_finished.connect(watch_start, dispatch_uid="rollbacks.watch_start")

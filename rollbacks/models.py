@@ -26,11 +26,9 @@ class Scenario(models.TextChoices):
 
 
 class ApprovalPolicy(models.Model):
-    """Which approver roles a rollback needs, by severity and scenario.
-
-    `required_roles` names Django groups (e.g. "Engineering Lead", "CTO"); every one of
-    them must be covered by an approval from someone in that group who is not the requester.
-    """
+    """Which approver roles a rollback needs, by severity and scenario: `required_roles`
+    names Django groups (e.g. "CTO"), each covered by an approval from someone in that group
+    who is not the requester."""
 
     name = models.CharField(max_length=100, unique=True)
     severities = models.JSONField(
@@ -596,3 +594,7 @@ class VerificationCheck(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} on {self.service}: {self.status}"
+
+
+# The watch's model (rollbacks.watch) lives beside; imported so Django finds it as ours.
+from rollbacks.watch_models import RunWatch, WatchState  # noqa: E402, F401

@@ -23,7 +23,7 @@ from celery.signals import worker_init, worker_ready, worker_shutdown
 from django.db import connections
 
 from console.celery import app
-from rollbacks import conf, release_tracking, verification
+from rollbacks import conf, release_tracking, verification, watch
 from rollbacks.engine import advance, backends, batches, execution, recovery
 from rollbacks.engine.dispatch import HARD_LIMIT_MARGIN_SECONDS, SOFT_LIMIT_MARGIN_SECONDS
 from rollbacks.engine.retries import StepRetry, retry_delay
@@ -110,6 +110,14 @@ def releases_track() -> None:
     report = release_tracking.releases_track()
     if report.seen or report.promoted:
         logger.info("release tracking: seen %s, promoted %s", report.seen, report.promoted)
+
+
+@app.task(ignore_result=True)
+def watches_sweep() -> None:
+    """Every ROLLBACK_WATCH_SWEEP_SECONDS (Celery beat): the watch rounds that are due."""
+    states = watch.watches_sweep()
+    if states:
+        logger.info("watch rounds: %s", states)
 
 
 @app.task(acks_late=True, ignore_result=True)

@@ -6,7 +6,7 @@ from typing import Any
 
 from django import template
 
-from rollbacks.models import Run
+from rollbacks.models import Run, RunWatch
 from rollbacks.verification import RunVerification, attach_to_runs
 
 register = template.Library()
@@ -18,6 +18,9 @@ _OUTCOME_STYLE = {
     "inconclusive": "state-paused",
     "pending": "state-running",
     "running": "state-running",
+    "watching": "state-running",
+    "held": "state-succeeded",
+    "regressed": "state-failed",
 }
 
 
@@ -32,6 +35,19 @@ def verification_of(context: template.Context, run: Run) -> RunVerification | No
             pending.append(run)
         attach_to_runs(pending)
     return getattr(run, "verification", None)
+
+
+@register.simple_tag(takes_context=True)
+def watch_of(context: template.Context, run: Run) -> RunWatch | None:
+    """The run's watch (rollbacks.watch), read for every run of the page at once."""
+    if not hasattr(run, "watch_row"):
+        page_runs: list[Any] = [r for r in (context.get("runs") or []) if isinstance(r, Run)]
+        if all(r is not run for r in page_runs):
+            page_runs.append(run)
+        found = {w.run_id: w for w in RunWatch.objects.filter(run__in=page_runs)}
+        for each in page_runs:
+            each.watch_row = found.get(each.pk)  # type: ignore[attr-defined]
+    return getattr(run, "watch_row", None)
 
 
 @register.filter

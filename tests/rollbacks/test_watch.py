@@ -1,0 +1,194 @@
+"""The watch after a rollback: the services' checks run again on the runbook's schedule; a
+failure marks the run regressed on the timeline and e-mails the commander; a watch that
+passes every round to its end is held; the room shows it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from incidents.models import TimelineKind
+from rollbacks.models import RunState, RunWatch, StepState, WatchState
+from rollbacks.watch import claim_due, describe, schedule, watch_start, watches_sweep
+from tests.asgi import free_port
+from tests.rollbacks.engine_factories import (
+    CommanderFactory,
+    IncidentFactory,
+    KubeServiceFactory,
+    RunFactory,
+    StepFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def health() -> Iterator[dict[str, Any]]:
+    answer: dict[str, Any] = {"status": 200}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(answer["status"])
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    answer["url"] = f"http://127.0.0.1:{server.server_address[1]}/healthz"
+    yield answer
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def succeeded(settings, health):
+    settings.VERIFY_ALLOW_PRIVATE_ADDRESSES = True
+    settings.MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+    commander = CommanderFactory(email="ic@corp.example")
+    incident = IncidentFactory(commander=commander)
+    service = KubeServiceFactory(
+        target_config={
+            "namespace": "shop",
+            "deployment": "web",
+            "checks": [{"kind": "http", "url": health["url"]}],
+        }
+    )
+    run = RunFactory(incident=incident, state=RunState.SUCCEEDED)
+    now = timezone.now()
+    StepFactory(
+        run=run,
+        service=service,
+        state=StepState.SUCCEEDED,
+        to_version="v1",
+        attempts=1,
+        enqueued_at=now,
+        started_at=now,
+        apply_started_at=now,
+        applied_at=now,
+        finished_at=now,
+    )
+    return run
+
+
+def due(watch: RunWatch) -> None:
+    RunWatch.objects.filter(pk=watch.pk).update(next_check_at=timezone.now() - timedelta(seconds=1))
+
+
+def watch_entries(run) -> list[str]:
+    return list(
+        run.incident.timeline.filter(kind=TimelineKind.CHECK_RESULT)
+        .order_by("order")
+        .values_list("body", flat=True)
+    )
+
+
+def test_the_runbook_schedule_reads_as_phases():
+    assert schedule("60s@15m,15m@1h") == [(60, 900), (900, 3600)]
+    assert describe(schedule("60s@15m,15m@1h")) == (
+        "every 1 min until 15 min, then every 15 min until 1 h"
+    )
+    for bad in ("60@15m", "15m@10m", "60s@15m,60s@10m", "0s@1m", "1h@2h,<b>"):
+        with pytest.raises(ValueError, match="ROLLBACK_WATCH_SCHEDULE"):
+            schedule(bad)
+
+
+def test_a_succeeded_run_is_watched_and_each_round_passes_quietly(succeeded):
+    watch = watch_start(succeeded.pk)
+    assert watch is not None and watch.state == WatchState.WATCHING
+    assert watch.ends_at - watch.started_at == timedelta(hours=1)
+    assert watch.next_check_at - watch.started_at == timedelta(minutes=1)
+    assert watch_entries(succeeded) == [
+        f"Watching run #{succeeded.pk}: its checks run again every 1 min until 15 min, "
+        "then every 15 min until 1 h."
+    ]
+    due(watch)
+    assert watches_sweep() == ["watching"]
+    watch.refresh_from_db()
+    assert watch.rounds == 1 and watch.last_summary == "every check passed"
+    assert timedelta(seconds=59) < watch.next_check_at - timezone.now() <= timedelta(minutes=1)
+    assert len(watch_entries(succeeded)) == 1  # a passing round adds nothing
+    assert watches_sweep() == []  # not due again yet
+
+
+def test_a_failing_check_marks_the_run_regressed_and_pages_the_commander(
+    succeeded, health, django_capture_on_commit_callbacks
+):
+    watch = watch_start(succeeded.pk)
+    health["status"] = 503
+    due(watch)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert watches_sweep() == ["regressed"]
+    watch.refresh_from_db()
+    assert watch.state == WatchState.REGRESSED and "503" in watch.last_summary
+    assert (
+        f"Run #{succeeded.pk} regressed during its watch (round 1)" in watch_entries(succeeded)[-1]
+    )
+    (message,) = mail.outbox
+    assert message.to == ["ic@corp.example"] and "regressed" in message.subject
+    due(watch)
+    assert watches_sweep() == []  # a regressed watch is over
+
+
+def test_a_watch_that_reaches_its_end_has_held(succeeded):
+    watch = watch_start(succeeded.pk)
+    RunWatch.objects.filter(pk=watch.pk).update(
+        ends_at=timezone.now() - timedelta(seconds=1), rounds=17
+    )
+    due(watch)
+    assert watches_sweep() == ["passed"]
+    assert (
+        watch_entries(succeeded)[-1]
+        == f"Run #{succeeded.pk} held through its watch: 18 rounds passed."
+    )
+
+
+def test_a_round_is_claimed_once(succeeded):
+    watch = watch_start(succeeded.pk)
+    due(watch)
+    now = timezone.now()
+    assert claim_due(now) == [watch.pk]
+    assert claim_due(now) == []
+
+
+@pytest.mark.parametrize("case", ["dry run", "failed", "no checks"])
+def test_nothing_to_watch(succeeded, case):
+    if case == "dry run":
+        succeeded.dry_run = True
+        succeeded.save()
+    if case == "failed":
+        succeeded.state = RunState.FAILED
+        succeeded.save()
+    if case == "no checks":
+        step = succeeded.steps.get()
+        step.service.target_config = {"namespace": "shop", "deployment": "web"}
+        step.service.save()
+    assert watch_start(succeeded.pk) is None
+    assert not RunWatch.objects.exists()
+
+
+def test_the_watch_starts_when_a_run_finishes(succeeded, django_capture_on_commit_callbacks):
+    from rollbacks.signals import send_run_finished
+
+    with django_capture_on_commit_callbacks(execute=True):
+        send_run_finished(succeeded)
+    assert RunWatch.objects.get().run == succeeded
+
+
+def test_the_room_shows_the_watch(client, roles, succeeded):
+    watch = watch_start(succeeded.pk)
+    client.force_login(succeeded.incident.commander)
+    page = client.get(f"/incidents/{succeeded.incident.pk}/").content.decode()
+    assert f'id="watch-{succeeded.pk}"' in page and "Next check at" in page
+    RunWatch.objects.filter(pk=watch.pk).update(state=WatchState.REGRESSED, rounds=3)
+    page = client.get(f"/incidents/{succeeded.incident.pk}/").content.decode()
+    assert "regressed" in page and "3 rounds so far" in page
