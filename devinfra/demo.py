@@ -195,6 +195,8 @@ class DemoInfrastructure:
                 else {}
             ),
             **(sso_env(self.identity_provider) if self.identity_provider else {}),
+            # The decision helper reads its signals from the demo's Prometheus.
+            **({"PROMETHEUS_URL": self.prometheus.url} if self.prometheus else {}),
         }
 
     def alive(self) -> bool:

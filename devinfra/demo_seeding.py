@@ -145,7 +145,18 @@ def with_verification(
                     "settle_seconds": 20,
                 }
             )
-        result.append(replace(service, target_config={**service.target_config, "checks": checks}))
+        queries = (
+            {"error_rate": f'100 * demo_http_error_ratio{{service="{namespace}-{deployment}"}}'}
+            if prometheus is not None
+            else {}
+        )
+        result.append(
+            replace(
+                service,
+                target_config={**service.target_config, "checks": checks},
+                signal_queries=queries,
+            )
+        )
     return result
 
 

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,8 @@ class DemoService:
     # None for a backend with no version to read (a registered command).
     live_version: str | None
     environment: str = ENVIRONMENT
+    # PromQL per signal the decision helper reads (Service.signal_queries).
+    signal_queries: Mapping[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +68,7 @@ class DemoService:
             "target_config": dict(self.target_config),
             "releases": [release.to_json() for release in self.releases],
             "live_version": self.live_version,
+            "signal_queries": dict(self.signal_queries),
         }
 
     @property

@@ -97,6 +97,7 @@ def _load_service(definition: dict[str, Any]) -> Service:
             # to catch it: release tracking must not bake them into known-good. Mark by hand
             # (a service's Releases page) or set a bake time in the admin to watch it work.
             "known_good_bake_minutes": 0,
+            "signal_queries": definition.get("signal_queries", {}),
         },
     )
     service.full_clean()

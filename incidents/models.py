@@ -51,6 +51,12 @@ class Service(models.Model):
         help_text='Backend target (JSON), e.g. {"namespace": "shop", "deployment": "web"}',
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    signal_queries = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="PromQL per signal the decision helper reads: error_rate (%), p99_ms, "
+        "p99_baseline_ms, pods_failing, pods_total, memory_percent",
+    )
     known_good_bake_minutes = models.PositiveIntegerField(
         default=30,
         help_text="A release live this long, its checks passing and no open incident "

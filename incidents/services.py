@@ -342,3 +342,19 @@ def release_mark_known_good(
     locked.known_good_reason = reason.strip()
     locked.save(update_fields=["known_good", "known_good_by", "known_good_at", "known_good_reason"])
     return locked
+
+
+@transaction.atomic
+def service_signals_set(*, service: Service, queries: dict[str, str], actor: User) -> Service:
+    """Set the PromQL queries the decision helper reads for `service` (decisions.readings)."""
+    from incidents.decisions.readings import clean_queries
+
+    require_role(actor, "incidents.command_incident", "set a service's signal queries")
+    try:
+        cleaned = clean_queries(queries)
+    except ValueError as error:
+        raise DomainError(str(error)) from error
+    locked = Service.objects.select_for_update().get(pk=service.pk)
+    locked.signal_queries = cleaned
+    locked.save(update_fields=["signal_queries"])
+    return locked

@@ -1,7 +1,12 @@
 from django.urls import path
 
 from incidents import health, live, views
-from incidents.decisions.views import decision_preview, decision_record, recovery_panel
+from incidents.decisions.views import (
+    decision_preview,
+    decision_read,
+    decision_record,
+    recovery_panel,
+)
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -36,6 +41,11 @@ urlpatterns = [
         "incidents/<int:incident_id>/decision",
         decision_record,
         name="incident_decision",
+    ),
+    path(
+        "incidents/<int:incident_id>/decision/read",
+        decision_read,
+        name="incident_decision_read",
     ),
     path(
         "incidents/<int:incident_id>/decision/preview",

@@ -11,15 +11,31 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
-from incidents.errors import DomainError
+from incidents.decisions.readings import QUERY_MAX, SIGNALS
+from incidents.errors import DomainError, PermissionDenied
 from incidents.models import Service
 from incidents.roles import VIEW_PERMISSION
 from incidents.selectors import release_suspected_by
+from incidents.services import service_signals_set
 from incidents.views import signed_in_person
 from rollbacks.services.releases import ARTIFACT_MAX, NOTES_MAX, VERSION_MAX, release_register
 
 BAD_REQUEST = 400
 SHOWN = 100
+
+
+class SignalsForm(forms.Form):
+    """The PromQL the decision helper reads for this service, one query per signal."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        for key, label in SIGNALS.items():
+            self.fields[key] = forms.CharField(
+                label=label,
+                max_length=QUERY_MAX,
+                required=False,
+                widget=forms.TextInput(attrs={"placeholder": "PromQL", "size": 60}),
+            )
 
 
 class ReleaseForm(forms.Form):
@@ -34,9 +50,29 @@ class ReleaseForm(forms.Form):
 @require_http_methods(["GET", "POST"])
 def service_releases(request: HttpRequest, service_id: int) -> HttpResponse:
     service = get_object_or_404(Service, pk=service_id)
-    form = ReleaseForm(request.POST or None)
+    posting_signals = request.method == "POST" and request.POST.get("action") == "signals"
+    form = ReleaseForm(request.POST if request.method == "POST" and not posting_signals else None)
+    signals_form = SignalsForm(
+        request.POST if posting_signals else None, initial=service.signal_queries or {}
+    )
     status = 200
-    if request.method == "POST":
+    if posting_signals:
+        if signals_form.is_valid():
+            try:
+                service_signals_set(
+                    service=service,
+                    queries=signals_form.cleaned_data,
+                    actor=signed_in_person(request),
+                )
+            except PermissionDenied as error:
+                return HttpResponse(str(error), status=403)
+            except DomainError as error:
+                signals_form.add_error(None, str(error))
+            else:
+                messages.success(request, f"Saved the signal queries of {service.name}.")
+                return redirect("service_releases", service_id=service.pk)
+        status = BAD_REQUEST
+    elif request.method == "POST":
         if not request.user.has_perm("incidents.change_release"):
             return HttpResponse("You do not have the role needed to register releases.", status=403)
         if form.is_valid():
@@ -64,6 +100,8 @@ def service_releases(request: HttpRequest, service_id: int) -> HttpResponse:
         "releases": releases,
         "suspect": suspect,
         "form": form,
+        "signals_form": signals_form,
+        "can_command": request.user.has_perm("incidents.command_incident"),
         "can_change": request.user.has_perm("incidents.change_release"),
     }
     return render(request, "rollbacks/service_releases.html", context, status=status)

@@ -17,7 +17,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from incidents.decisions import services
 from incidents.decisions.forms import SignalsForm
-from incidents.decisions.rules import decide
+from incidents.decisions.readings import signals_read
+from incidents.decisions.rules import decide, thresholds
 from incidents.decisions.selectors import decision_latest, room_context
 from incidents.errors import DomainError, PermissionDenied
 from incidents.forms import form_errors_text
@@ -99,6 +100,20 @@ def decision_preview(request: HttpRequest, incident_id: int) -> HttpResponse:
         context["decision_error"] = form_errors_text(form)
         status = BAD_REQUEST
     return render(request, f"{DECISION}#verdict", context, status=status)
+
+
+@require_GET
+@permission_required(COMMAND, raise_exception=True)
+def decision_read(request: HttpRequest, incident_id: int) -> HttpResponse:
+    """The signals read from Prometheus for the incident's services, put in the form with
+    what the helper would say on them; records nothing (the commander records)."""
+    incident = _incident(incident_id)
+    reading = signals_read(list(incident.services.all()), watch_level=thresholds().error_rate_watch)
+    form = SignalsForm({key: str(value) for key, value in reading.initial().items()})
+    preview = decide(form.signals(), incident) if form.is_valid() else None
+    return _render_decision(
+        request, incident, decision_form=form, decision_preview=preview, signals_reading=reading
+    )
 
 
 @require_GET

@@ -184,6 +184,8 @@ def test_env_file_names_the_demo_servers_with_absolute_paths(demo, tmp_path):
         "KUBECONFIG": str(demo.kubeconfig.resolve()),
         "DEMO_INFRA_FILE": str(demo.state_file.resolve()),
         "REGISTERED_COMMANDS_FILE": str(demo.commands_file.resolve()),
+        # The decision helper's signals come from the demo's Prometheus.
+        **({"PROMETHEUS_URL": demo.prometheus.url} if demo.prometheus else {}),
     }
     assert Path(env["KUBECONFIG"]).is_file()
     assert "orders-migrate" in json.loads(Path(env["REGISTERED_COMMANDS_FILE"]).read_text())
