@@ -45,6 +45,7 @@ BEFORE_THE_MOVE = [
     ("postmortems", "0001_initial"),
     ("rollbacks", None),
     ("playbooks", None),  # built on rollbacks, added later
+    ("alerts", None),  # built on incidents, added later
 ]
 MOVED_MODELS = ["approvalpolicy", "approvalrequest", "approval", "run", "step", "steplog"]
 
