@@ -8,6 +8,7 @@ slow hash: guessing is the secret's entropy, not the hash's speed.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Iterable
 from datetime import timedelta
@@ -53,19 +54,42 @@ def clean_scopes(scopes: Iterable[str]) -> list[str]:
     return chosen
 
 
+TOKEN_TEXT = re.compile(r"^bko_([0-9a-f]{8})_[A-Za-z0-9_-]{32,100}$")
+
+
 def token_create(
-    *, user: User, name: str, scopes: Iterable[str], days: int | None = None
+    *,
+    user: User,
+    name: str,
+    scopes: Iterable[str],
+    days: int | None = None,
+    text: str | None = None,
+    replace: bool = False,
 ) -> tuple[ApiToken, str]:
-    """Make a token for `user`; return it and its secret text, which is never shown again."""
+    """Make a token for `user`; return it and its secret text, which is never shown again.
+
+    `text` adopts a token made elsewhere (a receiver provisioned with it first, as the demo's
+    Alertmanager is); `replace` revokes the user's live tokens of the same name."""
+    if text is not None and not TOKEN_TEXT.match(text):
+        raise DomainError("A token's text reads bko_<8 hex digits>_<at least 32 characters>.")
     if not user.is_active:
         raise PermissionDenied("A deactivated account cannot hold API tokens.")
     if days is not None and not 1 <= days <= MAX_DAYS:
         raise DomainError(f"A token lasts 1 to {MAX_DAYS} days, or until it is revoked.")
     cleaned_name, cleaned_scopes = clean_name(name), clean_scopes(scopes)
-    prefix = secrets.token_hex(4)
-    text = f"{TOKEN_START}{prefix}_{secrets.token_urlsafe(32)}"
+    if text is None:
+        prefix = secrets.token_hex(4)
+        text = f"{TOKEN_START}{prefix}_{secrets.token_urlsafe(32)}"
+    else:
+        prefix = text.split("_")[1]
     with transaction.atomic():
         User.objects.select_for_update().get(pk=user.pk)
+        if replace:
+            ApiToken.objects.filter(user=user, name=cleaned_name, revoked_at__isnull=True).update(
+                revoked_at=timezone.now()
+            )
+        if ApiToken.objects.filter(prefix=prefix).exists():
+            raise DomainError("A token with that prefix exists already; make a new one.")
         held = ApiToken.objects.filter(user=user, revoked_at__isnull=True).count()
         if held >= TOKENS_PER_USER:
             raise DomainError(

@@ -98,6 +98,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shlex
 import signal
 import subprocess
@@ -112,6 +113,7 @@ from types import FrameType
 
 import redis
 
+from devinfra.alertmanager import AlertmanagerMissing, AlertmanagerServer, start_alertmanager
 from devinfra.demo_health import DemoHealth
 from devinfra.demo_seeding import (
     check_live_version,
@@ -177,6 +179,9 @@ class DemoInfrastructure:
     health: DemoHealth | None = None
     prometheus: PrometheusServer | None = None
     identity_provider: IdentityProvider | None = None
+    alertmanager: AlertmanagerServer | None = None
+    # The token the demo's Alertmanager sends with (bin/demo adopts it for "alertmanager").
+    alertmanager_token: str = ""
 
     def service(self, name: str) -> DemoService:
         """The demo service called `name`."""
@@ -195,6 +200,7 @@ class DemoInfrastructure:
                 else {}
             ),
             **(sso_env(self.identity_provider) if self.identity_provider else {}),
+            **({"DEMO_ALERTMANAGER_TOKEN": self.alertmanager_token} if self.alertmanager else {}),
             # The decision helper reads its signals from the demo's Prometheus.
             **({"PROMETHEUS_URL": self.prometheus.url} if self.prometheus else {}),
         }
@@ -213,6 +219,8 @@ class DemoInfrastructure:
         try:
             if self.identity_provider is not None:
                 self.identity_provider.stop()
+            if self.alertmanager is not None:
+                self.alertmanager.stop()
             if self.prometheus is not None:
                 self.prometheus.stop()
             if self.health is not None:
@@ -298,10 +306,24 @@ def start_demo_infrastructure(
             infrastructure.health = DemoHealth(
                 kube, bad_images=[s.live_version for s in kube_services if s.live_version]
             )
+            if console_port:
+                try:
+                    token = f"bko_{secrets.token_hex(4)}_{secrets.token_urlsafe(32)}"
+                    infrastructure.alertmanager = start_alertmanager(
+                        f"http://127.0.0.1:{console_port}/api/v1/alerts/alertmanager",
+                        token,
+                        group_wait="5s",
+                        group_interval="10s",
+                        log_file=state_file.with_name("demo-alertmanager.log"),
+                    )
+                    infrastructure.alertmanager_token = token
+                except (AlertmanagerMissing, RuntimeError, OSError) as error:
+                    infrastructure.warnings.append(f"no Alertmanager, so no alerts in ({error})")
             starting_prometheus = pool.submit(
                 start_demo_prometheus,
                 infrastructure.health,
                 state_file.with_name("demo-prometheus.log"),
+                infrastructure.alertmanager.target if infrastructure.alertmanager else None,
             )
             starting_sso = (
                 pool.submit(
@@ -394,6 +416,8 @@ def summary(infrastructure: DemoInfrastructure, started_in: float) -> str:
         lines.append(f"  health endpoints   {infrastructure.health.url}/health/<namespace>/<name>")
     if infrastructure.prometheus is not None:
         lines.append(f"  Prometheus         {infrastructure.prometheus.url}")
+    if infrastructure.alertmanager is not None:
+        lines.append(f"  Alertmanager       {infrastructure.alertmanager.url}  (alerts in)")
     if infrastructure.identity_provider is not None:
         lines += sso_summary(infrastructure.identity_provider, infrastructure.state_file.parent)
     for service in infrastructure.services:

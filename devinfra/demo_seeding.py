@@ -160,9 +160,35 @@ def with_verification(
     return result
 
 
-def start_demo_prometheus(health: DemoHealth, log_file: Path) -> PrometheusServer:
-    """A Prometheus scraping the demo's metrics every second (PrometheusMissing without one)."""
-    return start_prometheus([health.target], scrape_interval=1.0, log_file=log_file)
+def start_demo_prometheus(
+    health: DemoHealth, log_file: Path, alertmanager: str | None = None
+) -> PrometheusServer:
+    """A Prometheus scraping the demo's metrics every second (PrometheusMissing without one),
+    with the demo's alerting rules sent to `alertmanager` (host:port) when there is one."""
+    return start_prometheus(
+        [health.target],
+        scrape_interval=1.0,
+        log_file=log_file,
+        rules=demo_alert_rules() if alertmanager else (),
+        alertmanagers=[alertmanager] if alertmanager else (),
+    )
+
+
+def demo_alert_rules() -> list[dict[str, Any]]:
+    """An error-rate alert per verified service, labelled with the console's service name."""
+    return [
+        {
+            "alert": "HighErrorRate",
+            "expr": f'100 * demo_http_error_ratio{{service="{namespace}-{deployment}"}} > 5',
+            "for": "20s",
+            "labels": {"service": name, "severity": "critical"},
+            "annotations": {
+                "summary": '{{ $value | printf "%.1f" }} % of requests fail',
+                "description": f"5xx share of {name} above 5 % (demo metrics)",
+            },
+        }
+        for name, namespace, deployment, _ in VERIFIED_SERVICES
+    ]
 
 
 def check_live_version(service: DemoService, connections: Connections) -> None:

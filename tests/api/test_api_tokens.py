@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 import requests
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
@@ -181,3 +181,42 @@ def test_a_note_over_real_http_lands_on_the_timeline_with_the_owner(asgi_server,
     assert response.status_code == 201, response.text
     note = incident.timeline.get(kind=TimelineKind.NOTE)
     assert note.actor == person and note.body == "deploy v2.4.1 finished ✅"
+
+
+def test_a_token_made_elsewhere_is_adopted_without_being_printed(roles, capsys, monkeypatch):
+    UserFactory(username="alertmanager", roles=["Viewer"])
+    text = "bko_0123abcd_" + "s" * 40
+    monkeypatch.setenv("RECEIVER_TOKEN", text)
+    for _ in range(2):  # the demo adopts a new one at each start: the old one is revoked
+        call_command(
+            "api_token",
+            "create",
+            "--user",
+            "alertmanager",
+            "--name",
+            "receiver",
+            "--scope",
+            "alerts:write",
+            "--text-from-env",
+            "RECEIVER_TOKEN",
+            "--replace",
+        )
+        monkeypatch.setenv("RECEIVER_TOKEN", text := "bko_4567cdef_" + "t" * 40)
+    out = capsys.readouterr()
+    assert "bko_0123abcd_s" not in out.out + out.err and "bko_4567" not in out.out + out.err
+    assert out.out.count("adopted") == 2
+    assert ApiToken.objects.filter(revoked_at__isnull=True).get().prefix == "4567cdef"
+    with pytest.raises(CommandError, match="reads bko_"):
+        monkeypatch.setenv("RECEIVER_TOKEN", "not-a-token")
+        call_command(
+            "api_token",
+            "create",
+            "--user",
+            "alertmanager",
+            "--name",
+            "receiver",
+            "--scope",
+            "alerts:write",
+            "--text-from-env",
+            "RECEIVER_TOKEN",
+        )

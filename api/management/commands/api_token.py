@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -28,6 +29,14 @@ class Command(BaseCommand):
         create.add_argument("--name", required=True)
         create.add_argument("--scope", action="append", required=True, choices=list(SCOPES))
         create.add_argument("--days", type=int)
+        create.add_argument(
+            "--text-from-env",
+            metavar="VARIABLE",
+            help="adopt the token text in this environment variable (a receiver was given it)",
+        )
+        create.add_argument(
+            "--replace", action="store_true", help="revoke the user's live tokens of this name"
+        )
         listing = actions.add_parser("list", help="list tokens (never their text)")
         listing.add_argument("--user")
         revoke = actions.add_parser("revoke", help="revoke a token by its prefix")
@@ -36,17 +45,33 @@ class Command(BaseCommand):
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         getattr(self, f"do_{action}")(**options)
 
-    def do_create(self, user: str, name: str, scope: list[str], days: int | None, **_: Any) -> None:
+    def do_create(
+        self, user: str, name: str, scope: list[str], days: int | None, **options: Any
+    ) -> None:
         owner = User.objects.filter(username=user).first()
         if owner is None:
             raise CommandError(f"No user {user!r}.")
+        given = None
+        if options.get("text_from_env"):
+            given = os.environ.get(options["text_from_env"], "")
+            if not given:
+                raise CommandError(f"${options['text_from_env']} is empty.")
         try:
-            token, text = tokens.token_create(user=owner, name=name, scopes=scope, days=days)
+            token, text = tokens.token_create(
+                user=owner,
+                name=name,
+                scopes=scope,
+                days=days,
+                text=given,
+                replace=options.get("replace", False),
+            )
         except DomainError as error:
             raise CommandError(str(error)) from error
-        self.stderr.write(
-            f"Token {token.prefix} for {user} ({', '.join(token.scopes)}); it is not shown again:"
-        )
+        scopes = ", ".join(token.scopes)
+        if given is not None:  # its holder has the text already: never print it
+            self.stdout.write(f"Token {token.prefix} for {user} ({scopes}) adopted.")
+            return
+        self.stderr.write(f"Token {token.prefix} for {user} ({scopes}); it is not shown again:")
         self.stdout.write(text)
 
     def do_list(self, user: str | None = None, **_: Any) -> None:
