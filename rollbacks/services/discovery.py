@@ -35,6 +35,14 @@ def may_discover(actor: User) -> bool:
     return bool(actor.is_authenticated and (actor.is_staff or actor.has_perm(COMMAND_PERMISSION)))
 
 
+def covers(service: Service, candidate: Candidate) -> bool:
+    """Whether `service` targets what `candidate` is (its config may say more: checks...)."""
+    config = service.target_config if isinstance(service.target_config, dict) else {}
+    return service.backend == candidate.backend and all(
+        config.get(key) == value for key, value in candidate.target_config.items()
+    )
+
+
 def discovery_scan(
     *, source: str, params: Mapping[str, str], environment: str, actor: User
 ) -> list[DiscoveryRow]:
@@ -48,11 +56,15 @@ def discovery_scan(
         candidates = discover(source, conf.connections(), **params)
     except (ConfigError, BackendError) as error:
         raise DomainError(str(error)) from error
-    existing = {
-        service.name: service for service in Service.objects.filter(environment=environment)
-    }
+    services = list(Service.objects.filter(environment=environment))
+    existing = {service.name: service for service in services}
     rows = []
     for candidate in candidates:
+        # A service already pointing at the same target, under any name, is that one.
+        covering = next((s for s in services if covers(s, candidate)), None)
+        if covering is not None:
+            rows.append(DiscoveryRow(candidate, SAME, covering))
+            continue
         service = existing.get(candidate.name)
         if service is None:
             rows.append(DiscoveryRow(candidate, NEW))

@@ -61,7 +61,7 @@ def test_a_namespace_is_listed_imported_and_listed_again(client, ic, shop):
     assert web.backend == "kubernetes"
     assert web.target_config == {"namespace": "shop", "deployment": "web"}
 
-    web.target_config = {"namespace": "shop", "deployment": "web", "container": "x"}
+    web.target_config = {"namespace": "shop", "deployment": "web-v1"}  # moved since
     web.save()
     states = {
         row.candidate.name: row.state
@@ -171,3 +171,18 @@ def test_a_database_no_secret_points_at_is_listed_but_not_imported(ic, aws):
             source="rds", params={}, environment="production", names=["lonely"], actor=ic
         )
     assert not Service.objects.exists()
+
+
+def test_a_service_already_on_that_target_is_found_under_its_own_name(ic, shop):
+    from tests.factories import ServiceFactory
+
+    ServiceFactory(
+        name="storefront-web",
+        backend="kubernetes",
+        target_config={"namespace": "shop", "deployment": "web", "checks": []},
+    )
+    rows = discovery_scan(
+        source="kubernetes", params={"namespace": "shop"}, environment="production", actor=ic
+    )
+    web = next(row for row in rows if row.candidate.name == "web")
+    assert web.state == SAME and web.service.name == "storefront-web"
