@@ -36,7 +36,7 @@ def test_a_pipeline_opens_an_incident_as_the_tokens_owner(api_as):
         ({"title": "x" * 201, "severity": "P1"}, "title"),
         ({"title": "ok", "severity": "P9"}, "severity"),
         ({"title": "ok", "severity": "P1", "services": ["nope"]}, "services"),
-        ({"title": "nul\x00byte", "severity": "P1"}, "title"),
+        ({"title": "nul\x00byte", "severity": "P1"}, "body"),
         ({"title": "ok", "severity": "P1", "rto_minutes": 0}, "rto_minutes"),
         ({"title": "ok", "severity": "P1", "commander": "nobody"}, "commander"),
         ({"severity": "P1"}, "body.title"),
@@ -92,3 +92,26 @@ def test_a_token_acts_only_within_its_scopes(api_as):
 
 def test_an_unknown_incident_is_404(api_as):
     assert api_as(IC, "read").call("get", "/incidents/999999").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "part"),
+    [
+        ("post", "/incidents", {"title": "ok", "severity": "P1", "services": ["a\x00"]}, "body"),
+        ("post", "/incidents", {"title": "ok", "severity": "P1", "commander": "x\x00"}, "body"),
+        ("get", "/services/web%00/releases", None, "path"),
+        ("get", "/services/web/releases?environment=prod%00", None, "query"),
+        (
+            "post",
+            "/alerts/alertmanager",
+            {"version": "4", "status": "firing", "receiver": "r\x00", "alerts": []},
+            "body",
+        ),
+    ],
+)
+def test_a_null_character_anywhere_is_a_400_not_a_database_error(api_as, method, path, body, part):
+    api = api_as(IC, "incidents:write", "read", "alerts:write")
+    response = api.call(method, path, body)
+    assert response.status_code == 400, response.content
+    assert part in response.json()["errors"]
+    assert not Incident.objects.exists()
