@@ -26,6 +26,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from alerts.models import Alert, AlertNotification, AlertState
+from alerts.signals import send_alert_fired
 from incidents.errors import DomainError
 from incidents.models import Environment, Incident, IncidentStatus, Service, TimelineKind
 from incidents.services import incident_open
@@ -145,6 +146,7 @@ def handle_alert(alert: IncomingAlert, outcome: Outcome) -> None:
         return
     if alert.status == AlertState.FIRING:
         row.incident = incident_for(row, alert, service, outcome)
+        send_alert_fired(row.incident.pk, service.pk)
     row.save()
     if row.incident is None:
         return

@@ -57,6 +57,12 @@ class Service(models.Model):
         help_text="PromQL per signal the decision helper reads: error_rate (%), p99_ms, "
         "p99_baseline_ms, pods_failing, pods_total, memory_percent",
     )
+    auto_rollback = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Automatic rollback policy: {"enabled": true, "severities": ["P1", "P2"], '
+        '"max_release_age_hours": 6, "start": false} (rollbacks.automation)',
+    )
     known_good_bake_minutes = models.PositiveIntegerField(
         default=30,
         help_text="A release live this long, its checks passing and no open incident "

@@ -17,3 +17,8 @@ class RollbacksConfig(AppConfig):
         from rollbacks.watch import watch_start
 
         run_finished.connect(watch_start, dispatch_uid="rollbacks.watch_start")
+        # Alerts that may draft an automatic rollback (rollbacks.automation).
+        from alerts.signals import alert_fired
+        from rollbacks.automation import auto_rollback_enqueue
+
+        alert_fired.connect(auto_rollback_enqueue, dispatch_uid="rollbacks.auto_rollback")

@@ -13,11 +13,13 @@ from django.views.decorators.http import require_http_methods
 
 from incidents.decisions.readings import QUERY_MAX, SIGNALS
 from incidents.errors import DomainError, PermissionDenied
-from incidents.models import Service
+from incidents.forms import form_errors_text
+from incidents.models import Service, Severity
 from incidents.roles import VIEW_PERMISSION
 from incidents.selectors import release_suspected_by
 from incidents.services import service_signals_set
 from incidents.views import signed_in_person
+from rollbacks.automation import auto_rollback_set
 from rollbacks.services.releases import ARTIFACT_MAX, NOTES_MAX, VERSION_MAX, release_register
 
 BAD_REQUEST = 400
@@ -38,6 +40,24 @@ class SignalsForm(forms.Form):
             )
 
 
+class AutoRollbackForm(forms.Form):
+    """The service's automatic rollback policy (rollbacks.automation)."""
+
+    enabled = forms.BooleanField(required=False, label="Roll back automatically on alerts")
+    severities = forms.MultipleChoiceField(
+        choices=Severity.choices, required=False, widget=forms.CheckboxSelectMultiple
+    )
+    max_release_age_hours = forms.IntegerField(
+        min_value=1,
+        max_value=720,
+        initial=6,
+        label="Only while the live release is younger than (h)",
+    )
+    start = forms.BooleanField(
+        required=False, label="Start it when the approval policy asks no approver"
+    )
+
+
 class ReleaseForm(forms.Form):
     version = forms.CharField(max_length=VERSION_MAX)
     artifact = forms.CharField(max_length=ARTIFACT_MAX, help_text="Image, task definition, SHA…")
@@ -50,7 +70,10 @@ class ReleaseForm(forms.Form):
 @require_http_methods(["GET", "POST"])
 def service_releases(request: HttpRequest, service_id: int) -> HttpResponse:
     service = get_object_or_404(Service, pk=service_id)
-    posting_signals = request.method == "POST" and request.POST.get("action") == "signals"
+    action = request.POST.get("action") if request.method == "POST" else None
+    if action == "auto_rollback":
+        return auto_rollback_post(request, service)
+    posting_signals = action == "signals"
     form = ReleaseForm(request.POST if request.method == "POST" and not posting_signals else None)
     signals_form = SignalsForm(
         request.POST if posting_signals else None, initial=service.signal_queries or {}
@@ -101,7 +124,24 @@ def service_releases(request: HttpRequest, service_id: int) -> HttpResponse:
         "suspect": suspect,
         "form": form,
         "signals_form": signals_form,
+        "auto_form": AutoRollbackForm(initial=service.auto_rollback or {}),
         "can_command": request.user.has_perm("incidents.command_incident"),
         "can_change": request.user.has_perm("incidents.change_release"),
     }
     return render(request, "rollbacks/service_releases.html", context, status=status)
+
+
+def auto_rollback_post(request: HttpRequest, service: Service) -> HttpResponse:
+    form = AutoRollbackForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse(form_errors_text(form), status=BAD_REQUEST, content_type="text/plain")
+    try:
+        auto_rollback_set(
+            service=service, policy=form.cleaned_data, actor=signed_in_person(request)
+        )
+    except PermissionDenied as error:
+        return HttpResponse(str(error), status=403)
+    except DomainError as error:
+        return HttpResponse(str(error), status=BAD_REQUEST, content_type="text/plain")
+    messages.success(request, f"Saved the automatic rollback policy of {service.name}.")
+    return redirect("service_releases", service_id=service.pk)

@@ -11,6 +11,7 @@ import pytest
 
 from devinfra.kube_standin import KubeStandinHandle, start_kube_standin
 from devinfra.processes import ServerProcess, start_moto_server
+from devinfra.prometheus import MetricsExporter, PrometheusServer, start_prometheus
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +31,19 @@ def kube_standin() -> Iterator[KubeStandinHandle]:
     handle = start_kube_standin(status_delay=0.1, restart_interval=0.05)
     yield handle
     handle.stop()
+
+
+@pytest.fixture(scope="session")
+def signals_exporter() -> Iterator[MetricsExporter]:
+    """Metrics a test sets, scraped by `signals_prometheus` (the decision helper's tests)."""
+    source = MetricsExporter.start()
+    yield source
+    source.stop()
+
+
+@pytest.fixture(scope="session")
+def signals_prometheus(signals_exporter: MetricsExporter) -> Iterator[PrometheusServer]:
+    """A real Prometheus for the session scraping `signals_exporter` every second."""
+    server = start_prometheus([signals_exporter.target], scrape_interval=1.0)
+    yield server
+    server.stop()

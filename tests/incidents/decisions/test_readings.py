@@ -5,34 +5,19 @@ above the watch level and its trend; failures leave the signal blank and say why
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from django.urls import reverse
 
-from devinfra.prometheus import MetricsExporter, PrometheusServer, start_prometheus
 from incidents.decisions.readings import above_and_trend, clean_queries, signals_read
 from tests.factories import ServiceFactory, UserFactory, incident_open
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(scope="module")
-def exporter() -> Iterator[MetricsExporter]:
-    source = MetricsExporter.start()
-    yield source
-    source.stop()
-
-
-@pytest.fixture(scope="module")
-def prometheus(exporter: MetricsExporter) -> Iterator[PrometheusServer]:
-    server = start_prometheus([exporter.target], scrape_interval=1.0)
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def metrics(exporter, prometheus, settings):
+def metrics(signals_exporter, signals_prometheus, settings):
+    exporter, prometheus = signals_exporter, signals_prometheus
     settings.PROMETHEUS_URL = prometheus.url
     name = f"app_{uuid.uuid4().hex[:10]}"
     values = {
