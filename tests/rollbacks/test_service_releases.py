@@ -46,6 +46,8 @@ def test_a_commander_registers_a_release_and_its_backup_is_saved(client, ic, web
     assert release.backup["manifest"]["kind"] == "Deployment"
     page = client.get(url).content.decode()
     assert "v3 🚀" in page and "manifest" in page and "Register a release" in page
+    assert "<title>web releases · Backout</title>" in page
+    assert page.count("Signals for the decision helper") == 1
 
 
 @pytest.mark.parametrize(
