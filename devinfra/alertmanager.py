@@ -17,12 +17,10 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from devinfra.processes import free_port, wait_for_port
+from devinfra.processes import free_port, wait_until_ready
 
 DEFAULT_BINARY = "/usr/bin/prometheus-alertmanager"
 
@@ -124,18 +122,9 @@ def start_alertmanager(
             output.close()  # type: ignore[union-attr]
     server = AlertmanagerServer(f"http://127.0.0.1:{port}", port, process, directory)
     try:
-        wait_for_port(port, timeout=ready_timeout, process=process)
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{server.url}/-/ready", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"Alertmanager on port {port} did not become ready")
-            time.sleep(0.1)
+        wait_until_ready(
+            f"{server.url}/-/ready", port, process, timeout=ready_timeout, what="Alertmanager"
+        )
     except BaseException:
         server.stop()
         raise

@@ -33,6 +33,27 @@ def wait_for_port(
     raise RuntimeError(f"nothing answered on 127.0.0.1:{port} within {timeout}s")
 
 
+def wait_until_ready(
+    url: str, port: int, process: subprocess.Popen, *, timeout: float, what: str
+) -> None:
+    """Block until `url` answers 200 (a Prometheus-style /-/ready), or raise RuntimeError
+    when the process exits or `timeout` passes."""
+    import urllib.request
+
+    wait_for_port(port, timeout=timeout, process=process)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} on port {port} did not become ready")
+        time.sleep(0.1)
+
+
 @dataclass
 class ServerProcess:
     url: str

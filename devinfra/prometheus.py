@@ -34,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from devinfra.processes import free_port, wait_for_port
+from devinfra.processes import free_port, wait_until_ready
 
 DEFAULT_BINARY = "/usr/bin/prometheus"
 
@@ -259,18 +259,9 @@ def start_prometheus(
             output.close()  # type: ignore[union-attr]
     server = PrometheusServer(f"http://127.0.0.1:{port}", process, directory, scrape_interval)
     try:
-        wait_for_port(port, timeout=ready_timeout, process=process)
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{server.url}/-/ready", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"Prometheus on port {port} did not become ready")
-            time.sleep(0.1)
+        wait_until_ready(
+            f"{server.url}/-/ready", port, process, timeout=ready_timeout, what="Prometheus"
+        )
     except BaseException:
         server.stop()
         raise

@@ -5,7 +5,10 @@ and the stand-ins' tests alike."""
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -47,3 +50,27 @@ def signals_prometheus(signals_exporter: MetricsExporter) -> Iterator[Prometheus
     server = start_prometheus([signals_exporter.target], scrape_interval=1.0)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def health_endpoint() -> Iterator[dict[str, Any]]:
+    """An HTTP health endpoint on 127.0.0.1 answering `status` (200 until a test changes
+    it): {"status": 200, "url": "http://127.0.0.1:<port>/healthz"}."""
+    answer: dict[str, Any] = {"status": 200}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(answer["status"])
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    answer["port"] = server.server_address[1]
+    answer["url"] = f"http://127.0.0.1:{answer['port']}/healthz"
+    yield answer
+    server.shutdown()
+    server.server_close()

@@ -3,10 +3,7 @@ release live for its bake time, unsuspected and passing its checks, becomes know
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -14,7 +11,6 @@ from django.utils import timezone
 
 from incidents.models import Release
 from rollbacks.release_tracking import releases_track, version_for
-from tests.asgi import free_port
 from tests.factories import incident_open
 from tests.rollbacks.engine_factories import KubeServiceFactory
 from tests.rollbacks.engine_fixtures import seed_deployment
@@ -87,24 +83,8 @@ def test_a_release_that_has_not_earned_it_stays_as_it_is(web, case):
 
 
 @pytest.fixture
-def health() -> Iterator[dict[str, int]]:
-    answer = {"status": 200}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            self.send_response(answer["status"])
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    answer["port"] = server.server_address[1]
-    yield answer
-    server.shutdown()
-    server.server_close()
+def health(health_endpoint):
+    return health_endpoint
 
 
 @pytest.mark.parametrize(("status", "promoted"), [(200, True), (503, False)])

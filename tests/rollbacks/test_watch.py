@@ -4,11 +4,7 @@ passes every round to its end is held; the room shows it."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from django.core import mail
@@ -17,7 +13,6 @@ from django.utils import timezone
 from incidents.models import TimelineKind
 from rollbacks.models import RunState, RunWatch, StepState, WatchState
 from rollbacks.watch import claim_due, describe, schedule, watch_start, watches_sweep
-from tests.asgi import free_port
 from tests.rollbacks.engine_factories import (
     CommanderFactory,
     IncidentFactory,
@@ -30,24 +25,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def health() -> Iterator[dict[str, Any]]:
-    answer: dict[str, Any] = {"status": 200}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            self.send_response(answer["status"])
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    answer["url"] = f"http://127.0.0.1:{server.server_address[1]}/healthz"
-    yield answer
-    server.shutdown()
-    server.server_close()
+def health(health_endpoint):
+    return health_endpoint
 
 
 @pytest.fixture
