@@ -4,6 +4,7 @@ the operation's scope 403, a token over its rate 429 with Retry-After."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -16,6 +17,8 @@ from api.models import ApiToken
 from api.tokens import token_authenticate
 from api.validation import InputError
 from incidents.errors import PermissionDenied
+
+logger = logging.getLogger(__name__)
 
 
 class MissingScope(PermissionDenied):
@@ -71,6 +74,15 @@ class TokenRateThrottle(SimpleRateThrottle):  # type: ignore[misc]
 
     def __init__(self) -> None:
         super().__init__(rate=settings.API_RATE)
+
+    def allow_request(self, request: HttpRequest) -> bool:
+        """Counted in Redis; while Redis does not answer, calls go through uncounted (a
+        pipeline's rollback call must not fail because the rate counter is down)."""
+        try:
+            return bool(super().allow_request(request))
+        except Exception as error:  # redis-py's errors, raised through Django's cache
+            logger.warning("API rate not counted: the cache failed (%s)", type(error).__name__)
+            return True
 
     def get_cache_key(self, request: HttpRequest) -> str | None:
         # The rate is read per call, so a changed setting applies without a restart.

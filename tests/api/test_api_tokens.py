@@ -220,3 +220,17 @@ def test_a_token_made_elsewhere_is_adopted_without_being_printed(roles, capsys, 
             "--text-from-env",
             "RECEIVER_TOKEN",
         )
+
+
+def test_calls_go_through_uncounted_while_the_rate_counter_is_down(roles, settings, caplog):
+    incident = incident_open()
+    _, text = token_create(user=UserFactory(roles=["Viewer"]), name="ci", scopes=["read"])
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+        }
+    }
+    response = bearer(text).get(f"/api/v1/incidents/{incident.pk}")
+    assert response.status_code == 200
+    assert "API rate not counted" in caplog.text
