@@ -98,6 +98,15 @@ class SsoBackend(OIDCAuthenticationBackend):  # type: ignore[misc]  # untyped li
     """mozilla-django-oidc's backend, matching people by issuer and subject, checking the ID
     token's audience and issuer, and setting roles from the claims."""
 
+    def authenticate(self, request: Any, **kwargs: Any) -> User | None:
+        """Only from the SSO callback, which passes the nonce and PKCE verifier it saved:
+        the library's backend reads `code` and `state` from any request, so a password
+        sign-in to /accounts/login/?code=…&state=… would otherwise swap a code unchecked."""
+        if "nonce" not in kwargs or "code_verifier" not in kwargs:
+            return None
+        user: User | None = super().authenticate(request, **kwargs)
+        return user
+
     def verify_token(self, token: str, **kwargs: Any) -> dict[str, Any]:
         payload: dict[str, Any] = super().verify_token(token, **kwargs)
         audience = payload.get("aud")
@@ -114,7 +123,11 @@ class SsoBackend(OIDCAuthenticationBackend):  # type: ignore[misc]  # untyped li
     def get_or_create_user(
         self, access_token: str, id_token: str, payload: Mapping[str, Any]
     ) -> User | None:
-        claims = dict(self.get_userinfo(access_token, id_token, payload))
+        answer = self.get_userinfo(access_token, id_token, payload)
+        if not isinstance(answer, dict):
+            raise SuspiciousOperation("The userinfo answer is not a JSON object.")
+        # The ID token's claims, then userinfo's: some providers put groups in one only.
+        claims = {**payload, **answer}
         if claims.get("sub") != payload["sub"]:
             # OpenID Connect Core 5.3.2: userinfo must be about the ID token's subject.
             raise SuspiciousOperation("The userinfo answer is about someone else.")
@@ -147,12 +160,19 @@ class SsoBackend(OIDCAuthenticationBackend):  # type: ignore[misc]  # untyped li
         return user
 
     def linkable_user(self, claims: Mapping[str, Any]) -> User | None:
-        """The one existing account with the e-mail address the provider has verified."""
+        """The one existing account with the e-mail address the provider has verified,
+        unless it is staff (local break-glass accounts stay local) or already tied to an
+        identity (an address reassigned at the provider must not take over an account)."""
         email = str(claims.get("email") or "")
         if not email or claims.get("email_verified") is not True:
             return None
         matches = list(User.objects.filter(email__iexact=email)[:2])
-        return matches[0] if len(matches) == 1 else None
+        if len(matches) != 1:
+            return None
+        found = matches[0]
+        if found.is_staff or found.is_superuser or found.sso_identities.exists():
+            return None
+        return found
 
     def new_user(self, claims: Mapping[str, Any]) -> User:
         user = User(username=free_username(claims), email=str(claims.get("email") or "")[:254])
@@ -174,6 +194,15 @@ class SsoBackend(OIDCAuthenticationBackend):  # type: ignore[misc]  # untyped li
         user.save(update_fields=list(changed))
         if not settings.OIDC_ROLE_MAP:
             return  # no map: roles are given in the console, not by the provider
+        if settings.OIDC_ROLES_CLAIM not in claims:
+            # A provider that sent no such claim this time (scope not granted) says nothing
+            # about roles: leave them, rather than take every mapped role away.
+            logger.warning(
+                "SSO: no %r claim for %s; roles left as they were",
+                settings.OIDC_ROLES_CLAIM,
+                user.get_username(),
+            )
+            return
         added, removed = apply_roles(user, roles_for(claims))
         if added or removed:
             logger.info(

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import SuspiciousOperation
+from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.decorators import method_decorator
@@ -69,6 +70,10 @@ class SsoCallbackView(OIDCAuthenticationCallbackView):  # type: ignore[misc]
         if refused:
             shown = "".join(c for c in refused[:ERROR_SHOWN] if c.isprintable())
             self.failure_message = f"The identity provider refused the sign-in ({shown})."
+            # Only an answer to a sign-in this browser started may sign it out (the
+            # library's error path does): another site's link does nothing.
+            if request.GET.get("state", "") not in request.session.get("oidc_states", {}):
+                return self.failed(self.failure_message)
         try:
             response: HttpResponse = super().get(request)
         except requests.RequestException as error:
@@ -81,7 +86,15 @@ class SsoCallbackView(OIDCAuthenticationCallbackView):  # type: ignore[misc]
             return self.failed(
                 "The identity provider did not answer as expected. Try again in a minute."
             )
-        except (SuspiciousOperation, jwt.PyJWTError, ValueError, KeyError) as error:
+        except (
+            SuspiciousOperation,
+            jwt.PyJWTError,
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            DatabaseError,
+        ) as error:
             logger.warning("SSO: an answer could not be verified: %s", error)
             return self.failed("The identity provider's answer could not be verified.")
         return response

@@ -113,7 +113,7 @@ AXES_LOCKOUT_TEMPLATE = "accounts/locked.html"
 # Named apart from django-axes's own (deprecated) AXES_PROXY_COUNT setting.
 SIGN_IN_PROXY_COUNT = int(os.environ.get("AXES_PROXY_COUNT", "0"))
 AXES_CLIENT_IP_CALLABLE = "accounts.client_address.client_address"
-# Single sign-on with OpenID Connect (mozilla-django-oidc; accounts/sso.py, docs/sign-in.md).
+# Single sign-on with OpenID Connect (mozilla-django-oidc; accounts/sso.py, docs/roles.md).
 # On when a client id is set; the endpoints are the provider's (its discovery document lists
 # them: `manage.py sso discover <issuer>` prints these lines).
 OIDC_RP_CLIENT_ID = os.environ.get("OIDC_RP_CLIENT_ID", "")

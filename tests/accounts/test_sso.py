@@ -321,3 +321,58 @@ def test_a_password_sign_in_does_not_inherit_the_providers_second_factor(sso_con
     )
     # Signed in again with the local password: this console's own second factor is asked.
     assert again.url.startswith(f"{sso_console.url}/accounts/two-factor/")
+
+
+def test_a_password_sign_in_carrying_a_code_never_reaches_the_provider(sso_console):
+    # The library's backend reads code and state from any request; ours only from the
+    # callback. A wrong password with ?code= is a plain refusal, not a 500.
+    UserFactory(username="rosa", password="right-password-1")
+    client = Client()
+    response = client.post(
+        "/accounts/login/?code=forged&state=forged", {"username": "rosa", "password": "wrong"}
+    )
+    assert response.status_code == 400
+    assert (
+        client.post(
+            "/accounts/login/?code=forged&state=forged",
+            {"username": "rosa", "password": "right-password-1"},
+        ).status_code
+        == 302
+    )
+
+
+def test_a_staff_account_is_never_linked_by_email(sso_console):
+    staff = UserFactory(username="root", email="alice@corp.example", roles=["Viewer"])
+    staff.is_staff = True
+    staff.save()
+    sso_sign_in(sso_console, "alice")
+    identity = SsoIdentity.objects.get()
+    assert identity.user != staff and identity.user.username == "alice"
+
+
+def test_an_account_already_tied_to_an_identity_is_not_linked_again(sso_console):
+    owner = UserFactory(username="dora.local", email="dora@local.example", roles=["Viewer"])
+    SsoIdentity.objects.create(user=owner, issuer="https://idp.example", subject="old-dora")
+    sso_sign_in(sso_console, "dora")
+    assert SsoIdentity.objects.filter(user=owner).count() == 1
+    assert User.objects.filter(username="dora").exists()
+
+
+def test_a_missing_groups_claim_leaves_the_roles_as_they_are(sso_settings):
+    from accounts.sso import SsoBackend
+
+    person = UserFactory(username="ivy", roles=["Incident Commander"])
+    SsoBackend().refresh(person, {"sub": "ivy", "email": "ivy@corp.example"})
+    assert groups_of("ivy") == {"Incident Commander"}
+    SsoBackend().refresh(person, {"sub": "ivy", "groups": []})
+    assert groups_of("ivy") == set()  # present and empty: the provider took them away
+
+
+def test_a_refusal_nobody_asked_for_does_not_sign_anyone_out(sso_console):
+    session, _ = sso_sign_in(sso_console, "alice")
+    answer = session.get(
+        f"{sso_console.url}/oidc/callback/", params={"error": "x", "state": "other"}, timeout=10
+    )
+    assert answer.url == f"{sso_console.url}/accounts/login/"
+    still = session.get(f"{sso_console.url}/incidents/", allow_redirects=False, timeout=10)
+    assert still.status_code == 200
