@@ -16,6 +16,7 @@ from api.auth import scope
 from api.models import ALERTS_WRITE
 from api.schemas import ERRORS
 from api.validation import InputError
+from incidents.roles import require_role
 
 router = Router(tags=["alerts"])
 VERSIONS = {"4", "1"}  # Alertmanager's, and Grafana's webhook
@@ -77,6 +78,8 @@ def checked(index: int, alert: AlertIn) -> IncomingAlert:
 def alertmanager(request: HttpRequest, payload: NotificationIn) -> dict[str, Any]:
     """A webhook notification. Alerts naming a service open an incident or join the open
     one; resolved alerts are recorded on it. The same notification twice counts once."""
+    # Checked at each call too: the owner's roles may have changed since the token was made.
+    require_role(request.user, "incidents.add_incident", "send alerts (they open incidents)")
     if payload.version not in VERSIONS:
         raise InputError({"version": [f"Version {payload.version[:20]!r} is not 4 (or 1)."]})
     if payload.status not in ("firing", "resolved"):

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import User
+from django.db import transaction
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -100,6 +101,13 @@ def incident_change(
     incident = get_object_or_404(Incident, pk=incident_id)
     if payload.severity is None and payload.status is None:
         raise InputError({"input": ["Give a new status or severity."]})
+    with transaction.atomic():  # both changes, or neither
+        return incident_apply(request, incident, payload)
+
+
+def incident_apply(
+    request: HttpRequest, incident: Incident, payload: IncidentChange
+) -> dict[str, Any]:
     if payload.severity is not None:
         cleaned = validated(
             SeverityChangeForm, {"severity": payload.severity, "reason": payload.reason}

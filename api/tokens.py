@@ -57,6 +57,18 @@ def clean_scopes(scopes: Iterable[str]) -> list[str]:
 TOKEN_TEXT = re.compile(r"^bko_([0-9a-f]{8})_[A-Za-z0-9_-]{32,100}$")
 
 
+# What a scope lets a token do needs its owner to hold the permission the console's own
+# pages ask for the same: a token never does more than its owner could by hand.
+SCOPE_PERMISSIONS = {
+    "read": "incidents.view_incident",
+    "releases:write": "incidents.change_release",
+    "incidents:write": "incidents.add_note",
+    "runs:write": "incidents.command_incident",
+    # Alerts open incidents, and may start an automatic rollback.
+    "alerts:write": "incidents.add_incident",
+}
+
+
 def token_create(
     *,
     user: User,
@@ -77,6 +89,12 @@ def token_create(
     if days is not None and not 1 <= days <= MAX_DAYS:
         raise DomainError(f"A token lasts 1 to {MAX_DAYS} days, or until it is revoked.")
     cleaned_name, cleaned_scopes = clean_name(name), clean_scopes(scopes)
+    beyond = [s for s in cleaned_scopes if not user.has_perm(SCOPE_PERMISSIONS[s])]
+    if beyond:
+        raise PermissionDenied(
+            f"Your roles do not allow the scope {', '.join(beyond)}: a token does only what its "
+            "owner may."
+        )
     if text is None:
         prefix = secrets.token_hex(4)
         text = f"{TOKEN_START}{prefix}_{secrets.token_urlsafe(32)}"

@@ -84,7 +84,7 @@ def bench(options: argparse.Namespace) -> int:
         call_command("migrate", verbosity=0)
         groups = ensure_roles()
         sender = User.objects.create_user("bench-alertmanager")
-        sender.groups.add(groups["Viewer"])
+        sender.groups.add(groups["Incident Commander"])
         _, token = token_create(user=sender, name="bench", scopes=["alerts:write"])
         now = timezone.now()
         services = []

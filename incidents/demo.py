@@ -43,7 +43,11 @@ DEMO_PEOPLE = [
     DemoPerson("support", ("Support Lead",), "edits the status page"),
     DemoPerson("responder", ("Responder",), "follows, notes, ticks checklists"),
     DemoPerson("viewer", ("Viewer",), "reads only"),
-    DemoPerson("alertmanager", ("Viewer",), "the demo Alertmanager's account (its API token)"),
+    DemoPerson(
+        "alertmanager",
+        ("Incident Commander",),
+        "the demo Alertmanager's account: alerts open incidents (its API token)",
+    ),
 ]
 
 # Used when no demo infrastructure runs: the console still shows a realistic picture.

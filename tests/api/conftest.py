@@ -13,9 +13,17 @@ from tests.factories import UserFactory
 class ApiClient:
     """Django's test client speaking JSON with a bearer token."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, user: Any = None) -> None:
         self.client = Client(HTTP_AUTHORIZATION=f"Bearer {text}")
         self.text = text
+        self.user = user
+
+    def demote(self, role: str) -> ApiClient:
+        """The owner keeps the token but now holds only `role` (roles change after tokens)."""
+        from django.contrib.auth.models import Group
+
+        self.user.groups.set([Group.objects.get(name=role)])
+        return self
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         send = getattr(self.client, method)
@@ -31,6 +39,6 @@ def api_as(roles: dict) -> Callable[..., ApiClient]:
     def make(role_names: list[str], *scopes: str, user: Any = None) -> ApiClient:
         person = user or UserFactory(roles=role_names)
         _, text = token_create(user=person, name="pipeline", scopes=scopes)
-        return ApiClient(text)
+        return ApiClient(text, person)
 
     return make

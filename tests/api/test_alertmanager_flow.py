@@ -40,7 +40,7 @@ def test_a_prometheus_rule_firing_through_alertmanager_opens_an_incident(
     asgi_server, roles, tmp_path
 ):
     ServiceFactory(name="checkout")
-    sender = UserFactory(username="alertmanager", roles=["Viewer"])
+    sender = UserFactory(username="alertmanager", roles=["Incident Commander"])
     _, token = token_create(user=sender, name="alertmanager", scopes=["alerts:write"])
     exporter = MetricsExporter.start()
     exporter.set("http_requests_error_ratio", 0.12, {"service": "checkout"})

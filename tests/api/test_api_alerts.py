@@ -51,7 +51,7 @@ def checkout():
 
 @pytest.fixture
 def sender(api_as):
-    return api_as(["Viewer"], "alerts:write")
+    return api_as(["Incident Commander"], "alerts:write")
 
 
 def entries(incident, kind=TimelineKind.ALERT_RECEIVED):

@@ -70,7 +70,7 @@ def test_a_release_at_or_past_its_limits_is_refused_and_nothing_saved(api_as, we
 def test_registering_needs_the_scope_the_role_and_a_real_service(api_as, web):
     body = {"version": "v3", "artifact": "registry.local/web:v3"}
     assert api_as(IC, "read").call("post", "/services/web/releases", body).status_code == 403
-    responder = api_as(["Responder"], "releases:write")
+    responder = api_as(IC, "releases:write").demote("Responder")
     assert responder.call("post", "/services/web/releases", body).status_code == 403
     ic = api_as(IC, "releases:write")
     assert ic.call("post", "/services/nope/releases", body).status_code == 404
@@ -133,6 +133,6 @@ def test_a_rollback_draft_names_what_it_cannot_do(api_as, web):
     assert no_good.status_code == 400 and "no known-good" in str(no_good.json()["errors"])
     previous = api.call("post", path, {"services": ["web"], "to": "previous"})
     assert previous.status_code == 201 and previous.json()["steps"][0]["to_previous"] is True
-    viewer = api_as(["Viewer"], "runs:write")
+    viewer = api_as(IC, "runs:write").demote("Viewer")
     assert viewer.call("post", path, {"services": ["web"], "to": "previous"}).status_code == 403
     assert Run.objects.count() == 1

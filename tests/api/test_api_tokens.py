@@ -184,7 +184,7 @@ def test_a_note_over_real_http_lands_on_the_timeline_with_the_owner(asgi_server,
 
 
 def test_a_token_made_elsewhere_is_adopted_without_being_printed(roles, capsys, monkeypatch):
-    UserFactory(username="alertmanager", roles=["Viewer"])
+    UserFactory(username="alertmanager", roles=["Incident Commander"])
     text = "bko_0123abcd_" + "s" * 40
     monkeypatch.setenv("RECEIVER_TOKEN", text)
     for _ in range(2):  # the demo adopts a new one at each start: the old one is revoked
@@ -234,3 +234,33 @@ def test_calls_go_through_uncounted_while_the_rate_counter_is_down(roles, settin
     response = bearer(text).get(f"/api/v1/incidents/{incident.pk}")
     assert response.status_code == 200
     assert "API rate not counted" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("role", "scope"),
+    [
+        ("Viewer", "alerts:write"),
+        ("Viewer", "incidents:write"),
+        ("Responder", "runs:write"),
+        ("Responder", "releases:write"),
+    ],
+)
+def test_a_token_never_holds_a_scope_its_owner_could_not_use(client, roles, role, scope):
+    person = UserFactory(roles=[role])
+    client.force_login(person)
+    response = client.post("/account/api-tokens/", {"name": "ci", "scopes": [scope]})
+    assert response.status_code == 400 and "do not allow" in response.content.decode()
+    assert not ApiToken.objects.exists()
+
+
+def test_an_alert_from_a_token_whose_owner_lost_the_role_is_refused(roles):
+    from django.contrib.auth.models import Group
+
+    person = UserFactory(roles=["Incident Commander"])
+    _, text = token_create(user=person, name="am", scopes=["alerts:write"])
+    person.groups.remove(Group.objects.get(name="Incident Commander"))
+    body = {"version": "4", "status": "firing", "alerts": []}
+    response = bearer(text).post(
+        "/api/v1/alerts/alertmanager", body, content_type="application/json"
+    )
+    assert response.status_code == 403
