@@ -10,7 +10,11 @@ same shape, turned into incidents and timeline entries.
   started firing. Each alert that starts or stops firing is one timeline entry, with its
   labels and annotations; one still firing (Alertmanager repeats it) adds nothing.
 - A notification is handled in one transaction, all or nothing, and the same body delivered
-  twice (Alertmanager retries) is handled once.
+  twice (Alertmanager retries) is handled once. Notifications naming the same service are
+  handled one after the other (its row is locked), so alert groups firing at once for a
+  service open one incident between them.
+- `alert_fired` is sent once per incident and service a notification touched, however many
+  of its alerts fired.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from alerts.models import Alert, AlertNotification, AlertState
@@ -56,6 +61,7 @@ class Outcome:
     joined: list[int] = field(default_factory=list)
     resolved: list[str] = field(default_factory=list)
     unmatched: list[str] = field(default_factory=list)
+    fired: list[tuple[int, int]] = field(default_factory=list)
 
 
 def fingerprint_of(alert: IncomingAlert) -> str:
@@ -107,8 +113,11 @@ def notification_receive(
                 alert_count=len(alerts),
                 token_prefix=token_prefix,
             )
+            lock_services(alerts)
             for alert in alerts:
                 handle_alert(alert, outcome)
+            for incident_id, service_id in dict.fromkeys(outcome.fired):
+                send_alert_fired(incident_id, service_id)
     except IntegrityError:
         if AlertNotification.objects.filter(digest=digest).exists():
             return Outcome(duplicate=True)
@@ -116,27 +125,56 @@ def notification_receive(
     return outcome
 
 
+def lock_services(alerts: Sequence[IncomingAlert]) -> None:
+    """Lock the rows of the services the alerts name, in one order, so that notifications
+    about one service are handled one after the other: two alert groups firing at once for
+    a service open one incident, not two."""
+    names = {
+        (
+            alert.labels.get(settings.ALERT_SERVICE_LABEL, ""),
+            alert.labels.get(settings.ALERT_ENVIRONMENT_LABEL, Environment.PRODUCTION),
+        )
+        for alert in alerts
+    }
+    wanted = Q(pk__in=[])
+    for name, environment in names:
+        if name:
+            wanted |= Q(name=name, environment=environment)
+    list(Service.objects.select_for_update().filter(wanted).order_by("pk").values_list("pk"))
+
+
+def alert_row(fingerprint: str, alert: IncomingAlert, name: str, service: Service | None) -> Alert:
+    """The stored alert (locked), made now if this is its first notification. An alert with
+    no service has no lock to queue behind, so two notifications may both make it: the
+    second waits for the first to commit and then takes its row."""
+    wanted = Alert.objects.select_for_update().filter(
+        fingerprint=fingerprint, starts_at=alert.starts_at
+    )
+    row = wanted.first()
+    if row is not None:
+        return row
+    try:
+        with transaction.atomic():
+            return Alert.objects.create(
+                fingerprint=fingerprint,
+                starts_at=alert.starts_at,
+                name=name[:200],
+                status="",
+                service=service,
+            )
+    except IntegrityError:
+        return wanted.get()
+
+
 def handle_alert(alert: IncomingAlert, outcome: Outcome) -> None:
     name = alert.labels.get("alertname", "") or "alert"
     fingerprint = fingerprint_of(alert)
     now = timezone.now()
-    row = (
-        Alert.objects.select_for_update()
-        .filter(fingerprint=fingerprint, starts_at=alert.starts_at)
-        .first()
-    )
-    if row is not None and row.status == alert.status:
+    row = alert_row(fingerprint, alert, name, service_of(alert.labels))
+    if row.status == alert.status:
         Alert.objects.filter(pk=row.pk).update(last_seen_at=now)
         return
-    service = row.service if row is not None else service_of(alert.labels)
-    if row is None:
-        row = Alert(
-            fingerprint=fingerprint,
-            starts_at=alert.starts_at,
-            name=name[:200],
-            status=alert.status,
-            service=service,
-        )
+    service = row.service
     row.status, row.ends_at, row.last_seen_at = alert.status, alert.ends_at, now
     row.labels, row.annotations = dict(alert.labels), dict(alert.annotations)
     row.generator_url = alert.generator_url[:1000]
@@ -146,7 +184,7 @@ def handle_alert(alert: IncomingAlert, outcome: Outcome) -> None:
         return
     if alert.status == AlertState.FIRING:
         row.incident = incident_for(row, alert, service, outcome)
-        send_alert_fired(row.incident.pk, service.pk)
+        outcome.fired.append((row.incident.pk, service.pk))
     row.save()
     if row.incident is None:
         return

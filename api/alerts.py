@@ -5,10 +5,11 @@ what a notification does."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.http import HttpRequest
+from django.utils import timezone
 from ninja import Field, Router, Schema
 
 from alerts.services import IncomingAlert, notification_receive
@@ -49,6 +50,11 @@ class NotificationOut(Schema):
     unmatched: list[str] = Field(description="Alerts naming no known service")
 
 
+def aware(moment: datetime) -> datetime:
+    """Alertmanager always sends an offset; a time without one is taken as UTC."""
+    return moment if timezone.is_aware(moment) else moment.replace(tzinfo=UTC)
+
+
 def checked(index: int, alert: AlertIn) -> IncomingAlert:
     where = f"alerts.{index}"
     if alert.status not in ("firing", "resolved"):
@@ -63,8 +69,8 @@ def checked(index: int, alert: AlertIn) -> IncomingAlert:
         status=alert.status,
         labels=alert.labels,
         annotations=alert.annotations,
-        starts_at=alert.startsAt,
-        ends_at=ends,
+        starts_at=aware(alert.startsAt),
+        ends_at=aware(ends) if ends is not None else None,
         generator_url=alert.generatorURL,
         fingerprint=alert.fingerprint,
     )

@@ -8,8 +8,10 @@ import copy
 import json
 
 import pytest
+from django.test import TestCase
 
 from alerts.models import Alert, AlertNotification
+from alerts.signals import alert_fired
 from incidents.models import Incident, IncidentStatus, TimelineKind
 from tests.factories import ServiceFactory
 
@@ -177,3 +179,27 @@ def test_a_resolved_alert_never_seen_firing_is_recorded_without_an_incident(send
     assert sender.call("post", PATH, json.loads(json.dumps(body))).status_code == 200
     assert not Incident.objects.exists()
     assert Alert.objects.get().status == "resolved"
+
+
+def test_a_start_time_without_an_offset_is_taken_as_utc(sender, checkout):
+    naive = alert()
+    naive["startsAt"], naive["endsAt"] = "2026-12-04T03:00:00", "2026-12-04T03:10:00"
+    response = sender.call("post", PATH, notification(naive))
+    assert response.status_code == 200, response.content
+    assert Alert.objects.get().starts_at.isoformat() == "2026-12-04T03:00:00+00:00"
+
+
+def test_one_notification_tells_the_automation_once_per_incident_and_service(sender, checkout):
+    heard = []
+
+    def hear(**kwargs):
+        heard.append((kwargs["incident_id"], kwargs["service_id"]))
+
+    alert_fired.connect(hear)
+    try:
+        many = [alert(name=f"Alert{i}", fingerprint=f"f{i}") for i in range(5)]
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            assert sender.call("post", PATH, notification(*many)).status_code == 200
+    finally:
+        alert_fired.disconnect(hear)
+    assert heard == [(Incident.objects.get().pk, checkout.pk)]
