@@ -133,8 +133,6 @@ def auto_rollback_consider(incident_id: int, service_id: int) -> str:
     good = release_latest_known_good(service)
     if good is None or good.pk == newest.pk:
         return "no known-good release to go back to"
-    if Run.objects.filter(incident=incident, state__in=ACTIVE, steps__service=service).exists():
-        return "a rollback is already under way"
     return act(incident, service, good, decision.rule, decision.reason, reading.values, policy)
 
 
@@ -151,6 +149,10 @@ def act(
     numbers = ", ".join(f"{key} {value:g}" for key, value in sorted(values.items()))
     why = f"Automatic rollback of {service.name} to {good.version}: rule {rule}. {reason}"
     with transaction.atomic():
+        # Alerts for one incident arrive together: the check and the draft hold its row.
+        Incident.objects.select_for_update().filter(pk=incident.pk).first()
+        if Run.objects.filter(incident=incident, state__in=ACTIVE, steps__service=service).exists():
+            return "a rollback is already under way"
         run = run_create(
             incident=incident,
             steps=[StepSpec(service=service, release=good)],

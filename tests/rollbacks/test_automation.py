@@ -5,13 +5,17 @@ the approval policy asks no approver and the service's policy says so."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from incidents.models import Release, TimelineKind
+from rollbacks import automation
 from rollbacks.automation import auto_rollback_consider, clean_policy
 from rollbacks.models import ApprovalPolicy, Run, RunState
 from tests.factories import incident_open
@@ -162,3 +166,34 @@ def test_a_commander_sets_the_policy_on_the_service_page(client, web):
     refused = client.post(url, {**data, "max_release_age_hours": "0"})
     assert refused.status_code == 400 and b"younger than (h)" in refused.content
     assert "Roll back automatically on alerts" in client.get(url).content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_alerts_considered_at_once_draft_one_rollback(web, error_rate, monkeypatch):
+    web.signal_queries = {"error_rate": error_rate(31.0)}
+    policy(web)
+    incident = incident_open(services=[web], severity="P2")
+    meet, create = threading.Barrier(2, timeout=1), automation.run_create
+
+    def create_together(**kwargs):
+        # A worker queued behind the incident's lock never arrives: go on alone.
+        with contextlib.suppress(threading.BrokenBarrierError):
+            meet.wait()
+        return create(**kwargs)
+
+    monkeypatch.setattr(automation, "run_create", create_together)
+    said: list[str] = []
+
+    def consider() -> None:
+        try:
+            said.append(auto_rollback_consider(incident.pk, web.pk))
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=consider) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
+    assert sorted(said) == ["a rollback is already under way", "approved"]
+    assert Run.objects.count() == 1
