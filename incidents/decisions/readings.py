@@ -7,6 +7,7 @@ service names, or whose query fails, stays blank (unknown) and the reading says 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -76,12 +77,15 @@ def prometheus(path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     body = response.json()
     if response.status_code != 200 or body.get("status") != "success":
         raise ValueError(str(body.get("error") or f"HTTP {response.status_code}")[:200])
-    return list(body["data"]["result"])
+    data = body["data"]
+    if data.get("resultType") == "scalar":  # `1 - x / y` over scalars: one unlabelled sample
+        return [{"metric": {}, "value": data["result"]}]
+    return list(data["result"])
 
 
 def instant(query: str) -> float | None:
     samples = [float(s["value"][1]) for s in prometheus("query", {"query": query})]
-    samples = [value for value in samples if value == value]  # NaN is no answer
+    samples = [value for value in samples if math.isfinite(value)]  # NaN, ±Inf: no answer
     return max(samples) if samples else None
 
 
@@ -93,8 +97,9 @@ def history(query: str) -> list[tuple[float, float]]:
     )
     worst: dict[float, float] = {}
     for each in series:
-        for at, value in each["values"]:
-            worst[float(at)] = max(worst.get(float(at), float("-inf")), float(value))
+        for at, text in each["values"]:
+            if math.isfinite(value := float(text)):
+                worst[float(at)] = max(worst.get(float(at), float("-inf")), value)
     return sorted(worst.items())
 
 

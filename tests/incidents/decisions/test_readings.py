@@ -127,3 +127,22 @@ def test_a_commander_sets_the_queries_on_the_service_page(client, roles):
     assert service.signal_queries == {"error_rate": 'rate(x{s="結帳"}[5m])'}
     too_long = client.post(url, {"action": "signals", "memory_percent": "x" * 2001})
     assert too_long.status_code == 400
+
+
+def test_infinite_or_undefined_answers_leave_the_signal_blank(metrics):
+    service = ServiceFactory(
+        name="checkout",
+        signal_queries={
+            "error_rate": "vector(1/0)",
+            "pods_failing": "vector(-1/0)",
+            "p99_ms": "vector(0/0)",
+            "p99_baseline_ms": "1/0",
+            "memory_percent": "2 * 35",
+        },
+    )
+    reading = signals_read([service], watch_level=5)
+    assert reading.values == {"memory_percent": 70.0}
+    assert reading.initial()["memory_percent"] == 70.0
+    assert {"checkout error_rate: no sample", "checkout pods_failing: no sample"} <= set(
+        reading.problems
+    )
