@@ -4,7 +4,8 @@
   the service names (by artifact or version) becomes a new release, shipped now, so the
   previous release is always known even when nobody registered the deploy. (Its pre-deploy
   backup could not be saved: the deploy has happened. Register releases from the pipeline
-  to have one.)
+  to have one.) Where the platform records who changed it and when (Kubernetes: the
+  Deployment's field manager and change-cause), the release says so and is dated then.
 - **Promoted**: a service's newest release that is live, has been out for its
   `known_good_bake_minutes` (30 by default; 0 turns this off), is suspected by no open
   incident and passes every verification check of the service (none configured counts as
@@ -21,9 +22,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from executors.base import CheckStatus, ConfigError
+from executors.base import CheckStatus, ConfigError, LiveChange
 from executors.check_specs import validate_checks
 from executors.checks import run_check
 from incidents.errors import DomainError
@@ -31,12 +33,14 @@ from incidents.models import Release, Service
 from incidents.selectors import release_suspected_by
 from incidents.services import release_mark_known_good
 from rollbacks import conf
+from rollbacks.engine.backends import backend_for
 from rollbacks.live_versions import live_versions_read
 
 logger = logging.getLogger(__name__)
 
 # A tag after the last ":" of an image reference (not a registry port, not a digest).
 IMAGE_TAG = re.compile(r":([\w][\w.-]{0,99})$")
+ARTIFACT_MAX = Release._meta.get_field("artifact").max_length or 500
 
 
 @dataclass
@@ -57,25 +61,45 @@ def version_for(live: str) -> str:
     return live[-100:]
 
 
+def names(release: Release, live: str) -> bool:
+    """Whether `live` is what `release` ships: its artifact (as stored, cut to the field's
+    length), its version, or the version release tracking would give the live value."""
+    return live[:ARTIFACT_MAX] == release.artifact or release.version in (live, version_for(live))
+
+
 def release_seen(service: Service, live: str) -> Release | None:
     """The release `live` names, created when there is none; None when it was known."""
-    known = Release.objects.filter(service=service).filter(artifact=live).exists() or (
-        Release.objects.filter(service=service, version=live).exists()
-    )
-    if known:
-        return None
     version = version_for(live)
-    if Release.objects.filter(service=service, version=version).exists():
-        version = f"{version[:80]}-{timezone.now():%Y%m%d%H%M%S}"
+    known = Release.objects.filter(service=service).filter(
+        Q(artifact=live[:ARTIFACT_MAX]) | Q(version__in=[live[:100], version])
+    )
+    if known.exists():
+        return None
+    change = change_of(service)
+    notes = "Seen live by release tracking; not registered by a pipeline."
+    if change is not None:  # first: the releases page shows the notes' beginning
+        notes = f"Changed by {change.describe()}, as the platform records it. {notes}"
+    shipped = change.at if change is not None and change.at is not None else None
     try:
         with transaction.atomic():
             return Release.objects.create(
                 service=service,
                 version=version,
-                artifact=live[:500],
-                notes="Seen live by release tracking; not registered by a pipeline.",
+                artifact=live[:ARTIFACT_MAX],
+                notes=notes[:2000],
+                shipped_at=min(shipped, timezone.now()) if shipped else timezone.now(),
             )
     except IntegrityError:  # another tracker got there first
+        return None
+
+
+def change_of(service: Service) -> LiveChange | None:
+    """Who changed the service's live version and when, if its platform says; a platform
+    that cannot say now only leaves the release without it."""
+    try:
+        return backend_for(service, connections=conf.connections()).live_change()
+    except Exception as error:  # the release is recorded all the same
+        logger.info("%s: who changed it is unknown: %r", service.name, error)
         return None
 
 
@@ -108,7 +132,7 @@ def promote(service: Service, live: str | None) -> Release | None:
     newest = Release.objects.filter(service=service).order_by("-shipped_at", "-id").first()
     if not bake or newest is None or newest.known_good or not live:
         return None
-    if live not in (newest.artifact, newest.version):
+    if not names(newest, live):
         return None
     if newest.shipped_at > timezone.now() - timedelta(minutes=bake):
         return None

@@ -3,10 +3,12 @@ release live for its bake time, unsuspected and passing its checks, becomes know
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
 import pytest
+import requests
 from django.utils import timezone
 
 from incidents.models import Release
@@ -75,7 +77,7 @@ def test_a_release_that_has_not_earned_it_stays_as_it_is(web, case):
         web.known_good_bake_minutes = 0
         web.save()
     if case == "not live":
-        v2.artifact = "registry.local/web:v3"
+        v2.version, v2.artifact = "v3", "registry.local/web:v3"
         v2.save()
     releases_track()
     v2.refresh_from_db()
@@ -102,3 +104,54 @@ def test_promotion_waits_for_the_services_checks_to_pass(web, health, settings, 
     assert v2.known_good is promoted
     if promoted:
         assert "passed" in v2.known_good_reason
+
+
+def test_a_release_a_pipeline_registered_by_its_tag_is_the_live_one(web):
+    """The pipeline said "v2" (no artifact): the live image's tag names it, so no
+    timestamped twin appears, and it is the release promoted after its bake time."""
+    v2 = Release.objects.create(
+        service=web, version="v2", shipped_at=timezone.now() - timedelta(minutes=31)
+    )
+    report = releases_track()
+    assert report.seen == [] and report.promoted == ["web v2"]
+    assert list(Release.objects.filter(service=web)) == [v2]
+
+
+def test_a_live_value_longer_than_an_artifact_is_one_release(kube, engine_settings):
+    names = [f"{'very-long-deployment-name-' * 2}{index:02}" for index in range(12)]
+    for name in names:
+        seed_deployment(kube, name, [f"registry.local/{name}:v1"])
+    whole = KubeServiceFactory(
+        name="shop", target_config={"namespace": "shop", "all_in_namespace": True}
+    )
+    report = releases_track()
+    assert len(report.seen) == 1, report
+    assert len(Release.objects.get().artifact) == 500
+    for _ in range(2):
+        assert releases_track().seen == []
+    assert Release.objects.filter(service=whole).count() == 1
+
+
+def test_a_seen_release_says_who_changed_it_when_kubernetes_records_it(kube, web):
+    shipped(web, "v2", 120)
+    body = {
+        "metadata": {"annotations": {"kubernetes.io/change-cause": "deploy v3 — 結帳 🚀"}},
+        "spec": {"template": {"spec": {"containers": [{"name": "web", "image": "web:v3"}]}}},
+    }
+    requests.patch(
+        f"{kube.url}/apis/apps/v1/namespaces/shop/deployments/web",
+        params={"fieldManager": "ci-deploy"},
+        data=json.dumps(body),
+        headers={"Content-Type": "application/strategic-merge-patch+json"},
+        timeout=5,
+    ).raise_for_status()
+
+    assert releases_track().seen == ["web v3"]
+    v3 = Release.objects.get(service=web, version="v3")
+    assert "Changed by ci-deploy at " in v3.notes and "(deploy v3 — 結帳 🚀)" in v3.notes
+    assert timezone.now() - v3.shipped_at < timedelta(minutes=1)
+
+
+def test_a_release_seen_where_the_platform_says_nothing_is_recorded_plainly(web):
+    releases_track()
+    assert "Changed by" not in Release.objects.get(service=web).notes
