@@ -69,6 +69,7 @@ from devinfra.kube_controllers import (
     WorkloadControllers,
     now_rfc3339,
 )
+from devinfra.kube_fields import manager_of, record_write
 from devinfra.kube_patches import APPLY_PATCH, PatchError, apply_patch
 from devinfra.kube_selectors import (
     SelectorError,
@@ -913,10 +914,15 @@ class KubeStandin(kmock.KubernetesEmulator):
             raise _invalid(
                 rt, "", "metadata.name", "Required value: name or generateName is required"
             )
-        return self.create_object(rt, obj, dry_run=dry_run)
+        return self.create_object(rt, obj, dry_run=dry_run, manager=_manager(request))
 
     def create_object(
-        self, rt: ResourceType, obj: dict[str, Any], *, dry_run: bool = False
+        self,
+        rt: ResourceType,
+        obj: dict[str, Any],
+        *,
+        dry_run: bool = False,
+        manager: str | None = None,
     ) -> dict[str, Any]:
         """Create as a client's POST does: defaults, validation, controllers."""
         metadata = obj["metadata"]
@@ -934,8 +940,11 @@ class KubeStandin(kmock.KubernetesEmulator):
         for server_field in ("uid", "resourceVersion", "creationTimestamp", "generation"):
             metadata.pop(server_field, None)
         obj.pop("status", None)
+        metadata.pop("managedFields", None)
         _apply_defaults(rt, obj)
         _validate(rt, obj, None)
+        if manager is not None:
+            record_write(None, obj, manager=manager, api_version=rt.api_version, at=now_rfc3339())
         if dry_run:
             return _with_server_fields(rt, obj)
         stored = self.put_object(rt.plural, obj)
@@ -957,7 +966,7 @@ class KubeStandin(kmock.KubernetesEmulator):
             return self.update_object(
                 rt, old, {**old, "status": body.get("status")}, dry_run=dry_run, status_only=True
             )
-        return self.update_object(rt, old, body, dry_run=dry_run)
+        return self.update_object(rt, old, body, dry_run=dry_run, manager=_manager(request))
 
     def _patch(self, rt: ResourceType, request: rendering.Request, *, dry_run: bool):
         old = self._existing(rt, request)
@@ -981,7 +990,7 @@ class KubeStandin(kmock.KubernetesEmulator):
             return self.update_object(
                 rt, old, {**old, "status": patched.get("status")}, dry_run=dry_run, status_only=True
             )
-        return self.update_object(rt, old, patched, dry_run=dry_run)
+        return self.update_object(rt, old, patched, dry_run=dry_run, manager=_manager(request))
 
     def _scale_to(
         self, rt: ResourceType, old: dict[str, Any], scale: Mapping[str, Any], *, dry_run: bool
@@ -1003,10 +1012,12 @@ class KubeStandin(kmock.KubernetesEmulator):
         *,
         dry_run: bool = False,
         status_only: bool = False,
+        manager: str | None = None,
     ) -> dict[str, Any]:
         """Replace `old` with `new` as a client's PUT/PATCH does: server-owned fields are
         kept, status only changes through the status subresource, generation counts spec
-        changes, and an update that changes nothing writes nothing."""
+        changes, `manager` (a client's write) is recorded in managedFields, and an update
+        that changes nothing writes nothing."""
         new = json_copy(new)
         metadata = new.setdefault("metadata", {})
         for kept in ("name", "namespace", "uid", "creationTimestamp", "resourceVersion"):
@@ -1029,6 +1040,13 @@ class KubeStandin(kmock.KubernetesEmulator):
             _validate(rt, new, old)
             if rt.tracks_generation and new.get("spec") != old.get("spec"):
                 metadata["generation"] = old["metadata"].get("generation", 1) + 1
+            if manager is not None:
+                metadata.pop("managedFields", None)
+                if "managedFields" in old["metadata"]:
+                    metadata["managedFields"] = old["metadata"]["managedFields"]
+                record_write(
+                    old, new, manager=manager, api_version=rt.api_version, at=now_rfc3339()
+                )
         if new == old:
             return old
         if dry_run:
@@ -1270,6 +1288,10 @@ def _scale_of(obj: Mapping[str, Any]) -> dict[str, Any]:
             "selector": match_labels_selector(obj["spec"].get("selector")),
         },
     }
+
+
+def _manager(request: rendering.Request) -> str:
+    return manager_of(request.params or {}, request.headers or {})
 
 
 def _with_server_fields(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:

@@ -142,6 +142,20 @@ class CheckResult:
     threshold: str | float | None = None
 
 
+@dataclass(frozen=True)
+class LiveChange:
+    """Who or what last changed what a target runs, and when, as its platform records it."""
+
+    by: str
+    at: datetime.datetime | None = None
+    cause: str = ""
+
+    def describe(self) -> str:
+        when = f" at {self.at:%Y-%m-%d %H:%M:%S %Z}" if self.at is not None else ""
+        because = f" ({self.cause})" if self.cause else ""
+        return f"{self.by}{when}{because}"
+
+
 class Backend(ABC):
     """Base class of every rollback backend."""
 
@@ -214,6 +228,10 @@ class Backend(ABC):
     @abstractmethod
     def live_version(self) -> str | None:
         """The version (or artifact) the infrastructure runs now, or None if unknown."""
+
+    def live_change(self) -> LiveChange | None:
+        """Who last changed the live version and when, where the platform says (None)."""
+        return None
 
     @abstractmethod
     def plan(self, target: RollbackTarget) -> RollbackPlan:

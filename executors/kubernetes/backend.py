@@ -18,6 +18,7 @@ from executors.base import (
     CheckStatus,
     ConfigError,
     Connections,
+    LiveChange,
     LiveOption,
     LogLine,
     Option,
@@ -27,6 +28,7 @@ from executors.base import (
     poll_until,
 )
 from executors.kubernetes import rollout
+from executors.kubernetes.changes import template_change
 from executors.kubernetes.client import (
     ConflictError,
     NotFoundError,
@@ -217,6 +219,12 @@ class KubernetesDeploymentBackend(Backend):
             )
             pairs.append(f"{deployment['metadata']['name']}={image}")
         return ", ".join(pairs)
+
+    def live_change(self) -> LiveChange | None:
+        """Who last changed the Deployment's pod template (changes.template_change)."""
+        if "deployment" not in self.config:
+            return None
+        return template_change(self._read_deployment(self.config["deployment"]))
 
     # -- step options --------------------------------------------------------------------
 

@@ -604,3 +604,29 @@ def test_the_command_line_serves_the_demo_seed(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_writes_are_recorded_by_field_manager(kube_standin) -> None:
+    seed_web(kube_standin)
+    image = {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "web:3"}]}}}}
+    path = f"{DEPLOYMENTS}/web"
+    requests.patch(
+        kube_standin.url + path,
+        params={"fieldManager": "ci-deploy"},
+        data=json.dumps(image),
+        headers=STRATEGIC,
+        timeout=5,
+    ).raise_for_status()
+    patch(
+        kube_standin, path, {"spec": {"replicas": 3}}, {**MERGE, "User-Agent": "kubectl/v1.30"}
+    ).raise_for_status()
+    patch(kube_standin, path, {"spec": {"replicas": 3}}, {**MERGE, "User-Agent": "argocd/2"})
+
+    entries = {
+        entry["manager"]: entry for entry in get(kube_standin, path)["metadata"]["managedFields"]
+    }
+    assert set(entries) == {"ci-deploy", "kubectl"}  # argocd changed nothing: no entry
+    ci = entries["ci-deploy"]
+    assert ci["operation"] == "Update" and ci["fieldsType"] == "FieldsV1"
+    assert "f:template" in ci["fieldsV1"]["f:spec"] and ci["time"].endswith("Z")
+    assert entries["kubectl"]["fieldsV1"] == {"f:spec": {"f:replicas": {}}}
