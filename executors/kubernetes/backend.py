@@ -36,18 +36,8 @@ from executors.kubernetes.client import (
     shared_kube_api_client,
 )
 from executors.kubernetes.manifests import decide_manifest, replacement, saved_manifest
-from executors.kubernetes.operations import (
-    Outcome,
-    decide_restart,
-    decide_scale,
-    operation_of,
-)
-from executors.kubernetes.revisions import (
-    Revision,
-    decide_undo,
-    revision_running,
-    rollout_history,
-)
+from executors.kubernetes.operations import Outcome, decide_restart, decide_scale, operation_of
+from executors.kubernetes.revisions import Revision, decide_undo, revision_running, rollout_history
 from executors.kubernetes.step_options import (
     NAMESPACE_OPTIONS,
     SINGLE_DEPLOYMENT_OPTIONS,
