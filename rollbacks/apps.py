@@ -13,10 +13,11 @@ class RollbacksConfig(AppConfig):
         # No lowering of the severity under a plan that waits for approval.
         guards.register()
         # The watch after a run succeeds (rollbacks.watch).
-        from rollbacks.signals import run_finished
-        from rollbacks.watch import watch_start
+        from rollbacks.signals import run_finished, run_started
+        from rollbacks.watch import watch_start, watches_end_for
 
         run_finished.connect(watch_start, dispatch_uid="rollbacks.watch_start")
+        run_started.connect(watches_end_for, dispatch_uid="rollbacks.watches_end_for")
         # Alerts that may draft an automatic rollback (rollbacks.automation).
         from alerts.signals import alert_fired
         from rollbacks.automation import auto_rollback_enqueue

@@ -6,8 +6,11 @@ ROLLBACK_WATCH_SCHEDULE, "60s@15m,15m@1h").
 - It starts when a run succeeds (run_finished, after commit) and its services have checks;
   a dry run has nothing to watch.
 - A Celery beat task (`rollbacks.tasks.watches_sweep`, every ROLLBACK_WATCH_SWEEP_SECONDS)
-  runs the checks of each watch that is due. A round is claimed before it runs, so two
-  beats never run it twice.
+  runs the checks of each watch that is due, claiming one watch at a time, so two beats
+  never run a round twice; a round that outlives its claim is not recorded, and one that
+  raises does not stop the others.
+- A watch ends early (on the timeline) when its incident is resolved or a later run of
+  the incident starts on the same services.
 - A round where a check fails (or cannot give an answer) marks the watch regressed: a
   timeline entry names the checks, and the incident's commander is e-mailed. A watch that
   reaches its end with every round passing is marked held. Both are on the timeline; the
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -109,22 +113,69 @@ def watch_start(run_id: int, **kwargs: object) -> RunWatch | None:
     return watch
 
 
-def claim_due(now: datetime) -> list[int]:
+def claim_next(now: datetime) -> tuple[int, datetime] | None:
+    """Claim the watch most overdue for a round: (its id, the claim), or None. The claim is
+    the instant it lapses; a round records its outcome only while its claim stands."""
     with transaction.atomic():
-        due = list(
+        watch = (
             RunWatch.objects.select_for_update(skip_locked=True)
             .filter(state=WatchState.WATCHING, next_check_at__lte=now)
             .exclude(claimed_until__gt=now)
-            .order_by("next_check_at")[:50]
+            .order_by("next_check_at")
+            .first()
         )
-        RunWatch.objects.filter(pk__in=[w.pk for w in due]).update(claimed_until=now + CLAIM)
-    return [watch.pk for watch in due]
+        if watch is None:
+            return None
+        claim = now + CLAIM
+        RunWatch.objects.filter(pk=watch.pk).update(claimed_until=claim)
+    return watch.pk, claim
 
 
-def watch_round(watch_id: int) -> str:
-    """Run one round of a watch's checks and record it; return the watch's state."""
+def watch_end(watch: RunWatch, why: str) -> bool:
+    """End a watch that is still watching, with `why` on the timeline; False if it was not."""
+    with transaction.atomic():
+        locked = (
+            RunWatch.objects.select_for_update().select_related("run__incident").get(pk=watch.pk)
+        )
+        if locked.state != WatchState.WATCHING:
+            return False
+        locked.state, locked.claimed_until = WatchState.ENDED, None
+        locked.last_summary = why[:500]
+        locked.save(update_fields=["state", "claimed_until", "last_summary"])
+        timeline_append(
+            incident=locked.run.incident,
+            kind=TimelineKind.CHECK_RESULT,
+            body=f"Watch of run #{locked.run_id} ended after {locked.rounds} rounds: {why}"[:5000],
+            actor_label=ACTOR,
+            payload={"run": locked.run_id, "watch": "ended"},
+        )
+    return True
+
+
+def watches_end_for(run_id: int, **kwargs: object) -> int:
+    """A run_started receiver: a new run on the incident ends the watches of its earlier
+    runs over the same services (what they watched is being changed again)."""
+    run = Run.objects.filter(pk=run_id).first()
+    if run is None:
+        return 0
+    services = run.steps.values("service")
+    earlier = RunWatch.objects.filter(
+        state=WatchState.WATCHING, run__incident=run.incident_id, run__steps__service__in=services
+    ).exclude(run=run)
+    return sum(
+        watch_end(watch, f"run #{run.pk} started on the same services")
+        for watch in earlier.distinct()
+    )
+
+
+def watch_round(watch_id: int, claim: datetime | None = None) -> str:
+    """Run one round of a watch's checks and record it (while `claim`, if given, is still
+    the watch's); return the watch's state."""
     watch = RunWatch.objects.select_related("run__incident").get(pk=watch_id)
     run = watch.run
+    if not run.incident.is_open:
+        watch_end(watch, "the incident was resolved")
+        return str(WatchState.ENDED)
     steps = list(run.steps.select_related("service"))
     defaults, connections = conf.verification_defaults(), conf.connections()
     failed: list[str] = []
@@ -147,6 +198,9 @@ def watch_round(watch_id: int) -> str:
     with transaction.atomic():
         locked = RunWatch.objects.select_for_update().get(pk=watch_id)
         if locked.state != WatchState.WATCHING:
+            return str(locked.state)
+        if claim is not None and locked.claimed_until != claim:
+            logger.warning("watch %s: round outlived its claim; not recorded", watch_id)
             return str(locked.state)
         locked.rounds += 1
         locked.last_checked_at = now
@@ -198,5 +252,20 @@ def page_commander(run: Run, body: str) -> None:
         logger.exception("paging the commander of incident %s failed", run.incident_id)
 
 
-def watches_sweep() -> list[str]:
-    return [watch_round(watch_id) for watch_id in claim_due(timezone.now())]
+def watches_sweep(budget: float | None = None) -> list[str]:
+    """Run the rounds that are due, most overdue first, one claim at a time, for up to
+    `budget` seconds (the sweep interval: the next sweep goes on from there). A round that
+    raises is logged and its watch tried again once its claim lapses; the rest go on."""
+    limit = budget if budget is not None else float(settings.ROLLBACK_WATCH_SWEEP_SECONDS)
+    started, states = time.monotonic(), []
+    while time.monotonic() - started < limit:
+        claimed = claim_next(timezone.now())
+        if claimed is None:
+            break
+        watch_id, claim = claimed
+        try:
+            states.append(watch_round(watch_id, claim))
+        except Exception:
+            logger.exception("watch %s: the round failed", watch_id)
+            states.append("error")
+    return states

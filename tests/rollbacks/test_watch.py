@@ -11,8 +11,17 @@ from django.core import mail
 from django.utils import timezone
 
 from incidents.models import TimelineKind
+from rollbacks import watch as watch_module
 from rollbacks.models import RunState, RunWatch, StepState, WatchState
-from rollbacks.watch import claim_due, describe, schedule, watch_start, watches_sweep
+from rollbacks.watch import (
+    claim_next,
+    describe,
+    schedule,
+    watch_round,
+    watch_start,
+    watches_end_for,
+    watches_sweep,
+)
 from tests.rollbacks.engine_factories import (
     CommanderFactory,
     IncidentFactory,
@@ -135,8 +144,69 @@ def test_a_round_is_claimed_once(succeeded):
     watch = watch_start(succeeded.pk)
     due(watch)
     now = timezone.now()
-    assert claim_due(now) == [watch.pk]
-    assert claim_due(now) == []
+    claimed = claim_next(now)
+    assert claimed is not None and claimed[0] == watch.pk
+    assert claim_next(now) is None
+
+
+def test_a_round_that_outlives_its_claim_is_not_recorded(succeeded):
+    watch = watch_start(succeeded.pk)
+    due(watch)
+    _, claim = claim_next(timezone.now())
+    # The claim lapsed mid-round and another sweep took the watch.
+    later = timezone.now() + timedelta(minutes=6)
+    assert claim_next(later) is not None
+    assert watch_round(watch.pk, claim) == "watching"
+    watch.refresh_from_db()
+    assert watch.rounds == 0
+
+
+def test_a_round_that_raises_does_not_stop_the_others(succeeded, monkeypatch):
+    broken_run = RunFactory(incident=IncidentFactory(), state=RunState.SUCCEEDED)
+    step = succeeded.steps.get()
+    step.pk, step.run = None, broken_run
+    step.save()
+    broken, healthy = watch_start(broken_run.pk), watch_start(succeeded.pk)
+    due(broken)
+    due(healthy)
+    round_of = watch_module.watch_round
+
+    def fragile(watch_id, claim=None):
+        if watch_id == broken.pk:
+            raise RuntimeError("the database went away")
+        return round_of(watch_id, claim)
+
+    monkeypatch.setattr(watch_module, "watch_round", fragile)
+    assert sorted(watches_sweep()) == ["error", "watching"]
+    healthy.refresh_from_db()
+    assert healthy.rounds == 1
+
+
+def test_resolving_the_incident_ends_the_watch(succeeded):
+    watch = watch_start(succeeded.pk)
+    due(watch)
+    type(succeeded.incident).objects.filter(pk=succeeded.incident_id).update(
+        status="resolved", resolved_at=timezone.now()
+    )
+    assert watches_sweep() == ["ended"]
+    watch.refresh_from_db()
+    assert watch.state == WatchState.ENDED
+    assert watch_entries(succeeded)[-1] == (
+        f"Watch of run #{succeeded.pk} ended after 0 rounds: the incident was resolved"
+    )
+
+
+def test_a_later_run_on_the_same_services_ends_the_watch(succeeded):
+    watch = watch_start(succeeded.pk)
+    later = RunFactory(incident=succeeded.incident, state=RunState.RUNNING)
+    StepFactory(run=later, service=succeeded.steps.get().service)
+    elsewhere = RunFactory(incident=succeeded.incident, state=RunState.RUNNING)
+    StepFactory(run=elsewhere, service=KubeServiceFactory())
+    assert watches_end_for(elsewhere.pk) == 0
+    assert watches_end_for(later.pk) == 1
+    watch.refresh_from_db()
+    assert watch.state == WatchState.ENDED
+    assert f"run #{later.pk} started on the same services" in watch_entries(succeeded)[-1]
 
 
 @pytest.mark.parametrize("case", ["dry run", "failed", "no checks"])
