@@ -43,9 +43,15 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        actor = User.objects.filter(username=options["username"], is_active=True).first()
+        username = options["username"]
+        # PostgreSQL text holds no NUL: such a name is no user's, and no query may carry it.
+        actor = (
+            None
+            if "\x00" in username
+            else User.objects.filter(username=username, is_active=True).first()
+        )
         if actor is None:
-            raise CommandError(f"No active console user {options['username']!r}; pass --as.")
+            raise CommandError(f"No active console user {username!r}; pass --as.")
         params = {name: options[name] for name in ("namespace", "selector", "cluster", "zone")}
         source, environment = options["source"], options["environment"]
         try:
