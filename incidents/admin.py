@@ -61,8 +61,11 @@ class ReleaseAdminForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         marking = cleaned.get("known_good") and "known_good" in self.changed_data
-        if marking and self.instance.pk:
-            suspect = release_suspected_by(self.instance)
+        if marking and cleaned.get("service") and cleaned.get("shipped_at"):
+            asked = self.instance
+            if asked.pk is None:  # a new release: as it would be once saved
+                asked = Release(service=cleaned["service"], shipped_at=cleaned["shipped_at"])
+            suspect = release_suspected_by(asked)
             if suspect is not None:
                 self.add_error(
                     "known_good",

@@ -75,7 +75,7 @@ def release_suspected_by(release: Release) -> Incident | None:
     """The open incident that affects the release's service and began while this release was
     its newest (shipped before the impact, nothing shipped since): while there is one, the
     release is the suspect and no candidate for known-good. A release shipped after the
-    impact began (a fix) is not suspected."""
+    impact began (a fix) is not suspected. An unsaved release is asked about as if saved."""
     incidents = Incident.objects.exclude(status=IncidentStatus.RESOLVED).filter(
         services=release.service_id, started_at__gte=release.shipped_at
     )
@@ -85,7 +85,10 @@ def release_suspected_by(release: Release) -> Incident | None:
             .order_by("-shipped_at", "-id")
             .first()
         )
-        if newest is not None and newest.pk == release.pk:
+        if release.pk is None:  # not saved yet: the newest unless another shipped after it
+            if newest is None or newest.shipped_at <= release.shipped_at:
+                return incident
+        elif newest is not None and newest.pk == release.pk:
             return incident
     return None
 

@@ -82,3 +82,17 @@ def test_the_admin_refuses_known_good_for_a_suspect(client, staff):
     assert f"Open incident #{incident.pk} suspects this release" in response.content.decode()
     release.refresh_from_db()
     assert not release.known_good
+
+
+def test_the_admin_refuses_a_new_release_as_known_good_when_it_would_be_the_suspect(client, staff):
+    service = ServiceFactory()
+    incident = incident_open(services=[service])
+    draft = Release(
+        service=service, version="v9", artifact="z", shipped_at=timezone.now() - timedelta(hours=1)
+    )
+    response = client.post(
+        reverse("admin:incidents_release_add"), form_data(draft, known_good="on")
+    )
+    assert response.status_code == 200
+    assert f"Open incident #{incident.pk} suspects this release" in response.content.decode()
+    assert not Release.objects.filter(version="v9").exists()
