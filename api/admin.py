@@ -19,7 +19,18 @@ class ApiTokenAdmin(admin.ModelAdmin):
     )
     list_filter = ("revoked_at",)
     search_fields = ("prefix", "name", "user__username")
-    readonly_fields = ("user", "prefix", "digest", "scopes", "created_at", "last_used_at")
+    # Expiry and revocation change through api.tokens (the page, the command), which log
+    # them; an admin edit could bring a revoked token back to life unseen.
+    readonly_fields = (
+        "user",
+        "prefix",
+        "digest",
+        "scopes",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    )
     exclude = ()
 
     def has_add_permission(self, request: object) -> bool:  # type: ignore[override]

@@ -264,3 +264,18 @@ def test_an_alert_from_a_token_whose_owner_lost_the_role_is_refused(roles):
         "/api/v1/alerts/alertmanager", body, content_type="application/json"
     )
     assert response.status_code == 403
+
+
+def test_the_admin_cannot_bring_a_revoked_token_back(client, roles):
+    owner = UserFactory(roles=["Incident Commander"])
+    token, text = token_create(user=owner, name="pipeline", scopes=["read"])
+    ApiToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
+    staff = UserFactory(username="housekeeper", is_staff=True, is_superuser=True)
+    client.force_login(staff)
+    url = f"/admin/api/apitoken/{token.pk}/change/"
+    page = client.get(url).content.decode()
+    assert 'name="revoked_at' not in page and 'name="expires_at' not in page
+    client.post(url, {"name": "pipeline", "revoked_at_0": "", "revoked_at_1": ""})
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    assert bearer(text).get("/api/v1/incidents/1").status_code == 401
