@@ -8,10 +8,15 @@ So this module:
 1. gives every character the first font of a chain whose character map has it: DejaVu Sans
    (Latin, Greek, Cyrillic, Hebrew, Arabic, arrows), then WenQuanYi Micro Hei (Chinese,
    Japanese kana, Korean Hangul), then Symbola (emoji and symbols, in outline);
-2. joins Arabic letters into their contextual forms (arabic-reshaper);
+2. joins Arabic letters into their contextual forms (arabic-reshaper), keeping the harakat
+   and spelling out the words the reshaper would otherwise draw as one ligature glyph;
 3. puts each wrapped line into visual order with the Unicode bidirectional algorithm
-   (python-bidi), and sets a paragraph whose first strong letter is right-to-left flush
-   right.
+   (python-bidi), drawing brackets mirrored in right-to-left runs and combining marks
+   after their letters, and sets a paragraph whose first strong letter is right-to-left
+   flush right.
+
+Lines keep their indentation (tabs as four spaces), and a word too long for a line (a URL,
+an image digest, Chinese without spaces) breaks where the line is full.
 
 A font missing from the system leaves its characters to the fonts before it (they then
 show as empty boxes); `fonts_register` logs which were found. Debian packages:
@@ -25,11 +30,15 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 from typing import Any
+from unicodedata import bidirectional
 
 import arabic_reshaper
+from arabic_reshaper.ligatures import SENTENCES_LIGATURES, WORDS_LIGATURES
 from bidi import get_base_level, get_display
+from bidi.mirror import MIRRORED
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.pdfbase import pdfmetrics, ttfonts
 from reportlab.pdfbase.ttfonts import TTFont
@@ -53,6 +62,30 @@ FALLBACKS = (
 # Letters of right-to-left scripts (Hebrew, Arabic, Syriac, Thaana, NKo, their
 # presentation forms); text without any is left exactly as it is.
 RTL_LETTERS = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc]")
+TAB_SIZE = 4
+ELLIPSIS = "…"
+RIGHT_TO_LEFT_MARK = "\u200f"
+
+# The reshaper's defaults drop the harakat (vowel marks), which are part of what was written,
+# and draw some whole words as one glyph (U+FDF2 for Allah) that DejaVu Sans does not have
+# and that copies out of the PDF as a symbol, not the word: both off. Lam-alef stays a
+# ligature, as Arabic is always written.
+RESHAPER = arabic_reshaper.ArabicReshaper(
+    configuration={
+        "delete_harakat": False,
+        **{name: False for name, _ in (*SENTENCES_LIGATURES, *WORDS_LIGATURES)},
+    }
+)
+# Bidirectional classes that rule L1 sets back to the paragraph's level at the end of a line
+# and before a tab: whitespace, isolates, and the formatting characters rule X9 sets aside.
+LINE_END_CLASSES = frozenset(
+    {"WS", "FSI", "LRI", "RLI", "PDI", "BN", "LRE", "RLE", "LRO", "RLO", "PDF"}
+)
+# Marks that steer the bidirectional algorithm but have no glyph: dropped once a line is
+# in visual order.
+BIDI_MARKS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# The resolved levels in python-bidi's debug report (`levels: [Level(0,), …]`).
+REPORTED_LEVELS = re.compile(r"\n    levels: \[(.*?)\n    \],", re.DOTALL)
 
 
 # A ToUnicode entry ReportLab writes for a character beyond U+FFFF, as bare hex.
@@ -176,31 +209,123 @@ def plain(text: str, font: str) -> bool:
 
 def wrap_text(text: str, font: str, size: float, width: float) -> list[str]:
     """Break `text` into lines no wider than `width`: at spaces, and inside words too long
-    for a line (URLs, image digests, Chinese). Widths add up word by word (no kerning)."""
+    for a line (URLs, image digests, Chinese). A paragraph keeps its indentation, tabs
+    expanded to four-space stops. Widths add up word by word (no kerning)."""
     space = text_width(" ", font, size)
     lines: list[str] = []
-    for paragraph in text.replace("\r", "").split("\n"):
+    for paragraph in text.replace("\r", "").expandtabs(TAB_SIZE).split("\n"):
+        unindented = paragraph.lstrip(" ")
+        words = unindented.split(" ")
+        # The indentation goes with the first word, so an indented line starts indented.
+        words[0] = paragraph[: len(paragraph) - len(unindented)] + words[0]
         line, line_width = "", 0.0
-        for word in paragraph.split(" "):
+        for word in words:
             word_width = text_width(word, font, size)
-            if not line and word_width <= width:
-                line, line_width = word, word_width
-                continue
             if line and line_width + space + word_width <= width:
                 line, line_width = f"{line} {word}", line_width + space + word_width
                 continue
             if line:
                 lines.append(line)
             line, line_width = word, word_width
-            while len(line) > 1 and line_width > width:
-                cut = max(1, int(len(line) * width / line_width))
-                while cut > 1 and text_width(line[:cut], font, size) > width:
-                    cut -= 1
-                lines.append(line[:cut])
-                line = line[cut:]
-                line_width = text_width(line, font, size)
+            if word_width > width:
+                *full, (line, line_width) = _word_pieces(word, font, size, width)
+                lines += [piece for piece, _ in full]
         lines.append(line)
     return lines or [""]
+
+
+def _word_pieces(word: str, font: str, size: float, width: float) -> list[tuple[str, float]]:
+    """`word` cut into pieces with their widths, each but the last filling a line (and
+    holding a character at least), never cut before a combining mark. Each character is
+    measured once and the widths add up: the work grows with the word's length, where
+    measuring every candidate prefix took seconds for a page of Chinese."""
+    chain = fonts_register().chains[font]
+    advances: dict[str, float] = {}
+    pieces: list[tuple[str, float]] = []
+    start, piece_width = 0, 0.0
+    for index, character in enumerate(word):
+        advance = advances.get(character)
+        if advance is None:
+            advance = pdfmetrics.stringWidth(character, chain.pick(ord(character)), size)
+            advances[character] = advance
+        full = piece_width + advance > width
+        if full and index > start and bidirectional(character) != "NSM":
+            pieces.append((word[start:index], piece_width))
+            start, piece_width = index, 0.0
+        piece_width += advance
+    pieces.append((word[start:], piece_width))
+    return pieces
+
+
+def _levels(line: str, rtl: bool) -> list[int] | None:
+    """The embedding level python-bidi resolves for each character of `line`, or None when
+    its report cannot be read. Its Rust algorithm gives the levels only in its debug report,
+    one per UTF-8 byte of the line."""
+    report = get_display(line, base_dir="R" if rtl else "L", debug=True)
+    found = REPORTED_LEVELS.search(report)
+    per_byte = [int(level) for level in re.findall(r"\d+", found[1])] if found else []
+    if len(per_byte) != len(line.encode()):
+        return None
+    levels, offset = [], 0
+    for character in line:
+        levels.append(per_byte[offset])
+        offset += len(character.encode())
+    return levels
+
+
+def _visual_order(line: str, rtl: bool) -> str:
+    """`line` in the order it is drawn, from the left, with its base direction right to left
+    if `rtl`. python-bidi's Rust algorithm resolves the levels and reverses the runs (rules
+    L1 and L2) but leaves out L3 and L4: a combining mark would come before its letter (and
+    ReportLab draws a mark over the glyph before it), and a bracket in a right-to-left run
+    would open away from the words it encloses. For a line with either, the runs are
+    reversed here from python-bidi's levels, a letter and its marks as one, and the
+    characters of right-to-left runs mirrored."""
+    levels = None
+    if any(character in MIRRORED or bidirectional(character) == "NSM" for character in line):
+        levels = _levels(line, rtl)
+    if levels is None:
+        return BIDI_MARKS.sub("", str(get_display(line, base_dir="R" if rtl else "L")))
+    paragraph_level = int(rtl)
+    resetting = True  # L1, from the end of the line back
+    for index in range(len(line) - 1, -1, -1):
+        kind = bidirectional(line[index])
+        if kind in ("S", "B"):
+            levels[index], resetting = paragraph_level, True
+        elif resetting and kind in LINE_END_CLASSES:
+            levels[index] = paragraph_level
+        else:
+            resetting = False
+    clusters: list[str] = []  # a letter and the combining marks after it (L3)
+    cluster_levels: list[int] = []
+    for character, level in zip(line, levels, strict=True):
+        if clusters and bidirectional(character) == "NSM" and cluster_levels[-1] == level:
+            clusters[-1] += character
+        else:
+            clusters.append(character)
+            cluster_levels.append(level)
+    # L2: from the highest level down to the lowest odd one (none: nothing to reverse).
+    highest = max(cluster_levels)
+    lowest_odd = min((level for level in cluster_levels if level % 2), default=highest + 1)
+    order = list(range(len(clusters)))
+    for level in range(highest, lowest_odd - 1, -1):
+        order = _reverse_runs(order, cluster_levels, level)
+    drawn = "".join(
+        "".join(MIRRORED.get(character, character) for character in clusters[index])  # L4
+        if cluster_levels[index] % 2
+        else clusters[index]
+        for index in order
+    )
+    return BIDI_MARKS.sub("", drawn)
+
+
+def _reverse_runs(order: list[int], levels: list[int], level: int) -> list[int]:
+    """`order` with every run of its entries at `level` or above reversed."""
+    reordered: list[int] = []
+    for above, run in groupby(order, key=lambda index: levels[index] >= level):
+        entries = list(run)
+        reordered += entries[::-1] if above else entries
+    return reordered
 
 
 @dataclass(frozen=True)
@@ -218,11 +343,10 @@ def lay_out(text: str, font: str, size: float, width: float) -> list[Line]:
         if not RTL_LETTERS.search(paragraph):
             laid += [Line(line) for line in wrap_text(paragraph, font, size, width)]
             continue
-        shaped = arabic_reshaper.reshape(paragraph)
+        shaped = RESHAPER.reshape(paragraph)
         rtl = get_base_level(shaped) == 1
         laid += [
-            Line(get_display(line, base_dir="R" if rtl else "L"), rtl)
-            for line in wrap_text(shaped, font, size, width)
+            Line(_visual_order(line, rtl), rtl) for line in wrap_text(shaped, font, size, width)
         ]
     return laid
 
@@ -231,7 +355,7 @@ def visual(text: str) -> str:
     """A single line of `text` shaped and in visual order (for running heads)."""
     if not RTL_LETTERS.search(text):
         return text
-    return str(get_display(arabic_reshaper.reshape(text), base_dir="L"))
+    return _visual_order(RESHAPER.reshape(text), rtl=False)
 
 
 def draw_line(canvas: Canvas, x: float, y: float, line: Line, font: str, size: float) -> float:
@@ -244,14 +368,40 @@ def draw_line(canvas: Canvas, x: float, y: float, line: Line, font: str, size: f
     return x - start
 
 
+@functools.lru_cache(maxsize=64)
 def fit(text: str, font: str, size: float, width: float) -> str:
-    """`text` cut with an ellipsis so it is no wider than `width`."""
-    if text_width(text, font, size) <= width:
+    """`text` cut at its (logical) end with an ellipsis so that, put in visual order by
+    `visual`, it is no wider than `width`: measured as drawn, with Arabic letters joined.
+    An ellipsis after a right-to-left letter carries a right-to-left mark, so it ends that
+    run, on its left, rather than the line. (Running heads repeat: results are kept.)"""
+
+    def drawn_width(candidate: str) -> float:
+        return text_width(visual(candidate), font, size)
+
+    if drawn_width(text) <= width:
         return text
-    cut = len(text)
-    while cut > 1 and text_width(text[:cut] + "…", font, size) > width:
-        cut = max(1, min(cut - 1, int(cut * width / text_width(text[:cut], font, size))))
-    return text[:cut] + "…"
+    # The longest cut that fits, by halving: widths grow with the length (nearly: a letter
+    # cut from the one after it takes its final form).
+    fits, too_long = 1, len(text)
+    while too_long - fits > 1:
+        middle = (fits + too_long) // 2
+        if drawn_width(_cut(text, middle)) <= width:
+            fits = middle
+        else:
+            too_long = middle
+    return _cut(text, fits)
+
+
+def _cut(text: str, length: int) -> str:
+    """The first `length` characters of `text` and an ellipsis in the direction they end in."""
+    kept = text[:length].rstrip()
+    for character in reversed(kept):
+        kind = bidirectional(character)
+        if kind in ("R", "AL"):
+            return kept + ELLIPSIS + RIGHT_TO_LEFT_MARK
+        if kind == "L":
+            break
+    return kept + ELLIPSIS
 
 
 class TextBlock(Flowable):  # type: ignore[misc]  # ReportLab has no type hints

@@ -24,6 +24,8 @@ from postmortems.exports.pdf_text import (
     fonts_register,
     runs,
     text_width,
+    visual,
+    wrap_text,
 )
 
 pytestmark = pytest.mark.django_db
@@ -68,7 +70,16 @@ class RecordingCanvas:
         self.drawn.append((x, y, text, self.font))
 
 
+def _drawn_lines(canvas: RecordingCanvas) -> list[str]:
+    """What the canvas shows, line by line from the top, each read from left to right."""
+    lines: dict[float, list[tuple[float, str]]] = {}
+    for x, y, text, _ in canvas.drawn:
+        lines.setdefault(y, []).append((x, text))
+    return ["".join(text for _, text in sorted(lines[y])) for y in sorted(lines, reverse=True)]
+
+
 def _draw(text: str, width: float, font: str = REGULAR) -> tuple[TextBlock, RecordingCanvas]:
+    fonts_register()
     block = TextBlock(text, ParagraphStyle("t", fontName=font, fontSize=10, leading=12))
     block.wrap(width, 1000)
     block.canv = RecordingCanvas()
@@ -197,3 +208,78 @@ def test_a_title_too_wide_for_the_head_is_cut_with_an_ellipsis():
     cut = fit("結" * 300, REGULAR, 7.5, 200)
     assert cut.endswith("…") and text_width(cut, REGULAR, 7.5) <= 200
     assert fit("short", REGULAR, 7.5, 200) == "short"
+
+
+@pytest.mark.parametrize(
+    ("written", "drawn"),
+    [
+        # A right-to-left line: read from the right, each bracket opens towards its word.
+        ("שלום (עולם) [א] {ב} <ג> «ד»", "«ד» <ג> {ב} [א] (םלוע) םולש"),
+        # Brackets in a left-to-right line, or around a left-to-right run, stay as written.
+        ("rolled back (שלום) at 10:02", "rolled back (םולש) at 10:02"),
+        ("שלום f(x) עולם", "םלוע f(x) םולש"),
+    ],
+)
+def test_brackets_open_towards_the_text_they_enclose(written, drawn):
+    _, canvas = _draw(written, width=400)
+    assert _drawn_lines(canvas) == [drawn]
+
+
+def test_arabic_keeps_its_harakat_each_on_its_letter():
+    _, canvas = _draw("مُحَدَّث", width=400)  # "updated", with damma, fatha, fatha and shadda
+    # From the left: isolated theh; final dal, fatha, shadda; medial hah, fatha; initial
+    # meem, damma. ReportLab draws a mark over the glyph before it: each follows its letter.
+    assert _drawn_lines(canvas) == ["\ufe99\ufeaa\u064e\u0651\ufea4\u064e\ufee3\u064f"]
+
+
+def test_allah_is_drawn_in_its_letters_not_as_the_ligature():
+    _, canvas = _draw("الله", width=400)
+    # Final heh, medial lam, initial lam, alef: U+FDF2 is not in DejaVu Sans, and copied
+    # out of the PDF it would not read as the word.
+    assert _drawn_lines(canvas) == ["\ufeea\ufee0\ufedf\ufe8d"]
+
+
+def test_a_long_word_is_broken_where_each_line_is_full():
+    fonts_register()
+    word = ("i" * 40 + "結" * 60) * 50  # narrow and wide letters, 5,000 in all
+    lines = wrap_text(word, REGULAR, 10, 120)
+    assert "".join(lines) == word
+    assert all(text_width(line, REGULAR, 10) <= 120 for line in lines)
+    for line, following in zip(lines, lines[1:], strict=False):
+        assert text_width(line + following[0], REGULAR, 10) > 120
+
+
+def test_a_long_word_is_not_broken_before_a_combining_mark():
+    fonts_register()
+    lines = wrap_text("ab\u0301" * 1600, REGULAR, 10, 120)
+    assert len(lines) > 1
+    assert not any(line.startswith("\u0301") for line in lines)
+
+
+def test_indented_lines_keep_their_indentation():
+    _, canvas = _draw("    retry 1\n\tretry 2\nretry 3", width=400)
+    assert _drawn_lines(canvas) == ["    retry 1", "    retry 2", "retry 3"]
+
+
+def test_an_indented_right_to_left_line_is_indented_from_the_right():
+    block, canvas = _draw(f"    {HEBREW}", width=400)
+    assert _drawn_lines(canvas) == [f"{HEBREW[::-1]}    "]
+    x, _, text, font = canvas.drawn[-1]
+    assert x + stringWidth(text, font, 10) == pytest.approx(400)
+
+
+def test_a_cut_right_to_left_title_ends_with_the_ellipsis_on_its_left():
+    fonts_register()
+    title = " ".join([HEBREW] * 10)
+    head = visual(fit(f"#12 {title}", REGULAR, 7.5, 100))
+    assert text_width(head, REGULAR, 7.5) <= 100
+    # The title is cut at its end, which a right-to-left reader reaches on the left.
+    assert head.startswith("#12 …")
+    assert title.startswith(head.removeprefix("#12 …")[::-1])
+
+
+def test_a_cut_arabic_title_is_measured_with_its_letters_joined():
+    fonts_register()
+    head = visual(fit(" ".join([ARABIC] * 10), REGULAR, 7.5, 200))
+    # Joined letters are narrower than the letters alone: the cut uses the width to the end.
+    assert 190 <= text_width(head, REGULAR, 7.5) <= 200
