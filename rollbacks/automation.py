@@ -12,7 +12,8 @@ draft a rollback on its own:
 Then the rollback to the known-good release is drafted and sent for approval by the
 "automation" account, with the rule that fired and the numbers it saw on the timeline. The
 incident's approval policy decides the rest: where it needs approvers (a P0, a P1), the
-request waits for them on the dashboard like any other; where it needs none and the policy
+request waits for them on the dashboard like any other, and they are e-mailed (one
+message each) since nobody at the console asked them; where it needs none and the policy
 says `start`, the run starts. Every outcome, acted on or not, is one line in the log; only
 what is done goes on the timeline.
 """
@@ -23,7 +24,9 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import Group, User
+from django.core.mail import send_mass_mail
 from django.db import transaction
 from django.utils import timezone
 
@@ -173,7 +176,50 @@ def act(
     except DomainError as error:
         logger.warning("automatic rollback #%s not sent for approval: %s", run.pk, error)
         return "drafted"
+    if run.state == RunState.AWAITING_APPROVAL:
+        approvers_ask(run, why)
     if run.state != RunState.APPROVED or not policy["start"]:
         return "awaiting approval" if run.state == RunState.AWAITING_APPROVAL else "approved"
     run_confirm_and_start(run=run, actor=actor, confirmation=run.expected_confirmation())
     return "started"
+
+
+def approvers_ask(run: Run, why: str) -> int:
+    """E-mail the people who can give the approvals an automatic rollback waits for (the
+    active members, with an address, of the capacities its request names): nobody is at
+    the console to ask them. Returns how many were written to; a failure is logged."""
+    request = run.approval_request
+    roles = list(request.required_roles) if request is not None else []
+    people = (
+        User.objects.filter(is_active=True, groups__name__in=roles)
+        .exclude(email="")
+        .exclude(username=AUTOMATION_USERNAME)
+        .distinct()
+        .order_by("pk")
+    )
+    addresses = [person.email for person in people]
+    if not addresses:
+        logger.warning("automatic rollback #%s: no approver of %s has an e-mail", run.pk, roles)
+        return 0
+    room = f"{settings.CONSOLE_BASE_URL.rstrip('/')}/incidents/{run.incident_id}/"
+    body = (
+        f"{why}\n\nIt waits for approval as {', '.join(roles)}. Approve or reject it in the "
+        f"incident's room: {room}\n\nIncident #{run.incident_id}: {run.incident.title}"
+    )
+    try:
+        send_mass_mail(
+            [
+                (
+                    f"[Backout] Approval needed: automatic rollback #{run.pk}, "
+                    f"incident #{run.incident_id}",
+                    body,
+                    settings.COMMS_EMAIL_FROM or settings.DEFAULT_FROM_EMAIL,
+                    [address],
+                )
+                for address in addresses
+            ]
+        )
+    except Exception:
+        logger.exception("automatic rollback #%s: writing to its approvers failed", run.pk)
+        return 0
+    return len(addresses)

@@ -11,6 +11,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.core import mail
 from django.db import connection
 from django.utils import timezone
 
@@ -18,7 +19,7 @@ from incidents.models import Release, TimelineKind
 from rollbacks import automation
 from rollbacks.automation import auto_rollback_consider, clean_policy
 from rollbacks.models import ApprovalPolicy, Run, RunState
-from tests.factories import incident_open
+from tests.factories import UserFactory, incident_open
 from tests.rollbacks.engine_factories import KubeServiceFactory
 from tests.rollbacks.engine_fixtures import seed_deployment
 
@@ -72,6 +73,11 @@ def test_an_alert_drafts_a_rollback_to_known_good_and_asks_for_approval(web, err
     policy(web)
     incident = incident_open(services=[web], severity="P2")
     ApprovalPolicy.objects.create(name="p2", severities=["P2"], required_roles=["On-call"])
+    UserFactory(roles=["On-call"], email="oncall@corp.example")
+    UserFactory(roles=["On-call"], email="陈@corp.example")
+    UserFactory(roles=["On-call"], email="")
+    UserFactory(roles=["On-call"], email="gone@corp.example", is_active=False)
+    UserFactory(roles=["Responder"], email="responder@corp.example")
 
     assert auto_rollback_consider(incident.pk, web.pk) == "awaiting approval"
     run = Run.objects.get()
@@ -82,6 +88,10 @@ def test_an_alert_drafts_a_rollback_to_known_good_and_asks_for_approval(web, err
         decision.payload["automatic"] is True and decision.payload["rule"] == "error-rate-critical"
     )
     assert "error_rate 31" in decision.body and "rule error-rate-critical" in decision.body
+    # The approvers are written to: nobody at the console asked them.
+    assert [message.to for message in mail.outbox] == [["oncall@corp.example"], ["陈@corp.example"]]
+    assert f"/incidents/{incident.pk}/" in mail.outbox[0].body
+    assert "rule error-rate-critical" in mail.outbox[0].body
     # A second alert for the same service finds the rollback under way.
     assert auto_rollback_consider(incident.pk, web.pk) == "a rollback is already under way"
     assert Run.objects.count() == 1
