@@ -5,6 +5,7 @@ passes before the demo says it is ready."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -97,6 +98,18 @@ VERIFIED_SERVICES = (
     ("payments-api", "payments", "payments-api", "app=payments-api"),
 )
 ERROR_RATIO_THRESHOLD = 0.05
+# The service whose alert drafts a rollback by itself and whose releases bake into
+# known-good (a short bake: DEMO_BAKE_MINUTES), for the walkthrough of releases and alerts
+# flowing in. The others keep a bake of 0: they sit at bad releases with fewer checks.
+AUTOMATIC_SERVICE = "payments-api"
+AUTOMATIC_POLICY = {"enabled": True, "severities": ["P1"], "max_release_age_hours": 6}
+
+
+def demo_bake_minutes() -> int:
+    value = os.environ.get("DEMO_BAKE_MINUTES", "2")
+    if not value.isdigit() or not 1 <= int(value) <= 1440:
+        raise ValueError(f"DEMO_BAKE_MINUTES: {value!r} is not a whole number of 1 to 1440")
+    return int(value)
 
 
 def with_verification(
@@ -131,13 +144,13 @@ def with_verification(
                 "max_restarts": 3,
             },
         ]
-        if prometheus is not None and service.name == "storefront-web":
+        if prometheus is not None:
             checks.append(
                 {
                     "kind": "prometheus",
                     "name": "error rate",
                     "url": prometheus.url,
-                    "query": f'demo_http_error_ratio{{service="{service.name}"}}',
+                    "query": f'demo_http_error_ratio{{service="{namespace}-{deployment}"}}',
                     "comparison": "below",
                     "threshold": ERROR_RATIO_THRESHOLD,
                     "measures": "error_rate",
@@ -150,11 +163,14 @@ def with_verification(
             if prometheus is not None
             else {}
         )
+        automatic = service.name == AUTOMATIC_SERVICE and prometheus is not None
         result.append(
             replace(
                 service,
                 target_config={**service.target_config, "checks": checks},
                 signal_queries=queries,
+                known_good_bake_minutes=demo_bake_minutes() if automatic else 0,
+                auto_rollback=AUTOMATIC_POLICY if automatic else {},
             )
         )
     return result

@@ -58,6 +58,10 @@ class DemoService:
     environment: str = ENVIRONMENT
     # PromQL per signal the decision helper reads (Service.signal_queries).
     signal_queries: Mapping[str, str] = field(default_factory=dict)
+    # Minutes live, checks passing, before release tracking marks a release known-good
+    # (0: never); and the automatic rollback policy (Service.auto_rollback).
+    known_good_bake_minutes: int = 0
+    auto_rollback: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -69,6 +73,8 @@ class DemoService:
             "releases": [release.to_json() for release in self.releases],
             "live_version": self.live_version,
             "signal_queries": dict(self.signal_queries),
+            "known_good_bake_minutes": self.known_good_bake_minutes,
+            "auto_rollback": dict(self.auto_rollback),
         }
 
     @property

@@ -99,10 +99,11 @@ def _load_service(definition: dict[str, Any]) -> Service:
             "description": definition.get("description", ""),
             "target_config": definition["target_config"],
             # The demo's services sit at bad releases on purpose, most of them with no checks
-            # to catch it: release tracking must not bake them into known-good. Mark by hand
-            # (a service's Releases page) or set a bake time in the admin to watch it work.
-            "known_good_bake_minutes": 0,
+            # to catch it: release tracking must not bake them into known-good, except where
+            # the demo infrastructure gives a bake time (a service with an error-rate check).
+            "known_good_bake_minutes": definition.get("known_good_bake_minutes", 0),
             "signal_queries": definition.get("signal_queries", {}),
+            "auto_rollback": definition.get("auto_rollback", {}),
         },
     )
     service.full_clean()

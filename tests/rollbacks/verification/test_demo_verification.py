@@ -1,5 +1,6 @@
 """The demo shows verification: its health endpoints and metrics follow the Kubernetes
-stand-in's live state, two services carry checks, and rolling storefront-web back to its
+stand-in's live state, two services carry checks (one of them an automatic rollback policy
+and a short bake time), and rolling storefront-web back to its
 known-good release passes them (with a real Prometheus when one is installed, as bin/test
 makes sure)."""
 
@@ -44,7 +45,7 @@ def _service(demo: DemoInfrastructure, name: str) -> dict[str, Any]:
     return next(service for service in state["services"] if service["name"] == name)
 
 
-def test_the_demo_gives_two_services_health_and_pod_checks_and_one_an_error_rate_check(demo):
+def test_the_demo_gives_two_services_health_pod_and_error_rate_checks(demo):
     kinds = {
         name: [check["kind"] for check in _service(demo, name)["target_config"]["checks"]]
         for name in ("storefront-web", "payments-api")
@@ -52,9 +53,13 @@ def test_the_demo_gives_two_services_health_and_pod_checks_and_one_an_error_rate
 
     assert kinds == {
         "storefront-web": ["http", "kubernetes_pods", "prometheus"],
-        "payments-api": ["http", "kubernetes_pods"],
+        "payments-api": ["http", "kubernetes_pods", "prometheus"],
     }
     assert "checks" not in _service(demo, "checkout")["target_config"]
+    # payments-api rolls back by itself on its alert and bakes releases into known-good.
+    payments = _service(demo, "payments-api")
+    assert payments["auto_rollback"]["enabled"] and payments["known_good_bake_minutes"] == 2
+    assert _service(demo, "storefront-web")["known_good_bake_minutes"] == 0
 
 
 def test_without_prometheus_the_demo_leaves_the_error_rate_check_out(demo):
