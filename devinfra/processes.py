@@ -69,18 +69,36 @@ class ServerProcess:
             self.process.wait()
 
 
-def start_moto_server(port: int | None = None) -> ServerProcess:
-    """Run `moto.server` in its own process; boto3 reaches it through `endpoint_url`."""
-    port = port or free_port()
+def start_moto_server(port: int | None = None, *, attempts: int = 3) -> ServerProcess:
+    """Run `moto.server` in its own process; boto3 reaches it through `endpoint_url`.
+
+    A free port is only free when asked: another server started meanwhile (the Kubernetes
+    stand-in, binding port 0 while moto imports) may take it first. So the server is known
+    ready only when moto itself answers on it, and another port is tried when it lost."""
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    wait_for_port(port, process=process)
-    return ServerProcess(url=f"http://127.0.0.1:{port}", port=port, process=process)
+    for attempt in range(1, attempts + 1):
+        chosen = port or free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(chosen)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        server = ServerProcess(url=f"http://127.0.0.1:{chosen}", port=chosen, process=process)
+        try:
+            wait_until_ready(
+                f"{server.url}/moto-api/data.json", chosen, process, timeout=20, what="moto"
+            )
+        except RuntimeError:
+            server.stop()
+            if port is not None or attempt == attempts:
+                raise
+            continue
+        if process.poll() is None:  # it answered, and it is ours
+            return server
+        if port is not None:
+            raise RuntimeError(f"moto could not listen on port {chosen}")
+    raise RuntimeError(f"moto found no free port in {attempts} attempts")
 
 
 def reset_moto_server(url: str) -> None:
