@@ -3,7 +3,11 @@ console served over HTTP on the port the provider sends people back to."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,18 +55,56 @@ def console_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def identity_provider(
-    console_port: int, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[IdentityProvider]:
-    work_dir: Path = tmp_path_factory.mktemp("idp")
+def identity_provider_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The provider's directory file and database."""
+    return tmp_path_factory.mktemp("idp")
+
+
+@pytest.fixture(scope="module")
+def identity_provider(console_port: int, identity_provider_dir: Path) -> Iterator[IdentityProvider]:
     provider = start_identity_provider(
         people=PEOPLE,
         redirect_uris=[f"http://127.0.0.1:{console_port}/oidc/callback/"],
-        work_dir=work_dir,
-        log_file=work_dir / "idp.log",
+        work_dir=identity_provider_dir,
+        log_file=identity_provider_dir / "idp.log",
     )
     yield provider
     provider.stop()
+
+
+@dataclass(frozen=True)
+class OtherClient:
+    """Another application registered at the same provider, for the same people."""
+
+    client_id: str
+    client_secret: str
+    redirect_uri: str
+
+
+@pytest.fixture(scope="module")
+def other_client(identity_provider: IdentityProvider, identity_provider_dir: Path) -> OtherClient:
+    """A second client at the running provider, registered the way the provider registers
+    the console's (devinfra.oidc_idp's prepare) in its own database."""
+    other = OtherClient("other-app", "other-app-secret", "http://other-app.example/callback/")
+    registration = (
+        "import sys; from pathlib import Path; from devinfra.oidc_idp.__main__ import prepare; "
+        "prepare(Path(sys.argv[1]), sys.argv[2], sys.argv[3], [sys.argv[4]])"
+    )
+    subprocess.run(
+        [sys.executable, "-c", registration, str(identity_provider_dir / "idp-directory.json")]
+        + [other.client_id, other.client_secret, other.redirect_uri],
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "devinfra.oidc_idp.settings",
+            "IDP_DATABASE": str(identity_provider_dir / "idp.sqlite3"),
+            "IDP_PORT": str(identity_provider.server.port),
+        },
+        cwd=Path(__file__).resolve().parents[2],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return other
 
 
 @pytest.fixture
