@@ -3,7 +3,7 @@ that sit at a bad release with a known-good one to roll back to.
 
     python -m devinfra.demo serve --env-file var/demo.env [--state var/demo-infra.json]
         [--kubeconfig PATH] [--status-delay 2.0] [--redis-url URL]
-        [--orders-database-url URL]
+        [--orders-database-url URL] [--console-port PORT [--no-sso]]
 
 It starts a moto server (a child process) and the Kubernetes API stand-in (a thread of this
 process) on free ports of 127.0.0.1, seeds them, reads every service's live version back
@@ -241,12 +241,15 @@ def start_demo_infrastructure(
     redis_url: str | None = None,
     orders_url: str | None = None,
     console_port: int | None = None,
+    sso: bool = True,
 ) -> DemoInfrastructure:
     """Start, seed and check the demo servers; write the state file and the kubeconfig.
 
     `kubeconfig` defaults to demo-kubeconfig.yaml beside the state file. Sets the testing AWS
     credentials in this process's environment (where none are set) for the backends' clients.
-    With `console_port`, an identity provider for single sign-on starts too (devinfra.demo_sso).
+    With `console_port`, an Alertmanager sending to that console starts too, and, unless `sso`
+    is false, an identity provider for single sign-on that sends people back to it
+    (devinfra.demo_sso).
     """
     for key, value in AWS_TEST_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
@@ -332,7 +335,7 @@ def start_demo_infrastructure(
                     console_port,
                     state_file.with_name("demo-idp.log"),
                 )
-                if console_port
+                if console_port and sso
                 else None
             )
             try:
@@ -447,6 +450,7 @@ def serve(
     redis_url: str | None,
     orders_url: str | None = None,
     console_port: int | None = None,
+    sso: bool = True,
 ) -> int:
     """Start the demo, write the env file, block until SIGINT/SIGTERM, then clean up.
 
@@ -472,6 +476,7 @@ def serve(
             redis_url=redis_url,
             orders_url=orders_url,
             console_port=console_port,
+            sso=sso,
         )
     except Exception:
         if stop.is_set():  # Ctrl-C also reaches moto, which then fails the seeding
@@ -518,7 +523,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_parser.add_argument(
         "--console-port",
         type=int,
-        help="the console's port: starts a single sign-on provider that sends people back to it",
+        help="the console's port: starts an Alertmanager that sends alerts to it and a single "
+        "sign-on provider that sends people back to it",
+    )
+    serve_parser.add_argument(
+        "--no-sso",
+        dest="sso",
+        action="store_false",
+        help="leave the single sign-on provider out (the Alertmanager still starts)",
     )
     options = parser.parse_args(argv)
     return serve(
@@ -529,6 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         redis_url=options.redis_url,
         orders_url=options.orders_database_url,
         console_port=options.console_port,
+        sso=options.sso,
     )
 
 

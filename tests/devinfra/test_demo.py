@@ -22,6 +22,7 @@ import psycopg
 import pytest
 
 from devinfra.demo import DemoInfrastructure, start_demo_infrastructure, write_env_file
+from devinfra.processes import free_port
 from executors.base import RollbackTarget
 from executors.registry import BACKENDS, backend_class
 
@@ -191,35 +192,68 @@ def test_env_file_names_the_demo_servers_with_absolute_paths(demo, tmp_path):
     assert "orders-migrate" in json.loads(Path(env["REGISTERED_COMMANDS_FILE"]).read_text())
 
 
-def test_serve_writes_the_env_file_when_ready_and_cleans_up_on_sigterm(tmp_path):
-    env_file = tmp_path / "demo.env"
-    process = subprocess.Popen(
+def start_serving(env_file: Path, *arguments: str) -> subprocess.Popen[str]:
+    """`python -m devinfra.demo serve` as bin/demo runs it, with folders of the test's own."""
+    return subprocess.Popen(
         [sys.executable, "-m", "devinfra.demo", "serve", "--env-file", str(env_file)]
-        + ["--state", str(tmp_path / "demo-infra.json"), "--redis-url", REDIS_URL]
-        + ["--orders-database-url", ORDERS_URL],
+        + ["--state", str(env_file.with_name("demo-infra.json")), "--redis-url", REDIS_URL]
+        + ["--orders-database-url", ORDERS_URL, *arguments],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    try:
-        deadline = time.monotonic() + 30
-        while not env_file.exists():
-            assert process.poll() is None, process.communicate()[0]
-            assert time.monotonic() < deadline, "no env file after 30 s"
-            time.sleep(0.1)
-        env = read_env_file(env_file)
-        moto_port = int(env["AWS_ENDPOINT_URL"].rpartition(":")[2])
 
+
+def wait_for_env_file(process: subprocess.Popen[str], env_file: Path) -> dict[str, str]:
+    deadline = time.monotonic() + 30
+    while not env_file.exists():
+        assert process.poll() is None, process.communicate()[0]
+        assert time.monotonic() < deadline, "no env file after 30 s"
+        time.sleep(0.1)
+    return read_env_file(env_file)
+
+
+def stop_serving(process: subprocess.Popen[str]) -> str:
+    """SIGTERM, as bin/demo stops it; what it printed."""
+    try:
         process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=20)[0]
+        return process.communicate(timeout=20)[0]
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
 
+
+def test_serve_writes_the_env_file_when_ready_and_cleans_up_on_sigterm(tmp_path):
+    env_file = tmp_path / "demo.env"
+    process = start_serving(env_file)
+    try:
+        env = wait_for_env_file(process, env_file)
+        moto_port = int(env["AWS_ENDPOINT_URL"].rpartition(":")[2])
+    finally:
+        output = stop_serving(process)
+
     assert process.returncode == 0, output
     assert not env_file.exists()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", moto_port), timeout=1).close()
+
+
+@pytest.mark.parametrize("sso", [True, False])  # bin/demo, and DEMO_SSO=0 ./bin/demo
+def test_the_console_port_brings_the_alertmanager_whether_or_not_sso_is_on(tmp_path, sso):
+    env_file = tmp_path / "demo.env"
+    console_port = str(free_port())
+    process = start_serving(
+        env_file, "--console-port", console_port, *([] if sso else ["--no-sso"])
+    )
+    try:
+        env = wait_for_env_file(process, env_file)
+    finally:
+        output = stop_serving(process)
+
+    assert process.returncode == 0, output
+    assert env.get("DEMO_ALERTMANAGER_TOKEN", "").startswith("bko_"), output  # alerts come in
+    assert ("OIDC_RP_CLIENT_ID" in env) is sso
+    assert "Alertmanager" in output and ("SSO provider" in output) is sso  # the summary
