@@ -10,12 +10,14 @@ RELEASES_WRITE = "releases:write"
 INCIDENTS_WRITE = "incidents:write"
 RUNS_WRITE = "runs:write"
 ALERTS_WRITE = "alerts:write"
+SERVICES_WRITE = "services:write"
 SCOPES = {
     READ: "Read incidents, runs and releases",
     RELEASES_WRITE: "Register releases, mark them known-good",
     INCIDENTS_WRITE: "Open and update incidents, add notes",
     RUNS_WRITE: "Draft rollbacks",
     ALERTS_WRITE: "Send alerts (an Alertmanager or Grafana receiver)",
+    SERVICES_WRITE: "Import services from platforms, set their automatic rollback and signals",
 }
 
 

@@ -17,7 +17,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from api.models import SCOPES, ApiToken
+from api.models import SCOPES, SERVICES_WRITE, ApiToken
 from incidents.errors import DomainError, PermissionDenied
 
 TOKEN_START = "bko_"
@@ -66,7 +66,17 @@ SCOPE_PERMISSIONS = {
     "runs:write": "incidents.command_incident",
     # Alerts open incidents, and may start an automatic rollback.
     "alerts:write": "incidents.add_incident",
+    # Importing services, and setting their automatic rollback and signal queries.
+    SERVICES_WRITE: "incidents.command_incident",
 }
+# Staff import services on the console's page without holding a role
+# (rollbacks.services.discovery.may_discover); each operation still checks its own.
+STAFF_SCOPES = {SERVICES_WRITE}
+
+
+def scope_allowed(user: User, scope: str) -> bool:
+    """Whether `user` may hold `scope`: they could do its operations by hand."""
+    return user.has_perm(SCOPE_PERMISSIONS[scope]) or (user.is_staff and scope in STAFF_SCOPES)
 
 
 def token_create(
@@ -89,7 +99,7 @@ def token_create(
     if days is not None and not 1 <= days <= MAX_DAYS:
         raise DomainError(f"A token lasts 1 to {MAX_DAYS} days, or until it is revoked.")
     cleaned_name, cleaned_scopes = clean_name(name), clean_scopes(scopes)
-    beyond = [s for s in cleaned_scopes if not user.has_perm(SCOPE_PERMISSIONS[s])]
+    beyond = [s for s in cleaned_scopes if not scope_allowed(user, s)]
     if beyond:
         raise PermissionDenied(
             f"Your roles do not allow the scope {', '.join(beyond)}: a token does only what its "

@@ -11,7 +11,7 @@ from django.urls import path
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, ValidationError
 
-from api import alerts, incidents, releases, runs, views
+from api import alerts, discovery, incidents, releases, runs, services, views
 from api.auth import TokenRateThrottle
 from api.validation import InputError
 from incidents.errors import DomainError, PermissionDenied
@@ -21,7 +21,8 @@ api = NinjaAPI(
     version="1",
     description="Releases, incidents and rollbacks for pipelines and tools. Every call "
     "carries `Authorization: Bearer <token>`; tokens are made in the console (API tokens) "
-    "and each holds scopes: read, releases:write, incidents:write, runs:write.",
+    "and each holds scopes: read, releases:write, incidents:write, runs:write, alerts:write, "
+    "services:write.",
     urls_namespace="api",
     throttle=[TokenRateThrottle()],
 )
@@ -29,6 +30,8 @@ api.add_router("/", incidents.router)
 api.add_router("/", releases.router)
 api.add_router("/", runs.router)
 api.add_router("/", alerts.router)
+api.add_router("/", services.router)
+api.add_router("/", discovery.router)
 
 
 def problem(request: HttpRequest, status: int, detail: str, **errors: Any) -> HttpResponse:

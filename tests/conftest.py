@@ -10,6 +10,9 @@ import redis
 from django.conf import LazySettings
 
 from console.celery import app as celery_app
+from devinfra.kube_standin import KubeStandinHandle
+from devinfra.processes import ServerProcess, reset_moto_server
+from executors.base import Connections
 from incidents import timeline
 from incidents.roles import ensure_roles
 from tests.asgi import asgi_server  # noqa: F401  (fixtures for every test module)
@@ -76,3 +79,28 @@ def redis_listener() -> Iterator[redis.client.PubSub]:
     yield pubsub
     pubsub.close()
     client.close()
+
+
+# The platforms service discovery lists (tests/rollbacks/test_discovery.py, and the API's).
+
+
+@pytest.fixture
+def shop(kube: KubeStandinHandle, engine_settings: None) -> None:
+    """Namespace `shop` on the Kubernetes stand-in: Deployments web (tier=web) and api."""
+    kube.seed(
+        [
+            {"namespace": "shop", "name": "web", "images": ["r/web:v1"], "labels": {"tier": "web"}},
+            {"namespace": "shop", "name": "api", "images": ["r/api:v7"], "labels": {"tier": "api"}},
+        ]
+    )
+
+
+@pytest.fixture
+def aws(settings: LazySettings, moto_server: ServerProcess) -> Connections:
+    """The moto server, emptied, and the console's settings pointing at it."""
+    reset_moto_server(moto_server.url)
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        os.environ.setdefault(key, value)
+    settings.AWS_ENDPOINT_URL = moto_server.url
+    settings.AWS_REGION = "us-east-1"
+    return Connections(aws_endpoint_url=moto_server.url, aws_region="us-east-1")

@@ -5,7 +5,6 @@ what was added by hand, and odd input is an error on its field, never a 500."""
 
 from __future__ import annotations
 
-import os
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -14,7 +13,6 @@ from django.test import Client
 from django.urls import reverse
 
 from devinfra.demo_services import seed_database, seed_dns, seed_ecs, seed_static_frontend
-from devinfra.processes import reset_moto_server
 from executors.aws import aws_client
 from executors.base import Connections
 from executors.discovery import NAME_MAX, Candidate, slug
@@ -32,26 +30,6 @@ from rollbacks.services.discovery import (
 from tests.factories import ServiceFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def shop(kube, engine_settings):
-    kube.seed(
-        [
-            {"namespace": "shop", "name": "web", "images": ["r/web:v1"], "labels": {"tier": "web"}},
-            {"namespace": "shop", "name": "api", "images": ["r/api:v7"], "labels": {"tier": "api"}},
-        ]
-    )
-
-
-@pytest.fixture
-def aws(settings, moto_server) -> Connections:
-    reset_moto_server(moto_server.url)
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
-        os.environ.setdefault(key, value)
-    settings.AWS_ENDPOINT_URL = moto_server.url
-    settings.AWS_REGION = "us-east-1"
-    return Connections(aws_endpoint_url=moto_server.url, aws_region="us-east-1")
 
 
 @pytest.fixture
