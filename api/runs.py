@@ -18,12 +18,29 @@ from api.schemas import ERRORS, RollbackIn, RunOut
 from api.validation import InputError
 from incidents.models import Incident
 from incidents.roles import require_role
-from rollbacks.models import Run
+from rollbacks.models import Run, RunWatch, WatchState
 from rollbacks.services import StepSpec, run_create
 from rollbacks.services.releases import release_latest_known_good
 
 router = Router(tags=["rollbacks"])
 REASON_MAX = 2000
+
+
+def watch_out(run: Run) -> dict[str, Any] | None:
+    """The watch after the run (rollbacks.watch), as the room's rollback panel shows it."""
+    watch = RunWatch.objects.filter(run=run).first()
+    if watch is None:
+        return None
+    watching = watch.state == WatchState.WATCHING
+    return {
+        "state": watch.state,
+        "rounds": watch.rounds,
+        "started_at": watch.started_at,
+        "ends_at": watch.ends_at,
+        "next_check_at": watch.next_check_at if watching else None,
+        "last_checked_at": watch.last_checked_at,
+        "last_summary": watch.last_summary,
+    }
 
 
 def run_out(request: HttpRequest, run: Run) -> dict[str, Any]:
@@ -56,6 +73,7 @@ def run_out(request: HttpRequest, run: Run) -> dict[str, Any]:
             }
             for step in steps
         ],
+        "watch": watch_out(run),
     }
 
 
@@ -93,6 +111,6 @@ def rollback_draft(request: HttpRequest, incident_id: int, payload: RollbackIn) 
 
 @router.get("/runs/{run_id}", response={200: RunOut, **ERRORS}, auth=scope(READ))
 def run_read(request: HttpRequest, run_id: int) -> dict[str, Any]:
-    """A run's state and its steps'."""
+    """A run's state and its steps', and the watch after it succeeded (if any)."""
     require_role(request.user, "incidents.view_incident", "read rollbacks")
     return run_out(request, get_object_or_404(Run, pk=run_id))
