@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from devinfra.processes import free_port, wait_until_ready
+from devinfra.processes import find_binary, free_port, launch, stop_process, wait_until_ready
 
 DEFAULT_BINARY = "/usr/bin/prometheus-alertmanager"
 
@@ -30,10 +29,11 @@ class AlertmanagerMissing(RuntimeError):
 
 
 def find_alertmanager() -> str:
-    for candidate in (os.environ.get("ALERTMANAGER_BINARY"), DEFAULT_BINARY):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    found = shutil.which("alertmanager") or shutil.which("prometheus-alertmanager")
+    found = find_binary(
+        os.environ.get("ALERTMANAGER_BINARY"),
+        DEFAULT_BINARY,
+        names=("alertmanager", "prometheus-alertmanager"),
+    )
     if found:
         return found
     raise AlertmanagerMissing(
@@ -54,13 +54,7 @@ class AlertmanagerServer:
         return f"127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        stop_process(self.process, directory=self.directory)
 
 
 def start_alertmanager(
@@ -102,24 +96,17 @@ def start_alertmanager(
     config_file.write_text(json.dumps(config, indent=2))
     config_file.chmod(0o600)
     port = free_port()
-    output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
-    try:
-        process = subprocess.Popen(
-            [
-                executable,
-                f"--config.file={config_file}",
-                f"--storage.path={directory / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--cluster.listen-address=",
-                "--log.level=warn",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=output,
-        )
-    finally:
-        if log_file:
-            output.close()  # type: ignore[union-attr]
+    process = launch(
+        [
+            executable,
+            f"--config.file={config_file}",
+            f"--storage.path={directory / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+            "--log.level=warn",
+        ],
+        log_file,
+    )
     server = AlertmanagerServer(f"http://127.0.0.1:{port}", port, process, directory)
     try:
         wait_until_ready(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -52,6 +55,39 @@ def wait_until_ready(
         if process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"{what} on port {port} did not become ready")
         time.sleep(0.1)
+
+
+def find_binary(*candidates: str | None, names: Sequence[str]) -> str | None:
+    """The first of `candidates` (paths, None skipped) that can be run, else the first of
+    `names` on PATH; None when there is none."""
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return next((found for name in names if (found := shutil.which(name))), None)
+
+
+def launch(argv: Sequence[str], log_file: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start `argv` with no input, its output appended to `log_file` (or dropped)."""
+    output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=output, stderr=output)
+    finally:
+        if log_file:
+            output.close()  # type: ignore[union-attr]
+
+
+def stop_process(
+    process: subprocess.Popen[bytes], *, directory: Path | None = None, timeout: float = 10
+) -> None:
+    """Terminate `process` (killing it after `timeout` s) and remove its `directory`."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @dataclass

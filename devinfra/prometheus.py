@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -34,7 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from devinfra.processes import free_port, wait_until_ready
+from devinfra.processes import find_binary, free_port, launch, stop_process, wait_until_ready
 
 DEFAULT_BINARY = "/usr/bin/prometheus"
 
@@ -45,10 +44,9 @@ class PrometheusMissing(RuntimeError):
 
 def find_prometheus(binary: str | None = None) -> str:
     """The Prometheus binary to run: `binary`, $PROMETHEUS_BINARY, Debian's, or on PATH."""
-    for candidate in (binary, os.environ.get("PROMETHEUS_BINARY"), DEFAULT_BINARY):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    found = shutil.which("prometheus")
+    found = find_binary(
+        binary, os.environ.get("PROMETHEUS_BINARY"), DEFAULT_BINARY, names=("prometheus",)
+    )
     if found:
         return found
     raise PrometheusMissing(
@@ -200,13 +198,7 @@ class PrometheusServer:
         raise TimeoutError(f"{promql} still returns data after {timeout:g} s")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        stop_process(self.process, directory=self.directory)
 
 
 def start_prometheus(
@@ -240,23 +232,16 @@ def start_prometheus(
     # JSON is YAML: no YAML library needed to write the configuration.
     (directory / "prometheus.yml").write_text(json.dumps(config, indent=2))
     port = free_port()
-    output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
-    try:
-        process = subprocess.Popen(
-            [
-                executable,
-                f"--config.file={directory / 'prometheus.yml'}",
-                f"--storage.tsdb.path={directory / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=output,
-        )
-    finally:
-        if log_file:
-            output.close()  # type: ignore[union-attr]
+    process = launch(
+        [
+            executable,
+            f"--config.file={directory / 'prometheus.yml'}",
+            f"--storage.tsdb.path={directory / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        log_file,
+    )
     server = PrometheusServer(f"http://127.0.0.1:{port}", process, directory, scrape_interval)
     try:
         wait_until_ready(
