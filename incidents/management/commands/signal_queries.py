@@ -16,11 +16,11 @@ import getpass
 import os
 from typing import Any
 
-from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from incidents.decisions.readings import QUERY_MAX, SIGNALS
 from incidents.errors import DomainError, PermissionDenied
+from incidents.management.lookups import console_user, service_named, shown
 from incidents.models import Environment, Service
 from incidents.services import service_signals_set
 
@@ -28,11 +28,6 @@ from incidents.services import service_signals_set
 def signal_named(text: str) -> str:
     """A signal as the options spell it (`p99-ms`) or as it is kept (`p99_ms`)."""
     return text.replace("-", "_")
-
-
-def shown(text: str) -> str:
-    """`text` safe for one line of a terminal: control and format characters escaped."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 class Command(BaseCommand):
@@ -73,12 +68,12 @@ class Command(BaseCommand):
             )
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
-        service = self.service(options["service"], options["environment"])
+        service = service_named(options["service"], options["environment"])
         if action == "show":
             self.write_queries(service)
             return
         changes = self.changes(options)
-        actor = self.actor(options["username"])
+        actor = console_user(options["username"])
         stored = service.signal_queries if isinstance(service.signal_queries, dict) else {}
         # The page's form sends the known signals only; a stray key is dropped the same way.
         kept = {key: query for key, query in stored.items() if key in SIGNALS}
@@ -90,22 +85,6 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from error
         self.stdout.write(f"Saved the signal queries of {saved.name}.")
         self.write_queries(saved)
-
-    def service(self, name: str, environment: str) -> Service:
-        service = None
-        if "\x00" not in name:  # PostgreSQL text cannot hold NUL: no service is named so
-            service = Service.objects.filter(name=name, environment=environment).first()
-        if service is None:
-            raise CommandError(f"service: no {environment} service named {name!r}.")
-        return service
-
-    def actor(self, username: str) -> User:
-        user = None
-        if "\x00" not in username:
-            user = User.objects.filter(username=username, is_active=True).first()
-        if user is None:
-            raise CommandError(f"--as: no active console user named {username!r}.")
-        return user
 
     def changes(self, options: dict[str, Any]) -> dict[str, str]:
         """The queries the options give, a cleared signal as an empty one."""

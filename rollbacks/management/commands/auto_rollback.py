@@ -16,10 +16,10 @@ import json
 import os
 from typing import Any
 
-from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from incidents.errors import DomainError, PermissionDenied
+from incidents.management.lookups import console_user, service_named
 from incidents.models import Environment, Service
 from rollbacks.automation import auto_rollback_set, clean_policy
 
@@ -84,12 +84,12 @@ class Command(BaseCommand):
             )
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
-        service = self.service(options["service"], options["environment"])
+        service = service_named(options["service"], options["environment"])
         if action == "show":
             self.write_policy(service)
             return
         changes = self.changes(options)
-        actor = self.actor(options["username"])
+        actor = console_user(options["username"])
         kept = service.auto_rollback if isinstance(service.auto_rollback, dict) else {}
         try:
             saved = auto_rollback_set(service=service, policy={**kept, **changes}, actor=actor)
@@ -99,22 +99,6 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from error
         self.stdout.write(f"Saved the automatic rollback policy of {saved.name}.")
         self.write_policy(saved)
-
-    def service(self, name: str, environment: str) -> Service:
-        service = None
-        if "\x00" not in name:  # PostgreSQL text cannot hold NUL: no service is named so
-            service = Service.objects.filter(name=name, environment=environment).first()
-        if service is None:
-            raise CommandError(f"service: no {environment} service named {name!r}.")
-        return service
-
-    def actor(self, username: str) -> User:
-        user = None
-        if "\x00" not in username:
-            user = User.objects.filter(username=username, is_active=True).first()
-        if user is None:
-            raise CommandError(f"--as: no active console user named {username!r}.")
-        return user
 
     def changes(self, options: dict[str, Any]) -> dict[str, Any]:
         """The policy fields the options name, as the service page's form sends them."""

@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from incidents.management.lookups import shown
 from rollbacks.models import Run, RunWatch, WatchState
 
 LISTED = 50
@@ -26,11 +27,6 @@ LISTED = 50
 def run_number(text: str) -> int:
     """A run's id as the timeline writes it (`#12`) or bare (`12`)."""
     return int(text.removeprefix("#"))
-
-
-def shown(text: str) -> str:
-    """`text` safe for one line of a terminal: control and format characters escaped."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def span(seconds: float) -> str:
