@@ -150,7 +150,7 @@ def with_verification(
                     "kind": "prometheus",
                     "name": "error rate",
                     "url": prometheus.url,
-                    "query": f'demo_http_error_ratio{{service="{namespace}-{deployment}"}}',
+                    "query": f'demo_http_error_ratio{{service="{service.name}"}}',
                     "comparison": "below",
                     "threshold": ERROR_RATIO_THRESHOLD,
                     "measures": "error_rate",
@@ -159,7 +159,7 @@ def with_verification(
                 }
             )
         queries = (
-            {"error_rate": f'100 * demo_http_error_ratio{{service="{namespace}-{deployment}"}}'}
+            {"error_rate": f'100 * demo_http_error_ratio{{service="{service.name}"}}'}
             if prometheus is not None
             else {}
         )
@@ -195,7 +195,8 @@ def demo_alert_rules() -> list[dict[str, Any]]:
     return [
         {
             "alert": "HighErrorRate",
-            "expr": f'100 * demo_http_error_ratio{{service="{namespace}-{deployment}"}} > 5',
+            # The metric is labelled with the service's name (devinfra.demo_health).
+            "expr": f'100 * demo_http_error_ratio{{service="{name}"}} > 5',
             "for": "20s",
             "labels": {"service": name, "severity": "critical"},
             "annotations": {
@@ -203,7 +204,7 @@ def demo_alert_rules() -> list[dict[str, Any]]:
                 "description": f"5xx share of {name} above 5 % (demo metrics)",
             },
         }
-        for name, namespace, deployment, _ in VERIFIED_SERVICES
+        for name, _, _, _ in VERIFIED_SERVICES
     ]
 
 

@@ -7,6 +7,7 @@ makes sure)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import requests
 
 import rollbacks.services
 from devinfra.demo import DemoInfrastructure, start_demo_infrastructure
-from devinfra.demo_seeding import with_verification
+from devinfra.demo_seeding import demo_alert_rules, with_verification
 from incidents.demo import demo_load
 from incidents.models import ChecklistItem, TimelineEntry, TimelineKind
 from rollbacks.engine.inline import run_inline
@@ -60,6 +61,18 @@ def test_the_demo_gives_two_services_health_pod_and_error_rate_checks(demo):
     payments = _service(demo, "payments-api")
     assert payments["auto_rollback"]["enabled"] and payments["known_good_bake_minutes"] == 2
     assert _service(demo, "storefront-web")["known_good_bake_minutes"] == 0
+
+
+def test_every_demo_query_and_alert_rule_names_a_series_the_demo_exports(demo):
+    exported = set(re.findall(r'service="([^"]+)"', demo.health.metrics()))
+    asked = [rule["expr"] for rule in demo_alert_rules()]
+    for name in ("storefront-web", "payments-api"):
+        service = _service(demo, name)
+        asked += list(service["signal_queries"].values())
+        asked += [c["query"] for c in service["target_config"]["checks"] if "query" in c]
+    assert len(asked) == 6
+    for query in asked:
+        assert set(re.findall(r'service="([^"]+)"', query)) <= exported, query
 
 
 def test_without_prometheus_the_demo_leaves_the_error_rate_check_out(demo):
