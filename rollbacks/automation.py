@@ -136,19 +136,21 @@ def auto_rollback_consider(incident_id: int, service_id: int) -> str:
     good = release_latest_known_good(service)
     if good is None or good.pk == newest.pk:
         return "no known-good release to go back to"
-    return act(incident, service, good, decision.rule, decision.reason, reading.values, policy)
+    signals = form.signals().as_payload()
+    rule_reason = (decision.rule, decision.reason)
+    return act(incident, service, good, rule_reason, reading.values, signals, policy)
 
 
 def act(
     incident: Incident,
     service: Service,
     good: Release,
-    rule: str,
-    reason: str,
+    rule_reason: tuple[str, str],
     values: dict[str, float],
+    signals: dict[str, Any],
     policy: dict[str, Any],
 ) -> str:
-    actor = automation_user()
+    actor, (rule, reason) = automation_user(), rule_reason
     numbers = ", ".join(f"{key} {value:g}" for key, value in sorted(values.items()))
     why = f"Automatic rollback of {service.name} to {good.version}: rule {rule}. {reason}"
     with transaction.atomic():
@@ -169,7 +171,18 @@ def act(
             f"{', '.join(policy['severities'])}, release younger than "
             f"{policy['max_release_age_hours']} h)"[:5000],
             actor=actor,
-            payload={"automatic": True, "rule": rule, "signals": values, "run": run.pk},
+            # The decision helper's own shape (its panel shows and refills from it), and
+            # what the automation adds: the values read and the run it drafted.
+            payload={
+                "verdict": "roll back",
+                "reason": reason,
+                "rule": rule,
+                "severity": incident.severity,
+                "signals": signals,
+                "automatic": True,
+                "read": values,
+                "run": run.pk,
+            },
         )
     try:
         run = run_request_approval(run=run, actor=actor, reason="automatic rollback")

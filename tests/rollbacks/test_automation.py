@@ -88,6 +88,10 @@ def test_an_alert_drafts_a_rollback_to_known_good_and_asks_for_approval(web, err
         decision.payload["automatic"] is True and decision.payload["rule"] == "error-rate-critical"
     )
     assert "error_rate 31" in decision.body and "rule error-rate-critical" in decision.body
+    # In the decision helper's shape: its panel shows the verdict and refills the signals.
+    assert decision.payload["verdict"] == "roll back" and decision.payload["severity"] == "P2"
+    assert decision.payload["signals"]["error_rate"] == 31.0
+    assert decision.payload["read"] == {"error_rate": 31.0}
     # The approvers are written to: nobody at the console asked them.
     assert [message.to for message in mail.outbox] == [["oncall@corp.example"], ["陈@corp.example"]]
     assert f"/incidents/{incident.pk}/" in mail.outbox[0].body
