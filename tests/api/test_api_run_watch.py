@@ -8,13 +8,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from rollbacks.models import Run, RunState, RunWatch, StepState
+from rollbacks.models import Run, RunWatch
 from rollbacks.watch import watch_start, watches_sweep
 from tests.rollbacks.engine_factories import (
-    IncidentFactory,
-    KubeServiceFactory,
-    RunFactory,
-    StepFactory,
+    succeeded_run,
 )
 
 pytestmark = pytest.mark.django_db
@@ -23,25 +20,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def succeeded(settings, roles, health_endpoint) -> Run:
     settings.VERIFY_ALLOW_PRIVATE_ADDRESSES = True
-    service = KubeServiceFactory(
-        target_config={
-            "namespace": "shop",
-            "deployment": "web",
-            "checks": [{"kind": "http", "url": health_endpoint["url"]}],
-        }
-    )
-    run = RunFactory(incident=IncidentFactory(), state=RunState.SUCCEEDED)
-    now = timezone.now()
-    StepFactory(
-        run=run,
-        service=service,
-        state=StepState.SUCCEEDED,
-        to_version="v1",
-        attempts=1,
-        started_at=now,
-        finished_at=now,
-    )
-    return run
+    return succeeded_run(health_endpoint["url"])
 
 
 def due(watch: RunWatch) -> None:

@@ -9,7 +9,7 @@ import factory
 from django.utils import timezone
 
 from incidents.models import Environment, Incident, IncidentStatus, Severity
-from rollbacks.models import Run, RunState, Step
+from rollbacks.models import Run, RunState, Step, StepState
 from tests.factories import ReleaseFactory, ServiceFactory, UserFactory, grant_roles
 
 __all__ = [
@@ -97,3 +97,30 @@ class StepFactory(factory.django.DjangoModelFactory):
     backend = factory.LazyAttribute(lambda step: step.service.backend)
     to_previous = True
     timeout_seconds = 30
+
+
+def succeeded_run(health_url: str, incident: Incident | None = None) -> Run:
+    """A run that rolled `web` (shop/web, with one health check at `health_url`) back to v1
+    and succeeded: what a watch starts from."""
+    service = KubeServiceFactory(
+        target_config={
+            "namespace": "shop",
+            "deployment": "web",
+            "checks": [{"kind": "http", "url": health_url}],
+        }
+    )
+    run = RunFactory(incident=incident or IncidentFactory(), state=RunState.SUCCEEDED)
+    now = timezone.now()
+    StepFactory(
+        run=run,
+        service=service,
+        state=StepState.SUCCEEDED,
+        to_version="v1",
+        attempts=1,
+        enqueued_at=now,
+        started_at=now,
+        apply_started_at=now,
+        applied_at=now,
+        finished_at=now,
+    )
+    return run

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from incidents.models import TimelineKind
 from rollbacks import watch as watch_module
-from rollbacks.models import RunState, RunWatch, StepState, WatchState
+from rollbacks.models import RunState, RunWatch, WatchState
 from rollbacks.watch import (
     claim_next,
     describe,
@@ -28,6 +28,7 @@ from tests.rollbacks.engine_factories import (
     KubeServiceFactory,
     RunFactory,
     StepFactory,
+    succeeded_run,
 )
 
 pytestmark = pytest.mark.django_db
@@ -43,29 +44,7 @@ def succeeded(settings, health):
     settings.VERIFY_ALLOW_PRIVATE_ADDRESSES = True
     settings.MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
     commander = CommanderFactory(email="ic@corp.example")
-    incident = IncidentFactory(commander=commander)
-    service = KubeServiceFactory(
-        target_config={
-            "namespace": "shop",
-            "deployment": "web",
-            "checks": [{"kind": "http", "url": health["url"]}],
-        }
-    )
-    run = RunFactory(incident=incident, state=RunState.SUCCEEDED)
-    now = timezone.now()
-    StepFactory(
-        run=run,
-        service=service,
-        state=StepState.SUCCEEDED,
-        to_version="v1",
-        attempts=1,
-        enqueued_at=now,
-        started_at=now,
-        apply_started_at=now,
-        applied_at=now,
-        finished_at=now,
-    )
-    return run
+    return succeeded_run(health["url"], IncidentFactory(commander=commander))
 
 
 def due(watch: RunWatch) -> None:
