@@ -12,7 +12,7 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.http import HttpRequest
 from django.urls import reverse
-from ninja import Router
+from ninja import Query, Router, Schema
 
 from api.auth import person_of, scope
 from api.models import SERVICES_WRITE
@@ -33,6 +33,17 @@ from rollbacks.services.discovery import (
 router = Router(tags=["services"])
 # What a listing names services (executors.discovery.slug, with its -2, -a suffixes).
 LISTED_NAME = re.compile(rf"[a-z0-9-]{{1,{NAME_MAX}}}")
+
+
+class DiscoveryQuery(Schema):
+    """What narrows a listing: Kubernetes needs `namespace` (and takes `selector`), ECS
+    `cluster`; Route 53 takes `zone`."""
+
+    namespace: str = ""
+    selector: str = ""
+    cluster: str = ""
+    zone: str = ""
+    environment: str = Environment.PRODUCTION
 
 
 class Listing:
@@ -95,19 +106,12 @@ def names_checked(names: list[str]) -> list[str]:
     "/discovery/{source}", response={200: DiscoveryOut, **ERRORS}, auth=scope(SERVICES_WRITE)
 )
 def discovery_list(
-    request: HttpRequest,
-    source: str,
-    namespace: str = "",
-    selector: str = "",
-    cluster: str = "",
-    zone: str = "",
-    environment: str = Environment.PRODUCTION,
+    request: HttpRequest, source: str, query: Query[DiscoveryQuery]
 ) -> dict[str, Any]:
     """What `source` (kubernetes, ecs, rds, route53, static) runs, each beside the console's
     services of `environment`: new, the same, or changed (and what it was). Kubernetes needs
     `namespace` (and takes `selector`), ECS `cluster`; Route 53 takes `zone`."""
-    asked = {"namespace": namespace, "selector": selector, "cluster": cluster, "zone": zone}
-    listing = Listing(request, source, {**asked, "environment": environment})
+    listing = Listing(request, source, query.dict())
     return {
         "source": listing.source,
         "environment": listing.environment,
@@ -124,17 +128,12 @@ def discovery_import_named(
     request: HttpRequest,
     source: str,
     payload: DiscoveryImportIn,
-    namespace: str = "",
-    selector: str = "",
-    cluster: str = "",
-    zone: str = "",
-    environment: str = Environment.PRODUCTION,
+    query: Query[DiscoveryQuery],
 ) -> dict[str, Any]:
     """Import the candidates named, from the listing the same query gives: new ones are
     created, changed ones updated where the platform says (what was set by hand stays).
     All or nothing; the platform is listed again, so what is imported is what it says now."""
-    asked = {"namespace": namespace, "selector": selector, "cluster": cluster, "zone": zone}
-    listing = Listing(request, source, {**asked, "environment": environment})
+    listing = Listing(request, source, query.dict())
     wanted = names_checked(payload.names)
     # Listed here first so a name it does not give, or cannot import, is refused by field.
     rows = {row.candidate.name: row for row in listing.rows()}
