@@ -113,6 +113,13 @@ class SsoBackend(OIDCAuthenticationBackend):  # type: ignore[misc]  # untyped li
         audiences = [audience] if isinstance(audience, str) else list(audience or [])
         if settings.OIDC_RP_CLIENT_ID not in audiences:
             raise SuspiciousOperation("The ID token was issued to another client.")
+        # OpenID Connect Core 3.1.3.7: a token for several audiences names the party it
+        # was issued to (azp), and an azp, when present, must be us.
+        authorized = payload.get("azp")
+        if (len(audiences) > 1 and not authorized) or (
+            authorized and authorized != settings.OIDC_RP_CLIENT_ID
+        ):
+            raise SuspiciousOperation("The ID token was issued to another client (azp).")
         issuer = settings.OIDC_OP_ISSUER
         if issuer and payload.get("iss") != issuer:
             raise SuspiciousOperation("The ID token comes from another issuer.")

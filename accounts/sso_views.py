@@ -83,6 +83,9 @@ class SsoCallbackView(OIDCAuthenticationCallbackView):  # type: ignore[misc]
                 type(error).__name__,
                 f" (HTTP {status})" if status else "",
             )
+            if status is not None and 400 <= status < 500 and status != 429:
+                # The token endpoint refused the code: used already, expired, or not ours.
+                return self.failed(self.failure_message)
             return self.failed(
                 "The identity provider did not answer as expected. Try again in a minute."
             )

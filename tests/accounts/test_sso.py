@@ -6,97 +6,34 @@ answering the sign-in page with a reason, never a 500; then what the protocol it
 
 from __future__ import annotations
 
-import html
-import json
 import re
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
-import jwt
 import pytest
 import requests
 from axes.models import AccessAttempt
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 from django.test import Client
-from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import SsoIdentity
-from devinfra.oidc_idp.launch import IdentityProvider
-from tests.accounts.conftest import IDP_PASSWORD, OtherClient
-from tests.asgi import AsgiServer, free_port
+from tests.accounts.sso_client import (
+    flash,
+    sso_sign_in,
+)
+from tests.asgi import free_port
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def query_of(url: str) -> dict[str, str]:
-    return dict(parse_qsl(urlsplit(url).query))
-
-
-def start_sign_in(
-    console: AsgiServer, session: requests.Session, next_path: str = "/incidents/"
-) -> str:
-    """Press "Sign in with SSO": the authorization request the console sends the browser to."""
-    started = session.get(
-        f"{console.url}/oidc/authenticate/",
-        params={"next": next_path},
-        allow_redirects=False,
-        timeout=15,
-    )
-    assert started.status_code == 302, started.status_code
-    return str(started.headers["Location"])
-
-
-def sign_in_at_provider(session: requests.Session, authorization_url: str, username: str) -> str:
-    """Give the provider a password; the address it sends the browser back to with a code
-    (not followed)."""
-    form = session.get(authorization_url, timeout=15)
-    assert form.status_code == 200 and "/login/" in form.url, (form.status_code, form.url)
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
-    wanted = re.search(r'name="next" value="([^"]*)"', form.text)
-    assert token and wanted
-    signed_in = session.post(
-        form.url,
-        data={
-            "csrfmiddlewaretoken": token[1],
-            "username": username,
-            "password": IDP_PASSWORD,
-            "next": html.unescape(wanted[1]),
-        },
-        allow_redirects=False,
-        timeout=15,
-    )
-    assert signed_in.status_code == 302, signed_in.status_code
-    # Back to the provider's authorization endpoint, which answers with the code.
-    answer = session.get(
-        urljoin(form.url, signed_in.headers["Location"]), allow_redirects=False, timeout=15
-    )
-    assert answer.status_code == 302, answer.status_code
-    return str(answer.headers["Location"])
-
-
-def sso_sign_in(
-    console: AsgiServer, username: str, next_path: str = "/incidents/"
-) -> tuple[requests.Session, requests.Response]:
-    """Press "Sign in with SSO", give the provider a password, follow every redirect."""
-    session = requests.Session()
-    callback = sign_in_at_provider(session, start_sign_in(console, session, next_path), username)
-    return session, session.get(callback, timeout=15)
-
-
 def groups_of(username: str) -> set[str]:
     return set(User.objects.get(username=username).groups.values_list("name", flat=True))
-
-
-def flash(response: requests.Response) -> str:
-    found = re.search(r'<p class="flash[^"]*">(.*?)</p>', response.text, re.S)
-    return html.unescape(found[1]) if found else ""
 
 
 def test_a_commander_signs_in_with_roles_from_the_groups_claim(sso_console, identity_provider):
@@ -404,213 +341,3 @@ def test_a_missing_groups_claim_leaves_the_roles_as_they_are(sso_settings):
     assert groups_of("ivy") == {"Incident Commander"}
     SsoBackend().refresh(person, {"sub": "ivy", "groups": []})
     assert groups_of("ivy") == set()  # present and empty: the provider took them away
-
-
-def test_a_refusal_nobody_asked_for_does_not_sign_anyone_out(sso_console):
-    session, _ = sso_sign_in(sso_console, "alice")
-    answer = session.get(
-        f"{sso_console.url}/oidc/callback/", params={"error": "x", "state": "other"}, timeout=10
-    )
-    assert answer.url == f"{sso_console.url}/accounts/login/"
-    still = session.get(f"{sso_console.url}/incidents/", allow_redirects=False, timeout=10)
-    assert still.status_code == 200
-
-
-# -- the protocol's own protections: audience, nonce, PKCE, where people land --------------
-
-
-def id_token_for(provider: IdentityProvider, client: OtherClient, username: str, nonce: str) -> str:
-    """An ID token the provider issues to `client` for `username`, with `nonce` in it."""
-    session = requests.Session()
-    authorization = f"{provider.issuer}/authorize?" + urlencode(
-        {
-            "client_id": client.client_id,
-            "response_type": "code",
-            "scope": "openid email profile groups",
-            "redirect_uri": client.redirect_uri,
-            "state": "state-of-the-other-app",
-            "nonce": nonce,
-        }
-    )
-    code = query_of(sign_in_at_provider(session, authorization, username))["code"]
-    tokens = requests.post(
-        f"{provider.issuer}/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": client.redirect_uri,
-            "client_id": client.client_id,
-            "client_secret": client.client_secret,
-        },
-        timeout=10,
-    )
-    assert tokens.status_code == 200, tokens.text
-    return str(tokens.json()["id_token"])
-
-
-class SubstitutingTokenEndpoint(ThreadingHTTPServer):
-    """Between the console and the provider's token endpoint: passes the exchange on and
-    answers with the provider's tokens, the ID token replaced by `id_token` once set."""
-
-    def __init__(self, token_endpoint: str) -> None:
-        self.id_token = ""
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                answer = requests.post(
-                    token_endpoint,
-                    data=body,
-                    headers={"Content-Type": self.headers["Content-Type"]},
-                    timeout=10,
-                )
-                tokens = answer.json()
-                if answer.status_code == 200 and server.id_token:
-                    tokens["id_token"] = server.id_token
-                payload = json.dumps(tokens).encode()
-                self.send_response(answer.status_code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", free_port()), Handler)
-
-
-@pytest.fixture
-def substituting_token_endpoint(sso_settings) -> Iterator[SubstitutingTokenEndpoint]:
-    server = SubstitutingTokenEndpoint(sso_settings.OIDC_OP_TOKEN_ENDPOINT)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    sso_settings.OIDC_OP_TOKEN_ENDPOINT = f"http://127.0.0.1:{server.server_address[1]}/token"
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-def test_an_id_token_issued_to_another_client_is_refused(
-    sso_console, identity_provider, other_client, substituting_token_endpoint, caplog
-):
-    session = requests.Session()
-    authorization = start_sign_in(sso_console, session)
-    nonce = query_of(authorization)["nonce"]
-    # Signed by the same provider, about the same person, unexpired, with this sign-in's
-    # nonce: only its audience is another application's.
-    foreign = id_token_for(identity_provider, other_client, "alice", nonce=nonce)
-    claims = jwt.decode(foreign, options={"verify_signature": False})
-    assert (claims["aud"], claims["nonce"], claims["iss"]) == (
-        other_client.client_id,
-        nonce,
-        identity_provider.issuer,
-    )
-    substituting_token_endpoint.id_token = foreign
-
-    response = session.get(sign_in_at_provider(session, authorization, "alice"), timeout=15)
-
-    assert response.url == f"{sso_console.url}/accounts/login/"
-    assert "could not be verified" in flash(response)
-    assert "issued to another client" in caplog.text
-    assert not User.objects.filter(username="alice").exists()
-
-
-def test_an_id_token_carrying_another_nonce_than_the_sessions_is_refused(sso_console, caplog):
-    session = requests.Session()
-    authorization = start_sign_in(sso_console, session)
-    # The authorization request reaches the provider with a nonce the session never made.
-    tampered = (
-        urlsplit(authorization)
-        ._replace(query=urlencode({**query_of(authorization), "nonce": "chosen-by-someone-else"}))
-        .geturl()
-    )
-
-    response = session.get(sign_in_at_provider(session, tampered, "alice"), timeout=15)
-
-    assert response.url == f"{sso_console.url}/accounts/login/"
-    assert "could not be verified" in flash(response)
-    assert "Nonce verification failed" in caplog.text
-    assert not User.objects.filter(username="alice").exists()
-
-
-@pytest.mark.parametrize(
-    ("pkce", "refused_by"),
-    [
-        (True, "HTTP 400"),  # the provider: the code's challenge wants the victim's verifier
-        (False, "Nonce verification failed"),  # the console: the ID token's nonce
-    ],
-)
-def test_a_code_replayed_into_another_session_is_refused(
-    sso_console, sso_settings, caplog, pkce, refused_by
-):
-    sso_settings.OIDC_USE_PKCE = pkce
-    victim, attacker = requests.Session(), requests.Session()
-    victims_code = query_of(
-        sign_in_at_provider(victim, start_sign_in(sso_console, victim), "alice")
-    )["code"]
-    attackers_state = query_of(start_sign_in(sso_console, attacker))["state"]
-
-    response = attacker.get(
-        f"{sso_console.url}/oidc/callback/",
-        params={"code": victims_code, "state": attackers_state},
-        timeout=15,
-    )
-
-    assert response.url == f"{sso_console.url}/accounts/login/"
-    assert flash(response)
-    assert refused_by in caplog.text
-    assert not User.objects.filter(username="alice").exists()
-    still_out = attacker.get(f"{sso_console.url}/", allow_redirects=False, timeout=10)
-    assert still_out.status_code == 302
-
-
-def test_the_authorization_request_carries_an_s256_code_challenge(sso_console):
-    request = query_of(start_sign_in(sso_console, requests.Session()))
-    assert request["code_challenge_method"] == "S256"
-    # base64url of a SHA-256 digest, without padding (RFC 7636 4.2)
-    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", request["code_challenge"])
-
-
-def test_a_code_is_redeemed_only_with_the_code_verifier_of_its_session(
-    sso_console, identity_provider
-):
-    session = requests.Session()
-    authorization = start_sign_in(sso_console, session)
-    callback = sign_in_at_provider(session, authorization, "alice")
-    exchange = {
-        "grant_type": "authorization_code",
-        "code": query_of(callback)["code"],
-        "redirect_uri": f"{sso_console.url}/oidc/callback/",
-        "client_id": identity_provider.client_id,
-        "client_secret": identity_provider.client_secret,  # even with the client's secret
-    }
-    for verifier in (
-        {},
-        {"code_verifier": "v" * 64},
-        {"code_verifier": query_of(authorization)["code_challenge"]},  # "plain" would take it
-    ):
-        answer = requests.post(
-            f"{identity_provider.issuer}/token", data=exchange | verifier, timeout=10
-        )
-        assert (answer.status_code, answer.json().get("error")) == (400, "invalid_grant")
-
-    # The console's own exchange, with the verifier only its session holds, redeems it.
-    response = session.get(callback, timeout=15)
-    assert response.url == f"{sso_console.url}/incidents/"
-
-
-@pytest.mark.parametrize(
-    "unsafe", ["https://evil.example/", "//evil.example", "javascript:alert(1)", "/\\evil.example"]
-)
-def test_an_unsafe_next_is_not_followed_after_an_sso_sign_in(sso_console, unsafe):
-    session = requests.Session()
-    callback = sign_in_at_provider(session, start_sign_in(sso_console, session, unsafe), "alice")
-
-    answer = session.get(callback, allow_redirects=False, timeout=15)
-
-    assert answer.status_code == 302
-    assert answer.headers["Location"] == reverse("dashboard")  # the console's default page
-    landing = session.get(f"{sso_console.url}{answer.headers['Location']}", timeout=10)
-    assert landing.status_code == 200 and landing.url == f"{sso_console.url}/"  # signed in
