@@ -1,7 +1,12 @@
-"""What the management commands share: naming a service or a console user from a terminal
-(a CommandError naming the option when there is none), and text safe to print on one line."""
+"""What the management commands share: the `--as` option, naming a service or a console user
+from a terminal (a CommandError naming the option when there is none), and text safe to
+print on one line."""
 
 from __future__ import annotations
+
+import getpass
+import os
+from argparse import ArgumentParser
 
 from django.contrib.auth.models import User
 from django.core.management.base import CommandError
@@ -32,3 +37,13 @@ def console_user(username: str) -> User:
 def shown(text: str) -> str:
     """`text` safe for one line of a terminal: control and format characters escaped."""
     return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
+def add_actor_argument(parser: ArgumentParser) -> None:
+    """`--as USER`: who acts, $BACKOUT_USER or the login name by default (console_user)."""
+    parser.add_argument(
+        "--as",
+        dest="username",
+        default=os.environ.get("BACKOUT_USER") or getpass.getuser(),
+        help="The console user acting (default: $BACKOUT_USER, else your login name)",
+    )

@@ -12,15 +12,13 @@ them at once. An empty query clears its signal, as a blank field on the page doe
 
 from __future__ import annotations
 
-import getpass
-import os
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from incidents.decisions.readings import QUERY_MAX, SIGNALS
 from incidents.errors import DomainError, PermissionDenied
-from incidents.management.lookups import console_user, service_named, shown
+from incidents.management.lookups import add_actor_argument, console_user, service_named, shown
 from incidents.models import Environment, Service
 from incidents.services import service_signals_set
 
@@ -56,12 +54,7 @@ class Command(BaseCommand):
             metavar="SIGNAL",
             help=f"Forget this signal's query; repeat it ({', '.join(SIGNALS)})",
         )
-        change.add_argument(
-            "--as",
-            dest="username",
-            default=os.environ.get("BACKOUT_USER") or getpass.getuser(),
-            help="The console user acting (default: $BACKOUT_USER, else your login name)",
-        )
+        add_actor_argument(change)
         for sub in (show, change):
             sub.add_argument(
                 "--environment", default=Environment.PRODUCTION, choices=Environment.values

@@ -11,15 +11,13 @@ sends all of them at once. An Incident Commander sets it.
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from incidents.errors import DomainError, PermissionDenied
-from incidents.management.lookups import console_user, service_named
+from incidents.management.lookups import add_actor_argument, console_user, service_named
 from incidents.models import Environment, Service
 from rollbacks.automation import auto_rollback_set, clean_policy
 
@@ -72,12 +70,7 @@ class Command(BaseCommand):
             const=False,
             help="Leave it approved for a person to start",
         )
-        change.add_argument(
-            "--as",
-            dest="username",
-            default=os.environ.get("BACKOUT_USER") or getpass.getuser(),
-            help="The console user acting (default: $BACKOUT_USER, else your login name)",
-        )
+        add_actor_argument(change)
         for sub in (show, change):
             sub.add_argument(
                 "--environment", default=Environment.PRODUCTION, choices=Environment.values

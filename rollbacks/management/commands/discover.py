@@ -10,8 +10,6 @@ Without --import/--import-all it lists the candidates: new, the same, or changed
 
 from __future__ import annotations
 
-import getpass
-import os
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -19,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from executors.discovery import SOURCES
 from incidents.errors import DomainError
+from incidents.management.lookups import add_actor_argument
 from incidents.models import Environment
 from rollbacks.services.discovery import NEW, SAME, discovery_import, discovery_scan
 
@@ -35,12 +34,7 @@ class Command(BaseCommand):
         parser.add_argument("--environment", default=Environment.PRODUCTION)
         parser.add_argument("--import", dest="names", action="append", default=[])
         parser.add_argument("--import-all", action="store_true", help="every new or changed one")
-        parser.add_argument(
-            "--as",
-            dest="username",
-            default=os.environ.get("BACKOUT_USER") or getpass.getuser(),
-            help="The console user acting (default: $BACKOUT_USER, else your login name)",
-        )
+        add_actor_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         username = options["username"]

@@ -8,14 +8,13 @@ manage.py release list checkout
 
 from __future__ import annotations
 
-import getpass
-import os
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from incidents.errors import DomainError
+from incidents.management.lookups import add_actor_argument
 from incidents.models import Environment, Release, Service
 from incidents.services import release_mark_known_good
 from rollbacks.services.releases import release_register
@@ -40,12 +39,7 @@ class Command(BaseCommand):
         listing.add_argument("service")
         for sub in (register, known_good, listing):
             sub.add_argument("--environment", default=Environment.PRODUCTION)
-            sub.add_argument(
-                "--as",
-                dest="username",
-                default=os.environ.get("BACKOUT_USER") or getpass.getuser(),
-                help="The console user acting (default: $BACKOUT_USER, else your login name)",
-            )
+            add_actor_argument(sub)
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         name = options.pop("service")

@@ -13,8 +13,6 @@ Exit status: 0 when the run succeeded, 1 when it failed, was cancelled or was re
 
 from __future__ import annotations
 
-import getpass
-import os
 import threading
 import time
 from typing import Any
@@ -25,6 +23,7 @@ from django.db import connections
 
 import rollbacks.services
 from incidents.errors import DomainError
+from incidents.management.lookups import add_actor_argument
 from incidents.models import BackendKind, Incident, Release, Service, TimelineEntry
 from rollbacks import verification
 from rollbacks.approvals import reasons_text, run_policy
@@ -94,12 +93,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--yes", action="store_true", help="Do not ask for the typed confirmation"
         )
-        parser.add_argument(
-            "--as",
-            dest="username",
-            default=os.environ.get("BACKOUT_USER") or getpass.getuser(),
-            help="The console user acting (default: $BACKOUT_USER, else your login name)",
-        )
+        add_actor_argument(parser)
         parser.add_argument("--reason", default="", help="Why (goes on the timeline)")
         parser.add_argument(
             "--step-timeout",
