@@ -14,6 +14,7 @@ from django.contrib import admin
 from django.db import transaction
 from django.http import HttpRequest
 
+from incidents.guards import known_good_refusal
 from incidents.models import (
     ChecklistTemplate,
     ChecklistTemplateItem,
@@ -64,7 +65,14 @@ class ReleaseAdminForm(forms.ModelForm):
         if marking and cleaned.get("service") and cleaned.get("shipped_at"):
             asked = self.instance
             if asked.pk is None:  # a new release: as it would be once saved
-                asked = Release(service=cleaned["service"], shipped_at=cleaned["shipped_at"])
+                asked = Release(
+                    service=cleaned["service"],
+                    shipped_at=cleaned["shipped_at"],
+                    version=cleaned.get("version", ""),
+                )
+            refusal = known_good_refusal(asked, (cleaned.get("known_good_reason") or "").strip())
+            if refusal:
+                self.add_error("known_good_reason", refusal)
             suspect = release_suspected_by(asked)
             if suspect is not None:
                 self.add_error(

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from incidents.errors import DomainError
-from incidents.guards import severity_refusal
+from incidents.guards import known_good_refusal, severity_refusal
 from incidents.models import (
     INCIDENT_INSTANTS,
     STATUS_TRANSITIONS,
@@ -316,31 +316,40 @@ def checklist_item_set(
     return locked
 
 
-@transaction.atomic
 def release_mark_known_good(
     *, release: Release, actor: User | None, known_good: bool = True, reason: str = ""
 ) -> Release:
     """Mark (or unmark) a release as known-good, recording who and when. Refused while an
     open incident affecting its service began after it shipped: that release is the
-    suspect, and a rollback would take it as a target."""
-    if actor is not None and actor.is_authenticated:
+    suspect, and a rollback would take it as a target. A person marking it is also asked
+    what the known-good guards ask (incidents.guards): a reason where its checks fail."""
+    person = actor is not None and actor.is_authenticated
+    if actor is not None and person:
         require_role(actor, "incidents.change_release", "mark releases known-good")
     if len(reason.strip()) > 500:
         raise DomainError("A known-good reason is at most 500 characters.")
-    locked = Release.objects.select_for_update(no_key=True).get(pk=release.pk)
-    suspect = release_suspected_by(locked) if known_good else None
-    if suspect is not None:
-        raise DomainError(
-            f"{locked.service.name} {locked.version} is suspected by open incident "
-            f"#{suspect.pk} ({suspect.title[:80]}), which began after it shipped; resolve "
-            "the incident (or take the service off it) before marking this release known-good."
+    if person and known_good:
+        refusal = known_good_refusal(release, reason.strip())
+        if refusal:
+            raise DomainError(refusal)
+    with transaction.atomic():
+        locked = Release.objects.select_for_update(no_key=True).get(pk=release.pk)
+        suspect = release_suspected_by(locked) if known_good else None
+        if suspect is not None:
+            raise DomainError(
+                f"{locked.service.name} {locked.version} is suspected by open incident "
+                f"#{suspect.pk} ({suspect.title[:80]}), which began after it shipped; resolve "
+                "the incident (or take the service off it) before marking this release "
+                "known-good."
+            )
+        real_actor = actor if actor is not None and actor.is_authenticated else None
+        locked.known_good = known_good
+        locked.known_good_by = real_actor if known_good else None
+        locked.known_good_at = _now() if known_good else None
+        locked.known_good_reason = reason.strip()
+        locked.save(
+            update_fields=["known_good", "known_good_by", "known_good_at", "known_good_reason"]
         )
-    real_actor = actor if actor is not None and actor.is_authenticated else None
-    locked.known_good = known_good
-    locked.known_good_by = real_actor if known_good else None
-    locked.known_good_at = _now() if known_good else None
-    locked.known_good_reason = reason.strip()
-    locked.save(update_fields=["known_good", "known_good_by", "known_good_at", "known_good_reason"])
     return locked
 
 

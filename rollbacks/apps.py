@@ -12,6 +12,11 @@ class RollbacksConfig(AppConfig):
         room.register()
         # No lowering of the severity under a plan that waits for approval.
         guards.register()
+        # A person marking a release known-good while its checks fail says why.
+        from incidents.guards import register_known_good_guard
+        from rollbacks.release_tracking import known_good_by_hand_refusal
+
+        register_known_good_guard("rollbacks", known_good_by_hand_refusal)
         # The watch after a run succeeds (rollbacks.watch).
         from rollbacks.signals import run_finished, run_started
         from rollbacks.watch import watch_start, watches_end_for

@@ -103,8 +103,10 @@ def change_of(service: Service) -> LiveChange | None:
         return None
 
 
-def checks_pass(service: Service, version: str) -> tuple[bool, str]:
-    """Whether every verification check of the service passes now, and what they said."""
+def checks_pass(service: Service, version: str, *, settle: bool = True) -> tuple[bool, str]:
+    """Whether every verification check of the service passes now, and what they said.
+    Without `settle`, a check on the wrong side fails at once, with no retries or settling
+    (a person is waiting for the answer)."""
     config = service.target_config if isinstance(service.target_config, dict) else {}
     if "checks" not in config:
         return True, "no verification checks configured"
@@ -116,6 +118,8 @@ def checks_pass(service: Service, version: str) -> tuple[bool, str]:
     connections = conf.connections()
     said = []
     for spec in specs:
+        if not settle:
+            spec = {**spec, "settle_seconds": 0, "retries": 0}
         try:
             result = run_check(spec, version=version, connections=connections, defaults=defaults)
         except Exception as error:  # a check that cannot run never promotes
@@ -167,3 +171,18 @@ def releases_track() -> TrackReport:
         if promoted is not None:
             report.promoted.append(f"{service.name} {promoted.version}")
     return report
+
+
+def known_good_by_hand_refusal(release: Release, reason: str) -> str | None:
+    """An incidents.guards known-good guard: a person marking a release known-good while the
+    service's checks fail for it must say why (the reason is kept with the mark)."""
+    config = release.service.target_config
+    if not isinstance(config, dict) or "checks" not in config or reason:
+        return None
+    passed, said = checks_pass(release.service, release.version, settle=False)
+    if passed:
+        return None
+    return (
+        f"The checks of {release.service.name} fail for {release.version} now ({said[:300]}); "
+        "type a reason to mark it known-good anyway."
+    )
