@@ -50,6 +50,11 @@ if not SECRET_KEY:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off (see .env.example)")
     SECRET_KEY = "insecure-development-key-set-SECRET_KEY-in-production"
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1")
+# The status page's own host (statuspage.hosts): the public page, its JSON and its feed at
+# the root of that host, and nothing of the console there. Allowed as a host by itself.
+STATUS_PAGE_HOST = os.environ.get("STATUS_PAGE_HOST", "").strip().lower()
+if STATUS_PAGE_HOST and STATUS_PAGE_HOST not in ALLOWED_HOSTS and "*" not in ALLOWED_HOSTS:
+    ALLOWED_HOSTS.append(STATUS_PAGE_HOST)
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
@@ -77,6 +82,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # A request for STATUS_PAGE_HOST sees the public status page's URLs only.
+    "statuspage.hosts.StatusHostMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -1,12 +1,10 @@
-from django.urls import path
+from django.urls import include, path
 
 from statuspage import views
 
 urlpatterns = [
-    path("status/", views.public_page, name="status_page"),
-    path("status/api/v2/summary.json", views.summary_json, name="status_summary_json"),
-    path("status/api/v2/status.json", views.status_json, name="status_status_json"),
-    path("status/history.atom", views.history_atom, name="status_history_atom"),
+    # The same public URLs the status host serves at its root (statuspage.hosts).
+    path("status/", include("statuspage.public_urls")),
     path("incidents/<int:incident_id>/status-page/", views.desk, name="status_desk"),
     path("incidents/<int:incident_id>/status-page/draft", views.draft_submit, name="status_draft"),
     path("incidents/<int:incident_id>/status-page/preview", views.preview, name="status_preview"),
