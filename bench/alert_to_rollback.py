@@ -30,10 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import (  # noqa: E402
-    database_url,
+    django_on_fresh_database,
     drop_database,
     postgres_server_url,
-    recreate_database,
 )
 
 
@@ -50,28 +49,19 @@ def bench(options: argparse.Namespace) -> int:
     exporter = MetricsExporter.start()
     prometheus = start_prometheus([exporter.target], scrape_interval=1.0)
     server_url = postgres_server_url()
-    recreate_database(server_url, options.database)
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "console.settings",
-            "DEBUG": "0",
-            "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-secret-key-not-for-use"),
-            "ALLOWED_HOSTS": "testserver",
-            "DATABASE_URL": database_url(server_url, options.database),
-            "REDIS_URL": options.redis,
-            "LOG_LEVEL": "WARNING",
-            "KUBE_HOST": kube.url,
-            "PROMETHEUS_URL": prometheus.url,
-            "CELERY_TASK_ALWAYS_EAGER": "1",
-            "ALERT_SEVERITY_MAP": json.dumps({"error": "P2"}),
-        }
-    )
     try:
-        import django
-
-        django.setup()
+        django_on_fresh_database(
+            options.database,
+            {
+                "DEBUG": "0",
+                "REDIS_URL": options.redis,
+                "KUBE_HOST": kube.url,
+                "PROMETHEUS_URL": prometheus.url,
+                "CELERY_TASK_ALWAYS_EAGER": "1",
+                "ALERT_SEVERITY_MAP": json.dumps({"error": "P2"}),
+            },
+        )
         from django.contrib.auth.models import User
-        from django.core.management import call_command
         from django.test import Client
         from django.utils import timezone
 
@@ -81,7 +71,6 @@ def bench(options: argparse.Namespace) -> int:
         from incidents.roles import ensure_roles
         from rollbacks.models import Run
 
-        call_command("migrate", verbosity=0)
         groups = ensure_roles()
         sender = User.objects.create_user("bench-alertmanager")
         sender.groups.add(groups["Incident Commander"])

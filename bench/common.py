@@ -36,3 +36,29 @@ def drop_database(server_url: str, name: str) -> None:
     except Exception:
         pass  # Django never started, or its settings never loaded: nothing to close.
     recreate_database(server_url, name, create=False)
+
+
+def django_on_fresh_database(
+    name: str, environment: dict[str, str], *, settings_module: str = "console.settings"
+) -> str:
+    """Recreate database `name`, start Django on it with the benches' defaults (a throwaway
+    secret key, the test client's host, warnings only) and `environment` over them, and
+    migrate it. Returns the server's URL, for drop_database once the bench is done."""
+    server_url = postgres_server_url()
+    recreate_database(server_url, name)
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": settings_module,
+            "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-secret-key-not-for-use"),
+            "ALLOWED_HOSTS": "testserver",
+            "LOG_LEVEL": "WARNING",
+            "DATABASE_URL": database_url(server_url, name),
+            **environment,
+        }
+    )
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    return server_url

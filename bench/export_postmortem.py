@@ -36,10 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import (  # noqa: E402
-    database_url,
+    django_on_fresh_database,
     drop_database,
     postgres_server_url,
-    recreate_database,
 )
 
 PDF_TARGET_SECONDS = 5.0
@@ -176,32 +175,22 @@ def seed(entries: int, scripts: bool = False) -> int:
 
 def bench(options: argparse.Namespace) -> int:
     server_url = postgres_server_url()
-    recreate_database(server_url, options.database)
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "console.settings",
-            "DEBUG": "0",
-            "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-secret-key-not-for-use"),
-            "ALLOWED_HOSTS": "testserver",
-            "DATABASE_URL": database_url(server_url, options.database),
-            "REDIS_URL": options.redis,
-            "LOG_LEVEL": "WARNING",
-            # The exports are measured, not the second factor of the commander's sign-in.
-            "REQUIRE_TWO_FACTOR": "0",
-        }
-    )
     try:
-        import django
-
-        django.setup()
+        django_on_fresh_database(
+            options.database,
+            {
+                "DEBUG": "0",
+                "REDIS_URL": options.redis,
+                # The exports are measured, not the second factor of the commander's sign-in.
+                "REQUIRE_TWO_FACTOR": "0",
+            },
+        )
         from django.contrib.auth.models import User
-        from django.core.management import call_command
         from django.test import Client
 
         from postmortems.exports import EXPORT_FORMATS
         from postmortems.selectors import postmortem_report
 
-        call_command("migrate", verbosity=0)
         print(f"Seeding an incident with {options.entries:,} timeline entries…", flush=True)
         started = time.perf_counter()
         incident_id = seed(options.entries)
