@@ -17,3 +17,8 @@ def celery_conf_set(app: Celery, **values: Any) -> None:
     for name, value in values.items():
         app.conf[name] = value
         app.conf[f"CELERY_{name.upper()}"] = value
+    if "broker_url" in values:
+        # The app keeps the producer pool of the broker it first sent to, and `app.close()`
+        # leaves it: a task sent after the switch would go to the old broker. Forget it, as
+        # Celery does after a fork; kombu keeps each broker's pool for when it is used again.
+        app.amqp._producer_pool = None
