@@ -11,6 +11,7 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
+from kombu import Exchange, Queue
 
 from accounts.role_map import parse_role_map
 
@@ -261,6 +262,21 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Longer than the longest step may take, so a slow step is not delivered twice.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 4 * 3600}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Two queues (docs/deploy.md, "Queues"): `steps` carries what moves a rollback forward (its
+# steps, the hand-over to the next group, recovering stalled steps), `celery` everything else
+# (notices, verification and watch rounds, the beat's sweeps, alerts). A worker started
+# without --queues consumes both; `--queues steps` dedicates a worker, or a machine, to
+# steps, so a flood of notices or verification rounds never stands in front of one. Each
+# queue has an exchange and routing key of its own (what Celery makes for a queue it was
+# not told of), so a message routed to one lands in that queue alone.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = [
+    Queue(name, Exchange(name, type="direct"), routing_key=name) for name in ("celery", "steps")
+]
+CELERY_TASK_ROUTES = {
+    f"rollbacks.tasks.{task}": {"queue": "steps"}
+    for task in ("step_execute", "steps_execute", "run_advance", "steps_recover")
+}
 
 # Infrastructure the rollback backends talk to. Credentials come from the SDKs' own
 # environment variables or files, never from the database.
