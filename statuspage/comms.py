@@ -334,9 +334,11 @@ def delivery_retry(*, delivery: Delivery, actor: User) -> Delivery:
 # -- rollback notices --------------------------------------------------------------------------
 
 
-def run_event_notice(*, run_id: int, event: str) -> Notice | None:
+def run_event_notice(*, run_id: int, event: str, after: datetime | None = None) -> Notice | None:
     """The internal notice for a rollback run starting, progressing or finishing, built from
-    the incident's facts. Dry runs and drills send none."""
+    the incident's facts. Dry runs and drills send none. A progress notice is keyed by the
+    time of the notice it follows (`after`, else the start): sweeps that found the same last
+    notice, two beats started by mistake, write one."""
     kind, key = _RUN_EVENTS[event]
     run = Run.objects.select_related("incident").filter(pk=run_id).first()
     if run is None:  # deleted since, or a message meant for another console's database
@@ -345,8 +347,7 @@ def run_event_notice(*, run_id: int, event: str) -> Notice | None:
     if run.dry_run or run.drill or run.started_at is None:
         return None
     if event == "progress":
-        sequence = Notice.objects.filter(run=run, kind=kind).count() + 1
-        dedupe_key = f"run:{run.pk}:progress:{sequence}"
+        dedupe_key = f"run:{run.pk}:progress:{(after or run.started_at).timestamp():.6f}"
     else:
         dedupe_key = f"run:{run.pk}:{event}"
     subject, body = texts.rendered(key, texts.incident_facts(run.incident, run=run))
@@ -521,7 +522,7 @@ def progress_notices(*, now: datetime | None = None) -> list[int]:
     for run in runs:
         last = run.last_notice or run.started_at  # type: ignore[attr-defined]
         due = last is not None and moment - last >= every
-        if due and run_event_notice(run_id=run.pk, event="progress") is not None:
+        if due and run_event_notice(run_id=run.pk, event="progress", after=last) is not None:
             sent.append(run.pk)
     return sent
 

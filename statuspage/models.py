@@ -211,7 +211,8 @@ class Notice(models.Model):
     run = models.ForeignKey(
         Run, null=True, blank=True, on_delete=models.PROTECT, related_name="notices"
     )
-    # Makes a notice once-only: "run:7:started", "run:7:progress:2", a uuid for customers.
+    # Makes a notice once-only: "run:7:started", "run:7:progress:<epoch of the notice it
+    # follows>", a uuid for customers.
     dedupe_key = models.CharField(max_length=100, unique=True)
     subject = models.CharField(max_length=200)
     body = models.TextField()

@@ -221,6 +221,17 @@ def test_a_running_rollback_gets_a_progress_notice_every_interval(started_run, s
     assert "0 of 1 step(s) finished" in progress.body
 
 
+def test_two_sweeps_that_found_the_same_last_notice_write_one_progress_notice(started_run):
+    # Two beats by mistake: the second sweep decided on the notice the first one followed,
+    # and asks after the first has written (and committed) its progress notice.
+    run, _, _ = started_run
+    last = Notice.objects.filter(run=run).latest("created_at").created_at
+    first = comms.run_event_notice(run_id=run.pk, event="progress", after=last)
+    second = comms.run_event_notice(run_id=run.pk, event="progress", after=last)
+    assert first is not None and second is None
+    assert Notice.objects.filter(run=run, kind="rollback_progress").count() == 1
+
+
 def test_dry_runs_send_no_notices(roles, webhook, django_capture_on_commit_callbacks):
     commander = UserFactory(roles=["Incident Commander"])
     flag = ServiceFactory(
