@@ -237,7 +237,9 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# `manage.py collectstatic` copies the files here and whitenoise serves them from here
+# (DEBUG off); a production install points it outside the code, e.g. /var/lib/backout/static.
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # Under uvicorn in development, whitenoise serves files straight from the app folders.
 WHITENOISE_USE_FINDERS = DEBUG
