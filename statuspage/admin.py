@@ -1,5 +1,6 @@
-"""Admin: components and default texts are edited here; revisions, notices and deliveries
-are shown read-only (they change through the status desk's services)."""
+"""Admin: default texts are edited here, and components for repairs (the support lead has a
+page of their own for them); revisions, notices and deliveries are shown read-only (they
+change through the status desk's services)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,21 @@ from statuspage.models import Component, Delivery, MessageTemplate, Notice, Revi
 
 @admin.register(Component)
 class ComponentAdmin(admin.ModelAdmin):
-    list_display = ["name", "position", "service", "status", "updated_at"]
-    list_editable = ["position"]
-    fields = ["name", "description", "position", "service", "status"]
+    # The support lead's page (statuspage.component_views) checks more; this one serves
+    # repairs and setting a state by hand (maintenance).
+    list_display = ["name", "is_group", "group", "position", "status", "updated_at"]
+    list_filter = ["is_group", "group"]
+    fields = [
+        "name",
+        "description",
+        "is_group",
+        "group",
+        "position",
+        "only_show_if_degraded",
+        "services",
+        "status",
+    ]
+    filter_horizontal = ["services"]
 
 
 @admin.register(MessageTemplate)

@@ -1,6 +1,7 @@
 """The public status page and the support lead's communications.
 
-A `Component` is what customers see (optionally tied to an `incidents.Service`). Each incident
+A `Component` is what customers see, fed by any number of `incidents.Service`s, and may sit
+in a group (itself a `Component` with `is_group`, as Statuspage's JSON has it). Each incident
 has one working `Draft` of its public text, edited under optimistic locking, and publishing it
 appends an immutable `Revision`; the `PublicIncident` row is what the public page and its feeds
 read. `Notice` and `Delivery` hold internal and customer messages and each attempt to send
@@ -49,19 +50,38 @@ FINISHED_PUBLIC_STATUSES = frozenset({PublicStatus.RESOLVED, PublicStatus.POSTMO
 
 
 class Component(models.Model):
-    """Something customers recognise on the status page, with its current state."""
+    """Something customers recognise on the status page ("Checkout"), with its current state.
 
-    name = models.CharField(max_length=100, unique=True)
+    Its name and description are public and its own, never an internal service's. It is fed
+    by the services behind it (one component may stand for several services, a service may
+    feed several components): their incidents suggest it as affected. A group
+    (`is_group`) holds components and is fed by none; groups do not nest. `position`
+    orders a component among its siblings (the page's top level, or its group).
+    """
+
+    name = models.CharField(max_length=100)
     description = models.CharField(max_length=300, blank=True)
     position = models.PositiveSmallIntegerField(default=0)
-    service = models.OneToOneField(
-        Service,
+    is_group = models.BooleanField(
+        default=False, help_text="A group of components (Statuspage's `group: true`)"
+    )
+    group = models.ForeignKey(
+        "self",
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
-        related_name="status_component",
-        help_text="The console service this component shows, if any; its incidents suggest "
-        "this component as affected",
+        related_name="members",
+        limit_choices_to={"is_group": True},
+    )
+    only_show_if_degraded = models.BooleanField(
+        default=False, help_text="Listed on the public page only while not operational"
+    )
+    services = models.ManyToManyField(
+        Service,
+        blank=True,
+        related_name="status_components",
+        help_text="The console services behind this component; their incidents suggest it "
+        "as affected",
     )
     status = models.CharField(
         max_length=30, choices=ComponentStatus.choices, default=ComponentStatus.OPERATIONAL
@@ -71,9 +91,34 @@ class Component(models.Model):
 
     class Meta:
         ordering = ["position", "name"]
+        constraints = [
+            # Among siblings: the top level (no group) counts as one set of siblings.
+            models.UniqueConstraint(
+                fields=["group", "name"], name="component_unique_name", nulls_distinct=False
+            ),
+            models.CheckConstraint(
+                condition=models.Q(is_group=False) | models.Q(group__isnull=True),
+                name="component_groups_do_not_nest",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(group=models.F("pk")), name="component_not_own_group"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        # The admin's check; the console's page goes through statuspage.components.
+        if self.is_group and self.group_id is not None:
+            raise ValidationError({"group": "A group cannot sit inside another group."})
+        if (
+            self.group_id is not None
+            and not Component.objects.filter(pk=self.group_id, is_group=True).exists()
+        ):
+            raise ValidationError({"group": "Choose a group, not a component."})
+        if not self.is_group and self.pk is not None and self.members.exists():
+            raise ValidationError({"is_group": "This group still holds components."})
 
 
 class PublicIncident(models.Model):

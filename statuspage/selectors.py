@@ -8,7 +8,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,8 +17,8 @@ from django.core.cache import cache
 from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
-from incidents.models import Incident
-from statuspage import conf
+from incidents.models import Incident, Service
+from statuspage import conf, texts
 from statuspage.models import (
     FINISHED_PUBLIC_STATUSES,
     Component,
@@ -43,6 +43,14 @@ INDICATOR_DESCRIPTIONS = {
     "major": "Partial system outage",
     "critical": "Major system outage",
 }
+# From best to worst, for a group's state: planned work ranks below any degradation.
+_WORST: list[str] = [
+    ComponentStatus.OPERATIONAL,
+    ComponentStatus.UNDER_MAINTENANCE,
+    ComponentStatus.DEGRADED_PERFORMANCE,
+    ComponentStatus.PARTIAL_OUTAGE,
+    ComponentStatus.MAJOR_OUTAGE,
+]
 _COMPONENT_LEVEL = {
     ComponentStatus.OPERATIONAL: "none",
     ComponentStatus.DEGRADED_PERFORMANCE: "minor",
@@ -70,10 +78,66 @@ def _public_incidents() -> QuerySet[PublicIncident]:
 
 
 def overall_indicator(components: list[Component], incidents: list[PublicIncident]) -> str:
-    """The worst of the active incidents' impacts and the components' states."""
-    levels = [_COMPONENT_LEVEL[ComponentStatus(c.status)] for c in components]
+    """The worst of the active incidents' impacts and the components' states (a group's
+    state is its components', so groups are not counted twice)."""
+    levels = [_COMPONENT_LEVEL[ComponentStatus(c.status)] for c in components if not c.is_group]
     levels += [incident.impact for incident in incidents if incident.is_active]
     return max(levels, key=_LEVELS.index, default="none")
+
+
+def worst_status(statuses: list[str]) -> str:
+    """The worst of component states (operational when there are none)."""
+    return max(statuses, key=_WORST.index, default=ComponentStatus.OPERATIONAL)
+
+
+@dataclass
+class ComponentLine:
+    """One line of the page's component list: a component, or a group with its members
+    (in order). A group's state and time are its members' worst and latest."""
+
+    component: Component
+    members: list[Component] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        if not self.component.is_group:
+            return self.component.status
+        return worst_status([member.status for member in self.members])
+
+    @property
+    def status_label(self) -> str:
+        return ComponentStatus(self.status).label
+
+    @property
+    def updated_at(self) -> datetime:
+        return max([self.component.updated_at, *(m.updated_at for m in self.members)])
+
+    @property
+    def shown_members(self) -> list[Component]:
+        return [member for member in self.members if shown(member)]
+
+    @property
+    def is_shown(self) -> bool:
+        """Whether the public page lists it: a group while one of its members is shown."""
+        if self.component.is_group:
+            return bool(self.shown_members)
+        return shown(self.component)
+
+
+def shown(component: Component) -> bool:
+    """Whether the public page lists a component (`only_show_if_degraded` ones only while
+    they are not operational)."""
+    return not component.only_show_if_degraded or component.status != ComponentStatus.OPERATIONAL
+
+
+def component_lines(components: list[Component]) -> list[ComponentLine]:
+    """`components` (all of them, in position order) as the page lists them: top-level
+    components and groups in order, each group's members under it."""
+    lines = {c.pk: ComponentLine(c) for c in components if c.group_id is None}
+    for component in components:
+        if component.group_id is not None and component.group_id in lines:
+            lines[component.group_id].members.append(component)
+    return list(lines.values())
 
 
 @dataclass
@@ -83,16 +147,21 @@ class PublicState:
     history: list[PublicIncident]
     updated_at: datetime
     indicator: str
+    lines: list[ComponentLine] = field(default_factory=list)
 
     @property
     def description(self) -> str:
         return INDICATOR_DESCRIPTIONS[self.indicator]
 
+    @property
+    def shown_lines(self) -> list[ComponentLine]:
+        return [line for line in self.lines if line.is_shown]
+
 
 def public_state(*, now: datetime | None = None) -> PublicState:
     """What the public page shows: four queries whatever the number of incidents."""
     moment = now or timezone.now()
-    components = list(Component.objects.order_by("position", "name"))
+    components = list(Component.objects.order_by("position", "name", "pk"))
     incidents = list(
         _public_incidents()
         .exclude(
@@ -110,6 +179,7 @@ def public_state(*, now: datetime | None = None) -> PublicState:
         history=history,
         updated_at=max(stamps, default=moment),
         indicator=overall_indicator(components, active),
+        lines=component_lines(components),
     )
 
 
@@ -130,22 +200,36 @@ def status_json(state: PublicState) -> dict[str, str]:
     return {"indicator": state.indicator, "description": state.description}
 
 
-def component_json(component: Component) -> dict[str, Any]:
-    return {
+def component_json(component: Component, line: ComponentLine | None = None) -> dict[str, Any]:
+    """A component in Statuspage's shape. A group (given with its `line`) carries the ids
+    of its components, its members' worst state and their latest change."""
+    shape: dict[str, Any] = {
         "id": str(component.pk),
         "name": component.name,
-        "status": component.status,
+        "status": line.status if line else component.status,
         "created_at": _iso(component.created_at),
-        "updated_at": _iso(component.updated_at),
+        "updated_at": _iso(line.updated_at if line else component.updated_at),
         "position": component.position,
         "description": component.description or None,
         "showcase": True,
         "start_date": None,
-        "group_id": None,
+        "group_id": str(component.group_id) if component.group_id else None,
         "page_id": page_id(),
-        "group": False,
-        "only_show_if_degraded": False,
+        "group": component.is_group,
+        "only_show_if_degraded": component.only_show_if_degraded,
     }
+    if component.is_group:
+        shape["components"] = [str(m.pk) for m in (line.members if line else [])]
+    return shape
+
+
+def components_json(state: PublicState) -> list[dict[str, Any]]:
+    """Every component, a group followed by its members, in page order."""
+    listed = []
+    for line in state.lines:
+        listed.append(component_json(line.component, line))
+        listed += [component_json(member) for member in line.members]
+    return listed
 
 
 def _affected(
@@ -208,10 +292,10 @@ def incident_json(
 
 def summary_json(state: PublicState, base_url: str) -> dict[str, Any]:
     """summary.json: page, components, unresolved incidents, maintenances, status."""
-    names = {str(c.pk): c.name for c in state.components}
+    names = {str(c.pk): c.name for c in state.components if not c.is_group}
     return {
         "page": page_json(state, base_url),
-        "components": [component_json(c) for c in state.components],
+        "components": components_json(state),
         "incidents": [incident_json(i, f"{base_url}#incident-{i.pk}", names) for i in state.active],
         "scheduled_maintenances": [],
         "status": status_json(state),
@@ -289,6 +373,38 @@ def revision_history(incident: Incident) -> list[RevisionView]:
         views.append(RevisionView(revision=revision, diff=diff, changes=changes))
         previous = revision
     return list(reversed(views))
+
+
+@dataclass
+class DeskComponent:
+    """A component the draft may set, with the incident's services that feed it: a
+    suggestion that it is affected (the support lead decides)."""
+
+    component: Component
+    fed_by: list[str]
+
+    @property
+    def group_name(self) -> str:
+        return self.component.group.name if self.component.group else ""
+
+
+def desk_components(incident: Incident) -> list[DeskComponent]:
+    """Every component a draft may set (groups take their members' state), in page order,
+    each with the names of the incident's services feeding it."""
+    fed_by_incident = Prefetch(
+        "services",
+        queryset=Service.objects.filter(incidents=incident).order_by("name"),
+        to_attr="incident_services",
+    )
+    listed = (
+        Component.objects.filter(is_group=False)
+        .select_related("group")
+        .prefetch_related(fed_by_incident)
+    )
+    return [
+        DeskComponent(component, [s.name for s in component.incident_services])  # type: ignore[attr-defined]
+        for component in sorted(listed, key=texts.page_order)
+    ]
 
 
 def incident_notices(incident: Incident) -> list[Notice]:

@@ -112,9 +112,11 @@ def _check_fields(
     if len(body) > MAX_BODY_CHARS:
         raise DomainError(f"The update is limited to {MAX_BODY_CHARS} characters.")
     cleaned: dict[str, str] = {}
+    # A group's state is its components' worst: it is never set on its own.
     known = set(
         Component.objects.filter(
-            pk__in=[key for key in component_statuses if str(key).isascii() and str(key).isdigit()]
+            is_group=False,
+            pk__in=[key for key in component_statuses if str(key).isascii() and str(key).isdigit()],
         ).values_list("pk", flat=True)
     )
     for key, value in component_statuses.items():
@@ -171,7 +173,7 @@ def draft_save(
     return draft
 
 
-def _invalidate_public_cache() -> None:
+def public_cache_invalidate() -> None:
     """A new generation: every cached copy of the public page and its JSON is dropped."""
     try:
         cache.set(PUBLIC_CACHE_KEY, uuid.uuid4().hex, None)
@@ -270,14 +272,18 @@ def draft_publish(
         },
     )
     # Now and again after commit: a reader between the two may cache the old state.
-    _invalidate_public_cache()
-    transaction.on_commit(_invalidate_public_cache)
+    public_cache_invalidate()
+    transaction.on_commit(public_cache_invalidate)
     return revision
 
 
 @transaction.atomic
 def revision_restore(*, revision: Revision, actor: User, version: int) -> Draft:
-    """Put a published revision's text back into the draft (to publish it again)."""
+    """Put a published revision's text back into the draft (to publish it again), without
+    the states of components deleted since."""
+    listed = {
+        str(pk) for pk in Component.objects.filter(is_group=False).values_list("pk", flat=True)
+    }
     return draft_save(
         incident=revision.public_incident.incident,
         actor=actor,
@@ -286,7 +292,9 @@ def revision_restore(*, revision: Revision, actor: User, version: int) -> Draft:
         status=revision.status,
         impact=revision.impact,
         body=revision.body,
-        component_statuses=revision.component_statuses,
+        component_statuses={
+            key: value for key, value in revision.component_statuses.items() if key in listed
+        },
     )
 
 

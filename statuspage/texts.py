@@ -75,8 +75,22 @@ def outage_duration(incident: Incident, *, now: datetime | None = None) -> timed
 
 
 def affected_components(incident: Incident) -> list[Component]:
-    """Components tied to the incident's services, in page order."""
-    return list(Component.objects.filter(service__incidents=incident).order_by("position", "name"))
+    """The components the incident's services feed: what the desk suggests as affected.
+    In page order (a group's members where the group stands)."""
+    fed = (
+        Component.objects.filter(is_group=False, services__incidents=incident)
+        .select_related("group")
+        .distinct()
+    )
+    return sorted(fed, key=page_order)
+
+
+def page_order(component: Component) -> tuple[int, str, int, int, str]:
+    """Where `component` stands on the public page: its group's place, then its own."""
+    if component.group is None:
+        return (component.position, component.name, component.pk, 0, "")
+    group = component.group
+    return (group.position, group.name, group.pk, component.position, component.name)
 
 
 def incident_facts(incident: Incident, *, run: Run | None = None) -> dict[str, str]:

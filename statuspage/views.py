@@ -43,7 +43,9 @@ def _incident(incident_id: int) -> Incident:
 
 
 def _components() -> list[Component]:
-    return list(Component.objects.order_by("position", "name"))
+    """What a draft may set: components (a group shows its members' worst), in page order."""
+    listed = Component.objects.filter(is_group=False).select_related("group")
+    return sorted(listed, key=texts.page_order)
 
 
 def _desk_context(
@@ -57,9 +59,11 @@ def _desk_context(
     flash: str = "",
 ) -> dict[str, Any]:
     draft = services.draft_get(incident)
-    components = _components()
+    suggestions = selectors.desk_components(incident)
     if form is None:
-        form = DraftForm(initial=DraftForm.initial_for(draft), components=components)
+        form = DraftForm(
+            initial=DraftForm.initial_for(draft), components=[s.component for s in suggestions]
+        )
     body = form["body"].value() or ""
     if customer_form is None:
         subject, text = comms.customer_notice_draft(incident)
@@ -79,6 +83,11 @@ def _desk_context(
         "preview_html": markup.render(str(body)),
         "preview_name": form["name"].value(),
         "preview_status": form["status"].value(),
+        "component_rows": [
+            {"field": form[f"component_{item.component.pk}"], "item": item}
+            for item in suggestions
+            if f"component_{item.component.pk}" in form.fields
+        ],
         "conflict": conflict,
         "conflict_html": markup.render(conflict.body) if conflict else "",
         "revisions": selectors.revision_history(incident),
@@ -312,6 +321,22 @@ def summary_json(request: HttpRequest) -> HttpResponse:
         f"summary {base}", lambda: selectors.summary_json(selectors.public_state(), base)
     )
     return _public_headers(JsonResponse(summary, json_dumps_params={"ensure_ascii": False}))
+
+
+@login_not_required
+@require_GET
+def components_json(request: HttpRequest) -> HttpResponse:
+    base = _base_url(request)
+
+    def components() -> dict[str, Any]:
+        state = selectors.public_state()
+        return {
+            "page": selectors.page_json(state, base),
+            "components": selectors.components_json(state),
+        }
+
+    body = selectors.cached_public(f"components {base}", components)
+    return _public_headers(JsonResponse(body, json_dumps_params={"ensure_ascii": False}))
 
 
 @login_not_required

@@ -16,7 +16,8 @@ def test_support_lead_drafts_previews_and_publishes_to_the_public_page(
 ):
     UserFactory(username="sam", password="tell-them-early", roles=["Support Lead"])
     service = ServiceFactory(name="checkout")
-    component = Component.objects.create(name="Checkout", position=1, service=service)
+    component = Component.objects.create(name="Checkout", position=1)
+    component.services.set([service])
     incident = incident_open(title="Checkout errors after v2.4.0", services=[service])
 
     log_in(page, live_server.url, "sam", "tell-them-early")

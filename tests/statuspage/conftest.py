@@ -80,8 +80,12 @@ def support_lead(roles: dict) -> Any:
 
 @pytest.fixture
 def checkout_component(db: None) -> Component:
+    """The component "Checkout", fed by the `checkout` service (its `.service` here)."""
     service = ServiceFactory(name="checkout")
-    return Component.objects.create(name="Checkout", position=1, service=service)
+    component = Component.objects.create(name="Checkout", position=1)
+    component.services.add(service)
+    component.service = service
+    return component
 
 
 @pytest.fixture

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
 from django.utils import timezone
 
 from incidents.errors import DomainError, PermissionDenied
@@ -14,7 +12,7 @@ from incidents.models import TimelineKind
 from statuspage import services
 from statuspage.models import Component, Draft, MessageTemplate, PublicIncident, Revision
 from statuspage.selectors import revision_history
-from tests.factories import ServiceFactory, UserFactory, incident_open
+from tests.factories import UserFactory, incident_open
 
 pytestmark = pytest.mark.django_db
 
@@ -224,13 +222,3 @@ def test_component_status_changes_only_through_a_publish(support_lead, checkout_
         **_fields(component_statuses={str(checkout_component.pk): "major_outage"}),
     )
     assert Component.objects.get(pk=checkout_component.pk).status == "operational"
-
-
-def test_status_components_command_gives_each_production_service_a_component_once(db):
-    ServiceFactory(name="storefront-web")
-    ServiceFactory(name="staging-only", environment="staging")
-    call_command("status_components", stdout=StringIO())
-    call_command("status_components", stdout=StringIO())
-    assert list(Component.objects.values_list("name", "service__name")) == [
-        ("Storefront web", "storefront-web")
-    ]

@@ -39,7 +39,14 @@ def _iso_or_none(value):
 
 
 @pytest.mark.parametrize(
-    "name", ["status_page", "status_summary_json", "status_status_json", "status_history_atom"]
+    "name",
+    [
+        "status_page",
+        "status_summary_json",
+        "status_status_json",
+        "status_components_json",
+        "status_history_atom",
+    ],
 )
 def test_public_surfaces_need_no_login(client, name):
     response = client.get(reverse(name))

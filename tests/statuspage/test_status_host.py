@@ -25,6 +25,7 @@ def status_host(settings):
         ("/", "text/html"),
         ("/api/v2/summary.json", "application/json"),
         ("/api/v2/status.json", "application/json"),
+        ("/api/v2/components.json", "application/json"),
         ("/history.atom", "application/atom+xml"),
     ],
 )
@@ -45,7 +46,15 @@ def test_its_links_and_the_summary_point_at_the_root(client, status_host):
 
 @pytest.mark.parametrize(
     "path",
-    ["/accounts/login/", "/admin/", "/admin/login/", "/status/", "/incidents/", "/api/v1/docs"],
+    [
+        "/accounts/login/",
+        "/admin/",
+        "/admin/login/",
+        "/status/",
+        "/incidents/",
+        "/api/v1/docs",
+        "/status-page/components/",
+    ],
 )
 def test_nothing_of_the_console_is_served_there(client, status_host, path):
     staff = UserFactory(username="staff", is_staff=True, is_superuser=True)
