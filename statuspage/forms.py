@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.core.validators import validate_email
 
+from incidents.models import Environment, Service
 from statuspage.models import Component, ComponentStatus, Impact, PublicStatus
 from statuspage.services import MAX_BODY_CHARS
 
@@ -124,3 +125,52 @@ class CustomerNoticeForm(forms.Form):
         # Its own ids: the draft form on the same desk has a `body` field too.
         kwargs.setdefault("auto_id", "customer_%s")
         super().__init__(*args, **kwargs)
+
+
+def _production_services() -> list[tuple[int, str]]:
+    return [
+        (service.pk, service.name)
+        for service in Service.objects.filter(environment=Environment.PRODUCTION).order_by("name")
+    ]
+
+
+class ComponentForm(forms.Form):
+    """A component or group on the components page. The group comes from the request's
+    `group` values (statuspage.components.one_group); names, lengths and characters are
+    the service's to check, so every way in refuses alike."""
+
+    name = forms.CharField(required=False, strip=False)
+    description = forms.CharField(required=False, strip=False)
+    only_show_if_degraded = forms.BooleanField(
+        required=False,
+        label="Only show if degraded",
+        help_text="Listed on the public page only while not operational",
+    )
+    services = forms.TypedMultipleChoiceField(
+        required=False,
+        coerce=int,
+        label="Fed by services",
+        help_text="Production services behind it; their incidents suggest it as affected",
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    def __init__(self, *args: Any, prefix_ids: str = "component", **kwargs: Any) -> None:
+        # Two of these can share a page (add a component, add a group): their own ids.
+        kwargs.setdefault("auto_id", f"{prefix_ids}_%s")
+        super().__init__(*args, **kwargs)
+        services = self.fields["services"]
+        assert isinstance(services, forms.TypedMultipleChoiceField)
+        services.choices = _production_services()
+
+    @staticmethod
+    def initial_for(component: Component) -> dict[str, Any]:
+        return {
+            "name": component.name,
+            "description": component.description,
+            "only_show_if_degraded": component.only_show_if_degraded,
+            "services": [service.pk for service in component.services.all()],
+        }
+
+
+class MoveForm(forms.Form):
+    direction = forms.ChoiceField(choices=[("up", "up"), ("down", "down")])

@@ -1,10 +1,31 @@
 from django.urls import include, path
 
-from statuspage import views
+from statuspage import component_views, views
 
 urlpatterns = [
     # The same public URLs the status host serves at its root (statuspage.hosts).
     path("status/", include("statuspage.public_urls")),
+    path("status-page/components/", component_views.components_page, name="status_components"),
+    path(
+        "status-page/components/new",
+        component_views.component_create,
+        name="status_component_create",
+    ),
+    path(
+        "status-page/components/<int:component_id>/",
+        component_views.component_edit,
+        name="status_component_edit",
+    ),
+    path(
+        "status-page/components/<int:component_id>/move",
+        component_views.component_move,
+        name="status_component_move",
+    ),
+    path(
+        "status-page/components/<int:component_id>/delete",
+        component_views.component_delete,
+        name="status_component_delete",
+    ),
     path("incidents/<int:incident_id>/status-page/", views.desk, name="status_desk"),
     path("incidents/<int:incident_id>/status-page/draft", views.draft_submit, name="status_draft"),
     path("incidents/<int:incident_id>/status-page/preview", views.preview, name="status_preview"),

@@ -13,6 +13,7 @@ from django.utils import timezone
 import rollbacks.services
 from rollbacks.approvals import approval_request_open, approval_withdraw
 from rollbacks.models import Run, RunState, StepState
+from statuspage.models import Component
 from tests.factories import ReleaseFactory, ServiceFactory, UserFactory, incident_open
 from tests.permissions import assert_reached_only_if_allowed, assert_sent_to_login
 
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.django_db
 ROLES = ["Viewer", "Responder", "Support Lead", "Approver", "Incident Commander"]
 EVERYONE = set(ROLES)
 COMMANDER = {"Incident Commander"}
+SUPPORT = {"Support Lead"}
 
 
 @dataclass
@@ -258,6 +260,35 @@ CASES = [
         COMMANDER,
         lambda w: ("post", _run_url("step_skip", step_id=w.step.pk)(w), {"reason": "flag gone"}),
     ),
+    Case("status_components", SUPPORT, lambda w: ("get", reverse("status_components"), {})),
+    Case(
+        "status_component_create",
+        SUPPORT,
+        lambda w: ("post", reverse("status_component_create"), {"name": "Search"}),
+    ),
+    Case(
+        "status_component_edit",
+        SUPPORT,
+        lambda w: (
+            "post",
+            reverse("status_component_edit", args=[_status_component().pk]),
+            {"name": "Search and browse"},
+        ),
+    ),
+    Case(
+        "status_component_move",
+        SUPPORT,
+        lambda w: (
+            "post",
+            reverse("status_component_move", args=[_status_component().pk]),
+            {"direction": "down"},
+        ),
+    ),
+    Case(
+        "status_component_delete",
+        SUPPORT,
+        lambda w: ("post", reverse("status_component_delete", args=[_status_component().pk]), {}),
+    ),
     Case(
         "release_known_good",
         COMMANDER,
@@ -268,6 +299,10 @@ CASES = [
         ),
     ),
 ]
+
+
+def _status_component() -> Component:
+    return Component.objects.create(name="Search", position=1)
 
 
 def _prepare(case: Case, client: Any, role: str | None) -> tuple[str, str, dict[str, Any]]:
