@@ -71,7 +71,7 @@ from bench.common import (  # noqa: E402
     postgres_server_url,
     recreate_database,
 )
-from bench.measures import percentiles, process_cpu  # noqa: E402
+from bench.measures import percentiles, process_cpu, process_times  # noqa: E402
 
 REVISION = "deployment.kubernetes.io/revision"
 HASH_LABEL = "pod-template-hash"
@@ -155,13 +155,12 @@ class Phase:
         self.arrivals, self.sessions = arrivals, sessions
         self.requests = len(arrivals.seen)
         self.standin = time.process_time()
-        self.processes = process_cpu(sessions)
+        self.processes = process_times(sessions)
         self.started = time.monotonic()
 
     def end(self, client_cpu: float | None = None) -> dict[str, float]:
         """The phase's figures; `client_cpu` when the client reported its own."""
-        now = process_cpu(self.sessions)
-        used = {name: now[name] - self.processes[name] for name in now}
+        used = process_cpu(self.sessions, since=self.processes)
         if client_cpu is not None:
             used["client"] = client_cpu
         return {
@@ -186,7 +185,9 @@ class Arrivals:
         return [seen for seen in self.seen if part in seen[2] and seen[0] >= since]
 
 
-def _instrument_standin(arrivals: Arrivals) -> None:
+def instrument_standin(arrivals: Arrivals) -> None:
+    """Have the stand-in (in this process) note in `arrivals` every request it receives,
+    and keep its own request log short (kmock scans it on each request)."""
     from devinfra import kube_standin
 
     original = kube_standin.KubeStandin.__call__
@@ -391,7 +392,7 @@ class Bench:
 def bench(options: argparse.Namespace) -> int:
     count = options.deployments
     arrivals = Arrivals()
-    _instrument_standin(arrivals)
+    instrument_standin(arrivals)
     from devinfra.kube_standin import start_kube_standin
 
     singles = [f"single-{i}" for i in range(options.single_runs)]

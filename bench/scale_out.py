@@ -1,0 +1,538 @@
+"""Ten incidents, each rolling back twenty Kubernetes Deployments at once, executed by two
+Celery worker processes; then the same rollbacks made with direct kubernetes-client calls.
+
+    .venv/bin/python bench/scale_out.py [--incidents 10] [--deployments 20] [--rounds 3]
+
+What it starts and stops itself: the Kubernetes API stand-in (in this process, so it can
+note every request it serves), a PostgreSQL database of its own (`backout_bench_scale`,
+dropped at the end) and two Celery workers started by devinfra/cluster.py with the
+production worker command for the `steps` queue (prefork pool), on Redis database 7 as
+broker and cache. The workers read bench/settings.py: the console's settings with the
+Kubernetes poll interval both paths use (`--poll`). No worker takes the other queue: the
+runs' notices wait there unsent (production gives them machines of their own), so the two
+cores go to the steps.
+
+Connections: a running step holds a PostgreSQL connection until it ends, so 200 steps at
+once need about 300 (each pool process's pool is sized for its message's steps, as
+docs/deploy.md sizes them). When the benches' server (BENCH_POSTGRES_URL, 100 connections
+here) has too few free, the bench starts a throwaway PostgreSQL server of its own
+(bench.common.postgres_server_with) rather than have the shared one refuse connections to
+everyone using it; it says so when it does.
+
+First, unmeasured, one run of two steps per incident, so that every pool process has
+imported what it needs and opened its connections, as in workers that have served before.
+Then each of `--rounds` rounds (3) runs, one after the other:
+
+- Engine: `--incidents` runs (one per incident) of `--deployments` steps in one parallel
+  group (undo to the previous revision), drafted and approved beforehand, all confirmed at
+  the same instant from as many threads of a process of their own (as from web processes),
+  then executed by the workers: claim, apply, wait for the rollout, checks, timeline
+  entries. Wall time: from the confirmations to the last run seen finished (read every
+  10 ms).
+- Direct: as many Deployments, seeded alike, rolled back by `bench/rollback_parallel.py
+  --direct` in a process of its own, a thread per Deployment doing what `kubectl rollout
+  undo` and `kubectl rollout status` do.
+
+Every Deployment sits in a namespace of its own (bench/rollback_parallel.py says why).
+A run's steps travel in one message (ROLLBACK_STEPS_PER_MESSAGE, 25), which one pool
+process executes on threads; `--concurrency` sizes each worker's pool (default: enough for
+every run's message at once, 5 per worker for 10 incidents; with fewer, runs wait for a free
+process and the ratio shows it).
+
+It prints, side by side: the wall time of both paths and their ratio (the median of the
+rounds' ratios; target ≤ 1.3), the requests the stand-in served and the CPU seconds of the
+workers (or the direct process), this process, PostgreSQL and Redis, and when the steps
+passed each milestone; enqueue → first API request served by the stand-in, p50/p95 over
+every step of every round; how the steps and runs spread over the two workers; and whether
+any step was applied twice: the PATCH requests the stand-in received for each Deployment
+(one each) and each Deployment's image afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import (  # noqa: E402
+    database_url,
+    drop_database,
+    postgres_server_url,
+    postgres_server_with,
+    recreate_database,
+)
+from bench.measures import percentiles  # noqa: E402
+from bench.rollback_parallel import Arrivals, Phase, instrument_standin  # noqa: E402
+
+TARGET_RATIO = 1.3
+STEPS_PER_MESSAGE = 25  # ROLLBACK_STEPS_PER_MESSAGE, the console's default
+
+
+def ms_after(instant: datetime | None, since: float) -> float:
+    """Milliseconds from `since` (a time.time()) to a recorded `instant`."""
+    if instant is None:
+        raise SystemExit("a finished run lacks one of its instants")
+    return (instant.timestamp() - since) * 1000
+
+
+def namespace_of(path: str) -> str | None:
+    """The namespace a Kubernetes API path addresses, if any."""
+    parts = path.split("/")
+    return parts[parts.index("namespaces") + 1] if "namespaces" in parts else None
+
+
+def requests_by_namespace(arrivals: Arrivals) -> dict[str, list[tuple[float, str, str]]]:
+    """Every request the stand-in served, by namespace: (instant, method, path), in order."""
+    found: dict[str, list[tuple[float, str, str]]] = defaultdict(list)
+    for seen in arrivals.seen:
+        namespace = namespace_of(seen[2])
+        if namespace is not None:
+            found[namespace].append(seen)
+    return found
+
+
+def request_milestones(requests: list[tuple[float, str, str]], since: float) -> dict[str, float]:
+    """When a Deployment's first request, its patch, the poll that saw its rollout complete
+    and its last request reached the stand-in, in ms after `since`."""
+    requests = [seen for seen in requests if seen[0] >= since]
+    polls = [at for at, method, path in requests if method == "GET" and path.endswith("/app")]
+    at = {
+        "first request": requests[0][0],
+        "patch": next(at for at, method, _ in requests if method == "PATCH"),
+        "last poll": polls[-1],
+        "last request": requests[-1][0],
+    }
+    return {name: (instant - since) * 1000 for name, instant in at.items()}
+
+
+def print_milestones(engine: dict[str, list[float]], direct: dict[str, list[float]]) -> None:
+    print("  where the time goes, ms after the confirmations (direct: after its threads start)")
+    print("  milestone            engine p50    max    direct p50    max")
+    for name in list(engine) + [name for name in direct if name not in engine]:
+        cells = [
+            f"{statistics.median(found[name]):7.0f} {max(found[name]):7.0f}"
+            if name in found
+            else " " * 15
+            for found in (engine, direct)
+        ]
+        print(f"  {name:18s}   {cells[0]}       {cells[1]}")
+
+
+class EngineRounds:
+    """The commander, the incidents, and each round's approved runs."""
+
+    def __init__(self, incidents: int) -> None:
+        from django.contrib.auth import get_user_model
+        from django.utils import timezone
+
+        from incidents.models import Incident, Severity
+        from incidents.roles import INCIDENT_COMMANDER, ensure_roles
+
+        self.commander = get_user_model().objects.create_user("bench-ic")
+        self.commander.groups.add(ensure_roles()[INCIDENT_COMMANDER])
+        now = timezone.now()
+        self.incidents = [
+            Incident.objects.create(
+                title=f"Bench: scale-out, incident {number + 1}",
+                severity=Severity.P2,
+                started_at=now,
+                detected_at=now,
+            )
+            for number in range(incidents)
+        ]
+
+    def approved_runs(self, namespaces: list[list[str]]) -> list[Any]:
+        """One approved run per incident, of one parallel step per namespace of its list."""
+        import rollbacks.services
+        from incidents.models import Service
+
+        runs = []
+        for incident, own in zip(self.incidents, namespaces, strict=True):
+            services = [
+                Service.objects.create(
+                    name=ns,
+                    backend="kubernetes",
+                    target_config={"namespace": ns, "deployment": "app"},
+                )
+                for ns in own
+            ]
+            run = rollbacks.services.run_create(
+                incident=incident,
+                steps=[
+                    rollbacks.services.StepSpec(service=service, previous=True, group=1)
+                    for service in services
+                ],
+                actor=self.commander,
+            )
+            runs.append(rollbacks.services.run_request_approval(run=run, actor=self.commander))
+        return runs
+
+    def execute(self, runs: list[Any], timeout: float) -> tuple[list[Any], float, float]:
+        """Confirm every run at once and wait for all of them; returns them finished, the
+        wall time and the instant the confirmations began.
+
+        The confirmations come from a process of their own, as from the web processes: in
+        this one they would take the interpreter from the stand-in as the steps start."""
+        from rollbacks.models import RUN_FINISHED_STATES, Run
+
+        command = [sys.executable, __file__, "--confirm", str(self.commander.pk)]
+        command += [str(run.pk) for run in runs]
+        confirming = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert confirming.stdin is not None and confirming.stdout is not None
+        if confirming.stdout.readline().strip() != "ready":
+            raise SystemExit("the confirming process did not start")
+        confirmed, started = time.time(), time.monotonic()
+        confirming.stdin.write("go\n")
+        confirming.stdin.flush()
+        ids = [run.pk for run in runs]
+        finished = Run.objects.filter(pk__in=ids, state__in=RUN_FINISHED_STATES)
+        deadline = started + timeout
+        while finished.count() < len(ids):
+            if confirming.poll():  # ended with an error, printed above
+                raise SystemExit("confirming the runs failed")
+            if time.monotonic() > deadline:
+                confirming.kill()
+                raise SystemExit(f"the runs did not finish in {timeout:g} s")
+            time.sleep(0.01)
+        wall = time.monotonic() - started
+        confirming.communicate(timeout=30)
+        done = list(Run.objects.filter(pk__in=ids))
+        for run in done:
+            if run.state != "succeeded":
+                raise SystemExit(f"run #{run.pk} {run.state}: {run.failure_reason}")
+        return done, wall, confirmed
+
+
+def confirm_runs(commander_id: int, run_ids: list[int]) -> None:
+    """The commanders' side (run as a child process: `--confirm USER RUN...`): a thread per
+    run, each with its database connection open, as in a web process that has served
+    before; "ready" once they are, and on a line from the bench every run is confirmed at
+    the same instant."""
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.db import connections
+
+    import rollbacks.services
+    from rollbacks.models import Run
+
+    commander = get_user_model().objects.get(pk=commander_id)
+    runs = list(Run.objects.filter(pk__in=run_ids))
+    words = {run.pk: run.expected_confirmation() for run in runs}
+    connections.close_all()
+    warm, go = threading.Barrier(len(runs) + 1), threading.Barrier(len(runs) + 1)
+
+    def confirm(run: Any) -> None:
+        try:
+            Run.objects.filter(pk=run.pk).exists()
+            warm.wait()
+            go.wait()
+            rollbacks.services.run_confirm_and_start(
+                run=run, actor=commander, confirmation=words[run.pk]
+            )
+        finally:
+            connections.close_all()  # this thread's own
+
+    with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+        confirming = [pool.submit(confirm, run) for run in runs]
+        warm.wait()
+        print("ready", flush=True)
+        sys.stdin.readline()
+        go.wait()
+        for future in confirming:
+            future.result()
+
+
+def direct(url: str, poll: float, namespaces: list[str], timeout: float) -> dict[str, float]:
+    """Roll `namespaces` back with rollback_parallel.py's direct path; what it reported."""
+    command = [sys.executable, str(ROOT / "bench" / "rollback_parallel.py"), "--direct", url]
+    command += [str(poll), "bare", *namespaces]
+    child = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if child.returncode:
+        raise SystemExit(f"the direct path failed:\n{child.stderr[-2000:]}")
+    reported: dict[str, float] = json.loads(child.stdout.strip().splitlines()[-1])
+    return reported
+
+
+def connections_needed(options: argparse.Namespace) -> tuple[int, int]:
+    """PostgreSQL connections each worker process may open, and the bench's in all.
+
+    A running step holds a pooled connection until it ends (rollbacks/engine/batches.py),
+    so a pool process needs one per step of its message, plus its task's and its beats'
+    (docs/deploy.md sizes them the same way). A pool that PostgreSQL refuses to grow
+    retries with backoff, and the steps would wait on that rather than on their work."""
+    per_process = min(options.deployments, STEPS_PER_MESSAGE) + 4
+    processes = 2 * (options.concurrency + 1)  # each worker and its pool processes
+    return per_process, processes * per_process + options.incidents + 3
+
+
+def bench(options: argparse.Namespace, server_url: str) -> int:
+    import redis
+
+    from devinfra.cluster import Cluster, WorkerSpec
+    from devinfra.kube_standin import start_kube_standin
+
+    incidents, per_run = options.incidents, options.deployments
+    rounds = range(options.rounds)
+
+    def names(path: str, r: int) -> list[list[str]]:
+        return [[f"{path}{r}-{i:02d}-{d:02d}" for d in range(per_run)] for i in range(incidents)]
+
+    engine_ns = [names("engine", r) for r in rounds]
+    warm_ns = [[f"warm-{i:02d}-{d}" for d in range(2)] for i in range(incidents)]
+    direct_ns = [[ns for run in names("direct", r) for ns in run] for r in rounds]
+    every_engine = [ns for r in engine_ns for run in r for ns in run]
+    every_direct = [ns for r in direct_ns for ns in r]
+
+    seeded = every_engine + every_direct + [ns for run in warm_ns for ns in run]
+
+    arrivals = Arrivals()
+    instrument_standin(arrivals)
+    print(f"Seeding {len(seeded)} Deployments…", flush=True)
+    standin = start_kube_standin(status_delay=options.status_delay, restart_interval=5.0)
+    standin.seed(
+        [
+            {"namespace": ns, "name": "app", "images": [f"app:{ns}-1", f"app:{ns}-2"]}
+            for ns in seeded
+        ]
+    )
+    gc.collect()
+    gc.freeze()  # as in rollback_parallel.py: no full collections of the seeded store
+
+    recreate_database(server_url, options.database)
+    settings_env = {
+        "DJANGO_SETTINGS_MODULE": "bench.settings",
+        "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(50),
+        "KUBE_HOST": standin.url,
+        "BENCH_POLL_SECONDS": str(options.poll),
+        "LOG_LEVEL": "WARNING",
+    }
+    per_process, _ = connections_needed(options)
+    settings_env["DATABASE_POOL_MAX_SIZE"] = str(per_process)
+    os.environ.update(
+        {
+            **settings_env,
+            "DATABASE_POOL_MAX_SIZE": str(incidents + 3),
+            "PYTHONPATH": str(ROOT),
+            "DATABASE_URL": database_url(server_url, options.database),
+            "REDIS_URL": options.redis,
+            "CELERY_BROKER_URL": options.redis,
+        }
+    )
+    cluster = Cluster(
+        database_url=os.environ["DATABASE_URL"],
+        redis_url=options.redis,
+        broker_url=options.redis,
+        directory=Path(tempfile.mkdtemp(prefix="bench-scale-")),
+        env=settings_env,
+    )
+    try:
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        from rollbacks.models import Step
+
+        redis.Redis.from_url(options.redis).flushdb()
+        call_command("migrate", verbosity=0)
+        engine = EngineRounds(incidents)
+        runs = [engine.approved_runs(engine_ns[r]) for r in rounds]
+        warm_runs = engine.approved_runs(warm_ns)
+
+        print(
+            f"Starting 2 Celery workers on the steps queue, {options.concurrency} pool "
+            "processes each…",
+            flush=True,
+        )
+        cluster.start(web=0, workers=[WorkerSpec("steps", options.concurrency)] * 2)
+        sessions = {member.process.pid for member in cluster.workers}
+        # As workers that have served before: every pool process with its imports done and
+        # connections open. Not measured.
+        print(f"Warm-up: {incidents} runs of 2 steps…", flush=True)
+        engine.execute(warm_runs, options.timeout)
+
+        measured: list[dict[str, Any]] = []
+        served_after: list[float] = []
+        claimed_after: list[float] = []
+        direct_first: list[float] = []
+        spread: list[Counter[str]] = []
+        runs_of: dict[str, set[int]] = defaultdict(set)
+        for r in rounds:
+            print(
+                f"Round {r + 1}: engine, {incidents} runs of {per_run} steps, at once…",
+                flush=True,
+            )
+            phase = Phase(arrivals, sessions)
+            finished, wall, confirmed = engine.execute(runs[r], options.timeout)
+            engine_figures: dict[str, Any] = {**phase.end(), "wall": wall}
+            steps = list(
+                Step.objects.filter(run__in=finished)
+                .select_related("service", "run")
+                .order_by("pk")
+            )
+            by_ns = requests_by_namespace(arrivals)
+            engine_milestones: dict[str, list[float]] = defaultdict(list)
+            for step in steps:
+                requests = by_ns[step.service.target_config["namespace"]]
+                at = {
+                    "run confirmed": ms_after(step.run.confirmed_at, confirmed),
+                    "enqueued": ms_after(step.enqueued_at, confirmed),
+                    "claimed": ms_after(step.started_at, confirmed),
+                    **request_milestones(requests, confirmed),
+                    "step finished": ms_after(step.finished_at, confirmed),
+                    "run finished": ms_after(step.run.finished_at, confirmed),
+                }
+                for name, instant in at.items():
+                    engine_milestones[name].append(instant)
+                served_after.append(at["first request"] - at["enqueued"])
+                claimed_after.append(at["claimed"] - at["enqueued"])
+                runs_of[step.worker].add(step.run_id)
+            engine_figures["milestones"] = engine_milestones
+            spread.append(Counter(step.worker for step in steps))
+
+            print(
+                f"Round {r + 1}: direct, kubernetes client, a thread per Deployment…",
+                flush=True,
+            )
+            phase = Phase(arrivals, set())
+            reported = direct(standin.url, options.poll, direct_ns[r], options.timeout)
+            direct_figures: dict[str, Any] = {
+                **phase.end(client_cpu=reported["cpu"]),
+                "wall": reported["wall"],
+            }
+            began = reported["began"]
+            by_ns = requests_by_namespace(arrivals)
+            direct_milestones: dict[str, list[float]] = defaultdict(list)
+            for ns in direct_ns[r]:
+                for name, instant in request_milestones(by_ns[ns], began).items():
+                    direct_milestones[name].append(instant)
+            direct_first += direct_milestones["first request"]
+            direct_milestones["finished"] = [reported["wall"] * 1000]
+            direct_figures["milestones"] = direct_milestones
+            measured.append({"engine": engine_figures, "direct": direct_figures})
+
+        by_ns = requests_by_namespace(arrivals)
+        patches = {
+            path: Counter(sum(method == "PATCH" for _, method, _ in by_ns[ns]) for ns in namespaces)
+            for path, namespaces in (("engine", every_engine), ("direct", every_direct))
+        }
+        not_back = [
+            ns
+            for ns in every_engine + every_direct
+            if (standin.get("deployments", ns, "app") or {})["spec"]["template"]["spec"][
+                "containers"
+            ][0]["image"]
+            != f"app:{ns}-1"
+        ]
+
+        ratios = [m["engine"]["wall"] / m["direct"]["wall"] for m in measured]
+        middle = sorted(range(len(ratios)), key=lambda r: ratios[r])[len(ratios) // 2]
+        total = incidents * per_run
+        print()
+        print(
+            f"{total} Deployments ({incidents} incidents × {per_run}, one run each, confirmed "
+            f"at once), 2 steps workers of {options.concurrency} pool processes, rollout "
+            f"{options.status_delay:g} s, poll {options.poll:g} s, {os.cpu_count()} CPUs"
+        )
+        each = ", ".join(f"{ratio:.2f}" for ratio in ratios)
+        print(
+            f"  ratio engine / direct   {statistics.median(ratios):5.2f}     "
+            f"(target ≤ {TARGET_RATIO:g}; median of {len(ratios)} rounds: {each})"
+        )
+        print(f"  the median round ({middle + 1}):")
+        print("  path        wall  requests   CPU s: client  stand-in  PostgreSQL  Redis")
+        for label in ("engine", "direct"):
+            figures = measured[middle][label]
+            print(
+                f"  {label:8s} {figures['wall']:5.2f} s  {figures['requests']:8.0f}"
+                f"          {figures['client']:6.2f}    {figures['standin']:6.2f}"
+                f"      {figures['postgres']:6.2f} {figures['redis']:6.2f}"
+            )
+        print(
+            "  (client: both workers with their pool processes, or the direct process; "
+            "stand-in: this process, which also polls for the end)"
+        )
+        print_milestones(
+            measured[middle]["engine"]["milestones"], measured[middle]["direct"]["milestones"]
+        )
+        print(f"Enqueue → first API call, {len(served_after)} steps ({len(ratios)} rounds):")
+        print(f"  served by the API              {percentiles(served_after)}")
+        print(f"  step claimed by the worker     {percentiles(claimed_after)}")
+        print(f"  (direct: thread start → served {percentiles(direct_first)})")
+        print("Steps per worker:")
+        for worker in sorted(runs_of):
+            per_round = " + ".join(str(counted[worker]) for counted in spread)
+            print(
+                f"  {worker:28s} {sum(c[worker] for c in spread):5d} steps ({per_round}), "
+                f"in {len(runs_of[worker])} of {incidents * len(ratios)} runs"
+            )
+        print("Applied once (PATCH requests per Deployment at the stand-in):")
+        for path, counted in patches.items():
+            shown = ", ".join(f"{n} × {k}" for k, n in sorted(counted.items()))
+            print(f"  {path:8s} {shown}   (count × PATCHes)")
+        print(
+            f"  at their previous image after: "
+            f"{len(every_engine) + len(every_direct) - len(not_back)} of "
+            f"{len(every_engine) + len(every_direct)}"
+            + (f" (not: {', '.join(not_back[:5])}…)" if not_back else "")
+        )
+        shutil.rmtree(cluster.directory)  # the workers' logs, kept only when a run fails
+        return 0
+    finally:
+        cluster.stop()
+        standin.stop()
+        redis.Redis.from_url(options.redis).flushdb()  # the notices nobody sent
+        drop_database(server_url, options.database)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--confirm"]:
+        confirm_runs(int(argv[1]), [int(run_id) for run_id in argv[2:]])
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--incidents", type=int, default=10, help="runs, one per incident")
+    parser.add_argument("--deployments", type=int, default=20, help="steps per run")
+    parser.add_argument("--rounds", type=int, default=3, help="engine/direct pairs")
+    parser.add_argument("--status-delay", type=float, default=1.0, help="seconds per rollout")
+    parser.add_argument("--poll", type=float, default=0.25, help="rollout poll, both paths")
+    parser.add_argument("--concurrency", type=int, help="pool processes per worker")
+    parser.add_argument("--database", default="backout_bench_scale")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/7")
+    parser.add_argument("--timeout", type=float, default=120.0, help="per phase")
+    options = parser.parse_args(argv)
+    options.concurrency = options.concurrency or -(-options.incidents // 2)
+    _, connections = connections_needed(options)
+    with postgres_server_with(connections) as server_url:
+        if server_url != postgres_server_url():
+            print(
+                f"The PostgreSQL server has fewer than {connections} connections free: "
+                "using a throwaway server of the bench's own.",
+                flush=True,
+            )
+        return bench(options, server_url)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
