@@ -32,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -122,6 +123,7 @@ def bench(options: argparse.Namespace) -> int:
         {
             "DJANGO_SETTINGS_MODULE": "console.settings",
             "DEBUG": "1",  # the room's static URLs without a collectstatic manifest
+            "REQUIRE_TWO_FACTOR": "0",  # the commander signs in without a device (.env may ask)
             "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-secret-key-not-for-use"),
             "ALLOWED_HOSTS": "testserver",
             "DATABASE_URL": database_url(server_url, options.database),
@@ -130,6 +132,8 @@ def bench(options: argparse.Namespace) -> int:
             "AWS_ENDPOINT_URL": infrastructure.connections.aws_endpoint_url or "",
             "KUBECONFIG": infrastructure.connections.kubeconfig or "",
             "ROLLBACK_LIVE_READ_SECONDS": f"feature_flag={options.flag_limit}",
+            # Without it the command services fail at once instead of being asked.
+            "REGISTERED_COMMANDS_FILE": str(infrastructure.commands_file or ""),
         }
     )
     try:
@@ -236,6 +240,12 @@ def bench(options: argparse.Namespace) -> int:
         f"\nthe silent flag: {silent_answer[1] or 'answered'}; services without a live version: "
         f"{unanswered} of {len(answered)}"
     )
+    kind_of = {service.pk: service.backend for service in every}
+    reasons = Counter(
+        (kind_of[pk], why[:100]) for pk, (version, why) in answered.items() if version is None
+    )
+    for (kind, why), count in sorted(reasons.items()):
+        print(f"  {count} × {kind}: {why or 'none to read (the backend answers None)'}")
     worst = figures[f"versions of the {len(service_ids) - 1} services that answer"][1]
     print(
         f"target: the versions of {len(service_ids) - 1} services in ≤ {TARGET_SECONDS:g} s — "
