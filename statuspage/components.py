@@ -237,7 +237,9 @@ def component_update(
     to another group (or the top level) puts it last there. Its state changes only by a
     publish, never here."""
     require_role(actor, STATUS_PAGE_PERMISSION, DOING)
-    locked = Component.objects.select_for_update(no_key=True).get(pk=component.pk)
+    locked = Component.objects.select_for_update(no_key=True).filter(pk=component.pk).first()
+    if locked is None:  # another support lead deleted it meanwhile
+        raise ComponentRefused("component", "it was deleted meanwhile; reload the page.")
     checked = _check(
         component=locked,
         is_group=locked.is_group,
@@ -285,7 +287,9 @@ def component_move(*, actor: User, component: Component, offset: int) -> None:
     """Move `component` `offset` places among its siblings (negative: up), stopping at
     either end."""
     require_role(actor, STATUS_PAGE_PERMISSION, DOING)
-    locked = Component.objects.select_for_update(no_key=True).get(pk=component.pk)
+    locked = Component.objects.select_for_update(no_key=True).filter(pk=component.pk).first()
+    if locked is None:  # another support lead deleted it meanwhile
+        raise ComponentRefused("component", "it was deleted meanwhile; reload the page.")
     order = list(siblings(locked.group_id).values_list("pk", flat=True))
     index = order.index(locked.pk)
     order.insert(max(0, min(len(order) - 1, index + offset)), order.pop(index))
@@ -298,7 +302,9 @@ def component_delete(*, actor: User, component: Component) -> None:
     the group's place. Refused while an unresolved public incident lists the component
     (or one of the group's), so customers do not lose sight of it mid-incident."""
     require_role(actor, STATUS_PAGE_PERMISSION, DOING)
-    locked = Component.objects.select_for_update(no_key=True).get(pk=component.pk)
+    locked = Component.objects.select_for_update(no_key=True).filter(pk=component.pk).first()
+    if locked is None:  # another support lead deleted it meanwhile
+        raise ComponentRefused("component", "it was deleted meanwhile; reload the page.")
     members = list(siblings(locked.pk).select_for_update(no_key=True)) if locked.is_group else []
     listed = (
         PublicIncident.objects.filter(components__in=[locked, *members])
@@ -309,6 +315,15 @@ def component_delete(*, actor: User, component: Component) -> None:
         raise ComponentRefused(
             "component",
             f"the unresolved incident {listed.name!r} lists it; resolve that first.",
+        )
+    # The group itself is still there while its members move up.
+    top_names = {name.casefold() for name in siblings(None).values_list("name", flat=True)}
+    clash = next((m.name for m in members if m.name.casefold() in top_names), None)
+    if clash is not None:
+        raise ComponentRefused(
+            "component",
+            f"its member {clash!r} would land beside a top-level component (or the group) of "
+            "that name; rename one first.",
         )
     top = list(siblings(None).values_list("pk", flat=True))
     place = top.index(locked.pk) if locked.group_id is None else len(top)

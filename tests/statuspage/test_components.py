@@ -479,6 +479,21 @@ def test_deleting_a_group_keeps_its_components_at_its_place(lead_client, store):
     assert store["checkout"].services.count() == 2
 
 
+@pytest.mark.parametrize("top_name", ["Checkout", "Online store"])
+def test_a_group_whose_member_would_clash_at_the_top_level_is_not_deleted(
+    lead_client, store, top_name
+):
+    if top_name == "Checkout":
+        Component.objects.create(name="Checkout", position=3)
+    else:
+        store["storefront"].name = "Online store"
+        store["storefront"].save()
+    before = _snapshot()
+    response = lead_client.post(reverse("status_component_delete", args=[store["group"].pk]))
+    assert response.status_code == 400 and "rename one first" in response.content.decode()
+    assert _snapshot() == before
+
+
 def test_deleting_a_component_takes_it_off_the_page_and_its_json(lead_client, client, store):
     response = lead_client.post(reverse("status_component_delete", args=[store["api"].pk]))
     assert response.status_code == 302
