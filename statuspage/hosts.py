@@ -20,7 +20,8 @@ PUBLIC_URLCONF = "statuspage.public_urls"
 
 def status_host() -> str:
     """The configured status host, lowercased, without a port ('' when there is none)."""
-    return str(settings.STATUS_PAGE_HOST or "").strip().lower().rstrip(".")
+    domain, _ = split_domain_port(str(settings.STATUS_PAGE_HOST or "").strip().lower())
+    return domain.rstrip(".")
 
 
 def on_status_host(request: HttpRequest) -> bool:

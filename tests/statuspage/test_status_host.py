@@ -75,3 +75,10 @@ def test_without_a_status_host_every_host_is_the_console(client, settings):
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, STATUS_HOST]
     assert client.get("/", HTTP_HOST=STATUS_HOST).status_code == 302
     assert client.get("/status/", HTTP_HOST=STATUS_HOST).status_code == 200
+
+
+def test_a_status_host_given_with_a_port_still_keeps_the_console_out(client, settings):
+    settings.STATUS_PAGE_HOST = f"{STATUS_HOST}:8443"
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, STATUS_HOST]
+    assert client.get("/accounts/login/", HTTP_HOST=f"{STATUS_HOST}:8443").status_code == 404
+    assert client.get("/", HTTP_HOST=STATUS_HOST).status_code == 200
