@@ -28,6 +28,7 @@ from django.utils import timezone
 from executors.base import CheckStatus, ConfigError, LiveChange
 from executors.check_specs import validate_checks
 from executors.checks import run_check
+from executors.url_credentials import mask_url_credentials
 from incidents.errors import DomainError
 from incidents.models import Release, Service
 from incidents.selectors import release_suspected_by
@@ -99,7 +100,9 @@ def change_of(service: Service) -> LiveChange | None:
     try:
         return backend_for(service, connections=conf.connections()).live_change()
     except Exception as error:  # the release is recorded all the same
-        logger.info("%s: who changed it is unknown: %r", service.name, error)
+        logger.info(
+            "%s: who changed it is unknown: %s", service.name, mask_url_credentials(repr(error))
+        )
         return None
 
 
@@ -113,7 +116,7 @@ def checks_pass(service: Service, version: str, *, settle: bool = True) -> tuple
     try:
         specs = validate_checks(config["checks"])
     except ConfigError as error:
-        return False, f"checks config: {error}"
+        return False, mask_url_credentials(f"checks config: {error}")
     defaults = conf.verification_defaults()
     connections = conf.connections()
     said = []
@@ -123,8 +126,8 @@ def checks_pass(service: Service, version: str, *, settle: bool = True) -> tuple
         try:
             result = run_check(spec, version=version, connections=connections, defaults=defaults)
         except Exception as error:  # a check that cannot run never promotes
-            return False, f"a check could not run: {error!r}"[:300]
-        said.append(f"{result.name}: {result.status}")
+            return False, mask_url_credentials(f"a check could not run: {error!r}")[:300]
+        said.append(mask_url_credentials(f"{result.name}: {result.status}"))
         if result.status != CheckStatus.PASSED:
             return False, "; ".join(said)
     return True, "; ".join(said)
