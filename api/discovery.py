@@ -21,7 +21,7 @@ from api.validation import InputError, validated
 from executors.discovery import MAX_CANDIDATES, NAME_MAX, PARAMETERS
 from incidents.errors import PermissionDenied
 from incidents.models import Environment
-from rollbacks.discovery_views import SourceForm
+from rollbacks.service_forms import SourceForm
 from rollbacks.services.discovery import (
     SAME,
     DiscoveryRow,

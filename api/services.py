@@ -24,7 +24,7 @@ from incidents.models import Environment, Service
 from incidents.roles import COMMAND_PERMISSION, require_role
 from incidents.services import service_signals_set
 from rollbacks.automation import auto_rollback_set, clean_policy
-from rollbacks.release_views import AutoRollbackForm, SignalsForm
+from rollbacks.service_forms import AutoRollbackForm, SignalQueriesForm
 
 router = Router(tags=["services"])
 # What a policy nobody has set holds (rollbacks.automation.clean_policy's defaults).
@@ -85,7 +85,8 @@ def queries_changed(service: Service, change: dict[str, str]) -> dict[str, str]:
         raise InputError(
             {"signal_queries": [f"Not a signal: {shown}; the signals are {', '.join(SIGNALS)}."]}
         )
-    return validated_part("signal_queries", SignalsForm, {**stored_queries(service), **change})
+    wanted = {**stored_queries(service), **change}
+    return validated_part("signal_queries", SignalQueriesForm, wanted)
 
 
 @router.get("/services/{service}", response={200: ServiceOut, **ERRORS}, auth=scope(READ))

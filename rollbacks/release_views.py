@@ -11,51 +11,19 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
-from incidents.decisions.readings import QUERY_MAX, SIGNALS
 from incidents.errors import DomainError, PermissionDenied
 from incidents.forms import form_errors_text
-from incidents.models import Service, Severity
+from incidents.models import Service
 from incidents.roles import VIEW_PERMISSION
 from incidents.selectors import release_suspected_by
 from incidents.services import service_signals_set
 from incidents.views import signed_in_person
 from rollbacks.automation import auto_rollback_set
+from rollbacks.service_forms import AutoRollbackForm, SignalQueriesForm
 from rollbacks.services.releases import ARTIFACT_MAX, NOTES_MAX, VERSION_MAX, release_register
 
 BAD_REQUEST = 400
 SHOWN = 100
-
-
-class SignalsForm(forms.Form):
-    """The PromQL the decision helper reads for this service, one query per signal."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        for key, label in SIGNALS.items():
-            self.fields[key] = forms.CharField(
-                label=label,
-                max_length=QUERY_MAX,
-                required=False,
-                widget=forms.TextInput(attrs={"placeholder": "PromQL", "size": 60}),
-            )
-
-
-class AutoRollbackForm(forms.Form):
-    """The service's automatic rollback policy (rollbacks.automation)."""
-
-    enabled = forms.BooleanField(required=False, label="Roll back automatically on alerts")
-    severities = forms.MultipleChoiceField(
-        choices=Severity.choices, required=False, widget=forms.CheckboxSelectMultiple
-    )
-    max_release_age_hours = forms.IntegerField(
-        min_value=1,
-        max_value=720,
-        initial=6,
-        label="Only while the live release is younger than (h)",
-    )
-    start = forms.BooleanField(
-        required=False, label="Start it when the approval policy asks no approver"
-    )
 
 
 class ReleaseForm(forms.Form):
@@ -75,7 +43,7 @@ def service_releases(request: HttpRequest, service_id: int) -> HttpResponse:
         return auto_rollback_post(request, service)
     posting_signals = action == "signals"
     form = ReleaseForm(request.POST if request.method == "POST" and not posting_signals else None)
-    signals_form = SignalsForm(
+    signals_form = SignalQueriesForm(
         request.POST if posting_signals else None, initial=service.signal_queries or {}
     )
     status = 200
