@@ -194,6 +194,9 @@ class Revision(models.Model):
     restored_from = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    notify_subscribers = models.BooleanField(
+        default=False, help_text="Sent to the page's email subscribers when published"
+    )
 
     class Meta:
         ordering = ["public_incident", "number"]
@@ -325,3 +328,80 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.notice} via {self.channel} ({self.state})"
+
+
+class ComponentStatusChange(models.Model):
+    """A component's state from `changed_at` until its next change: the uptime history.
+
+    Written by `statuspage.status_changes.component_status_set` wherever a state changes (a
+    publish, a maintenance window, a repair in the admin), with what changed it.
+    """
+
+    component = models.ForeignKey(
+        Component, on_delete=models.CASCADE, related_name="status_changes"
+    )
+    status = models.CharField(max_length=30, choices=ComponentStatus.choices)
+    changed_at = models.DateTimeField(default=timezone.now)
+    public_incident = models.ForeignKey(
+        PublicIncident,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="status_changes",
+    )
+    maintenance = models.ForeignKey(
+        "statuspage.Maintenance",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="status_changes",
+    )
+
+    class Meta:
+        ordering = ["component", "changed_at", "id"]
+        indexes = [
+            models.Index(fields=["component", "changed_at"], name="status_change_component_at")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.component} {self.status} at {self.changed_at:%Y-%m-%d %H:%M}"
+
+
+class UpdateTemplate(models.Model):
+    """A named starting point for a public update, kept by the support lead: the public
+    name, the body (with {placeholders} filled from the incident's facts), the public
+    status, and the components it marks affected with `component_status` (blank: as the
+    incident's severity suggests)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    title = models.CharField(max_length=200)
+    body = models.TextField()
+    status = models.CharField(
+        max_length=20, choices=PublicStatus.choices, default=PublicStatus.INVESTIGATING
+    )
+    components = models.ManyToManyField(Component, blank=True, related_name="update_templates")
+    component_status = models.CharField(max_length=30, choices=ComponentStatus.choices, blank=True)
+    position = models.PositiveSmallIntegerField(default=0)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["position", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+from statuspage.maintenance_models import (  # noqa: E402, F401
+    Maintenance,
+    MaintenanceImpact,
+    MaintenanceStatus,
+    MaintenanceUpdate,
+)
+from statuspage.subscriber_models import (  # noqa: E402, F401
+    MessageKind,
+    Subscriber,
+    SubscriberMessage,
+)
