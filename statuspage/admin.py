@@ -4,10 +4,14 @@ change through the status desk's services)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
 
 from incidents.admin import ReadOnlyAdmin
 from statuspage.models import Component, Delivery, MessageTemplate, Notice, Revision
+from statuspage.status_changes import component_history_start, component_status_set
 
 
 @admin.register(Component)
@@ -27,6 +31,17 @@ class ComponentAdmin(admin.ModelAdmin):
         "status",
     ]
     filter_horizontal = ["services"]
+
+    def save_model(self, request: HttpRequest, obj: Component, form: Any, change: bool) -> None:
+        # A state set here is recorded in the uptime history like any other change.
+        status = obj.status
+        if change:
+            obj.status = Component.objects.values_list("status", flat=True).get(pk=obj.pk)
+        super().save_model(request, obj, form, change)
+        if not change:
+            component_history_start(obj)
+        elif not obj.is_group:
+            component_status_set(obj, status)
 
 
 @admin.register(MessageTemplate)

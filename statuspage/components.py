@@ -25,6 +25,7 @@ from incidents.models import Environment, Service
 from incidents.roles import STATUS_PAGE_PERMISSION, User, require_role
 from statuspage.models import FINISHED_PUBLIC_STATUSES, Component, PublicIncident
 from statuspage.services import public_cache_invalidate
+from statuspage.status_changes import component_history_start
 
 logger = logging.getLogger(__name__)
 
@@ -215,6 +216,7 @@ def component_create(
         position=siblings(parent).count() + 1,
     )
     _saved(component)
+    component_history_start(component)
     component.services.set(checked.services)
     _renumber(parent)
     _changed()
@@ -387,6 +389,7 @@ def components_lay_out(layout: Sequence[PlannedGroup | PlannedComponent]) -> lis
             only_show_if_degraded=planned.only_show_if_degraded,
             position=siblings(parent).count() + 1,
         )
+        component_history_start(component)
         component.services.set(feeds)
         created.append(component)
 

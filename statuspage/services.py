@@ -32,6 +32,8 @@ from statuspage.models import (
     PublicStatus,
     Revision,
 )
+from statuspage.signals import revision_published
+from statuspage.status_changes import component_status_set
 
 logger = logging.getLogger(__name__)
 
@@ -250,11 +252,8 @@ def draft_publish(
     ):
         public.components.add(component)
         new_status = draft.component_statuses[str(component.pk)]
-        if component.status != new_status:
+        if component_status_set(component, new_status, at=now, public_incident=public):
             changed_components.append(f"{component.name} → {new_status.replace('_', ' ')}")
-            component.status = new_status
-            component.updated_at = now
-            component.save(update_fields=["status", "updated_at"])
     timeline_append(
         incident=incident,
         kind=TimelineKind.COMMS_PUBLISHED,
@@ -274,6 +273,9 @@ def draft_publish(
     # Now and again after commit: a reader between the two may cache the old state.
     public_cache_invalidate()
     transaction.on_commit(public_cache_invalidate)
+    transaction.on_commit(
+        lambda: revision_published.send_robust(sender=Revision, revision_id=revision.pk)
+    )
     return revision
 
 
