@@ -11,6 +11,7 @@ INCIDENTS_WRITE = "incidents:write"
 RUNS_WRITE = "runs:write"
 ALERTS_WRITE = "alerts:write"
 SERVICES_WRITE = "services:write"
+STATUS_PAGE_WRITE = "statuspage:write"
 SCOPES = {
     READ: "Read incidents, runs and releases",
     RELEASES_WRITE: "Register releases, mark them known-good",
@@ -18,6 +19,7 @@ SCOPES = {
     RUNS_WRITE: "Draft rollbacks",
     ALERTS_WRITE: "Send alerts (an Alertmanager or Grafana receiver)",
     SERVICES_WRITE: "Import services from platforms, set their automatic rollback and signals",
+    STATUS_PAGE_WRITE: "Manage the status page: components, maintenances, update templates",
 }
 
 

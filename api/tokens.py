@@ -17,7 +17,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from api.models import SCOPES, SERVICES_WRITE, ApiToken
+from api.models import SCOPES, SERVICES_WRITE, STATUS_PAGE_WRITE, ApiToken
 from incidents.errors import DomainError, PermissionDenied
 
 TOKEN_START = "bko_"
@@ -68,6 +68,8 @@ SCOPE_PERMISSIONS = {
     "alerts:write": "incidents.add_incident",
     # Importing services, and setting their automatic rollback and signal queries.
     SERVICES_WRITE: "incidents.command_incident",
+    # The support lead's pages: components, maintenances, update templates, subscribers.
+    STATUS_PAGE_WRITE: "incidents.edit_status_page",
 }
 # Staff import services on the console's page without holding a role
 # (rollbacks.services.discovery.may_discover); each operation still checks its own.

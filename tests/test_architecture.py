@@ -337,8 +337,9 @@ LAYERS = (
     Layer("rollbacks", forbidden=frozenset({"statuspage", "postmortems", "playbooks", "api"})),
     # Playbooks draft plans through rollbacks; nothing else needs them.
     Layer("playbooks", forbidden=frozenset({"statuspage", "postmortems", "api"})),
-    # The API is a door onto the services, like the pages: nothing below calls it.
-    Layer("api", forbidden=frozenset({"statuspage", "postmortems", "playbooks"})),
+    # The API is a door onto the services, like the pages: nothing below calls it. It opens
+    # onto the status page's services too (components, maintenances, templates).
+    Layer("api", forbidden=frozenset({"postmortems", "playbooks"})),
     # Alerts open and join incidents; only the API's door calls them.
     Layer(
         "alerts",
