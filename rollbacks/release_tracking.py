@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from django.conf import settings
@@ -26,7 +27,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from executors.base import CheckStatus, ConfigError, LiveChange
-from executors.check_specs import validate_checks
+from executors.check_specs import CHECK_SCHEMAS, validate_checks
 from executors.checks import run_check
 from executors.url_credentials import mask_url_credentials
 from incidents.errors import DomainError
@@ -106,10 +107,15 @@ def change_of(service: Service) -> LiveChange | None:
         return None
 
 
+# How long a person marking a release known-good waits for the service's checks at most.
+BY_HAND_CHECKS_SECONDS = 15.0
+
+
 def checks_pass(service: Service, version: str, *, settle: bool = True) -> tuple[bool, str]:
     """Whether every verification check of the service passes now, and what they said.
-    Without `settle`, a check on the wrong side fails at once, with no retries or settling
-    (a person is waiting for the answer)."""
+    Without `settle`, a check on the wrong side fails at once, with no retries or settling,
+    and all of them together get BY_HAND_CHECKS_SECONDS (a person is waiting for the
+    answer; a registered command's own timeout still bounds a smoke test)."""
     config = service.target_config if isinstance(service.target_config, dict) else {}
     if "checks" not in config:
         return True, "no verification checks configured"
@@ -120,9 +126,22 @@ def checks_pass(service: Service, version: str, *, settle: bool = True) -> tuple
     defaults = conf.verification_defaults()
     connections = conf.connections()
     said = []
+    deadline = time.monotonic() + BY_HAND_CHECKS_SECONDS
     for spec in specs:
         if not settle:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                said.append(f"the checks took over {BY_HAND_CHECKS_SECONDS:g} s")
+                return False, "; ".join(said)
             spec = {**spec, "settle_seconds": 0, "retries": 0}
+            if "timeout" in CHECK_SCHEMAS[spec["kind"]]["properties"]:
+                spec["timeout"] = min(float(spec.get("timeout", left)), left)
+            defaults = replace(
+                defaults,
+                http_timeout=min(defaults.http_timeout, left),
+                prometheus_timeout=min(defaults.prometheus_timeout, left),
+                kube_timeout=min(defaults.kube_timeout, left),
+            )
         try:
             result = run_check(spec, version=version, connections=connections, defaults=defaults)
         except Exception as error:  # a check that cannot run never promotes

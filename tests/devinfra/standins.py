@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -55,11 +56,12 @@ def signals_prometheus(signals_exporter: MetricsExporter) -> Iterator[Prometheus
 @pytest.fixture
 def health_endpoint() -> Iterator[dict[str, Any]]:
     """An HTTP health endpoint on 127.0.0.1 answering `status` (200 until a test changes
-    it): {"status": 200, "url": "http://127.0.0.1:<port>/healthz"}."""
-    answer: dict[str, Any] = {"status": 200}
+    it) after `delay` seconds (0): {"status": 200, "url": "http://127.0.0.1:<port>/healthz"}."""
+    answer: dict[str, Any] = {"status": 200, "delay": 0.0}
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
+            time.sleep(answer["delay"])
             self.send_response(answer["status"])
             self.end_headers()
             self.wfile.write(b"ok")

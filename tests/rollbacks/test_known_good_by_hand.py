@@ -3,6 +3,8 @@ typed reason, wherever it is marked: the service's page, the terminal, the API, 
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
@@ -11,6 +13,7 @@ from api.tokens import token_create
 from incidents.errors import DomainError
 from incidents.models import Release
 from incidents.services import release_mark_known_good
+from rollbacks import release_tracking
 from tests.factories import UserFactory
 from tests.rollbacks.engine_factories import KubeServiceFactory
 
@@ -47,6 +50,27 @@ def commander():
 def test_without_a_reason_failing_checks_refuse_the_mark(release, commander):
     with pytest.raises(DomainError, match="type a reason"):
         release_mark_known_good(release=release, actor=commander)
+    release.refresh_from_db()
+    assert not release.known_good
+
+
+def test_checks_that_answer_slowly_refuse_within_the_time_a_person_waits(
+    release, commander, monkeypatch
+):
+    # Three checks of 60 s each against an endpoint that takes 5 s to answer: together
+    # they get the by-hand budget, not three minutes.
+    monkeypatch.setattr(release_tracking, "BY_HAND_CHECKS_SECONDS", 1.0)
+    release.service.health["status"] = 200
+    release.service.health["delay"] = 5.0
+    url = release.service.health["url"]
+    release.service.target_config["checks"] = [
+        {"kind": "http", "url": url, "timeout": 60, "name": f"health {n}"} for n in range(3)
+    ]
+    release.service.save()
+    started = time.monotonic()
+    with pytest.raises(DomainError, match="type a reason"):
+        release_mark_known_good(release=release, actor=commander)
+    assert time.monotonic() - started < 4
     release.refresh_from_db()
     assert not release.known_good
 
