@@ -29,6 +29,12 @@ class BackendKind(models.TextChoices):
     DNS = "dns", "DNS record (Route 53)"
     FEATURE_FLAG = "feature_flag", "Feature flag"
     COMMAND = "command", "Registered command"
+    TERRAFORM_STATE = "terraform_state", "Terraform state (S3 backend)"
+    S3_VERSIONS = "s3_versions", "S3 object versions"
+    SECRET_SWITCH = "secret_switch", "Secret or parameter switch (Secrets Manager, SSM)"
+    ECS_RESTART = "ecs_restart", "ECS force new deployment"
+    PG_RESTORE = "pg_restore", "PostgreSQL restore from a dump"
+    GIT_REVERT = "git_revert", "git revert"
 
 
 slug_validator = RegexValidator(
