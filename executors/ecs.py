@@ -51,6 +51,7 @@ from executors.ecs_operations import (
     ECS_OPTIONS,
     RESTARTED_AT_TAG,
     decide_scale,
+    describe_service,
     operation_of,
     restart_done,
     restart_stamp_of,
@@ -112,22 +113,7 @@ class EcsServiceBackend(Backend):
         return f"ECS service {self.config['cluster']}/{self.config['service']}"
 
     def _service(self) -> dict[str, Any]:
-        try:
-            response = aws_call(
-                f"describe {self._where}",
-                self.client.describe_services,
-                cluster=self.config["cluster"],
-                services=[self.config["service"]],
-                include=["TAGS"],
-            )
-        except AwsError as error:
-            if error.code == "ClusterNotFoundException":
-                raise ConfigError(f"ECS cluster {self.config['cluster']!r} not found") from error
-            raise
-        services = [s for s in response.get("services", []) if s.get("status") != "INACTIVE"]
-        if not services:
-            raise ConfigError(f"{self._where} not found")
-        return dict(services[0])
+        return describe_service(self.client, self.config["cluster"], self.config["service"])
 
     # -- step options ------------------------------------------------------------------------
 

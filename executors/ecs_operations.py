@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from executors.aws import AwsError, aws_call
 from executors.base import Change, ConfigError, RollbackTarget
 from executors.options import RESTART_STAMP, Choice, Option, scale_option
 
@@ -55,6 +56,28 @@ REPLICAS = scale_option(
     "restore).",
 )
 ECS_OPTIONS = (OPERATION, TASK_DEFINITION, REPLICAS, RESTART_STAMP)
+
+
+def describe_service(client: Any, cluster: str, name: str) -> dict[str, Any]:
+    """The ECS service `cluster`/`name` with its tags (DescribeServices); ConfigError when
+    the cluster or the service does not exist (an INACTIVE service counts as gone)."""
+    where = f"ECS service {cluster}/{name}"
+    try:
+        response = aws_call(
+            f"describe {where}",
+            client.describe_services,
+            cluster=cluster,
+            services=[name],
+            include=["TAGS"],
+        )
+    except AwsError as error:
+        if error.code == "ClusterNotFoundException":
+            raise ConfigError(f"ECS cluster {cluster!r} not found") from error
+        raise
+    services = [s for s in response.get("services", []) if s.get("status") != "INACTIVE"]
+    if not services:
+        raise ConfigError(f"{where} not found")
+    return dict(services[0])
 
 
 def operation_of(target: RollbackTarget) -> str:
