@@ -1,7 +1,8 @@
 """The `checks` list a service's target config may carry: its schema, and the names and
 checklist items of its checks.
 
-Each entry is a check spec: a `kind` (http, command, kubernetes_pods, prometheus) and that
+Each entry is a check spec: a `kind` (http, command, kubernetes_pods, prometheus,
+cloudwatch_alarm) and that
 kind's arguments, validated by `validate_checks` against CHECK_SCHEMAS.
 `executors.checks.run_check` runs one spec. This module sits below `executors.base`, whose
 `Backend.validate_config` validates the list, so it imports neither base nor the checks:
@@ -21,7 +22,7 @@ from executors.schemas import validate_fixed_schema
 
 # How a Prometheus check compares its samples with the threshold.
 COMPARISONS = ("below", "above")
-CHECK_KINDS = ("http", "command", "kubernetes_pods", "prometheus")
+CHECK_KINDS = ("http", "command", "kubernetes_pods", "prometheus", "cloudwatch_alarm")
 # The post-rollback checklist items a passing check ticks (their `check_key`), by kind.
 DEFAULT_TICKS = {
     "http": "http_health",
@@ -87,6 +88,19 @@ CHECK_SCHEMAS: dict[str, dict[str, Any]] = {
         },
         ["query", "threshold"],
     ),
+    "cloudwatch_alarm": _schema(
+        {
+            "alarms": {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1, "maxLength": 255},
+                "minItems": 1,
+                "maxItems": 100,
+                "uniqueItems": True,
+            },
+            "settle_seconds": {"type": "number", "minimum": 0, "maximum": 1800},
+        },
+        ["alarms"],
+    ),
 }
 MAX_CHECKS = 20
 
@@ -136,6 +150,8 @@ def check_name(spec: Mapping[str, Any]) -> str:
     if kind == "prometheus":
         comparison = spec.get("comparison", "below")
         return f"{spec.get('query')} {comparison} {spec.get('threshold')}"
+    if kind == "cloudwatch_alarm":
+        return f"alarms {', '.join(spec.get('alarms') or [])}"[:80]
     return str(kind)
 
 

@@ -23,6 +23,7 @@ ConfigError.
   inconclusive.
 - `registered_command` runs a command an administrator registered (executors.command) with
   schema-checked arguments, as a smoke test.
+- `cloudwatch_alarm` (executors.cloudwatch_check): the alarms named are OK.
 
 A service lists the checks to run after its rollback in its target config under `checks`
 (validated by `executors.check_specs.validate_checks`); `run_check` runs one such spec.
@@ -582,4 +583,9 @@ def run_check(
             if result.status != CheckStatus.FAILED or left <= 0:
                 return result
             time.sleep(min(PROMETHEUS_REQUERY_SECONDS, left))
+    if kind == "cloudwatch_alarm":
+        from executors.cloudwatch_check import cloudwatch_alarms  # boto3 only when used
+
+        settle = float(spec.get("settle_seconds", 0))
+        return cloudwatch_alarms(connections, spec["alarms"], settle_seconds=settle, name=name)
     raise ConfigError(f"unknown check kind {kind!r}")
