@@ -1,0 +1,293 @@
+"""The PostgreSQL restore backend against the real PostgreSQL at 127.0.0.1:5432: a scratch
+database per test (a unique name, dropped afterwards), dumps made with pg_dump."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from executors.base import BackendError, ConfigError, Connections, DeadlineExceeded, RollbackTarget
+from executors.options import OptionError
+from executors.pg_restore import PostgresRestoreBackend
+
+ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+
+
+def connect(database: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(
+        f"host=127.0.0.1 port=5432 user=postgres dbname={database}", autocommit=True
+    )
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    """A scratch database with an orders table of two rows."""
+    name = f"backout_pgr_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    with connect(name) as connection:
+        connection.execute("CREATE TABLE orders (id int PRIMARY KEY, total int NOT NULL)")
+        connection.execute("INSERT INTO orders VALUES (1, 100), (2, 250)")
+    yield name
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture
+def dumps(tmp_path: Path) -> Path:
+    folder = tmp_path / "dumps"
+    folder.mkdir()
+    return folder
+
+
+def pg_dump(database: str, path: Path) -> Path:
+    subprocess.run(
+        ["pg_dump", "-Fc", "-h", "127.0.0.1", "-U", "postgres", "-f", str(path), database],
+        check=True,
+        timeout=60,
+    )
+    return path
+
+
+def rows(database: str) -> list[tuple[int, int]]:
+    with connect(database) as connection:
+        return connection.execute("SELECT id, total FROM orders ORDER BY id").fetchall()
+
+
+def backend_for(database: str, dumps: Path, **config: Any) -> PostgresRestoreBackend:
+    return PostgresRestoreBackend(
+        {
+            "host": "127.0.0.1",
+            "port": 5432,
+            "user": "postgres",
+            "dbname": database,
+            "dump_dir": str(dumps),
+            **config,
+        },
+        Connections(),
+        poll_interval=0.05,
+    )
+
+
+@pytest.fixture
+def good_dump(database: str, dumps: Path) -> str:
+    """`good.dump` of the two rows; then a bad release changes the data."""
+    pg_dump(database, dumps / "good.dump")
+    with connect(database) as connection:
+        connection.execute("UPDATE orders SET total = total * 100")
+        connection.execute("INSERT INTO orders VALUES (3, 999)")
+    return "good.dump"
+
+
+def restore(dump: str, stamp: str = "20261204T091500000000Z") -> RollbackTarget:
+    return RollbackTarget(params={"dump": dump, "restore_stamp": stamp})
+
+
+def test_plan_names_the_dump_and_the_connections_and_changes_nothing(database, dumps, good_dump):
+    plan = backend_for(database, dumps).plan(restore(good_dump))
+
+    assert plan.target_version == "good.dump" and plan.current_version is None
+    assert [change.attribute for change in plan.changes] == ["restored from", "other connections"]
+    assert "pre-restore dump" in plan.summary
+    assert rows(database) == [(1, 10000), (2, 25000), (3, 999)]
+    assert sorted(path.name for path in dumps.iterdir()) == ["good.dump"]
+
+
+def test_apply_restores_after_a_pre_restore_dump_and_does_nothing_the_second_time(
+    database, dumps, good_dump
+):
+    backend = backend_for(database, dumps)
+    lines: list[str] = []
+
+    first = backend.apply(restore(good_dump), log=lines.append)
+    second = backend.apply(restore(good_dump))
+
+    assert first.changed and not second.changed
+    assert rows(database) == [(1, 100), (2, 250)]
+    pre_restore = Path(first.facts["pre_restore_dump"])
+    assert pre_restore.parent == dumps and pre_restore.name.startswith("pre-restore-")
+    assert str(pre_restore) in first.detail
+    assert backend.live_version() == "good.dump"
+    # The pre-restore dump holds the data as it was before: the way back.
+    back = backend.apply(restore(pre_restore.name, "20261204T092000000000Z"))
+    assert back.changed and rows(database) == [(1, 10000), (2, 25000), (3, 999)]
+    assert any("terminated 0 other connection" in line for line in lines)
+
+
+def test_a_connection_held_open_during_the_restore_is_terminated(database, dumps, good_dump):
+    held = connect(database)
+    held.autocommit = False
+    held.execute("SELECT * FROM orders").fetchall()  # holds a lock the restore needs
+
+    result = backend_for(database, dumps, lock_timeout_seconds=5).apply(restore(good_dump))
+
+    assert result.changed and result.facts["terminated_connections"] == 1
+    assert rows(database) == [(1, 100), (2, 250)]
+    with pytest.raises(psycopg.OperationalError):
+        held.execute("SELECT 1")
+    held.close()
+
+
+def test_a_corrupt_dump_is_a_permanent_error_before_anything_is_touched(database, dumps, good_dump):
+    (dumps / "broken.dump").write_bytes(b"PGDMP" + b"\x00garbage" * 50)
+    backend = backend_for(database, dumps)
+
+    with pytest.raises(BackendError, match="broken.dump is not a readable dump") as failed:
+        backend.apply(restore("broken.dump"))
+
+    assert not failed.value.retryable
+    assert rows(database) == [(1, 10000), (2, 25000), (3, 999)]
+    assert backend.live_version() is None
+
+
+def test_a_dump_failing_halfway_leaves_the_database_as_it_was(database, dumps, good_dump):
+    role = f"backout_gone_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
+    try:
+        with connect(database) as connection:
+            connection.execute("CREATE TABLE refunds (id int)")
+            connection.execute(
+                sql.SQL("ALTER TABLE refunds OWNER TO {}").format(sql.Identifier(role))
+            )
+        pg_dump(database, dumps / "needs-role.dump")
+        with connect(database) as connection:
+            connection.execute("DROP TABLE refunds")
+    finally:
+        with psycopg.connect(ADMIN, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    backend = backend_for(database, dumps)
+
+    with pytest.raises(BackendError, match="does not exist") as failed:
+        backend.apply(restore("needs-role.dump"))
+
+    assert not failed.value.retryable
+    assert rows(database) == [(1, 10000), (2, 25000), (3, 999)]
+    assert [path.name for path in dumps.glob("pre-restore-*")] != []
+    assert backend.live_version() is None
+
+
+def test_draft_refuses_a_dump_that_is_not_in_the_directory(database, dumps, good_dump):
+    backend = backend_for(database, dumps)
+
+    for name in ("missing.dump", "../good.dump", "good.dump\x00"):
+        with pytest.raises(OptionError) as refused:
+            backend.validate_params({"dump": name}, live=True)
+        assert refused.value.option == "dump"
+
+
+def test_draft_refuses_when_the_dump_directory_cannot_be_read(database, tmp_path):
+    backend = backend_for(database, tmp_path / "nowhere")
+
+    with pytest.raises(OptionError, match="cannot be read") as refused:
+        backend.validate_params({"dump": "good.dump"}, live=True)
+
+    assert refused.value.option == "dump"
+
+
+def test_draft_stamps_the_restore_and_offers_the_dumps_newest_first(database, dumps, good_dump):
+    time.sleep(0.01)
+    pg_dump(database, dumps / "注文-v2.dump")
+    (dumps / "notes.txt").write_text("not a dump")
+    backend = backend_for(database, dumps)
+
+    cleaned = backend.validate_params({"dump": "注文-v2.dump"}, live=True)
+    choices = backend.live_options()["dump"].choices
+
+    assert cleaned["dump"] == "注文-v2.dump" and cleaned["restore_stamp"]
+    assert [choice.value for choice in choices] == ["注文-v2.dump", "good.dump"]
+    assert backend.apply(restore("注文-v2.dump")).changed
+
+
+def test_capture_backup_takes_a_pre_deploy_dump_that_previous_restores(database, dumps):
+    backend = backend_for(database, dumps)
+
+    saved = backend.capture_backup()
+    with connect(database) as connection:
+        connection.execute("DELETE FROM orders")
+
+    assert saved["dump"].startswith(f"pre-deploy-{database}-")
+    assert (dumps / saved["dump"]).is_file()
+    previous = RollbackTarget(previous=True, params={"restore_stamp": "s1"})
+    assert backend.plan(previous).target_version == saved["dump"]
+    assert backend.apply(previous).changed
+    assert rows(database) == [(1, 100), (2, 250)]
+
+
+def test_checks_run_the_check_query(database, dumps, good_dump):
+    passing = backend_for(database, dumps, check_query="SELECT 1 FROM orders WHERE total = 100")
+    passing.apply(restore(good_dump))
+    failing = backend_for(database, dumps, check_query="SELECT 1 FROM orders WHERE total < 0")
+    writing = backend_for(database, dumps, check_query="DELETE FROM orders RETURNING id")
+
+    assert {c.name: c.status for c in passing.checks(restore(good_dump))} == {
+        "database answers": "passed",
+        "restored from the dump": "passed",
+        "check query": "passed",
+    }
+    assert failing.checks(restore(good_dump))[-1].status == "failed"
+    read_only = writing.checks(restore(good_dump))[-1]
+    assert read_only.status == "failed" and "read-only" in read_only.detail
+    assert len(rows(database)) == 2
+
+
+def test_wait_past_the_deadline_says_what_the_database_shows(database, dumps, good_dump):
+    lines: list[str] = []
+
+    with pytest.raises(DeadlineExceeded):
+        backend_for(database, dumps).wait(
+            restore(good_dump), deadline=time.monotonic() + 0.2, log=lines.append
+        )
+
+    assert lines == [f"PostgreSQL 127.0.0.1:5432/{database} answers; last restore: none"]
+
+
+def test_a_server_that_does_not_answer_is_retryable(database, dumps, good_dump):
+    backend = backend_for(database, dumps, port=1, connect_timeout_seconds=2)
+
+    with pytest.raises(BackendError) as failed:
+        backend.live_version()
+
+    assert failed.value.retryable
+
+
+def test_refused_credentials_are_permanent_and_the_password_never_shown(
+    database, dumps, good_dump, monkeypatch
+):
+    monkeypatch.setenv("ORDERS_DB_PASSWORD", "s3cret-pass-word")
+    backend = backend_for(database, dumps, user="nobody_here", password_env="ORDERS_DB_PASSWORD")
+
+    with pytest.raises(BackendError) as failed:
+        backend.apply(restore(good_dump))
+
+    assert not failed.value.retryable
+    assert "nobody_here" in str(failed.value)
+    assert "s3cret-pass-word" not in str(failed.value)
+
+
+def test_a_password_variable_that_is_not_set_is_a_config_error(database, dumps, monkeypatch):
+    monkeypatch.delenv("NO_SUCH_PG_PASSWORD", raising=False)
+    backend = backend_for(database, dumps, password_env="NO_SUCH_PG_PASSWORD")
+
+    with pytest.raises(ConfigError, match="NO_SUCH_PG_PASSWORD is not set"):
+        backend.live_version()
+
+
+def test_a_dump_past_its_timeout_is_stopped_and_retryable(database, dumps):
+    backend = backend_for(database, dumps, timeout_seconds=0.001)
+
+    with pytest.raises(BackendError, match="took over") as failed:
+        backend.capture_backup()
+
+    assert failed.value.retryable
+    assert list(dumps.iterdir()) == []
