@@ -41,6 +41,19 @@ live at a bad release with a known-good one before it:
   migrations. The registrations are
   written to demo-commands.json beside the state file. When PostgreSQL does not answer, the
   service is left out with a warning.
+- storefront-config (git_revert) and inventory-db (pg_restore): a bare git repository with a
+  bad merge on main, and a PostgreSQL database beside the orders one with two dumps, both
+  under the state file's folder (devinfra.demo_git_postgres).
+- orders-db-url and checkout-psp-endpoint (secret_switch): the secret
+  backout-demo/orders-db-url with two versions (replica-a good, primary-b current) and the
+  SecureString parameter /backout-demo/checkout/psp-endpoint at version 3 of 3; orders-worker
+  (ecs_restart): cluster backout-demo-workers, service orders-worker, verified by the
+  CloudWatch alarm backout-demo-orders-worker-errors (devinfra.demo_secrets_ecs).
+- network-state (terraform_state) and shop-web (s3_versions): the Terraform state
+  backout-demo-tfstate/network/terraform.tfstate at serials 1, 2 (good) and 3 (live) with
+  the lock table backout-demo-tf-locks, and the versioned prefix backout-demo-web-builds/shop/
+  where v7.1.0 (live) was uploaded over v7.0.0 (good) in place, behind a CloudFront
+  distribution (devinfra.demo_state_versions).
 
 Verification: storefront-web and payments-api carry `checks` in their target config (see
 docs/verification.md): an http check of their health endpoint (served by
@@ -114,7 +127,9 @@ from types import FrameType
 import redis
 
 from devinfra.alertmanager import AlertmanagerMissing, AlertmanagerServer, start_alertmanager
+from devinfra.demo_git_postgres import seed_git_and_postgres
 from devinfra.demo_health import DemoHealth
+from devinfra.demo_secrets_ecs import seed_ecs_restart, seed_parameter_switch, seed_secret_switch
 from devinfra.demo_seeding import (
     check_live_version,
     kubernetes_services,
@@ -133,6 +148,7 @@ from devinfra.demo_services import (
     seed_static_frontend,
 )
 from devinfra.demo_sso import sso_env, sso_summary, start_demo_sso
+from devinfra.demo_state_versions import seed_s3_versions, seed_terraform_state
 from devinfra.kube_standin import KubeStandinHandle, start_kube_standin
 from devinfra.oidc_idp.launch import IdentityProvider
 from devinfra.processes import ServerProcess, start_moto_server
@@ -154,6 +170,12 @@ DEMO_BACKENDS = (
     "database",
     "feature_flag",
     "command",
+    "git_revert",
+    "pg_restore",
+    "secret_switch",
+    "ecs_restart",
+    "terraform_state",
+    "s3_versions",
 )
 # moto accepts any credentials; these are what the console is told to use.
 AWS_TEST_ENVIRONMENT = {
@@ -259,7 +281,7 @@ def start_demo_infrastructure(
     state_file.parent.mkdir(parents=True, exist_ok=True)
     kubeconfig.parent.mkdir(parents=True, exist_ok=True)
 
-    with ThreadPoolExecutor(max_workers=6, thread_name_prefix="demo-seed") as pool:
+    with ThreadPoolExecutor(max_workers=10, thread_name_prefix="demo-seed") as pool:
         # moto takes about a second to start; the stand-in starts and the backends (the
         # kubernetes client alone takes a second to import) load meanwhile.
         starting_moto = pool.submit(start_moto_server)
@@ -297,7 +319,17 @@ def start_demo_infrastructure(
             # Each seed talks to its own AWS service, so they run side by side.
             seeding = [
                 pool.submit(seed, connections)
-                for seed in (seed_ecs, seed_static_frontend, seed_dns, seed_database)
+                for seed in (
+                    seed_ecs,
+                    seed_static_frontend,
+                    seed_dns,
+                    seed_database,
+                    seed_terraform_state,
+                    seed_s3_versions,
+                    seed_secret_switch,
+                    seed_parameter_switch,
+                    seed_ecs_restart,
+                )
             ]
             flag_seeding = pool.submit(seed_feature_flag, redis_url)
             orders_url = orders_url or orders_database_url(
@@ -305,6 +337,7 @@ def start_demo_infrastructure(
             )
             commands_file = state_file.with_name("demo-commands.json")
             command_seeding = pool.submit(seed_commands, orders_url, commands_file)
+            local_seeding = pool.submit(seed_git_and_postgres, state_file.parent, orders_url)
             kube_services = kubernetes_services()
             infrastructure.health = DemoHealth(
                 kube, bad_images=[s.live_version for s in kube_services if s.live_version]
@@ -353,6 +386,9 @@ def start_demo_infrastructure(
                 infrastructure.warnings.append(
                     f"feature flag service left out: Redis at {redis_url} did not answer ({error})"
                 )
+            seeded, left_out = local_seeding.result()  # git and PostgreSQL dumps
+            services += seeded
+            infrastructure.warnings += left_out
             try:
                 services += command_seeding.result()
                 infrastructure.commands_file = commands_file

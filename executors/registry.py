@@ -21,6 +21,12 @@ BACKENDS: dict[str, str] = {
     "dns": "executors.dns.Route53Backend",
     "feature_flag": "executors.flags.backend.FeatureFlagBackend",
     "command": "executors.command.RegisteredCommandBackend",
+    "secret_switch": "executors.secret_switch.SecretSwitchBackend",
+    "ecs_restart": "executors.ecs_restart.EcsRestartBackend",
+    "terraform_state": "executors.terraform_state.TerraformStateBackend",
+    "s3_versions": "executors.s3_versions.S3VersionsBackend",
+    "git_revert": "executors.git_revert.GitRevertBackend",
+    "pg_restore": "executors.pg_restore.PostgresRestoreBackend",
 }
 
 
