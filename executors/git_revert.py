@@ -5,17 +5,24 @@ in production), `branch`, and the identity the revert commits carry (`author_nam
 `author_email`). Credentials are never part of the config: a URL with a password is refused.
 For https, `token_env` names an environment variable holding a token, handed to git as an
 `Authorization` header through GIT_CONFIG_* variables (never on a command line, never in a
-URL, never in a log), and `ca_file` names the certificate authorities to trust (an internal
-CA); for ssh, `ssh_key_file` names a private key file. `work_dir` is where
-the clones live (default: `backout-git` under the temporary directory), `timeout_seconds`
+URL, never in a log), for the repository's host only (an https address with a user part is
+refused), and `ca_file` names the certificate authorities to trust (an internal
+CA); for ssh, `ssh_key_file` names a private key file. `work_dir` is where the clones live
+(default: `backout-git` in the worker's cache directory, `$XDG_CACHE_HOME` or
+`~/.cache`); it must belong to the worker's user and be closed to others (0700: it is created
+so, and anything else is refused), `timeout_seconds`
 bounds every git process (its process group is killed past it), `push_attempts` bounds how
 often a push rejected because the branch moved is retried.
 
-What is reverted, in this order: the step's `commit` option (checked when the plan is drafted:
-it must be a commit on the branch); else the chosen release's commit (`target.artifact`): every
-first-parent commit after it whose change is still on the branch, newest first; else, for the
-previous revision, the branch head, unless the head is itself a revert made by this backend's
-identity (then the previous revision is already back). A merge is reverted against its first
+When a step is drafted the branch is fetched (a missing repository or branch is refused
+there) and its head is recorded in the step's `branch_head` parameter (set by the server,
+never by people). What is reverted, in this order: the step's `commit` option (checked when
+the plan is drafted: it must be a commit on the branch); else the chosen release's commit
+(`target.artifact`): every first-parent commit after it up to the recorded head whose change
+is still on the branch, newest first; else, for the previous revision, the recorded head,
+unless it is itself a revert made by this backend's identity (then the previous revision is
+already back). Commits pushed after the draft are never reverted, however often a push is
+retried. A merge is reverted against its first
 parent (`-m 1`). The live version is the branch head's commit id.
 
 Apply works in a clone of its own (one per repository and branch, kept between steps, used
@@ -42,7 +49,7 @@ import hashlib
 import os
 import re
 import shlex
-import tempfile
+import stat
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -81,6 +88,8 @@ from executors.url_credentials import mask_url_credentials
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+$")
 # A branch name git accepts (git check-ref-format, roughly): no "..", "//", control
 # characters, spaces or ~^:?*[\; not starting with "-", not ending in "/", "." or ".lock".
+# The step parameter holding the branch head when the step was drafted (set by the server).
+HEAD_PARAM = "branch_head"
 BRANCH_PATTERN = r"^(?!-)(?!.*\.\.)(?!.*//)[^\x00-\x20~^:?*\[\\\x7f]+(?<!\.lock)(?<![/.])$"
 
 
@@ -170,7 +179,11 @@ class GitRevertBackend(Backend):
                 raise ConfigError(f"{self.shown}: the environment variable {token_env} is not set")
             user = self.config.get("token_user", "x-access-token")
             basic = base64.b64encode(f"{user}:{token}".encode()).decode()
-            settings.append(("http.extraHeader", f"Authorization: Basic {basic}"))
+            # Scoped to the repository's scheme, host and port: never sent to another host
+            # (a redirect, a submodule).
+            parts = urlsplit(self.config["repository"])
+            scope = f"{parts.scheme}://{parts.netloc}/"
+            settings.append((f"http.{scope}.extraHeader", f"Authorization: Basic {basic}"))
             secrets = (token, basic)
         environment["GIT_CONFIG_COUNT"] = str(len(settings))
         for number, (key, value) in enumerate(settings):
@@ -186,11 +199,10 @@ class GitRevertBackend(Backend):
     @contextlib.contextmanager
     def workspace(self) -> Iterator[GitWorkspace]:
         """The clone of this repository and branch, locked for this process's use."""
-        base = Path(self.config.get("work_dir") or Path(tempfile.gettempdir()) / "backout-git")
+        base = private_directory(self.config.get("work_dir"))
         key = hashlib.sha256(
             f"{self.config['repository']}\n{self.config['branch']}".encode()
         ).hexdigest()[:20]
-        base.mkdir(parents=True, exist_ok=True)
         timeout = float(self.config.get("timeout_seconds", 120))
         environment, secrets = self._environment()
         with open(base / f"{key}.lock", "w") as lock:
@@ -207,7 +219,7 @@ class GitRevertBackend(Backend):
                         ) from None
                     time.sleep(0.05)
             try:
-                yield GitWorkspace(
+                clone = GitWorkspace(
                     url=self.config["repository"],
                     branch=self.config["branch"],
                     directory=base / key,
@@ -216,30 +228,41 @@ class GitRevertBackend(Backend):
                     timeout=timeout,
                     shown=self.shown,
                 )
+                clone.discard_if_locked()
+                yield clone
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     # -- what to revert ------------------------------------------------------------------
 
     def validate_params(self, params: Mapping[str, Any], *, live: bool = False) -> dict[str, Any]:
-        """As the base class; with `live`, the commit is fetched and must be on the branch,
-        and the step keeps its full id."""
+        """As the base class; with `live`, the branch is fetched (a missing repository or
+        branch is refused), a `commit` must be on it (the step keeps its full id), and the
+        branch head is recorded as `branch_head`: a release or "previous" reverts up to
+        that head, and nothing pushed after the draft. A `branch_head` given is ignored."""
+        if isinstance(params, Mapping):
+            params = {name: value for name, value in params.items() if name != HEAD_PARAM}
         cleaned = super().validate_params(params, live=live)
+        if not live:
+            return cleaned
         commit = cleaned.get("commit")
-        if live and commit:
-            try:
-                with self.workspace() as clone:
-                    clone.fetch()
+        try:
+            with self.workspace() as clone:
+                head = clone.fetch()
+                if commit:
                     full = clone.resolve(commit.lower())
                     if full is None or not clone.on_branch(full):
                         raise OptionError(
                             "commit", f"{commit} is not a commit on branch {self.shown}"
                         )
-            except OptionError:
-                raise
-            except BackendError as error:
-                raise OptionError("commit", f"could not be checked: {error}") from error
-            cleaned["commit"] = full
+                    cleaned["commit"] = full
+        except OptionError:
+            raise
+        except BackendError as error:
+            raise OptionError(
+                "commit" if commit else "repository", f"could not be checked: {error}"
+            ) from error
+        cleaned[HEAD_PARAM] = head
         return cleaned
 
     def live_options(self) -> dict[str, LiveOption]:
@@ -268,20 +291,39 @@ class GitRevertBackend(Backend):
                 raise ConfigError(
                     f"release commit {target.artifact[:60]} is not on branch {self.shown}"
                 )
-            span = f"{release}..{clone.remote_ref}"
-            first_parent = clone.log("--first-parent", span)
-            pending = still_to_revert(first_parent, clone.log("--reverse", span))
+            drafted = self._drafted_head(clone, target)
+            first_parent = clone.log("--first-parent", f"{release}..{drafted}")
+            history = clone.log("--reverse", f"{release}..{clone.remote_ref}")
+            pending = still_to_revert(first_parent, history)
             how = f"revert what came after {release[:12]} ({target.version or 'the release'})"
             return Reverts(head, tuple(pending), how)
         if target.previous:
-            latest = clone.commit(head)
+            drafted = self._drafted_head(clone, target)
+            latest = clone.commit(drafted)
             ours = latest.author_email == self.author_email and latest.reverts
-            head_pending: tuple[Commit, ...] = () if ours else (latest,)
+            undone = undone_commits(clone.log("--reverse", f"{drafted}..{clone.remote_ref}"))
+            done = ours or latest.sha in undone
+            head_pending: tuple[Commit, ...] = () if done else (latest,)
             return Reverts(head, head_pending, f"revert the head {latest.shown()}")
         raise ConfigError(
             "a git revert step needs a commit (the option), a release (its commit), or the "
             "previous revision"
         )
+
+    def _drafted_head(self, clone: GitWorkspace, target: RollbackTarget) -> str:
+        """The branch head recorded when the step was drafted, still on the branch."""
+        drafted = target.params.get(HEAD_PARAM)
+        if not isinstance(drafted, str) or not re.fullmatch(r"[0-9a-f]{40}", drafted):
+            raise ConfigError(
+                f"{self.shown}: the step has no branch head recorded when it was drafted; "
+                "draft it again"
+            )
+        if not clone.on_branch(drafted):
+            raise ConfigError(
+                f"{self.shown}: the head {drafted[:12]} recorded when the step was drafted is "
+                "no longer on the branch (was it rewritten?)"
+            )
+        return drafted
 
     def _changes(self, reverts: Reverts) -> tuple[Change, ...]:
         resource = f"git {self.shown}"
@@ -429,6 +471,33 @@ class GitRevertBackend(Backend):
         ]
 
 
+def private_directory(configured: str | None) -> Path:
+    """The directory the clones live in (`configured`, else `backout-git` in the worker's
+    cache directory), created 0700; ConfigError unless it is a real directory owned by this
+    user that no one else may read or write (a clone holds the repository, and a directory
+    others can write is one they can plant hooks or a different clone in)."""
+    if configured:
+        base = Path(configured)
+    else:
+        cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        base = Path(cache) / "backout-git"
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+        base.mkdir(mode=0o700, exist_ok=True)
+        found = base.lstat()
+    except OSError as error:
+        raise ConfigError(f"work_dir {base} cannot be created ({error.strerror})") from None
+    if not stat.S_ISDIR(found.st_mode):
+        raise ConfigError(f"work_dir {base} is not a directory (a symbolic link is refused)")
+    if found.st_uid != os.getuid():
+        raise ConfigError(f"work_dir {base} belongs to another user")
+    if found.st_mode & 0o077:
+        raise ConfigError(
+            f"work_dir {base} is open to other users (mode {found.st_mode & 0o777:o}); make it 0700"
+        )
+    return base
+
+
 def _check_repository(url: str) -> None:
     """Refuse a repository address with a password in it, or a transport git must not use."""
     if "\x00" in url or any(ord(char) < 0x20 for char in url):
@@ -439,10 +508,10 @@ def _check_repository(url: str) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("file", "https", "ssh"):
             raise ConfigError("repository: use a path, file://, https:// or ssh:// address")
-        if parts.password is not None:
+        if parts.password is not None or (parts.scheme == "https" and "@" in parts.netloc):
             raise ConfigError(
-                "repository: no password in the address; name an environment variable "
-                "holding a token in token_env"
+                "repository: no password or user name in the address; name an environment "
+                "variable holding a token in token_env (and the user in token_user)"
             )
         return
     if _SCP_LIKE.match(url) or url.startswith("/"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 from collections.abc import Mapping
@@ -35,6 +36,9 @@ _RETRYABLE = re.compile(
     r"unable to lock|index\.lock",
     re.I,
 )
+_COMMIT_ID = re.compile(r"[0-9a-fA-F]{4,64}")
+# Lock files git leaves behind when it is killed: while one exists every git command fails.
+_TOP_LEVEL_LOCKS = ("index.lock", "HEAD.lock", "config.lock", "packed-refs.lock", "shallow.lock")
 _MOVED = re.compile(r"\[rejected\].*\((fetch first|non-fast-forward|stale info)\)", re.I)
 _MISSING_BRANCH = re.compile(r"couldn't find remote ref", re.I)
 _REFUSED = re.compile(
@@ -143,6 +147,31 @@ class GitWorkspace:
             return BackendError(f"{self.shown}: the git server refused the credentials ({message})")
         return BackendError(message, retryable=bool(_RETRYABLE.search(result.stderr)))
 
+    def discard_if_locked(self) -> bool:
+        """Remove the clone when git left a lock file in it (`index.lock`, a ref's `.lock`):
+        a git process killed with its worker leaves one, and every later git here would fail
+        on it. Called under the backend's file lock, so no process of ours is using the
+        clone; the next fetch clones afresh (an orphaned git still running keeps working in a
+        directory that is gone, and cannot spoil the new clone)."""
+        git_dir = self.directory / ".git"
+        if not git_dir.is_dir():
+            return False
+        locks = [git_dir / name for name in _TOP_LEVEL_LOCKS if (git_dir / name).exists()]
+        locks += list((git_dir / "refs").rglob("*.lock"))
+        if not locks:
+            return False
+        moved = self.directory.with_name(f".{self.directory.name}.stale-{os.getpid()}")
+        shutil.rmtree(moved, ignore_errors=True)
+        try:
+            os.replace(self.directory, moved)
+        except OSError as error:
+            raise BackendError(
+                f"{self.shown}: the work clone {self.directory} has a stale {locks[0].name} "
+                f"and cannot be removed ({error.strerror})"
+            ) from None
+        shutil.rmtree(moved, ignore_errors=True)
+        return True
+
     def fetch(self) -> str:
         """Fetch the branch (creating the clone on first use); the remote head's id."""
         if not (self.directory / ".git").is_dir():
@@ -168,7 +197,10 @@ class GitWorkspace:
         ).stdout.strip()
 
     def resolve(self, commit: str) -> str | None:
-        """The full id of `commit` if it is a commit in the clone, else None."""
+        """The full id of `commit` (4 to 64 hexadecimal digits: never a ref name, never
+        something git would read as an option) if it is a commit in the clone, else None."""
+        if not _COMMIT_ID.fullmatch(commit):
+            return None
         found = self.run(
             "rev-parse", "--verify", "-q", f"{commit}^{{commit}}", what="read", check=False
         )

@@ -104,6 +104,11 @@ def commit_target(sha: str, version: str | None = None) -> RollbackTarget:
     return RollbackTarget(version=version, params={"commit": sha})
 
 
+def drafted(backend: GitRevertBackend, **target: Any) -> RollbackTarget:
+    """A release or "previous" target with the parameters a draft stores now."""
+    return RollbackTarget(params=backend.validate_params({}, live=True), **target)
+
+
 def test_the_live_version_is_the_branch_head(repo, tmp_path):
     assert backend_for(repo, tmp_path).live_version() == repo.head()
 
@@ -242,6 +247,77 @@ def test_a_branch_that_keeps_moving_is_a_retryable_failure(repo, tmp_path, monke
     assert repo.show("app.py") == "VERSION = 2"
 
 
+def colleague_pushes_before_our_first_push(repo: Repository, monkeypatch) -> list[str]:
+    """Make the first push be rejected: a colleague pushes a commit just before it."""
+    pushes: list[str] = []
+    real_push = GitWorkspace.push
+
+    def push_after_a_colleague(self):
+        if not pushes:
+            repo.pull()
+            pushes.append(repo.commit({"NOTES": "a colleague's note\n"}, "Add notes"))
+        real_push(self)
+
+    monkeypatch.setattr(GitWorkspace, "push", push_after_a_colleague)
+    return pushes
+
+
+def test_previous_after_a_rejected_push_reverts_the_head_drafted_not_a_colleagues(
+    repo, tmp_path, monkeypatch
+):
+    bad = repo.commit({"app.py": "VERSION = 2\n"}, "Bump to 2")
+    backend = backend_for(repo, tmp_path)
+    previous = drafted(backend, previous=True)
+    colleague = colleague_pushes_before_our_first_push(repo, monkeypatch)
+
+    result = backend.apply(previous)
+
+    assert result.changed and result.facts["reverted"] == [bad]
+    assert repo.show("NOTES") == "a colleague's note"
+    assert repo.show("app.py") == "VERSION = 1"
+    assert repo.remote("rev-parse", "main~1") == colleague[0]
+    assert not backend.apply(previous).changed
+
+
+def test_a_release_target_after_a_rejected_push_leaves_later_commits_alone(
+    repo, tmp_path, monkeypatch
+):
+    good = repo.head()
+    repo.commit({"app.py": "VERSION = 2\n"}, "Bump to 2")
+    backend = backend_for(repo, tmp_path)
+    release = drafted(backend, version="v1", artifact=good)
+    colleague_pushes_before_our_first_push(repo, monkeypatch)
+
+    assert backend.apply(release).changed
+
+    assert repo.show("NOTES") == "a colleague's note"
+    assert repo.show("app.py") == "VERSION = 1"
+    assert not backend.apply(release).changed
+
+
+def test_previous_or_a_release_needs_the_head_recorded_at_draft(repo, tmp_path):
+    backend = backend_for(repo, tmp_path)
+    given = backend.validate_params({"branch_head": "0" * 40}, live=False)
+
+    assert "branch_head" not in given
+    with pytest.raises(ConfigError, match="no branch head recorded"):
+        backend.apply(RollbackTarget(previous=True))
+
+
+@pytest.mark.parametrize("lock", [".git/index.lock", ".git/refs/remotes/origin/main.lock"])
+def test_a_lock_left_by_a_killed_git_does_not_block_later_steps(repo, tmp_path, lock):
+    bad = repo.commit({"app.py": "VERSION = 2\n"}, "Bump to 2")
+    backend = backend_for(repo, tmp_path)
+    backend.live_version()
+    clones = [path for path in (tmp_path / "work").iterdir() if path.is_dir()]
+    (clones[0] / lock).write_text("")
+
+    assert backend.apply(commit_target(bad)).changed
+
+    assert repo.show("app.py") == "VERSION = 1"
+    assert not (clones[0] / lock).exists()
+
+
 def test_unicode_and_long_subjects_are_kept_whole_in_the_revert(repo, tmp_path):
     bad = repo.commit({"app.py": "VERSION = 2\n"}, CJK_SUBJECT)
     backend = backend_for(repo, tmp_path)
@@ -267,7 +343,7 @@ def test_a_subject_with_control_characters_is_cleaned_in_logs(repo, tmp_path):
 def test_previous_reverts_the_head_once(repo, tmp_path):
     bad = repo.commit({"app.py": "VERSION = 2\n"}, "Bump to 2")
     backend = backend_for(repo, tmp_path)
-    previous = RollbackTarget(previous=True)
+    previous = drafted(backend, previous=True)
 
     assert backend.apply(previous).changed
     assert not backend.apply(previous).changed
@@ -281,7 +357,7 @@ def test_a_release_target_reverts_everything_after_its_commit(repo, tmp_path):
     repo.commit({"app.py": "VERSION = 2\n"}, "Bump to 2")
     repo.commit({"extra.py": "X = 1\n"}, "Add extra")
     backend = backend_for(repo, tmp_path)
-    release = RollbackTarget(version="v1", artifact=good)
+    release = drafted(backend, version="v1", artifact=good)
 
     assert len(backend.plan(release).changes) == 2
     assert backend.apply(release).changed
@@ -289,6 +365,20 @@ def test_a_release_target_reverts_everything_after_its_commit(repo, tmp_path):
 
     assert repo.remote("rev-parse", "main^{tree}") == repo.remote("rev-parse", f"{good}^{{tree}}")
     assert [check.status for check in backend.checks(release)] == ["passed"]
+
+
+@pytest.mark.parametrize(
+    "artifact", ["refs/remotes/origin/main~1", "HEAD~1", "--all", "-q", "main@{1}"]
+)
+def test_a_release_artifact_that_is_not_a_commit_id_is_refused(repo, tmp_path, artifact):
+    repo.commit({"app.py": "VERSION = 2\n"}, "Bump to 2")
+    backend = backend_for(repo, tmp_path)
+    release = drafted(backend, version="v1", artifact=artifact)
+
+    with pytest.raises(ConfigError, match="is not on branch"):
+        backend.plan(release)
+
+    assert repo.show("app.py") == "VERSION = 2"
 
 
 def test_checks_fail_until_the_revert_is_on_the_branch(repo, tmp_path):
@@ -318,7 +408,7 @@ def test_draft_keeps_the_full_id_of_a_commit_on_the_branch(repo, tmp_path):
 
     cleaned = backend_for(repo, tmp_path).validate_params({"commit": bad[:8].upper()}, live=True)
 
-    assert cleaned == {"commit": bad}
+    assert cleaned == {"commit": bad, "branch_head": bad}
 
 
 @pytest.mark.parametrize(
@@ -357,6 +447,14 @@ def test_a_missing_repository_is_a_permanent_error_and_a_400_at_draft(tmp_path):
 
     with pytest.raises(OptionError, match="could not be checked"):
         backend.validate_params({"commit": "abcdef1"}, live=True)
+
+
+def test_a_missing_branch_is_a_400_at_draft_even_without_a_commit(repo, tmp_path):
+    with pytest.raises(OptionError) as refused:
+        backend_for(repo, tmp_path, branch="release").validate_params({}, live=True)
+
+    assert refused.value.option == "repository"
+    assert "branch 'release' not found" in refused.value.reason
 
 
 def test_a_missing_branch_is_a_config_error(repo, tmp_path):
@@ -427,6 +525,8 @@ def test_a_git_process_past_its_timeout_is_stopped_and_retryable(repo, tmp_path,
     ("config", "reason"),
     [
         ({"repository": "https://bot:hunter2@git.example.com/shop.git"}, "no password"),
+        ({"repository": "https://ghp_token123@git.example.com/shop.git"}, "user name"),
+        ({"repository": "https://@git.example.com/shop.git"}, "user name"),
         ({"repository": "ext::sh -c touch% /tmp/pwned"}, "use an absolute path"),
         ({"repository": "http://git.example.com/shop.git"}, "use a path, file://"),
         ({"repository": "relative/path"}, "use an absolute path"),
@@ -436,6 +536,49 @@ def test_a_git_process_past_its_timeout_is_stopped_and_retryable(repo, tmp_path,
 def test_unsafe_repository_addresses_are_refused(tmp_path, config, reason):
     with pytest.raises(ConfigError, match=reason):
         GitRevertBackend({"branch": "main", **config}, Connections())
+
+
+def test_the_token_header_is_scoped_to_the_repository_host(repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("GIT_TOKEN_FOR_TEST", "ghp_scoped_token")
+    backend = backend_for(
+        repo,
+        tmp_path,
+        repository="https://git.example.com:8443/shop.git",
+        token_env="GIT_TOKEN_FOR_TEST",
+    )
+
+    def header_for(url: str) -> str:
+        with backend.workspace() as clone:
+            return subprocess.run(
+                ["git", "config", "--get-urlmatch", "http.extraheader", url],
+                env=clone.environment,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+
+    assert header_for("https://git.example.com:8443/shop.git").startswith("Authorization: Basic")
+    assert header_for("https://elsewhere.example.com/x.git") == ""
+    assert header_for("https://git.example.com/other.git") == ""
+
+
+def test_the_work_directory_is_private_to_the_worker(repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    backend = GitRevertBackend(
+        {"repository": f"file://{repo.bare}", "branch": "main"}, Connections()
+    )
+
+    assert backend.live_version() == repo.head()
+    made = tmp_path / "cache" / "backout-git"
+    assert made.stat().st_mode & 0o777 == 0o700
+
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    with pytest.raises(ConfigError, match="open to other users"):
+        backend_for(repo, tmp_path, work_dir=str(shared)).live_version()
+    (tmp_path / "link").symlink_to(made)
+    with pytest.raises(ConfigError, match="symbolic link"):
+        backend_for(repo, tmp_path, work_dir=str(tmp_path / "link")).live_version()
 
 
 @pytest.mark.parametrize("branch", ["a..b", "-x", "x.lock", "has space", "x\x07"])
