@@ -1,55 +1,50 @@
 """Restore a self-managed PostgreSQL database from a custom-format dump, with the `pg_dump`
 and `pg_restore` binaries and psycopg.
 
-Target config: `host`, `port`, `user`, `dbname`, `password_env` (the name of an environment
-variable holding the password: it reaches the binaries as PGPASSWORD and psycopg as its
-password, never a command line nor a log), `sslmode`, `dump_dir` (where the dumps are, and
-where the automatic ones go), optionally `pre_restore_dir` (where the pre-restore dumps go;
-default `dump_dir`, so they are offered as the way back), `check_query` (SQL that must return
-a row after the restore), `bin_dir` (where pg_dump and pg_restore are, when not on PATH),
-`timeout_seconds` (for each dump or restore, default one hour), `lock_timeout_seconds` (how long
-the restore waits for a table lock, default 60) and `connect_timeout_seconds` (default 10).
+Target config: `host`, `port`, `user` (must own the database), `dbname`, `password_env` (the
+name of an environment variable holding the password: PGPASSWORD for the binaries, never a
+command line nor a log), `sslmode`, `dump_dir` (the dumps, and the automatic ones),
+`pre_restore_dir` (default `dump_dir`), `check_query` (must return a row after the restore),
+`bin_dir`, `timeout_seconds` (each dump or restore, default one hour), `lock_timeout_seconds`
+(default 60), `statement_timeout_seconds` (every query of the backend's own, default 60) and
+`connect_timeout_seconds` (default 10); connections use TCP keepalives.
+
+Drafting connects (a missing database, refused credentials or a user that does not own the
+database is a 400 naming `dbname`), stamps the step (`restore_stamp`, set by the server only)
+and, with no dump chosen, records the newest pre-deploy dump as `previous_dump`: "previous"
+restores that one, the one approved, and the data-loss check counts from its time.
 
 Apply, in order: check the dump is a readable archive (`pg_restore --list`; a corrupt file is a
-permanent error before anything is touched); take the pre-restore dump (`pg_dump -Fc`) to
-`pre-restore-<db>-<restore stamp>.dump`, whose path goes into the result's facts and detail;
-terminate the database's other connections (`pg_terminate_backend`); then `pg_restore --clean
---if-exists --single-transaction` into the same database; then record the restore on the
-database (below).
+permanent error before anything is touched); block new connections (CONNECT revoked, see
+executors.pg_restore_session); end the database's other client sessions; take the pre-restore
+dump to `pre-restore-<db>-<restore stamp>.dump` (its path goes into the facts); `pg_restore
+--clean --if-exists --single-transaction` into the same database; record the restore on the
+database (below); allow connections again, whatever happened. In place and in one
+transaction: a restore failing halfway leaves the database as it was, and the database keeps
+its owner, grants, settings and name. Objects the dump does not know are not dropped.
 
-Why in place, in one transaction, rather than into a new database swapped in by renaming:
-PostgreSQL's DDL is transactional, so a dump that fails halfway (a bad file, a missing role, a
-lock not granted) leaves the database exactly as it was, without a swap. The database keeps its
-identity: its owner, grants, `ALTER DATABASE ... SET` settings, extensions and the name every
-client uses, which a restored copy would have to be given by hand; and it needs no CREATEDB
-right nor room for a second copy. What it does not do is drop objects that the dump does not
-know (a table a bad migration added stays, with its rows); the pre-restore dump keeps
-the way back either way. Clients reconnecting during the restore wait on its locks; the restore
-gives up after `lock_timeout_seconds` (a retryable error, nothing changed). To keep writers
-away, scale them to zero first, as the database recovery playbook does.
-
-The live version is the database's own marker: the restore records the dump and the step's
-restore stamp as the database setting `backout.restored_from` (`ALTER DATABASE ... SET`), which
-a restore does not overwrite because a dump restored without --create carries no database
-settings. It is None for a database this backend never restored. A second apply of the same
-step finds its own stamp there and changes nothing (changed=False); a pre-restore dump already
-taken for the stamp is kept, not taken again.
+The live version is the database's own marker: the dump and the step's restore stamp as the
+database setting `backout.restored_from` (`ALTER DATABASE ... SET`; a dump restored without
+--create carries no database settings). None for a database never restored. A second apply
+of the same step finds its own stamp there and changes nothing; a pre-restore dump already
+taken for the stamp is kept.
 
 `capture_backup` takes the pre-deploy dump `pre-deploy-<db>-<UTC time>.dump` into `dump_dir`.
 Checks: the database answers, the marker names the dump, and `check_query` returns a row.
 
-Errors: a connection refused or timed out, a lock timeout, a terminated session, a process past
-its timeout are retryable; refused credentials ("PostgreSQL <host>/<db>: authentication
-failed"), a missing database, a corrupt dump and every other failure are permanent.
+Errors: a connection refused or timed out, a lock or statement timeout, a terminated session,
+a process past its timeout are retryable; refused credentials ("PostgreSQL <host>/<db>:
+authentication failed"), a missing database, a corrupt dump and every other failure are
+permanent.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import os
 import re
-import signal
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -79,19 +74,30 @@ from executors.pg_restore_options import (
     PG_RESTORE_OPTIONS,
     PRE_DEPLOY_PREFIX,
     PRE_RESTORE_PREFIX,
+    PREVIOUS_DUMP,
+    RESTORE_STAMP,
+    SERVER_PARAMS,
+    STAMP_PATTERN,
     Dump,
     dump_choices,
     dump_named,
     list_dumps,
     stamp_now,
 )
+from executors.pg_restore_session import (
+    OTHER_CLIENTS,
+    connect_grantees,
+    grant_connect,
+    revoke_connect,
+    stop_process,
+)
 from executors.url_credentials import MASK
 
 MARKER = "backout.restored_from"
-KILL_GRACE_SECONDS = 5.0
 STDERR_SHOWN = 800
 _RETRYABLE = re.compile(
     r"could not connect|connection refused|timeout expired|timed out|lock timeout|"
+    r"statement timeout|"
     r"terminating connection|server closed the connection|the database system is "
     r"(starting up|shutting down|in recovery mode)|too many connections|could not translate",
     re.I,
@@ -124,6 +130,11 @@ class PostgresRestoreBackend(Backend):
             "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
             "lock_timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
             "connect_timeout_seconds": {"type": "integer", "minimum": 1, "maximum": 300},
+            "statement_timeout_seconds": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 3600,
+            },
         },
         "required": ["user", "dbname", "dump_dir"],
         "additionalProperties": False,
@@ -156,6 +167,9 @@ class PostgresRestoreBackend(Backend):
             raise ConfigError(f"{self.shown}: the environment variable {name} is not set")
         return password
 
+    def _statement_timeout_ms(self) -> int:
+        return int(float(self.config.get("statement_timeout_seconds", 60)) * 1000)
+
     def _masked(self, text: str) -> str:
         password = self._password()
         return text.replace(password, MASK) if password else text
@@ -182,6 +196,11 @@ class PostgresRestoreBackend(Backend):
                 connect_timeout=self.config.get("connect_timeout_seconds", 10),
                 application_name="backout",
                 autocommit=True,
+                options=f"-c statement_timeout={self._statement_timeout_ms()}",
+                keepalives=1,
+                keepalives_idle=30,
+                keepalives_interval=10,
+                keepalives_count=3,
             )
         except psycopg.OperationalError as error:
             raise self._failure("connect", str(error)) from None
@@ -233,7 +252,7 @@ class PostgresRestoreBackend(Backend):
         try:
             out, err = process.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
-            _stop(process)
+            stop_process(process)
             raise BackendError(
                 f"{self.shown}: {what} took over {self.timeout:g} s and was stopped",
                 retryable=True,
@@ -281,16 +300,21 @@ class PostgresRestoreBackend(Backend):
         if name:
             return dump_named(self.dump_dir, str(name))
         if target.previous:
-            for dump in list_dumps(self.dump_dir):
-                if dump.name.startswith(PRE_DEPLOY_PREFIX):
-                    return dump
-            raise ConfigError(f"no pre-deploy dump in {self.dump_dir} to go back to")
+            chosen = target.params.get(PREVIOUS_DUMP)
+            if not chosen:
+                raise ConfigError(
+                    f"no pre-deploy dump was in {self.dump_dir} when the step was drafted; "
+                    "there is nothing to go back to"
+                )
+            return dump_named(self.dump_dir, str(chosen))
         raise ConfigError("a restore needs a dump (the option), a release's dump or previous")
 
     def _stamp(self, target: RollbackTarget) -> str:
-        stamp = target.params.get("restore_stamp")
-        if not isinstance(stamp, str) or not stamp:
-            raise ConfigError("a restore needs params.restore_stamp (stamped when it is drafted)")
+        stamp = target.params.get(RESTORE_STAMP)
+        if not isinstance(stamp, str) or not STAMP_PATTERN.fullmatch(stamp):
+            raise ConfigError(
+                "a restore needs the restore_stamp set when it is drafted (draft it again)"
+            )
         return stamp
 
     def _readable(self, dump: Dump) -> int:
@@ -306,16 +330,45 @@ class PostgresRestoreBackend(Backend):
 
     def validate_params(self, params: Mapping[str, Any], *, live: bool = False) -> dict[str, Any]:
         """As the base class, the dump held against the directory when `live` (a 400 naming
-        `dump` when it cannot be read); a restore stamp is set when drafted."""
+        `dump` when it cannot be read); the restore stamp is always set here, never taken
+        from `params`."""
+        if isinstance(params, Mapping):
+            params = {name: value for name, value in params.items() if name not in SERVER_PARAMS}
         try:
             cleaned = super().validate_params(params, live=live)
         except OptionError:
             raise
         except BackendError as error:
             raise OptionError("dump", str(error)) from error
-        if not cleaned.get("restore_stamp"):
-            cleaned["restore_stamp"] = stamp_now()
+        cleaned[RESTORE_STAMP] = stamp_now()
+        if live:
+            try:
+                self.require_owner()
+            except BackendError as error:
+                raise OptionError("dbname", str(error)) from error
+            if not cleaned.get("dump"):
+                try:
+                    dumps = list_dumps(self.dump_dir)
+                except ConfigError as error:
+                    raise OptionError("dump", str(error)) from error
+                newest = next((d for d in dumps if d.name.startswith(PRE_DEPLOY_PREFIX)), None)
+                if newest is not None:
+                    cleaned[PREVIOUS_DUMP] = newest.name
         return cleaned
+
+    def require_owner(self) -> None:
+        """ConfigError unless the configured user owns the database (or is a superuser):
+        the restore blocks connections and records its marker with ALTER DATABASE."""
+        with self.connect() as connection:
+            row = connection.execute(
+                "SELECT pg_has_role(current_user, d.datdba, 'USAGE') FROM pg_database d "
+                "WHERE d.datname = current_database()"
+            ).fetchone()
+        if not row or not row[0]:
+            raise ConfigError(
+                f"{self.shown}: {self.config['user']} does not own the database (a restore "
+                "needs the owner, to block connections and record what it restored)"
+            )
 
     def live_options(self) -> dict[str, LiveOption]:
         """The dumps in the dump directory, newest first; the one restored last marked."""
@@ -333,7 +386,7 @@ class PostgresRestoreBackend(Backend):
 
     def writes_lost_after(self, params: Mapping[str, Any]) -> datetime.datetime | None:
         """When the chosen dump was written: later writes are not in it."""
-        name = params.get("dump")
+        name = params.get("dump") or params.get(PREVIOUS_DUMP)
         if not name:
             return None
         try:
@@ -370,10 +423,41 @@ class PostgresRestoreBackend(Backend):
 
     def _other_connections(self, connection: psycopg.Connection[Any]) -> int:
         row = connection.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid()"
+            f"SELECT count(*) FROM pg_stat_activity WHERE {OTHER_CLIENTS}"
         ).fetchone()
         return int(row[0]) if row else 0
+
+    def _connect_rights(self, statement: sql.Composed | None) -> None:
+        if statement is not None:
+            with self.connect() as connection:
+                connection.execute(statement)
+
+    @contextlib.contextmanager
+    def connections_blocked(self, stamp: str, log: LogLine) -> Iterator[None]:
+        """CONNECT revoked from every role but the owner (and this user) while the block
+        runs, granted back afterwards whatever happens. The grants taken away are written
+        to a hidden file beside the pre-restore dump first, so that a retry after a worker
+        died puts back the grants as they were, not the ones it left."""
+        record = (
+            self.pre_restore_dir / f".{PRE_RESTORE_PREFIX}{self.config['dbname']}-{stamp}.grants"
+        )
+        self.pre_restore_dir.mkdir(parents=True, exist_ok=True)
+        with self.connect() as connection:
+            now = connect_grantees(connection)
+        if record.is_file():
+            taken = json.loads(record.read_text(encoding="utf-8"))
+        else:
+            taken = now
+            record.write_text(json.dumps(taken), encoding="utf-8")
+        shown = ", ".join(name or "PUBLIC" for name in taken) or "no role"
+        log(f"blocking new connections: CONNECT revoked from {shown}")
+        try:
+            self._connect_rights(revoke_connect(self.config["dbname"], now))
+            yield
+        finally:
+            self._connect_rights(grant_connect(self.config["dbname"], taken))
+            record.unlink(missing_ok=True)
+            log("new connections allowed again")
 
     def plan(self, target: RollbackTarget) -> RollbackPlan:
         """The dump to restore, the connections it would end, the pre-restore dump it would
@@ -381,6 +465,7 @@ class PostgresRestoreBackend(Backend):
         dump = self._dump_of(target)
         entries = self._readable(dump)
         stamp = self._stamp(target)
+        self.require_owner()
         marker = self.marker()
         resource = self.shown
         if marker == (dump.name, stamp):
@@ -417,41 +502,43 @@ class PostgresRestoreBackend(Backend):
         facts: dict[str, Any] = {"dump": dump.name, "pre_restore_dump": str(pre_restore)}
         if self.marker() == (dump.name, stamp):
             return ApplyResult(False, f"{self.shown} was restored from {dump.name} already", facts)
+        self.require_owner()
         log(f"checking {dump.name}: {self._readable(dump)} entries, {dump.describe()}")
-        if pre_restore.is_file():
-            log(f"pre-restore dump {pre_restore} was taken by an earlier attempt; keeping it")
-        else:
-            log(f"taking the pre-restore dump {pre_restore}")
-            self.dump_to(pre_restore)
-        with self.connect() as connection:
-            ended = connection.execute(
-                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            ).fetchone()
-        facts["terminated_connections"] = int(ended[0]) if ended else 0
-        log(f"terminated {facts['terminated_connections']} other connection(s)")
-        log(f"restoring {dump.name} into {self.shown} in one transaction")
-        self._run(
-            f"pg_restore of {dump.name}",
-            [
-                self._binary("pg_restore"),
-                "--clean",
-                "--if-exists",
-                "--single-transaction",
-                "--exit-on-error",
-            ]
-            + self._connection_args()
-            + [str(dump.path)],
-            lock_timeout=True,
-        )
-        with self.connect() as connection:
-            connection.execute(
-                sql.SQL("ALTER DATABASE {} SET {} = {}").format(
-                    sql.Identifier(self.config["dbname"]),
-                    sql.Identifier(*MARKER.split(".")),
-                    sql.Literal(f"{dump.name} {stamp}"),
-                )
+        with self.connections_blocked(stamp, log):
+            with self.connect() as connection:
+                ended = connection.execute(
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) "
+                    f"FROM pg_stat_activity WHERE {OTHER_CLIENTS}"
+                ).fetchone()
+            facts["terminated_connections"] = int(ended[0]) if ended else 0
+            log(f"terminated {facts['terminated_connections']} other connection(s)")
+            if pre_restore.is_file():
+                log(f"pre-restore dump {pre_restore} was taken by an earlier attempt; keeping it")
+            else:
+                log(f"taking the pre-restore dump {pre_restore}")
+                self.dump_to(pre_restore)
+            log(f"restoring {dump.name} into {self.shown} in one transaction")
+            self._run(
+                f"pg_restore of {dump.name}",
+                [
+                    self._binary("pg_restore"),
+                    "--clean",
+                    "--if-exists",
+                    "--single-transaction",
+                    "--exit-on-error",
+                ]
+                + self._connection_args()
+                + [str(dump.path)],
+                lock_timeout=True,
             )
+            with self.connect() as connection:
+                connection.execute(
+                    sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                        sql.Identifier(self.config["dbname"]),
+                        sql.Identifier(*MARKER.split(".")),
+                        sql.Literal(f"{dump.name} {stamp}"),
+                    )
+                )
         detail = f"{self.shown} restored from {dump.name}; pre-restore dump at {pre_restore}"
         log(detail)
         return ApplyResult(True, detail, facts)
@@ -511,15 +598,3 @@ class PostgresRestoreBackend(Backend):
             CheckStatus.PASSED if row is not None else CheckStatus.FAILED,
             "returned a row" if row is not None else "returned no row",
         )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group, SIGKILL it after a grace period."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=KILL_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()

@@ -4,8 +4,9 @@
   service's dump directory, read when the plan is drafted (a missing one is refused there).
   Empty: the chosen release's artifact names the file; for the previous revision, the newest
   pre-deploy dump.
-- `restore_stamp`: set when the step is drafted. The database records the dump and the stamp
-  of the last restore (see executors.pg_restore), so a retried step restores once.
+- `restore_stamp` (not an option: the server sets it when the step is drafted, replacing any
+  value given, in the form `20261204T091500123456Z`). The database records the dump and the
+  stamp of the last restore (see executors.pg_restore), so a retried step restores once.
 - `acknowledge_loss`: the commander's written acknowledgement that the writes made after the
   dump are lost; the console asks for it when that loss exceeds the incident's RPO.
 
@@ -24,7 +25,7 @@ from pathlib import Path
 from executors.errors import ConfigError
 from executors.options import Choice, Option
 
-DUMP_NAME = r"[\w+@-][\w.+@-]{0,199}"
+DUMP_NAME = r"[\w+@][\w.+@-]{0,199}"
 _DUMP_NAME = re.compile(DUMP_NAME)
 SIGNATURE = b"PGDMP"
 PRE_DEPLOY_PREFIX = "pre-deploy-"
@@ -39,12 +40,14 @@ DUMP = Option(
     help="A custom-format dump in the service's dump directory. Empty: the chosen release's "
     "dump, or the newest pre-deploy dump for the previous revision.",
 )
-RESTORE_STAMP = Option(
-    "restore_stamp",
-    "Restore stamp",
-    max_length=64,
-    help="Filled in when the plan is drafted, so that a retried step restores once.",
-)
+# The step parameter the server sets when a step is drafted (never people: a value given is
+# replaced), and its only accepted form, `stamp_now()`'s. It goes into a file name.
+RESTORE_STAMP = "restore_stamp"
+STAMP_PATTERN = re.compile(r"\d{8}T\d{12}Z")
+# Also set by the server when drafted with no dump chosen: the newest pre-deploy dump then,
+# the one a "previous" step restores (and whose time the data-loss check uses).
+PREVIOUS_DUMP = "previous_dump"
+SERVER_PARAMS = frozenset({RESTORE_STAMP, PREVIOUS_DUMP})
 ACKNOWLEDGE_LOSS = Option(
     "acknowledge_loss",
     "Acknowledgement of the data lost",
@@ -52,7 +55,7 @@ ACKNOWLEDGE_LOSS = Option(
     help="Required when the writes lost span more than the incident's RPO: say who agreed, "
     "and why it is acceptable.",
 )
-PG_RESTORE_OPTIONS = (DUMP, RESTORE_STAMP, ACKNOWLEDGE_LOSS)
+PG_RESTORE_OPTIONS = (DUMP, ACKNOWLEDGE_LOSS)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,11 @@ database per test (a unique name, dropped afterwards), dumps made with pg_dump."
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import struct
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -209,6 +213,44 @@ def test_draft_stamps_the_restore_and_offers_the_dumps_newest_first(database, du
     assert backend.apply(restore("注文-v2.dump")).changed
 
 
+def test_a_restore_stamp_given_is_replaced_so_a_second_step_restores_again(
+    database, dumps, good_dump
+):
+    backend = backend_for(database, dumps)
+    first = RollbackTarget(params=backend.validate_params({"dump": good_dump}, live=True))
+    assert backend.apply(first).changed
+    with connect(database) as connection:
+        connection.execute("DELETE FROM orders")
+
+    reused = backend.validate_params(dict(first.params), live=True)
+
+    assert reused["restore_stamp"] != first.params["restore_stamp"]
+    assert backend.apply(RollbackTarget(params=reused)).changed
+    assert rows(database) == [(1, 100), (2, 250)]
+
+
+@pytest.mark.parametrize("stamp", ["../../escaped", "s1", "20261204T091500000000Z/x", ""])
+def test_a_stamp_not_set_by_the_server_is_refused_and_nothing_is_written(
+    database, dumps, good_dump, tmp_path, stamp
+):
+    backend = backend_for(database, dumps)
+
+    with pytest.raises(ConfigError, match="draft it again"):
+        backend.apply(restore(good_dump, stamp))
+
+    assert sorted(path.name for path in dumps.iterdir()) == ["good.dump"]
+    assert not list(tmp_path.rglob("*escaped*"))
+
+
+def test_a_dump_name_starting_with_a_dash_is_not_a_dump(database, dumps, good_dump):
+    (dumps / "-list.dump").write_bytes((dumps / good_dump).read_bytes())
+
+    with pytest.raises(OptionError) as refused:
+        backend_for(database, dumps).validate_params({"dump": "-list.dump"}, live=True)
+
+    assert refused.value.option == "dump"
+
+
 def test_capture_backup_takes_a_pre_deploy_dump_that_previous_restores(database, dumps):
     backend = backend_for(database, dumps)
 
@@ -218,10 +260,135 @@ def test_capture_backup_takes_a_pre_deploy_dump_that_previous_restores(database,
 
     assert saved["dump"].startswith(f"pre-deploy-{database}-")
     assert (dumps / saved["dump"]).is_file()
-    previous = RollbackTarget(previous=True, params={"restore_stamp": "s1"})
+    previous = RollbackTarget(previous=True, params=backend.validate_params({}, live=True))
+    assert previous.params["previous_dump"] == saved["dump"]
+    assert backend.writes_lost_after(previous.params) is not None
     assert backend.plan(previous).target_version == saved["dump"]
     assert backend.apply(previous).changed
     assert rows(database) == [(1, 100), (2, 250)]
+
+
+def test_previous_restores_the_pre_deploy_dump_chosen_when_drafted(database, dumps):
+    backend = backend_for(database, dumps)
+    approved = backend.capture_backup()["dump"]
+    previous = RollbackTarget(previous=True, params=backend.validate_params({}, live=True))
+    time.sleep(0.01)
+    with connect(database) as connection:
+        connection.execute("DELETE FROM orders")
+    later = backend.capture_backup()["dump"]
+
+    assert later != approved
+    assert backend.apply(previous).facts["dump"] == approved
+    assert rows(database) == [(1, 100), (2, 250)]
+
+
+def test_previous_with_no_pre_deploy_dump_when_drafted_is_refused(database, dumps, good_dump):
+    backend = backend_for(database, dumps)
+    previous = RollbackTarget(previous=True, params=backend.validate_params({}, live=True))
+
+    with pytest.raises(ConfigError, match="no pre-deploy dump"):
+        backend.plan(previous)
+
+
+@pytest.fixture
+def role() -> Iterator[str]:
+    """A login role that is not the database's owner."""
+    name = f"backout_role_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+    yield name
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def connect_as(role: str, database: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(
+        f"host=127.0.0.1 port=5432 user={role} dbname={database}", autocommit=True
+    )
+
+
+def test_no_client_connects_between_the_pre_restore_dump_and_the_restore(
+    database, dumps, good_dump, role, monkeypatch
+):
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                sql.Identifier(database), sql.Identifier(role)
+            )
+        )
+    backend = backend_for(database, dumps)
+    refused: list[str] = []
+    real_dump_to = PostgresRestoreBackend.dump_to
+
+    def dump_while_a_writer_tries(self, path):
+        try:
+            connect_as(role, database).close()
+        except psycopg.OperationalError as error:
+            refused.append(str(error))
+        real_dump_to(self, path)
+
+    monkeypatch.setattr(PostgresRestoreBackend, "dump_to", dump_while_a_writer_tries)
+
+    assert backend.apply(restore(good_dump)).changed
+
+    assert refused and "permission denied" in refused[0]
+    connect_as(role, database).close()  # allowed again
+    assert not list(dumps.glob(".*grants"))
+
+
+def test_connections_are_allowed_again_when_the_restore_fails(
+    database, dumps, good_dump, role, monkeypatch
+):
+    def disk_full(self, path):
+        raise BackendError("pg_dump failed: No space left on device")
+
+    monkeypatch.setattr(PostgresRestoreBackend, "dump_to", disk_full)
+
+    with pytest.raises(BackendError, match="No space left"):
+        backend_for(database, dumps).apply(restore(good_dump))
+
+    connect_as(role, database).close()
+    assert rows(database) == [(1, 10000), (2, 25000), (3, 999)]
+
+
+def test_draft_refuses_a_database_that_is_not_there(dumps):
+    backend = backend_for("backout_no_such_database", dumps)
+
+    with pytest.raises(OptionError) as refused:
+        backend.validate_params({}, live=True)
+
+    assert refused.value.option == "dbname" and "does not exist" in refused.value.reason
+
+
+def test_a_user_that_does_not_own_the_database_is_refused_at_draft_and_plan(
+    database, dumps, good_dump, role
+):
+    backend = backend_for(database, dumps, user=role)
+
+    with pytest.raises(OptionError) as refused:
+        backend.validate_params({"dump": good_dump}, live=True)
+    assert refused.value.option == "dbname" and "does not own" in refused.value.reason
+    with pytest.raises(ConfigError, match="does not own"):
+        backend.plan(restore(good_dump))
+
+
+def test_a_statement_past_its_time_limit_is_stopped_and_retryable(database, dumps, good_dump):
+    holder = psycopg.connect(ADMIN)
+    holder.execute(
+        sql.SQL(
+            "ALTER DATABASE {} SET backout.restored_from = 'held 20261204T000000000000Z'"
+        ).format(sql.Identifier(database))
+    )  # uncommitted: the restore's marker waits on it
+    try:
+        backend = backend_for(database, dumps, statement_timeout_seconds=1)
+        started = time.monotonic()
+        with pytest.raises(BackendError, match="statement timeout") as failed:
+            backend.apply(restore(good_dump))
+        assert failed.value.retryable and time.monotonic() - started < 30
+    finally:
+        holder.rollback()
+        holder.close()
 
 
 def test_checks_run_the_check_query(database, dumps, good_dump):
@@ -261,18 +428,95 @@ def test_a_server_that_does_not_answer_is_retryable(database, dumps, good_dump):
     assert failed.value.retryable
 
 
+@pytest.fixture
+def password_refusing_server() -> Iterator[dict[str, Any]]:
+    """A server speaking PostgreSQL's wire protocol that asks for a password and refuses it
+    as PostgreSQL does (SQLSTATE 28P01), recording the passwords it was sent.
+
+    Why not the tests' PostgreSQL: it trusts every connection from 127.0.0.1 (pg_hba.conf
+    `trust`), so a wrong password is never checked there, and a private cluster cannot be
+    made here (initdb refuses to run as root). The client side is the real one: psycopg and
+    libpq, pg_dump and pg_restore."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    got: dict[str, Any] = {"passwords": [], "port": server.getsockname()[1]}
+    stop = threading.Event()
+
+    def read(connection: socket.socket, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = connection.recv(size - len(data))
+            if not chunk:
+                raise ConnectionError
+            data += chunk
+        return data
+
+    def refuse(connection: socket.socket) -> None:
+        with connection:
+            while True:
+                length, code = struct.unpack("!ii", read(connection, 8))
+                if code in (80877103, 80877104):  # SSLRequest, GSSENCRequest: not here
+                    connection.sendall(b"N")
+                    continue
+                startup = read(connection, length - 8).split(b"\0")
+                break
+            user = startup[startup.index(b"user") + 1].decode()
+            connection.sendall(b"R" + struct.pack("!ii", 8, 3))  # cleartext password
+            kind, length = struct.unpack("!ci", read(connection, 5))
+            got["passwords"].append(read(connection, length - 4).rstrip(b"\0").decode())
+            fields = b"".join(
+                key + value.encode() + b"\0"
+                for key, value in (
+                    (b"S", "FATAL"),
+                    (b"V", "FATAL"),
+                    (b"C", "28P01"),
+                    (b"M", f'password authentication failed for user "{user}"'),
+                )
+            )
+            body = fields + b"\0"
+            connection.sendall(b"E" + struct.pack("!i", len(body) + 4) + body)
+
+    def serve() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                continue
+            with contextlib.suppress(OSError, ConnectionError, ValueError, struct.error):
+                refuse(connection)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield got
+    stop.set()
+    thread.join()
+    server.close()
+
+
 def test_refused_credentials_are_permanent_and_the_password_never_shown(
-    database, dumps, good_dump, monkeypatch
+    dumps, good_dump, password_refusing_server, monkeypatch
 ):
     monkeypatch.setenv("ORDERS_DB_PASSWORD", "s3cret-pass-word")
-    backend = backend_for(database, dumps, user="nobody_here", password_env="ORDERS_DB_PASSWORD")
+    backend = backend_for(
+        "orders",
+        dumps,
+        port=password_refusing_server["port"],
+        user="orders_app",
+        password_env="ORDERS_DB_PASSWORD",
+        sslmode="disable",
+    )
 
-    with pytest.raises(BackendError) as failed:
-        backend.apply(restore(good_dump))
-
-    assert not failed.value.retryable
-    assert "nobody_here" in str(failed.value)
-    assert "s3cret-pass-word" not in str(failed.value)
+    for attempt in (lambda: backend.apply(restore(good_dump)), backend.capture_backup):
+        with pytest.raises(BackendError) as failed:
+            attempt()
+        assert not failed.value.retryable
+        assert "authentication failed" in str(failed.value)
+        assert "orders_app" in str(failed.value)
+        assert "s3cret-pass-word" not in str(failed.value)
+    # psycopg, then pg_dump: both were handed the password, and it was refused.
+    assert password_refusing_server["passwords"] == ["s3cret-pass-word"] * 2
 
 
 def test_a_password_variable_that_is_not_set_is_a_config_error(database, dumps, monkeypatch):

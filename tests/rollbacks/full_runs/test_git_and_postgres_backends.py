@@ -21,7 +21,11 @@ from django.utils import timezone
 from psycopg import sql
 
 from api.tokens import token_create
-from devinfra.demo_git_postgres import seed_git_repository, seed_postgres_dumps
+from devinfra.demo_git_postgres import (
+    database_passwords,
+    seed_git_repository,
+    seed_postgres_dumps,
+)
 from incidents.models import Release, TimelineEntry
 from rollbacks.models import Run
 from tests.rollbacks.full_runs.conftest import console_service
@@ -203,3 +207,18 @@ def test_the_api_drafts_a_revert_to_the_known_good_release(
     assert response.status_code == 201, response.content
     step = response.json()["steps"][0]
     assert step["to_version"] == "v1.1" and step["from_version"] == "v1.2"
+
+
+def test_the_inventory_password_reaches_the_workers_env_file(
+    tmp_path, inventory_database, monkeypatch
+):
+    monkeypatch.setenv("DEMO_INVENTORY_PASSWORD", "stale from an earlier demo")
+    parts = urlsplit(inventory_database)
+    with_password = inventory_database.replace(
+        f"{parts.username}@", f"{parts.username}:s3cr%C3%A9t@"
+    )
+
+    inventory = seed_postgres_dumps(with_password, tmp_path)
+
+    assert inventory.target_config["password_env"] == "DEMO_INVENTORY_PASSWORD"
+    assert database_passwords([inventory]) == {"DEMO_INVENTORY_PASSWORD": "s3crét"}
