@@ -6,12 +6,13 @@ Target config: `cluster`, `service`. The service must use the ECS (rolling updat
 deployment controller: CodeDeploy and external controllers deploy by other calls.
 
 Once per step: the step is stamped when it is drafted (`restarted_at`, a UTC instant and a
-random suffix). Before UpdateService the service is tagged `backout:restart` =
-"<stamp> after <id of the PRIMARY deployment then>". An apply that finds its own stamp
-there and a PRIMARY deployment other than the recorded one has nothing left to do (the
-restart happened, even if its answer was lost); with the recorded deployment still primary,
-the restart never reached ECS and is made. A retried step therefore restarts once, and no
-clock is compared. Any deployment made since the request counts: it restarted the tasks too.
+random suffix, always set by the server: a value given is replaced). Before UpdateService
+the service is tagged `backout:restart` = "<stamp> after <id of the PRIMARY deployment
+then>". An apply that finds its own stamp there and a PRIMARY deployment other than the
+recorded one has nothing left to do (the restart happened, even if its answer was lost);
+with the recorded deployment still primary, the restart never reached ECS and is made. A
+retried step therefore restarts once, and no clock is compared. Any deployment made since
+the request counts: it restarted the tasks too.
 
 Steady means the deployment that replaced the recorded one is the only deployment left,
 its rolloutState is COMPLETED (when ECS reports one; FAILED fails the step at once), it runs
@@ -28,6 +29,7 @@ tasks pending is how the tests see a wait reach its deadline.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -49,16 +51,13 @@ from executors.base import (
     poll_until,
 )
 from executors.ecs_operations import describe_service, service_tags
-from executors.options import Option, OptionError, restart_stamp
+from executors.options import OptionError, restart_stamp
 
 RESTART_TAG = "backout:restart"
-RESTART_STAMP = Option(
-    "restarted_at",
-    "Restart stamp",
-    max_length=64,
-    pattern=r"[0-9A-Za-z:.+-]+",
-    help="Filled in when the plan is drafted, so that a retried step restarts once.",
-)
+# The step parameter the server sets when a step is drafted (a value given is replaced), and
+# its only accepted form: `restart_stamp()` and a random suffix.
+RESTART_STAMP = "restarted_at"
+STAMP_PATTERN = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ-[0-9a-f]{6}")
 
 
 def _short(task_definition_arn: str) -> str:
@@ -109,7 +108,7 @@ class EcsRestartBackend(Backend):
         "required": ["cluster", "service"],
         "additionalProperties": False,
     }
-    options = (RESTART_STAMP,)
+    options = ()
 
     def __init__(
         self, config: Mapping[str, Any], connections: Connections, *, poll_interval: float = 5.0
@@ -144,11 +143,13 @@ class EcsRestartBackend(Backend):
         return service
 
     def validate_params(self, params: Mapping[str, Any], *, live: bool = False) -> dict[str, Any]:
-        """As the base class, stamped when drafted; with `live`, a service that does not
+        """As the base class, stamped when drafted (a `restarted_at` given is replaced, so a
+        stamp is never reused); with `live`, a service that does not
         exist (or cannot be restarted this way) is refused naming `service`."""
+        if isinstance(params, Mapping):
+            params = {name: value for name, value in params.items() if name != RESTART_STAMP}
         cleaned = super().validate_params(params, live=live)
-        if not cleaned.get("restarted_at"):
-            cleaned["restarted_at"] = f"{restart_stamp()}-{secrets.token_hex(3)}"
+        cleaned[RESTART_STAMP] = f"{restart_stamp()}-{secrets.token_hex(3)}"
         if live:
             try:
                 self._service()
@@ -167,9 +168,11 @@ class EcsRestartBackend(Backend):
     # -- the restart ---------------------------------------------------------------------------
 
     def _stamp(self, target: RollbackTarget) -> str:
-        stamp = target.params.get("restarted_at")
-        if not isinstance(stamp, str) or not stamp:
-            raise ConfigError("a restart needs params.restarted_at (stamped when it is drafted)")
+        stamp = target.params.get(RESTART_STAMP)
+        if not isinstance(stamp, str) or not STAMP_PATTERN.fullmatch(stamp):
+            raise ConfigError(
+                "a restart needs the restarted_at stamp set when it is drafted (draft it again)"
+            )
         return stamp
 
     def _requested(self, service: Mapping[str, Any], stamp: str) -> str | None:

@@ -6,9 +6,8 @@ Target config: exactly one of `secret` (a Secrets Manager secret's name or ARN) 
 `parameter` (an SSM Parameter Store name).
 
 Which version: the step's `version` option (a secret's version id, or a parameter's version
-number from its history; both read live, so a version that does not exist is refused when
-the plan is drafted), else the release's artifact (the version it was captured at), else,
-for "previous", the version before the live one.
+number; read live, a missing one refused when drafted), else the release's artifact (the
+version it was captured at), else, for "previous", the version before the live one.
 
 - Secrets Manager, method "stage" (the default): UpdateSecretVersionStage moves AWSCURRENT
   to the chosen version; Secrets Manager then labels the version it replaced AWSPREVIOUS.
@@ -20,12 +19,9 @@ for "previous", the version before the live one.
   PutParameter with Overwrite stores it as the next version (a SecureString with its own
   key). The replaced version stays in the history.
 
-"Previous" stays where the step put it when repeated: the version Backout makes current
-carries the staging label `backout-switched`, and a secret whose current version carries it
-is already switched. A parameter is tagged `backout:restoring` = "<new version> from
-<source>" before the put; a parameter whose current version is that new version is already
-switched. Without these, a second apply would step back once more (AWSPREVIOUS is then the
-bad version again).
+"Previous" is chosen once per step: a step is stamped when drafted (`switch_stamp`, set by
+the server only) and tags the secret or parameter `backout:switch` = "<stamp> <version>"
+before switching; a retry finds its stamp and keeps that version, another step steps back.
 
 Values never leave this module: plans, results, progress lines, check results and errors
 name versions only, and an error from a call carrying a value has the value masked and no
@@ -37,9 +33,11 @@ parameter is refused at draft time as an option error naming `secret` or `parame
 from __future__ import annotations
 
 import datetime
+import email.utils
+import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from executors.aws import AwsError, aws_call, aws_client
@@ -61,8 +59,11 @@ from executors.base import (
 )
 from executors.options import Choice, Option, OptionError
 
-SWITCHED_STAGE = "backout-switched"
-RESTORING_TAG = "backout:restoring"
+# The step parameter set when a step is drafted, and the tag a "previous" switch records
+# "<stamp> <version chosen>" in before it switches.
+SWITCH_STAMP = "switch_stamp"
+_STAMP = re.compile(r"[0-9a-f]{16}")
+SWITCH_TAG = "backout:switch"
 CURRENT, PREVIOUS = "AWSCURRENT", "AWSPREVIOUS"
 # Names the copy's client request token is made in (uuid5), so a repeated put is one version.
 _TOKEN_NAMESPACE = uuid.UUID("6f1f6a52-4f8e-4a51-9d0b-3c5e2b7f0d11")
@@ -103,7 +104,7 @@ class Version:
 class Stored:
     """A version's value and how it is stored; never shown, logged or raised."""
 
-    value: str | bytes
+    value: str | bytes = field(repr=False)
     kind: str  # "string" or "binary" (Secrets Manager), else the SSM type
     key_id: str | None = None
     data_type: str | None = None
@@ -131,9 +132,28 @@ def _masked(doing: str, method: Callable[..., Any], value: str | bytes, **kwargs
         cause = error.__cause__
         response = getattr(cause, "response", None)
         headers = (response or {}).get("ResponseMetadata", {}).get("HTTPHeaders", {})
-        if headers.get("retry-after"):
-            masked.retry_after = float(headers["retry-after"])  # type: ignore[attr-defined]
+        wait = retry_after_seconds(headers.get("retry-after"))
+        if wait is not None:
+            masked.retry_after = wait  # type: ignore[attr-defined]
         raise masked from None
+
+
+def retry_after_seconds(value: Any) -> float | None:
+    """A Retry-After header's wait in seconds: a number of seconds or an HTTP date (RFC 9110);
+    None when absent or unreadable (never an error: the hint is only a hint)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
 
 
 class SecretSwitchBackend(Backend):
@@ -302,14 +322,19 @@ class SecretSwitchBackend(Backend):
         return {"version": LiveOption(choices=tuple(choices))}
 
     def validate_params(self, params: Mapping[str, Any], *, live: bool = False) -> dict[str, Any]:
-        """As the base class; with `live`, a secret or parameter that does not exist is
-        refused naming `secret` or `parameter`."""
+        """As the base class, and stamped (`switch_stamp`, set here only: a value given is
+        replaced); with `live`, a secret or parameter that does not exist is refused naming
+        `secret` or `parameter`."""
         if live:
             try:
                 self._current()
             except ConfigError as error:
                 raise OptionError("secret" if self.is_secret else "parameter", str(error)) from None
-        return super().validate_params(params, live=live)
+        if isinstance(params, Mapping):
+            params = {name: value for name, value in params.items() if name != SWITCH_STAMP}
+        cleaned = super().validate_params(params, live=live)
+        cleaned[SWITCH_STAMP] = uuid.uuid4().hex[:16]
+        return cleaned
 
     def capture_backup(self) -> dict[str, Any]:
         """The version current before a release: what a later switch goes back to."""
@@ -339,9 +364,9 @@ class SecretSwitchBackend(Backend):
                 if str(chosen) not in stages and str(chosen) not in self._all_secret_versions():
                     raise ConfigError(f"version {chosen} of {self._where} not found")
                 return str(chosen), current
-            self._need_previous(target)
-            if SWITCHED_STAGE in stages[current]:
-                return current, current  # this backend already switched it
+            recorded = self._recorded_source(target)
+            if recorded is not None:
+                return recorded, current  # this step chose it, in an earlier attempt
             previous = next((v for v, s in stages.items() if PREVIOUS in s), None)
             if previous is None:
                 raise ConfigError(f"{self._where} has no {PREVIOUS} version to go back to")
@@ -353,25 +378,59 @@ class SecretSwitchBackend(Backend):
             if str(chosen) not in numbers:
                 raise ConfigError(f"version {chosen} is not in the history of {self._where}")
             return str(chosen), current
-        self._need_previous(target)
-        restoring = self._tags().get(RESTORING_TAG, "").split(" from ")
-        if len(restoring) == 2 and restoring[0] == current:
-            return restoring[1], current  # this backend already put that version back
+        recorded = self._recorded_source(target)
+        if recorded is not None:
+            return recorded, current  # this step chose it, in an earlier attempt
         if len(numbers) < 2:
             raise ConfigError(f"{self._where} has no version before {current}")
         return numbers[-2], current
 
-    def _need_previous(self, target: RollbackTarget) -> None:
+    def _stamp(self, target: RollbackTarget) -> str:
+        stamp = target.params.get(SWITCH_STAMP)
+        if not isinstance(stamp, str) or not _STAMP.fullmatch(stamp):
+            raise ConfigError(
+                "a switch to the previous version needs the switch_stamp set when it is "
+                "drafted (draft it again)"
+            )
+        return stamp
+
+    def _recorded_source(self, target: RollbackTarget) -> str | None:
+        """For "previous": the version this step chose in an earlier attempt (the switch
+        tag carrying its stamp), else None; ConfigError for a target naming nothing."""
         if not target.previous:
             raise ConfigError(
                 "a switch needs the version option, a release whose artifact is a version, "
                 "or the previous version"
+            )
+        mine = self._stamp(target)
+        stamp, _, source = self._tags().get(SWITCH_TAG, "").partition(" ")
+        return source if source and stamp == mine else None
+
+    def _record_source(self, target: RollbackTarget, source: str) -> None:
+        """Tag the secret or parameter with this step's stamp and chosen version, before
+        the switch: a retry of the step then goes to the same version, and another step
+        (another stamp) steps back from wherever the secret is then."""
+        if target.params.get("version") or target.artifact or not target.previous:
+            return
+        tag = [{"Key": SWITCH_TAG, "Value": f"{self._stamp(target)} {source}"}]
+        if self.is_secret:
+            aws_call(f"tag {self._where}", self.client.tag_resource, SecretId=self.name, Tags=tag)
+        else:
+            aws_call(
+                f"tag {self._where}",
+                self.client.add_tags_to_resource,
+                ResourceType="Parameter",
+                ResourceId=self.name,
+                Tags=tag,
             )
 
     def _all_secret_versions(self) -> set[str]:
         return {version.id for version in self.versions()}
 
     def _tags(self) -> dict[str, str]:
+        if self.is_secret:
+            described = self._read("describe", self.client.describe_secret, SecretId=self.name)
+            return {str(tag["Key"]): str(tag["Value"]) for tag in described.get("Tags") or []}
         listed = self._read(
             "read the tags of",
             self.client.list_tags_for_resource,
@@ -427,9 +486,9 @@ class SecretSwitchBackend(Backend):
             facts["to_version"] = current
             detail = f"{self._where} already has the value of version {_short(source)}"
             return ApplyResult(False, detail, facts)
+        self._record_source(target, source)
         if self.is_secret and method == "stage":
             log(f"{self._where}: moving {CURRENT} from {_short(current)} to {_short(source)}")
-            self._move_stage(SWITCHED_STAGE, source)
             self._move_stage(CURRENT, source)
             new = source
         elif self.is_secret:
@@ -462,40 +521,20 @@ class SecretSwitchBackend(Backend):
     def _copy_secret(self, source: str, current: str) -> str:
         stored = self._stored(source)
         token = str(uuid.uuid5(_TOKEN_NAMESPACE, f"{self.name}|{source}|{current}"))
-        field = "SecretBinary" if stored.kind == "binary" else "SecretString"
+        value_field = "SecretBinary" if stored.kind == "binary" else "SecretString"
         answer = _masked(
             f"store a new version of {self._where}",
             self.client.put_secret_value,
             stored.value,
             SecretId=self.name,
             ClientRequestToken=token,
-            VersionStages=[CURRENT, SWITCHED_STAGE],
-            **{field: stored.value},
+            VersionStages=[CURRENT],
+            **{value_field: stored.value},
         )
-        new = str(answer["VersionId"])
-        # AWS moves a custom label along with the put; moto (5.2) leaves it on the old
-        # version too, where it would read as "switched" later: take it off there.
-        for version, stages in self._stages().items():
-            if version != new and SWITCHED_STAGE in stages:
-                aws_call(
-                    f"move {SWITCHED_STAGE} of {self._where}",
-                    self.client.update_secret_version_stage,
-                    SecretId=self.name,
-                    VersionStage=SWITCHED_STAGE,
-                    RemoveFromVersionId=version,
-                )
-        return new
+        return str(answer["VersionId"])
 
     def _put_parameter(self, source: str, current: str) -> str:
         stored = self._stored(source)
-        # Tagged first: if the put then fails or is lost, "previous" still means `source`.
-        aws_call(
-            f"tag {self._where}",
-            self.client.add_tags_to_resource,
-            ResourceType="Parameter",
-            ResourceId=self.name,
-            Tags=[{"Key": RESTORING_TAG, "Value": f"{int(current) + 1} from {source}"}],
-        )
         extra: dict[str, Any] = {}
         if stored.key_id:
             extra["KeyId"] = stored.key_id
@@ -513,16 +552,7 @@ class SecretSwitchBackend(Backend):
             Overwrite=True,
             **extra,
         )
-        new = str(answer["Version"])
-        if new != str(int(current) + 1):  # another writer came in between: name ours
-            aws_call(
-                f"tag {self._where}",
-                self.client.add_tags_to_resource,
-                ResourceType="Parameter",
-                ResourceId=self.name,
-                Tags=[{"Key": RESTORING_TAG, "Value": f"{new} from {source}"}],
-            )
-        return new
+        return str(answer["Version"])
 
     def wait(self, target: RollbackTarget, *, deadline: float, log: LogLine = discard_log) -> None:
         """Read the secret or parameter back until the source's value is current."""

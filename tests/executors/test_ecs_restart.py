@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import boto3
@@ -56,12 +57,28 @@ def deployment_id(ecs, service: str = "worker") -> str:
     return described["deployments"][0]["id"]
 
 
-def test_drafting_stamps_the_step_once(aws, ecs):
+def test_drafting_stamps_the_step_and_never_reuses_a_stamp_given(aws, ecs):
     backend = backend_for(aws)
     params = backend.validate_params({}, live=True)
 
-    assert params["restarted_at"]
-    assert backend.validate_params(params) == params
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ-[0-9a-f]{6}", params["restarted_at"])
+    again = backend.validate_params(params)
+    assert again["restarted_at"] != params["restarted_at"]
+
+
+def test_a_second_step_given_an_earlier_steps_stamp_still_restarts(aws, ecs):
+    backend = backend_for(aws)
+    first = drafted(backend)
+    assert backend.apply(first).changed
+
+    second = RollbackTarget(params=backend.validate_params(dict(first.params), live=True))
+
+    assert backend.apply(second).changed
+
+
+def test_a_stamp_not_set_by_the_server_is_refused_at_run_time(aws, ecs):
+    with pytest.raises(ConfigError, match="draft it again"):
+        backend_for(aws).apply(RollbackTarget(params={"restarted_at": "incident-42"}))
 
 
 def test_plan_names_a_new_deployment_and_changes_nothing(aws, ecs):
@@ -195,9 +212,10 @@ def test_a_missing_cluster_is_refused_when_drafted(aws, ecs):
         EcsRestartBackend({"cluster": "nope", "service": "w"}, aws).validate_params({}, live=True)
 
 
-def test_a_stamp_with_control_characters_is_refused(aws, ecs):
-    with pytest.raises(OptionError):
-        backend_for(aws).validate_params({"restarted_at": "2026\x00"})
+def test_a_stamp_with_control_characters_is_replaced(aws, ecs):
+    params = backend_for(aws).validate_params({"restarted_at": "2026\x00"})
+
+    assert "\x00" not in params["restarted_at"]
 
 
 @pytest.mark.parametrize("config", [{"cluster": "prod"}, {**CONFIG, "desired_count": 1}])

@@ -20,12 +20,18 @@ from executors.base import (
     RollbackTarget,
 )
 from executors.options import OptionError
-from executors.secret_switch import SWITCHED_STAGE, SecretSwitchBackend
+from executors.secret_switch import SWITCH_TAG, SecretSwitchBackend, Stored
+from rollbacks.engine.retries import retry_after_hint
 
 # Values the backend must never repeat: a URL with a password, CJK, emoji, right-to-left.
 GOOD = "postgres://app:ｇｏｏｄ-密码-🔑@orders-old.internal:5432/orders"
 BAD = "postgres://app:שלום-bad-pässword@orders-new.internal:5432/orders"
-PREVIOUS = RollbackTarget(previous=True)
+PREVIOUS = RollbackTarget(previous=True, params={"switch_stamp": "0123456789abcdef"})
+
+
+def previous_step(backend: SecretSwitchBackend) -> RollbackTarget:
+    """Another "previous" step, drafted now (a stamp of its own)."""
+    return RollbackTarget(previous=True, params=backend.validate_params({}, live=True))
 
 
 def everything_said(*things: object) -> str:
@@ -106,7 +112,9 @@ def test_apply_switches_to_the_previous_version_and_keeps_the_old_one_as_awsprev
     assert current_secret(sm) == GOOD
     stages = sm.describe_secret(SecretId="orders/db-url")["VersionIdsToStages"]
     assert "AWSPREVIOUS" in stages[secret["bad"]]
-    assert SWITCHED_STAGE in stages[secret["good"]]
+    assert sm.describe_secret(SecretId="orders/db-url")["Tags"] == [
+        {"Key": SWITCH_TAG, "Value": f"0123456789abcdef {secret['good']}"}
+    ]
     assert result.facts == {
         "from_version": secret["bad"],
         "source_version": secret["good"],
@@ -261,6 +269,77 @@ def test_a_failed_put_masks_the_value_and_chains_nothing(aws, secret):
     assert raised.value.retryable
     assert GOOD not in str(raised.value) and "****" in str(raised.value)
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+def test_a_later_separate_previous_step_steps_back_again(aws, sm, secret):
+    backend = secret_backend(aws)
+    first = previous_step(backend)
+    assert backend.apply(first).changed
+    assert not backend.apply(first).changed
+    assert current_secret(sm) == GOOD
+
+    second = previous_step(backend)
+
+    assert second.params["switch_stamp"] != first.params["switch_stamp"]
+    assert backend.apply(second).changed
+    assert current_secret(sm) == BAD
+
+
+def test_a_parameter_previous_step_after_another_steps_back_again(aws, ssm, parameter):
+    backend = parameter_backend(aws)
+    assert backend.apply(previous_step(backend)).changed
+    assert current_parameter(ssm) == (3, GOOD)
+
+    assert backend.apply(previous_step(backend)).changed
+    assert current_parameter(ssm) == (4, BAD)
+
+
+def test_a_switch_stamp_given_is_replaced(aws, secret):
+    given = {"switch_stamp": "0123456789abcdef"}
+
+    assert secret_backend(aws).validate_params(given)["switch_stamp"] != "0123456789abcdef"
+    with pytest.raises(ConfigError, match="draft it again"):
+        secret_backend(aws).plan(RollbackTarget(previous=True, params={"switch_stamp": "x"}))
+
+
+@pytest.mark.parametrize(
+    ("header", "low", "high"),
+    [("7", 7, 7), ("Wed, 21 Oct 2099 07:28:00 GMT", 1e9, 1e10), ("soon", None, None)],
+)
+def test_a_throttled_put_keeps_the_servers_retry_after(aws, secret, header, low, high):
+    backend = secret_backend(aws)
+    target = RollbackTarget(params={"version": secret["good"], "method": "copy"})
+    stages = {secret["good"]: ["AWSPREVIOUS"], secret["bad"]: ["AWSCURRENT"]}
+    with Stubber(backend.client) as stub:
+        stub.add_response(
+            "describe_secret", {"Name": "orders/db-url", "VersionIdsToStages": stages}
+        )
+        for version, value in (
+            (secret["bad"], BAD),
+            (secret["good"], GOOD),
+            (secret["good"], GOOD),
+        ):
+            stub.add_response("get_secret_value", {"VersionId": version, "SecretString": value})
+        stub.add_client_error(
+            "put_secret_value",
+            "ThrottlingException",
+            "Rate exceeded",
+            400,
+            response_meta={"HTTPHeaders": {"retry-after": header}},
+        )
+        with pytest.raises(BackendError) as raised:
+            backend.apply(target)
+
+    assert raised.value.retryable
+    hint = retry_after_hint(raised.value)
+    if low is None:
+        assert hint is None
+    else:
+        assert hint is not None and low <= hint <= high
+
+
+def test_a_stored_value_is_not_in_its_repr():
+    assert GOOD not in repr(Stored(GOOD, "string"))
 
 
 def test_unreachable_endpoint_is_retryable():
