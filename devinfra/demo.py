@@ -127,7 +127,7 @@ from types import FrameType
 import redis
 
 from devinfra.alertmanager import AlertmanagerMissing, AlertmanagerServer, start_alertmanager
-from devinfra.demo_git_postgres import seed_git_and_postgres
+from devinfra.demo_git_postgres import database_passwords, seed_git_and_postgres
 from devinfra.demo_health import DemoHealth
 from devinfra.demo_secrets_ecs import seed_ecs_restart, seed_parameter_switch, seed_secret_switch
 from devinfra.demo_seeding import (
@@ -225,6 +225,8 @@ class DemoInfrastructure:
             **({"DEMO_ALERTMANAGER_TOKEN": self.alertmanager_token} if self.alertmanager else {}),
             # The decision helper reads its signals from the demo's Prometheus.
             **({"PROMETHEUS_URL": self.prometheus.url} if self.prometheus else {}),
+            # The workers restore the inventory database with its password.
+            **database_passwords(self.services),
         }
 
     def alive(self) -> bool:

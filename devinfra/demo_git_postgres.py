@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 import psycopg
@@ -27,6 +28,9 @@ from psycopg import sql
 from devinfra.demo_services import DemoRelease, DemoService
 from executors.base import BackendError, Connections, RollbackTarget
 from executors.pg_restore import PostgresRestoreBackend
+from executors.pg_restore_options import stamp_now
+
+INVENTORY_PASSWORD_ENV = "DEMO_INVENTORY_PASSWORD"
 
 GIT_AUTHOR = {
     "GIT_AUTHOR_NAME": "Storefront Dev",
@@ -105,6 +109,17 @@ def seed_git_repository(state_dir: Path) -> DemoService:
     )
 
 
+def database_passwords(services: Iterable[DemoService]) -> dict[str, str]:
+    """The environment variables naming the passwords of the seeded database services, with
+    their values: the env file hands them to the console's workers, which restore."""
+    names = {
+        str(service.target_config["password_env"])
+        for service in services
+        if service.backend == "pg_restore" and service.target_config.get("password_env")
+    }
+    return {name: os.environ[name] for name in sorted(names) if name in os.environ}
+
+
 def inventory_database_url(orders_url: str) -> str:
     """The inventory database beside the orders one: `backout_orders` → `backout_inventory`
     (so the demo's tests, with an orders database of their own, get their own too)."""
@@ -149,8 +164,8 @@ def seed_postgres_dumps(database_url: str, state_dir: Path) -> DemoService:
         "timeout_seconds": 120,
     }
     if parts.get("password"):
-        config["password_env"] = "DEMO_INVENTORY_PASSWORD"
-        os.environ.setdefault("DEMO_INVENTORY_PASSWORD", str(parts["password"]))
+        config["password_env"] = INVENTORY_PASSWORD_ENV
+        os.environ[INVENTORY_PASSWORD_ENV] = str(parts["password"])
     backend = PostgresRestoreBackend(config, Connections())
     with psycopg.connect(database_url, autocommit=True) as connection:
         connection.execute(
@@ -165,7 +180,9 @@ def seed_postgres_dumps(database_url: str, state_dir: Path) -> DemoService:
         connection.execute("UPDATE products SET price_cents = price_cents * 100")
         connection.execute("ALTER TABLE products ADD COLUMN currency text DEFAULT 'EUR'")
     backend.dump_to(dumps / "inventory-v3.2.dump")
-    backend.apply(RollbackTarget(params={"dump": "inventory-v3.2.dump", "restore_stamp": "seed"}))
+    backend.apply(
+        RollbackTarget(params={"dump": "inventory-v3.2.dump", "restore_stamp": stamp_now()})
+    )
     return DemoService(
         name="inventory-db",
         backend="pg_restore",
