@@ -3,15 +3,17 @@ finished, go on to the next group or end the run.
 
 `run_advance(run_id)` takes the run's row lock itself; `advance_locked(run)` is for a caller
 whose transaction already holds it (starting or resuming the run). Either is safe to call
-again: a step is handed out once (`enqueued_at` remembers it) unless `requeue_pending` says
-its message was lost. When every step is done, the services' own checks may hold the run
+again: a step is handed out once (`enqueued_at` remembers it) unless `requeue_pending_before`
+says its message was lost. When every step is done, the services' own checks may hold the run
 (rollbacks.verification) before it succeeds.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import transaction
-from django.db.models import Min
+from django.db.models import Min, Q
 from django.utils import timezone
 
 from rollbacks.engine.dispatch import Dispatcher
@@ -21,15 +23,17 @@ from rollbacks.verification import hold_for_verification
 
 
 @transaction.atomic
-def run_advance(run_id: int, *, dispatcher: Dispatcher, requeue_pending: bool = False) -> list[int]:
+def run_advance(
+    run_id: int, *, dispatcher: Dispatcher, requeue_pending_before: datetime | None = None
+) -> list[int]:
     """Move a running run forward; return the ids of the steps handed to the dispatcher.
 
     Pending steps of the current group are dispatched once (`enqueued_at` remembers it);
-    `requeue_pending` dispatches them again (their messages were lost). Does nothing unless
-    the run is running.
+    `requeue_pending_before` dispatches again those last sent before it (their messages
+    were lost). Does nothing unless the run is running.
     """
     run = Run.objects.select_for_update(no_key=True).select_related("incident").get(pk=run_id)
-    return _advance_locked(run, dispatcher, requeue_pending=requeue_pending)
+    return _advance_locked(run, dispatcher, requeue_pending_before=requeue_pending_before)
 
 
 def advance_locked(run: Run, *, dispatcher: Dispatcher) -> list[int]:
@@ -45,7 +49,7 @@ STOPPED_STATES = (StepState.FAILED, StepState.CANCELLED)
 
 
 def _advance_locked(
-    run: Run, dispatcher: Dispatcher, *, requeue_pending: bool = False
+    run: Run, dispatcher: Dispatcher, *, requeue_pending_before: datetime | None = None
 ) -> list[int]:
     """run_advance's work, for a caller holding the run's row lock."""
     if run.state != RunState.RUNNING:
@@ -55,9 +59,12 @@ def _advance_locked(
         current is not None
         and not run.steps.filter(group__lt=current, state__in=STOPPED_STATES).exists()
     ):
-        due_steps = run.steps.filter(group=current, state=StepState.PENDING)
-        if not requeue_pending:
-            due_steps = due_steps.filter(enqueued_at__isnull=True)
+        # Under the run's lock: of two sweeps requeueing at once, the second finds the
+        # first's `enqueued_at` and sends nothing.
+        unsent = Q(enqueued_at__isnull=True)
+        if requeue_pending_before is not None:
+            unsent |= Q(enqueued_at__lt=requeue_pending_before)
+        due_steps = run.steps.filter(unsent, group=current, state=StepState.PENDING)
         due = list(due_steps.only("id", "timeout_seconds"))
         if due:
             Step.objects.filter(pk__in=[step.pk for step in due]).update(enqueued_at=timezone.now())
@@ -75,7 +82,8 @@ def _advance_locked(
             run_fail(run, steps, group=group, stopped=stopped)
             return []
     # Every step is done: the services' own checks decide before the run succeeds.
-    if hold_for_verification(run, steps, dispatcher, requeue=requeue_pending):
+    requeue = requeue_pending_before is not None
+    if hold_for_verification(run, steps, dispatcher, requeue=requeue):
         return []
     run_succeed(run, steps)
     return []
