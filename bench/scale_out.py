@@ -31,7 +31,16 @@ Then each of `--rounds` rounds (3) runs, one after the other:
   10 ms).
 - Direct: as many Deployments, seeded alike, rolled back by `bench/rollback_parallel.py
   --direct` in a process of its own, a thread per Deployment doing what `kubectl rollout
-  undo` and `kubectl rollout status` do.
+  undo` and `kubectl rollout status` do, then the read the engine's checks make (the pods
+  of the ReplicaSet the undo chose; rollback_parallel.py's "direct + checks"): the same
+  API work on both paths, so the ratio is the engine's own cost. (Until 2026-12-04 the
+  direct path skipped that read, one request per Deployment the engine makes.)
+- Direct, a process per run: the same again with the engine's parallelism, one process
+  per run (each run's message gets a pool process of its own) of a thread per Deployment,
+  started at one instant once each has loaded the client. On this machine the client
+  shares the two cores with the stand-in: ten busy processes leave the single-threaded
+  stand-in a smaller share than one, and its answers come later on both paths alike. The
+  ratio against it is printed beside the main one, which keeps the one-process baseline.
 
 Every Deployment sits in a namespace of its own (bench/rollback_parallel.py says why).
 A run's steps travel in one message (ROLLBACK_STEPS_PER_MESSAGE, 25), which one pool
@@ -52,7 +61,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import secrets
 import shutil
@@ -78,6 +86,7 @@ from bench.common import (  # noqa: E402
     postgres_server_with,
     recreate_database,
 )
+from bench.direct_paths import direct, direct_per_run  # noqa: E402
 from bench.measures import percentiles  # noqa: E402
 from bench.rollback_parallel import Arrivals, Phase, instrument_standin  # noqa: E402
 
@@ -263,17 +272,6 @@ def confirm_runs(commander_id: int, run_ids: list[int]) -> None:
             future.result()
 
 
-def direct(url: str, poll: float, namespaces: list[str], timeout: float) -> dict[str, float]:
-    """Roll `namespaces` back with rollback_parallel.py's direct path; what it reported."""
-    command = [sys.executable, str(ROOT / "bench" / "rollback_parallel.py"), "--direct", url]
-    command += [str(poll), "bare", *namespaces]
-    child = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    if child.returncode:
-        raise SystemExit(f"the direct path failed:\n{child.stderr[-2000:]}")
-    reported: dict[str, float] = json.loads(child.stdout.strip().splitlines()[-1])
-    return reported
-
-
 def connections_needed(options: argparse.Namespace) -> tuple[int, int]:
     """PostgreSQL connections each worker process may open, and the bench's in all.
 
@@ -301,10 +299,12 @@ def bench(options: argparse.Namespace, server_url: str) -> int:
     engine_ns = [names("engine", r) for r in rounds]
     warm_ns = [[f"warm-{i:02d}-{d}" for d in range(2)] for i in range(incidents)]
     direct_ns = [[ns for run in names("direct", r) for ns in run] for r in rounds]
+    per_run_ns = [names("perrun", r) for r in rounds]
     every_engine = [ns for r in engine_ns for run in r for ns in run]
     every_direct = [ns for r in direct_ns for ns in r]
+    every_per_run = [ns for r in per_run_ns for run in r for ns in run]
 
-    seeded = every_engine + every_direct + [ns for run in warm_ns for ns in run]
+    seeded = every_engine + every_direct + every_per_run + [ns for run in warm_ns for ns in run]
 
     arrivals = Arrivals()
     instrument_standin(arrivals)
@@ -412,7 +412,7 @@ def bench(options: argparse.Namespace, server_url: str) -> int:
             spread.append(Counter(step.worker for step in steps))
 
             print(
-                f"Round {r + 1}: direct, kubernetes client, a thread per Deployment…",
+                f"Round {r + 1}: direct + checks, kubernetes client, a thread per Deployment…",
                 flush=True,
             )
             phase = Phase(arrivals, set())
@@ -430,16 +430,33 @@ def bench(options: argparse.Namespace, server_url: str) -> int:
             direct_first += direct_milestones["first request"]
             direct_milestones["finished"] = [reported["wall"] * 1000]
             direct_figures["milestones"] = direct_milestones
-            measured.append({"engine": engine_figures, "direct": direct_figures})
+
+            print(
+                f"Round {r + 1}: direct + checks, a process per run, a thread per Deployment…",
+                flush=True,
+            )
+            phase = Phase(arrivals, set())
+            reported = direct_per_run(standin.url, options.poll, per_run_ns[r], options.timeout)
+            per_run_figures = {
+                **phase.end(client_cpu=reported["cpu"]),
+                "wall": reported["wall"],
+            }
+            measured.append(
+                {"engine": engine_figures, "direct": direct_figures, "per run": per_run_figures}
+            )
 
         by_ns = requests_by_namespace(arrivals)
         patches = {
             path: Counter(sum(method == "PATCH" for _, method, _ in by_ns[ns]) for ns in namespaces)
-            for path, namespaces in (("engine", every_engine), ("direct", every_direct))
+            for path, namespaces in (
+                ("engine", every_engine),
+                ("direct", every_direct),
+                ("per run", every_per_run),
+            )
         }
         not_back = [
             ns
-            for ns in every_engine + every_direct
+            for ns in every_engine + every_direct + every_per_run
             if (standin.get("deployments", ns, "app") or {})["spec"]["template"]["spec"][
                 "containers"
             ][0]["image"]
@@ -447,6 +464,7 @@ def bench(options: argparse.Namespace, server_url: str) -> int:
         ]
 
         ratios = [m["engine"]["wall"] / m["direct"]["wall"] for m in measured]
+        per_run_ratios = [m["engine"]["wall"] / m["per run"]["wall"] for m in measured]
         middle = sorted(range(len(ratios)), key=lambda r: ratios[r])[len(ratios) // 2]
         total = incidents * per_run
         print()
@@ -460,9 +478,15 @@ def bench(options: argparse.Namespace, server_url: str) -> int:
             f"  ratio engine / direct   {statistics.median(ratios):5.2f}     "
             f"(target ≤ {TARGET_RATIO:g}; median of {len(ratios)} rounds: {each})"
         )
+        each = ", ".join(f"{ratio:.2f}" for ratio in per_run_ratios)
+        print(
+            f"  ratio engine / direct, a process per run   {statistics.median(per_run_ratios):5.2f}"
+            f"     (the engine's parallelism: {options.incidents} processes of {per_run} "
+            f"threads; rounds: {each})"
+        )
         print(f"  the median round ({middle + 1}):")
         print("  path        wall  requests   CPU s: client  stand-in  PostgreSQL  Redis")
-        for label in ("engine", "direct"):
+        for label in ("engine", "direct", "per run"):
             figures = measured[middle][label]
             print(
                 f"  {label:8s} {figures['wall']:5.2f} s  {figures['requests']:8.0f}"
@@ -470,7 +494,7 @@ def bench(options: argparse.Namespace, server_url: str) -> int:
                 f"      {figures['postgres']:6.2f} {figures['redis']:6.2f}"
             )
         print(
-            "  (client: both workers with their pool processes, or the direct process; "
+            "  (client: both workers with their pool processes, or the direct process(es); "
             "stand-in: this process, which also polls for the end)"
         )
         print_milestones(
@@ -493,8 +517,8 @@ def bench(options: argparse.Namespace, server_url: str) -> int:
             print(f"  {path:8s} {shown}   (count × PATCHes)")
         print(
             f"  at their previous image after: "
-            f"{len(every_engine) + len(every_direct) - len(not_back)} of "
-            f"{len(every_engine) + len(every_direct)}"
+            f"{len(every_engine) + len(every_direct) + len(every_per_run) - len(not_back)} of "
+            f"{len(every_engine) + len(every_direct) + len(every_per_run)}"
             + (f" (not: {', '.join(not_back[:5])}…)" if not_back else "")
         )
         shutil.rmtree(cluster.directory)  # the workers' logs, kept only when a run fails
