@@ -402,6 +402,8 @@ from statuspage.maintenance_models import (  # noqa: E402, F401
 )
 from statuspage.subscriber_models import (  # noqa: E402, F401
     MessageKind,
+    MessageState,
     Subscriber,
+    SubscriberFanout,
     SubscriberMessage,
 )

@@ -7,7 +7,6 @@ operational when it was created, then takes the states its published revisions s
 order, and ends in its present state if that differs (a repair in the admin).
 """
 
-
 import django.db.models.deletion
 import django.utils.timezone
 from django.conf import settings
@@ -18,36 +17,38 @@ def history_from_revisions(apps, schema_editor):
     Component = apps.get_model("statuspage", "Component")
     Revision = apps.get_model("statuspage", "Revision")
     Change = apps.get_model("statuspage", "ComponentStatusChange")
-    last: dict[int, str] = {}
-    changes = []
     components = {c.pk: c for c in Component.objects.filter(is_group=False)}
-    for component in components.values():
-        last[component.pk] = "operational"
-        changes.append(
-            Change(component=component, status="operational", changed_at=component.created_at)
-        )
+    # Per component: its changes in order, the last one being its state so far.
+    changes = {
+        pk: [Change(component=c, status="operational", changed_at=c.created_at)]
+        for pk, c in components.items()
+    }
     for revision in Revision.objects.order_by("published_at", "id"):
         for key, status in (revision.component_statuses or {}).items():
             component = components.get(int(key)) if str(key).isdigit() else None
-            if component is None or last[component.pk] == status:
+            if component is None or changes[component.pk][-1].status == status:
                 continue
-            last[component.pk] = status
-            changes.append(
+            changes[component.pk].append(
                 Change(
                     component=component,
                     status=status,
-                    changed_at=revision.published_at,
+                    changed_at=max(revision.published_at, changes[component.pk][-1].changed_at),
                     public_incident_id=revision.public_incident_id,
                 )
             )
-    for component in components.values():
-        if last[component.pk] != component.status:
-            changes.append(
+    for pk, component in components.items():
+        last = changes[pk][-1]
+        if last.status != component.status:
+            # Set in the admin, which did not always move `updated_at`: never before the
+            # change it replaces, so the bars end in the state the component has.
+            changes[pk].append(
                 Change(
-                    component=component, status=component.status, changed_at=component.updated_at
+                    component=component,
+                    status=component.status,
+                    changed_at=max(component.updated_at, last.changed_at),
                 )
             )
-    Change.objects.bulk_create(changes)
+    Change.objects.bulk_create([change for listed in changes.values() for change in listed])
 
 
 class Migration(migrations.Migration):
@@ -253,7 +254,15 @@ class Migration(migrations.Migration):
                         help_text="Stored in lower case", max_length=254, unique=True
                     ),
                 ),
-                ("token", models.CharField(editable=False, max_length=64, unique=True)),
+                (
+                    "token_digest",
+                    models.CharField(
+                        editable=False,
+                        help_text="SHA-256 of the link's token",
+                        max_length=64,
+                        unique=True,
+                    ),
+                ),
                 (
                     "created_at",
                     models.DateTimeField(default=django.utils.timezone.now, editable=False),
@@ -436,6 +445,48 @@ class Migration(migrations.Migration):
                 fields=("subscriber", "maintenance_update"),
                 name="subscriber_message_once_per_maintenance_update",
             ),
+        ),
+        migrations.CreateModel(
+            name="SubscriberFanout",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("fanned_out_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("counted_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "maintenance_update",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="subscriber_fanout",
+                        to="statuspage.maintenanceupdate",
+                    ),
+                ),
+                (
+                    "revision",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="subscriber_fanout",
+                        to="statuspage.revision",
+                    ),
+                ),
+            ],
+            options={
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("revision__isnull", True))
+                        ^ models.Q(("maintenance_update__isnull", True)),
+                        name="subscriber_fanout_one_event",
+                    )
+                ],
+            },
         ),
         migrations.RunPython(history_from_revisions, migrations.RunPython.noop),
     ]
