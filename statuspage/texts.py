@@ -1,7 +1,9 @@
-"""Texts built from an incident's facts: the default public messages, internal notices and
-the customer notice. Templates live in `MessageTemplate` (editable in the admin) and name
-facts as {placeholders}; only the names listed in `FACT_NAMES` are filled, anything else in
-braces is left as written (no attribute access, no format-string tricks).
+"""Texts built from an incident's facts: internal notices and the customer notice (their
+templates live in `MessageTemplate`, editable in the admin), and the public updates (their
+templates are `UpdateTemplate`s, statuspage.update_templates). Templates name facts as
+{placeholders}; only the names listed in `FACT_NAMES` are filled (for a public update only
+`PUBLIC_FACT_NAMES`), anything else in braces is left as written (no attribute access, no
+format-string tricks).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from django.utils import timezone
 from incidents.models import Incident, IncidentStatus
 from rollbacks.models import Run
 from statuspage import conf
-from statuspage.models import Component, MessageTemplate, PublicStatus, TemplateKey
+from statuspage.models import Component, MessageTemplate, PublicStatus
 
 FACT_NAMES = (
     "title",
@@ -47,13 +49,22 @@ PUBLIC_STATUS_FOR: dict[str, str] = {
     IncidentStatus.RESOLVED: PublicStatus.RESOLVED,
 }
 
-PUBLIC_TEMPLATE_FOR: dict[str, str] = {
-    PublicStatus.INVESTIGATING: TemplateKey.PUBLIC_INVESTIGATING,
-    PublicStatus.IDENTIFIED: TemplateKey.PUBLIC_IDENTIFIED,
-    PublicStatus.MONITORING: TemplateKey.PUBLIC_MONITORING,
-    PublicStatus.RESOLVED: TemplateKey.PUBLIC_RESOLVED,
-    PublicStatus.POSTMORTEM: TemplateKey.PUBLIC_RESOLVED,
-}
+# The facts a public update (an update template) may name: none of the console's own (the
+# incident's internal title, its severity and services, the room's link, a rollback run).
+PUBLIC_FACT_NAMES = (
+    "components",
+    "status",
+    "started_at",
+    "detected_at",
+    "restored_at",
+    "verified_at",
+    "resolved_at",
+    "outage_minutes",
+    "status_url",
+)
+# Anything in braces that reads as a placeholder, known or not (JSON-like text with spaces
+# inside the braces is left alone).
+_ANY_PLACEHOLDER = re.compile(r"\{([^{}\s]{1,60})\}")
 
 
 def _when(instant: datetime | None) -> str:
@@ -136,6 +147,17 @@ def incident_facts(incident: Incident, *, run: Run | None = None) -> dict[str, s
 def fill(template_text: str, facts: dict[str, str]) -> str:
     """`template_text` with each known {placeholder} replaced by its fact."""
     return _PLACEHOLDER.sub(lambda m: facts.get(m.group(1), m.group(0)), template_text)
+
+
+def unknown_placeholders(text: str, known: tuple[str, ...] = PUBLIC_FACT_NAMES) -> list[str]:
+    """The {placeholders} in `text` that are not among `known`, each once, in order."""
+    found = dict.fromkeys(m.group(1) for m in _ANY_PLACEHOLDER.finditer(text))
+    return [name for name in found if name not in known]
+
+
+def public_facts(facts: dict[str, str]) -> dict[str, str]:
+    """Of an incident's facts, those a public update may name (PUBLIC_FACT_NAMES)."""
+    return {name: facts[name] for name in PUBLIC_FACT_NAMES}
 
 
 def template(key: str) -> MessageTemplate:

@@ -83,8 +83,8 @@ def incident_open(**overrides: Any) -> Incident:
 
 
 def ensure_default_records() -> None:
-    """The default checklists and approval policies the migrations load, again: a
-    transactional test empties every table when it ends."""
+    """The default checklists, approval policies, status page texts and update templates the
+    migrations load, again: a transactional test empties every table when it ends."""
     from importlib import import_module
 
     from django.apps import apps
@@ -101,6 +101,11 @@ def ensure_default_records() -> None:
 
     defaults = import_module("incidents.migrations.0003_default_checklists_and_policies")
     defaults.add_defaults(LiveModels, None)
+    # The status page's default texts, the public ones as update templates.
+    import_module("statuspage.migrations.0002_default_texts").add_texts(apps, None)
+    import_module("statuspage.migrations.0007_update_templates_from_defaults").templates_from_texts(
+        apps, None
+    )
 
 
 def post_rollback_checklist_add(incident: Incident) -> Checklist:

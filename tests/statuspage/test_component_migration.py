@@ -9,11 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from importlib import import_module
 from typing import Any
 
 import pytest
-from django.apps import apps
 from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
@@ -43,7 +41,6 @@ def default_records_restored(django_db_blocker: Any) -> Iterator[None]:
     load (default texts, checklists, policies) for the tests that run after these."""
     yield
     with django_db_blocker.unblock():
-        import_module("statuspage.migrations.0002_default_texts").add_texts(apps, None)
         ensure_default_records()
 
 

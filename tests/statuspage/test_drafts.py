@@ -10,7 +10,14 @@ from django.utils import timezone
 from incidents.errors import DomainError, PermissionDenied
 from incidents.models import TimelineKind
 from statuspage import services
-from statuspage.models import Component, Draft, MessageTemplate, PublicIncident, Revision
+from statuspage.models import (
+    Component,
+    Draft,
+    MessageTemplate,
+    PublicIncident,
+    Revision,
+    UpdateTemplate,
+)
 from statuspage.selectors import revision_history
 from tests.factories import UserFactory, incident_open
 
@@ -31,16 +38,11 @@ def _fields(**overrides):
 
 def test_default_texts_exist_for_every_public_status_and_notice():
     keys = set(MessageTemplate.objects.values_list("key", flat=True))
-    assert {
-        "public_investigating",
-        "public_identified",
-        "public_monitoring",
-        "public_resolved",
-        "rollback_started",
-        "rollback_progress",
-        "rollback_finished",
-        "customer_notice",
-    } <= keys
+    assert {"rollback_started", "rollback_progress", "rollback_finished", "customer_notice"} <= keys
+    # The public ones are update templates now (migration 0007), one text per purpose.
+    assert not keys & {"public_investigating", "public_identified", "public_resolved"}
+    statuses = set(UpdateTemplate.objects.values_list("status", flat=True))
+    assert {"investigating", "identified", "monitoring", "resolved"} <= statuses
 
 
 def test_first_save_creates_the_draft_at_version_one(support_lead):
