@@ -19,7 +19,9 @@ SCOPES = {
     RUNS_WRITE: "Draft rollbacks",
     ALERTS_WRITE: "Send alerts (an Alertmanager or Grafana receiver)",
     SERVICES_WRITE: "Import services from platforms, set their automatic rollback and signals",
-    STATUS_PAGE_WRITE: "Manage the status page: components, maintenances, update templates",
+    STATUS_PAGE_WRITE: (
+        "Manage the status page: components, maintenances, update templates, subscribers"
+    ),
 }
 
 

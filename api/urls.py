@@ -11,7 +11,18 @@ from django.urls import path
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, ValidationError
 
-from api import alerts, discovery, incidents, releases, runs, services, views
+from api import (
+    alerts,
+    discovery,
+    incidents,
+    maintenances,
+    releases,
+    runs,
+    services,
+    status_templates,
+    subscribers,
+    views,
+)
 from api.auth import TokenRateThrottle
 from api.validation import InputError
 from incidents.errors import DomainError, PermissionDenied
@@ -32,6 +43,9 @@ api.add_router("/", runs.router)
 api.add_router("/", alerts.router)
 api.add_router("/", services.router)
 api.add_router("/", discovery.router)
+api.add_router("/", maintenances.router)
+api.add_router("/", status_templates.router)
+api.add_router("/", subscribers.router)
 
 
 def problem(request: HttpRequest, status: int, detail: str, **errors: Any) -> HttpResponse:

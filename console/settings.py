@@ -440,8 +440,16 @@ STATUS_PAGE_NAME = os.environ.get("STATUS_PAGE_NAME", "Backout status")
 STATUS_PAGE_URL = os.environ.get("STATUS_PAGE_URL", "")
 # The page id in /status/api/v2/*.json (the Statuspage API names each page by one).
 STATUS_PAGE_ID = os.environ.get("STATUS_PAGE_ID", "backout")
+# The public page's branding (statuspage.conf; checked at start-up by statuspage.checks):
+# a logo (an https URL or a path on this host), where the logo or name links, and the
+# colour of the page's header band (#rgb or #rrggbb; the text on it is chosen for contrast).
+STATUS_PAGE_LOGO_URL = os.environ.get("STATUS_PAGE_LOGO_URL", "").strip()
+STATUS_PAGE_HOMEPAGE_URL = os.environ.get("STATUS_PAGE_HOMEPAGE_URL", "").strip()
+STATUS_PAGE_BRAND_COLOR = os.environ.get("STATUS_PAGE_BRAND_COLOR", "#24478f").strip()
 CONSOLE_BASE_URL = os.environ.get("CONSOLE_BASE_URL", "http://127.0.0.1:8000")
 STATUS_SWEEP_SECONDS = float(os.environ.get("STATUS_SWEEP_SECONDS", "20"))
+# Subscribers who have not confirmed this many days after their confirmation email are deleted.
+STATUS_SUBSCRIBER_UNCONFIRMED_DAYS = int(os.environ.get("STATUS_SUBSCRIBER_UNCONFIRMED_DAYS", "7"))
 # The watch after a run succeeds (rollbacks.watch): EVERY@UNTIL phases, and the beat.
 ROLLBACK_WATCH_SCHEDULE = os.environ.get("ROLLBACK_WATCH_SCHEDULE", "60s@15m,15m@1h")
 ROLLBACK_WATCH_SWEEP_SECONDS = float(os.environ.get("ROLLBACK_WATCH_SWEEP_SECONDS", "15"))
@@ -452,6 +460,11 @@ CELERY_BEAT_SCHEDULE = {
     # (statuspage.comms.sweep).
     "statuspage-sweep": {
         "task": "statuspage.tasks.comms_sweep",
+        "schedule": STATUS_SWEEP_SECONDS,
+    },
+    # Subscriber emails whose task or fan-out was lost (statuspage.subscriber_sending.sweep).
+    "statuspage-subscribers": {
+        "task": "statuspage.subscriber_tasks.subscribers_sweep",
         "schedule": STATUS_SWEEP_SECONDS,
     },
     # Watch rounds after successful runs (rollbacks.watch).
@@ -469,5 +482,12 @@ CELERY_BEAT_SCHEDULE = {
     "rollback-reminders": {
         "task": "rollbacks.tasks.reminders_sweep",
         "schedule": float(os.environ.get("ROLLBACK_REMINDER_SWEEP_SECONDS", "30")),
+    },
+    # Scheduled maintenances starting and completing at their window's edges
+    # (statuspage.maintenances.maintenances_due_advance); the general queue, never `steps`.
+    "status-maintenances": {
+        "task": "statuspage.maintenance_tasks.maintenances_advance",
+        "schedule": float(os.environ.get("MAINTENANCE_SWEEP_SECONDS", "30")),
+        "options": {"queue": "celery"},
     },
 }

@@ -7,5 +7,7 @@ class StatuspageConfig(AppConfig):
     verbose_name = "Status page and communications"
 
     def ready(self) -> None:
-        # Connects the receivers for rollback runs starting and finishing.
-        from statuspage import hooks  # noqa: F401
+        # Registers the system check of the branding settings (checks); connects the
+        # receivers for rollback runs starting and finishing (hooks), and those that email
+        # the page's subscribers (subscriber_hooks).
+        from statuspage import checks, hooks, subscriber_hooks  # noqa: F401

@@ -24,7 +24,7 @@ from incidents.errors import DomainError
 from incidents.models import Environment, Service
 from incidents.roles import STATUS_PAGE_PERMISSION, User, require_role
 from statuspage.models import FINISHED_PUBLIC_STATUSES, Component, PublicIncident
-from statuspage.services import public_cache_invalidate
+from statuspage.public_cache import public_changed
 from statuspage.status_changes import component_history_start
 
 logger = logging.getLogger(__name__)
@@ -68,12 +68,21 @@ def check_text(field: str, value: str, *, limit: int, required: bool) -> str:
         raise ComponentRefused(field, "give it one; it cannot be blank.")
     if len(text) > limit:
         raise ComponentRefused(field, f"at most {limit} characters (this has {len(text)}).")
-    for char in text:
-        if unicodedata.category(char) in ("Cc", "Cs") or char in _REFUSED_FORMATS:
-            raise ComponentRefused(
-                field, f"control characters are not allowed (U+{ord(char):04X})."
-            )
+    char = refused_character(text)
+    if char is not None:
+        raise ComponentRefused(field, f"control characters are not allowed (U+{ord(char):04X}).")
     return text
+
+
+def refused_character(text: str, *, allowed: str = "") -> str | None:
+    """The first character of `text` a public text refuses (a control character, a
+    surrogate, one of _REFUSED_FORMATS), those in `allowed` aside; None when there is none."""
+    for char in text:
+        if char in allowed:
+            continue
+        if unicodedata.category(char) in ("Cc", "Cs") or char in _REFUSED_FORMATS:
+            return char
+    return None
 
 
 def one_group(values: Sequence[str]) -> int | None:
@@ -104,12 +113,6 @@ def _renumber(group_id: int | None, order: Sequence[int] | None = None) -> None:
         if member.position != position:
             member.position = position
             member.save(update_fields=["position"])
-
-
-def _changed() -> None:
-    # Now and after commit, as publishing does: a reader in between may cache the old page.
-    public_cache_invalidate()
-    transaction.on_commit(public_cache_invalidate)
 
 
 @dataclass
@@ -219,7 +222,7 @@ def component_create(
     component_history_start(component)
     component.services.set(checked.services)
     _renumber(parent)
-    _changed()
+    public_changed()
     logger.info("status component %s created by %s", component.pk, actor)
     return component
 
@@ -264,7 +267,7 @@ def component_update(
     if before != after:
         _renumber(before)
         _renumber(after)
-    _changed()
+    public_changed()
     return locked
 
 
@@ -281,7 +284,7 @@ def components_reorder(*, actor: User, group_id: int | None, order: Sequence[int
             "order", "name each component of that level once, and only those; reload the page."
         )
     _renumber(group_id, order)
-    _changed()
+    public_changed()
 
 
 @transaction.atomic
@@ -338,7 +341,7 @@ def component_delete(*, actor: User, component: Component) -> None:
         _renumber(None, order)
     else:
         _renumber(parent)
-    _changed()
+    public_changed()
     logger.info("status component %s deleted by %s", component.pk, actor)
 
 
@@ -413,5 +416,5 @@ def components_lay_out(layout: Sequence[PlannedGroup | PlannedComponent]) -> lis
         for member in item.components:
             placed(member, group)
     if created:
-        _changed()
+        public_changed()
     return created

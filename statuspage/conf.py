@@ -24,6 +24,23 @@ def page_url() -> str:
     return str(settings.STATUS_PAGE_URL or "")
 
 
+def logo_url() -> str:
+    """The logo shown at the top of the public pages, or "" (STATUS_PAGE_LOGO_URL)."""
+    return str(settings.STATUS_PAGE_LOGO_URL or "").strip()
+
+
+def homepage_url() -> str:
+    """Where the public pages' logo or name links, or "" for the page itself
+    (STATUS_PAGE_HOMEPAGE_URL)."""
+    return str(settings.STATUS_PAGE_HOMEPAGE_URL or "").strip()
+
+
+def brand_color() -> str:
+    """The public pages' brand colour as written (STATUS_PAGE_BRAND_COLOR); statuspage.checks
+    refuses one that is not a hex colour at start-up, statuspage.branding reads it."""
+    return str(settings.STATUS_PAGE_BRAND_COLOR or "").strip()
+
+
 def console_base_url() -> str:
     """Where links in notices point (CONSOLE_BASE_URL), without a trailing slash."""
     return str(settings.CONSOLE_BASE_URL).rstrip("/")
@@ -62,6 +79,12 @@ def email_batch_size() -> int:
 def timeout_seconds() -> float:
     """How long one Slack or email send may take (COMMS_TIMEOUT_SECONDS)."""
     return float(settings.COMMS_TIMEOUT_SECONDS)
+
+
+def subscriber_unconfirmed_days() -> int:
+    """Days an unconfirmed subscriber is kept after its confirmation email
+    (STATUS_SUBSCRIBER_UNCONFIRMED_DAYS)."""
+    return max(1, int(settings.STATUS_SUBSCRIBER_UNCONFIRMED_DAYS))
 
 
 def max_retries() -> int:

@@ -27,6 +27,10 @@ class DraftForm(forms.Form):
         max_length=MAX_BODY_CHARS,
         widget=forms.Textarea(attrs={"rows": 8}),
     )
+    # Read on publishing only (statuspage.services.draft_publish); a draft does not keep it.
+    notify_subscribers = forms.BooleanField(
+        required=False, label="Notify subscribers by email when publishing"
+    )
 
     def __init__(self, *args: Any, components: list[Component], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -174,3 +178,58 @@ class ComponentForm(forms.Form):
 
 class MoveForm(forms.Form):
     direction = forms.ChoiceField(choices=[("up", "up"), ("down", "down")])
+
+
+class UpdateTemplateForm(forms.Form):
+    """An update template on the templates page and in the API. Lengths, characters,
+    placeholders, groups and names taken are the service's to check
+    (statuspage.update_templates), so every way in refuses alike."""
+
+    name = forms.CharField(required=False, strip=False)
+    title = forms.CharField(required=False, strip=False)
+    body = forms.CharField(required=False, strip=False, widget=forms.Textarea(attrs={"rows": 8}))
+    status = forms.ChoiceField(label="Public status", choices=PublicStatus.choices)
+    components = forms.TypedMultipleChoiceField(
+        required=False, coerce=int, widget=forms.CheckboxSelectMultiple
+    )
+    component_status = forms.ChoiceField(
+        required=False,
+        label="Their state",
+        choices=[("", "as the incident's severity suggests"), *ComponentStatus.choices],
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", "template_%s")
+        super().__init__(*args, **kwargs)
+        components = self.fields["components"]
+        assert isinstance(components, forms.TypedMultipleChoiceField)
+        # Groups too, so that choosing one is refused by the service with its reason.
+        components.choices = [(c.pk, c.name) for c in Component.objects.order_by("pk")]
+
+    @staticmethod
+    def initial_for(template: Any) -> dict[str, Any]:
+        return {
+            "name": template.name,
+            "title": template.title,
+            "body": template.body,
+            "status": template.status,
+            "components": [component.pk for component in template.components.all()],
+            "component_status": template.component_status,
+        }
+
+    def template_fields(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {
+            "name": data["name"],
+            "title": data["title"],
+            "body": data["body"],
+            "status": data["status"],
+            "component_ids": data["components"],
+            "component_status": data["component_status"],
+        }
+
+
+class StartFromTemplateForm(VersionForm):
+    """The desk's "Start from template": which template, from which draft version."""
+
+    template = forms.IntegerField(min_value=1, max_value=2**31 - 1)

@@ -14,26 +14,30 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Min, Prefetch, QuerySet
 from django.utils import timezone
 
 from incidents.models import Incident, Service
-from statuspage import conf, texts
+from statuspage import conf, maintenance_json, maintenance_selectors, texts
+from statuspage.instants import iso as _iso
 from statuspage.models import (
     FINISHED_PUBLIC_STATUSES,
     Component,
     ComponentStatus,
+    ComponentStatusChange,
     Delivery,
+    Maintenance,
     Notice,
     PublicIncident,
     Revision,
 )
-from statuspage.services import PUBLIC_CACHE_KEY
+from statuspage.public_cache import PUBLIC_CACHE_KEY
 
 logger = logging.getLogger(__name__)
 
 HISTORY_DAYS = 30
 FEED_ENTRIES = 50
+RECENT_INCIDENTS = 50  # incidents.json, as Statuspage's
 PUBLIC_CACHE_SECONDS = 5
 
 _LEVELS = ["none", "minor", "major", "critical"]
@@ -42,6 +46,7 @@ INDICATOR_DESCRIPTIONS = {
     "minor": "Some services are degraded",
     "major": "Partial system outage",
     "critical": "Major system outage",
+    "maintenance": "Planned maintenance in progress",
 }
 # From best to worst, for a group's state: planned work ranks below any degradation.
 _WORST: list[str] = [
@@ -60,29 +65,34 @@ _COMPONENT_LEVEL = {
 }
 
 
-def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return timezone.localtime(moment).isoformat(timespec="milliseconds")
-
-
 def page_id() -> str:
     return conf.page_id()
 
 
-def _public_incidents() -> QuerySet[PublicIncident]:
+def published_incidents() -> QuerySet[PublicIncident]:
+    """Published incidents, each with its revisions (newest first) and components."""
     return PublicIncident.objects.select_related("incident").prefetch_related(
         Prefetch("revisions", queryset=Revision.objects.order_by("-number")),
         Prefetch("components", queryset=Component.objects.order_by("position", "name")),
     )
 
 
-def overall_indicator(components: list[Component], incidents: list[PublicIncident]) -> str:
+def overall_indicator(
+    components: list[Component], incidents: list[PublicIncident], *, maintenance: bool = False
+) -> str:
     """The worst of the active incidents' impacts and the components' states (a group's
-    state is its components', so groups are not counted twice)."""
-    levels = [_COMPONENT_LEVEL[ComponentStatus(c.status)] for c in components if not c.is_group]
+    state is its components', so groups are not counted twice). While a maintenance is in
+    progress (`maintenance`), components under maintenance are planned work and the
+    indicator is "maintenance" unless something else is worse (as Statuspage's is)."""
+    planned = ComponentStatus.UNDER_MAINTENANCE if maintenance else None
+    levels = [
+        _COMPONENT_LEVEL[ComponentStatus(c.status)]
+        for c in components
+        if not c.is_group and c.status != planned
+    ]
     levels += [incident.impact for incident in incidents if incident.is_active]
-    return max(levels, key=_LEVELS.index, default="none")
+    worst = max(levels, key=_LEVELS.index, default="none")
+    return "maintenance" if maintenance and worst == "none" else worst
 
 
 def worst_status(statuses: list[str]) -> str:
@@ -148,6 +158,8 @@ class PublicState:
     updated_at: datetime
     indicator: str
     lines: list[ComponentLine] = field(default_factory=list)
+    # Active, then upcoming (statuspage.maintenance_selectors.shown).
+    maintenances: list[Maintenance] = field(default_factory=list)
 
     @property
     def description(self) -> str:
@@ -163,7 +175,7 @@ def public_state(*, now: datetime | None = None) -> PublicState:
     moment = now or timezone.now()
     components = list(Component.objects.order_by("position", "name", "pk"))
     incidents = list(
-        _public_incidents()
+        published_incidents()
         .exclude(
             status__in=FINISHED_PUBLIC_STATUSES,
             resolved_at__lt=moment - timedelta(days=HISTORY_DAYS),
@@ -172,14 +184,19 @@ def public_state(*, now: datetime | None = None) -> PublicState:
     )
     active = [incident for incident in incidents if incident.is_active]
     history = [incident for incident in incidents if not incident.is_active]
+    maintenances = maintenance_selectors.shown(now=moment)
     stamps = [c.updated_at for c in components] + [i.updated_at for i in incidents]
+    stamps += [m.updated_at for m in maintenances]
     return PublicState(
         components=components,
         active=active,
         history=history,
         updated_at=max(stamps, default=moment),
-        indicator=overall_indicator(components, active),
+        indicator=overall_indicator(
+            components, active, maintenance=any(m.is_active for m in maintenances)
+        ),
         lines=component_lines(components),
+        maintenances=maintenances,
     )
 
 
@@ -232,46 +249,76 @@ def components_json(state: PublicState) -> list[dict[str, Any]]:
     return listed
 
 
+def _component_names(components: list[Component]) -> dict[str, str]:
+    """The public names of the components an update may set (groups never are), by id."""
+    return {str(c.pk): c.name for c in components if not c.is_group}
+
+
+# An incident's component changes: (component id, changed at) -> (old state, new state).
+_Changes = dict[tuple[str, datetime], tuple[str, str]]
+
+
+def _incident_changes(incidents: list[PublicIncident]) -> dict[int, _Changes]:
+    """By incident, the component states that its publishes changed, each with the state
+    before (the previous recorded change of that component, whatever made it): one query
+    for the history of every component the incidents' updates set."""
+    keys = {
+        int(key)
+        for incident in incidents
+        for revision in incident.revisions.all()  # prefetched
+        for key in revision.component_statuses
+    }
+    changes: dict[int, _Changes] = {incident.pk: {} for incident in incidents}
+    if not keys:
+        return changes
+    rows = (
+        ComponentStatusChange.objects.filter(component_id__in=keys)
+        .order_by("component_id", "changed_at", "id")
+        .values_list("component_id", "changed_at", "status", "public_incident_id")
+    )
+    before: dict[int, str] = {}
+    for component_id, changed_at, status, public_incident_id in rows:
+        old = before.get(component_id, ComponentStatus.OPERATIONAL)
+        if public_incident_id in changes and old != status:
+            changes[public_incident_id][(str(component_id), changed_at)] = (old, status)
+        before[component_id] = status
+    return changes
+
+
 def _affected(
-    revision: Revision, previous: Revision | None, names: dict[str, str]
+    revision: Revision, changes: _Changes, names: dict[str, str]
 ) -> list[dict[str, str]] | None:
-    if not revision.component_statuses:
-        return None
-    before = previous.component_statuses if previous else {}
-    return [
-        {
-            "code": key,
-            "name": names.get(key, ""),
-            "old_status": before.get(key, ComponentStatus.OPERATIONAL),
-            "new_status": status,
-        }
-        for key, status in revision.component_statuses.items()
-        if key in names
-    ]
+    """What this update really changed (Statuspage's `affected_components`), or None."""
+    affected = []
+    for key in revision.component_statuses:
+        change = changes.get((key, revision.published_at))
+        if key in names and change is not None:
+            old, new = change
+            affected.append({"code": key, "name": names[key], "old_status": old, "new_status": new})
+    return affected or None
 
 
 def incident_json(
-    incident: PublicIncident, shortlink: str, names: dict[str, str]
+    incident: PublicIncident, shortlink: str, names: dict[str, str], changes: _Changes
 ) -> dict[str, Any]:
+    """An incident in Statuspage's shape; `changes` are its own (`_incident_changes`)."""
     revisions = list(incident.revisions.all())  # newest first (prefetched)
-    updates = []
-    for index, revision in enumerate(revisions):
-        previous = revisions[index + 1] if index + 1 < len(revisions) else None
-        updates.append(
-            {
-                "id": str(revision.pk),
-                "status": revision.status,
-                "body": revision.body,
-                "incident_id": str(incident.pk),
-                "created_at": _iso(revision.published_at),
-                "updated_at": _iso(revision.published_at),
-                "display_at": _iso(revision.published_at),
-                "affected_components": _affected(revision, previous, names),
-                "deliver_notifications": True,
-                "custom_tweet": None,
-                "tweet_id": None,
-            }
-        )
+    updates = [
+        {
+            "id": str(revision.pk),
+            "status": revision.status,
+            "body": revision.body,
+            "incident_id": str(incident.pk),
+            "created_at": _iso(revision.published_at),
+            "updated_at": _iso(revision.published_at),
+            "display_at": _iso(revision.published_at),
+            "affected_components": _affected(revision, changes, names),
+            "deliver_notifications": revision.notify_subscribers,
+            "custom_tweet": None,
+            "tweet_id": None,
+        }
+        for revision in revisions
+    ]
     return {
         "id": str(incident.pk),
         "name": incident.name,
@@ -292,13 +339,67 @@ def incident_json(
 
 def summary_json(state: PublicState, base_url: str) -> dict[str, Any]:
     """summary.json: page, components, unresolved incidents, maintenances, status."""
-    names = {str(c.pk): c.name for c in state.components if not c.is_group}
+    names = _component_names(state.components)
+    changes = _incident_changes(state.active)
     return {
         "page": page_json(state, base_url),
         "components": components_json(state),
-        "incidents": [incident_json(i, f"{base_url}#incident-{i.pk}", names) for i in state.active],
-        "scheduled_maintenances": [],
+        "incidents": [
+            incident_json(i, incident_shortlink(base_url, i), names, changes[i.pk])
+            for i in state.active
+        ],
+        "scheduled_maintenances": maintenance_json.maintenances_json(
+            state.maintenances, base_url=base_url, component_shape=component_json
+        ),
         "status": status_json(state),
+    }
+
+
+def incident_shortlink(base_url: str, incident: PublicIncident) -> str:
+    """The incident's own public page (/status/incidents/<id>), absolute, under the page's
+    address (the status host's root there)."""
+    return f"{base_url.rstrip('/')}/incidents/{incident.pk}"
+
+
+def published_incident(incident_id: int) -> PublicIncident | None:
+    """One published incident with its revisions (newest first) and components."""
+    return published_incidents().filter(pk=incident_id).first()
+
+
+def incidents_in_month(start: datetime, end: datetime) -> list[PublicIncident]:
+    """The incidents first published in [start, end), newest first, each with its
+    components (the history lists no update text): two queries."""
+    return list(
+        PublicIncident.objects.filter(created_at__gte=start, created_at__lt=end)
+        .prefetch_related(
+            Prefetch("components", queryset=Component.objects.order_by("position", "name"))
+        )
+        .order_by("-created_at", "-id")
+    )
+
+
+def first_incident_at() -> datetime | None:
+    """When the first incident was published (None before any was)."""
+    return PublicIncident.objects.aggregate(at=Min("created_at"))["at"]
+
+
+def recent_incidents(limit: int = RECENT_INCIDENTS) -> list[PublicIncident]:
+    """The most recently opened published incidents, whatever their status: three queries."""
+    return list(published_incidents().order_by("-created_at", "-id")[:limit])
+
+
+def incidents_json(
+    state: PublicState, base_url: str, incidents: list[PublicIncident]
+) -> dict[str, Any]:
+    """incidents.json and incidents/unresolved.json: the page and the given incidents."""
+    names = _component_names(state.components)
+    changes = _incident_changes(incidents)
+    return {
+        "page": page_json(state, base_url),
+        "incidents": [
+            incident_json(i, incident_shortlink(base_url, i), names, changes[i.pk])
+            for i in incidents
+        ],
     }
 
 

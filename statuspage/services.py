@@ -10,11 +10,9 @@ commit by `incidents.services.timeline_append`).
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -24,6 +22,7 @@ from incidents.roles import STATUS_PAGE_PERMISSION, User, require_role
 from incidents.timeline import timeline_append
 from statuspage import markup, texts
 from statuspage.models import (
+    FINISHED_PUBLIC_STATUSES,
     Component,
     ComponentStatus,
     Draft,
@@ -31,7 +30,9 @@ from statuspage.models import (
     PublicIncident,
     PublicStatus,
     Revision,
+    UpdateTemplate,
 )
+from statuspage.public_cache import public_changed
 from statuspage.signals import revision_published
 from statuspage.status_changes import component_status_set
 
@@ -39,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 EDIT_PERMISSION = STATUS_PAGE_PERMISSION
 MAX_BODY_CHARS = 10_000
-PUBLIC_CACHE_KEY = "statuspage:public"
+TITLE_MAX_CHARS = 200
 
 IMPACT_FOR_SEVERITY: dict[str, str] = {
     Severity.P0: Impact.CRITICAL,
@@ -77,27 +78,62 @@ def draft_get(incident: Incident) -> Draft:
     return Draft(incident=incident, version=0, **draft_defaults(incident))
 
 
-def draft_defaults(incident: Incident, *, status: str | None = None) -> dict[str, Any]:
-    """Draft fields built from the incident's facts and the default text for `status`
-    (by default the public status matching the incident's own)."""
-    public_status = status or texts.PUBLIC_STATUS_FOR[incident.status]
-    facts = texts.incident_facts(incident)
-    _, body = texts.rendered(texts.PUBLIC_TEMPLATE_FOR[public_status], facts)
-    components = texts.affected_components(incident)
-    resolved = public_status in (PublicStatus.RESOLVED, PublicStatus.POSTMORTEM)
-    component_status = (
+# A fresh draft's text when the support lead has no update template of its status.
+FALLBACK_TITLE = "Service disruption: {components}"
+FALLBACK_BODY = "{components}: we will post what we know here as soon as we can."
+
+
+def default_update_template(status: str) -> UpdateTemplate:
+    """The template a fresh draft of `status` starts from: the first of that status in the
+    templates page's order (a postmortem: else the first resolved one), or an unsaved
+    plain one when there is none."""
+    wanted = [status, PublicStatus.RESOLVED] if status == PublicStatus.POSTMORTEM else [status]
+    for each in wanted:
+        found = UpdateTemplate.objects.filter(status=each).order_by("position", "name").first()
+        if found is not None:
+            return found
+    return UpdateTemplate(title=FALLBACK_TITLE, body=FALLBACK_BODY, status=status)
+
+
+def draft_fields_from_template(
+    incident: Incident, template: UpdateTemplate, *, status: str | None = None
+) -> dict[str, Any]:
+    """Draft fields from `template` filled with the incident's public facts: its status (or
+    `status`), and its components (none: those the incident's services feed) at its
+    `component_status` (blank: operational once resolved, else what the severity suggests).
+    {components} names the components the draft marks."""
+    public_status = status or template.status
+    chosen: list[Component] = []
+    if template.pk is not None:
+        chosen = list(template.components.filter(is_group=False).select_related("group"))
+    components = sorted(chosen, key=texts.page_order) or texts.affected_components(incident)
+    component_status = template.component_status or (
         ComponentStatus.OPERATIONAL
-        if resolved
+        if public_status in FINISHED_PUBLIC_STATUSES
         else COMPONENT_STATUS_FOR_SEVERITY[incident.severity]
     )
-    names = ", ".join(component.name for component in components)
+    facts = texts.public_facts(texts.incident_facts(incident))
+    if chosen:
+        facts["components"] = ", ".join(component.name for component in components)
+    title = texts.fill(template.title, facts).strip()
+    if len(title) > TITLE_MAX_CHARS:  # a long list of components: the title is cut, not refused
+        title = title[: TITLE_MAX_CHARS - 1].rstrip() + "…"
     return {
-        "name": f"Service disruption: {names}" if names else "Service disruption",
+        "name": title or "Service disruption",
         "status": public_status,
         "impact": IMPACT_FOR_SEVERITY[incident.severity],
-        "body": body,
+        "body": texts.fill(template.body, facts),
         "component_statuses": {str(c.pk): component_status for c in components},
     }
+
+
+def draft_defaults(incident: Incident, *, status: str | None = None) -> dict[str, Any]:
+    """Draft fields from the update template for `status` (by default the public status
+    matching the incident's own), filled from the incident's facts."""
+    public_status = status or texts.PUBLIC_STATUS_FOR[incident.status]
+    return draft_fields_from_template(
+        incident, default_update_template(public_status), status=public_status
+    )
 
 
 def _check_fields(
@@ -105,8 +141,8 @@ def _check_fields(
 ) -> dict[str, str]:
     if not name.strip():
         raise DomainError("Give the incident a public name.")
-    if len(name.strip()) > 200:
-        raise DomainError("The public name is limited to 200 characters.")
+    if len(name.strip()) > TITLE_MAX_CHARS:
+        raise DomainError(f"The public name is limited to {TITLE_MAX_CHARS} characters.")
     if status not in PublicStatus.values:
         raise DomainError(f"Unknown public status {status!r}.")
     if impact not in Impact.values:
@@ -175,14 +211,6 @@ def draft_save(
     return draft
 
 
-def public_cache_invalidate() -> None:
-    """A new generation: every cached copy of the public page and its JSON is dropped."""
-    try:
-        cache.set(PUBLIC_CACHE_KEY, uuid.uuid4().hex, None)
-    except Exception:  # the page then serves a few seconds' old copy; never fail a publish
-        logger.warning("could not clear the status page cache", exc_info=True)
-
-
 @transaction.atomic
 def draft_publish(
     *,
@@ -194,9 +222,12 @@ def draft_publish(
     impact: str,
     body: str,
     component_statuses: Mapping[str, str],
+    notify_subscribers: bool = False,
 ) -> Revision:
     """Save the draft (same version rule) and publish it: a new revision, the public
-    incident and the components' states updated, a COMMS_PUBLISHED timeline entry."""
+    incident and the components' states updated, a COMMS_PUBLISHED timeline entry. With
+    `notify_subscribers`, the page's email subscribers are sent it after commit
+    (statuspage.subscriber_sending)."""
     draft = draft_save(
         incident=incident,
         actor=actor,
@@ -236,6 +267,7 @@ def draft_publish(
         component_statuses=draft.component_statuses,
         published_by=draft.updated_by,
         published_at=now,
+        notify_subscribers=bool(notify_subscribers),
     )
     public.name, public.status, public.impact = published_name, draft.status, draft.impact
     public.updated_at = now
@@ -268,11 +300,10 @@ def draft_publish(
             "status": revision.status,
             "impact": revision.impact,
             "component_statuses": revision.component_statuses,
+            "notify_subscribers": revision.notify_subscribers,
         },
     )
-    # Now and again after commit: a reader between the two may cache the old state.
-    public_cache_invalidate()
-    transaction.on_commit(public_cache_invalidate)
+    public_changed()
     transaction.on_commit(
         lambda: revision_published.send_robust(sender=Revision, revision_id=revision.pk)
     )
@@ -304,8 +335,8 @@ def revision_restore(*, revision: Revision, actor: User, version: int) -> Draft:
 def draft_start_from_incident(
     *, incident: Incident, actor: User, version: int, status: str | None = None
 ) -> Draft:
-    """Replace the draft with the default text for `status`, filled from the incident's
-    facts (e.g. when service was restored and verified)."""
+    """Replace the draft with the update template for `status` (draft_defaults), filled
+    from the incident's facts (e.g. when service was restored and verified)."""
     if status is not None and status not in PublicStatus.values:
         raise DomainError(f"Unknown public status {status!r}.")
     return draft_save(

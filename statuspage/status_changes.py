@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from statuspage.models import Component, ComponentStatusChange, Maintenance, PublicIncident
+from statuspage.public_cache import public_changed
 
 
 @transaction.atomic
@@ -37,6 +38,7 @@ def component_status_set(
         public_incident=public_incident,
         maintenance=maintenance,
     )
+    public_changed()
     return True
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from console.celery import app
 from statuspage import comms, conf
+from statuspage.maintenance_tasks import maintenances_advance  # noqa: F401  (for Celery)
+from statuspage.subscriber_tasks import subscriber_message_send  # noqa: F401  (for Celery)
 
 logger = logging.getLogger(__name__)
 

@@ -1,11 +1,12 @@
 from django.urls import include, path
 
-from statuspage import component_views, views
+from statuspage import component_views, template_views, views
 
 urlpatterns = [
     # The same public URLs the status host serves at its root (statuspage.hosts).
     path("status/", include("statuspage.public_urls")),
     path("status-page/components/", component_views.components_page, name="status_components"),
+    path("status-page/maintenances/", include("statuspage.maintenance_urls")),
     path(
         "status-page/components/new",
         component_views.component_create,
@@ -25,6 +26,30 @@ urlpatterns = [
         "status-page/components/<int:component_id>/delete",
         component_views.component_delete,
         name="status_component_delete",
+    ),
+    path("status-page/templates/", template_views.templates_page, name="status_templates"),
+    path(
+        "status-page/templates/new", template_views.template_create, name="status_template_create"
+    ),
+    path(
+        "status-page/templates/<int:template_id>/",
+        template_views.template_edit,
+        name="status_template_edit",
+    ),
+    path(
+        "status-page/templates/<int:template_id>/move",
+        template_views.template_move,
+        name="status_template_move",
+    ),
+    path(
+        "status-page/templates/<int:template_id>/delete",
+        template_views.template_delete,
+        name="status_template_delete",
+    ),
+    path(
+        "incidents/<int:incident_id>/status-page/start-template",
+        views.draft_start_template,
+        name="status_draft_start_template",
     ),
     path("incidents/<int:incident_id>/status-page/", views.desk, name="status_desk"),
     path("incidents/<int:incident_id>/status-page/draft", views.draft_submit, name="status_draft"),

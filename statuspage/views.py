@@ -13,25 +13,38 @@ from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.feedgenerator import Atom1Feed
 from django.views.decorators.http import require_GET, require_POST
 
 from incidents.errors import DomainError, PermissionDenied
 from incidents.forms import form_errors_text
 from incidents.models import Incident
-from statuspage import comms, conf, markup, selectors, services, texts
+from statuspage import (
+    branding,
+    comms,
+    conf,
+    markup,
+    selectors,
+    services,
+    subscriptions,
+    texts,
+    update_templates,
+    uptime,
+)
 from statuspage.forms import (
     CustomerNoticeForm,
     DraftForm,
     PreviewForm,
     StartFromIncidentForm,
+    StartFromTemplateForm,
     VersionForm,
 )
-from statuspage.models import Component, Delivery, Draft, PublicStatus, Revision
+from statuspage.models import Component, Delivery, Draft, PublicStatus, Revision, UpdateTemplate
 
 VIEW = "incidents.view_incident"
 EDIT = services.EDIT_PERMISSION
 BAD_REQUEST, FORBIDDEN, CONFLICT = 400, 403, 409
+# The public pages run no script at all.
+PUBLIC_PAGE_POLICY = "default-src 'self'; script-src 'none'; object-src 'none'"
 
 
 def _is_htmx(request: HttpRequest) -> bool:
@@ -99,6 +112,8 @@ def _desk_context(
         "overdue_since": comms.update_overdue_since(incident),
         "cadence_minutes": int(comms.cadence().total_seconds() // 60),
         "public_statuses": PublicStatus.choices,
+        "subscriber_counts": subscriptions.subscriber_counts(),
+        "update_templates": update_templates.update_templates_listed(),
         "can_edit": request.user.has_perm(EDIT),
         "error": error,
         "flash": flash,
@@ -157,9 +172,14 @@ def draft_submit(request: HttpRequest, incident_id: int) -> HttpResponse:
     try:
         if action == "publish":
             revision = services.draft_publish(
-                incident=incident, actor=request.user, **form.draft_fields()
+                incident=incident,
+                actor=request.user,
+                notify_subscribers=form.cleaned_data["notify_subscribers"],
+                **form.draft_fields(),
             )
             flash = f"Revision {revision.number} is live on the public status page."
+            if revision.notify_subscribers:
+                flash += " " + subscriptions.revision_emailing_text(revision=revision)
         else:
             draft = services.draft_save(
                 incident=incident, actor=request.user, **form.draft_fields()
@@ -216,6 +236,35 @@ def draft_start(request: HttpRequest, incident_id: int) -> HttpResponse:
     return _done(
         request, incident, f"Draft started from the incident's facts (version {draft.version})."
     )
+
+
+@require_POST
+@permission_required(EDIT, raise_exception=True)
+def draft_start_template(request: HttpRequest, incident_id: int) -> HttpResponse:
+    """Replace the draft with an update template filled from the incident's facts."""
+    incident = _incident(incident_id)
+    form = StartFromTemplateForm(request.POST)
+    if not form.is_valid():
+        return _render_desk(request, incident, status=BAD_REQUEST, error=form_errors_text(form))
+    template = UpdateTemplate.objects.filter(pk=form.cleaned_data["template"]).first()
+    if template is None:
+        return _render_desk(
+            request,
+            incident,
+            status=BAD_REQUEST,
+            error="Template: it was deleted meanwhile; choose another.",
+        )
+    try:
+        draft = update_templates.update_template_use(
+            actor=request.user,
+            template=template,
+            incident=incident,
+            version=form.cleaned_data["version"],
+        )
+    except DomainError as error:
+        return _refused(request, incident, error)
+    flash = f"Draft started from the template {template.name} (version {draft.version})."
+    return _done(request, incident, flash)
 
 
 @require_POST
@@ -285,16 +334,24 @@ def delivery_retry(request: HttpRequest, incident_id: int, delivery_id: int) -> 
 # -- public, no login ---------------------------------------------------------------------------
 
 
-def _base_url(request: HttpRequest) -> str:
+def public_base_url(request: HttpRequest) -> str:
+    """The public page's absolute address: STATUS_PAGE_URL, else this request's host with
+    the page's path (/status/ on the console's host, / on the status host)."""
     configured = conf.page_url()
     return configured or request.build_absolute_uri(reverse("status_page"))
 
 
-def _public_headers(response: HttpResponse) -> HttpResponse:
+def public_headers(response: HttpResponse) -> HttpResponse:
+    """The headers of every public response: short public caching and open CORS."""
     response["Cache-Control"] = f"public, max-age={selectors.PUBLIC_CACHE_SECONDS}"
     response["Access-Control-Allow-Origin"] = "*"
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def public_json_response(body: dict[str, Any]) -> HttpResponse:
+    """A public JSON document, its text as it is (not \\u-escaped), with `public_headers`."""
+    return public_headers(JsonResponse(body, json_dumps_params={"ensure_ascii": False}))
 
 
 @login_not_required
@@ -303,30 +360,32 @@ def public_page(request: HttpRequest) -> HttpResponse:
     def page() -> str:
         context = {
             "state": selectors.public_state(),
+            "uptime": uptime.page_uptime(),
             "page_name": conf.page_name(),
             "now": timezone.now(),
         }
         return render_to_string("statuspage/public.html", context, request=request)
 
     response = HttpResponse(selectors.cached_public(f"page {request.get_host()}", page))
-    response["Content-Security-Policy"] = "default-src 'self'; script-src 'none'; object-src 'none'"
-    return _public_headers(response)
+    # PUBLIC_PAGE_POLICY, with images also from the logo's origin (statuspage.branding).
+    response["Content-Security-Policy"] = branding.public_page_policy()
+    return public_headers(response)
 
 
 @login_not_required
 @require_GET
 def summary_json(request: HttpRequest) -> HttpResponse:
-    base = _base_url(request)
+    base = public_base_url(request)
     summary = selectors.cached_public(
         f"summary {base}", lambda: selectors.summary_json(selectors.public_state(), base)
     )
-    return _public_headers(JsonResponse(summary, json_dumps_params={"ensure_ascii": False}))
+    return public_json_response(summary)
 
 
 @login_not_required
 @require_GET
 def components_json(request: HttpRequest) -> HttpResponse:
-    base = _base_url(request)
+    base = public_base_url(request)
 
     def components() -> dict[str, Any]:
         state = selectors.public_state()
@@ -336,43 +395,16 @@ def components_json(request: HttpRequest) -> HttpResponse:
         }
 
     body = selectors.cached_public(f"components {base}", components)
-    return _public_headers(JsonResponse(body, json_dumps_params={"ensure_ascii": False}))
+    return public_json_response(body)
 
 
 @login_not_required
 @require_GET
 def status_json(request: HttpRequest) -> HttpResponse:
-    base = _base_url(request)
+    base = public_base_url(request)
 
     def status() -> dict[str, Any]:
         state = selectors.public_state()
         return {"page": selectors.page_json(state, base), "status": selectors.status_json(state)}
 
-    return _public_headers(JsonResponse(selectors.cached_public(f"status {base}", status)))
-
-
-@login_not_required
-@require_GET
-def history_atom(request: HttpRequest) -> HttpResponse:
-    base = _base_url(request)
-    feed = Atom1Feed(
-        title=conf.page_name(),
-        link=base,
-        description="Published status updates",
-        feed_url=request.build_absolute_uri(),
-        language="en",
-    )
-    for revision in selectors.feed_revisions():
-        incident = revision.public_incident
-        feed.add_item(
-            title=f"{revision.name}: {PublicStatus(revision.status).label}",
-            link=f"{base}#incident-{incident.pk}",
-            description=revision.body_html,
-            unique_id=f"{base}#revision-{revision.pk}",
-            unique_id_is_permalink=False,
-            pubdate=revision.published_at,
-            updateddate=revision.published_at,
-        )
-    response = HttpResponse(content_type="application/atom+xml; charset=utf-8")
-    feed.write(response, "utf-8")
-    return _public_headers(response)
+    return public_headers(JsonResponse(selectors.cached_public(f"status {base}", status)))

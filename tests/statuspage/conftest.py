@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -15,7 +16,8 @@ from django.conf import LazySettings
 from django.core.cache import cache
 
 from console.celery import app as celery_app
-from statuspage.models import Component
+from statuspage import services
+from statuspage.models import Component, Revision
 from tests.celery_conf import celery_conf_set
 from tests.factories import ServiceFactory, UserFactory
 from tests.statuspage.smtp_server import SmtpServer
@@ -108,3 +110,67 @@ def smtp(settings: LazySettings) -> Iterator[SmtpServer]:
     yield server
     server.shutdown()
     server.server_close()
+
+
+STATUS_HOST = "status.example.com"
+
+
+@pytest.fixture
+def status_host(settings: LazySettings) -> str:
+    """The status page's own host (`STATUS_HOST`), the console on console.example.com."""
+    settings.STATUS_PAGE_HOST = STATUS_HOST
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, STATUS_HOST, "console.example.com"]
+    return STATUS_HOST
+
+
+Publish = Callable[..., Revision]
+
+
+@pytest.fixture
+def publish(db: None) -> Publish:
+    """`publish(actor, incident, version=0, **fields)`: an update published through
+    `services.draft_publish`, with a name, status, impact and body unless given."""
+
+    def published(actor: Any, incident: Any, *, version: int = 0, **overrides: Any) -> Revision:
+        fields: dict[str, Any] = {
+            "name": "Checkout problems",
+            "status": "investigating",
+            "impact": "major",
+            "body": "We are looking into **failed payments**.",
+            "component_statuses": {},
+        }
+        fields.update(overrides)
+        return services.draft_publish(incident=incident, actor=actor, version=version, **fields)
+
+    return published
+
+
+UNSAFE_TAGS = {"script", "img", "svg", "iframe", "style", "math", "object"}
+
+
+class _Markup(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.attributes: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attributes += [(name, value or "") for name, value in attrs]
+
+
+def _assert_page_markup_only(html: str) -> None:
+    parser = _Markup()
+    parser.feed(html)
+    assert not UNSAFE_TAGS & set(parser.tags), html
+    for name, value in parser.attributes:
+        assert not name.startswith("on") and name != "style", html
+        if name == "href":
+            assert value.startswith("/status/"), html
+
+
+@pytest.fixture
+def assert_page_markup_only() -> Callable[[str], None]:
+    """A check that `html` holds only the public page's own markup: no script-capable
+    element, no event handler, no inline style, links only to the page's own paths."""
+    return _assert_page_markup_only
