@@ -60,8 +60,9 @@ def _commit(clone: Path, files: dict[str, str], subject: str) -> str:
 
 
 def seed_git_repository(state_dir: Path) -> DemoService:
-    """The storefront-config repository (see the module docstring), made afresh."""
-    root = state_dir / "demo-git"
+    """The storefront-config repository (see the module docstring), made afresh. git runs
+    in other folders than ours, so every path it is given is absolute."""
+    root = (state_dir / "demo-git").resolve()
     shutil.rmtree(root, ignore_errors=True)
     bare, clone = root / "storefront-config.git", root / "seed-clone"
     root.mkdir(parents=True)
@@ -130,7 +131,9 @@ def inventory_database_url(orders_url: str) -> str:
 
 def seed_git_and_postgres(state_dir: Path, orders_url: str) -> tuple[list[DemoService], list[str]]:
     """Both services, and a warning for the database one when PostgreSQL cannot make it
-    (it is then left out, as the command service is)."""
+    (it is then left out, as the command service is). `state_dir` may be relative (bin/demo
+    gives var/…): the services' configs hold it absolute, as the workers run elsewhere."""
+    state_dir = state_dir.resolve()
     services = [seed_git_repository(state_dir)]
     warnings = []
     try:
