@@ -174,7 +174,7 @@ def components_offered(
     for component in sorted(choices, key=place):
         group = groups.get(component.group_id) if component.group_id else None
         name = group.name if group is not None else ""
-        if not offered or not name or offered[-1][0] != name:
+        if not offered or offered[-1][0] != name:
             offered.append((name, []))
         offered[-1][1].append(component)
     return offered

@@ -316,3 +316,14 @@ def test_the_command_counts_lists_and_removes_with_the_support_leads_role(suppor
     call_command("status_subscribers", "remove", "BO@example.com", "--as", "sam", stdout=out)
     assert "Removed bo@example.com" in out.getvalue()
     assert list(Subscriber.objects.values_list("email", flat=True)) == ["ana@xn--r8jz45g.jp"]
+
+
+def test_the_form_offers_top_level_components_apart_from_the_group_before_them():
+    shop = Component.objects.create(name="Online store", is_group=True, position=1)
+    Component.objects.create(name="Checkout", group=shop, position=1)
+    Component.objects.create(name="Public API", position=2)
+    Component.objects.create(name="Dashboard", position=3)
+    offered = [
+        (group, [c.name for c in members]) for group, members in subscriptions.components_offered()
+    ]
+    assert offered == [("Online store", ["Checkout"]), ("", ["Public API", "Dashboard"])]
