@@ -19,6 +19,7 @@ from api import (
     releases,
     runs,
     services,
+    status_components,
     status_templates,
     subscribers,
     views,
@@ -33,7 +34,7 @@ api = NinjaAPI(
     description="Releases, incidents and rollbacks for pipelines and tools. Every call "
     "carries `Authorization: Bearer <token>`; tokens are made in the console (API tokens) "
     "and each holds scopes: read, releases:write, incidents:write, runs:write, alerts:write, "
-    "services:write.",
+    "services:write, statuspage:write.",
     urls_namespace="api",
     throttle=[TokenRateThrottle()],
 )
@@ -44,6 +45,7 @@ api.add_router("/", alerts.router)
 api.add_router("/", services.router)
 api.add_router("/", discovery.router)
 api.add_router("/", maintenances.router)
+api.add_router("/", status_components.router)
 api.add_router("/", status_templates.router)
 api.add_router("/", subscribers.router)
 
