@@ -16,7 +16,9 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import redis
 from django.conf import settings
@@ -28,9 +30,21 @@ from incidents.roles import User
 logger = logging.getLogger(__name__)
 
 
+@cache
+def _database_scope(redis_url: str) -> str:
+    parts = urlsplit(redis_url)
+    number = parts.path.strip("/") or parse_qs(parts.query).get("db", ["0"])[0]
+    return f"db{number}:"
+
+
 def channel_for(incident_id: int) -> str:
-    """The Redis channel on which an incident's new timeline entries are announced."""
-    return f"incident:{incident_id}"
+    """The Redis channel on which an incident's new timeline entries are announced.
+
+    Redis channels are shared by every database of a server, so the name carries the
+    database number of REDIS_URL: two consoles that share a Redis server on different
+    databases (staging and production, or two test processes) never hear each other's
+    incidents, whose ids overlap."""
+    return f"{_database_scope(settings.REDIS_URL)}incident:{incident_id}"
 
 
 _redis_client: redis.Redis | None = None

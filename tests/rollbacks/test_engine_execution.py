@@ -16,6 +16,7 @@ from django.utils import timezone
 import rollbacks.services
 from executors.base import RollbackTarget
 from incidents.models import TimelineEntry, TimelineKind
+from incidents.timeline import channel_for
 from rollbacks import tasks
 from rollbacks.engine.backends import backend_for
 from rollbacks.engine.dispatch import InlineDispatcher
@@ -367,7 +368,7 @@ def test_every_entry_the_engine_writes_is_announced_on_the_incidents_channel(
     commander, kube, kube_service, redis_listener
 ):
     run = _start(commander, [StepSpec(service=kube_service, previous=True)])
-    redis_listener.subscribe(f"incident:{run.incident_id}")
+    redis_listener.subscribe(channel_for(run.incident_id))
     redis_listener.get_message(timeout=1)  # the subscription itself
     first_new = TimelineEntry.objects.order_by("-id").first().pk
 
