@@ -210,6 +210,13 @@ class Backend(ABC):
         values of a record set, a manifest's image); empty when there is nothing to say."""
         return ""
 
+    def pin_release(self, params: Mapping[str, Any], artifact: str) -> dict[str, Any]:
+        """The options a step going back to a release whose artifact is `artifact` stores,
+        before they are validated: a backend whose option names what the artifact names (a
+        dump file) fills it in here, so that the draft checks it against the
+        infrastructure and the data-loss check sees it. By default `params` unchanged."""
+        return dict(params)
+
     def writes_lost_after(self, params: Mapping[str, Any]) -> datetime.datetime | None:
         """For a step that restores data: the instant after which writes are not in what
         it restores (the restore time, the snapshot's time); None when nothing is lost.

@@ -1,18 +1,14 @@
 """Restore a self-managed PostgreSQL database from a custom-format dump, with the `pg_dump`
 and `pg_restore` binaries and psycopg.
 
-Target config: `host`, `port`, `user` (must own the database), `dbname`, `password_env` (the
-name of an environment variable holding the password: PGPASSWORD for the binaries, never a
-command line nor a log), `sslmode`, `dump_dir` (the dumps, and the automatic ones),
-`pre_restore_dir` (default `dump_dir`), `check_query` (must return a row after the restore),
-`bin_dir`, `timeout_seconds` (each dump or restore, default one hour), `lock_timeout_seconds`
-(default 60), `statement_timeout_seconds` (every query of the backend's own, default 60) and
-`connect_timeout_seconds` (default 10); connections use TCP keepalives.
+Target config (docs/backends-git-postgres.md): the connection, `password_env` (the name of an
+environment variable holding the password: PGPASSWORD for the binaries, never a command line
+nor a log), `dump_dir`, `pre_restore_dir`, `check_query`, `bin_dir` and timeouts.
 
 Drafting connects (a missing database, refused credentials or a user that does not own the
-database is a 400 naming `dbname`), stamps the step (`restore_stamp`, set by the server only)
-and, with no dump chosen, records the newest pre-deploy dump as `previous_dump`: "previous"
-restores that one, the one approved, and the data-loss check counts from its time.
+database is a 400 naming `dbname`) and stamps the step (`restore_stamp`, set by the server
+only). A step going back to a release restores that release's dump (its artifact), checked
+then; with no dump and no release, the newest pre-deploy dump is recorded as `previous_dump`.
 
 Apply, in order: check the dump is a readable archive (`pg_restore --list`; a corrupt file is a
 permanent error before anything is touched); block new connections (CONNECT revoked, see
@@ -23,19 +19,16 @@ database (below); allow connections again, whatever happened. In place and in on
 transaction: a restore failing halfway leaves the database as it was, and the database keeps
 its owner, grants, settings and name. Objects the dump does not know are not dropped.
 
-The live version is the database's own marker: the dump and the step's restore stamp as the
-database setting `backout.restored_from` (`ALTER DATABASE ... SET`; a dump restored without
---create carries no database settings). None for a database never restored. A second apply
-of the same step finds its own stamp there and changes nothing; a pre-restore dump already
-taken for the stamp is kept.
+The live version is the database's own marker, the setting `backout.restored_from` (the dump
+and the step's restore stamp, by `ALTER DATABASE ... SET`), None if never restored. A second
+apply of the same step finds its stamp there and changes nothing.
 
 `capture_backup` takes the pre-deploy dump `pre-deploy-<db>-<UTC time>.dump` into `dump_dir`.
 Checks: the database answers, the marker names the dump, and `check_query` returns a row.
 
-Errors: a connection refused or timed out, a lock or statement timeout, a terminated session,
-a process past its timeout are retryable; refused credentials ("PostgreSQL <host>/<db>:
-authentication failed"), a missing database, a corrupt dump and every other failure are
-permanent.
+Errors: refused or timed-out connections, lock or statement timeouts, terminated sessions
+and processes past their timeout are retryable; refused credentials, a missing database, a
+corrupt dump and every other failure are permanent.
 """
 
 from __future__ import annotations
@@ -355,6 +348,13 @@ class PostgresRestoreBackend(Backend):
                 if newest is not None:
                     cleaned[PREVIOUS_DUMP] = newest.name
         return cleaned
+
+    def pin_release(self, params: Mapping[str, Any], artifact: str) -> dict[str, Any]:
+        """A release's artifact names its dump: restored unless another is chosen."""
+        pinned = dict(params)
+        if not pinned.get("dump"):
+            pinned["dump"] = artifact
+        return pinned
 
     def require_owner(self) -> None:
         """ConfigError unless the configured user owns the database (or is a superuser):

@@ -147,6 +147,8 @@ def step_params(
         raise StepOptionError(service, "config", str(error)) from error
     fields = backend.option_fields()
     params = _resolve_backups(service, release, fields, dict(given))
+    if release is not None and release.artifact:
+        params = backend.pin_release(params, release.artifact)
     try:
         cleaned = backend.validate_params(params, live=live)
     except OptionError as error:

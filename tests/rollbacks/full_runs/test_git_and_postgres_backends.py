@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from io import StringIO
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,7 +27,7 @@ from devinfra.demo_git_postgres import (
     seed_git_repository,
     seed_postgres_dumps,
 )
-from incidents.models import Release, TimelineEntry
+from incidents.models import Incident, Release, TimelineEntry
 from rollbacks.models import Run
 from tests.rollbacks.full_runs.conftest import console_service
 from tests.rollbacks.full_runs.console import assert_recorded
@@ -143,6 +144,27 @@ def test_postgres_refuses_a_dump_that_is_not_there_at_draft(
 
     assert refused.startswith("inventory-db: dump: inventory-v9.dump is not available"), refused
     assert "inventory-v3.1.dump" in refused
+    assert not Run.objects.filter(incident=opened).exists()
+
+
+def test_postgres_going_back_to_a_release_checks_its_dump_and_the_rpo_at_draft(
+    console, infra, health, incident, tmp_path, inventory_database
+):
+    inventory = seed_postgres_dumps(inventory_database, tmp_path)
+    service = console_service(inventory, health.url)
+    opened = incident(service)
+    good = service.releases.get(version="v3.1")
+    dump_dir = Path(service.target_config["dump_dir"])
+
+    # The release's dump is older than the incident's RPO allows: the loss must be written.
+    Incident.objects.filter(pk=opened.pk).update(rpo=timedelta(0))
+    refused = console.draft_refused(opened, service, str(good.pk), {})
+    assert refused.startswith("inventory-db: acknowledge_loss: writes after"), refused
+
+    # The release's dump has gone from the directory: refused at draft, naming the dump.
+    (dump_dir / "inventory-v3.1.dump").unlink()
+    refused = console.draft_refused(opened, service, str(good.pk), {})
+    assert refused.startswith("inventory-db: dump: inventory-v3.1.dump is not available"), refused
     assert not Run.objects.filter(incident=opened).exists()
 
 
