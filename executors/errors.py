@@ -7,6 +7,10 @@ of a service's `checks` list) can raise them; backends and callers import them f
 
 from __future__ import annotations
 
+import datetime
+import email.utils
+from typing import Any
+
 
 class BackendError(Exception):
     """An operation failed. `retryable` says whether trying again may succeed."""
@@ -28,3 +32,21 @@ class DeadlineExceeded(BackendError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retryable=False)
+
+
+def parse_retry_after(value: Any) -> float | None:
+    """A Retry-After header's wait in seconds: a number of seconds or an HTTP date (RFC 9110);
+    None when absent or unreadable (never an error: the hint is only a hint)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())

@@ -33,7 +33,6 @@ parameter is refused at draft time as an option error naming `secret` or `parame
 from __future__ import annotations
 
 import datetime
-import email.utils
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -57,6 +56,7 @@ from executors.base import (
     discard_log,
     poll_until,
 )
+from executors.errors import parse_retry_after
 from executors.options import Choice, Option, OptionError
 
 # The step parameter set when a step is drafted, and the tag a "previous" switch records
@@ -132,28 +132,10 @@ def _masked(doing: str, method: Callable[..., Any], value: str | bytes, **kwargs
         cause = error.__cause__
         response = getattr(cause, "response", None)
         headers = (response or {}).get("ResponseMetadata", {}).get("HTTPHeaders", {})
-        wait = retry_after_seconds(headers.get("retry-after"))
+        wait = parse_retry_after(headers.get("retry-after"))
         if wait is not None:
             masked.retry_after = wait  # type: ignore[attr-defined]
         raise masked from None
-
-
-def retry_after_seconds(value: Any) -> float | None:
-    """A Retry-After header's wait in seconds: a number of seconds or an HTTP date (RFC 9110);
-    None when absent or unreadable (never an error: the hint is only a hint)."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.UTC)
-    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
 
 
 class SecretSwitchBackend(Backend):

@@ -1,0 +1,247 @@
+"""A JSON-over-HTTP client for the hosted APIs the backends and checks call (Vercel, GitHub,
+Doppler, Sentry, PagerDuty, the Docker Engine over TCP).
+
+What every such call needs, in one place:
+- the token comes from an environment variable the target config names (`token_env`), never
+  from the config itself, and is masked out of every error message;
+- every call has a timeout, and connections are judged by the address they reached
+  (executors.http_guard: never a cloud metadata address);
+- answers become the errors the engine understands: a timeout, a refused connection, 429 and
+  5xx are retryable, with the server's Retry-After (or a rate-limit reset instant) kept as
+  `retry_after`; 401/403 are a permanent failure naming the service and the credentials;
+  404 is `NotFound`, which `validate_params(live=True)` turns into a 400 naming the field;
+  any other 4xx is permanent with the API's own message.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from executors.errors import BackendError, ConfigError, parse_retry_after
+from executors.http_guard import BlockedAddress, guarded_session
+
+# JSON schema of the config fields that name the API and its token.
+API_URL_SCHEMA = {"type": "string", "pattern": r"^https?://[^\s]+$", "maxLength": 2000}
+TOKEN_ENV_SCHEMA = {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$", "maxLength": 100}
+# How much of an error answer's body a message keeps.
+_EXCERPT = 300
+
+
+class NotFound(BackendError):
+    """The API answered 404: what was asked for does not exist (or the token cannot see it)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+class RestError(BackendError):
+    """Any other failed call: `status` is the HTTP status (None when nothing answered)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None,
+        retryable: bool,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, retryable=retryable)
+        self.status = status
+        if retry_after is not None:
+            self.retry_after = retry_after
+
+
+def token_from_env(name: str | None, service: str) -> str:
+    """The value of the environment variable `name`; ConfigError (naming the variable, never
+    a value) when the config names none or it is unset."""
+    if not name:
+        raise ConfigError(f"{service}: the target config names no token_env")
+    value = os.environ.get(name, "")
+    if not value:
+        raise ConfigError(f"{service}: the environment variable {name} is not set")
+    return value
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """The wait a throttling answer asks for: Retry-After in seconds or as an HTTP date, or
+    a rate-limit reset instant in epoch seconds (GitHub's x-ratelimit-reset)."""
+    wait = parse_retry_after(headers.get("retry-after"))
+    if wait is not None:
+        return wait
+    reset = headers.get("x-ratelimit-reset")
+    if reset and reset.isdigit() and headers.get("x-ratelimit-remaining") == "0":
+        return max(0.0, float(reset) - time.time())
+    return None
+
+
+def _message(response: requests.Response) -> str:
+    """The API's own explanation: a JSON body's message/error field, or a short excerpt."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if isinstance(data, Mapping):
+        for key in ("message", "error", "detail", "messages"):
+            value = data.get(key)
+            if isinstance(value, Mapping):
+                value = value.get("message") or value.get("code")
+            if isinstance(value, list):
+                value = "; ".join(str(item) for item in value[:3])
+            if value:
+                return str(value)[:_EXCERPT]
+    text = " ".join(response.text.split())
+    return text[:_EXCERPT] or response.reason or ""
+
+
+@dataclass
+class RestApi:
+    """One hosted API: where it is, what it is called in messages, and how to authenticate.
+
+    `auth_header` is the header the token goes in and `auth_scheme` what precedes it
+    ("Bearer", "token", or "" for a bare key). `session` is made on first use.
+    """
+
+    service: str
+    base_url: str
+    token: str | None = None
+    auth_header: str = "Authorization"
+    auth_scheme: str = "Bearer"
+    timeout: float = 10.0
+    headers: Mapping[str, str] = field(default_factory=dict)
+    session: requests.Session | None = None
+
+    def _mask(self, text: str) -> str:
+        return text.replace(self.token, "****") if self.token else text
+
+    def url(self, path: str) -> str:
+        """`path` (starting with /) under the API's base URL; a full URL is kept as it is."""
+        if path.startswith(("http://", "https://")):
+            return path
+        return self.base_url.rstrip("/") + path
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        doing: str = "",
+    ) -> requests.Response:
+        """Make one call; a 2xx answer is returned, anything else raised as described above.
+        `doing` says what the call was for ("promote deployment dpl_1"), for messages."""
+        if self.session is None:
+            self.session = guarded_session()
+        headers = {"Accept": "application/json", "User-Agent": "backout", **self.headers}
+        if self.token:
+            headers[self.auth_header] = f"{self.auth_scheme} {self.token}".strip()
+        what = f"{self.service}: {doing or f'{method} {path}'}"
+        try:
+            response = self.session.request(
+                method,
+                self.url(path),
+                params=params,
+                json=json,
+                headers=headers,
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except BlockedAddress as error:
+            raise ConfigError(f"{what}: {error}") from None
+        except requests.Timeout:
+            raise RestError(
+                f"{what}: no answer within {self.timeout:g} s", status=None, retryable=True
+            ) from None
+        except requests.RequestException as error:
+            reason = self._mask(str(error))[:_EXCERPT]
+            raise RestError(f"{what}: {reason}", status=None, retryable=True) from None
+        if 200 <= response.status_code < 300:
+            return response
+        raise self._error(what, response)
+
+    def _error(self, what: str, response: requests.Response) -> BackendError:
+        status = response.status_code
+        detail = self._mask(_message(response))
+        text = f"{what}: HTTP {status}" + (f": {detail}" if detail else "")
+        wait = retry_after_seconds(response.headers)
+        if status == 429 or status >= 500 or (status == 403 and wait is not None):
+            return RestError(text, status=status, retryable=True, retry_after=wait)
+        if status in (401, 403):
+            return RestError(
+                f"{what}: {self.service} refused the credentials (HTTP {status})"
+                + (f": {detail}" if detail else ""),
+                status=status,
+                retryable=False,
+            )
+        if status == 404:
+            return NotFound(text)
+        return RestError(text, status=status, retryable=False)
+
+    def get(self, path: str, *, params: Mapping[str, Any] | None = None, doing: str = "") -> Any:
+        """GET `path` and return its JSON document."""
+        return self.json_of(self.request("GET", path, params=params, doing=doing), doing)
+
+    def send(self, method: str, path: str, body: Any = None, *, doing: str = "") -> Any:
+        """POST/PATCH/PUT/DELETE `body` as JSON and return the answer's JSON (None if empty)."""
+        response = self.request(method, path, json=body, doing=doing)
+        return self.json_of(response, doing) if response.content else None
+
+    def json_of(self, response: requests.Response, doing: str = "") -> Any:
+        """The answer's JSON; a permanent error when the body is not JSON."""
+        try:
+            return response.json()
+        except ValueError:
+            raise RestError(
+                f"{self.service}: {doing or response.url}: the answer is not JSON",
+                status=response.status_code,
+                retryable=False,
+            ) from None
+
+    def pages(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        items: Callable[[Any], list[Any]],
+        next_page: Callable[[requests.Response, Any], Mapping[str, Any] | str | None],
+        limit: int = 50,
+        doing: str = "",
+    ) -> Iterator[Any]:
+        """Every item of a paginated list, page after page, at most `limit` pages.
+
+        `items` picks a page's items out of its JSON; `next_page` gives the next page's
+        query parameters (merged into `params`), or a full URL (a Link header's next), or
+        None on the last page.
+        """
+        query: dict[str, Any] = dict(params or {})
+        target = path
+        for _ in range(limit):
+            response = self.request("GET", target, params=query, doing=doing)
+            data = self.json_of(response, doing)
+            yield from items(data)
+            following = next_page(response, data)
+            if following is None:
+                return
+            if isinstance(following, str):
+                target, query = following, {}
+            else:
+                query = {**query, **following}
+        raise RestError(
+            f"{self.service}: {doing or path}: more than {limit} pages",
+            status=None,
+            retryable=False,
+        )
+
+
+def link_next(response: requests.Response, data: Any = None) -> str | None:
+    """The `next` URL of an RFC 8288 Link header (GitHub's and Sentry's pagination)."""
+    link = response.links.get("next") or {}
+    if link.get("results") == "false":  # Sentry marks an empty next page this way
+        return None
+    return link.get("url")
