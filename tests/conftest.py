@@ -18,14 +18,16 @@ from incidents.roles import ensure_roles
 from tests.asgi import asgi_server  # noqa: F401  (fixtures for every test module)
 from tests.celery_conf import celery_conf_set
 from tests.chromium import browser, page  # noqa: F401
+from tests.factories import ensure_default_records
+from tests.workers import own_redis_url
 
 # Fixtures several test packages share: the stand-ins (moto, Kubernetes) and the rollback
 # engine's (its settings, eager Celery, workers).
 pytest_plugins = ["tests.devinfra.standins", "tests.rollbacks.engine_fixtures"]
 
 # Concurrent test runs on one machine each take their own Redis database.
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-TEST_BROKER_URL = os.environ.get("TEST_BROKER_URL", "redis://127.0.0.1:6379/10")
+TEST_REDIS_URL = own_redis_url(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
+TEST_BROKER_URL = own_redis_url(os.environ.get("TEST_BROKER_URL", "redis://127.0.0.1:6379/10"))
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -49,6 +51,32 @@ def _test_broker() -> Iterator[None]:
 def _no_second_factor(settings: LazySettings) -> None:
     """Tests sign people in with force_login; the two-factor tests turn it on themselves."""
     settings.REQUIRE_TWO_FACTOR = False
+
+
+@pytest.fixture(autouse=True)
+def _default_records(request: pytest.FixtureRequest) -> None:
+    """Put back the records the migrations load (checklists, approval policies, built-in
+    playbooks, status texts, update templates) when a transactional test that ran earlier in
+    this process emptied every table. Without xdist pytest-django runs those tests last; with
+    it (bin/test runs two workers) a worker may get a file of them before other files."""
+    marker = request.node.get_closest_marker("django_db")
+    transactional = "transactional_db" in request.fixturenames or bool(
+        marker and marker.kwargs.get("transaction")
+    )
+    if not transactional and marker is None and "db" not in request.fixturenames:
+        return
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    from playbooks.models import Playbook
+    from rollbacks.models import ApprovalPolicy
+    from statuspage.models import MessageTemplate, UpdateTemplate
+
+    if not (
+        ApprovalPolicy.objects.exists()
+        and Playbook.objects.exists()
+        and MessageTemplate.objects.exists()
+        and UpdateTemplate.objects.exists()
+    ):
+        ensure_default_records()
 
 
 @pytest.fixture(autouse=True)

@@ -83,8 +83,9 @@ def incident_open(**overrides: Any) -> Incident:
 
 
 def ensure_default_records() -> None:
-    """The default checklists, approval policies, status page texts and update templates the
-    migrations load, again: a transactional test empties every table when it ends."""
+    """The default checklists, approval policies, built-in playbooks, status page texts and
+    update templates the migrations load, again: a transactional test empties every table
+    when it ends."""
     from importlib import import_module
 
     from django.apps import apps
@@ -101,6 +102,10 @@ def ensure_default_records() -> None:
 
     defaults = import_module("incidents.migrations.0003_default_checklists_and_policies")
     defaults.add_defaults(LiveModels, None)
+    import_module("rollbacks.migrations.0003_policies_follow_steps").add_dba_policy(apps, None)
+    # The built-in playbooks, version 1 and then the database recovery's version 2.
+    import_module("playbooks.migrations.0002_builtin_playbooks").add_builtins(apps, None)
+    import_module("playbooks.migrations.0003_database_recovery_ecs_writers").add_version(apps, None)
     # The status page's default texts, the public ones as update templates.
     import_module("statuspage.migrations.0002_default_texts").add_texts(apps, None)
     import_module("statuspage.migrations.0007_update_templates_from_defaults").templates_from_texts(

@@ -25,13 +25,14 @@ from devinfra.demo import DemoInfrastructure, start_demo_infrastructure, write_e
 from devinfra.processes import free_port
 from executors.base import RollbackTarget
 from executors.registry import BACKENDS, backend_class
+from tests.workers import own_name, own_redis_url
 
 # A Redis database of its own, so a demo running beside the tests keeps its flag.
-REDIS_URL = "redis://127.0.0.1:6379/13"
+REDIS_URL = own_redis_url("redis://127.0.0.1:6379/13")
 # And a database of its own for the command service's schema.
 ORDERS_URL = psycopg.conninfo.make_conninfo(
     os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/backout",
-    dbname="backout_test_demo_orders",
+    dbname=own_name("backout_test_demo_orders"),
 )
 ROOT = Path(__file__).resolve().parents[2]
 

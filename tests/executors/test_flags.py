@@ -22,10 +22,11 @@ from botocore.stub import ANY, Stubber
 from devinfra.processes import free_port
 from executors.base import BackendError, CheckStatus, ConfigError, Connections, RollbackTarget
 from executors.flags.backend import FeatureFlagBackend
+from tests.workers import own_redis_url
 
 # A db of its own on the shared Redis; each test also uses a prefix of its own, and deletes
 # only its own keys.
-REDIS_URL = "redis://127.0.0.1:6379/14"
+REDIS_URL = own_redis_url("redis://127.0.0.1:6379/14")
 TURN_ON = RollbackTarget(params={"state": "on"})
 TURN_OFF = RollbackTarget()
 

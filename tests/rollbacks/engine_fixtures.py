@@ -39,10 +39,13 @@ from tests.rollbacks.engine_factories import (
     KubeServiceFactory,
     UserFactory,
 )
+from tests.workers import own_redis_url
 
 # The engine's tests keep their Celery messages in a Redis database of their own, so that
 # no developer's worker (or another engineer's tests) ever receives them.
-ENGINE_BROKER_URL = os.environ.get("ENGINE_TEST_BROKER_URL", "redis://127.0.0.1:6379/11")
+ENGINE_BROKER_URL = own_redis_url(
+    os.environ.get("ENGINE_TEST_BROKER_URL", "redis://127.0.0.1:6379/11")
+)
 NAMESPACE = "shop"
 
 

@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from django.conf import LazySettings, settings
 from django.utils import timezone
+from psycopg import sql
 
 from devinfra.demo_services import DemoService
 from devinfra.processes import ServerProcess, reset_moto_server
@@ -28,6 +29,7 @@ from incidents.models import Release, Service
 from rollbacks.models import ApprovalPolicy
 from tests.rollbacks.engine_factories import IncidentFactory
 from tests.rollbacks.full_runs.console import Console
+from tests.workers import own_name
 
 BUILTIN = Path(__file__).resolve().parents[3] / "playbooks" / "builtin"
 AWS_ENV = {
@@ -54,11 +56,14 @@ def infra(settings: LazySettings, moto_server: ServerProcess, tmp_path: Path) ->
 def orders_database() -> Iterator[str]:
     """A scratch PostgreSQL database for the orders schema, dropped afterwards."""
     database = settings.DATABASES["default"]
-    url = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/backout_full_run_orders"
+    name = own_name("backout_full_run_orders")
+    url = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{name}"
     yield url
     admin = psycopg.conninfo.make_conninfo(url, dbname="postgres")
     with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute("DROP DATABASE IF EXISTS backout_full_run_orders WITH (FORCE)")
+        connection.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture
