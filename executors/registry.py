@@ -27,6 +27,11 @@ BACKENDS: dict[str, str] = {
     "s3_versions": "executors.s3_versions.S3VersionsBackend",
     "git_revert": "executors.git_revert.GitRevertBackend",
     "pg_restore": "executors.pg_restore.PostgresRestoreBackend",
+    "edge_functions": "executors.edge_functions.EdgeFunctionsBackend",
+    "vercel": "executors.vercel.VercelBackend",
+    "github_actions": "executors.github_actions.GitHubActionsBackend",
+    "docker_swarm": "executors.docker_swarm.DockerSwarmBackend",
+    "doppler": "executors.doppler.DopplerBackend",
 }
 
 

@@ -35,6 +35,11 @@ class BackendKind(models.TextChoices):
     ECS_RESTART = "ecs_restart", "ECS force new deployment"
     PG_RESTORE = "pg_restore", "PostgreSQL restore from a dump"
     GIT_REVERT = "git_revert", "git revert"
+    EDGE_FUNCTIONS = "edge_functions", "CloudFront function associations (Lambda@Edge)"
+    VERCEL = "vercel", "Vercel deployment"
+    GITHUB_ACTIONS = "github_actions", "GitHub Actions workflow"
+    DOCKER_SWARM = "docker_swarm", "Docker Swarm service"
+    DOPPLER = "doppler", "Doppler secret"
 
 
 slug_validator = RegexValidator(
