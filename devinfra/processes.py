@@ -106,7 +106,7 @@ class ServerProcess:
 
 
 def start_moto_server(port: int | None = None, *, attempts: int = 3) -> ServerProcess:
-    """Run `moto.server` in its own process; boto3 reaches it through `endpoint_url`.
+    """Run moto (`devinfra.moto_server`) in its own process, reached through `endpoint_url`.
 
     A free port is only free when asked: another server started meanwhile (the Kubernetes
     stand-in, binding port 0 while moto imports) may take it first. So the server is known
@@ -115,7 +115,7 @@ def start_moto_server(port: int | None = None, *, attempts: int = 3) -> ServerPr
     for attempt in range(1, attempts + 1):
         chosen = port or free_port()
         process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(chosen)],
+            [sys.executable, "-m", "devinfra.moto_server", "-H", "127.0.0.1", "-p", str(chosen)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=env,
