@@ -422,6 +422,11 @@ COMMS_PROGRESS_MINUTES = float(os.environ.get("COMMS_PROGRESS_MINUTES", "10"))
 COMMS_MAX_RETRIES = int(os.environ.get("COMMS_MAX_RETRIES", "5"))
 COMMS_RETRY_BACKOFF_SECONDS = float(os.environ.get("COMMS_RETRY_BACKOFF_SECONDS", "5"))
 COMMS_TIMEOUT_SECONDS = float(os.environ.get("COMMS_TIMEOUT_SECONDS", "5"))
+# PagerDuty Events API v2 (docs/notices-pagerduty.md); the routing key is a secret as well.
+PAGERDUTY_ROUTING_KEY = os.environ.get("PAGERDUTY_ROUTING_KEY", "")
+PAGERDUTY_EVENTS_URL = os.environ.get(
+    "PAGERDUTY_EVENTS_URL", "https://events.pagerduty.com/v2/enqueue"
+)
 CUSTOMER_NOTICE_AFTER_MINUTES = float(os.environ.get("CUSTOMER_NOTICE_AFTER_MINUTES", "30"))
 _EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
 MAILERS = {

@@ -32,7 +32,8 @@ from incidents.models import Incident, IncidentStatus, TimelineEntry, TimelineKi
 from incidents.roles import User, require_role
 from incidents.timeline import timeline_append
 from rollbacks.models import Run, RunState
-from statuspage import conf, texts
+from statuspage import conf, pagerduty, texts
+from statuspage.delivery_errors import DeliveryError, DeliveryRetry
 from statuspage.models import (
     Channel,
     Delivery,
@@ -58,18 +59,6 @@ _RUN_EVENTS = {
 }
 
 
-class DeliveryError(Exception):
-    """A send that did not go through; `retryable` says whether trying again may help."""
-
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-
-
-class DeliveryRetry(Exception):
-    """Raised to the Celery task so that it retries the delivery with backoff."""
-
-
 def internal_channels() -> list[str]:
     """The channels internal notices go to: those configured in settings."""
     channels: list[str] = []
@@ -77,6 +66,8 @@ def internal_channels() -> list[str]:
         channels.append(Channel.SLACK)
     if conf.email_to():
         channels.append(Channel.EMAIL)
+    if conf.pagerduty_routing_key():
+        channels.append(Channel.PAGERDUTY)
     return channels
 
 
@@ -134,7 +125,7 @@ def notice_create(
             incident=incident,
             kind=TimelineKind.COMMS_SENT,
             body=f"{label} notice written but not sent: no channel is configured "
-            "(COMMS_SLACK_WEBHOOK_URL, COMMS_EMAIL_TO)",
+            "(COMMS_SLACK_WEBHOOK_URL, COMMS_EMAIL_TO, PAGERDUTY_ROUTING_KEY)",
             actor_label=COMMS_ACTOR,
             payload={"notice": notice.pk, "kind": kind, "outcome": "no_channel"},
         )
@@ -221,6 +212,7 @@ def _email(notice: Notice, batch: Sequence[str]) -> EmailMessage:
 _SENDERS = {
     Channel.SLACK: lambda delivery: _send_slack(delivery.notice),
     Channel.EMAIL: _send_email,
+    Channel.PAGERDUTY: pagerduty.delivery_send,
 }
 
 
@@ -301,7 +293,7 @@ def delivery_attempt(*, delivery_id: int, final_attempt: bool) -> str:
             },
         )
     if error is not None and locked.will_retry:
-        raise DeliveryRetry(str(error))
+        raise DeliveryRetry(str(error), retry_after=error.retry_after)
     return locked.state
 
 

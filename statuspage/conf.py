@@ -51,6 +51,17 @@ def slack_webhook_url() -> str:
     return str(settings.COMMS_SLACK_WEBHOOK_URL or "")
 
 
+def pagerduty_routing_key() -> str:
+    """The Events API v2 integration key internal notices page with, or "" (a secret:
+    PAGERDUTY_ROUTING_KEY)."""
+    return str(settings.PAGERDUTY_ROUTING_KEY or "").strip()
+
+
+def pagerduty_events_url() -> str:
+    """Where PagerDuty events are posted (PAGERDUTY_EVENTS_URL)."""
+    return str(settings.PAGERDUTY_EVENTS_URL).strip()
+
+
 def email_to() -> list[str]:
     """The addresses internal notices go to (COMMS_EMAIL_TO)."""
     return list(settings.COMMS_EMAIL_TO)

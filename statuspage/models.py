@@ -282,6 +282,7 @@ class Notice(models.Model):
 class Channel(models.TextChoices):
     SLACK = "slack", "Slack webhook"
     EMAIL = "email", "Email"
+    PAGERDUTY = "pagerduty", "PagerDuty"
 
 
 class DeliveryState(models.TextChoices):

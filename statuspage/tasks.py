@@ -28,10 +28,17 @@ logger = logging.getLogger(__name__)
 )
 def notice_deliver(self: Any, delivery_id: int) -> str:
     """Send one delivery; a failure that may pass is retried with backoff up to
-    COMMS_MAX_RETRIES, then left `failed` on the desk for a person to retry."""
-    return comms.delivery_attempt(
-        delivery_id=delivery_id, final_attempt=self.request.retries >= self.max_retries
-    )
+    COMMS_MAX_RETRIES (after the server's Retry-After when it sent one, at most
+    `retry_backoff_max`), then left `failed` on the desk for a person to retry."""
+    try:
+        return comms.delivery_attempt(
+            delivery_id=delivery_id, final_attempt=self.request.retries >= self.max_retries
+        )
+    except comms.DeliveryRetry as retry:
+        if retry.retry_after is None:
+            raise  # autoretry_for: Celery's exponential backoff
+        wait = min(retry.retry_after, self.retry_backoff_max)
+        raise self.retry(exc=retry, countdown=wait) from None
 
 
 @app.task(acks_late=True, ignore_result=True, soft_time_limit=50, time_limit=55)

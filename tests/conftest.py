@@ -23,7 +23,11 @@ from tests.workers import own_redis_url
 
 # Fixtures several test packages share: the stand-ins (moto, Kubernetes) and the rollback
 # engine's (its settings, eager Celery, workers).
-pytest_plugins = ["tests.devinfra.standins", "tests.rollbacks.engine_fixtures"]
+pytest_plugins = [
+    "tests.devinfra.standins",
+    "tests.devinfra.hosted_pagerduty",
+    "tests.rollbacks.engine_fixtures",
+]
 
 # Concurrent test runs on one machine each take their own Redis database.
 TEST_REDIS_URL = own_redis_url(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
