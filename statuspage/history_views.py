@@ -16,10 +16,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_safe
 
 from incidents.forms import form_errors_text
-from statuspage import conf, selectors
+from statuspage import branding, conf, selectors
 from statuspage.models import ComponentStatus, PublicIncident, Revision
 from statuspage.views import (
-    PUBLIC_PAGE_POLICY,
     public_base_url,
     public_headers,
     public_json_response,
@@ -97,7 +96,7 @@ def _updates(incident: PublicIncident) -> list[UpdateView]:
 
 def _html(body: str) -> HttpResponse:
     response = HttpResponse(body)
-    response["Content-Security-Policy"] = PUBLIC_PAGE_POLICY
+    response["Content-Security-Policy"] = branding.public_page_policy()
     return public_headers(response)
 
 

@@ -21,7 +21,14 @@ from django.views.decorators.http import require_GET, require_POST
 from incidents.errors import DomainError, PermissionDenied
 from incidents.forms import form_errors_text
 from incidents.roles import STATUS_PAGE_PERMISSION
-from statuspage import conf, maintenance_json, maintenance_selectors, maintenances, selectors
+from statuspage import (
+    branding,
+    conf,
+    maintenance_json,
+    maintenance_selectors,
+    maintenances,
+    selectors,
+)
 from statuspage.maintenance_forms import (
     MaintenanceCancelForm,
     MaintenanceForm,
@@ -305,7 +312,7 @@ def public_maintenance(request: HttpRequest, maintenance_id: int) -> HttpRespons
     if rendered is None:
         raise Http404("No such maintenance.")
     response = HttpResponse(rendered)
-    response["Content-Security-Policy"] = "default-src 'self'; script-src 'none'; object-src 'none'"
+    response["Content-Security-Policy"] = branding.public_page_policy()
     return public_headers(response)
 
 

@@ -29,13 +29,12 @@ from django.views.decorators.http import require_http_methods
 
 from accounts.client_address import client_address
 from incidents.errors import DomainError
-from statuspage import conf, subscriptions
+from statuspage import branding, conf, subscriptions
 from statuspage.subscriptions import SubscribeFlood, SubscriberNotFound
 
 TEMPLATE = "statuspage/subscriber.html"
 BAD_REQUEST, NOT_FOUND, TOO_MANY = 400, 404, 429
 MAX_CHOICES = 500
-PAGE_POLICY = "default-src 'self'; script-src 'none'; object-src 'none'; form-action 'self'"
 
 
 class SubscribeInput:
@@ -64,7 +63,7 @@ def _page(request: HttpRequest, step: str, *, status: int = 200, **context: Any)
     response["Cache-Control"] = "no-store"
     response["Referrer-Policy"] = "same-origin"
     response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = PAGE_POLICY
+    response["Content-Security-Policy"] = f"{branding.public_page_policy()}; form-action 'self'"
     return response
 
 

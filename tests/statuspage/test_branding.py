@@ -4,13 +4,18 @@ stylesheet that carries it (the pages allow no inline style), and the logo and l
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.urls import reverse
+from django.utils import timezone
 
-from statuspage import branding
+from statuspage import branding, maintenances
 from statuspage.checks import status_page_branding
+from statuspage.models import PublicIncident
+from tests.factories import incident_open
 
 pytestmark = pytest.mark.django_db
 
@@ -141,3 +146,38 @@ def test_the_status_host_serves_the_stylesheet_at_its_root(client, settings):
     assert response.status_code == 200 and "--brand:" in response.content.decode()
     page = client.get("/", headers={"host": "status.example.com"}).content.decode()
     assert 'href="/brand.css?v=' in page
+
+
+def test_every_public_page_wears_the_brand_and_allows_its_logo(
+    client, settings, support_lead, publish
+):
+    settings.STATUS_PAGE_LOGO_URL = "https://cdn.example.com/logo.svg"
+    settings.STATUS_PAGE_HOMEPAGE_URL = "https://www.example.com/"
+    publish(support_lead, incident_open())
+    public = PublicIncident.objects.get()
+    start = timezone.now() + timedelta(days=1)
+    maintenance = maintenances.maintenance_schedule(
+        actor=support_lead,
+        name="Database upgrade",
+        scheduled_for=start,
+        scheduled_until=start + timedelta(hours=1),
+        body="We upgrade the orders database.",
+        component_ids=[],
+    )
+    pages = [
+        reverse("status_page"),
+        reverse("status_incident", args=[public.pk]),
+        reverse("status_history"),
+        reverse("status_maintenance_public", args=[maintenance.pk]),
+        reverse("status_subscribe"),
+    ]
+    for url in pages:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        page = response.content.decode()
+        assert 'src="https://cdn.example.com/logo.svg"' in page, url
+        assert '<link rel="stylesheet" href="/status/brand.css' in page, url
+        assert 'class="status-footer"' in page, url
+        policy = response["Content-Security-Policy"]
+        assert "img-src 'self' data: https://cdn.example.com;" in policy, url
+        assert "script-src 'none'" in policy, url
