@@ -21,7 +21,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -171,7 +171,7 @@ class Standin:
         assert self._server is not None, "start() it first"
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def start(self, port: int = 0) -> Standin:
+    def start(self, port: int = 0) -> Self:
         """Serve on 127.0.0.1:`port` (0: a free one) in a daemon thread; returns self."""
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
         self._server.daemon_threads = True
@@ -180,6 +180,11 @@ class Standin:
         )
         self._thread.start()
         return self
+
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        """The request handler that serves this stand-in, for a server of another kind (a
+        Unix socket server)."""
+        return _handler_for(self)
 
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
