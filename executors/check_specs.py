@@ -2,7 +2,7 @@
 checklist items of its checks.
 
 Each entry is a check spec: a `kind` (http, command, kubernetes_pods, prometheus,
-cloudwatch_alarm) and that
+cloudwatch_alarm, sentry_errors) and that
 kind's arguments, validated by `validate_checks` against CHECK_SCHEMAS.
 `executors.checks.run_check` runs one spec. This module sits below `executors.base`, whose
 `Backend.validate_config` validates the list, so it imports neither base nor the checks:
@@ -22,7 +22,14 @@ from executors.schemas import validate_fixed_schema
 
 # How a Prometheus check compares its samples with the threshold.
 COMPARISONS = ("below", "above")
-CHECK_KINDS = ("http", "command", "kubernetes_pods", "prometheus", "cloudwatch_alarm")
+CHECK_KINDS = (
+    "http",
+    "command",
+    "kubernetes_pods",
+    "prometheus",
+    "cloudwatch_alarm",
+    "sentry_errors",
+)
 # The post-rollback checklist items a passing check ticks (their `check_key`), by kind.
 DEFAULT_TICKS = {
     "http": "http_health",
@@ -30,6 +37,15 @@ DEFAULT_TICKS = {
     "kubernetes_pods": "pods_healthy",
 }
 PROMETHEUS_MEASURES = ("error_rate", "latency")
+# A Sentry organization or project slug (lowercase letters, digits, - and _), or an id.
+# These patterns end in \Z, not $, which would let a trailing newline through.
+_SENTRY_SLUG = {
+    "type": "string",
+    "pattern": "^[a-z0-9][a-z0-9_-]*\\Z",
+    "maxLength": 50,
+    "description": "a Sentry slug (lowercase letters, digits, - and _) or id",
+}
+_NO_CONTROL = "^[^\\x00-\\x1f\\x7f]*\\Z"
 
 _COMMON = {
     "kind": {"enum": list(CHECK_KINDS)},
@@ -101,6 +117,39 @@ CHECK_SCHEMAS: dict[str, dict[str, Any]] = {
         },
         ["alarms"],
     ),
+    # executors.sentry_check; api_url and token_env as executors.rest's API_URL_SCHEMA and
+    # TOKEN_ENV_SCHEMA, written out so that validating loads no HTTP client.
+    "sentry_errors": _schema(
+        {
+            "organization": _SENTRY_SLUG,
+            "project": _SENTRY_SLUG,
+            # Sentry's rule: no whitespace or slashes, not "." or "..", at most 64.
+            "environment": {
+                "type": "string",
+                "pattern": "^(?!\\.\\.?\\Z)[^\\s/\\x00-\\x1f\\x7f]+\\Z",
+                "maxLength": 64,
+                "description": "a Sentry environment name (no spaces or slashes, not . or ..)",
+            },
+            "query": {
+                "type": "string",
+                "pattern": _NO_CONTROL,
+                "maxLength": 1000,
+                "description": "one line of Sentry search, without control characters",
+            },
+            "window": {"type": "integer", "minimum": 1, "maximum": 60},
+            "threshold": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
+            "api_url": {"type": "string", "pattern": "^https?://[^\\s]+\\Z", "maxLength": 2000},
+            "token_env": {
+                "type": "string",
+                "pattern": "^[A-Za-z_][A-Za-z0-9_]*\\Z",
+                "maxLength": 100,
+            },
+            "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 60},
+            "retries": {"type": "integer", "minimum": 0, "maximum": 5},
+            "wait_seconds": {"type": "number", "minimum": 0, "maximum": 3600},
+        },
+        ["organization", "project", "window", "threshold"],
+    ),
 }
 MAX_CHECKS = 20
 
@@ -124,10 +173,16 @@ def validate_checks(checks: Any) -> list[dict[str, Any]]:
             validate_fixed_schema(dict(spec), CHECK_SCHEMAS[kind])
         except jsonschema.ValidationError as error:
             path = "/".join(str(part) for part in error.absolute_path)
-            raise ConfigError(f"{where}{'/' + path if path else ''}: {error.message}") from error
-        if kind == "http" and named_address_forbidden(str(spec["url"])):
+            message = error.message
+            if error.validator == "pattern" and "description" in error.schema:
+                # What the pattern means, not the regular expression.
+                message = f"{str(error.instance)[:60]!r} is not {error.schema['description']}"
+            raise ConfigError(f"{where}{'/' + path if path else ''}: {message}") from error
+        field = {"http": "url", "sentry_errors": "api_url"}.get(str(kind), "")
+        if field in spec and named_address_forbidden(str(spec[field])):
             raise ConfigError(
-                f"{where}/url: a link-local address (where cloud metadata answers) is never checked"
+                f"{where}/{field}: a link-local address (where cloud metadata answers) "
+                "is never checked"
             )
         name = check_name(spec)
         if name in names:
@@ -152,6 +207,8 @@ def check_name(spec: Mapping[str, Any]) -> str:
         return f"{spec.get('query')} {comparison} {spec.get('threshold')}"
     if kind == "cloudwatch_alarm":
         return f"alarms {', '.join(spec.get('alarms') or [])}"[:80]
+    if kind == "sentry_errors":
+        return f"sentry {spec.get('organization')}/{spec.get('project')}"[:80]
     return str(kind)
 
 

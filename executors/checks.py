@@ -24,6 +24,7 @@ ConfigError.
 - `registered_command` runs a command an administrator registered (executors.command) with
   schema-checked arguments, as a smoke test.
 - `cloudwatch_alarm` (executors.cloudwatch_check): the alarms named are OK.
+- `sentry_errors` (executors.sentry_check): few enough Sentry error events after `since`.
 
 A service lists the checks to run after its rollback in its target config under `checks`
 (validated by `executors.check_specs.validate_checks`); `run_check` runs one such spec.
@@ -37,6 +38,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -523,9 +525,12 @@ def run_check(
     version: str | None,
     connections: Connections,
     defaults: VerificationDefaults,
+    since: datetime | None = None,
 ) -> CheckResult:
     """Run one validated check spec. `version` (the release rolled back to) fills
-    `{version}` in an http check's `expect`. Never raises for what it observes."""
+    `{version}` in an http check's `expect`; `since`, the instant the rollback's steps
+    finished, is when a sentry_errors window starts at the earliest. Never raises for what
+    it observes."""
     name = check_name(spec)
     kind = spec["kind"]
     if kind == "http":
@@ -588,4 +593,8 @@ def run_check(
 
         settle = float(spec.get("settle_seconds", 0))
         return cloudwatch_alarms(connections, spec["alarms"], settle_seconds=settle, name=name)
+    if kind == "sentry_errors":
+        from executors.sentry_check import sentry_errors_of_spec  # its HTTP client when used
+
+        return sentry_errors_of_spec(spec, since=since, timeout=defaults.http_timeout, name=name)
     raise ConfigError(f"unknown check kind {kind!r}")

@@ -221,12 +221,21 @@ def hold_for_verification(
 # -- running a round -------------------------------------------------------------------------
 
 
-def _run_one(check: PlannedCheck, defaults: VerificationDefaults, connections: Any) -> CheckResult:
+def _run_one(
+    check: PlannedCheck,
+    defaults: VerificationDefaults,
+    connections: Any,
+    since: datetime | None = None,
+) -> CheckResult:
     if check.config_error:
         return CheckResult(check.name, CheckStatus.INCONCLUSIVE, check.config_error)
     try:
         return run_check(
-            check.spec, version=check.version or None, connections=connections, defaults=defaults
+            check.spec,
+            version=check.version or None,
+            connections=connections,
+            defaults=defaults,
+            since=since,
         )
     except Exception as error:  # a check must report, never take the round down
         logger.exception("verification check %s failed unexpectedly", check.name)
@@ -247,9 +256,14 @@ def verification_execute(run_id: int, round_id: str) -> str:
     planned = planned_checks(run, steps)
     defaults = conf.verification_defaults()
     connections = conf.connections()
+    # Checks that count events (sentry_errors) count none from before the steps finished:
+    # those belong to the release rolled back from.
+    since = max((step.finished_at for step in steps if step.finished_at), default=None)
     workers = max(1, min(_MAX_PARALLEL_CHECKS, len(planned)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verification") as pool:
-        futures = {pool.submit(_run_one, check, defaults, connections): check for check in planned}
+        futures = {
+            pool.submit(_run_one, check, defaults, connections, since): check for check in planned
+        }
         for future in as_completed(futures):
             _record_result(run, round_, futures[future], future.result())
     return _conclude(run_id, round_, planned)

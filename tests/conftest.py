@@ -28,6 +28,7 @@ pytest_plugins = [
     "tests.devinfra.hosted_docker",
     "tests.devinfra.hosted_doppler",
     "tests.devinfra.hosted_pagerduty",
+    "tests.devinfra.hosted_sentry",
     "tests.rollbacks.engine_fixtures",
 ]
 
