@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import math
 from typing import Any
 
 
@@ -34,19 +35,28 @@ class DeadlineExceeded(BackendError):
         super().__init__(message, retryable=False)
 
 
+# The longest wait a server's Retry-After is taken at; a longer ask waits this long.
+RETRY_AFTER_CAP = 3600.0
+
+
 def parse_retry_after(value: Any) -> float | None:
-    """A Retry-After header's wait in seconds: a number of seconds or an HTTP date (RFC 9110);
-    None when absent or unreadable (never an error: the hint is only a hint)."""
+    """A Retry-After header's wait in seconds: a number of seconds or an HTTP date (RFC 9110),
+    at most RETRY_AFTER_CAP; None when absent or unreadable (never an error: the hint is only
+    a hint)."""
     if not isinstance(value, str) or not value.strip():
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return min(max(0.0, seconds), RETRY_AFTER_CAP) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.UTC)
-    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
+    return min(
+        max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds()), RETRY_AFTER_CAP
+    )

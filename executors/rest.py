@@ -20,10 +20,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
-from executors.errors import BackendError, ConfigError, parse_retry_after
+from executors.errors import RETRY_AFTER_CAP, BackendError, ConfigError, parse_retry_after
 from executors.http_guard import BlockedAddress, guarded_session
 
 # JSON schema of the config fields that name the API and its token.
@@ -31,6 +32,11 @@ API_URL_SCHEMA = {"type": "string", "pattern": r"^https?://[^\s]+$", "maxLength"
 TOKEN_ENV_SCHEMA = {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$", "maxLength": 100}
 # How much of an error answer's body a message keeps.
 _EXCERPT = 300
+
+
+def _same_origin(url: str, base: str) -> bool:
+    first, second = urlsplit(url), urlsplit(base)
+    return (first.scheme, first.netloc.lower()) == (second.scheme, second.netloc.lower())
 
 
 class NotFound(BackendError):
@@ -76,7 +82,7 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
         return wait
     reset = headers.get("x-ratelimit-reset")
     if reset and reset.isdigit() and headers.get("x-ratelimit-remaining") == "0":
-        return max(0.0, float(reset) - time.time())
+        return min(max(0.0, float(reset) - time.time()), RETRY_AFTER_CAP)
     return None
 
 
@@ -217,7 +223,8 @@ class RestApi:
 
         `items` picks a page's items out of its JSON; `next_page` gives the next page's
         query parameters (merged into `params`), or a full URL (a Link header's next), or
-        None on the last page.
+        None on the last page. A next URL elsewhere than the API's own scheme and host is
+        refused, since the token would go with it.
         """
         query: dict[str, Any] = dict(params or {})
         target = path
@@ -229,6 +236,13 @@ class RestApi:
             if following is None:
                 return
             if isinstance(following, str):
+                if not _same_origin(following, self.base_url):
+                    raise RestError(
+                        f"{self.service}: {doing or path}: the next page is elsewhere "
+                        f"({urlsplit(following).netloc[:100]}); not followed with the token",
+                        status=None,
+                        retryable=False,
+                    )
                 target, query = following, {}
             else:
                 query = {**query, **following}

@@ -177,3 +177,18 @@ def test_retry_after_reads_an_http_date_in_the_past_as_no_wait() -> None:
 
 def test_errors_are_backend_errors_the_engine_understands() -> None:
     assert issubclass(RestError, BackendError) and issubclass(NotFound, BackendError)
+
+
+def test_a_next_page_on_another_host_is_not_followed_with_the_token(shelf: Shelf) -> None:
+    def elsewhere(response: Any, data: Any) -> str:
+        return "http://203.0.113.9/items?page=2"
+
+    with pytest.raises(RestError, match="the next page is elsewhere") as raised:
+        list(api_for(shelf).pages("/items", items=list, next_page=elsewhere))
+    assert not raised.value.retryable
+    assert len(shelf.calls("GET", "/items")) == 1
+
+
+@pytest.mark.parametrize(("header", "seconds"), [("inf", None), ("nan", None), ("86400", 3600.0)])
+def test_retry_after_is_finite_and_capped(header: str, seconds: float | None) -> None:
+    assert parse_retry_after(header) == seconds
