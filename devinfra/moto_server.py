@@ -10,8 +10,9 @@ moto:
 - keep both association lists of the default and the path cache behaviours as sent;
 - refuse a Lambda@Edge association whose ARN names no published version (no `:<number>`
   qualifier, or `$LATEST`) with `InvalidLambdaFunctionAssociation`, as CloudFront does;
-- give the distribution a new ETag on every update and refuse an `IfMatch` other than the
-  current one with `PreconditionFailed` (HTTP 412);
+- give the distribution a new ETag on every update, refuse an update without `IfMatch`
+  (`InvalidIfMatchVersion`) and one with another than the current ETag (`PreconditionFailed`,
+  HTTP 412);
 - put an updated distribution back to `InProgress`; it reads `Deployed` again as moto's state
   manager says (`cloudfront::distribution`: at once by default; tests set a number of reads
   through `/moto-api/state-manager/set-transition`).
@@ -36,6 +37,14 @@ class PreconditionFailed(CloudFrontException):
         super().__init__(
             "PreconditionFailed",
             "The If-Match version does not match the distribution's current ETag.",
+        )
+
+
+class InvalidIfMatchVersion(CloudFrontException):
+    def __init__(self) -> None:
+        super().__init__(
+            "InvalidIfMatchVersion",
+            "The If-Match version is missing or not valid for the distribution.",
         )
 
 
@@ -93,7 +102,9 @@ def patch_cloudfront() -> None:
         self: Any, dist_config: dict[str, Any], _id: str, if_match: Any
     ) -> tuple[Any, str, str]:
         current = self.distributions.get(_id)
-        if current is not None and if_match and if_match != current.etag:
+        if not if_match:
+            raise InvalidIfMatchVersion()
+        if current is not None and if_match != current.etag:
             raise PreconditionFailed()
         if dist_config:
             _check_config(dist_config)

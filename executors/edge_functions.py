@@ -375,8 +375,6 @@ class EdgeFunctionsBackend(Backend):
         try:
             if chosen:
                 version = self._version_given(str(chosen), field="function_version")
-            elif target.version and _VERSION.fullmatch(target.version):
-                version = target.version
             elif steps_back(target):
                 version = self._previous(target, live, self._tags() if tags is None else tags)
             else:
