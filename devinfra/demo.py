@@ -11,49 +11,9 @@ through its own backend, writes the state file and a kubeconfig, and only then w
 env file. It then blocks until SIGINT or SIGTERM, stops both servers and removes the env
 file (the state file and kubeconfig stay, describing servers that are gone).
 
-Demo services (all in environment "production"; names are the console's service slugs), each
-live at a bad release with a known-good one before it:
-
-- storefront-web, storefront-api, storefront-worker, payments-api (kubernetes): the
-  Deployments storefront/web (v2.3.0, v2.4.0 good; v2.4.1 live), storefront/api and
-  storefront/worker (v1.8.2 good; v1.9.0 live), payments/payments-api (v3.1.0 good; v3.2.0
-  live). Artifacts are the images registry.example.com/<namespace>/<name>:<version>.
-- checkout (ecs): cluster storefront, service checkout with 3 tasks, task definitions
-  checkout:1 = v2.3.1 (good) and checkout:2 = v2.4.0 (live), bridge networking.
-- web-frontend (static_frontend): versioned bucket backout-demo-web-releases holding
-  releases/v5.1.0/ (good) and releases/v5.2.0/, the live bucket backout-demo-web-live serving
-  v5.2.0, and a CloudFront distribution in front of it.
-- status-dns (dns): hosted zone backout-demo.example.com, CNAME
-  status.backout-demo.example.com at status-green.backout-demo.example.net (live); release
-  "blue" carries the record saved while it pointed at status-blue.backout-demo.example.net.
-- orders-db (database, snapshot mode): RDS instance orders-db (schema-42, live) and its
-  snapshot orders-db-schema-41 (good); the secret backout-demo/orders-db points at orders-db.
-  Automated backups are on (7 days), so a point-in-time restore inside the window since the
-  instance was created is offered too.
-- new-checkout-flow (feature_flag): Redis key backout-demo:flags:new-checkout-flow, "on"
-  (release flag-on, live); flag-off is the known-good state.
-- orders-schema and orders-integrity (command): the registered command orders-migrate runs
-  `python -m devinfra.demo_migrations migrate orders <migration>` against the PostgreSQL
-  database <console database>_orders (on the console's server, or $DEMO_ORDERS_DATABASE_URL), set
-  up at 0042_split_addresses (live); rolling back to 0041_order_totals unapplies 0042, and
-  the command's check (and orders-check, orders-integrity's command, which the database
-  recovery playbook can run as its data check) compares the schema with the applied
-  migrations. The registrations are
-  written to demo-commands.json beside the state file. When PostgreSQL does not answer, the
-  service is left out with a warning.
-- storefront-config (git_revert) and inventory-db (pg_restore): a bare git repository with a
-  bad merge on main, and a PostgreSQL database beside the orders one with two dumps, both
-  under the state file's folder (devinfra.demo_git_postgres).
-- orders-db-url and checkout-psp-endpoint (secret_switch): the secret
-  backout-demo/orders-db-url with two versions (replica-a good, primary-b current) and the
-  SecureString parameter /backout-demo/checkout/psp-endpoint at version 3 of 3; orders-worker
-  (ecs_restart): cluster backout-demo-workers, service orders-worker, verified by the
-  CloudWatch alarm backout-demo-orders-worker-errors (devinfra.demo_secrets_ecs).
-- network-state (terraform_state) and shop-web (s3_versions): the Terraform state
-  backout-demo-tfstate/network/terraform.tfstate at serials 1, 2 (good) and 3 (live) with
-  the lock table backout-demo-tf-locks, and the versioned prefix backout-demo-web-builds/shop/
-  where v7.1.0 (live) was uploaded over v7.0.0 (good) in place, behind a CloudFront
-  distribution (devinfra.demo_state_versions).
+The services it seeds, each live at a bad release with a known-good one before it, are listed
+in docs/demo.md; the seeds live in devinfra.demo_services and the demo_* modules beside it,
+and the hosted-API stand-ins with theirs in devinfra.hosted (devinfra.demo_hosted).
 
 Verification: storefront-web and payments-api carry `checks` in their target config (see
 docs/verification.md): an http check of their health endpoint (served by
@@ -127,8 +87,10 @@ from types import FrameType
 import redis
 
 from devinfra.alertmanager import AlertmanagerMissing, AlertmanagerServer, start_alertmanager
+from devinfra.demo_edge import seed_edge_functions
 from devinfra.demo_git_postgres import database_passwords, seed_git_and_postgres
 from devinfra.demo_health import DemoHealth
+from devinfra.demo_hosted import HostedDemo, start_hosted_demo
 from devinfra.demo_secrets_ecs import seed_ecs_restart, seed_parameter_switch, seed_secret_switch
 from devinfra.demo_seeding import (
     check_live_version,
@@ -149,6 +111,7 @@ from devinfra.demo_services import (
 )
 from devinfra.demo_sso import sso_env, sso_summary, start_demo_sso
 from devinfra.demo_state_versions import seed_s3_versions, seed_terraform_state
+from devinfra.hosted.sentry import with_sentry_check
 from devinfra.kube_standin import KubeStandinHandle, start_kube_standin
 from devinfra.oidc_idp.launch import IdentityProvider
 from devinfra.processes import ServerProcess, start_moto_server
@@ -176,6 +139,10 @@ DEMO_BACKENDS = (
     "ecs_restart",
     "terraform_state",
     "s3_versions",
+    "edge_functions",
+    "github_actions",
+    "docker_swarm",
+    "doppler",
 )
 # moto accepts any credentials; these are what the console is told to use.
 AWS_TEST_ENVIRONMENT = {
@@ -204,6 +171,8 @@ class DemoInfrastructure:
     alertmanager: AlertmanagerServer | None = None
     # The token the demo's Alertmanager sends with (bin/demo adopts it for "alertmanager").
     alertmanager_token: str = ""
+    # The hosted-API stand-ins (Vercel, GitHub, Doppler, ...) and their services.
+    hosted: HostedDemo | None = None
 
     def service(self, name: str) -> DemoService:
         """The demo service called `name`."""
@@ -227,6 +196,8 @@ class DemoInfrastructure:
             **({"PROMETHEUS_URL": self.prometheus.url} if self.prometheus else {}),
             # The workers restore the inventory database with its password.
             **database_passwords(self.services),
+            # The tokens the hosted stand-ins accept, under the names the services give.
+            **(self.hosted.env() if self.hosted else {}),
         }
 
     def alive(self) -> bool:
@@ -236,6 +207,7 @@ class DemoInfrastructure:
             self.moto.process.poll() is None
             and self.kube._thread.is_alive()
             and (provider is None or provider.server.process.poll() is None)
+            and (self.hosted is None or self.hosted.alive())
         )
 
     def stop(self) -> None:
@@ -249,6 +221,8 @@ class DemoInfrastructure:
                 self.prometheus.stop()
             if self.health is not None:
                 self.health.stop()
+            if self.hosted is not None:
+                self.hosted.stop()
             self.kube.stop()
         finally:
             self.moto.stop()
@@ -331,8 +305,10 @@ def start_demo_infrastructure(
                     seed_secret_switch,
                     seed_parameter_switch,
                     seed_ecs_restart,
+                    seed_edge_functions,
                 )
             ]
+            hosted_seeding = pool.submit(start_hosted_demo, connections)
             flag_seeding = pool.submit(seed_feature_flag, redis_url)
             orders_url = orders_url or orders_database_url(
                 os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
@@ -388,6 +364,11 @@ def start_demo_infrastructure(
                 infrastructure.warnings.append(
                     f"feature flag service left out: Redis at {redis_url} did not answer ({error})"
                 )
+            infrastructure.hosted = hosted_seeding.result()
+            # This process reads the hosted services' live versions below, with their tokens.
+            os.environ.update(infrastructure.hosted.env())
+            services += infrastructure.hosted.services
+            infrastructure.warnings += infrastructure.hosted.warnings
             seeded, left_out = local_seeding.result()  # git and PostgreSQL dumps
             services += seeded
             infrastructure.warnings += left_out
@@ -414,6 +395,7 @@ def start_demo_infrastructure(
                 except (RuntimeError, OSError) as error:
                     infrastructure.warnings.append(f"no single sign-on in the demo ({error})")
             services = with_verification(services, infrastructure.health, infrastructure.prometheus)
+            services = with_sentry_check(services, infrastructure.hosted, infrastructure.health)
             services = with_saved_manifests(services, connections)
             loading.result()
             checks = [pool.submit(check_live_version, service, connections) for service in services]

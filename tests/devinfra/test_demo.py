@@ -188,7 +188,10 @@ def test_env_file_names_the_demo_servers_with_absolute_paths(demo, tmp_path):
         "REGISTERED_COMMANDS_FILE": str(demo.commands_file.resolve()),
         # The decision helper's signals come from the demo's Prometheus.
         **({"PROMETHEUS_URL": demo.prometheus.url} if demo.prometheus else {}),
+        # The tokens the hosted stand-ins accept, and where PagerDuty events go.
+        **(demo.hosted.env() if demo.hosted else {}),
     }
+    assert {"PAGERDUTY_ROUTING_KEY", "PAGERDUTY_EVENTS_URL", "DEMO_GITHUB_TOKEN"} <= set(env)
     assert Path(env["KUBECONFIG"]).is_file()
     assert "orders-migrate" in json.loads(Path(env["REGISTERED_COMMANDS_FILE"]).read_text())
 
