@@ -101,8 +101,7 @@ def short(arn: str | None) -> str:
 def steps_back(target: RollbackTarget) -> bool:
     """Whether the target is "the version before the live one" (no version named)."""
     named = target.params.get("function_version") or target.artifact
-    numbered = bool(target.version and _VERSION.fullmatch(target.version))
-    return target.previous and not named and not numbered
+    return target.previous and not named
 
 
 class EdgeFunctionsBackend(Backend):
