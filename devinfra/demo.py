@@ -143,6 +143,7 @@ DEMO_BACKENDS = (
     "github_actions",
     "docker_swarm",
     "doppler",
+    "vercel",
 )
 # moto accepts any credentials; these are what the console is told to use.
 AWS_TEST_ENVIRONMENT = {

@@ -19,6 +19,7 @@ from devinfra.hosted.server import Standin
 from executors.base import Connections
 
 HOSTED_SEEDS: tuple[str, ...] = (
+    "devinfra.hosted.vercel.seed_demo",
     "devinfra.hosted.github.seed_demo",
     "devinfra.hosted.docker_engine.seed_demo",
     "devinfra.hosted.doppler.seed_demo",

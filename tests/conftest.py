@@ -25,6 +25,7 @@ from tests.workers import own_redis_url
 # engine's (its settings, eager Celery, workers).
 pytest_plugins = [
     "tests.devinfra.standins",
+    "tests.devinfra.hosted_vercel",
     "tests.devinfra.hosted_github",
     "tests.devinfra.hosted_docker",
     "tests.devinfra.hosted_doppler",
