@@ -131,6 +131,8 @@ def notice_create(
         )
         return notice
     for channel in channels:
+        if channel == Channel.PAGERDUTY and not pagerduty.wants(kind):
+            continue
         delivery = Delivery.objects.create(notice=notice, channel=channel)
         transaction.on_commit(functools.partial(_dispatch, delivery.pk), robust=True)
     return notice

@@ -7,8 +7,10 @@ twice adds a log entry to the open alert, it never opens a second one. What each
 becomes (docs/notices-pagerduty.md):
 
 - rollback started → `trigger`: production is being rolled back, on-call is paged;
-- rollback progress → `acknowledge`: the rollback is under way, escalation stops;
-- rollback finished, succeeded (its verification passed) → `resolve`;
+- rollback progress → nothing: acknowledging is for the person who answers the page, and
+  an acknowledgement sent by the console would stop escalation with nobody looking;
+- rollback finished, succeeded (its verification passed) → `resolve`, unless another
+  rollback of the incident is still under way (it would hide that one);
 - rollback finished, failed or cancelled → `trigger` again, with the outcome as summary: the
   alert stays open (or opens again) until a later rollback succeeds.
 
@@ -17,9 +19,10 @@ Severity follows the incident's: P0 critical, P1 error, P2 warning, P3 info.
 Deliveries are sent by `statuspage.comms.delivery_attempt` like Slack's and email's: 429,
 5xx, timeouts and unreachable servers are retried with backoff, after the Retry-After wait
 when PagerDuty sends one; a 400 (an invalid event, a wrong routing key) is permanent and
-waits on the status desk for a person. An event earlier in the incident's story than one
-already delivered is not sent any more (`_sequence`): a retried trigger, or the start notice
-of a quick run written after its finish, must not reopen the alert a resolve closed.
+waits on the status desk for a person. An event of a run earlier than one of the same run
+already delivered is not sent any more (`_superseded`): a retried trigger, or the start
+notice of a quick run written after its finish, must not reopen the alert its resolve closed.
+Deciding and sending happen under a lock per incident, so two workers never cross.
 
 The routing key is a secret: it is read from settings when sending and masked out of every
 message, so it reaches no log, timeline entry or Delivery.last_error.
@@ -28,17 +31,18 @@ message, so it reaches no log, timeline entry or Delivery.last_error.
 from __future__ import annotations
 
 import unicodedata
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from django.db import connection, transaction
+from django.db.models import Q
 from django.urls import reverse
 
 from executors.http_guard import BlockedAddress, guarded_session
 from executors.rest import retry_after_seconds
 from incidents.models import Incident
-from rollbacks.models import RunState
+from rollbacks.models import RUN_FINISHED_STATES, Run, RunState
 from statuspage import conf
 from statuspage.delivery_errors import DeliveryError
 from statuspage.models import Channel, Delivery, DeliveryState, Notice, NoticeKind
@@ -55,6 +59,9 @@ _PHASES: dict[str, int] = {
     NoticeKind.ROLLBACK_FINISHED: 2,
 }
 
+# The first key of the advisory lock taken per incident while deciding and sending.
+_LOCK_SPACE = 7310
+
 # The zero-width joiner: what follows it is part of the emoji before it.
 _ZWJ = "\u200d"
 
@@ -64,10 +71,13 @@ def dedup_key(incident_id: int) -> str:
     return f"backout-incident-{incident_id}"
 
 
+def wants(kind: str) -> bool:
+    """Whether notices of `kind` go to PagerDuty (progress does not: see the docstring)."""
+    return kind != NoticeKind.ROLLBACK_PROGRESS
+
+
 def event_action(notice: Notice) -> str:
     """What a notice does to the incident's PagerDuty alert (see the module docstring)."""
-    if notice.kind == NoticeKind.ROLLBACK_PROGRESS:
-        return "acknowledge"
     if notice.kind == NoticeKind.ROLLBACK_FINISHED:
         succeeded = notice.run is None or notice.run.state == RunState.SUCCEEDED
         return "resolve" if succeeded else "trigger"
@@ -231,28 +241,31 @@ def event_post(event: dict[str, Any]) -> str:
     raise DeliveryError(message, retryable=False)
 
 
-def _sequence(notice: Notice) -> tuple[datetime, int, datetime]:
-    """Where a notice's event stands in the incident's story: runs in the order they
-    started, and within a run start, progress, finish (whatever order the notices were
-    written in: a quick run may finish before its start notice is written)."""
-    run = notice.run
-    begun = run.started_at if run is not None and run.started_at else notice.created_at
-    return (begun, _PHASES.get(notice.kind, 0), notice.created_at)
-
-
 def _superseded(delivery: Delivery) -> bool:
-    """Whether an event later in the incident's story was already delivered to PagerDuty."""
+    """Whether a later event of the same run (or, for notices of no run, of no run) was
+    already delivered to PagerDuty."""
+    notice = delivery.notice
+    same_run = Q(run_id=notice.run_id) if notice.run_id is not None else Q(run_id__isnull=True)
     delivered = (
         Notice.objects.filter(
-            incident_id=delivery.notice.incident_id,
+            same_run,
             deliveries__channel=Channel.PAGERDUTY,
             deliveries__state=DeliveryState.SENT,
         )
-        .exclude(pk=delivery.notice_id)
-        .select_related("run")
+        .exclude(pk=notice.pk)
+        .values_list("kind", flat=True)
     )
-    mine = _sequence(delivery.notice)
-    return any(_sequence(other) > mine for other in delivered)
+    mine = _PHASES.get(notice.kind, 0)
+    return any(_PHASES.get(kind, 0) > mine for kind in delivered)
+
+
+def _still_running(notice: Notice) -> Run | None:
+    """Another rollback of the incident started and not finished, which a resolve would
+    hide from on-call."""
+    runs = Run.objects.filter(incident_id=notice.incident_id, started_at__isnull=False)
+    if notice.run_id is not None:
+        runs = runs.exclude(pk=notice.run_id)
+    return runs.exclude(state__in=RUN_FINISHED_STATES).order_by("pk").first()
 
 
 def delivery_send(delivery: Delivery) -> str:
@@ -263,12 +276,25 @@ def delivery_send(delivery: Delivery) -> str:
         raise DeliveryError("PAGERDUTY_ROUTING_KEY is not set", retryable=False)
     notice = delivery.notice
     event = alert_event(notice, routing_key=routing_key)
-    if _superseded(delivery):
-        return (
-            f"{SERVICE}: nothing sent, a later event of {event['dedup_key']} went first "
-            f"(this {event['event_action']} would have undone it)"
-        )
-    key = event_post(event)
+    with transaction.atomic():
+        # One decision and send at a time per incident: a slow trigger must not land after
+        # the resolve another worker decided on meanwhile.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_SPACE, notice.incident_id]
+            )
+        if _superseded(delivery):
+            return (
+                f"{SERVICE}: nothing sent, a later event of {event['dedup_key']} went first "
+                f"(this {event['event_action']} would have undone it)"
+            )
+        running = _still_running(notice) if event["event_action"] == "resolve" else None
+        if running is not None:
+            return (
+                f"{SERVICE}: nothing sent, rollback #{running.pk} of the incident is still "
+                f"running; its alert {event['dedup_key']} stays open"
+            )
+        key = event_post(event)
     return f"{SERVICE} ({event['event_action']}, dedup key {key})"
 
 

@@ -11,6 +11,7 @@ import socket
 import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
+from django.utils import timezone
 
 import rollbacks.services
 from incidents.models import TimelineKind
@@ -94,17 +95,56 @@ def test_the_alerts_severity_follows_the_incidents(
     assert pagerduty.alerts[0].severity == expected
 
 
-def test_progress_acknowledges_and_a_finished_notice_resolves_the_same_alert(
+def test_progress_is_left_to_people_and_a_finished_notice_resolves_the_same_alert(
     pagerduty, django_capture_on_commit_callbacks
 ):
     incident = incident_open()
-    for kind in ("rollback_started", "rollback_progress", "rollback_finished"):
-        assert _sent(django_capture_on_commit_callbacks, incident, kind=kind).state == "sent"
+    _sent(django_capture_on_commit_callbacks, incident)
+    with django_capture_on_commit_callbacks(execute=True):
+        progress = _notice(incident, kind="rollback_progress")
+    assert not progress.deliveries.exists()  # an acknowledge would stop escalation
+    _sent(django_capture_on_commit_callbacks, incident, kind="rollback_finished")
     [alert] = pagerduty.alerts
-    assert alert.actions == ["trigger", "acknowledge", "resolve"]
+    assert alert.actions == ["trigger", "resolve"]
     assert alert.state == "resolved"
     keys = {request.body["dedup_key"] for request in pagerduty.requests}
     assert keys == {f"backout-incident-{incident.pk}"}
+
+
+def test_a_rollback_that_succeeds_beside_one_still_running_leaves_the_alert_open(
+    pagerduty, django_capture_on_commit_callbacks
+):
+    incident = incident_open()
+    long_restore = RunFactory(incident=incident, state=RunState.RUNNING)
+    flag_flip = RunFactory(incident=incident, state=RunState.SUCCEEDED)
+    _sent(django_capture_on_commit_callbacks, incident, run=long_restore, key="a:started")
+    done = _sent(
+        django_capture_on_commit_callbacks,
+        incident,
+        kind="rollback_finished",
+        run=flag_flip,
+        key="b:finished",
+    )
+    assert done.state == "sent"
+    assert [r.body["event_action"] for r in pagerduty.requests] == ["trigger"]
+    assert pagerduty.alerts[0].state == "triggered"
+    assert f"rollback #{long_restore.pk} of the incident is still running" in (
+        _comms_entries(incident)[-1].body
+    )
+
+    # The long one fails afterwards: its failure pages, though another run finished first.
+    long_restore.state = RunState.FAILED
+    long_restore.finished_at = timezone.now()
+    long_restore.save(update_fields=["state", "finished_at"])
+    _sent(
+        django_capture_on_commit_callbacks,
+        incident,
+        kind="rollback_finished",
+        run=long_restore,
+        key="a:finished",
+    )
+    assert [r.body["event_action"] for r in pagerduty.requests] == ["trigger", "trigger"]
+    assert pagerduty.alerts[0].state == "triggered"
 
 
 @pytest.fixture
@@ -225,9 +265,9 @@ def test_the_routing_key_is_never_recorded_whatever_the_answer(
     pagerduty.fail_next(429, 1, retry_after="0")
     pagerduty.fail_next(500, 1)
     incident = incident_open()
-    for kind in ("rollback_started", "rollback_progress", "rollback_finished"):
+    for kind in ("rollback_started", "rollback_finished"):
         _sent(django_capture_on_commit_callbacks, incident, kind=kind)
-    assert len(pagerduty.requests) == 5
+    assert len(pagerduty.requests) == 4
     assert all(r.body["routing_key"] == ROUTING_KEY for r in pagerduty.requests)
     assert ROUTING_KEY not in _recorded(incident)
 
