@@ -32,6 +32,7 @@ from incidents.models import (
 )
 from incidents.roles import User, require_role
 from incidents.selectors import release_suspected_by
+from incidents.signals import send_incident_reopened, send_incident_resolved
 from incidents.timeline import timeline_append
 
 logger = logging.getLogger(__name__)
@@ -163,6 +164,10 @@ def incident_change_status(
         actor=actor,
         payload={"from": from_status, "to": to_status, "reason": reason, "stamped": stamped},
     )
+    if to_status == IncidentStatus.RESOLVED:
+        send_incident_resolved(locked)
+    elif from_status == IncidentStatus.RESOLVED:
+        send_incident_reopened(locked)
     return locked
 
 

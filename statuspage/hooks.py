@@ -13,8 +13,10 @@ from typing import Any
 
 from django.dispatch import receiver
 
+from incidents.signals import incident_resolved
 from rollbacks.signals import run_finished, run_started
 from statuspage.comms import delivery_due
+from statuspage.pagerduty_incident import incident_resolved_notice
 from statuspage.tasks import notice_deliver, run_notice
 
 logger = logging.getLogger(__name__)
@@ -44,3 +46,12 @@ def delivery_enqueue(*, delivery_id: int, **kwargs: Any) -> None:
     """Hand a due delivery to Celery; an error (the broker is down) goes back to the sender,
     which logs it and leaves the delivery to the sweep."""
     notice_deliver.delay(delivery_id)
+
+
+@receiver(incident_resolved, dispatch_uid="statuspage.incident_resolved_pagerduty")
+def pagerduty_incident_resolved(*, incident_id: int, **kwargs: Any) -> None:
+    """Resolve the incident's PagerDuty alert if a trigger of it went out."""
+    try:
+        incident_resolved_notice(incident_id=incident_id)
+    except Exception:
+        logger.exception("could not write the PagerDuty resolve of incident %s", incident_id)
