@@ -246,6 +246,16 @@ class GitHubActionsBackend(Backend):
             if version:
                 yield version, run
 
+    def _live_before_the_step(self, target: RollbackTarget, artifact: str) -> bool:
+        """Whether `artifact` is live through a run started before this step was drafted
+        (apply then dispatched nothing): a run of someone else's since does not stand in for
+        this step's own."""
+        _, when = self._stamp(target)
+        for version, run in self._deployed():
+            created = str(run.get("created_at") or "")
+            return version == artifact and created < when.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return False
+
     def live_version(self) -> str | None:
         """The version the newest successful run of the workflow deployed (its title's)."""
         for version, _ in self._deployed():
@@ -474,9 +484,16 @@ class GitHubActionsBackend(Backend):
             return ApplyResult(False, f"{artifact} is live; nothing dispatched", {"to": artifact})
         body = self.dispatch_body(target)
         log(f"dispatching {self.where} to deploy {artifact}")
-        self.api.send(
-            "POST", f"{self.workflow_path}/dispatches", body, doing=f"dispatch {self.where}"
-        )
+        try:
+            self.api.send(
+                "POST", f"{self.workflow_path}/dispatches", body, doing=f"dispatch {self.where}"
+            )
+        except BackendError as error:
+            # No answer, or a 5xx, may still have dispatched: a retry must not dispatch a
+            # second run, so look for this step's run before giving the error back.
+            if not error.retryable or self._await_listing(target) is None:
+                raise
+            log(f"{self.where}: the dispatch was not answered ({error}), but its run is listed")
         run = self._await_listing(target)
         if run is None:
             detail = f"dispatched {self.where} to deploy {artifact}; GitHub lists no run yet"
@@ -512,7 +529,7 @@ class GitHubActionsBackend(Backend):
             if "id" not in found:
                 listed = self.stamped_run(target)
                 if listed is None:
-                    if self.live_version() == artifact:
+                    if self._live_before_the_step(target, artifact):
                         return True, f"{artifact} is live; no run was needed"
                     return False, f"waiting for GitHub to list the run dispatched on {self.where}"
                 found["id"] = listed.get("id")

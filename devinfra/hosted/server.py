@@ -80,7 +80,7 @@ class Standin:
         self.lock = threading.RLock()
         self.requests: list[Request] = []
         self._faults: list[_Fault] = []
-        self._delays: list[list[float]] = []
+        self._delays: list[list[Any]] = []  # [seconds, count left, path prefix]
         self._compiled = [
             (method, re.compile(f"^{pattern}$"), handler)
             for method, pattern, handler in self.routes
@@ -107,10 +107,11 @@ class Standin:
         with self.lock:
             self._faults.append(_Fault(status, count, path_prefix, retry_after))
 
-    def delay_next(self, seconds: float, count: int = 1) -> None:
-        """Hold the next `count` answers back `seconds` each."""
+    def delay_next(self, seconds: float, count: int = 1, *, path_prefix: str = "") -> None:
+        """Hold the next `count` answers (to paths under `path_prefix`) back `seconds` each;
+        the request is still carried out, as by a server that answers too late."""
         with self.lock:
-            self._delays.append([seconds, count])
+            self._delays.append([seconds, count, path_prefix])
 
     def calls(self, method: str, path_pattern: str) -> list[Request]:
         """The requests so far whose method and path (a regex, matched whole) match."""
@@ -126,10 +127,10 @@ class Standin:
                     return fault
             return None
 
-    def _take_delay(self) -> float:
+    def _take_delay(self, path: str) -> float:
         with self.lock:
             for delay in self._delays:
-                if delay[1] > 0:
+                if delay[1] > 0 and path.startswith(delay[2]):
                     delay[1] -= 1
                     return delay[0]
             return 0.0
@@ -222,7 +223,7 @@ def _handler_for(standin: Standin) -> type[BaseHTTPRequestHandler]:
                 standin.requests.append(
                     Request(request.method, request.path, request.query, body, kept)
                 )
-            delay = standin._take_delay()
+            delay = standin._take_delay(request.path)
             if delay:
                 threading.Event().wait(delay)
             self._send(standin.handle(request))

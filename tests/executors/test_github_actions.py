@@ -94,6 +94,33 @@ def test_the_plan_names_the_inputs_and_dispatches_nothing(github):
     assert github.calls("POST", DISPATCHES) == []
 
 
+def test_a_dispatch_answered_too_late_is_not_sent_again(github):
+    target = drafted(github, artifact="v2.4.0")
+    github.delay_next(1.0, path_prefix=DISPATCHES.replace("\\", ""))
+    slow = GitHubActionsBackend(
+        {**backend(github).config}, Connections(), poll_interval=0.05, find_seconds=3, timeout=0.3
+    )
+    lines: list[str] = []
+
+    result = slow.apply(target, log=lines.append)
+    again = backend(github).apply(target)
+
+    assert len(github.calls("POST", DISPATCHES)) == 1 and len(github.dispatched()) == 1
+    assert result.changed and not again.changed
+    assert any("the dispatch was not answered" in line for line in lines), lines
+
+
+def test_a_run_of_someone_else_deploying_the_version_does_not_stand_in_for_the_steps(github):
+    target = drafted(github, artifact="v2.4.0")
+    # Someone deploys v2.4.0 by hand after the step was drafted; this step's run is not listed.
+    deploy = workflow(github, "deploy.yml")
+    github.add_run(DEMO_REPOSITORY, deploy, title="Deploy v2.4.0", hours_ago=-0.01)
+    assert backend(github).live_version() == "v2.4.0"
+
+    with pytest.raises(DeadlineExceeded):
+        finish(github, target, seconds=0.5)
+
+
 def test_apply_dispatches_once_and_a_second_apply_finds_its_run(github):
     target = drafted(github, artifact="v2.4.0")
     lines: list[str] = []
