@@ -78,8 +78,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
@@ -232,6 +233,22 @@ class DemoInfrastructure:
 # -- running -------------------------------------------------------------------------------
 
 
+@contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """`values` in this process's environment while the block runs, then as they were: the
+    demo's tokens must not outlive it in a process that goes on (a test's)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def start_demo_infrastructure(
     *,
     state_file: Path = DEFAULT_STATE_FILE,
@@ -366,8 +383,6 @@ def start_demo_infrastructure(
                     f"feature flag service left out: Redis at {redis_url} did not answer ({error})"
                 )
             infrastructure.hosted = hosted_seeding.result()
-            # This process reads the hosted services' live versions below, with their tokens.
-            os.environ.update(infrastructure.hosted.env())
             services += infrastructure.hosted.services
             infrastructure.warnings += infrastructure.hosted.warnings
             seeded, left_out = local_seeding.result()  # git and PostgreSQL dumps
@@ -399,9 +414,14 @@ def start_demo_infrastructure(
             services = with_sentry_check(services, infrastructure.hosted, infrastructure.health)
             services = with_saved_manifests(services, connections)
             loading.result()
-            checks = [pool.submit(check_live_version, service, connections) for service in services]
-            for check in checks:
-                check.result()
+            # The hosted services' live versions are read with the tokens their stand-ins
+            # accept, which the console's processes get from the env file.
+            with environment(infrastructure.hosted.env()):
+                checks = [
+                    pool.submit(check_live_version, service, connections) for service in services
+                ]
+                for check in checks:
+                    check.result()
             infrastructure.services = services
             write_atomically(
                 state_file,

@@ -21,7 +21,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from devinfra.demo import DemoInfrastructure, start_demo_infrastructure, write_env_file
+from devinfra.demo import (
+    DemoInfrastructure,
+    environment,
+    start_demo_infrastructure,
+    write_env_file,
+)
 from devinfra.processes import free_port
 from executors.base import RollbackTarget
 from executors.registry import BACKENDS, backend_class
@@ -46,7 +51,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoInfrastructur
         redis_url=REDIS_URL,
         orders_url=ORDERS_URL,
     )
-    yield infrastructure
+    # The tests read the hosted services' live versions with the stand-ins' tokens, as the
+    # console's processes do from the env file; none outlives the module.
+    with environment(infrastructure.hosted.env() if infrastructure.hosted else {}):
+        yield infrastructure
     infrastructure.stop()
 
 

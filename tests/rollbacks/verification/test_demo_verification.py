@@ -16,7 +16,7 @@ import pytest
 import requests
 
 import rollbacks.services
-from devinfra.demo import DemoInfrastructure, start_demo_infrastructure
+from devinfra.demo import DemoInfrastructure, environment, start_demo_infrastructure
 from devinfra.demo_seeding import demo_alert_rules, with_verification
 from incidents.demo import demo_load
 from incidents.models import ChecklistItem, TimelineEntry, TimelineKind
@@ -37,7 +37,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoInfrastructur
     infrastructure = start_demo_infrastructure(
         state_file=folder / "demo-infra.json", status_delay=0.2, redis_url=TEST_REDIS_URL
     )
-    yield infrastructure
+    with environment(infrastructure.hosted.env() if infrastructure.hosted else {}):
+        yield infrastructure
     infrastructure.stop()
 
 
