@@ -84,6 +84,8 @@ def test_a_verified_rollback_triggers_then_resolves_the_incidents_alert(
     sent = [(r.body["event_action"], r.body["dedup_key"]) for r in pagerduty.requests]
     assert sent == [("trigger", key), ("trigger", key), ("resolve", key)]
     deliveries = Delivery.objects.filter(notice__incident=incident, channel="pagerduty")
+    # PagerDuty has the resolve a moment before the worker records the delivery as sent.
+    wait_for(lambda: not deliveries.exclude(state="sent").exists(), 10, "the deliveries")
     assert sorted(deliveries.values_list("notice__kind", "state", "attempts")) == [
         ("rollback_finished", "sent", 1),
         ("rollback_started", "sent", 2),
