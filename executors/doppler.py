@@ -69,7 +69,7 @@ from executors.base import (
     poll_until,
 )
 from executors.options import Option, OptionError
-from executors.rest import API_URL_SCHEMA, TOKEN_ENV_SCHEMA, NotFound, RestApi, token_from_env
+from executors.rest import API_URL_SCHEMA, TOKEN_ENV_SCHEMA, NotFound, RestApi
 
 DEFAULT_API_URL = "https://api.doppler.com"
 SERVICE = "Doppler"
@@ -177,11 +177,8 @@ class DopplerBackend(Backend):
     def api(self) -> RestApi:
         """The Doppler API client, its token read from `token_env` on first use."""
         if self._api is None:
-            self._api = RestApi(
-                SERVICE,
-                str(self.config.get("api_url") or DEFAULT_API_URL),
-                token_from_env(self.config.get("token_env"), SERVICE),
-                timeout=self.timeout,
+            self._api = RestApi.from_config(
+                SERVICE, self.config, DEFAULT_API_URL, timeout=self.timeout
             )
         return self._api
 

@@ -72,7 +72,6 @@ from executors.rest import (
     RestApi,
     RestError,
     link_next,
-    token_from_env,
 )
 
 SERVICE = "GitHub"
@@ -197,10 +196,10 @@ class GitHubActionsBackend(Backend):
     def api(self) -> RestApi:
         """The GitHub REST client, its token read from `token_env` on first use."""
         if self._api is None:
-            self._api = RestApi(
+            self._api = RestApi.from_config(
                 SERVICE,
-                str(self.config.get("api_url") or DEFAULT_API_URL),
-                token_from_env(self.config.get("token_env"), SERVICE),
+                self.config,
+                DEFAULT_API_URL,
                 timeout=self.timeout,
                 headers={
                     "Accept": "application/vnd.github+json",

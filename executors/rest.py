@@ -122,6 +122,26 @@ class RestApi:
     headers: Mapping[str, str] = field(default_factory=dict)
     session: requests.Session | None = None
 
+    @classmethod
+    def from_config(
+        cls,
+        service: str,
+        config: Mapping[str, Any],
+        default_url: str,
+        *,
+        timeout: float,
+        headers: Mapping[str, str] | None = None,
+    ) -> RestApi:
+        """The client a backend's target config names: `api_url` (else `default_url`), and
+        the token in the environment variable `token_env`."""
+        return cls(
+            service,
+            str(config.get("api_url") or default_url),
+            token_from_env(config.get("token_env"), service),
+            timeout=timeout,
+            headers=dict(headers or {}),
+        )
+
     def _mask(self, text: str) -> str:
         return text.replace(self.token, "****") if self.token else text
 
