@@ -155,8 +155,12 @@ class _Announcer:
                     batch.append(waited)
             if not batch:
                 continue
+            # Hold the client for the whole batch: a pipeline keeps only its pool, and a
+            # client dropped by redis_client_reset() meanwhile would disconnect that pool,
+            # the connection this batch is using included.
             try:
-                with _redis().pipeline(transaction=False) as pipe:
+                client = _redis()
+                with client.pipeline(transaction=False) as pipe:
                     for incident_id, message in batch:
                         pipe.publish(channel_for(incident_id), json.dumps(message))
                     pipe.execute()

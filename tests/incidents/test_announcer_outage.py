@@ -3,7 +3,9 @@ traceback per batch, and once more when Redis answers again."""
 
 from __future__ import annotations
 
+import gc
 import logging
+import threading
 import time
 
 import redis
@@ -82,3 +84,33 @@ def test_each_outage_is_reported_on_its_own(settings, caplog):
         announce(4343, {"entry": 2})
         wait_for(lambda b=before: sum("again after" in r.getMessage() for r in caplog.records) > b)
         caplog.clear()
+
+
+def test_a_reset_while_a_batch_is_on_the_wire_does_not_cut_it(settings, caplog, monkeypatch):
+    """Forgetting the client (a settings change, a test's clean-up) while the announcer is
+    reading Redis's answers must not close the socket under it: the dropped client's clean-up
+    disconnects its pool, in-use connections included."""
+    settings.REDIS_URL = TEST_REDIS_URL
+    redis_client_reset()
+    announced_once_more(4444)
+    caplog.set_level(logging.WARNING, logger="incidents.timeline")
+    caplog.clear()
+    original = redis.connection.AbstractConnection.read_response
+    resets: list[int] = []
+
+    def reset_first(connection, *args, **kwargs):
+        if not resets and threading.current_thread().name == "announcer":
+            resets.append(1)
+            redis_client_reset()
+            gc.collect()
+        return original(connection, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "read_response", reset_first)
+    listener = redis.Redis.from_url(TEST_REDIS_URL).pubsub()
+    listener.subscribe(channel_for(4444))
+    wait_for(lambda: listener.get_message(timeout=0.05) is not None)
+    announce(4444, {"entry": 1})
+    wait_for(lambda: listener.get_message(timeout=0.05) is not None)
+    listener.close()
+    assert resets
+    assert not [r for r in caplog.records if r.name == "incidents.timeline"]
