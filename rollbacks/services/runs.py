@@ -192,9 +192,11 @@ def run_confirm_and_start(
                     incident = incident_record_instant(
                         incident=incident, instant=instant, at=now, actor=actor
                     )
-    send_run_started(locked)
     if enqueue:
         advance_locked(locked, dispatcher=CeleryDispatcher())
+    # After the steps: commit hooks run in the order they were added, and the steps' messages
+    # must not wait for the receivers (notices, watches) to finish their own work.
+    send_run_started(locked)
     return locked
 
 

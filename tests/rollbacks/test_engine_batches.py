@@ -192,3 +192,25 @@ def test_a_step_past_its_deadline_and_the_time_limit_margin_stops_beating(comman
         heartbeats.unregister(claim.token)
 
     assert Step.objects.get(pk=claim.step.pk).heartbeat_at == long_ago
+
+
+def test_a_started_run_sends_its_steps_before_telling_other_apps(commander, kube, monkeypatch):
+    """The run_started receivers (the status page's notice, the watches) do work of their
+    own after the commit; the steps' messages go out first and never wait for it."""
+    from rollbacks.signals import run_started
+
+    order: list[str] = []
+    monkeypatch.setattr(
+        tasks.steps_execute, "apply_async", lambda *args, **options: order.append("steps")
+    )
+
+    def told(**kwargs: Any) -> None:
+        order.append("run_started")
+
+    run_started.connect(told, dispatch_uid="test-order")
+    try:
+        parallel_run(commander, kube, "a", "b", enqueue=True)
+    finally:
+        run_started.disconnect(dispatch_uid="test-order")
+
+    assert order == ["steps", "run_started"]
