@@ -1388,6 +1388,12 @@ class KubeStandinHandle:
     _thread: threading.Thread
     _stop: asyncio.Event
 
+    @property
+    def thread_id(self) -> int:
+        """The operating system's id of the thread that serves (for its CPU priority)."""
+        assert self._thread.native_id is not None  # started before the handle is made
+        return self._thread.native_id
+
     def call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         """Run `function` on the server's event loop thread and return its result."""
 
