@@ -29,8 +29,8 @@ everyone using it; it says so when it does.
 
 First, unmeasured, one run per incident of as many steps as the measured runs have, so
 that every pool process has imported what it needs and opened as many connections as its
-message's steps use, as in workers that have served a group that size within the minute
-(an idle connection closes after one). Then each of `--rounds` rounds (5) runs, one after
+message's steps use, as in workers that have served a group that size lately (a pool gives
+back one idle connection a minute). Then each of `--rounds` rounds (5) runs, one after
 the other:
 
 - Engine: `--incidents` runs (one per incident) of `--deployments` steps in one parallel

@@ -190,7 +190,8 @@ if not DATABASE_URL.startswith(("postgres://", "postgresql://")):
 # Each process keeps a pool of connections (psycopg_pool, through Django): a thread takes
 # one for a request, task or rollback step and hands it back, so the dozens of step
 # threads a parallel group starts do not each open (and fork) a PostgreSQL backend, as
-# they did with per-thread persistent connections. Idle connections close after a minute.
+# they did with per-thread persistent connections. The pool gives back one idle connection
+# a minute (psycopg_pool's max_idle), so a process keeps a burst's connections for a while.
 # DATABASE_POOL_MAX_SIZE=0 turns pooling off (a persistent connection per thread instead).
 DATABASE_POOL_MAX_SIZE = int(os.environ.get("DATABASE_POOL_MAX_SIZE", "100"))
 if DATABASE_POOL_MAX_SIZE < 0:

@@ -48,3 +48,18 @@ def test_a_task_boundary_returns_the_connection_and_keeps_the_pool():
         assert connection.pool is pool and not pool.closed
         backend_pid()
     assert pool.get_stats().get("connections_num", 0) == opened  # none opened since
+
+
+def test_a_freshly_forked_pool_process_still_closes_the_pool_it_inherited():
+    if connection.pool is None:
+        pytest.skip("DATABASE_POOL_MAX_SIZE=0: no pool to close")
+    fixup = PoolKeepingWorkerFixup(app)
+    fixup.worker = SimpleNamespace(pool_cls="celery.concurrency.prefork:TaskPool")
+    inherited = connection.pool
+    backend_pid()
+
+    fixup.on_worker_process_init()
+
+    assert inherited.closed
+    assert connection.pool is not inherited
+    backend_pid()  # a pool of its own, working
