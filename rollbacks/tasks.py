@@ -20,7 +20,7 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_init, worker_ready, worker_shutdown
-from django.db import connections
+from django.db import connections, transaction
 
 from console.celery import app
 from rollbacks import conf, release_tracking, verification, watch
@@ -131,6 +131,23 @@ def steps_recover() -> None:
 # -- dispatching -----------------------------------------------------------------------------
 
 
+def _send_on_commit(task: Any, args: tuple[Any, ...], options: dict[str, Any]) -> None:
+    """Send `task` after the commit. A send that fails (the broker is down) is logged, not
+    raised: the run is committed as running, its steps stay pending and the recovery sweep
+    sends them again (rollbacks.engine.recovery), and the commit hooks added after this one
+    (the run_started receivers) still run."""
+
+    def send() -> None:
+        try:
+            task.apply_async(args, **options)
+        except Exception:
+            logger.exception(
+                "could not send %s%r; the recovery sweep sends the steps again", task.name, args
+            )
+
+    transaction.on_commit(send)
+
+
 class CeleryDispatcher:
     """The engine's dispatcher outside `run_inline`. Enqueues these tasks after commit: a
     step alone as step_execute, several as steps_execute (in messages of
@@ -146,10 +163,9 @@ class CeleryDispatcher:
                 "time_limit": timeout + HARD_LIMIT_MARGIN_SECONDS,
             }
             if len(chunk) == 1:
-                step_execute.apply_async_on_commit((chunk[0].pk,), **limits)  # type: ignore[attr-defined]
+                _send_on_commit(step_execute, (chunk[0].pk,), limits)
             else:
-                ids = [step.pk for step in chunk]
-                steps_execute.apply_async_on_commit((ids,), **limits)  # type: ignore[attr-defined]
+                _send_on_commit(steps_execute, ([step.pk for step in chunk],), limits)
 
     def retry_step(self, step: Step, *, delay: float) -> None:
         """Deliver a step of a steps_execute message again in `delay` seconds, counted as

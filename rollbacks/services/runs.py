@@ -192,11 +192,16 @@ def run_confirm_and_start(
                     incident = incident_record_instant(
                         incident=incident, instant=instant, at=now, actor=actor
                     )
+    # Commit hooks run in the order they were added: the steps' messages go first, so they
+    # do not wait for the receivers' own work (notices, watches). A run with no step left to
+    # run (all skipped) ends in advance_locked, whose run_finished must come after this.
+    steps_due = any(step.state == StepState.PENDING for step in steps)
+    if not steps_due:
+        send_run_started(locked)
     if enqueue:
         advance_locked(locked, dispatcher=CeleryDispatcher())
-    # After the steps: commit hooks run in the order they were added, and the steps' messages
-    # must not wait for the receivers (notices, watches) to finish their own work.
-    send_run_started(locked)
+    if steps_due:
+        send_run_started(locked)
     return locked
 
 

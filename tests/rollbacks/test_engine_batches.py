@@ -82,7 +82,7 @@ def test_the_dispatcher_hands_a_group_out_in_messages_of_steps_per_message(
     for task in (tasks.step_execute, tasks.steps_execute):
         monkeypatch.setattr(
             task,
-            "apply_async_on_commit",
+            "apply_async",
             lambda args, name=task.name, **options: sent.append((name, args[0], options)),
         )
 
@@ -214,3 +214,66 @@ def test_a_started_run_sends_its_steps_before_telling_other_apps(commander, kube
         run_started.disconnect(dispatch_uid="test-order")
 
     assert order == ["steps", "run_started"]
+
+
+def test_a_step_message_the_broker_refuses_is_logged_and_the_run_still_told(
+    commander, kube, monkeypatch, caplog
+):
+    """A broker that refuses the steps' message after the commit: the run stays running with
+    its steps pending for the recovery sweep, and run_started's receivers are still told."""
+    from rollbacks.signals import run_started
+
+    def refuse(*args: Any, **options: Any) -> None:
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(tasks.steps_execute, "apply_async", refuse)
+    told: list[int] = []
+
+    def heard(*, run_id: int, **kwargs: Any) -> None:
+        told.append(run_id)
+
+    run_started.connect(heard, dispatch_uid="test-refused")
+    try:
+        run = parallel_run(commander, kube, "a", "b", enqueue=True)
+    finally:
+        run_started.disconnect(dispatch_uid="test-refused")
+
+    assert told == [run.pk]
+    run.refresh_from_db()
+    assert run.state == RunState.RUNNING
+    assert {step.state for step in run.steps.all()} == {StepState.PENDING}
+    assert "the recovery sweep sends the steps again" in caplog.text
+
+
+def test_a_run_with_every_step_skipped_is_told_started_before_finished(commander, kube):
+    """Skipped before the confirmation, no step is left to run: the run ends at its start,
+    and the other apps hear of its start first."""
+    from rollbacks.signals import run_finished, run_started
+
+    seed_deployment(kube, "a", ["a:1", "a:2"])
+    service = KubeServiceFactory(name="a")
+    spec = StepSpec(service=service, previous=True)
+    run = rollbacks.services.run_create(incident=IncidentFactory(), steps=[spec], actor=commander)
+    run = rollbacks.services.run_request_approval(run=run, actor=commander)
+    rollbacks.services.step_skip(step=run.steps.get(), actor=commander, reason="done by hand")
+    heard: list[str] = []
+
+    def started(**kwargs: Any) -> None:
+        heard.append("started")
+
+    def finished(**kwargs: Any) -> None:
+        heard.append("finished")
+
+    run_started.connect(started, dispatch_uid="test-skipped-started")
+    run_finished.connect(finished, dispatch_uid="test-skipped-finished")
+    try:
+        rollbacks.services.run_confirm_and_start(
+            run=run, actor=commander, confirmation=run.expected_confirmation(), enqueue=True
+        )
+    finally:
+        run_started.disconnect(dispatch_uid="test-skipped-started")
+        run_finished.disconnect(dispatch_uid="test-skipped-finished")
+
+    run.refresh_from_db()
+    assert run.state in (RunState.SUCCEEDED, RunState.FAILED)
+    assert heard == ["started", "finished"]
