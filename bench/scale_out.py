@@ -48,9 +48,9 @@ the other:
   direct path skipped that read, one request per Deployment the engine makes.)
 - Direct, a process per run: the same again with the engine's parallelism, one process
   per run (each run's message gets a pool process of its own) of a thread per Deployment,
-  started at one instant once each has loaded the client. On this machine the client
-  shares the two cores with the stand-in: ten busy processes leave the single-threaded
-  stand-in a smaller share than one, and its answers come later on both paths alike. The
+  started at one instant once each has loaded the client. Ten busy processes compete
+  with each other and with PostgreSQL for the two cores, as the pool processes do (and,
+  with `--standin-priority 0`, leave the stand-in a smaller share than one does). The
   ratio against it is printed beside the main one, which keeps the one-process baseline.
 
 Every Deployment sits in a namespace of its own (bench/rollback_parallel.py says why).
@@ -226,7 +226,12 @@ class EngineRounds:
         confirmed = time.time()
         confirming.stdin.write("go\n")
         confirming.stdin.flush()
-        output, _ = confirming.communicate(timeout=timeout + 30)
+        try:
+            output, _ = confirming.communicate(timeout=timeout + 30)
+        except subprocess.TimeoutExpired:
+            confirming.kill()  # its connections would keep the database from being dropped
+            confirming.communicate()
+            raise SystemExit("the confirming process did not end") from None
         if confirming.returncode:  # the error is printed above
             raise SystemExit("confirming the runs or waiting for them failed")
         wall = float(output.strip().splitlines()[-1]) - confirmed
@@ -291,7 +296,8 @@ def confirm_runs(commander_id: int, timeout: float, run_ids: list[int]) -> None:
 
 def raise_priority(thread_id: int, options: argparse.Namespace) -> None:
     """Run the stand-in's thread `--standin-priority` nice levels above everything else
-    (threads and processes started later keep the usual level); 0 if that is refused."""
+    (the threads and processes this one starts keep the usual level; threads the stand-in's
+    own thread starts share its level); 0 if that is refused."""
     if not options.standin_priority:
         return
     try:
