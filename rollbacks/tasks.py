@@ -153,6 +153,12 @@ class CeleryDispatcher:
     step alone as step_execute, several as steps_execute (in messages of
     conf.steps_per_message() steps), with time limits; run_advance and run_verify by id."""
 
+    @property
+    def runs_elsewhere(self) -> bool:
+        """Whether what it sends runs in a worker later, rather than inside the send (Celery's
+        eager mode, CELERY_TASK_ALWAYS_EAGER)."""
+        return not app.conf.task_always_eager
+
     def start_steps(self, steps: Iterable[Step]) -> None:
         steps = list(steps)
         size = conf.steps_per_message()

@@ -193,14 +193,20 @@ def run_confirm_and_start(
                         incident=incident, instant=instant, at=now, actor=actor
                     )
     # Commit hooks run in the order they were added: the steps' messages go first, so they
-    # do not wait for the receivers' own work (notices, watches). A run with no step left to
-    # run (all skipped) ends in advance_locked, whose run_finished must come after this.
-    steps_due = any(step.state == StepState.PENDING for step in steps)
-    if not steps_due:
+    # do not wait for the receivers' own work (notices, watches). Not when the steps would
+    # run inside the send (eager mode), nor when no step is left to run (all skipped: the
+    # run ends in advance_locked): other apps hear of the start before what follows it.
+    dispatcher = CeleryDispatcher()
+    steps_first = (
+        enqueue
+        and dispatcher.runs_elsewhere
+        and any(step.state == StepState.PENDING for step in steps)
+    )
+    if not steps_first:
         send_run_started(locked)
     if enqueue:
-        advance_locked(locked, dispatcher=CeleryDispatcher())
-    if steps_due:
+        advance_locked(locked, dispatcher=dispatcher)
+    if steps_first:
         send_run_started(locked)
     return locked
 

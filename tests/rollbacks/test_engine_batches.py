@@ -196,10 +196,12 @@ def test_a_step_past_its_deadline_and_the_time_limit_margin_stops_beating(comman
 
 def test_a_started_run_sends_its_steps_before_telling_other_apps(commander, kube, monkeypatch):
     """The run_started receivers (the status page's notice, the watches) do work of their
-    own after the commit; the steps' messages go out first and never wait for it."""
+    own after the commit; the steps' messages go out first and never wait for it (with
+    workers: in eager mode the steps would run inside the send, so the receivers go first)."""
     from rollbacks.signals import run_started
 
     order: list[str] = []
+    monkeypatch.setattr(tasks.CeleryDispatcher, "runs_elsewhere", True)  # as with workers
     monkeypatch.setattr(
         tasks.steps_execute, "apply_async", lambda *args, **options: order.append("steps")
     )
