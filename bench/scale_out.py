@@ -83,7 +83,6 @@ import threading
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -99,60 +98,16 @@ from bench.common import (  # noqa: E402
 )
 from bench.direct_paths import direct, direct_per_run  # noqa: E402
 from bench.measures import percentiles  # noqa: E402
+from bench.milestones import (  # noqa: E402
+    ms_after,
+    print_milestones,
+    request_milestones,
+    requests_by_namespace,
+)
 from bench.rollback_parallel import Arrivals, Phase, instrument_standin  # noqa: E402
 
 TARGET_RATIO = 1.3
 STEPS_PER_MESSAGE = 25  # ROLLBACK_STEPS_PER_MESSAGE, the console's default
-
-
-def ms_after(instant: datetime | None, since: float) -> float:
-    """Milliseconds from `since` (a time.time()) to a recorded `instant`."""
-    if instant is None:
-        raise SystemExit("a finished run lacks one of its instants")
-    return (instant.timestamp() - since) * 1000
-
-
-def namespace_of(path: str) -> str | None:
-    """The namespace a Kubernetes API path addresses, if any."""
-    parts = path.split("/")
-    return parts[parts.index("namespaces") + 1] if "namespaces" in parts else None
-
-
-def requests_by_namespace(arrivals: Arrivals) -> dict[str, list[tuple[float, str, str]]]:
-    """Every request the stand-in served, by namespace: (instant, method, path), in order."""
-    found: dict[str, list[tuple[float, str, str]]] = defaultdict(list)
-    for seen in arrivals.seen:
-        namespace = namespace_of(seen[2])
-        if namespace is not None:
-            found[namespace].append(seen)
-    return found
-
-
-def request_milestones(requests: list[tuple[float, str, str]], since: float) -> dict[str, float]:
-    """When a Deployment's first request, its patch, the poll that saw its rollout complete
-    and its last request reached the stand-in, in ms after `since`."""
-    requests = [seen for seen in requests if seen[0] >= since]
-    polls = [at for at, method, path in requests if method == "GET" and path.endswith("/app")]
-    at = {
-        "first request": requests[0][0],
-        "patch": next(at for at, method, _ in requests if method == "PATCH"),
-        "last poll": polls[-1],
-        "last request": requests[-1][0],
-    }
-    return {name: (instant - since) * 1000 for name, instant in at.items()}
-
-
-def print_milestones(engine: dict[str, list[float]], direct: dict[str, list[float]]) -> None:
-    print("  where the time goes, ms after the confirmations (direct: after its threads start)")
-    print("  milestone            engine p50    max    direct p50    max")
-    for name in list(engine) + [name for name in direct if name not in engine]:
-        cells = [
-            f"{statistics.median(found[name]):7.0f} {max(found[name]):7.0f}"
-            if name in found
-            else " " * 15
-            for found in (engine, direct)
-        ]
-        print(f"  {name:18s}   {cells[0]}       {cells[1]}")
 
 
 class EngineRounds:
