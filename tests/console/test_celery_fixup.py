@@ -34,13 +34,21 @@ def test_the_console_app_installs_the_pool_keeping_fixup():
     assert isinstance(fixup.worker_fixup, PoolKeepingWorkerFixup)
 
 
-def test_a_task_boundary_returns_the_connection_and_keeps_the_pool():
+@pytest.fixture
+def prefork_fixup() -> PoolKeepingWorkerFixup:
+    """The worker side of the fix-up as in a prefork pool process, with a pooled connection
+    open."""
     if connection.pool is None:
-        pytest.skip("DATABASE_POOL_MAX_SIZE=0: no pool to keep")
+        pytest.skip("DATABASE_POOL_MAX_SIZE=0: no pool")
     fixup = PoolKeepingWorkerFixup(app)
     fixup.worker = SimpleNamespace(pool_cls="celery.concurrency.prefork:TaskPool")
-    pool = connection.pool
     backend_pid()
+    return fixup
+
+
+def test_a_task_boundary_returns_the_connection_and_keeps_the_pool(prefork_fixup):
+    fixup = prefork_fixup
+    pool = connection.pool
     opened = pool.get_stats().get("connections_num", 0)
     for _ in range(3):
         task_boundary(fixup)
@@ -50,15 +58,10 @@ def test_a_task_boundary_returns_the_connection_and_keeps_the_pool():
     assert pool.get_stats().get("connections_num", 0) == opened  # none opened since
 
 
-def test_a_freshly_forked_pool_process_still_closes_the_pool_it_inherited():
-    if connection.pool is None:
-        pytest.skip("DATABASE_POOL_MAX_SIZE=0: no pool to close")
-    fixup = PoolKeepingWorkerFixup(app)
-    fixup.worker = SimpleNamespace(pool_cls="celery.concurrency.prefork:TaskPool")
+def test_a_freshly_forked_pool_process_still_closes_the_pool_it_inherited(prefork_fixup):
     inherited = connection.pool
-    backend_pid()
 
-    fixup.on_worker_process_init()
+    prefork_fixup.on_worker_process_init()
 
     assert inherited.closed
     assert connection.pool is not inherited
