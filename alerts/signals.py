@@ -4,22 +4,14 @@ service_id) when a firing alert opened or joined an incident. The rollback autom
 
 from __future__ import annotations
 
-import logging
-
-from django.db import transaction
 from django.dispatch import Signal
 
-logger = logging.getLogger(__name__)
+from console.signals import send_after_commit
 
 alert_fired = Signal()
 
 
 def send_alert_fired(incident_id: int, service_id: int) -> None:
-    def send() -> None:
-        for receiver, outcome in alert_fired.send_robust(
-            sender=None, incident_id=incident_id, service_id=service_id
-        ):
-            if isinstance(outcome, Exception):
-                logger.error("%s failed for incident %s", receiver, incident_id, exc_info=outcome)
-
-    transaction.on_commit(send, robust=True)
+    """Call in the transaction that opened or joined the incident; receivers hear of it
+    after commit."""
+    send_after_commit(alert_fired, None, incident_id=incident_id, service_id=service_id)

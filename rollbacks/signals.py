@@ -10,14 +10,10 @@ committed state.
 
 from __future__ import annotations
 
-import logging
-
-from django.db import transaction
 from django.dispatch import Signal
 
+from console.signals import send_after_commit
 from rollbacks.models import Run
-
-logger = logging.getLogger(__name__)
 
 run_started = Signal()
 """A run was confirmed and started. Keyword: run_id."""
@@ -26,22 +22,11 @@ run_finished = Signal()
 """A run ended: succeeded, failed or cancelled. Keyword: run_id."""
 
 
-def _send_after_commit(signal: Signal, run: Run) -> None:
-    run_id = run.pk
-
-    def send() -> None:
-        for receiver, outcome in signal.send_robust(sender=Run, run_id=run_id):
-            if isinstance(outcome, Exception):
-                logger.error("%s failed for run %s", receiver, run_id, exc_info=outcome)
-
-    transaction.on_commit(send, robust=True)
-
-
 def send_run_started(run: Run) -> None:
     """Call in the transaction that started `run`; receivers hear of it after commit."""
-    _send_after_commit(run_started, run)
+    send_after_commit(run_started, Run, run_id=run.pk)
 
 
 def send_run_finished(run: Run) -> None:
     """Call in the transaction that finished `run`; receivers hear of it after commit."""
-    _send_after_commit(run_finished, run)
+    send_after_commit(run_finished, Run, run_id=run.pk)
