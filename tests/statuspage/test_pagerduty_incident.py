@@ -20,16 +20,22 @@ from tests.rollbacks.engine_factories import RunFactory
 pytestmark = pytest.mark.django_db
 
 
-def _triggered(capture, incident):
+def _notice(capture, incident, *, kind="rollback_started", subject="Rollback #1 started", run=None):
+    """A rollback notice on the internal channels (PagerDuty's among them), sent."""
     with capture(execute=True):
         comms.notice_create(
             incident=incident,
-            kind="rollback_started",
-            dedupe_key="manual:started",
-            subject="Rollback #1 started",
+            kind=kind,
+            dedupe_key=f"manual:{kind}",
+            subject=subject,
             body="Steps",
             channels=comms.internal_channels(),
+            run=run,
         )
+
+
+def _triggered(capture, incident):
+    _notice(capture, incident)
 
 
 def _resolve(capture, incident):
@@ -100,16 +106,13 @@ def test_resolving_after_a_failed_run_sends_one_resolve_with_the_incidents_key(
 ):
     run = RunFactory(state=RunState.FAILED)
     incident = run.incident
-    with django_capture_on_commit_callbacks(execute=True):
-        comms.notice_create(
-            incident=incident,
-            kind="rollback_finished",
-            dedupe_key="manual:finished",
-            subject="Rollback #1 failed",
-            body="Steps",
-            channels=comms.internal_channels(),
-            run=run,
-        )
+    _notice(
+        django_capture_on_commit_callbacks,
+        incident,
+        kind="rollback_finished",
+        subject="Rollback #1 failed",
+        run=run,
+    )
     incident.refresh_from_db()
     if incident.status == IncidentStatus.MITIGATING:
         _change(django_capture_on_commit_callbacks, incident, IncidentStatus.MONITORING)
