@@ -261,6 +261,10 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_IGNORE_RESULT = True
+# One result backend object per process rather than one per thread: with no backend set it is
+# Celery's stateless "disabled" one, and building it scans every installed package's entry
+# points (tens of ms), which each rollback-step thread that sends a task paid the first time.
+CELERY_RESULT_BACKEND_THREAD_SAFE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Longer than the longest step may take, so a slow step is not delivered twice.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 4 * 3600}
