@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from incidents.models import Incident
-from rollbacks.engine.claims import Claim, OwnershipLost
+from rollbacks.engine.claims import Claim, OwnershipLost, update_claimed
 from rollbacks.engine.step_logs import StepLogWriter
 from rollbacks.models import Step, StepLog
 
@@ -157,16 +157,16 @@ class SharedWrites[P: Pending]:
             raise pending.error
 
 
-def fenced[P: Pending](pendings: Sequence[P], write: Callable[[P], None]) -> list[P]:
-    """Those of `pendings` whose claim-fenced write went through; the others hold the
-    OwnershipLost error. Rows are written in step id order, the order in which every
-    transaction that locks several steps takes them (claims, heartbeats): no deadlocks."""
+def fenced[P: Pending](pendings: Sequence[P], fields: Callable[[P], Mapping[str, Any]]) -> list[P]:
+    """Those of `pendings` whose claim-fenced write of `fields(pending)` went through, all
+    in a couple of statements (rollbacks.engine.claims.update_claimed, which locks the rows
+    in step id order, the order every transaction that locks several steps takes them: no
+    deadlocks); the others hold the OwnershipLost error."""
+    written = update_claimed([(pending.execution.claim, fields(pending)) for pending in pendings])
     kept = []
     for pending in sorted(pendings, key=lambda pending: pending.execution.step.pk):
-        try:
-            write(pending)
-        except OwnershipLost as error:
-            pending.error = error
-            continue
-        kept.append(pending)
+        if pending.execution.step.pk in written:
+            kept.append(pending)
+        else:
+            pending.error = OwnershipLost()
     return kept

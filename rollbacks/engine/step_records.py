@@ -160,9 +160,11 @@ def write_applied(applied: list[Applied]) -> None:
     with transaction.atomic():
         kept = fenced(
             applied,
-            lambda item: item.execution.claim.update(
-                applied_at=now, apply_detail=item.detail, apply_facts=_jsonable(item.facts)
-            ),
+            lambda item: {
+                "applied_at": now,
+                "apply_detail": item.detail,
+                "apply_facts": _jsonable(item.facts),
+            },
         )
         _store_log_rows(kept, closing=False)
         timeline_append_all(by_incident([item.entry() for item in kept]))
@@ -172,9 +174,7 @@ def write_endings(endings: list[Ending]) -> None:
     """One transaction for several steps' outcomes."""
     with transaction.atomic():
         labels = release_labels(pair for e in endings if (pair := e.reached_pair()) is not None)
-        kept = fenced(
-            endings, lambda ending: ending.execution.claim.update(**ending.fields(labels))
-        )
+        kept = fenced(endings, lambda ending: ending.fields(labels))
         _store_log_rows(kept, closing=True)
         timeline_append_all(by_incident([entry for e in kept for entry in e.entries()]))
         # Set before the commit, acted on after it (record returns once it is done).

@@ -8,12 +8,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import DataError
+from django.db import DataError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from incidents.models import TimelineEntry, TimelineKind
 from rollbacks.engine.backends import release_label, release_labels
-from rollbacks.engine.claims import OwnershipLost, claim_pending
+from rollbacks.engine.claims import OwnershipLost, claim_pending, update_claimed
 from rollbacks.engine.dispatch import InlineDispatcher
 from rollbacks.engine.execution import StepExecution
 from rollbacks.engine.shared_writes import SharedWrites, fenced
@@ -23,6 +24,8 @@ from tests.factories import ReleaseFactory, ServiceFactory
 from tests.rollbacks.engine_fixtures import parallel_run, step_ids
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+REACHED_MAX = 500  # Step.reached_version's max_length
 
 
 def _executions(commander: Any, kube: Any, *names: str) -> list[StepExecution]:
@@ -125,16 +128,84 @@ def test_release_labels_name_the_newest_release_by_artifact_or_version_else_the_
     )
 
 
-def test_a_shared_transaction_writes_its_steps_in_id_order(commander, kube) -> None:
+def test_a_shared_transaction_locks_its_steps_in_id_order_and_writes_them_at_once(
+    commander, kube
+) -> None:
     executions = _executions(commander, kube, "a", "b", "c")
-    written: list[int] = []
+    endings = [_ending(execution) for execution in reversed(executions)]
 
-    fenced(
-        [_ending(execution) for execution in reversed(executions)],
-        lambda ending: written.append(ending.execution.step.pk),
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        kept = fenced(endings, lambda ending: ending.fields({}))
+
+    assert [ending.execution.step.pk for ending in kept] == sorted(step_ids_of(executions))
+    lock, update = (query["sql"] for query in queries.captured_queries)
+    assert lock.endswith("ORDER BY 1 ASC FOR NO KEY UPDATE")  # 1: the id, all it selects
+    assert update.startswith(f'UPDATE "{Step._meta.db_table}"')
+    assert set(Step.objects.values_list("state", flat=True)) == {StepState.SUCCEEDED}
+
+
+def step_ids_of(executions: list[StepExecution]) -> list[int]:
+    return [execution.step.pk for execution in executions]
+
+
+def test_claimed_steps_written_together_each_get_their_own_values(commander, kube) -> None:
+    """Steps whose writes name different fields, with text of every script, markup and JSON
+    values: each row gets its own values, and each step in memory too."""
+    ok, failed, cancelled = _executions(commander, kube, "a", "b", "c")
+    detail = "回滚 <b>done</b> 🚀 שלום & 'quoted' \\ \t tab " + "x" * 4000
+    now = timezone.now()
+    facts = {"部署": {"image": "app:v1 ✓", "replicas": 3, "ready": True, "note": None}}
+    updates = [
+        (
+            ok.claim,
+            {
+                "apply_detail": detail,
+                "apply_facts": facts,
+                "apply_started_at": timezone.now(),
+                "applied_at": timezone.now(),
+                "reached_version": "版" * REACHED_MAX,
+            },
+        ),
+        (
+            failed.claim,
+            {"state": StepState.FAILED, "finished_at": now, "error": "مرحبا " + "é" * 490},
+        ),
+        (
+            cancelled.claim,
+            {"state": StepState.CANCELLED, "finished_at": now, "skip_reason": "<script>x</script>"},
+        ),
+    ]
+
+    with transaction.atomic():
+        written = update_claimed(updates)
+
+    assert written == set(step_ids_of([ok, failed, cancelled]))
+    rows = Step.objects.in_bulk(written)
+    assert rows[ok.step.pk].apply_detail == detail == ok.step.apply_detail
+    assert rows[ok.step.pk].apply_facts == facts
+    assert rows[ok.step.pk].reached_version == ok.step.reached_version
+    assert len(ok.step.reached_version) == REACHED_MAX
+    assert rows[ok.step.pk].state == StepState.RUNNING
+    assert (rows[failed.step.pk].state, rows[failed.step.pk].error) == (
+        StepState.FAILED,
+        "مرحبا " + "é" * 490,
     )
+    assert rows[cancelled.step.pk].skip_reason == "<script>x</script>"
+    assert failed.step.state == StepState.FAILED
 
-    assert written == sorted(written)
+
+def test_a_claim_taken_over_is_not_written_by_a_shared_update(commander, kube) -> None:
+    kept, taken = _executions(commander, kube, "a", "b")
+    Step.objects.filter(pk=taken.step.pk).update(claim_token="another-worker")
+
+    with transaction.atomic():
+        written = update_claimed(
+            [(claim, {"error": "written"}) for claim in (kept.claim, taken.claim)]
+        )
+
+    assert written == {kept.step.pk}
+    assert Step.objects.get(pk=taken.step.pk).error == ""
+    assert taken.step.error == ""
 
 
 def test_one_steps_bad_value_fails_only_that_step_of_a_shared_transaction(commander, kube) -> None:
