@@ -58,6 +58,9 @@ from rollbacks.models import RunState, Step, StepState
 
 logger = logging.getLogger(__name__)
 
+# How long a step's thread waits, as it ends, for the log flusher to store its last lines.
+_LOG_SETTLE_SECONDS = 5.0
+
 
 # -- executing a step ------------------------------------------------------------------------
 
@@ -316,6 +319,7 @@ def execute_claimed(
     """
     step_id = claim.step.pk
     heartbeats.register(claim.token, step_id, claim.step.deadline)
+    execution: StepExecution | None = None
     try:
         execution = StepExecution(claim, dispatcher, final_attempt)
         try:
@@ -343,6 +347,8 @@ def execute_claimed(
         return ""
     finally:
         heartbeats.unregister(claim.token)
+        if execution is not None and not execution.log_writer.settle(_LOG_SETTLE_SECONDS):
+            logger.warning("step %s ended with log lines not stored yet", step_id)
 
 
 def _backend_failure(execution: StepExecution, error: BackendError) -> str:

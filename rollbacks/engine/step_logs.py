@@ -1,22 +1,35 @@
 """A step's progress lines, on their way to StepLog rows and the room's live log.
 
-Lines are buffered and stored in batches (every 50 lines or 0.25 s), at most
-ROLLBACK_STEP_LOG_MAX_LINES per step; each stored batch is announced to the room
-(incidents.timeline.announce_log_lines).
+Lines are buffered per step, at most ROLLBACK_STEP_LOG_MAX_LINES per step. One thread per
+process (LogFlusher) stores the lines every step of the process has buffered, together:
+a quarter second after the first of them (at once when 50 wait for one step, or when the
+step records its apply or its outcome), in one INSERT, then announces each step's new lines
+to the room (incidents.timeline.announce_log_lines). It alone stores a step's lines, so they
+reach the database in the order of their numbers: the room reads a step's log after the
+last number it has seen.
+
+A step executed inside a transaction (inline, as in tests) stores its own lines from its
+thread, in that transaction (the flusher's connection could not see the step): every 0.25 s,
+and the rest with its apply or its outcome (rollbacks.engine.step_records).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
 from datetime import datetime
 
+from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from incidents.timeline import announce_log_lines
 from rollbacks import conf
 from rollbacks.models import Step, StepLog
+
+logger = logging.getLogger(__name__)
 
 # A longer line is cut; buffered lines are stored this many at a time, or this often.
 _LOG_LINE_MAX_CHARS = 2000
@@ -25,10 +38,11 @@ _LOG_FLUSH_SECONDS = 0.25
 
 
 class StepLogWriter:
-    """Collects a step's progress lines and stores them in batches.
+    """Collects a step's progress lines for storing in batches.
 
-    Backends may log from their own threads; lines are buffered under a lock and written
-    only by the thread that executes the step (it owns the database connection).
+    Backends may log from their own threads; lines are buffered under a lock. The process's
+    LogFlusher stores them, unless the writer was made inside a transaction: then only the
+    thread that executes the step writes them (it owns that transaction).
     """
 
     def __init__(
@@ -37,9 +51,14 @@ class StepLogWriter:
         self.step_id = step.pk
         self.incident_id = step.run.incident_id
         self._owner = owner or threading.current_thread()
-        self._lock = threading.Lock()
+        self._flushed = not transaction.get_connection().in_atomic_block
+        self._lock = threading.Condition()
         self._buffer: list[tuple[datetime, str]] = []
         self._last_flush: float | None = None  # monotonic; None until the first line
+        self._scheduled = False  # with the flusher, to be stored at its next round
+        self._taken: list[StepLog] | None = None  # being stored by the flusher
+        self._unstored: list[StepLog] = []  # numbered, not stored yet (the database was down)
+        self._closing = False  # the step ended: say how many lines were not kept
         # `first`: the step's first attempt, freshly claimed, so nothing is logged yet.
         # Otherwise the next number is read at the first write: earlier attempts logged.
         self._next_seq = 1 if first else 0
@@ -49,7 +68,8 @@ class StepLogWriter:
         self.last_line = ""
 
     def __call__(self, line: str) -> None:
-        text = str(line).rstrip("\n")
+        # PostgreSQL text holds no NUL character.
+        text = str(line).rstrip("\n").replace("\x00", "\ufffd")
         if len(text) > _LOG_LINE_MAX_CHARS:
             text = text[:_LOG_LINE_MAX_CHARS] + " …"
         with self._lock:
@@ -61,16 +81,23 @@ class StepLogWriter:
             self._buffer.append((timezone.now(), text))
             self.count += 1
             self.last_line = text
-        self.flush_if_due()
+            many = len(self._buffer) >= _LOG_FLUSH_LINES
+        if self._flushed:
+            self._schedule(urgent=many)
+        else:
+            self.flush_if_due()
 
     def flush(self) -> None:
-        """Store the buffered lines (call from the owning thread)."""
+        """Store the buffered lines now (with a flusher: have it store them soon)."""
         self._store(self.take_rows())
 
     def flush_if_due(self) -> None:
-        """Store the buffered lines if enough are waiting or the last store is long enough
-        ago (each new line asks; so do waits between polls, since a wait whose progress does
-        not change logs nothing more, and its lines must not wait for the step's end)."""
+        """Without a flusher: store the buffered lines if enough are waiting or the last
+        store is long enough ago (each new line asks; so do waits between polls, since a
+        wait whose progress does not change logs nothing more, and its lines must not wait
+        for the step's end). With one, the flusher stores them in time."""
+        if self._flushed:
+            return
         with self._lock:
             due = bool(self._buffer) and (
                 len(self._buffer) >= _LOG_FLUSH_LINES
@@ -86,35 +113,190 @@ class StepLogWriter:
 
     def closing_rows(self) -> list[StepLog]:
         """What close() stores, for a caller that stores it with other steps' rows (then
-        announce_log_lines after the commit)."""
-        rows = self.take_rows()
-        if self.dropped:
-            line = f"… {self.dropped} more line(s) not kept (limit {self._limit} per step)"
-            rows.append(StepLog(step_id=self.step_id, seq=self._next_seq, line=line))
-            self._next_seq += 1
-            self.dropped = 0
-        return rows
+        announce_log_lines after the commit): the lines not stored yet, and how many were
+        not kept. With a flusher, nothing: it stores them at once."""
+        with self._lock:
+            self._closing = True
+        return self.take_rows()
 
     def take_rows(self) -> list[StepLog]:
-        """The buffered lines as numbered rows, not stored yet."""
-        with self._lock:
-            pending, self._buffer = self._buffer, []
-            self._last_flush = time.monotonic()
-        if not pending:
+        """The lines not stored yet as numbered rows, for the caller to store. With a
+        flusher, nothing: it alone stores a step's rows (so they reach the database in the
+        order of their numbers, as the room reads them), and is asked to store them at its
+        next round."""
+        if self._flushed:
+            self._schedule(urgent=False)
             return []
-        if not self._next_seq:
+        with self._lock:
+            return self._number()
+
+    def settle(self, timeout: float) -> bool:
+        """With a flusher: have it store this step's lines at once, and wait (at most
+        `timeout` seconds) until it has; False if it has not. A step's thread does so as
+        it ends, so that a worker stopping right after loses no line."""
+        if not self._flushed:
+            return True
+        self._schedule(urgent=True)
+        with self._lock:
+            return self._lock.wait_for(
+                lambda: not (self._buffer or self._unstored or self._taken is not None),
+                timeout,
+            )
+
+    def _schedule(self, *, urgent: bool) -> None:
+        """Have the flusher store what waits (`urgent`: at once)."""
+        with self._lock:
+            waiting = bool(self._buffer or self._unstored or (self._closing and self.dropped))
+            ask = waiting and (urgent or not self._scheduled)
+            self._scheduled = self._scheduled or ask
+        if ask:
+            log_flusher.schedule(self, urgent=urgent)
+
+    def taken_by_flusher(self) -> list[StepLog]:
+        """The rows for the flusher to store, its until it says stored()."""
+        with self._lock:
+            self._scheduled = False
+            self._taken = self._number()
+            return self._taken
+
+    def stored(self, error: Exception | None = None) -> bool:
+        """The flusher is done with what it took: stored, or not because of `error`. Rows
+        the database could not take for want of a connection are kept for the next
+        round; returns True when they are. Other failures drop them (and are logged)."""
+        with self._lock:
+            rows, self._taken = self._taken or [], None
+            kept = error is not None and isinstance(error, OperationalError | InterfaceError)
+            if kept:
+                self._unstored = rows + self._unstored
+                self._scheduled = True
+            elif error is not None:
+                self.dropped += len(rows)
+            self._lock.notify_all()
+        if error is not None and not kept:
+            logger.error(
+                "%d log line(s) of step %s could not be stored",
+                len(rows),
+                self.step_id,
+                exc_info=error,
+            )
+        return kept
+
+    def _number(self) -> list[StepLog]:
+        """The buffered lines as numbered rows after those not stored yet, and once the
+        step closes, how many lines were not kept (with the lock)."""
+        pending, self._buffer = self._buffer, []
+        self._last_flush = time.monotonic()
+        rows, self._unstored = self._unstored, []
+        if pending and not self._next_seq:
             top = StepLog.objects.filter(step_id=self.step_id).aggregate(top=Max("seq"))["top"]
             self._next_seq = (top or 0) + 1
-        rows = []
         for at, text in pending:
             if self._next_seq > self._limit:
                 self.dropped += 1
                 continue
             rows.append(StepLog(step_id=self.step_id, seq=self._next_seq, at=at, line=text))
             self._next_seq += 1
+        if self._closing and self.dropped:
+            line = f"… {self.dropped} more line(s) not kept (limit {self._limit} per step)"
+            rows.append(StepLog(step_id=self.step_id, seq=self._next_seq, line=line))
+            self._next_seq += 1
+            self.dropped = 0
         return rows
 
     def _store(self, rows: list[StepLog]) -> None:
         if rows:
             StepLog.objects.bulk_create(rows)
             announce_log_lines(self.incident_id, self.step_id)
+
+
+class LogFlusher:
+    """One thread per process storing the log lines of every step the process runs.
+
+    Steps of a group poll their rollouts side by side, each logging a line now and then;
+    storing each step's lines on its own cost an INSERT and a commit per line or two, on
+    the worker and on PostgreSQL, while the group's other steps waited for the CPU. Here
+    they share one INSERT a quarter second."""
+
+    def __init__(self) -> None:
+        self.forget_parent()
+
+    def forget_parent(self) -> None:
+        """In a forked child: the parent's thread and lock did not come along."""
+        self._lock = threading.Lock()
+        self._due: dict[int, StepLogWriter] = {}
+        self._wake = threading.Event()
+        self._urgent = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def schedule(self, writer: StepLogWriter, *, urgent: bool = False) -> None:
+        """Store `writer`'s lines at the next round (`urgent`: without waiting for company);
+        starts the thread if needed."""
+        with self._lock:
+            self._due[id(writer)] = writer
+            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._run, name="rollback-step-logs", daemon=True
+                )
+                self._thread.start()
+        if urgent:
+            self._urgent.set()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._urgent.wait(_LOG_FLUSH_SECONDS)  # lines due together go together
+            self._wake.clear()
+            self._urgent.clear()
+            with self._lock:
+                writers, self._due = list(self._due.values()), {}
+            try:
+                self.store(writers)
+            except Exception:  # never the thread's end: the next round tries again
+                logger.exception("storing step log lines failed")
+            finally:
+                connections.close_all()  # an idle thread holds no connection
+
+    def store(self, writers: list[StepLogWriter]) -> None:
+        """Store what `writers` buffered: in one transaction, or, should that fail, each
+        step's in one of its own, so that one step's bad row stays its own."""
+        taken = [(writer, writer.taken_by_flusher()) for writer in writers]
+        try:
+            _insert(taken)
+            errors: dict[int, Exception | None] = {}
+        except DatabaseError as error:
+            errors = {id(writer): error for writer, _ in taken}
+            if len(taken) > 1 and not isinstance(error, OperationalError | InterfaceError):
+                for writer, rows in taken:
+                    try:
+                        _insert([(writer, rows)])
+                        errors[id(writer)] = None
+                    except DatabaseError as own:
+                        errors[id(writer)] = own
+        retry = False
+        for writer, _ in taken:
+            retry = writer.stored(errors.get(id(writer))) or retry
+        if retry:
+            logger.warning("step log lines not stored (database unavailable); retrying")
+            with self._lock:
+                self._due.update({id(writer): writer for writer, _ in taken})
+            time.sleep(_LOG_FLUSH_SECONDS)  # before the next round: no tight retry loop
+            self._wake.set()
+
+
+def _insert(taken: list[tuple[StepLogWriter, list[StepLog]]]) -> None:
+    rows = [row for _, own in taken for row in own]
+    if not rows:
+        return
+    with transaction.atomic():
+        StepLog.objects.bulk_create(rows)
+        for writer, own in taken:
+            if own:
+                announce_log_lines(writer.incident_id, writer.step_id)
+
+
+# This process's log flusher: every StepLogWriter made outside a transaction hands it lines.
+log_flusher = LogFlusher()
+os.register_at_fork(after_in_child=log_flusher.forget_parent)
