@@ -7,6 +7,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from datetime import datetime
+from typing import Any
 
 from bench.rollback_parallel import Arrivals
 
@@ -59,3 +60,30 @@ def print_milestones(engine: dict[str, list[float]], direct: dict[str, list[floa
             for found in (engine, direct)
         ]
         print(f"  {name:18s}   {cells[0]}       {cells[1]}")
+
+
+def print_rounds(measured: list[dict[str, Any]]) -> None:
+    """Each round's wall times, and when its engine steps were claimed, sent their first
+    request and their patch, saw their rollout complete and finished, and when its runs
+    finished (p50/last, in ms after the confirmations)."""
+    print(
+        "  each round: wall s (engine, direct, per run); engine p50/last ms: claimed, first "
+        "request, patch, last poll, step finished, run finished"
+    )
+    for number, figures in enumerate(measured, start=1):
+        engine = figures["engine"]["milestones"]
+        cells = [
+            f"{statistics.median(engine[name]):5.0f}/{max(engine[name]):5.0f}"
+            for name in (
+                "claimed",
+                "first request",
+                "patch",
+                "last poll",
+                "step finished",
+                "run finished",
+            )
+        ]
+        walls = [figures[path]["wall"] for path in ("engine", "direct", "per run")]
+        print(
+            f"  {number:3d}   {walls[0]:5.2f} {walls[1]:5.2f} {walls[2]:5.2f}   " + " ".join(cells)
+        )

@@ -101,6 +101,7 @@ from bench.measures import percentiles  # noqa: E402
 from bench.milestones import (  # noqa: E402
     ms_after,
     print_milestones,
+    print_rounds,
     request_milestones,
     requests_by_namespace,
 )
@@ -200,7 +201,8 @@ class EngineRounds:
 def confirm_runs(commander_id: int, timeout: float, run_ids: list[int]) -> None:
     """The commanders' side (run as a child process: `--confirm USER TIMEOUT RUN...`): a
     thread per run, each with its database connection open, as in a web process that has
-    served before; "ready" once they are, and on a line from the bench every run is
+    served before (its backends loaded, and its broker connections in Celery's pool);
+    "ready" once they are, and on a line from the bench every run is
     confirmed at the same instant. Then it reads the runs every 10 ms and prints the instant
     (time.time()) it saw the last one finished."""
     import django
@@ -210,10 +212,13 @@ def confirm_runs(commander_id: int, timeout: float, run_ids: list[int]) -> None:
     from django.db import connections
 
     import rollbacks.services
+    from console.celery import app
+    from rollbacks.engine.backends import warm_up
     from rollbacks.models import RUN_FINISHED_STATES, Run
 
     commander = get_user_model().objects.get(pk=commander_id)
     runs = list(Run.objects.filter(pk__in=run_ids))
+    warm_up()  # the backends a web process has loaded once it has shown a plan
     words = {run.pk: run.expected_confirmation() for run in runs}
     finished = Run.objects.filter(pk__in=run_ids, state__in=RUN_FINISHED_STATES)
     warm, go = threading.Barrier(len(runs) + 1), threading.Barrier(len(runs) + 1)
@@ -221,6 +226,8 @@ def confirm_runs(commander_id: int, timeout: float, run_ids: list[int]) -> None:
     def confirm(run: Any) -> None:
         try:
             Run.objects.filter(pk=run.pk).exists()
+            with app.producer_or_acquire() as producer:  # a broker connection in the pool
+                producer.connection.ensure_connection()
             warm.wait()
             go.wait()
             rollbacks.services.run_confirm_and_start(
@@ -499,6 +506,7 @@ def bench(options: argparse.Namespace, server_url: str) -> int:
         print_milestones(
             measured[middle]["engine"]["milestones"], measured[middle]["direct"]["milestones"]
         )
+        print_rounds(measured)
         print(f"Enqueue → first API call, {len(served_after)} steps ({len(ratios)} rounds):")
         print(f"  served by the API              {percentiles(served_after)}")
         print(f"  step claimed by the worker     {percentiles(claimed_after)}")
