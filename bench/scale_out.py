@@ -2,7 +2,7 @@
 Celery worker processes; then the same rollbacks made with direct kubernetes-client calls.
 
     .venv/bin/python bench/scale_out.py [--incidents 10] [--deployments 20] [--rounds 5]
-        [--standin-priority 10]
+        [--warm-ups 1] [--standin-priority 10]
 
 What it starts and stops itself: the Kubernetes API stand-in (in this process, so it can
 note every request it serves), a PostgreSQL database of its own (`backout_bench_scale`,
@@ -30,8 +30,8 @@ everyone using it; it says so when it does.
 First, unmeasured, one run per incident of as many steps as the measured runs have, so
 that every pool process has imported what it needs and opened as many connections as its
 message's steps use, as in workers that have served a group that size lately (a pool gives
-back one idle connection a minute). Then each of `--rounds` rounds (5) runs, one after
-the other:
+back one idle connection a minute); `--warm-ups` such rounds (1). Then each of `--rounds`
+rounds (5) runs, one after the other:
 
 - Engine: `--incidents` runs (one per incident) of `--deployments` steps in one parallel
   group (undo to the previous revision), drafted and approved beforehand, all confirmed at
@@ -298,14 +298,22 @@ def bench(options: argparse.Namespace, server_url: str) -> int:
         return [[f"{path}{r}-{i:02d}-{d:02d}" for d in range(per_run)] for i in range(incidents)]
 
     engine_ns = [names("engine", r) for r in rounds]
-    warm_ns = [[f"warm-{i:02d}-{d}" for d in range(per_run)] for i in range(incidents)]
+    warm_ns = [
+        [[f"warm{w}-{i:02d}-{d}" for d in range(per_run)] for i in range(incidents)]
+        for w in range(options.warm_ups)
+    ]
     direct_ns = [[ns for run in names("direct", r) for ns in run] for r in rounds]
     per_run_ns = [names("perrun", r) for r in rounds]
     every_engine = [ns for r in engine_ns for run in r for ns in run]
     every_direct = [ns for r in direct_ns for ns in r]
     every_per_run = [ns for r in per_run_ns for run in r for ns in run]
 
-    seeded = every_engine + every_direct + every_per_run + [ns for run in warm_ns for ns in run]
+    seeded = (
+        every_engine
+        + every_direct
+        + every_per_run
+        + [ns for w in warm_ns for run in w for ns in run]
+    )
 
     arrivals = Arrivals()
     instrument_standin(arrivals)
@@ -363,7 +371,7 @@ def bench(options: argparse.Namespace, server_url: str) -> int:
         call_command("migrate", verbosity=0)
         engine = EngineRounds(incidents)
         runs = [engine.approved_runs(engine_ns[r]) for r in rounds]
-        warm_runs = engine.approved_runs(warm_ns)
+        warm_runs = [engine.approved_runs(w) for w in warm_ns]
 
         print(
             f"Starting 2 Celery workers on the steps queue, {options.concurrency} pool "
@@ -374,8 +382,9 @@ def bench(options: argparse.Namespace, server_url: str) -> int:
         sessions = {member.process.pid for member in cluster.workers}
         # As workers that have served before: every pool process with its imports done and
         # connections open. Not measured.
-        print(f"Warm-up: {incidents} runs of {per_run} steps…", flush=True)
-        engine.execute(warm_runs, options.timeout)
+        for warm in warm_runs:
+            print(f"Warm-up: {incidents} runs of {per_run} steps…", flush=True)
+            engine.execute(warm, options.timeout)
 
         measured: list[dict[str, Any]] = []
         served_after: list[float] = []
@@ -546,6 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--incidents", type=int, default=10, help="runs, one per incident")
     parser.add_argument("--deployments", type=int, default=20, help="steps per run")
     parser.add_argument("--rounds", type=int, default=5, help="engine/direct pairs")
+    parser.add_argument("--warm-ups", type=int, default=1, help="unmeasured engine rounds first")
     parser.add_argument("--status-delay", type=float, default=1.0, help="seconds per rollout")
     parser.add_argument("--poll", type=float, default=0.25, help="rollout poll, both paths")
     parser.add_argument("--concurrency", type=int, help="pool processes per worker")
