@@ -1,11 +1,17 @@
-"""Figures the benches compute from what they observed: latency percentiles and the CPU
-time of the processes involved."""
+"""Figures the benches compute from what they observed: latency percentiles, the CPU
+time of the processes involved, and what a phase of a bench cost."""
 
 from __future__ import annotations
 
+import gc
 import os
 import statistics
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench.rollback_parallel import Arrivals
 
 
 def percentiles(values: list[float]) -> str:
@@ -49,3 +55,37 @@ def process_cpu(
         earlier = before.get(pid)
         total[kind] += used - (earlier[1] if earlier and earlier[0] == kind else 0.0)
     return total
+
+
+class Phase:
+    """What one phase cost: wall time, requests the stand-in served, and the CPU seconds
+    of the stand-in (this process), the client side (the worker, or the direct process),
+    PostgreSQL and Redis.
+
+    This process's garbage collector runs before a phase, not during it: what the rounds
+    leave behind (each rollback's new ReplicaSets and pods, the request log) grew until a
+    full collection paused the stand-in for up to 1.4 s in the middle of a phase, of
+    either path at random, and doubled that round's wall time."""
+
+    def __init__(self, arrivals: Arrivals, sessions: set[int]) -> None:
+        gc.collect()
+        gc.freeze()  # what survives is the store: no collection need scan it again
+        gc.disable()
+        self.arrivals, self.sessions = arrivals, sessions
+        self.requests = len(arrivals.seen)
+        self.standin = time.process_time()
+        self.processes = process_times(sessions)
+        self.started = time.monotonic()
+
+    def end(self, client_cpu: float | None = None) -> dict[str, float]:
+        """The phase's figures; `client_cpu` when the client reported its own."""
+        gc.enable()
+        used = process_cpu(self.sessions, since=self.processes)
+        if client_cpu is not None:
+            used["client"] = client_cpu
+        return {
+            "wall": time.monotonic() - self.started,
+            "requests": len(self.arrivals.seen) - self.requests,
+            "standin": time.process_time() - self.standin,
+            **used,
+        }

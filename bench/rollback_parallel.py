@@ -71,7 +71,7 @@ from bench.common import (  # noqa: E402
     postgres_server_url,
     recreate_database,
 )
-from bench.measures import percentiles, process_cpu, process_times  # noqa: E402
+from bench.measures import Phase, percentiles  # noqa: E402
 
 REVISION = "deployment.kubernetes.io/revision"
 HASH_LABEL = "pod-template-hash"
@@ -155,40 +155,6 @@ def run_direct(
 
 
 # -- measuring -------------------------------------------------------------------------------
-
-
-class Phase:
-    """What one phase cost: wall time, requests the stand-in served, and the CPU seconds
-    of the stand-in (this process), the client side (the worker, or the direct process),
-    PostgreSQL and Redis.
-
-    This process's garbage collector runs before a phase, not during it: what the rounds
-    leave behind (each rollback's new ReplicaSets and pods, the request log) grew until a
-    full collection paused the stand-in for up to 1.4 s in the middle of a phase, of
-    either path at random, and doubled that round's wall time."""
-
-    def __init__(self, arrivals: Arrivals, sessions: set[int]) -> None:
-        gc.collect()
-        gc.freeze()  # what survives is the store: no collection need scan it again
-        gc.disable()
-        self.arrivals, self.sessions = arrivals, sessions
-        self.requests = len(arrivals.seen)
-        self.standin = time.process_time()
-        self.processes = process_times(sessions)
-        self.started = time.monotonic()
-
-    def end(self, client_cpu: float | None = None) -> dict[str, float]:
-        """The phase's figures; `client_cpu` when the client reported its own."""
-        gc.enable()
-        used = process_cpu(self.sessions, since=self.processes)
-        if client_cpu is not None:
-            used["client"] = client_cpu
-        return {
-            "wall": time.monotonic() - self.started,
-            "requests": len(self.arrivals.seen) - self.requests,
-            "standin": time.process_time() - self.standin,
-            **used,
-        }
 
 
 class Arrivals:
