@@ -264,14 +264,14 @@ class LogFlusher:
         step's in one of its own, so that one step's bad row stays its own."""
         taken = [(writer, writer.taken_by_flusher()) for writer in writers]
         try:
-            _insert(taken)
+            insert_rows(taken)
             errors: dict[int, Exception | None] = {}
         except DatabaseError as error:
             errors = {id(writer): error for writer, _ in taken}
             if len(taken) > 1 and not isinstance(error, OperationalError | InterfaceError):
                 for writer, rows in taken:
                     try:
-                        _insert([(writer, rows)])
+                        insert_rows([(writer, rows)])
                         errors[id(writer)] = None
                     except DatabaseError as own:
                         errors[id(writer)] = own
@@ -286,7 +286,9 @@ class LogFlusher:
             self._wake.set()
 
 
-def _insert(taken: list[tuple[StepLogWriter, list[StepLog]]]) -> None:
+def insert_rows(taken: list[tuple[StepLogWriter, list[StepLog]]]) -> None:
+    """Store several steps' rows in one INSERT, in a transaction of its own, and announce
+    each step's new lines after the commit."""
     rows = [row for _, own in taken for row in own]
     if not rows:
         return

@@ -114,13 +114,13 @@ def _wait_for(condition: Any, seconds: float = 5.0) -> None:
 def inserts(monkeypatch) -> list[list[int]]:
     """The step ids of each INSERT the flusher makes."""
     made: list[list[int]] = []
-    real = step_logs._insert  # noqa: SLF001
+    real = step_logs.insert_rows
 
     def counted(taken: Any) -> None:
         real(taken)
         made.append(sorted(writer.step_id for writer, rows in taken if rows))
 
-    monkeypatch.setattr(step_logs, "_insert", counted)
+    monkeypatch.setattr(step_logs, "insert_rows", counted)
     return made
 
 
