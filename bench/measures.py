@@ -8,10 +8,6 @@ import os
 import statistics
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from bench.rollback_parallel import Arrivals
 
 
 def percentiles(values: list[float]) -> str:
@@ -55,6 +51,20 @@ def process_cpu(
         earlier = before.get(pid)
         total[kind] += used - (earlier[1] if earlier and earlier[0] == kind else 0.0)
     return total
+
+
+class Arrivals:
+    """Every request the stand-in receives: (wall time, method, path)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, str, str]] = []
+
+    def first(self, prefix: str, since: float) -> float:
+        return min(at for at, _, path in self.seen if path.startswith(prefix) and at >= since)
+
+    def of_namespace(self, namespace: str, since: float) -> list[tuple[float, str, str]]:
+        part = f"/namespaces/{namespace}/"
+        return [seen for seen in self.seen if part in seen[2] and seen[0] >= since]
 
 
 class Phase:

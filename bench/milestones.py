@@ -9,7 +9,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from bench.rollback_parallel import Arrivals
+from bench.measures import Arrivals
 
 
 def ms_after(instant: datetime | None, since: float) -> float:

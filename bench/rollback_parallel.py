@@ -71,7 +71,7 @@ from bench.common import (  # noqa: E402
     postgres_server_url,
     recreate_database,
 )
-from bench.measures import Phase, percentiles  # noqa: E402
+from bench.measures import Arrivals, Phase, percentiles  # noqa: E402
 
 REVISION = "deployment.kubernetes.io/revision"
 HASH_LABEL = "pod-template-hash"
@@ -155,20 +155,6 @@ def run_direct(
 
 
 # -- measuring -------------------------------------------------------------------------------
-
-
-class Arrivals:
-    """Every request the stand-in receives: (wall time, method, path)."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[float, str, str]] = []
-
-    def first(self, prefix: str, since: float) -> float:
-        return min(at for at, _, path in self.seen if path.startswith(prefix) and at >= since)
-
-    def of_namespace(self, namespace: str, since: float) -> list[tuple[float, str, str]]:
-        part = f"/namespaces/{namespace}/"
-        return [seen for seen in self.seen if part in seen[2] and seen[0] >= since]
 
 
 def instrument_standin(arrivals: Arrivals) -> None:

@@ -97,7 +97,7 @@ from bench.common import (  # noqa: E402
     recreate_database,
 )
 from bench.direct_paths import direct, direct_per_run  # noqa: E402
-from bench.measures import Phase, percentiles  # noqa: E402
+from bench.measures import Arrivals, Phase, percentiles  # noqa: E402
 from bench.milestones import (  # noqa: E402
     ms_after,
     print_milestones,
@@ -105,7 +105,7 @@ from bench.milestones import (  # noqa: E402
     request_milestones,
     requests_by_namespace,
 )
-from bench.rollback_parallel import Arrivals, instrument_standin  # noqa: E402
+from bench.rollback_parallel import instrument_standin  # noqa: E402
 
 TARGET_RATIO = 1.3
 STEPS_PER_MESSAGE = 25  # ROLLBACK_STEPS_PER_MESSAGE, the console's default
