@@ -139,7 +139,14 @@ class StepLogWriter:
         self._schedule(urgent=True)
         with self._lock:
             return self._lock.wait_for(
-                lambda: not (self._buffer or self._unstored or self._taken is not None),
+                lambda: (
+                    not (
+                        self._buffer
+                        or self._unstored
+                        or self._taken is not None
+                        or (self._closing and self.dropped)
+                    )
+                ),
                 timeout,
             )
 
@@ -184,12 +191,12 @@ class StepLogWriter:
     def _number(self) -> list[StepLog]:
         """The buffered lines as numbered rows after those not stored yet, and once the
         step closes, how many lines were not kept (with the lock)."""
+        if self._buffer and not self._next_seq:  # read first: should it fail, nothing is taken
+            top = StepLog.objects.filter(step_id=self.step_id).aggregate(top=Max("seq"))["top"]
+            self._next_seq = (top or 0) + 1
         pending, self._buffer = self._buffer, []
         self._last_flush = time.monotonic()
         rows, self._unstored = self._unstored, []
-        if pending and not self._next_seq:
-            top = StepLog.objects.filter(step_id=self.step_id).aggregate(top=Max("seq"))["top"]
-            self._next_seq = (top or 0) + 1
         for at, text in pending:
             if self._next_seq > self._limit:
                 self.dropped += 1
@@ -262,7 +269,12 @@ class LogFlusher:
     def store(self, writers: list[StepLogWriter]) -> None:
         """Store what `writers` buffered: in one transaction, or, should that fail, each
         step's in one of its own, so that one step's bad row stays its own."""
-        taken = [(writer, writer.taken_by_flusher()) for writer in writers]
+        taken, untaken = [], []
+        for writer in writers:
+            try:
+                taken.append((writer, writer.taken_by_flusher()))
+            except DatabaseError:  # numbering read the database: the lines stay buffered
+                untaken.append(writer)
         try:
             insert_rows(taken)
             errors: dict[int, Exception | None] = {}
@@ -275,13 +287,14 @@ class LogFlusher:
                         errors[id(writer)] = None
                     except DatabaseError as own:
                         errors[id(writer)] = own
-        retry = False
+        kept = list(untaken)
         for writer, _ in taken:
-            retry = writer.stored(errors.get(id(writer))) or retry
-        if retry:
+            if writer.stored(errors.get(id(writer))):
+                kept.append(writer)
+        if kept:
             logger.warning("step log lines not stored (database unavailable); retrying")
             with self._lock:
-                self._due.update({id(writer): writer for writer, _ in taken})
+                self._due.update({id(writer): writer for writer in kept})
             time.sleep(_LOG_FLUSH_SECONDS)  # before the next round: no tight retry loop
             self._wake.set()
 

@@ -206,3 +206,28 @@ def test_inside_a_transaction_a_step_stores_its_own_lines_with_its_outcome() -> 
 
     assert [row.line for row in rows] == ["rolled out"]
     assert writer.settle(0.0)  # nothing for a flusher to do
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_read_of_the_next_number_keeps_every_steps_lines(monkeypatch) -> None:
+    """A retried step's writer reads its next number from the database: should that read
+    fail, its lines stay buffered and the round's other steps are stored all the same."""
+    resumed, fresh = _flushed_writers(2)
+    resumed._next_seq = 0  # noqa: SLF001  (as for a retried attempt: read at the first write)
+    real = StepLog.objects.filter
+    failed: list[int] = []
+
+    def down_once(*args: Any, **kwargs: Any) -> Any:
+        if not failed:
+            failed.append(1)
+            raise OperationalError("the database system is starting up")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(StepLog.objects, "filter", down_once)
+    resumed("resumed line")
+    fresh("fresh line")
+
+    assert resumed.settle(5.0) and fresh.settle(5.0)
+    assert failed == [1]
+    assert _stored(resumed) == ["resumed line"]
+    assert _stored(fresh) == ["fresh line"]
