@@ -145,8 +145,8 @@ class StepExecution:
         if began is not None:
             target = replace(target, params={**target.params, "rollout_since": began.isoformat()})
         backend.wait(target, deadline=self.monotonic_deadline(), log=self.log_writer)
-        # The settled line is stored with the outcome, a few milliseconds on: a write of
-        # its own here would come just when a whole group settles and checks at once.
+        # The settled line goes with the outcome's entry; the log line itself is stored by
+        # the process's log flusher (rollbacks.engine.step_logs), with other steps' lines.
         settled = self.log_writer.last_line
         results = backend.checks(target)
         reached = self.live_version(backend)
@@ -242,8 +242,9 @@ class StepExecution:
         """Record the outcome with its timeline entries, then ask the run to advance.
 
         Steps of this process that finish at the same moment share one transaction (see
-        rollbacks.engine.shared_writes): each row is still written through its own
-        claim-fenced UPDATE, without locking the run, so a group's steps finish side by side.
+        rollbacks.engine.shared_writes): each row is still fenced by its own claim
+        (rollbacks.engine.claims.update_claimed), without locking the run, so a group's
+        steps finish side by side.
         """
         ending = Ending(
             self,

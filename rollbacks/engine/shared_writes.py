@@ -55,8 +55,9 @@ class SharedWrites[P: Pending]:
     all that are waiting; steps arriving meanwhile wait for the next transaction, which
     the first of them writes. No step waits for a timer: one alone commits at once.
 
-    Each row is still written through its step's claim-fenced UPDATE: a step another
-    worker took over loses only its own write (and log lines), not its neighbours'. A
+    Each row is still fenced by its step's claim (one UPDATE for the batch, checking each
+    row's token): a step another worker took over loses only its own write, not its
+    neighbours'. A
     transaction that fails is written again one step at a time, so that one step's error
     stays its own. A thread interrupted while it waits (a time limit) leaves the queue, and
     one interrupted while it writes for others leaves them to the next of them.

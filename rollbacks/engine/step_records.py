@@ -142,7 +142,8 @@ class Ending(Pending):
 
 
 def _store_log_rows(pendings: Iterable[Pending], *, closing: bool) -> None:
-    """Several steps' buffered log lines in one INSERT (in the caller's transaction)."""
+    """Several steps' buffered log lines in one INSERT (in the caller's transaction): only
+    writers made inside a transaction hand rows over; the others' go to the log flusher."""
     rows: list[StepLog] = []
     for pending in pendings:
         writer = pending.execution.log_writer
