@@ -21,8 +21,8 @@ carry the metadata `backout-restored-from` (the version id), which the compariso
 Then, with a `distribution_id`, apply invalidates `/<prefix>*` (or `invalidation_path`) with a
 caller reference made of the step's draft stamp and the restore point, so a retried apply
 finds the invalidation it made instead of making another, and `wait` and the checks find it
-the same way. moto answers an invalidation's status as `COMPLETED` where AWS says
-`Completed`: compared case-insensitively.
+the same way. AWS spells a finished invalidation's status `Completed`; some moto releases
+answer `COMPLETED`: compared case-insensitively.
 
 `live_version` is a digest of the prefix's current keys and ETags (`12 objects · content
 3f2a…`), not of the version ids: a restore writes new version ids, but restoring a build

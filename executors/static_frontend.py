@@ -16,8 +16,8 @@ live_version trusts the marker while the live index still has the ETag it record
 (a deploy that bypassed Backout) it looks for the release whose index has the live index's
 ETag.
 
-CloudFront: moto answers an invalidation's status as `COMPLETED` where AWS says `Completed`,
-so the wait compares case-insensitively and does not use boto3's waiter.
+CloudFront: AWS spells a finished invalidation's status `Completed` and some moto releases
+`COMPLETED`, so the wait compares case-insensitively and does not use boto3's waiter.
 
 Errors: throttling, 5xx, timeouts and unreachable endpoints raise a retryable BackendError;
 everything else is permanent. A missing bucket, distribution or release is a ConfigError.

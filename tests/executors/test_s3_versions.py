@@ -261,13 +261,43 @@ def test_an_unversioned_bucket_is_refused_before_anything_is_written(aws, s3, co
     assert s3.get_object(Bucket="plain-web", Key="site/index.html")["Body"].read() == b"x"
 
 
-def test_wait_accepts_motos_uppercase_completed(backend, builds):
-    result = backend.apply(at(builds))
+def test_wait_ends_once_moto_reports_the_invalidation_completed(backend, builds):
+    # moto has spelt the status both `COMPLETED` and `Completed` across releases.
+    invalidation_id = backend.apply(at(builds)).facts["invalidation_id"]
     lines: list[str] = []
 
     backend.wait(at(builds), deadline=time.monotonic() + 5, log=lines.append)
 
-    assert lines == [f"invalidation {result.facts['invalidation_id']}: COMPLETED"]
+    assert [line.casefold() for line in lines] == [
+        f"invalidation {invalidation_id}: completed".casefold()
+    ]
+
+
+@pytest.mark.parametrize("status", ["Completed", "COMPLETED"])
+def test_wait_accepts_completed_in_either_case(
+    backend, builds, cloudfront, distribution_id, status
+):
+    invalidation_id = backend.apply(at(builds)).facts["invalidation_id"]
+    made = cloudfront.get_invalidation(DistributionId=distribution_id, Id=invalidation_id)
+    summary = {
+        "Id": invalidation_id,
+        "CreateTime": made["Invalidation"]["CreateTime"],
+        "Status": status,
+    }
+    listing = {"Marker": "", "MaxItems": 100, "IsTruncated": False, "Quantity": 1}
+    answer = {**made["Invalidation"], "Status": status}
+    lines: list[str] = []
+
+    with Stubber(backend.cloudfront) as stub:
+        stub.add_response(
+            "list_invalidations", {"InvalidationList": {**listing, "Items": [summary]}}
+        )
+        # One read to match the restore's caller reference, one for the status.
+        for _ in range(2):
+            stub.add_response("get_invalidation", {"Invalidation": answer})
+        backend.wait(at(builds), deadline=time.monotonic() + 5, log=lines.append)
+
+    assert lines == [f"invalidation {invalidation_id}: {status}"]
 
 
 def test_wait_raises_deadline_exceeded_while_the_invalidation_is_in_progress(

@@ -177,13 +177,38 @@ def test_multipart_release_objects_are_not_copied_again(backend, s3):
     assert s3.head_object(Bucket="site-live", Key="bundle.js")["ContentType"] == "text/javascript"
 
 
-def test_wait_accepts_motos_uppercase_completed_status(backend):
-    result = backend.apply(V1)
+def test_wait_ends_once_moto_reports_the_invalidation_completed(backend):
+    # moto has spelt the status both `COMPLETED` and `Completed` across releases.
+    invalidation_id = backend.apply(V1).facts["invalidation_id"]
     lines: list[str] = []
 
     backend.wait(V1, deadline=time.monotonic() + 5, log=lines.append)
 
-    assert lines == [f"invalidation {result.facts['invalidation_id']}: COMPLETED"]
+    assert [line.casefold() for line in lines] == [
+        f"invalidation {invalidation_id}: completed".casefold()
+    ]
+
+
+@pytest.mark.parametrize("status", ["Completed", "COMPLETED"])
+def test_wait_and_checks_accept_completed_in_either_case(backend, status):
+    invalidation_id = backend.apply(V1).facts["invalidation_id"]
+    answer = {"Invalidation": {**invalidation_of(backend, invalidation_id), "Status": status}}
+    lines: list[str] = []
+
+    with Stubber(backend.cloudfront) as stub:
+        stub.add_response("get_invalidation", answer)
+        stub.add_response("get_invalidation", answer)
+        backend.wait(V1, deadline=time.monotonic() + 5, log=lines.append)
+        checks = {check.name: check.status for check in backend.checks(V1)}
+
+    assert lines == [f"invalidation {invalidation_id}: {status}"]
+    assert checks["invalidation completed"] == CheckStatus.PASSED
+
+
+def invalidation_of(backend, invalidation_id: str) -> dict:
+    return backend.cloudfront.get_invalidation(
+        DistributionId=backend.config["distribution_id"], Id=invalidation_id
+    )["Invalidation"]
 
 
 def test_wait_before_apply_says_apply_has_not_run(backend):
