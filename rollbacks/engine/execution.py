@@ -52,7 +52,7 @@ from rollbacks.engine.entries import (
 )
 from rollbacks.engine.heartbeats import heartbeats
 from rollbacks.engine.retries import StepRetry, retry_after_hint, retry_delay
-from rollbacks.engine.step_logs import StepLogWriter
+from rollbacks.engine.step_logs import StepLogWriter, release_connections
 from rollbacks.engine.step_records import Applied, Ending, applies, finishes
 from rollbacks.models import RunState, Step, StepState
 
@@ -77,7 +77,7 @@ class StepExecution:
         self.dispatcher = dispatcher
         self.final_attempt = final_attempt
         self.log_writer = StepLogWriter(
-            self.step, first=self.step.attempts == 1 and not claim.resumed
+            self.step, token=claim.token, first=self.step.attempts == 1 and not claim.resumed
         )
         assert self.step.deadline is not None
         self.deadline = self.step.deadline
@@ -203,6 +203,9 @@ class StepExecution:
 
     def release_for_retry(self, error: BackendError, retry_after: float | None) -> None:
         """Put the step back to pending after a retryable error; the task retries it."""
+        # The log flusher stores a step's lines only under its claim, which ends here.
+        if not self.log_writer.settle(_LOG_SETTLE_SECONDS, closing=True):
+            logger.warning("step %s released with log lines not stored", self.step.pk)
         with transaction.atomic():
             self.log_writer.close()
             self.claim.update(
@@ -348,8 +351,19 @@ def execute_claimed(
         return ""
     finally:
         heartbeats.unregister(claim.token)
-        if execution is not None and not execution.log_writer.settle(_LOG_SETTLE_SECONDS):
-            logger.warning("step %s ended with log lines not stored yet", step_id)
+        if execution is not None:
+            settle_logs(execution.log_writer)
+
+
+def settle_logs(writer: StepLogWriter) -> None:
+    """Wait for the flusher to store a finished step's last lines; a pooled connection
+    goes back to the pool meanwhile, for the steps still running."""
+    if writer.settle(0.0):
+        return
+    if not transaction.get_connection().in_atomic_block:
+        release_connections()
+    if not writer.settle(_LOG_SETTLE_SECONDS):
+        logger.warning("step %s ended with log lines not stored yet", writer.step_id)
 
 
 def _backend_failure(execution: StepExecution, error: BackendError) -> str:

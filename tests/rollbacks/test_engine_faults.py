@@ -62,6 +62,13 @@ def test_a_server_error_is_retried_and_the_step_succeeds(commander, kube, kube_s
     assert "attempt 1" in retry and "HTTP 500" in retry
     started = TimelineEntry.objects.filter(incident=run.incident, kind=TimelineKind.STEP_STARTED)
     assert [entry.payload["attempt"] for entry in started] == [1, 2]
+    # The first attempt's line went in before its claim was released, numbered before the
+    # second attempt's.
+    logged = list(step.log_lines.order_by("seq").values_list("seq", "line"))
+    assert [seq for seq, _ in logged] == list(range(1, len(logged) + 1))
+    plan = "shop/web: revision 2 (registry.local/web:v2) → revision 1 (registry.local/web:v1)"
+    assert [line for _, line in logged].count(plan) == 2
+    assert logged[0][1] == plan
 
 
 def test_a_conflict_is_resolved_by_reading_again_within_the_attempt(commander, kube, kube_service):

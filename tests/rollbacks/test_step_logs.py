@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
 import pytest
-from django.db import OperationalError
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, connections
+from django.db.backends.postgresql.base import DatabaseWrapper
 
 from executors.base import poll_until
 from rollbacks.engine import step_logs
@@ -116,9 +118,10 @@ def inserts(monkeypatch) -> list[list[int]]:
     made: list[list[int]] = []
     real = step_logs.insert_rows
 
-    def counted(taken: Any) -> None:
-        real(taken)
+    def counted(taken: Any) -> set[int]:
+        ended = real(taken)
         made.append(sorted(writer.step_id for writer, rows in taken if rows))
+        return ended
 
     monkeypatch.setattr(step_logs, "insert_rows", counted)
     return made
@@ -184,17 +187,18 @@ def test_lines_the_database_could_not_take_are_stored_at_the_next_round(monkeypa
 
 @pytest.mark.django_db(transaction=True)
 def test_one_steps_rows_that_cannot_be_stored_do_not_keep_the_others_out(caplog) -> None:
-    kept, gone = _flushed_writers(2)
-    Step.objects.filter(pk=gone.step_id).delete()  # its lines can no longer be stored
+    kept, refused = _flushed_writers(2)
+    # A row already holds the number the writer gives its first line: the INSERT fails.
+    StepLog.objects.create(step_id=refused.step_id, seq=1, line="already there")
     kept("kept")
-    gone("gone")
+    refused("refused")
 
-    assert kept.settle(5.0) and gone.settle(5.0)
+    assert kept.settle(5.0) and refused.settle(5.0)
 
     assert _stored(kept) == ["kept"]
-    assert not StepLog.objects.filter(step_id=gone.step_id).exists()
-    assert gone.dropped == 1
-    said = f"log line(s) of step {gone.step_id} could not be stored"
+    assert _stored(refused) == ["already there"]
+    assert refused.lost == 1 and refused.dropped == 0
+    said = f"log line(s) of step {refused.step_id} could not be stored"
     _wait_for(lambda: said in caplog.text)  # logged as the flusher lets go of the rows
 
 
@@ -231,3 +235,178 @@ def test_a_failed_read_of_the_next_number_keeps_every_steps_lines(monkeypatch) -
     assert failed == [1]
     assert _stored(resumed) == ["resumed line"]
     assert _stored(fresh) == ["fresh line"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lines_written_under_an_ended_claim_are_not_stored(caplog) -> None:
+    """A worker whose step was taken over keeps logging until it notices: its lines must
+    not take the numbers the new attempt gives its own."""
+    kept, old = _flushed_writers(2)
+    Step.objects.filter(pk=old.step_id).update(claim_token="taken-over")
+    new = StepLogWriter(Step.objects.select_related("run").get(pk=old.step_id), token="taken-over")
+    kept("kept")
+    old("late line of the old worker")
+
+    assert kept.settle(5.0) and old.settle(5.0)
+    old("and one more")  # no longer kept at all
+    assert old.settle(0.0)
+    new("the new attempt's line")
+    assert new.settle(5.0)
+
+    assert _stored(kept) == ["kept"]
+    stored = StepLog.objects.filter(step_id=old.step_id).order_by("seq")
+    assert list(stored.values_list("seq", "line")) == [(1, "the new attempt's line")]
+    assert f"log line(s) of step {old.step_id} not stored: the claim" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_takeover_waits_for_the_old_claims_lines_already_going_in(monkeypatch) -> None:
+    """The INSERT locks the step's row: a takeover committed meanwhile would let the new
+    attempt read its next number before the old lines are visible."""
+    (old,) = _flushed_writers(1)
+    inserting = threading.Event()
+    taken_over: list[float] = []
+    real = StepLog.objects.bulk_create
+
+    def slow_insert(rows: Any, *args: Any, **kwargs: Any) -> Any:
+        inserting.set()
+        time.sleep(0.3)
+        return real(rows, *args, **kwargs)
+
+    def take_over() -> None:
+        inserting.wait(5.0)
+        Step.objects.filter(pk=old.step_id).update(claim_token="new-claim")
+        taken_over.append(time.monotonic())
+        connections.close_all()
+
+    monkeypatch.setattr(StepLog.objects, "bulk_create", slow_insert)
+    other = threading.Thread(target=take_over)
+    other.start()
+    old("the old claim's line")
+    assert old.settle(5.0)
+    stored_at = time.monotonic()
+    other.join(5.0)
+
+    monkeypatch.setattr(StepLog.objects, "bulk_create", real)
+    new = StepLogWriter(Step.objects.select_related("run").get(pk=old.step_id), token="new-claim")
+    new("the new claim's line")
+    assert new.settle(5.0)
+
+    assert taken_over and taken_over[0] >= stored_at - 0.05
+    assert _stored(old) == ["the old claim's line", "the new claim's line"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_error_that_will_not_pass_drops_the_lines_and_the_last_line_says_so(
+    monkeypatch, caplog
+) -> None:
+    (writer,) = _flushed_writers(1)
+    real = StepLog.objects.bulk_create
+    refused: list[int] = []
+
+    def too_big_once(rows: Any, *args: Any, **kwargs: Any) -> Any:
+        if not refused:
+            refused.append(len(rows))
+            raise OperationalError("index row size exceeds maximum") from _sqlstate("54000")
+        return real(rows, *args, **kwargs)
+
+    monkeypatch.setattr(StepLog.objects, "bulk_create", too_big_once)
+    writer("refused for good")
+    assert writer.settle(5.0)
+    writer("stored")
+
+    assert writer.settle(5.0, closing=True)
+    assert refused == [1]  # tried once, not again and again
+    assert _stored(writer) == [
+        "stored",
+        "… 1 line(s) lost: the database did not take them",
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_down_past_the_retry_window_drops_the_lines(monkeypatch, clock) -> None:
+    (writer,) = _flushed_writers(1)
+    real = StepLog.objects.bulk_create
+    tries: list[int] = []
+
+    def down(rows: Any, *args: Any, **kwargs: Any) -> Any:
+        if len(tries) < 2:
+            tries.append(len(rows))
+            clock.ahead += 61.0  # the second failure comes past the retry window
+            raise OperationalError("server closed the connection unexpectedly")
+        return real(rows, *args, **kwargs)
+
+    monkeypatch.setattr(StepLog.objects, "bulk_create", down)
+    writer("kept while the database may come back")
+
+    assert writer.settle(5.0, closing=True)
+    assert tries == [1, 1]
+    assert writer.lost == 1
+    assert _stored(writer) == ["… 1 line(s) lost: the database did not take them"]
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "unavailable"),
+    [
+        (None, True),  # no answer from the server at all
+        ("08006", True),  # connection failure
+        ("40P01", True),  # deadlock
+        ("57P01", True),  # admin shutdown
+        ("57014", True),  # statement timeout
+        ("53300", True),  # too many connections
+        ("55P03", True),  # lock not available
+        ("54000", False),  # program limit exceeded
+        ("55000", False),  # object not in prerequisite state
+    ],
+)
+def test_which_operational_errors_are_retried(sqlstate: str | None, unavailable: bool) -> None:
+    error = OperationalError("refused")
+    error.__cause__ = _sqlstate(sqlstate) if sqlstate else None
+
+    assert step_logs.database_unavailable(error) is unavailable
+
+
+def test_interface_errors_are_retried_and_integrity_errors_are_not() -> None:
+    assert step_logs.database_unavailable(InterfaceError("connection already closed"))
+    assert not step_logs.database_unavailable(IntegrityError("duplicate key"))
+
+
+def _sqlstate(code: str | None) -> Exception:
+    cause = Exception(code)
+    cause.sqlstate = code  # type: ignore[attr-defined]
+    return cause
+
+
+class TwoConnections:
+    """connections, as the flusher's thread sees them: one pooled, one persistent."""
+
+    def __init__(self, *wrappers: Any) -> None:
+        self.wrappers = wrappers
+
+    def all(self, initialized_only: bool = False) -> list[Any]:
+        return list(self.wrappers)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_round_gives_a_pooled_connection_back_and_keeps_a_persistent_one(
+    monkeypatch,
+) -> None:
+    """Without a pool, reconnecting at every round would cost a connection a quarter
+    second; with one, the round's connection goes back for the step threads."""
+    options = {k: v for k, v in connection.settings_dict["OPTIONS"].items() if k != "pool"}
+    persistent = DatabaseWrapper(
+        {**connection.settings_dict, "OPTIONS": options, "CONN_MAX_AGE": 60}, alias="plain"
+    )
+    pooled = DatabaseWrapper(connection.settings_dict, alias=connection.alias)
+    assert pooled.pool is not None and persistent.pool is None
+    for wrapper in (persistent, pooled):
+        wrapper.ensure_connection()
+    monkeypatch.setattr(step_logs, "connections", TwoConnections(persistent, pooled))
+    try:
+        step_logs.release_connections()
+
+        assert persistent.connection is not None
+        assert pooled.connection is None
+    finally:
+        persistent.close()
+        pooled.close()
