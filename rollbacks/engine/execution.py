@@ -52,7 +52,7 @@ from rollbacks.engine.entries import (
 )
 from rollbacks.engine.heartbeats import heartbeats
 from rollbacks.engine.retries import StepRetry, retry_after_hint, retry_delay
-from rollbacks.engine.step_logs import StepLogWriter, release_connections
+from rollbacks.engine.step_logs import LOG_RETRY_SECONDS, StepLogWriter, release_connections
 from rollbacks.engine.step_records import Applied, Ending, applies, finishes
 from rollbacks.models import RunState, Step, StepState
 
@@ -203,8 +203,9 @@ class StepExecution:
 
     def release_for_retry(self, error: BackendError, retry_after: float | None) -> None:
         """Put the step back to pending after a retryable error; the task retries it."""
-        # The log flusher stores a step's lines only under its claim, which ends here.
-        if not self.log_writer.settle(_LOG_SETTLE_SECONDS, closing=True):
+        # The log flusher stores a step's lines only under its claim, which ends here: wait
+        # as long as it keeps them through a database outage (the release needs it too).
+        if not self.log_writer.settle(LOG_RETRY_SECONDS + _LOG_SETTLE_SECONDS, closing=True):
             logger.warning("step %s released with log lines not stored", self.step.pk)
         with transaction.atomic():
             self.log_writer.close()

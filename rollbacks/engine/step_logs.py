@@ -43,7 +43,7 @@ _LOG_LINE_MAX_CHARS = 2000
 _LOG_FLUSH_LINES = 50
 _LOG_FLUSH_SECONDS = 0.25
 # Lines the database cannot take for want of a connection are retried this long.
-_LOG_RETRY_SECONDS = 60.0
+LOG_RETRY_SECONDS = 60.0
 # The flusher's thread, idle this long, gives its connection back.
 _LOG_IDLE_SECONDS = 5.0
 # SQLSTATE classes of errors that pass: connection, transaction rollback (deadlock,
@@ -186,8 +186,11 @@ class StepLogWriter:
 
     def _waiting(self) -> bool:
         """Lines (or the closing line) to store (with the lock)."""
-        closing_line = self._closing and not self._told and bool(self.dropped or self.lost)
-        return bool(self._buffer or self._unstored or closing_line)
+        return bool(self._buffer or self._unstored or self._closing_due())
+
+    def _closing_due(self) -> bool:
+        """The step ended with lines not kept, and has not said so yet (with the lock)."""
+        return self._closing and not self._told and bool(self.dropped or self.lost)
 
     def _schedule(self, *, urgent: bool) -> None:
         """Have the flusher store what waits (`urgent`: at once)."""
@@ -214,6 +217,9 @@ class StepLogWriter:
                 lost, self._buffer = len(self._buffer), []
                 self.lost += lost
                 self._taken = []
+                self._failing_since = None
+                # Unnumbered, the closing line cannot go in either: the log above says it.
+                self._told = self._told or self._closing
                 failed = error  # `error` is unbound after the except clause
         self._log_lost(lost, failed)
         return []
@@ -231,7 +237,7 @@ class StepLogWriter:
                 self._abandoned = True
                 ended = len(rows) + len(self._buffer) + len(self._unstored)
                 self._buffer, self._unstored = [], []
-            elif error is None:
+            elif error is None or not rows:
                 if rows:
                     self._failing_since = None
             else:
@@ -241,6 +247,7 @@ class StepLogWriter:
                     self._scheduled = True
                 else:
                     self.lost += len(rows)
+                    self._failing_since = None  # the next failure has its own window
             self._lock.notify_all()
         if claim_ended:
             logger.warning(
@@ -249,7 +256,7 @@ class StepLogWriter:
                 ended,
                 self.step_id,
             )
-        elif error is not None and not kept:
+        elif error is not None and rows and not kept:
             self._log_lost(len(rows), error)
         if not kept:  # lines that came meanwhile, or the closing line after lost ones
             self._schedule(urgent=self._closing)
@@ -257,11 +264,11 @@ class StepLogWriter:
 
     def _keep_after(self, error: Exception) -> bool:
         """Whether lines that failed to go in for `error` are kept for another try: while
-        the database is unavailable, for _LOG_RETRY_SECONDS (with the lock)."""
+        the database is unavailable, for LOG_RETRY_SECONDS (with the lock)."""
         now = time.monotonic()
         if self._failing_since is None:
             self._failing_since = now
-        return database_unavailable(error) and now - self._failing_since < _LOG_RETRY_SECONDS
+        return database_unavailable(error) and now - self._failing_since < LOG_RETRY_SECONDS
 
     def _log_lost(self, count: int, error: Exception) -> None:
         logger.error(
@@ -274,7 +281,8 @@ class StepLogWriter:
     def _number(self) -> list[StepLog]:
         """The buffered lines as numbered rows after those not stored yet, and once the
         step closes, how many lines were not kept (with the lock)."""
-        if self._buffer and not self._next_seq:  # read first: should it fail, nothing is taken
+        if (self._buffer or self._closing_due()) and not self._next_seq:
+            # Read first: should it fail, nothing is taken.
             top = StepLog.objects.filter(step_id=self.step_id).aggregate(top=Max("seq"))["top"]
             self._next_seq = (top or 0) + 1
         pending, self._buffer = self._buffer, []
@@ -286,7 +294,7 @@ class StepLogWriter:
                 continue
             rows.append(StepLog(step_id=self.step_id, seq=self._next_seq, at=at, line=text))
             self._next_seq += 1
-        if self._closing and not self._told and (self.dropped or self.lost):
+        if self._closing_due():
             said = []
             if self.dropped:
                 said.append(f"{self.dropped} more line(s) not kept (limit {self._limit} per step)")

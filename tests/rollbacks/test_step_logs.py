@@ -410,3 +410,64 @@ def test_a_round_gives_a_pooled_connection_back_and_keeps_a_persistent_one(
     finally:
         persistent.close()
         pooled.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retried_steps_closing_line_is_numbered_after_its_earlier_lines(
+    monkeypatch, clock
+) -> None:
+    """Its lines lost while the read of its next number failed, a retried step's closing
+    line still reads that number: it must not go in as number 0, before the earlier lines."""
+    (writer,) = _flushed_writers(1)
+    StepLog.objects.create(step_id=writer.step_id, seq=1, line="earlier attempt")
+    retried = StepLogWriter(Step.objects.select_related("run").get(pk=writer.step_id))
+    real = StepLog.objects.filter
+    failures: list[int] = []
+
+    def down_twice(*args: Any, **kwargs: Any) -> Any:
+        if len(failures) < 2:
+            failures.append(1)
+            clock.ahead += 61.0  # the second failure comes past the retry window
+            raise OperationalError("the database system is starting up")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(StepLog.objects, "filter", down_twice)
+    retried("lost while the database was away")
+    _wait_for(lambda: retried.lost == 1)
+
+    assert retried.settle(5.0, closing=True)
+
+    stored = StepLog.objects.filter(step_id=writer.step_id).order_by("seq")
+    assert list(stored.values_list("seq", "line")) == [
+        (1, "earlier attempt"),
+        (2, "… 1 line(s) lost: the database did not take them"),
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_lines_are_dropped_the_next_outage_has_a_retry_window_of_its_own(
+    monkeypatch, clock
+) -> None:
+    (writer,) = _flushed_writers(1)
+    real = StepLog.objects.bulk_create
+    answers = [
+        OperationalError("index row size exceeds maximum"),
+        OperationalError("server closed the connection unexpectedly"),
+    ]
+    answers[0].__cause__ = _sqlstate("54000")
+
+    def failing(rows: Any, *args: Any, **kwargs: Any) -> Any:
+        if answers:
+            raise answers.pop(0)
+        return real(rows, *args, **kwargs)
+
+    monkeypatch.setattr(StepLog.objects, "bulk_create", failing)
+    writer("refused for good")
+    _wait_for(lambda: writer.lost == 1)
+    clock.ahead += 120.0  # long after: the outage now is a new one
+    writer("kept through a short outage")
+
+    assert writer.settle(5.0)
+    assert not answers
+    assert writer.lost == 1
+    assert _stored(writer) == ["kept through a short outage"]
