@@ -18,8 +18,10 @@ errors, so the caller passes `since`, the instant the run's steps finished (the
 verification round does; a watch round or release tracking passes nothing and the window
 is simply the last `window` minutes). The counted window starts at the later of `since`
 and `window` minutes ago and lasts `window` minutes. While it is still open the check asks
-again every REQUERY_SECONDS: the count only grows, so it fails as soon as it is above the
-threshold, and passes only once the whole window is over. It waits at most `wait_seconds`
+again, after as long as the window has run so far (at least a second, at most
+REQUERY_SECONDS): the count only grows, so it fails as soon as it is above the threshold,
+within seconds for a release still erring at full rate, and passes only once the whole
+window is over. It waits at most `wait_seconds`
 (keep that below VERIFY_TIMEOUT_SECONDS); a window still open then is inconclusive, and
 resuming the run later counts a whole window after the rollback.
 
@@ -218,7 +220,9 @@ def sentry_errors(
                     f"{count} error events in {where} from {_utc(start)} to {_utc(end)} UTC",
                     count,
                 )
-            left = min(REQUERY_SECONDS, (end - asked_at).total_seconds())
+            # Soon at first (a release still erring shows at once), then less often.
+            running = max(0.0, (asked_at - start).total_seconds())
+            left = min(REQUERY_SECONDS, max(1.0, running), (end - asked_at).total_seconds())
             if time.monotonic() + left > give_up:
                 seconds = max(0, math.floor((upto - start).total_seconds()))
                 return result(

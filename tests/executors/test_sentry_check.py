@@ -314,3 +314,18 @@ def test_inputs_at_their_maximum_length_and_in_any_script_are_asked_as_given(sen
     assert result.status == CheckStatus.PASSED and result.name == "エラー <i>count</i>"
     (call,) = sentry.calls("GET", f"/api/0/organizations/{organization}/events/")
     assert call.query["query"] == query
+
+
+def test_a_release_still_erring_right_after_the_rollback_fails_within_seconds(
+    sentry, sentry_spec, monkeypatch
+):
+    """The first ask comes before the window has begun; the next ones come as soon as the
+    window has run about as long again, not REQUERY_SECONDS later."""
+    monkeypatch.setattr("executors.sentry_check.REQUERY_SECONDS", 15.0)
+    sentry.add_errors("acme", "web", 600, start=_now() - timedelta(minutes=1))
+
+    result = _check(sentry_spec, since=_now(), window=1, wait_seconds=6)
+
+    assert result.status == CheckStatus.FAILED  # a 15 s wait would have given up
+    assert result.observed > 3
+    assert 2 <= len(sentry.calls("GET", EVENTS)) <= 4
