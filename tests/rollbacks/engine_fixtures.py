@@ -242,11 +242,13 @@ class Worker:
         self.process.wait(timeout=10)
 
     def stop(self) -> None:
-        """Cold shutdown (SIGQUIT): the test is over, nothing is left to finish."""
+        """Cold shutdown (SIGQUIT): the test is over, nothing is left to finish. A worker
+        whose step or verification threads are still waiting on something would hold its
+        exit until they end: after 3 s it is killed."""
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGQUIT)
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 self.kill()
 
