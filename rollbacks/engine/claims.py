@@ -20,7 +20,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import CharField, DateTimeField, ExpressionWrapper, F, Field, Value
+from django.db.models import (
+    Case,
+    CharField,
+    DateTimeField,
+    ExpressionWrapper,
+    F,
+    Field,
+    Q,
+    Value,
+    When,
+)
 from django.db.models.functions import MD5, Cast, Coalesce, Concat
 from django.utils import timezone
 
@@ -154,12 +164,12 @@ def claim_pending(step_ids: Iterable[int], worker: str, *, mark_apply: bool = Fa
     looking as if an apply may have begun, the cautious reading (see StepExecution)."""
     now = timezone.now()
     with transaction.atomic():
-        claimed = _lock_claimable(step_ids)
-        if not claimed:
+        claimable = _lock_claimable(step_ids)
+        if not claimable:
             return []
-        _mark_running(claimed, worker, now)
-        if mark_apply:
-            _mark_apply_started(claimed, now)
+        claimed = [step_id for step_id, _ in claimable]
+        applying = [step_id for step_id, dry_run in claimable if not dry_run] if mark_apply else []
+        _mark_running(claimed, worker, now, applying=applying)
         steps = _load_claimed(claimed)
         timeline_append_all([_started_entry(step, worker) for step in steps])
     return [
@@ -173,40 +183,42 @@ def claim_pending(step_ids: Iterable[int], worker: str, *, mark_apply: bool = Fa
     ]
 
 
-def _lock_claimable(step_ids: Iterable[int]) -> list[int]:
-    """Lock the steps of `step_ids` that are pending; return those whose run is running."""
+def _lock_claimable(step_ids: Iterable[int]) -> list[tuple[int, bool]]:
+    """Lock the steps of `step_ids` that are pending in a running run (the steps' rows
+    only); return their ids, each with whether its run is a dry run."""
     # Locked in id order, so two deliveries of overlapping batches cannot deadlock.
     # When they race, FOR NO KEY UPDATE waits for the first to commit and re-checks
     # `state = pending` on the row it committed: the second finds nothing to claim.
-    pending = list(
-        Step.objects.select_for_update(no_key=True)
-        .filter(pk__in=list(step_ids), state=StepState.PENDING)
+    return list(
+        Step.objects.select_for_update(no_key=True, of=("self",))
+        .filter(pk__in=list(step_ids), state=StepState.PENDING, run__state=RunState.RUNNING)
         .order_by("pk")
-        .values_list("pk", "run_id")
+        .values_list("pk", "run__dry_run")
     )
-    running = set(
-        Run.objects.filter(
-            pk__in={run_id for _, run_id in pending}, state=RunState.RUNNING
-        ).values_list("pk", flat=True)
-    )
-    return [step_id for step_id, run_id in pending if run_id in running]
 
 
-def _mark_running(step_ids: list[int], worker: str, now: datetime) -> None:
-    """Mark the locked steps running: a new attempt, its deadline, its claim token."""
+def _mark_running(step_ids: list[int], worker: str, now: datetime, *, applying: list[int]) -> None:
+    """Mark the locked steps running: a new attempt, its deadline, its claim token; and
+    record the apply's start for those of `applying` that will apply (not yet applied nor
+    begun, their deadline ahead), in the same UPDATE."""
     batch = uuid.uuid4().hex
+    deadline = Coalesce(
+        F("deadline"),
+        ExpressionWrapper(
+            Value(now) + F("timeout_seconds") * Value(timedelta(seconds=1)),
+            output_field=DateTimeField(),
+        ),
+    )
+    will_apply = Q(pk__in=applying, applied_at__isnull=True, apply_started_at__isnull=True) & (
+        Q(deadline__isnull=True) | Q(deadline__gt=now)
+    )
     Step.objects.filter(pk__in=step_ids).update(
         state=StepState.RUNNING,
         attempts=F("attempts") + 1,
         started_at=Coalesce(F("started_at"), Value(now)),
         # Automatic retries keep the deadline the first attempt set.
-        deadline=Coalesce(
-            F("deadline"),
-            ExpressionWrapper(
-                Value(now) + F("timeout_seconds") * Value(timedelta(seconds=1)),
-                output_field=DateTimeField(),
-            ),
-        ),
+        deadline=deadline,
+        apply_started_at=Case(When(will_apply, then=Value(now)), default=F("apply_started_at")),
         heartbeat_at=now,
         # One token per step: the batch's random part, told apart by the step's id.
         claim_token=MD5(Concat(Value(batch), Cast("id", output_field=CharField()))),
@@ -214,17 +226,6 @@ def _mark_running(step_ids: list[int], worker: str, now: datetime) -> None:
         error="",
         error_retryable=False,
     )
-
-
-def _mark_apply_started(step_ids: list[int], now: datetime) -> None:
-    """Record the apply's start for the claimed steps that will apply."""
-    Step.objects.filter(
-        pk__in=step_ids,
-        applied_at__isnull=True,
-        apply_started_at__isnull=True,
-        deadline__gt=now,
-        run__dry_run=False,
-    ).update(apply_started_at=now)
 
 
 def _load_claimed(step_ids: list[int]) -> list[Step]:

@@ -8,6 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 import rollbacks.services
@@ -279,3 +281,17 @@ def test_a_run_with_every_step_skipped_is_told_started_before_finished(commander
     run.refresh_from_db()
     assert run.state in (RunState.SUCCEEDED, RunState.FAILED)
     assert heard == ["started", "finished"]
+
+
+def test_a_batch_is_claimed_with_one_lock_and_one_update_of_the_steps(commander, kube):
+    run = parallel_run(commander, kube, "a", "b", "c")
+
+    with CaptureQueriesContext(connection) as queries:
+        claims = claim_pending(step_ids(run), "worker", mark_apply=True)
+
+    statements = [query["sql"] for query in queries.captured_queries]
+    step_table = f'"{Step._meta.db_table}"'
+    assert len(claims) == 3 and all(claim.apply_marked for claim in claims)
+    assert sum(sql.startswith(f"UPDATE {step_table}") for sql in statements) == 1
+    locks = [sql for sql in statements if "FOR NO KEY UPDATE" in sql]
+    assert len(locks) == 1 and locks[0].endswith(f"FOR NO KEY UPDATE OF {step_table}")
