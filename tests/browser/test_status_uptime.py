@@ -31,7 +31,9 @@ def test_a_days_incident_shows_on_hover_and_focus_and_links_to_its_page(live_ser
         name="Checkout", created_at=timezone.now() - timedelta(days=10)
     )
     component_history_start(checkout)
-    slow = timezone.now() - timedelta(days=3)
+    # Noon of the day three days back: the slow hour stays within that one day whatever
+    # the time of the run (from 23:00 it would have spilled into the next day).
+    slow = timezone.localtime().replace(hour=12, minute=0, second=0) - timedelta(days=3)
     component_status_set(checkout, "degraded_performance", at=slow)
     component_status_set(checkout, "operational", at=slow + timedelta(hours=1))
     services.draft_publish(
