@@ -207,7 +207,9 @@ def sentry_errors(
             upto = min(end, asked_at)
             # Right after the rollback the window may not have begun (its start is rounded
             # up to the second): nothing in it yet, and Sentry refuses an end before a start.
-            count = sentry.count(project_id, start, upto, environment, query) if upto > start else 0
+            # Sentry is asked in whole seconds and refuses a start that is not before the end.
+            begun = upto.replace(microsecond=0) > start.replace(microsecond=0)
+            count = sentry.count(project_id, start, upto, environment, query) if begun else 0
             if count > threshold:
                 return result(
                     CheckStatus.FAILED,

@@ -323,7 +323,7 @@ class SentryStandin(Standin):
             if start is None or end is None:
                 raise StandinError(400, "start and end are both required")
             low, high = _when(start, "start"), _when(end, "end")
-            if high < low:
+            if high <= low:  # as Sentry's own check: an empty range is refused
                 raise StandinError(400, "start must be before end")
             return low, high
         match = _PERIOD.match(period or "14d")

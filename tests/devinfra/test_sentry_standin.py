@@ -109,6 +109,11 @@ def test_stopping_errors_ends_the_stream_at_that_instant(sentry):
         ({"field": "count()", "dataset": "spans"}, 400, "not supported"),
         ({"field": "count()", "start": "2026-12-04T12:00:00"}, 400, "both required"),
         ({"field": "count()", "start": "yesterday", "end": "today"}, 400, "not an ISO 8601"),
+        (
+            {"field": "count()", "start": "2026-12-04T12:00:00", "end": "2026-12-04T12:00:00"},
+            400,
+            "start must be before end",
+        ),
         ({"field": "count()", "statsPeriod": "5 minutes"}, 400, "Invalid statsPeriod"),
         ({"field": "count()", "query": 'message:"open'}, 400, "unbalanced quotes"),
         ({"field": "count()", "project": "999"}, 403, "do not have permission"),
