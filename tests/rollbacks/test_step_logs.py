@@ -165,19 +165,42 @@ def test_a_steps_lines_are_numbered_in_order_across_flushes_and_its_end(settings
     ]
 
 
+class FailingInserts:
+    """StepLog's bulk_create, raising `errors` one per call first (calling `then` before
+    each), and recording how many rows each refused call was given."""
+
+    def __init__(self, monkeypatch: Any) -> None:
+        self.errors: list[Exception] = []
+        self.then: Any = None
+        self.refused: list[int] = []
+        real = StepLog.objects.bulk_create
+
+        def insert(rows: Any, *args: Any, **kwargs: Any) -> Any:
+            if self.errors:
+                self.refused.append(len(rows))
+                if self.then is not None:
+                    self.then()
+                raise self.errors.pop(0)
+            return real(rows, *args, **kwargs)
+
+        monkeypatch.setattr(StepLog.objects, "bulk_create", insert)
+
+    def fail(self, *errors: Exception, then: Any = None) -> FailingInserts:
+        self.errors, self.then = list(errors), then
+        return self
+
+
+@pytest.fixture
+def inserts_failing(monkeypatch) -> FailingInserts:
+    return FailingInserts(monkeypatch)
+
+
 @pytest.mark.django_db(transaction=True)
-def test_lines_the_database_could_not_take_are_stored_at_the_next_round(monkeypatch) -> None:
+def test_lines_the_database_could_not_take_are_stored_at_the_next_round(
+    inserts_failing,
+) -> None:
     (writer,) = _flushed_writers(1)
-    real = StepLog.objects.bulk_create
-    refused: list[int] = []
-
-    def down_once(rows: Any, *args: Any, **kwargs: Any) -> Any:
-        if not refused:
-            refused.append(len(rows))
-            raise OperationalError("the database system is shutting down")
-        return real(rows, *args, **kwargs)
-
-    monkeypatch.setattr(StepLog.objects, "bulk_create", down_once)
+    refused = inserts_failing.fail(OperationalError("the database system is shutting down")).refused
     writer("applied")
 
     assert writer.settle(5.0)
@@ -298,19 +321,12 @@ def test_a_takeover_waits_for_the_old_claims_lines_already_going_in(monkeypatch)
 
 @pytest.mark.django_db(transaction=True)
 def test_an_error_that_will_not_pass_drops_the_lines_and_the_last_line_says_so(
-    monkeypatch, caplog
+    inserts_failing, caplog
 ) -> None:
     (writer,) = _flushed_writers(1)
-    real = StepLog.objects.bulk_create
-    refused: list[int] = []
-
-    def too_big_once(rows: Any, *args: Any, **kwargs: Any) -> Any:
-        if not refused:
-            refused.append(len(rows))
-            raise OperationalError("index row size exceeds maximum") from _sqlstate("54000")
-        return real(rows, *args, **kwargs)
-
-    monkeypatch.setattr(StepLog.objects, "bulk_create", too_big_once)
+    too_big = OperationalError("index row size exceeds maximum")
+    too_big.__cause__ = _sqlstate("54000")
+    refused = inserts_failing.fail(too_big).refused
     writer("refused for good")
     assert writer.settle(5.0)
     writer("stored")
@@ -324,19 +340,14 @@ def test_an_error_that_will_not_pass_drops_the_lines_and_the_last_line_says_so(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_database_down_past_the_retry_window_drops_the_lines(monkeypatch, clock) -> None:
+def test_a_database_down_past_the_retry_window_drops_the_lines(inserts_failing, clock) -> None:
     (writer,) = _flushed_writers(1)
-    real = StepLog.objects.bulk_create
-    tries: list[int] = []
 
-    def down(rows: Any, *args: Any, **kwargs: Any) -> Any:
-        if len(tries) < 2:
-            tries.append(len(rows))
-            clock.ahead += 61.0  # the second failure comes past the retry window
-            raise OperationalError("server closed the connection unexpectedly")
-        return real(rows, *args, **kwargs)
+    def later() -> None:
+        clock.ahead += 61.0  # the second failure comes past the retry window
 
-    monkeypatch.setattr(StepLog.objects, "bulk_create", down)
+    down = [OperationalError("server closed the connection unexpectedly") for _ in range(2)]
+    tries = inserts_failing.fail(*down, then=later).refused
     writer("kept while the database may come back")
 
     assert writer.settle(5.0, closing=True)
@@ -446,22 +457,14 @@ def test_a_retried_steps_closing_line_is_numbered_after_its_earlier_lines(
 
 @pytest.mark.django_db(transaction=True)
 def test_after_lines_are_dropped_the_next_outage_has_a_retry_window_of_its_own(
-    monkeypatch, clock
+    inserts_failing, clock
 ) -> None:
     (writer,) = _flushed_writers(1)
-    real = StepLog.objects.bulk_create
-    answers = [
-        OperationalError("index row size exceeds maximum"),
-        OperationalError("server closed the connection unexpectedly"),
-    ]
-    answers[0].__cause__ = _sqlstate("54000")
-
-    def failing(rows: Any, *args: Any, **kwargs: Any) -> Any:
-        if answers:
-            raise answers.pop(0)
-        return real(rows, *args, **kwargs)
-
-    monkeypatch.setattr(StepLog.objects, "bulk_create", failing)
+    too_big = OperationalError("index row size exceeds maximum")
+    too_big.__cause__ = _sqlstate("54000")
+    answers = inserts_failing.fail(
+        too_big, OperationalError("server closed the connection unexpectedly")
+    ).errors
     writer("refused for good")
     _wait_for(lambda: writer.lost == 1)
     clock.ahead += 120.0  # long after: the outage now is a new one
