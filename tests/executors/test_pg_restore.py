@@ -4,6 +4,7 @@ database per test (a unique name, dropped afterwards), dumps made with pg_dump."
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import struct
 import subprocess
@@ -125,7 +126,9 @@ def test_apply_restores_after_a_pre_restore_dump_and_does_nothing_the_second_tim
     # The pre-restore dump holds the data as it was before: the way back.
     back = backend.apply(restore(pre_restore.name, "20261204T092000000000Z"))
     assert back.changed and rows(database) == [(1, 10000), (2, 25000), (3, 999)]
-    assert any("terminated 0 other connection" in line for line in lines)
+    # A connection closed just before (the fixture's, the backend's own checks) can still be
+    # listed while its server process exits, so the count is not always 0.
+    assert any(re.fullmatch(r"terminated \d+ other connection\(s\)", line) for line in lines)
 
 
 def test_a_connection_held_open_during_the_restore_is_terminated(database, dumps, good_dump):
