@@ -7,7 +7,7 @@ Views and tasks call these functions and nothing else to change an incident.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import User as Person
@@ -33,7 +33,7 @@ from incidents.models import (
 from incidents.roles import User, require_role
 from incidents.selectors import release_suspected_by
 from incidents.signals import send_incident_reopened, send_incident_resolved
-from incidents.timeline import timeline_append
+from incidents.timeline import timeline_append, timeline_append_all
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +231,51 @@ def incident_assign_commander(*, incident: Incident, commander: Person, actor: U
     return locked
 
 
+def _instant_refusal(locked: Incident, instant: str, at: datetime) -> str:
+    """Why `instant` cannot be recorded at `at` on the locked incident, or ""."""
+    if instant not in INCIDENT_INSTANTS:
+        return f"Unknown instant {instant!r}."
+    if at > _now() + timedelta(minutes=1):
+        return "An instant cannot be in the future."
+    # Impact starts first, detection second; every later instant follows detection.
+    if instant == "started_at" and at > locked.detected_at:
+        return "Impact cannot start after it was detected."
+    if instant == "detected_at" and at < locked.started_at:
+        return "Detection cannot come before impact started."
+    if instant not in ("started_at", "detected_at") and at < locked.detected_at:
+        return "That instant would come before the incident was detected."
+    return ""
+
+
+def _instants_write(
+    locked: Incident, instants: Mapping[str, datetime], actor: User | None, actor_label: str
+) -> None:
+    """Set `instants` on the locked incident in one UPDATE, with an entry each in one INSERT."""
+    real_actor = actor if actor is not None and actor.is_authenticated else None
+    entries = []
+    for instant, at in instants.items():
+        previous = getattr(locked, instant)
+        setattr(locked, instant, at)
+        label = instant.removesuffix("_at").replace("_", " ")
+        entries.append(
+            TimelineEntry(
+                incident=locked,
+                kind=TimelineKind.INSTANT_RECORDED,
+                body=f"Recorded {label} at {timezone.localtime(at):%Y-%m-%d %H:%M:%S %Z}",
+                actor=real_actor,
+                actor_label=actor_label,
+                payload={
+                    "instant": instant,
+                    "at": at.isoformat(),
+                    "previous": previous.isoformat() if previous else None,
+                },
+            )
+        )
+    if entries:
+        locked.save(update_fields=list(instants))
+        timeline_append_all(entries)
+
+
 @transaction.atomic
 def incident_record_instant(
     *, incident: Incident, instant: str, at: datetime, actor: User | None, actor_label: str = ""
@@ -238,35 +283,40 @@ def incident_record_instant(
     """Set one of the key instants (e.g. verified_at) that the recovery metrics derive from."""
     if actor is not None and actor_label == "":
         require_role(actor, "incidents.command_incident", "record incident instants")
-    if instant not in INCIDENT_INSTANTS:
-        raise DomainError(f"Unknown instant {instant!r}.")
-    if at > _now() + timedelta(minutes=1):
-        raise DomainError("An instant cannot be in the future.")
     locked = incident_lock(incident)
-    # Impact starts first, detection second; every later instant follows detection.
-    if instant == "started_at" and at > locked.detected_at:
-        raise DomainError("Impact cannot start after it was detected.")
-    if instant == "detected_at" and at < locked.started_at:
-        raise DomainError("Detection cannot come before impact started.")
-    if instant not in ("started_at", "detected_at") and at < locked.detected_at:
-        raise DomainError("That instant would come before the incident was detected.")
-    previous = getattr(locked, instant)
-    setattr(locked, instant, at)
-    locked.save(update_fields=[instant])
-    label = instant.removesuffix("_at").replace("_", " ")
-    timeline_append(
-        incident=locked,
-        kind=TimelineKind.INSTANT_RECORDED,
-        body=f"Recorded {label} at {timezone.localtime(at):%Y-%m-%d %H:%M:%S %Z}",
-        actor=actor,
-        actor_label=actor_label,
-        payload={
-            "instant": instant,
-            "at": at.isoformat(),
-            "previous": previous.isoformat() if previous else None,
-        },
-    )
+    if refusal := _instant_refusal(locked, instant, at):
+        raise DomainError(refusal)
+    _instants_write(locked, {instant: at}, actor, actor_label)
     return locked
+
+
+@transaction.atomic(savepoint=False)
+def incident_fill_instants(
+    *,
+    incident: Incident,
+    instants: Mapping[str, datetime],
+    actor: User | None,
+    actor_label: str = "",
+) -> tuple[Incident, dict[str, str]]:
+    """Record each of `instants` that the incident has not recorded yet, in one UPDATE and
+    one INSERT of their entries: what a run's start and end fill in. Returns the incident
+    and, for each instant refused (one that would come before detection, say), why; the
+    others are recorded all the same. An instant already set is left as it is."""
+    if actor is not None and actor_label == "":
+        require_role(actor, "incidents.command_incident", "record incident instants")
+    locked = incident_lock(incident)
+    refused = {
+        instant: refusal
+        for instant, at in instants.items()
+        if (refusal := _instant_refusal(locked, instant, at))
+    }
+    unset = {
+        instant: at
+        for instant, at in instants.items()
+        if instant not in refused and getattr(locked, instant) is None
+    }
+    _instants_write(locked, unset, actor, actor_label)
+    return locked, refused
 
 
 @transaction.atomic

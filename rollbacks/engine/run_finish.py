@@ -12,9 +12,8 @@ import logging
 
 from django.utils import timezone
 
-from incidents.errors import DomainError
 from incidents.models import TimelineKind
-from incidents.services import incident_record_instant
+from incidents.services import incident_fill_instants
 from incidents.timeline import timeline_append
 from rollbacks.engine.entries import (
     ENGINE_ACTOR,
@@ -119,13 +118,11 @@ def run_succeed(run: Run, steps: list[Step], *, verified: bool = False) -> None:
     instants = {"restored_at": max(finished) if verified and finished else now}
     if verified or steps_checked(steps):
         instants["verified_at"] = now
-    incident = run.incident
-    for instant, at in instants.items():
-        if getattr(incident, instant) is not None:
-            continue
-        try:
-            incident = incident_record_instant(
-                incident=incident, instant=instant, at=at, actor=None, actor_label=ENGINE_ACTOR
-            )
-        except DomainError as error:
-            logger.warning("run %s: could not record %s: %s", run.pk, instant, error)
+    unset = {name: at for name, at in instants.items() if getattr(run.incident, name) is None}
+    if not unset:
+        return
+    _, refused = incident_fill_instants(
+        incident=run.incident, instants=unset, actor=None, actor_label=ENGINE_ACTOR
+    )
+    for instant, reason in refused.items():
+        logger.warning("run %s: could not record %s: %s", run.pk, instant, reason)

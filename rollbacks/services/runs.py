@@ -7,7 +7,6 @@ entry, and hands work to the engine through Celery after commit.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, cast
 
 from django.db import transaction
@@ -16,7 +15,7 @@ from django.utils import timezone
 from incidents.errors import DomainError
 from incidents.models import TimelineKind
 from incidents.roles import COMMAND_PERMISSION, User, require_role
-from incidents.services import incident_lock, incident_record_instant
+from incidents.services import incident_fill_instants, incident_lock
 from incidents.timeline import timeline_append
 from rollbacks.approvals import (
     approval_request_open,
@@ -185,13 +184,12 @@ def run_confirm_and_start(
         payload={"run": locked.pk, "state": locked.state, "confirmation": typed},
     )
     if not (locked.dry_run or locked.drill):
-        for instant in ("decided_at", "rollback_started_at"):
-            if getattr(incident, instant) is None:
-                # Refused when, e.g., detection was recorded a moment ahead of now.
-                with contextlib.suppress(DomainError):
-                    incident = incident_record_instant(
-                        incident=incident, instant=instant, at=now, actor=actor
-                    )
+        # Either is refused when, e.g., detection was recorded a moment ahead of now.
+        incident, _ = incident_fill_instants(
+            incident=incident,
+            instants={"decided_at": now, "rollback_started_at": now},
+            actor=actor,
+        )
     # Commit hooks run in the order they were added: the steps' messages go first, so they
     # do not wait for the receivers' own work (notices, watches). Not when the steps would
     # run inside the send (eager mode), nor when no step is left to run (all skipped: the

@@ -1,6 +1,8 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from incidents import services
@@ -139,3 +141,63 @@ def test_opening_an_incident_attaches_the_default_checklists():
     assert incident.checklists.get(kind="pre_rollback").items.count() == 8
     post = incident.checklists.get(kind="post_rollback")
     assert "http_health" in set(post.items.values_list("check_key", flat=True))
+
+
+def test_filling_instants_records_the_unset_ones_in_one_update_and_one_insert(commander):
+    incident = incident_open()
+    decided = incident.detected_at + timedelta(minutes=1)
+    services.incident_record_instant(
+        incident=incident, instant="decided_at", at=decided, actor=commander
+    )
+    now = timezone.now()
+    with CaptureQueriesContext(connection) as queries:
+        filled, refused = services.incident_fill_instants(
+            incident=incident,
+            instants={"decided_at": now, "rollback_started_at": now, "restored_at": now},
+            actor=commander,
+        )
+
+    assert refused == {}
+    assert (filled.decided_at, filled.rollback_started_at, filled.restored_at) == (
+        decided,  # already set: kept
+        now,
+        now,
+    )
+    writes = [
+        q["sql"].split()[0]
+        for q in queries.captured_queries
+        if "incidents_incident" in q["sql"] or "timelineentry" in q["sql"]
+    ]
+    assert writes == ["SELECT", "UPDATE", "INSERT"]
+    entries = incident.timeline.filter(kind=TimelineKind.INSTANT_RECORDED).order_by("pk")
+    assert [entry.payload["instant"] for entry in entries] == [
+        "decided_at",
+        "rollback_started_at",
+        "restored_at",
+    ]
+    assert all(entry.actor == commander for entry in entries)
+
+
+def test_filling_instants_records_the_rest_when_one_is_refused(commander):
+    incident = incident_open()
+    now = timezone.now()
+    filled, refused = services.incident_fill_instants(
+        incident=incident,
+        instants={"verified_at": incident.detected_at - timedelta(seconds=1), "restored_at": now},
+        actor=None,
+        actor_label="engine",
+    )
+
+    assert refused == {"verified_at": "That instant would come before the incident was detected."}
+    filled.refresh_from_db()
+    assert (filled.verified_at, filled.restored_at) == (None, now)
+    entry = incident.timeline.get(kind=TimelineKind.INSTANT_RECORDED)
+    assert (entry.actor, entry.actor_label) == (None, "engine")
+
+
+def test_filling_instants_needs_the_commander_role_for_a_person(roles):
+    viewer = UserFactory(roles=["Viewer"])
+    with pytest.raises(PermissionDenied):
+        services.incident_fill_instants(
+            incident=incident_open(), instants={"decided_at": timezone.now()}, actor=viewer
+        )
