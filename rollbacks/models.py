@@ -261,10 +261,10 @@ class Run(models.Model):
         end = self.finished_at or timezone.now()
         return end - self.started_at  # type: ignore[no-any-return]
 
-    def expected_confirmation(self) -> str:
+    def expected_confirmation(self, steps: list[Step] | None = None) -> str:
         """What the commander must type to start: the service's name when the run touches
-        one service, else CONFIRMATION_WORD."""
-        names = {step.service.name for step in self.steps.select_related("service")}
+        one service, else CONFIRMATION_WORD. `steps`: the run's, loaded with their services."""
+        names = {step.service.name for step in steps or self.steps.select_related("service")}
         return names.pop() if len(names) == 1 else CONFIRMATION_WORD
 
 

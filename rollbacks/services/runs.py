@@ -96,7 +96,6 @@ def _check_approval(run: Run) -> None:
     request = run.approval_request
     if request is None:
         raise DomainError("Request approval first.")
-    request = ApprovalRequest.objects.get(pk=request.pk)
     if request.status != ApprovalRequestStatus.APPROVED:
         missing = ", ".join(request.missing_roles())
         raise DomainError(
@@ -152,11 +151,12 @@ def run_confirm_and_start(
     run_require_state(locked, startable, "start it")
     if not locked.dry_run:
         _check_approval(locked)
-    expected = locked.expected_confirmation()
+    steps = list(locked.steps.select_related("service").order_by("position"))
+    expected = locked.expected_confirmation(steps)
     typed = confirmation.strip()
     if typed != expected:
         raise DomainError(f"Type {expected} exactly to confirm the rollback.")
-    if not locked.steps.exists():
+    if not steps:
         raise DomainError("The plan has no steps.")
     run_claim_services(
         run=locked,
@@ -174,7 +174,6 @@ def run_confirm_and_start(
     locked.save(
         update_fields=["state", "confirmation_text", "confirmed_by", "confirmed_at", "started_at"]
     )
-    steps = list(locked.steps.select_related("service").order_by("position"))
     timeline_append(
         incident=incident,
         kind=TimelineKind.RUN,

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 import rollbacks.services
 from incidents.errors import DomainError, PermissionDenied
@@ -214,6 +216,26 @@ def test_several_services_are_confirmed_with_the_word_rollback(commander, kube):
         actor=commander,
     )
     assert run.expected_confirmation() == "ROLLBACK"
+
+
+def test_confirming_reads_the_approval_request_and_the_steps_once(commander, kube):
+    run = rollbacks.services.run_create(
+        incident=IncidentFactory(),
+        steps=[StepSpec(service=KubeServiceFactory(name=name), previous=True) for name in "ab"],
+        actor=commander,
+    )
+    run = rollbacks.services.run_request_approval(run=run, actor=commander)
+
+    with CaptureQueriesContext(connection) as queries:
+        rollbacks.services.run_confirm_and_start(
+            run=run, actor=commander, confirmation="ROLLBACK", enqueue=False
+        )
+
+    reads = [query["sql"] for query in queries.captured_queries]
+    assert sum(sql.startswith('SELECT "incidents_approvalrequest"."id"') for sql in reads) == 1
+    assert sum(sql.startswith('SELECT "incidents_step"."id"') for sql in reads) == 1
+    run.refresh_from_db()
+    assert run.state == RunState.RUNNING
 
 
 def test_a_severity_raised_after_approval_needs_the_new_approvers(commander, kube_service):
