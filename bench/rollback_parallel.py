@@ -76,6 +76,9 @@ from bench.measures import Arrivals, Phase, percentiles  # noqa: E402
 REVISION = "deployment.kubernetes.io/revision"
 HASH_LABEL = "pod-template-hash"
 TRACE_KEY = "bench:client-requests"
+# The engine's wall time against the direct path's, not to grow past it (1.2 until the
+# scale-out work, which measured 1.15 and asked to keep it there).
+TARGET_RATIO = 1.15
 
 
 # -- the direct path (run as a child process: `--direct URL POLL VERIFY NS...`) --------------
@@ -485,7 +488,7 @@ def bench(options: argparse.Namespace) -> int:
         each = ", ".join(f"{ratio:.2f}" for ratio in ratios)
         print(
             f"  ratio engine / direct          {statistics.median(ratios):7.2f}     "
-            f"(target ≤ 1.2; median of {len(ratios)} rounds: {each})"
+            f"(target ≤ {TARGET_RATIO:g}; median of {len(ratios)} rounds: {each})"
         )
         each = ", ".join(f"{ratio:.2f}" for ratio in checked_ratios)
         print(
