@@ -34,9 +34,10 @@ digest is the target's. The checks: the live digest is the target's, and the rep
 is kept (the kept value's digest is the one the switch record names).
 
 Values never leave this module: plans, results, progress lines, checks and errors name
-digests and log ids only; an error from the call carrying values has them masked and chains
-nothing. A digest of a low-entropy value (a short word) can be guessed; digests are meant for
-values like connection URLs with passwords. Errors: 429, 5xx and timeouts are retryable (with
+digests and log ids only; an error from the call carrying values has them masked in every
+form the answer may repeat them in (executors.value_masks) and chains nothing. A digest of a
+low-entropy value (a short word) can be guessed; digests are meant for values like
+connection URLs with passwords. Errors: 429, 5xx and timeouts are retryable (with
 Retry-After), 401/403 a permanent failure naming Doppler (executors.rest); a project, config,
 secret or log that does not exist is refused at draft time as an option error naming it.
 """
@@ -70,6 +71,7 @@ from executors.base import (
 )
 from executors.options import Option, OptionError
 from executors.rest import API_URL_SCHEMA, TOKEN_ENV_SCHEMA, NotFound, RestApi
+from executors.value_masks import mask_values
 
 DEFAULT_API_URL = "https://api.doppler.com"
 SERVICE = "Doppler"
@@ -430,11 +432,9 @@ class DopplerBackend(Backend):
                 doing=f"update {self.project}/{self.config_name}",
             )
         except BackendError as error:
-            text = str(error)
-            for value in sorted(values.values(), key=len, reverse=True):
-                if len(value) >= 4:
-                    text = text.replace(value, "****")
-            masked = BackendError(text, retryable=error.retryable)
+            masked = BackendError(
+                mask_values(str(error), values.values()), retryable=error.retryable
+            )
             wait = getattr(error, "retry_after", None)
             if wait is not None:
                 masked.retry_after = wait  # type: ignore[attr-defined]

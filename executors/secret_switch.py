@@ -58,6 +58,7 @@ from executors.base import (
 )
 from executors.errors import parse_retry_after
 from executors.options import Choice, Option, OptionError
+from executors.value_masks import mask_values
 
 # The step parameter set when a step is drafted, and the tag a "previous" switch records
 # "<stamp> <version chosen>" in before it switches.
@@ -124,11 +125,10 @@ def _masked(doing: str, method: Callable[..., Any], value: str | bytes, **kwargs
     try:
         return aws_call(doing, method, **kwargs)
     except BackendError as error:
-        text = str(error)
         shown = value.decode(errors="replace") if isinstance(value, bytes) else value
-        if shown:
-            text = text.replace(shown, "****")
-        masked = BackendError(text, retryable=error.retryable)
+        masked = BackendError(
+            mask_values(str(error), [shown], shortest=1), retryable=error.retryable
+        )
         cause = error.__cause__
         response = getattr(cause, "response", None)
         headers = (response or {}).get("ResponseMetadata", {}).get("HTTPHeaders", {})

@@ -4,6 +4,7 @@ what the backend says."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -251,6 +252,31 @@ def test_an_error_answer_repeating_a_value_has_it_masked(doppler, monkeypatch):
     assert "Invalid value **** for DATABASE_URL" in str(raised.value)
     assert not raised.value.retryable and raised.value.__cause__ is None
     assert_no_values(str(raised.value))
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        lambda value: f"Invalid body {json.dumps({'DATABASE_URL': value})}",
+        lambda value: "x" * 280 + " " + json.dumps(value)[1:-1],  # cut off at 300 characters
+    ],
+    ids=["json-escaped", "cut-short"],
+)
+def test_an_error_answer_repeating_a_value_escaped_or_cut_short_has_it_masked(
+    doppler, monkeypatch, echo
+):
+    def refuse(request):
+        raise StandinError(400, echo(request.body["secrets"]["DATABASE_URL"]))
+
+    monkeypatch.setattr(doppler, "set_secrets", refuse)
+
+    with pytest.raises(BackendError) as raised:
+        backend(doppler).apply(RollbackTarget(artifact=GOOD_DIGEST))
+
+    assert "****" in str(raised.value)
+    assert_no_values(str(raised.value))
+    for form in (json.dumps(DOPPLER_GOOD)[1:-1], "postgres://app:"):
+        assert form not in str(raised.value)
 
 
 @pytest.mark.parametrize(
