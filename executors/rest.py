@@ -26,6 +26,7 @@ import requests
 
 from executors.errors import RETRY_AFTER_CAP, BackendError, ConfigError, parse_retry_after
 from executors.http_guard import BlockedAddress, guarded_session
+from executors.value_masks import mask_values
 
 # JSON schema of the config fields that name the API and its token.
 API_URL_SCHEMA = {"type": "string", "pattern": r"^https?://[^\s]+$", "maxLength": 2000}
@@ -143,7 +144,9 @@ class RestApi:
         )
 
     def _mask(self, text: str) -> str:
-        return text.replace(self.token, "****") if self.token else text
+        """`text` without the token, in any form an answer may repeat it (executors.value_masks:
+        JSON-escaped, or cut short where an excerpt of the answer ends)."""
+        return mask_values(text, [self.token]) if self.token else text
 
     def url(self, path: str) -> str:
         """`path` (starting with /) under the API's base URL; a full URL is kept as it is."""

@@ -24,6 +24,7 @@ class Shelf(Standin):
         ("POST", "/echo", "echo"),
         ("GET", "/broken/(?P<code>[0-9]+)", "broken"),
         ("GET", "/text", "text"),
+        ("GET", "/long", "long"),
     ]
 
     def items(self, request: Request) -> Answer:
@@ -38,6 +39,10 @@ class Shelf(Standin):
 
     def broken(self, request: Request) -> Any:
         raise StandinError(int(request.params["code"]), f"it broke with {TOKEN} inside")
+
+    def long(self, request: Request) -> Any:
+        # The token where the client's 300-character excerpt of the message ends.
+        raise StandinError(400, "x" * 290 + " " + TOKEN)
 
     def text(self, request: Request) -> Answer:
         return Answer(200, b"<html>not json</html>", {"Content-Type": "text/html"})
@@ -108,6 +113,14 @@ def test_a_missing_thing_is_not_found_and_other_4xx_keep_the_apis_message(shelf:
         api_for(shelf).get("/broken/422", doing="check the widget")
     assert not raised.value.retryable
     assert str(raised.value) == "Shelf: check the widget: HTTP 422: it broke with **** inside"
+
+
+def test_a_token_cut_short_where_the_quoted_message_ends_is_masked(shelf: Shelf) -> None:
+    with pytest.raises(RestError) as raised:
+        api_for(shelf).get("/long")
+
+    assert str(raised.value).endswith("x " + "****")
+    assert "tok" not in str(raised.value)
 
 
 def test_no_answer_in_time_is_retryable_and_names_the_timeout(shelf: Shelf) -> None:
