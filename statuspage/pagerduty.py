@@ -41,6 +41,7 @@ from django.urls import reverse
 
 from executors.http_guard import BlockedAddress, guarded_session
 from executors.rest import retry_after_seconds
+from executors.value_masks import mask_values
 from incidents.models import Incident
 from rollbacks.models import RUN_FINISHED_STATES, Run, RunState
 from statuspage import conf
@@ -175,7 +176,8 @@ def alert_event(notice: Notice, *, routing_key: str) -> dict[str, Any]:
 
 
 def _masked(text: str, routing_key: str) -> str:
-    return text.replace(routing_key, "****") if routing_key else text
+    """`text` without the routing key, whole or cut short where the quoted answer ends."""
+    return mask_values(text, [routing_key]) if routing_key else text
 
 
 def _refusal(response: requests.Response) -> str:

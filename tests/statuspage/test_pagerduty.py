@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 import rollbacks.services
+from devinfra.hosted.server import StandinError
 from incidents.models import TimelineKind
 from rollbacks.models import RunState
 from statuspage import comms, pagerduty
@@ -257,6 +258,21 @@ def test_an_invalid_event_is_permanent_and_waits_for_a_person(
     )
     assert "not retried automatically" in _comms_entries(incident)[-1].body
     assert wrong not in _recorded(incident)
+
+
+def test_a_refusal_quoting_the_key_where_its_excerpt_ends_keeps_none_of_it(
+    pagerduty, monkeypatch, django_capture_on_commit_callbacks
+):
+    # "Event object is invalid: " and 265 characters: the quote's 300 end inside the key.
+    def refuse(request):
+        quoting = "x" * 264 + " " + request.body["routing_key"]
+        raise StandinError(400, "Event object is invalid", errors=[quoting])
+
+    monkeypatch.setattr(pagerduty, "enqueue", refuse)
+    incident = incident_open()
+    delivery = _sent(django_capture_on_commit_callbacks, incident)
+    assert delivery.state == "failed" and delivery.last_error.endswith("x ****")
+    assert ROUTING_KEY[:4] not in _recorded(incident) + delivery.last_error
 
 
 def test_the_routing_key_is_never_recorded_whatever_the_answer(
