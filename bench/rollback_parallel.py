@@ -163,16 +163,16 @@ def run_direct(
 def instrument_standin(arrivals: Arrivals) -> None:
     """Have the stand-in (in this process) note in `arrivals` every request it receives,
     and keep its own request log short (kmock scans it on each request)."""
-    from devinfra import kube_standin
+    from devinfra import kube_server
 
-    original = kube_standin.KubeStandin.__call__
+    original = kube_server.KubeStandin.__call__
 
     async def recording(self: Any, raw_request: Any) -> Any:
         arrivals.seen.append((time.time(), raw_request.method, raw_request.path))
         return await original(self, raw_request)
 
-    kube_standin.KubeStandin.__call__ = recording  # type: ignore[method-assign]
-    kube_standin.REQUESTS_KEPT = 20
+    kube_server.KubeStandin.__call__ = recording  # type: ignore[method-assign]
+    kube_server.REQUESTS_KEPT = 20
 
 
 def _request_milestones(requests: list[tuple[float, str, str]]) -> dict[str, float]:
