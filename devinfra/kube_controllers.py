@@ -22,148 +22,31 @@ so no locking is needed.
 
 from __future__ import annotations
 
-import datetime
-import hashlib
-import json
-import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from executors.json_docs import json_copy
-
-REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
-REVISION_HISTORY_ANNOTATION = "deployment.kubernetes.io/revision-history"
-DESIRED_REPLICAS_ANNOTATION = "deployment.kubernetes.io/desired-replicas"
-MAX_REPLICAS_ANNOTATION = "deployment.kubernetes.io/max-replicas"
-POD_TEMPLATE_HASH_LABEL = "pod-template-hash"
-CRASH_LOOP_ANNOTATION = "kube-standin.backout.dev/crash-loop"
-NODE_NAME = "kube-standin-node"
-
-# Deployment annotations the controller does not copy onto its ReplicaSets.
-_ANNOTATIONS_NOT_COPIED = frozenset(
-    {
-        "kubectl.kubernetes.io/last-applied-configuration",
-        REVISION_ANNOTATION,
-        REVISION_HISTORY_ANNOTATION,
-        DESIRED_REPLICAS_ANNOTATION,
-        MAX_REPLICAS_ANNOTATION,
-        "deprecated.deployment.rollback.to",
-    }
+from devinfra.kube_objects import (
+    ANNOTATIONS_NOT_COPIED,
+    CRASH_LOOP_ANNOTATION,
+    DESIRED_REPLICAS_ANNOTATION,
+    MAX_REPLICAS_ANNOTATION,
+    POD_TEMPLATE_HASH_LABEL,
+    REVISION_ANNOTATION,
+    REVISION_HISTORY_ANNOTATION,
+    ObjectStore,
+    Reader,
+    Scheduler,
+    compact_counts,
+    comparable_template,
+    controller_reference,
+    is_owned_by,
+    now_rfc3339,
+    revision_of,
+    template_hash,
 )
-# The alphabet Kubernetes uses for generated name suffixes (no vowels, no look-alikes).
-_SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-
-
-class ObjectStore(Protocol):
-    """What the controllers need from the API layer's storage."""
-
-    def get_object(self, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
-        """A copy of the stored object, or None."""
-
-    def list_objects(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
-        """Copies of the stored objects of a kind."""
-
-    def peek_object(self, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
-        """The stored object itself, not a copy (read it, never change it), or None."""
-
-    def peek_objects(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
-        """list_objects without the copies (read them, never change them)."""
-
-    def put_object(self, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
-        """Store a new version (create or replace); returns it with its resourceVersion."""
-
-    def remove_object(self, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
-        """Delete without cascading; returns the last state."""
-
-
-Scheduler = Callable[[float, Callable[[], None]], object]
-Reader = Callable[[str, str | None, str], dict[str, Any] | None]
-
-
-def now_rfc3339() -> str:
-    """The current UTC time as the API server writes timestamps."""
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def prune_empty(value: Any) -> Any:
-    """Drop null, empty-string, empty-map and empty-list values, recursively."""
-    if isinstance(value, Mapping):
-        pruned = {key: prune_empty(item) for key, item in value.items()}
-        return {key: item for key, item in pruned.items() if item not in (None, "", {}, [])}
-    if isinstance(value, list):
-        return [prune_empty(item) for item in value]
-    return value
-
-
-def template_hash(template: Mapping[str, Any]) -> str:
-    """A stable short hash of a pod template, ignoring null and empty values.
-
-    The real controller hashes the Go struct with FNV-32a; the exact value differs, the
-    properties that matter (same template, same hash; safe name characters) do not.
-    """
-    canonical = json.dumps(comparable_template(template), sort_keys=True, separators=(",", ":"))
-    number = int.from_bytes(hashlib.sha256(canonical.encode()).digest()[:8], "big")
-    characters = []
-    for _ in range(10):
-        number, index = divmod(number, len(_SAFE_ALPHABET))
-        characters.append(_SAFE_ALPHABET[index])
-    return "".join(characters)
-
-
-def comparable_template(template: Mapping[str, Any]) -> Any:
-    """The template without its hash label, null and empty values: what templates_equal
-    compares (built fresh: the template itself is not copied first)."""
-    metadata = template.get("metadata") or {}
-    labels = metadata.get("labels")
-    if isinstance(labels, Mapping) and POD_TEMPLATE_HASH_LABEL in labels:
-        labels = {key: value for key, value in labels.items() if key != POD_TEMPLATE_HASH_LABEL}
-        template = {**template, "metadata": {**metadata, "labels": labels}}
-    return prune_empty(template)
-
-
-def templates_equal(left: Mapping[str, Any], right: Mapping[str, Any]) -> bool:
-    """Whether two pod templates are the same once the hash label and empties are ignored."""
-    return comparable_template(left) == comparable_template(right)
-
-
-def revision_of(obj: Mapping[str, Any]) -> int:
-    """The `deployment.kubernetes.io/revision` annotation as an int (0 when absent)."""
-    annotations = (obj.get("metadata") or {}).get("annotations") or {}
-    try:
-        return int(annotations.get(REVISION_ANNOTATION, 0))
-    except (TypeError, ValueError):
-        return 0
-
-
-def is_owned_by(obj: Mapping[str, Any], owner: Mapping[str, Any]) -> bool:
-    """Whether `obj` names `owner` (by uid) as its controller."""
-    owner_uid = (owner.get("metadata") or {}).get("uid")
-    return any(
-        reference.get("uid") == owner_uid and reference.get("controller")
-        for reference in (obj.get("metadata") or {}).get("ownerReferences") or []
-    )
-
-
-def controller_reference(owner: Mapping[str, Any]) -> dict[str, Any]:
-    """An ownerReference marking `owner` as the controller of a dependent."""
-    return {
-        "apiVersion": owner["apiVersion"],
-        "kind": owner["kind"],
-        "name": owner["metadata"]["name"],
-        "uid": owner["metadata"]["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
-def _random_suffix(length: int = 5) -> str:
-    return "".join(secrets.choice(_SAFE_ALPHABET) for _ in range(length))
-
-
-def _compact_counts(status: dict[str, Any]) -> dict[str, Any]:
-    # The API omits zero replica counts (omitempty); clients must treat absent as 0.
-    return {key: value for key, value in status.items() if value not in (0, None)}
+from devinfra.kube_pods import new_pod, pod_conditions, pod_ready, restart_crashing_containers
+from executors.json_docs import json_copy
 
 
 @dataclass
@@ -235,7 +118,7 @@ class WorkloadControllers:
             if not crashing:
                 continue
             for pod in self._pods_of(seen):
-                if self._restart_crashing_containers(pod, crashing):
+                if restart_crashing_containers(pod, crashing):
                     self.store.put_object("pods", pod)
                     touched[seen["metadata"]["uid"]] = seen
         for crashed in touched.values():
@@ -287,7 +170,7 @@ class WorkloadControllers:
         copied = {
             key: value
             for key, value in (deployment["metadata"].get("annotations") or {}).items()
-            if key not in _ANNOTATIONS_NOT_COPIED
+            if key not in ANNOTATIONS_NOT_COPIED
         }
         desired = deployment["spec"].get("replicas", 1)
         if current is None:
@@ -388,7 +271,7 @@ class WorkloadControllers:
             self._refresh_status(deployment, observed=True)
 
     def _replica_set_healthy(self, replica_set: Mapping[str, Any]) -> bool:
-        return all(self._pod_ready(pod) for pod in self._pods_of(replica_set, copies=False))
+        return all(pod_ready(pod) for pod in self._pods_of(replica_set, copies=False))
 
     def _prune_history(self, deployment: Mapping[str, Any]) -> None:
         limit = deployment["spec"].get("revisionHistoryLimit", 10)
@@ -423,7 +306,7 @@ class WorkloadControllers:
         for replica_set in replica_sets:
             pods = self._pods_of(replica_set, copies=False)
             total += len(pods)
-            ready += sum(1 for pod in pods if self._pod_ready(pod))
+            ready += sum(1 for pod in pods if pod_ready(pod))
             if current is not None and replica_set["metadata"]["uid"] == current["metadata"]["uid"]:
                 updated = len(pods)
         old_status = deployment.get("status") or {}
@@ -460,7 +343,7 @@ class WorkloadControllers:
                 progressing, "Progressing", True, reason, message, now
             )
         deployment["status"] = {
-            **_compact_counts(
+            **compact_counts(
                 {
                     "observedGeneration": observed_generation,
                     "replicas": total,
@@ -554,7 +437,14 @@ class WorkloadControllers:
         for pod in pods[wanted:]:
             self.store.remove_object("pods", pod["metadata"]["namespace"], pod["metadata"]["name"])
         for _ in range(wanted - len(pods)):
-            self.store.put_object("pods", self._new_pod(replica_set, started=started))
+            self.store.put_object(
+                "pods",
+                new_pod(
+                    replica_set,
+                    crashing=self._crashing_containers(replica_set),
+                    started=started,
+                ),
+            )
         self._refresh_replica_set_status(replica_set)
 
     def _start_pods(self, replica_set: Mapping[str, Any]) -> None:
@@ -572,7 +462,7 @@ class WorkloadControllers:
                 }
                 changed = True
             if changed:
-                pod["status"]["conditions"] = _pod_conditions(
+                pod["status"]["conditions"] = pod_conditions(
                     pod["status"]["containerStatuses"], pod["status"].get("startTime")
                 )
                 self.store.put_object("pods", pod)
@@ -583,10 +473,10 @@ class WorkloadControllers:
         if replica_set is None:
             return
         pods = self._pods_of(replica_set, copies=False)
-        ready = sum(1 for pod in pods if self._pod_ready(pod))
+        ready = sum(1 for pod in pods if pod_ready(pod))
         status = {
             "replicas": len(pods),
-            **_compact_counts(
+            **compact_counts(
                 {
                     "fullyLabeledReplicas": len(pods),
                     "readyReplicas": ready,
@@ -617,62 +507,6 @@ class WorkloadControllers:
             if flagged or container.get("image") in self.crash_loop_images
         }
 
-    def _new_pod(self, replica_set: Mapping[str, Any], *, started: bool) -> dict[str, Any]:
-        template = json_copy(replica_set["spec"]["template"])
-        metadata = template.get("metadata") or {}
-        spec = template.get("spec") or {}
-        crashing = self._crashing_containers(replica_set)
-        now = now_rfc3339()
-        statuses = []
-        for container in spec.get("containers") or []:
-            digest = hashlib.sha256(str(container.get("image")).encode()).hexdigest()
-            running = started and container["name"] not in crashing
-            statuses.append(
-                {
-                    "name": container["name"],
-                    "image": container.get("image"),
-                    "imageID": f"{container.get('image')}@sha256:{digest}",
-                    "containerID": f"containerd://{secrets.token_hex(32)}",
-                    "restartCount": 0,
-                    "ready": running,
-                    "started": running,
-                    "state": {"running": {"startedAt": now}}
-                    if running
-                    else {"waiting": {"reason": "ContainerCreating"}},
-                    "lastState": {},
-                }
-            )
-        pod: dict[str, Any] = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": f"{replica_set['metadata']['name']}-{_random_suffix()}",
-                "namespace": replica_set["metadata"]["namespace"],
-                "labels": json_copy(metadata.get("labels") or {}),
-                "annotations": json_copy(metadata.get("annotations") or {}),
-                "ownerReferences": [controller_reference(replica_set)],
-            },
-            "spec": {**spec, "nodeName": NODE_NAME},
-            "status": {
-                "phase": "Running",
-                "conditions": _pod_conditions(statuses, now),
-                "hostIP": "10.0.0.10",
-                "podIP": f"10.244.0.{secrets.randbelow(250) + 2}",
-                "startTime": now,
-                "containerStatuses": statuses,
-            },
-        }
-        if not pod["metadata"]["annotations"]:
-            del pod["metadata"]["annotations"]
-        return pod
-
-    @staticmethod
-    def _pod_ready(pod: Mapping[str, Any]) -> bool:
-        return any(
-            condition.get("type") == "Ready" and condition.get("status") == "True"
-            for condition in (pod.get("status") or {}).get("conditions") or []
-        )
-
     def _owner_replica_set(self, pod: Mapping[str, Any]) -> dict[str, Any] | None:
         for reference in pod["metadata"].get("ownerReferences") or []:
             if reference.get("kind") == "ReplicaSet":
@@ -684,58 +518,6 @@ class WorkloadControllers:
                 ):
                     return replica_set
         return None
-
-    @staticmethod
-    def _restart_crashing_containers(pod: dict[str, Any], crashing: set[str]) -> bool:
-        changed = False
-        now = now_rfc3339()
-        for status in (pod.get("status") or {}).get("containerStatuses") or []:
-            if status["name"] not in crashing:
-                continue
-            status["restartCount"] = status.get("restartCount", 0) + 1
-            backoff = min(10 * 2 ** (status["restartCount"] - 1), 300)
-            status["state"] = {
-                "waiting": {
-                    "reason": "CrashLoopBackOff",
-                    "message": (
-                        f"back-off {backoff}s restarting failed container={status['name']}"
-                        f" pod={pod['metadata']['name']}"
-                    ),
-                }
-            }
-            status["lastState"] = {
-                "terminated": {
-                    "exitCode": 1,
-                    "reason": "Error",
-                    "startedAt": now,
-                    "finishedAt": now,
-                    "containerID": status.get("containerID"),
-                }
-            }
-            status["ready"] = status["started"] = False
-            changed = True
-        if changed:
-            pod["status"]["conditions"] = _pod_conditions(
-                pod["status"]["containerStatuses"], pod["status"].get("startTime")
-            )
-        return changed
-
-
-def _pod_conditions(statuses: list[dict[str, Any]], since: str | None) -> list[dict[str, Any]]:
-    now = since or now_rfc3339()
-    unready = sorted(status["name"] for status in statuses if not status.get("ready"))
-    ready = "False" if unready else "True"
-    conditions: list[dict[str, Any]] = [
-        {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-        {"type": "Initialized", "status": "True", "lastTransitionTime": now},
-        {"type": "ContainersReady", "status": ready, "lastTransitionTime": now},
-        {"type": "Ready", "status": ready, "lastTransitionTime": now},
-    ]
-    if unready:
-        for condition in conditions[2:]:
-            condition["reason"] = "ContainersNotReady"
-            condition["message"] = f"containers with unready status: [{' '.join(unready)}]"
-    return conditions
 
 
 def _max_unavailable(deployment: Mapping[str, Any]) -> int:

@@ -16,7 +16,7 @@ import requests
 from kubernetes import client as kube_client
 from kubernetes import config as kube_config
 
-from devinfra.kube_controllers import template_hash
+from devinfra.kube_objects import template_hash
 from devinfra.kube_patches import strategic_merge_patch
 from devinfra.kube_selectors import labels_match, parse_label_selector
 from devinfra.kube_standin import KubeStandinHandle
