@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -13,6 +14,7 @@ import pytest
 from devinfra.kube_standin import KubeStandinHandle
 from devinfra.processes import ServerProcess, reset_moto_server
 from executors.base import Connections
+from tests.executors.git_repos import Repository
 from tests.executors.rds_world import OLD_HOST, PASSWORD, rds_secret
 
 
@@ -53,3 +55,11 @@ def secrets(aws: Connections, rds: Any) -> Any:
     )
     client.create_secret(Name="orders/db", SecretString=json.dumps(rds_secret(OLD_HOST)))
     return client
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repository:
+    """A bare repository with one commit on main, and a developer's clone of it."""
+    repository = Repository(tmp_path)
+    repository.commit({"app.py": "VERSION = 1\n", "README": "shop\n"}, "Initial version")
+    return repository
