@@ -21,33 +21,30 @@ waits on the scheduler rather than on the client under test. The direct paths ru
 too.
 
 Connections: a running step holds a PostgreSQL connection until it ends, so 200 steps at
-once need about 300 (each pool process's pool is sized for its message's steps, as
-docs/deploy.md sizes them). When the benches' server (BENCH_POSTGRES_URL, 100 connections
-here) has too few free, the bench starts a throwaway PostgreSQL server of its own
-(bench.common.postgres_server_with) rather than have the shared one refuse connections to
-everyone using it; it says so when it does.
+once need about 300 (pools sized as docs/deploy.md sizes them). When the benches' server
+(BENCH_POSTGRES_URL) has too few free, the bench says so and starts a throwaway one of its
+own (bench.common.postgres_server_with).
 
-First, unmeasured, one run per incident of as many steps as the measured runs have, so
-that every pool process has imported what it needs and opened as many connections as its
-message's steps use, as in workers that have served a group that size lately (a pool gives
-back one idle connection a minute); `--warm-ups` such rounds (1). Then each of `--rounds`
-rounds (5) runs, one after the other:
+First, unmeasured, `--warm-ups` rounds (1) of a run per incident as large as the measured
+ones: the pool processes import what they need and open their connections, as workers that
+served such a group lately have. Then each of `--rounds` rounds (5), one after the other:
 
 - Engine: `--incidents` runs (one per incident) of `--deployments` steps in one parallel
   group (undo to the previous revision), drafted and approved beforehand, all confirmed at
   the same instant from as many threads of a process of their own (as from web processes),
-  then executed by the workers: claim, apply, wait for the rollout, checks, timeline
-  entries. Wall time: from the confirmations to the end the engine recorded for the last
-  run (its `finished_at`, written in the transaction that ends it). The confirming process
-  waits for the runs reading them every 100 ms; until 2026-12-05 the wall time was when it
-  saw them finished, read every 10 ms, and those reads took PostgreSQL and the cores from
-  the steps they timed (about 110 queries a round) and added up to a poll to the end.
+  warmed as a web process that has served: its backends loaded, a confirmation rehearsed
+  and rolled back on each thread's connection, and a message sent on each thread's broker
+  connection (a steps message with no steps, which claims nothing), so that Celery's
+  message path and the queue's declaration are in place. Then executed by the workers:
+  claim, apply, wait for the rollout, checks, timeline entries. Wall time: from the
+  confirmations to the end the engine recorded for the last run (its `finished_at`,
+  written in the transaction that ends it); the confirming process waits reading the runs
+  every 100 ms (docs/rollback-engine.md has the bench's history).
 - Direct: as many Deployments, seeded alike, rolled back by `bench/rollback_parallel.py
   --direct` in a process of its own, a thread per Deployment doing what `kubectl rollout
   undo` and `kubectl rollout status` do, then the read the engine's checks make (the pods
   of the ReplicaSet the undo chose; rollback_parallel.py's "direct + checks"): the same
-  API work on both paths, so the ratio is the engine's own cost. (Until 2026-12-04 the
-  direct path skipped that read, one request per Deployment the engine makes.)
+  API work on both paths, so the ratio is the engine's own cost.
 - Direct, a process per run: the same again with the engine's parallelism, one process
   per run (each run's message gets a pool process of its own) of a thread per Deployment,
   started at one instant once each has loaded the client. Ten busy processes compete
@@ -217,6 +214,7 @@ def confirm_runs(commander_id: int, timeout: float, run_ids: list[int]) -> None:
     from django.db import connections, transaction
 
     import rollbacks.services
+    import rollbacks.tasks
     from console.celery import app
     from rollbacks.engine.backends import warm_up
     from rollbacks.models import RUN_FINISHED_STATES, Run
@@ -244,6 +242,10 @@ def confirm_runs(commander_id: int, timeout: float, run_ids: list[int]) -> None:
                 raise Rehearsed
             with app.producer_or_acquire() as producer:  # a broker connection in the pool
                 producer.connection.ensure_connection()
+                # A web process that has served has also sent: Celery's message path is set
+                # up (its event dispatcher, the task classes) and the queue declared on the
+                # connection. A message with no steps claims nothing.
+                rollbacks.tasks.steps_execute.apply_async(args=([],), producer=producer)
             warm.wait()
             go.wait()
             rollbacks.services.run_confirm_and_start(
