@@ -47,10 +47,8 @@ served such a group lately have. Then each of `--rounds` rounds (5), one after t
   API work on both paths, so the ratio is the engine's own cost.
 - Direct, a process per run: the same again with the engine's parallelism, one process
   per run (each run's message gets a pool process of its own) of a thread per Deployment,
-  started at one instant once each has loaded the client. Ten busy processes compete
-  with each other and with PostgreSQL for the two cores, as the pool processes do (and,
-  with `--standin-priority 0`, leave the stand-in a smaller share than one does). The
-  ratio against it is printed beside the main one, which keeps the one-process baseline.
+  started at one instant once each has loaded the client: ten busy processes compete for
+  the two cores, as the pool processes do. Its ratio is printed beside the main one.
 
 Every Deployment sits in a namespace of its own (bench/rollback_parallel.py says why).
 A run's steps travel in one message (ROLLBACK_STEPS_PER_MESSAGE, 25), which one pool
