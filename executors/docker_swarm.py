@@ -274,7 +274,7 @@ class DockerSwarmBackend(Backend):
         try:
             return self.engine.json_of(self.engine.request(method, path, doing=doing, **kwargs))
         except RestError as error:
-            if isinstance(error.__context__, requests.exceptions.SSLError):
+            if error.tls_failed:
                 raise ConfigError(
                     f"docker_host {self.docker_host}: TLS failed (tls_ca names the CA of the "
                     "daemon's certificate, tls_cert and tls_key the client certificate it may "

@@ -35,7 +35,8 @@ is kept (the kept value's digest is the one the switch record names).
 
 Values never leave this module: plans, results, progress lines, checks and errors name
 digests and log ids only; an error from the call carrying values has them masked in every
-form the answer may repeat them in (executors.value_masks) and chains nothing. A digest of a
+form the answer may repeat them in (executors.rest, executors.value_masks), and neither a
+cause nor a context. A digest of a
 low-entropy value (a short word) can be guessed; digests are meant for values like
 connection URLs with passwords. Errors: 429, 5xx and timeouts are retryable (with
 Retry-After), 401/403 a permanent failure naming Doppler (executors.rest); a project, config,
@@ -56,7 +57,6 @@ from typing import Any
 from executors.base import (
     ApplyResult,
     Backend,
-    BackendError,
     Change,
     CheckResult,
     CheckStatus,
@@ -71,7 +71,6 @@ from executors.base import (
 )
 from executors.options import Option, OptionError
 from executors.rest import API_URL_SCHEMA, TOKEN_ENV_SCHEMA, NotFound, RestApi
-from executors.value_masks import mask_values
 
 DEFAULT_API_URL = "https://api.doppler.com"
 SERVICE = "Doppler"
@@ -422,23 +421,14 @@ class DopplerBackend(Backend):
         return ApplyResult(True, detail, facts)
 
     def _write(self, values: Mapping[str, str]) -> None:
-        """POST the secrets; an error has every value masked and chains nothing."""
-        body = {**self._scope, "secrets": dict(values)}
-        try:
-            self.api.send(
-                "POST",
-                "/v3/configs/config/secrets",
-                body,
-                doing=f"update {self.project}/{self.config_name}",
-            )
-        except BackendError as error:
-            masked = BackendError(
-                mask_values(str(error), values.values()), retryable=error.retryable
-            )
-            wait = getattr(error, "retry_after", None)
-            if wait is not None:
-                masked.retry_after = wait  # type: ignore[attr-defined]
-            raise masked from None
+        """POST the secrets; an error has every value masked (executors.rest)."""
+        self.api.send(
+            "POST",
+            "/v3/configs/config/secrets",
+            {**self._scope, "secrets": dict(values)},
+            doing=f"update {self.project}/{self.config_name}",
+            hidden=values.values(),
+        )
 
     def _switch_log(self, digest: str) -> str:
         """The id of the newest log entry that set the secret to `digest` ("" if unknown)."""

@@ -15,9 +15,11 @@ What every such call needs, in one place:
 
 from __future__ import annotations
 
+import json as jsonlib
 import os
+import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,6 +35,8 @@ API_URL_SCHEMA = {"type": "string", "pattern": r"^https?://[^\s]+$", "maxLength"
 TOKEN_ENV_SCHEMA = {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$", "maxLength": 100}
 # How much of an error answer's body a message keeps.
 _EXCERPT = 300
+# What an HTTP header can carry of a token: visible ASCII.
+_TOKEN_CHARS = re.compile(r"[!-~]+")
 
 
 def _same_origin(url: str, base: str) -> bool:
@@ -48,7 +52,8 @@ class NotFound(BackendError):
 
 
 class RestError(BackendError):
-    """Any other failed call: `status` is the HTTP status (None when nothing answered)."""
+    """Any other failed call: `status` is the HTTP status (None when nothing answered), and
+    `tls_failed` whether the TLS handshake failed (a certificate not trusted, say)."""
 
     def __init__(
         self,
@@ -57,9 +62,11 @@ class RestError(BackendError):
         status: int | None,
         retryable: bool,
         retry_after: float | None = None,
+        tls_failed: bool = False,
     ) -> None:
         super().__init__(message, retryable=retryable)
         self.status = status
+        self.tls_failed = tls_failed
         if retry_after is not None:
             self.retry_after = retry_after
 
@@ -69,9 +76,14 @@ def token_from_env(name: str | None, service: str) -> str:
     a value) when the config names none or it is unset."""
     if not name:
         raise ConfigError(f"{service}: the target config names no token_env")
-    value = os.environ.get(name, "")
+    value = os.environ.get(name, "").strip()
     if not value:
         raise ConfigError(f"{service}: the environment variable {name} is not set")
+    if not _TOKEN_CHARS.fullmatch(value):
+        raise ConfigError(
+            f"{service}: the environment variable {name} holds a character a token cannot "
+            "have (whitespace, a control character or a non-ASCII letter)"
+        )
     return value
 
 
@@ -87,8 +99,17 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     return None
 
 
+def shown(item: Any) -> str:
+    """An item of an API's answer as a message shows it: text as it is, anything else as
+    JSON (never Python's repr)."""
+    if isinstance(item, str):
+        return item
+    return jsonlib.dumps(item, ensure_ascii=False, default=str)
+
+
 def _message(response: requests.Response) -> str:
-    """The API's own explanation: a JSON body's message/error field, or a short excerpt."""
+    """The API's own explanation, on one line and not yet shortened: a JSON body's
+    message/error field, or the body."""
     try:
         data = response.json()
     except ValueError:
@@ -99,11 +120,19 @@ def _message(response: requests.Response) -> str:
             if isinstance(value, Mapping):
                 value = value.get("message") or value.get("code")
             if isinstance(value, list):
-                value = "; ".join(str(item) for item in value[:3])
+                value = "; ".join(shown(item) for item in value[:3])
             if value:
-                return str(value)[:_EXCERPT]
-    text = " ".join(response.text.split())
-    return text[:_EXCERPT] or response.reason or ""
+                return " ".join(shown(value).split())
+    return " ".join(_body_text(response).split()) or response.reason or ""
+
+
+def _body_text(response: requests.Response) -> str:
+    """The body as text: in the charset the answer names, else UTF-8 (what APIs send), not
+    the Latin-1 that HTTP/1.1 once made the default for text, which would show a value's
+    non-ASCII characters as other characters than the ones masking looks for."""
+    if "charset=" in response.headers.get("content-type", "").lower():
+        return response.text
+    return response.content.decode("utf-8", errors="replace")
 
 
 @dataclass
@@ -143,10 +172,11 @@ class RestApi:
             headers=dict(headers or {}),
         )
 
-    def _mask(self, text: str) -> str:
-        """`text` without the token, in any form an answer may repeat it (executors.value_masks:
-        JSON-escaped, or cut short where an excerpt of the answer ends)."""
-        return mask_values(text, [self.token]) if self.token else text
+    def excerpt(self, text: str, hidden: Iterable[str] = ()) -> str:
+        """The start of `text` that a message quotes, without the token or any of `hidden`
+        in any form an answer may repeat them in (executors.value_masks)."""
+        values = [*([self.token] if self.token else []), *hidden]
+        return mask_values(text, values, shortest=1, limit=_EXCERPT)
 
     def url(self, path: str) -> str:
         """`path` (starting with /) under the API's base URL; a full URL is kept as it is."""
@@ -162,15 +192,22 @@ class RestApi:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         doing: str = "",
+        hidden: Iterable[str] = (),
     ) -> requests.Response:
         """Make one call; a 2xx answer is returned, anything else raised as described above.
-        `doing` says what the call was for ("promote deployment dpl_1"), for messages."""
+        `doing` says what the call was for ("promote deployment dpl_1"), for messages;
+        `hidden` are values the call carries that an error must not show (with the token).
+
+        Errors are raised outside the handler of what caused them, so that none keeps the
+        cause, which may hold those values, as its context."""
         if self.session is None:
             self.session = guarded_session()
         headers = {"Accept": "application/json", "User-Agent": "backout", **self.headers}
         if self.token:
             headers[self.auth_header] = f"{self.auth_scheme} {self.token}".strip()
         what = f"{self.service}: {doing or f'{method} {path}'}"
+        hidden = list(hidden)
+        failure: BackendError | None = None
         try:
             response = self.session.request(
                 method,
@@ -182,21 +219,31 @@ class RestApi:
                 allow_redirects=False,
             )
         except BlockedAddress as error:
-            raise ConfigError(f"{what}: {error}") from None
+            failure = ConfigError(f"{what}: {error}")
         except requests.Timeout:
-            raise RestError(
+            failure = RestError(
                 f"{what}: no answer within {self.timeout:g} s", status=None, retryable=True
-            ) from None
+            )
         except requests.RequestException as error:
-            reason = self._mask(str(error))[:_EXCERPT]
-            raise RestError(f"{what}: {reason}", status=None, retryable=True) from None
+            reason = self.excerpt(str(error), hidden)
+            tls_failed = isinstance(error, requests.exceptions.SSLError)
+            failure = RestError(
+                f"{what}: {reason}", status=None, retryable=True, tls_failed=tls_failed
+            )
+        except UnicodeEncodeError as error:  # says where, never what: it holds the text
+            failure = ConfigError(
+                f"{what}: the token or the request holds text HTTP cannot carry "
+                f"({error.reason[:100]})"
+            )
+        if failure is not None:
+            raise failure
         if 200 <= response.status_code < 300:
             return response
-        raise self._error(what, response)
+        raise self._error(what, response, hidden)
 
-    def _error(self, what: str, response: requests.Response) -> BackendError:
+    def _error(self, what: str, response: requests.Response, hidden: Iterable[str]) -> BackendError:
         status = response.status_code
-        detail = self._mask(_message(response))
+        detail = self.excerpt(_message(response), hidden)
         text = f"{what}: HTTP {status}" + (f": {detail}" if detail else "")
         wait = retry_after_seconds(response.headers)
         if status == 429 or status >= 500 or (status == 403 and wait is not None):
@@ -216,9 +263,18 @@ class RestApi:
         """GET `path` and return its JSON document."""
         return self.json_of(self.request("GET", path, params=params, doing=doing), doing)
 
-    def send(self, method: str, path: str, body: Any = None, *, doing: str = "") -> Any:
-        """POST/PATCH/PUT/DELETE `body` as JSON and return the answer's JSON (None if empty)."""
-        response = self.request(method, path, json=body, doing=doing)
+    def send(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        doing: str = "",
+        hidden: Iterable[str] = (),
+    ) -> Any:
+        """POST/PATCH/PUT/DELETE `body` as JSON and return the answer's JSON (None if empty);
+        an error shows none of `hidden` (see `request`)."""
+        response = self.request(method, path, json=body, doing=doing, hidden=hidden)
         return self.json_of(response, doing) if response.content else None
 
     def json_of(self, response: requests.Response, doing: str = "") -> Any:

@@ -121,7 +121,8 @@ def _short(version: str) -> str:
 
 def _masked(doing: str, method: Callable[..., Any], value: str | bytes, **kwargs: Any) -> Any:
     """aws_call for a call that carries a value: an error says what failed with the value
-    masked, keeps its retryability and Retry-After, and chains nothing that holds the value."""
+    masked, keeps its retryability and Retry-After, and neither chains nor has as its context
+    anything that holds the value (it is raised outside the handler)."""
     try:
         return aws_call(doing, method, **kwargs)
     except BackendError as error:
@@ -129,13 +130,12 @@ def _masked(doing: str, method: Callable[..., Any], value: str | bytes, **kwargs
         masked = BackendError(
             mask_values(str(error), [shown], shortest=1), retryable=error.retryable
         )
-        cause = error.__cause__
-        response = getattr(cause, "response", None)
+        response = getattr(error.__cause__, "response", None)
         headers = (response or {}).get("ResponseMetadata", {}).get("HTTPHeaders", {})
         wait = parse_retry_after(headers.get("retry-after"))
         if wait is not None:
             masked.retry_after = wait  # type: ignore[attr-defined]
-        raise masked from None
+    raise masked
 
 
 class SecretSwitchBackend(Backend):

@@ -40,7 +40,7 @@ from django.db.models import Q
 from django.urls import reverse
 
 from executors.http_guard import BlockedAddress, guarded_session
-from executors.rest import retry_after_seconds
+from executors.rest import retry_after_seconds, shown
 from executors.value_masks import mask_values
 from incidents.models import Incident
 from rollbacks.models import RUN_FINISHED_STATES, Run, RunState
@@ -52,6 +52,8 @@ SERVICE = "PagerDuty"
 SUMMARY_LIMIT = 1024
 DETAILS_LIMIT = 4000
 FIELD_LIMIT = 255
+# How much of PagerDuty's explanation of a refusal a delivery error quotes.
+REFUSAL_LIMIT = 300
 SEVERITIES = {"P0": "critical", "P1": "error", "P2": "warning", "P3": "info"}
 EVENT_ACTIONS = ("trigger", "acknowledge", "resolve")
 _PHASES: dict[str, int] = {
@@ -176,23 +178,25 @@ def alert_event(notice: Notice, *, routing_key: str) -> dict[str, Any]:
 
 
 def _masked(text: str, routing_key: str) -> str:
-    """`text` without the routing key, whole or cut short where the quoted answer ends."""
-    return mask_values(text, [routing_key]) if routing_key else text
+    """The start of `text` that a message quotes, without the routing key in any form the
+    answer may repeat it in (executors.value_masks)."""
+    return mask_values(text, [routing_key] if routing_key else [], limit=REFUSAL_LIMIT)
 
 
 def _refusal(response: requests.Response) -> str:
-    """PagerDuty's explanation of an error: its message and the errors it lists."""
+    """PagerDuty's explanation of an error, on one line and not yet shortened: its message
+    and the errors it lists."""
     try:
         answer = response.json()
     except ValueError:
         answer = None
     if not isinstance(answer, dict):
-        return " ".join(response.text.split())[:300]
-    parts = [str(answer.get("message") or answer.get("status") or "")]
+        return " ".join(response.text.split())
+    parts = [shown(answer.get("message") or answer.get("status") or "")]
     errors = answer.get("errors")
     if isinstance(errors, list) and errors:
-        parts.append("; ".join(str(error) for error in errors[:3]))
-    return ": ".join(part for part in parts if part)[:300]
+        parts.append("; ".join(shown(error) for error in errors[:3]))
+    return " ".join(": ".join(part for part in parts if part).split())
 
 
 def event_post(event: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ what the backend says."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -55,6 +56,10 @@ def live(doppler: DopplerStandin, name: str = "DATABASE_URL") -> str | None:
 
 def said(*things: object) -> str:
     return "\n".join(repr(thing) for thing in things)
+
+
+def upper(escape: re.Match[str]) -> str:
+    return escape.group().upper().replace("\\U", "\\u")
 
 
 def assert_no_values(text: str) -> None:
@@ -229,14 +234,25 @@ def test_a_server_error_is_retryable(doppler):
 
 
 def test_a_wrong_token_is_a_permanent_failure_naming_doppler(doppler, monkeypatch):
-    monkeypatch.setenv(DOPPLER_TOKEN_ENV, "dp.st.wrong")
+    monkeypatch.setenv(DOPPLER_TOKEN_ENV, "dp.st.wrong/token&value")
+    original = doppler.handle
+
+    def repeating(request):  # a 401 that quotes the token it was given, Go-escaped
+        answer = original(request)
+        given = request.headers["authorization"].removeprefix("Bearer ")
+        answer.body["messages"].append(f"token {given.replace('&', '\\u0026')} is unknown")
+        return answer
+
+    monkeypatch.setattr(doppler, "handle", repeating)
 
     with pytest.raises(BackendError) as raised:
         backend(doppler).live_version()
 
     assert not raised.value.retryable
-    assert "Doppler refused the credentials (HTTP 401): Invalid Auth token" in str(raised.value)
-    assert "dp.st.wrong" not in str(raised.value)
+    assert str(raised.value).endswith(
+        "Doppler refused the credentials (HTTP 401): Invalid Auth token; token **** is unknown"
+    )
+    assert "dp.st.wrong" not in str(raised.value) and "token\\u0026" not in str(raised.value)
 
 
 def test_an_error_answer_repeating_a_value_has_it_masked(doppler, monkeypatch):
@@ -250,7 +266,8 @@ def test_an_error_answer_repeating_a_value_has_it_masked(doppler, monkeypatch):
         backend(doppler).apply(RollbackTarget(artifact=GOOD_DIGEST))
 
     assert "Invalid value **** for DATABASE_URL" in str(raised.value)
-    assert not raised.value.retryable and raised.value.__cause__ is None
+    assert not raised.value.retryable
+    assert raised.value.__cause__ is None and raised.value.__context__ is None
     assert_no_values(str(raised.value))
 
 
@@ -259,8 +276,10 @@ def test_an_error_answer_repeating_a_value_has_it_masked(doppler, monkeypatch):
     [
         lambda value: f"Invalid body {json.dumps({'DATABASE_URL': value})}",
         lambda value: "x" * 280 + " " + json.dumps(value)[1:-1],  # cut off at 300 characters
+        lambda value: f"Invalid body {json.dumps(json.dumps({'DATABASE_URL': value}))}",
+        lambda value: "Invalid value " + re.sub(r"\\u[0-9a-f]{4}", upper, json.dumps(value)),
     ],
-    ids=["json-escaped", "cut-short"],
+    ids=["json-escaped", "cut-short", "escaped-twice", "upper-hex"],
 )
 def test_an_error_answer_repeating_a_value_escaped_or_cut_short_has_it_masked(
     doppler, monkeypatch, echo
@@ -373,3 +392,19 @@ def test_an_unset_token_variable_is_a_config_error_naming_it(doppler, monkeypatc
 
     with pytest.raises(ConfigError, match=f"{DOPPLER_TOKEN_ENV} is not set"):
         backend(doppler).live_version()
+
+
+@pytest.mark.parametrize("value", ["on", "1", "ab3"], ids=["two", "one", "three"])
+def test_a_short_value_is_masked_where_it_stands_as_a_word(doppler, monkeypatch, value):
+    doppler.set("orders", "prd", {"DATABASE_URL": value})
+
+    def refuse(request):
+        kept = request.body["secrets"]["DATABASE_URL_BACKOUT_PREVIOUS"]
+        raise StandinError(400, f"HTTP-ish 4001: previous value '{kept}' rejected")
+
+    monkeypatch.setattr(doppler, "set_secrets", refuse)
+
+    with pytest.raises(BackendError) as raised:
+        backend(doppler).apply(RollbackTarget(artifact=GOOD_DIGEST))
+
+    assert str(raised.value).endswith("HTTP 400: HTTP-ish 4001: previous value '****' rejected")

@@ -268,7 +268,7 @@ def test_a_failed_put_masks_the_value_and_chains_nothing(aws, secret):
 
     assert raised.value.retryable
     assert GOOD not in str(raised.value) and "****" in str(raised.value)
-    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    assert raised.value.__cause__ is None and raised.value.__context__ is None
 
 
 def test_a_later_separate_previous_step_steps_back_again(aws, sm, secret):

@@ -275,6 +275,24 @@ def test_a_refusal_quoting_the_key_where_its_excerpt_ends_keeps_none_of_it(
     assert ROUTING_KEY[:4] not in _recorded(incident) + delivery.last_error
 
 
+def test_a_refusal_listing_objects_quotes_them_as_json_with_the_key_masked(
+    pagerduty, monkeypatch, django_capture_on_commit_callbacks
+):
+    def refuse(request):
+        key = request.body["routing_key"]
+        errors = [{"field": "routing_key", "got": key, "note": "キー <無効>"}]
+        raise StandinError(400, "Event object is invalid", errors=errors)
+
+    monkeypatch.setattr(pagerduty, "enqueue", refuse)
+    incident = incident_open()
+    delivery = _sent(django_capture_on_commit_callbacks, incident)
+    assert delivery.last_error == (
+        "PagerDuty refused the trigger as invalid (HTTP 400): Event object is invalid: "
+        '{"field": "routing_key", "got": "****", "note": "キー <無効>"}'
+    )
+    assert ROUTING_KEY not in _recorded(incident) + delivery.last_error
+
+
 def test_the_routing_key_is_never_recorded_whatever_the_answer(
     pagerduty, django_capture_on_commit_callbacks
 ):
