@@ -57,6 +57,7 @@ from typing import Any
 from executors.base import (
     ApplyResult,
     Backend,
+    BackendError,
     Change,
     CheckResult,
     CheckStatus,
@@ -97,9 +98,15 @@ LOG = Option(
 )
 
 
+def _sha256(value: str) -> str:
+    # surrogatepass: a value read from JSON may hold a lone surrogate, and an encoding error
+    # would carry the whole value in its message.
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def digest_of(value: str) -> str:
     """What the console records of a value: "sha256:" and the first 16 hex digits."""
-    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:DIGEST_CHARS]
+    return "sha256:" + _sha256(value)[:DIGEST_CHARS]
 
 
 def same_digest(recorded: str, value: str) -> bool:
@@ -107,7 +114,7 @@ def same_digest(recorded: str, value: str) -> bool:
     found = _DIGEST.fullmatch(recorded)
     if found is None:
         return False
-    return hashlib.sha256(value.encode()).hexdigest().startswith(found.group(1))
+    return _sha256(value).startswith(found.group(1))
 
 
 @dataclass(frozen=True)
@@ -137,6 +144,22 @@ class SwitchRecord:
     def parse(cls, text: str | None) -> SwitchRecord | None:
         parts = (text or "").split()
         return cls(*parts) if len(parts) == 3 else None
+
+
+def _mapping(value: Any, what: str) -> Mapping[str, Any]:
+    """`value`, an object of Doppler's answer; a permanent error naming what when it is not."""
+    if not isinstance(value, Mapping):
+        raise BackendError(f"{SERVICE} answered a {what} that is not an object", retryable=False)
+    return value
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    """`value`, a list in Doppler's answer (missing: empty); a permanent error when not."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BackendError(f"{SERVICE} answered {what} that are not a list", retryable=False)
+    return value
 
 
 class DopplerBackend(Backend):
@@ -203,7 +226,7 @@ class DopplerBackend(Backend):
             )
         except NotFound:
             return None
-        raw = (answer.get("value") or {}).get("raw") if isinstance(answer, Mapping) else None
+        raw = _mapping(_mapping(answer, "secret").get("value") or {}, "secret value").get("raw")
         if raw is None:  # a restricted secret: Doppler does not reveal its value
             raise ConfigError(f"Doppler does not reveal the value of {name} to this token")
         return Value(str(raw))
@@ -222,14 +245,15 @@ class DopplerBackend(Backend):
                 params={**self._scope, "page": page, "per_page": LOG_PAGE_SIZE},
                 doing=f"read the log of {self.project}/{self.config_name}",
             )
-            entries = list(answer.get("logs") or [])
+            entries = _list(_mapping(answer, "config log page").get("logs"), "config logs")
             yield from entries
             if len(entries) < LOG_PAGE_SIZE:
                 return
 
     def _change(self, log: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """The diff entry of `log` that changed the secret, or None."""
-        return next((d for d in log.get("diff") or [] if d.get("name") == self.name), None)
+        diff = _list(_mapping(log, "config log entry").get("diff"), "config log diff")
+        return next((d for d in diff if _mapping(d, "diff").get("name") == self.name), None)
 
     def _log(self, log_id: str) -> Mapping[str, Any]:
         try:
@@ -242,7 +266,7 @@ class DopplerBackend(Backend):
             raise ConfigError(
                 f"config log {log_id} not found in {self.project}/{self.config_name}"
             ) from None
-        return answer.get("log") or {}
+        return _mapping(_mapping(answer, "config log").get("log") or {}, "config log entry")
 
     def _set_by(self, log_id: str) -> Value:
         """The value config log entry `log_id` gave the secret."""
@@ -327,7 +351,7 @@ class DopplerBackend(Backend):
         for entry in self._logs():
             if self._change(entry) is None:
                 continue
-            user = entry.get("user") or {}
+            user = _mapping(entry.get("user") or {}, "config log user")
             by = str(user.get("name") or user.get("email") or "someone")
             at = None
             with contextlib.suppress(ValueError):

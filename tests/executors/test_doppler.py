@@ -408,3 +408,37 @@ def test_a_short_value_is_masked_where_it_stands_as_a_word(doppler, monkeypatch,
         backend(doppler).apply(RollbackTarget(artifact=GOOD_DIGEST))
 
     assert str(raised.value).endswith("HTTP 400: HTTP-ish 4001: previous value '****' rejected")
+
+
+@pytest.mark.parametrize(
+    ("route", "answer"),
+    [
+        ("get_secret", ["not", "an", "object"]),
+        ("get_secret", {"value": "raw text"}),
+        ("list_logs", {"logs": {"id": "not a list"}}),
+        ("list_logs", {"logs": ["not an object"]}),
+        ("list_logs", {"logs": [{"id": "log_1", "diff": "not a list"}]}),
+        ("list_logs", {"logs": [{"id": "log_1", "diff": [7]}]}),
+        ("get_log", {"log": "not an object"}),
+    ],
+)
+def test_an_answer_of_an_unexpected_shape_is_a_backend_error_naming_it(
+    doppler, monkeypatch, route, answer
+):
+    monkeypatch.setattr(doppler, route, lambda request: answer)
+    chosen = backend(doppler)
+
+    with pytest.raises(BackendError, match="^Doppler answered .* not (an object|a list)$"):
+        if route == "get_log":
+            chosen.validate_params({"log": "log_1"}, live=True)
+        elif route == "list_logs":
+            chosen.live_change()
+        else:
+            chosen.live_version()
+
+
+def test_a_value_holding_a_lone_surrogate_has_a_digest_and_no_encoding_error(doppler):
+    doppler.set("orders", "prd", {"DATABASE_URL": "postgres://app:\ud800-x@db/orders"})
+
+    assert backend(doppler).live_version() == digest_of("postgres://app:\ud800-x@db/orders")
+    assert digest_of("\ud800").startswith("sha256:")
