@@ -23,7 +23,7 @@ import jsonschema
 # The errors are defined in executors.errors, below the schema of the checks list that
 # raises them too; they are part of this interface, and backends import them from here.
 from executors.check_specs import validate_checks
-from executors.errors import BackendError, ConfigError, DeadlineExceeded
+from executors.errors import BackendError, ConfigError, DeadlineExceeded, internal_error
 from executors.options import LiveOption, Option, check_live_values, validate_options
 from executors.schemas import validate_fixed_schema
 
@@ -43,6 +43,7 @@ __all__ = [
     "RollbackPlan",
     "RollbackTarget",
     "discard_log",
+    "internal_error",
     "poll_until",
 ]
 

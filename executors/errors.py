@@ -35,6 +35,13 @@ class DeadlineExceeded(BackendError):
         super().__init__(message, retryable=False)
 
 
+def internal_error(error: BaseException) -> str:
+    """What a step or check records of an error no backend raised: its type only. Its text
+    is not shown, since an unexpected error may carry what it was handling (an encoding
+    error holds its whole input); the worker's log has the traceback."""
+    return f"internal error ({type(error).__name__}); the worker's log has the details"
+
+
 # The longest wait a server's Retry-After is taken at; a longer ask waits this long.
 RETRY_AFTER_CAP = 3600.0
 

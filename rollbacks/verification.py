@@ -44,7 +44,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from executors.base import CheckResult, CheckStatus, ConfigError
+from executors.base import CheckResult, CheckStatus, ConfigError, internal_error
 from executors.check_specs import check_name, checklist_key, validate_checks
 from executors.checks import VerificationDefaults, run_check
 from incidents.models import ChecklistItem, ChecklistKind, TimelineKind
@@ -239,7 +239,7 @@ def _run_one(
         )
     except Exception as error:  # a check must report, never take the round down
         logger.exception("verification check %s failed unexpectedly", check.name)
-        return CheckResult(check.name, CheckStatus.INCONCLUSIVE, f"internal error: {error!r}")
+        return CheckResult(check.name, CheckStatus.INCONCLUSIVE, internal_error(error))
 
 
 def verification_execute(run_id: int, round_id: str) -> str:

@@ -31,6 +31,7 @@ from executors.base import (
     CheckStatus,
     DeadlineExceeded,
     RollbackTarget,
+    internal_error,
 )
 from incidents.models import Incident, TimelineKind
 from incidents.timeline import timeline_append
@@ -344,9 +345,7 @@ def execute_claimed(
         except Exception as error:
             logger.exception("step %s failed with an unexpected error", step_id)
             execution.forget_unstarted_apply()
-            return execution.finish(
-                StepState.FAILED, reason=f"internal error: {error!r}", retryable=False
-            )
+            return execution.finish(StepState.FAILED, reason=internal_error(error), retryable=False)
     except OwnershipLost:
         logger.warning("step %s was taken over by another worker; this one stops", step_id)
         return ""

@@ -11,6 +11,7 @@ import pytest
 from django.utils import timezone
 
 import rollbacks.services
+from executors.kubernetes.backend import KubernetesDeploymentBackend
 from incidents.models import TimelineEntry, TimelineKind
 from rollbacks.engine.inline import run_inline
 from rollbacks.models import Run, RunState, Step, StepState
@@ -171,3 +172,24 @@ def test_a_step_that_runs_past_its_deadline_before_applying_fails_without_applyi
     assert step.state == StepState.FAILED
     assert "deadline passed before attempt 2 could apply" in step.error
     assert live_image(kube, "web") == "registry.local/web:v2"
+
+
+def test_an_unexpected_error_is_recorded_by_its_type_never_its_text(
+    commander, kube, kube_service, monkeypatch
+):
+    # An encoding error holds the whole text it was encoding: here, a header with a token.
+    def apply(self, target, *, log):
+        raise UnicodeEncodeError("latin-1", "Bearer s3cr3t-t0ken-€", 20, 21, "not Latin-1")
+
+    monkeypatch.setattr(KubernetesDeploymentBackend, "apply", apply)
+
+    run = _run(commander, kube_service)
+
+    step = _step(run)
+    assert (run.state, step.state, step.error_retryable) == (RunState.FAILED, "failed", False)
+    assert step.error == "internal error (UnicodeEncodeError); the worker's log has the details"
+    recorded = " ".join(
+        TimelineEntry.objects.filter(incident=run.incident).values_list("body", flat=True)
+    )
+    assert "internal error (UnicodeEncodeError)" in recorded
+    assert "s3cr3t" not in recorded + run.failure_reason + step.error

@@ -210,3 +210,25 @@ def test_a_concluded_round_must_say_what_it_found(commander, kube, health):
 
     with pytest.raises(IntegrityError, match="verification_round_concluded_has_outcome"):
         VerificationRound.objects.filter(run=run).update(state=VerificationState.RECORDED)
+
+
+def test_a_check_failing_unexpectedly_is_inconclusive_naming_its_type_only(
+    commander, kube, health, monkeypatch
+):
+    def broken(spec, **kwargs):
+        raise UnicodeEncodeError("latin-1", "token=s3cr3t-€", 13, 14, "not Latin-1")
+
+    monkeypatch.setattr(verification, "run_check", broken)
+    run = started_run(commander, web_service(kube, [health_check(health.url)]))
+
+    run = run_inline(run.pk)
+
+    (check,) = VerificationRound.objects.get(run=run).checks.all()
+    (result,) = verification_entries(run, TimelineKind.CHECK_RESULT)
+    assert check.status == VerificationCheckStatus.INCONCLUSIVE
+    assert (
+        check.message
+        == result.payload["message"]
+        == ("internal error (UnicodeEncodeError); the worker's log has the details")
+    )
+    assert "s3cr3t" not in result.body + check.message
