@@ -17,6 +17,7 @@ import smtplib
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 import requests
 from celery.exceptions import SoftTimeLimitExceeded
@@ -27,6 +28,7 @@ from django.db.models import F, Max, Q
 from django.dispatch import Signal
 from django.utils import timezone
 
+from executors.value_masks import mask_values
 from incidents.errors import DomainError
 from incidents.models import Incident, IncidentStatus, TimelineEntry, TimelineKind
 from incidents.roles import User, require_role
@@ -51,6 +53,8 @@ CLAIM_SECONDS = 120
 LOST_AFTER = timedelta(minutes=2)
 COMMS_ACTOR = "comms"
 CADENCE_ACTOR = "status-page cadence"
+# How much of a webhook's answer to a failed post a delivery error quotes.
+WEBHOOK_ANSWER_LIMIT = 200
 
 _RUN_EVENTS = {
     "started": (NoticeKind.ROLLBACK_STARTED, TemplateKey.ROLLBACK_STARTED),
@@ -142,23 +146,30 @@ def notice_create(
 
 
 def _send_slack(notice: Notice) -> str:
+    """Post the notice to the webhook. Its URL holds the webhook's secret: an error names
+    neither it nor its path, masked in what the answer quotes, and is raised outside the
+    handler so that the requests error (which names the URL) is not its context."""
     url = conf.slack_webhook_url()
     if not url:
         raise DeliveryError("COMMS_SLACK_WEBHOOK_URL is not set", retryable=False)
     text = f"*{notice.subject}*\n{notice.body}"
+    failure: DeliveryError | None = None
     try:
         response = requests.post(url, json={"text": text}, timeout=conf.timeout_seconds())
     except requests.Timeout:
-        raise DeliveryError("the webhook did not answer in time", retryable=True) from None
+        failure = DeliveryError("the webhook did not answer in time", retryable=True)
     except requests.RequestException as error:
-        # The message of a requests error names the URL, which holds the webhook's secret.
-        raise DeliveryError(
+        failure = DeliveryError(
             f"could not reach the webhook ({type(error).__name__})", retryable=True
-        ) from None
+        )
+    if failure is not None:
+        raise failure
     if 200 <= response.status_code < 300:
         return "Slack"
     retryable = response.status_code == 429 or response.status_code >= 500
-    detail = response.text.strip()[:200]
+    path = urlsplit(url).path
+    secrets = [url, path, path.rstrip("/").rpartition("/")[2]]
+    detail = mask_values(response.text.strip(), secrets, limit=WEBHOOK_ANSWER_LIMIT)
     raise DeliveryError(
         f"the webhook answered HTTP {response.status_code}" + (f": {detail}" if detail else ""),
         retryable=retryable,

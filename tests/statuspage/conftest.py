@@ -41,6 +41,7 @@ class Webhook:
     def __init__(self) -> None:
         self.answers: list[int] = []
         self.received: list[dict[str, Any]] = []
+        self.echo_path = False  # an error answer quotes the path it was posted to
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -49,6 +50,8 @@ class Webhook:
                 outer.received.append(json.loads(self.rfile.read(length) or b"{}"))
                 code = outer.answers.pop(0) if outer.answers else 200
                 body = b"ok" if code == 200 else b"upstream trouble"
+                if code != 200 and outer.echo_path:
+                    body = f"no_service: {self.path} ({self.path.split('/')[-1]})".encode()
                 self.send_response(code)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

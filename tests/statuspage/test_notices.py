@@ -100,6 +100,19 @@ def test_a_client_error_from_the_webhook_is_not_retried(
     assert (delivery.state, delivery.attempts, delivery.will_retry) == ("failed", 1, False)
 
 
+def test_a_webhook_answer_quoting_its_secret_path_has_it_masked(
+    webhook, django_capture_on_commit_callbacks
+):
+    webhook.answers, webhook.echo_path = [404], True
+    incident = incident_open()
+    with django_capture_on_commit_callbacks(execute=True):
+        notice = _notice(incident)
+    delivery = notice.deliveries.get()
+    assert delivery.last_error == "the webhook answered HTTP 404: no_service: **** (****)"
+    recorded = " ".join(e.body + str(e.payload) for e in _comms_entries(incident))
+    assert "secret" not in recorded + delivery.last_error
+
+
 def test_an_unreachable_webhook_fails_without_revealing_its_secret_url(
     settings, django_capture_on_commit_callbacks
 ):
