@@ -4,10 +4,11 @@ passes it on to the step's log, its failure reason or the timeline.
 An API that repeats a value it refused may show it as sent or encoded: escaped as JSON does
 it in any dialect (`\\u00e9` or `\\u00E9`, Go's `\\u0026` for `&`, `\\/` for `/`, a
 surrogate pair for an emoji), as Python's repr does it (`\\'`, `\\xe9`), escaped twice (a
-JSON document quoted inside another), as HTML entities, percent-encoded, or with its
-whitespace collapsed (executors.rest quotes an answer on one line). Rather than list every
-form a value may take, the text is decoded: every way of reading it (as it is, with one or
-two levels of escapes undone, entities or percent-encoding undone, whitespace runs as one
+JSON document quoted inside another), as HTML entities, percent-encoded (UTF-8 or Latin-1,
+`+` for a space), as UTF-8 read as Latin-1, or with its whitespace collapsed
+(executors.rest quotes an answer on one line). Rather than list every
+form a value may take, the text is decoded: every way of reading it (as it is, with one to
+three levels of escapes undone, entities or percent-encoding undone, whitespace runs as one
 space) is searched for each value, and what matches is masked in the text as it was.
 
 A value of fewer than MIN_MASKED characters is masked only where it stands as a whole word
@@ -16,12 +17,11 @@ rather than protects anything; below `shortest` it is left alone.
 
 Mask before cutting: a caller that shortens the text passes `limit`, and the text is cut
 after masking, in the text's own positions, so a value is never left half-shown where the
-cut falls.
+cut falls. Text far past `limit` is not read (see READ_AHEAD), so a huge answer costs little.
 """
 
 from __future__ import annotations
 
-import codecs
 import html
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -30,15 +30,16 @@ from typing import NamedTuple
 from executors.url_credentials import MASK
 
 MIN_MASKED = 4
-# How many characters of text one character of a value may take at most once encoded (an
-# emoji as a surrogate pair escaped twice is 14); text this far past `limit` is not read.
-_WIDEST = 16
-# How many decodings are stacked at most (an escaped JSON document inside another).
-_DEPTH = 2
+# How far past `limit` text is read, in characters per character of the longest value: as
+# far as most encodings take a value (JSON escapes take 6). A value whose encoding runs past
+# that is masked from its start all the same, since the text read ends inside it.
+READ_AHEAD = 8
+# How many decodings are stacked at most (JSON quoted in JSON quoted in a third).
+_DEPTH = 3
 _ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|x([0-9a-fA-F]{2})|(.))", re.S)
 _SHORT_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f", "v": "\v", "0": "\0"}
 _ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
-_PERCENT = re.compile(r"(?:%[0-9a-fA-F]{2})+")
+_PERCENT = re.compile(r"(?:%[0-9a-fA-F]{2}|\+)+")
 
 
 class Unit(NamedTuple):
@@ -96,15 +97,27 @@ def _entities(found: re.Match[str]) -> Decoded:
 
 
 def _percent(found: re.Match[str]) -> Decoded:
-    """A run of %XX read as UTF-8: each character spans the bytes it was made of."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    """A run of %XX (and + for a space, as a query string has it) read as UTF-8, or as
+    Latin-1 when it is not UTF-8: each character spans the escapes it was made of."""
+    run = found.group()
+    spans, data = [], bytearray()
+    at = 0
+    while at < len(run):
+        size = 1 if run[at] == "+" else 3
+        data.extend(b" " if size == 1 else bytes.fromhex(run[at + 1 : at + 3]))
+        spans.append((at, at + size))
+        at += size
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    one_byte_each = len(text) == len(data)
     read: list[tuple[str, int, int]] = []
-    first = 0
-    for index in range(0, len(found.group()), 3):
-        for char in decoder.decode(bytes([int(found.group()[index + 1 : index + 3], 16)])):
-            read.append((char, first, index + 3))
-            first = index + 3
-    read.extend((char, first, len(found.group())) for char in decoder.decode(b"", final=True))
+    byte = 0
+    for char in text:
+        width = 1 if one_byte_each else len(char.encode())
+        read.append((char, spans[byte][0], spans[byte + width - 1][1]))
+        byte += width
     return read
 
 
@@ -172,6 +185,21 @@ def _spans(units: Reading, value: str, *, whole_word: bool) -> Iterator[tuple[in
         start = joined.find(value, start + 1)
 
 
+def _cut_start(units: Reading, value: str) -> tuple[int, int] | None:
+    """The span of the longest start of `value` (of at least MIN_MASKED characters) that
+    ends the reading, or None."""
+    joined = "".join(unit.char for unit in units)
+    # The cut may fall inside an encoded character, which then reads as other characters.
+    for dropped in range(min(READ_AHEAD * 2, len(joined))):
+        end = len(joined) - dropped
+        at = joined.find(value[0], max(0, end - len(value) + 1), end)
+        while at >= 0:
+            if end - at >= MIN_MASKED and value.startswith(joined[at:end]):
+                return units[at].start, units[-1].end
+            at = joined.find(value[0], at + 1, end)
+    return None
+
+
 def _as_latin1(value: str) -> str:
     """`value` as text that took its UTF-8 bytes for Latin-1 shows it (requests does so for a
     text body that names no charset)."""
@@ -187,14 +215,19 @@ def mask_values(
     wanted = {" ".join(value.split()) for value in values}
     wanted |= {" ".join(_as_latin1(value).split()) for value in values}
     wanted = {value for value in wanted if len(value) >= max(1, shortest)}
+    read_to = len(text)
     if limit is not None:
-        text = text[: limit + _WIDEST * max(map(len, wanted), default=0)]
-    spans = sorted(
-        span
-        for units in (readings(text) if wanted else [])
-        for value in wanted
-        for span in _spans(units, value, whole_word=len(value) < MIN_MASKED)
-    )
+        read_to = min(read_to, limit + READ_AHEAD * max(map(len, wanted), default=0))
+    cut_short = read_to < len(text)
+    text = text[:read_to]
+    spans: list[tuple[int, int]] = []
+    for units in readings(text) if wanted else []:
+        for value in wanted:
+            spans.extend(_spans(units, value, whole_word=len(value) < MIN_MASKED))
+            ending = _cut_start(units, value) if cut_short and units else None
+            if ending is not None:
+                spans.append(ending)
+    spans.sort()
     end = len(text) if limit is None else min(limit, len(text))
     shown, at = [], 0
     for start, stop in spans:

@@ -11,6 +11,7 @@ import urllib.parse
 
 import pytest
 
+from executors import value_masks
 from executors.value_masks import MIN_MASKED, mask_values
 
 PEM = '-----BEGIN KEY-----\nMIIBVQ "quoted" \\ 密码/שלום 🔑\n-----END KEY-----'
@@ -45,6 +46,7 @@ FORMS = {
     "go-json": go_json,
     "upper-hex": upper_hex,
     "escaped-twice": lambda value: json.dumps(json.dumps(value)[1:-1])[1:-1],
+    "escaped-thrice": lambda value: json.dumps(json.dumps(json.dumps(value)[1:-1])[1:-1])[1:-1],
     "python-repr": lambda value: repr(value)[1:-1],
     "python-ascii": lambda value: ascii(value)[1:-1],
     "repr-in-a-dict": lambda value: str({"DATABASE_URL": value}),
@@ -108,9 +110,10 @@ def test_a_value_that_is_not_there_leaves_the_text_as_it_was():
 
 
 def test_a_value_ending_where_the_text_ends_is_not_taken_for_a_cut_one():
-    # Only a cut this module makes hides a value's start: text that ends with a few of a
-    # value's first characters is left as it is.
+    # Only a cut of what is read hides a value's start: text that ends with a few of a
+    # value's first characters, and was read whole, is left as it is.
     assert mask_values("retry later", ["later-on-secret"]) == "retry later"
+    assert mask_values("retry later", ["later-on-secret"], limit=300) == "retry later"
 
 
 def test_short_values_are_masked_only_as_whole_words_and_not_below_shortest():
@@ -148,7 +151,48 @@ def test_a_value_with_a_lone_surrogate_is_masked_without_an_error():
     assert mask_values(f"bad {json.dumps(value)}", [value]) == 'bad "****"'
 
 
-def test_a_long_text_is_read_only_as_far_as_a_cut_needs():
+def test_a_long_text_is_read_only_as_far_as_a_cut_needs(monkeypatch):
+    read: list[int] = []
+    original = value_masks.readings
+    monkeypatch.setattr(
+        value_masks, "readings", lambda text: read.append(len(text)) or original(text)
+    )
     text = "z" * 5_000_000 + URL
 
     assert mask_values(text, [URL], limit=300) == "z" * 300
+    # The longest form searched is the URL's UTF-8 read as Latin-1: one character a byte.
+    assert read == [300 + value_masks.READ_AHEAD * len(URL.encode())]
+
+
+@pytest.mark.parametrize("value", [PEM, "🔑" * 60, URL], ids=["pem", "emoji", "url"])
+@pytest.mark.parametrize("form", ["json-ascii", "escaped-twice", "escaped-thrice", "html-numeric"])
+def test_a_value_whose_encoding_runs_past_what_is_read_is_masked_from_its_start(value, form):
+    shown = FORMS[form](value)
+    for before in range(240, 300, 7):
+        text = "x" * before + " " + shown + " and more"
+
+        masked = mask_values(text, [value], limit=300)
+
+        assert masked == "x" * before + " ****", (before, masked[-40:])
+
+
+def test_whitespace_running_past_what_is_read_does_not_leave_a_value_shown():
+    value = "sk_live_ABCDEFGHIJ" + " " * 2000 + "tail"
+
+    assert mask_values("x" * 10 + value + " more", [value], limit=300) == "x" * 10 + "****"
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "masked"),
+    [
+        ("%C3%41", "abcd", "%C3%41"),  # not UTF-8, and ends the text
+        ("got %C3%41BCDEFGH end", "ABCDEFGH", "got %C3**** end"),  # %C3 is not the value's
+        ("bad path /caf%E9%21 here", "café!", "bad path /**** here"),
+        ("bad w%F6rd-secret-value", "wörd-secret-value", "bad ****"),  # Latin-1 escapes
+        ("/x?q=my+secret+value+12345&y=1", "my secret value 12345", "/x?q=****&y=1"),
+        ("/x?q=a%2Bb%20c+d", "a+b c d", "/x?q=****"),
+    ],
+)
+def test_percent_escapes_are_read_as_utf_8_or_latin_1_with_plus_for_space(text, value, masked):
+    assert mask_values(text, [value]) == masked
+    assert mask_values("a" * 358 + text, [value], limit=300) == "a" * 300
