@@ -129,10 +129,14 @@ def _message(response: requests.Response) -> str:
 def _body_text(response: requests.Response) -> str:
     """The body as text: in the charset the answer names, else UTF-8 (what APIs send), not
     the Latin-1 that HTTP/1.1 once made the default for text, which would show a value's
-    non-ASCII characters as other characters than the ones masking looks for."""
+    non-ASCII characters as other characters than the ones masking looks for; Latin-1 only
+    when the body is not UTF-8."""
     if "charset=" in response.headers.get("content-type", "").lower():
         return response.text
-    return response.content.decode("utf-8", errors="replace")
+    try:
+        return response.content.decode("utf-8")
+    except UnicodeDecodeError:  # Latin-1 reads every byte, as the value would have been
+        return response.content.decode("latin-1")
 
 
 @dataclass
@@ -208,6 +212,8 @@ class RestApi:
         what = f"{self.service}: {doing or f'{method} {path}'}"
         hidden = list(hidden)
         failure: BackendError | None = None
+        unreachable: str | None = None
+        tls_failed = False
         try:
             response = self.session.request(
                 method,
@@ -225,15 +231,17 @@ class RestApi:
                 f"{what}: no answer within {self.timeout:g} s", status=None, retryable=True
             )
         except requests.RequestException as error:
-            reason = self.excerpt(str(error), hidden)
+            unreachable = str(error)  # masked below, outside this handler
             tls_failed = isinstance(error, requests.exceptions.SSLError)
-            failure = RestError(
-                f"{what}: {reason}", status=None, retryable=True, tls_failed=tls_failed
-            )
         except UnicodeEncodeError as error:  # says where, never what: it holds the text
             failure = ConfigError(
                 f"{what}: the token or the request holds text HTTP cannot carry "
                 f"({error.reason[:100]})"
+            )
+        if unreachable is not None:
+            reason = self.excerpt(unreachable, hidden)
+            failure = RestError(
+                f"{what}: {reason}", status=None, retryable=True, tls_failed=tls_failed
             )
         if failure is not None:
             raise failure
@@ -281,12 +289,13 @@ class RestApi:
         """The answer's JSON; a permanent error when the body is not JSON."""
         try:
             return response.json()
-        except ValueError:
-            raise RestError(
-                f"{self.service}: {doing or response.url}: the answer is not JSON",
-                status=response.status_code,
-                retryable=False,
-            ) from None
+        except ValueError:  # its text holds the body, which may hold a value
+            pass
+        raise RestError(
+            f"{self.service}: {doing or response.url}: the answer is not JSON",
+            status=response.status_code,
+            retryable=False,
+        )
 
     def pages(
         self,

@@ -126,15 +126,14 @@ def _masked(doing: str, method: Callable[..., Any], value: str | bytes, **kwargs
     try:
         return aws_call(doing, method, **kwargs)
     except BackendError as error:
-        shown = value.decode(errors="replace") if isinstance(value, bytes) else value
-        masked = BackendError(
-            mask_values(str(error), [shown], shortest=1), retryable=error.retryable
-        )
+        failed, retryable = str(error), error.retryable
         response = getattr(error.__cause__, "response", None)
-        headers = (response or {}).get("ResponseMetadata", {}).get("HTTPHeaders", {})
-        wait = parse_retry_after(headers.get("retry-after"))
-        if wait is not None:
-            masked.retry_after = wait  # type: ignore[attr-defined]
+    shown = value.decode(errors="replace") if isinstance(value, bytes) else value
+    masked = BackendError(mask_values(failed, [shown], shortest=1), retryable=retryable)
+    headers = (response or {}).get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    wait = parse_retry_after(headers.get("retry-after"))
+    if wait is not None:
+        masked.retry_after = wait  # type: ignore[attr-defined]
     raise masked
 
 

@@ -140,16 +140,46 @@ def test_a_body_repeating_a_value_in_any_encoding_has_it_masked(echo: Echo, form
     assert_nothing_secret(raised.value)
 
 
-def test_an_unreachable_api_does_not_show_a_value_sent_in_the_query(echo: Echo) -> None:
+@pytest.mark.parametrize("value", [SECRET, "my secret value ｐａｓｓ 12345"], ids=["url", "spaces"])
+def test_an_unreachable_api_does_not_show_a_value_sent_in_the_query(echo: Echo, value: str) -> None:
     url = echo.url
     echo.stop()
 
     with pytest.raises(RestError) as raised:
         RestApi("Echo", url, token=TOKEN, timeout=2).request(
-            "GET", "/whoami", params={"q": SECRET}, hidden=[SECRET]
+            "GET", "/whoami", params={"q": value}, hidden=[value]
         )
 
-    assert raised.value.retryable and "****" in str(raised.value)
+    # requests names the URL, the value percent-encoded in it (spaces as +).
+    assert raised.value.retryable and "?q=****" in str(raised.value)
+    assert_nothing_secret(raised.value)
+    assert "secret" not in str(raised.value)
+
+
+def test_a_body_in_latin_1_repeating_a_value_has_it_masked(echo: Echo, monkeypatch: Any) -> None:
+    value = "wörd-secret-pässword"
+
+    def store_raw(request: Request) -> Answer:
+        shown = request.body["value"].encode("latin-1")
+        return Answer(400, b"refused: " + shown, {"Content-Type": "text/plain"})
+
+    monkeypatch.setattr(echo, "store_raw", store_raw)
+
+    with pytest.raises(RestError) as raised:
+        api_for(echo).send("POST", "/store-raw/html", {"value": value}, hidden=[value])
+
+    assert str(raised.value) == "Echo: POST /store-raw/html: HTTP 400: refused: ****"
+
+
+def test_an_answer_that_is_not_json_keeps_no_body_as_context(echo: Echo, monkeypatch: Any) -> None:
+    def store(request: Request) -> Answer:
+        return Answer(200, f"stored {request.body['value']}".encode(), {})
+
+    monkeypatch.setattr(echo, "store", store)
+
+    with pytest.raises(RestError, match="the answer is not JSON") as raised:
+        api_for(echo).send("POST", "/store", {"value": SECRET}, hidden=[SECRET])
+
     assert_nothing_secret(raised.value)
 
 
