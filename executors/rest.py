@@ -110,8 +110,9 @@ def shown(item: Any) -> str:
 def _message(response: requests.Response) -> str:
     """The API's own explanation, on one line and not yet shortened: a JSON body's
     message/error field, or the body."""
+    text = _body_text(response)
     try:
-        data = response.json()
+        data = jsonlib.loads(text)
     except ValueError:
         data = None
     if isinstance(data, Mapping):
@@ -123,20 +124,25 @@ def _message(response: requests.Response) -> str:
                 value = "; ".join(shown(item) for item in value[:3])
             if value:
                 return " ".join(shown(value).split())
-    return " ".join(_body_text(response).split()) or response.reason or ""
+    return " ".join(text.split()) or response.reason or ""
 
 
 def _body_text(response: requests.Response) -> str:
-    """The body as text: in the charset the answer names, else UTF-8 (what APIs send), not
-    the Latin-1 that HTTP/1.1 once made the default for text, which would show a value's
-    non-ASCII characters as other characters than the ones masking looks for; Latin-1 only
-    when the body is not UTF-8."""
-    if "charset=" in response.headers.get("content-type", "").lower():
-        return response.text
-    try:
-        return response.content.decode("utf-8")
-    except UnicodeDecodeError:  # Latin-1 reads every byte, as the value would have been
-        return response.content.decode("latin-1")
+    """The body as text, never with a character replaced (a value with one would not be
+    found to be masked): in the charset the answer names, else UTF-8, what APIs send (not
+    the Latin-1 that HTTP/1.1 once made the default for text); Latin-1, which reads every
+    byte as the character it is there, when the body is neither."""
+    named = (
+        response.encoding
+        if "charset=" in response.headers.get("content-type", "").lower()
+        else None
+    )
+    for encoding in filter(None, (named, "utf-8")):
+        try:
+            return response.content.decode(encoding)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return response.content.decode("latin-1")
 
 
 @dataclass

@@ -217,6 +217,7 @@ def mask_values(
     wanted = {value for value in wanted if len(value) >= max(1, shortest)}
     read_to = len(text)
     if limit is not None:
+        limit = max(0, limit)
         read_to = min(read_to, limit + READ_AHEAD * max(map(len, wanted), default=0))
     cut_short = read_to < len(text)
     text = text[:read_to]

@@ -156,12 +156,23 @@ def test_an_unreachable_api_does_not_show_a_value_sent_in_the_query(echo: Echo, 
     assert "secret" not in str(raised.value)
 
 
-def test_a_body_in_latin_1_repeating_a_value_has_it_masked(echo: Echo, monkeypatch: Any) -> None:
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/plain", b"refused: %s"),
+        ("text/plain; charset=utf-8", b"refused: %s"),  # a charset the body is not in
+        ("application/json", b'{"message": "refused: %s"}'),
+        ("application/json; Charset=UTF-8", b'{"message": "refused: %s"}'),
+    ],
+)
+def test_a_body_in_latin_1_repeating_a_value_has_it_masked(
+    echo: Echo, monkeypatch: Any, content_type: str, body: bytes
+) -> None:
     value = "wörd-secret-pässword"
 
     def store_raw(request: Request) -> Answer:
         shown = request.body["value"].encode("latin-1")
-        return Answer(400, b"refused: " + shown, {"Content-Type": "text/plain"})
+        return Answer(400, body % shown, {"Content-Type": content_type})
 
     monkeypatch.setattr(echo, "store_raw", store_raw)
 

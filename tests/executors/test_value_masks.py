@@ -196,3 +196,10 @@ def test_whitespace_running_past_what_is_read_does_not_leave_a_value_shown():
 def test_percent_escapes_are_read_as_utf_8_or_latin_1_with_plus_for_space(text, value, masked):
     assert mask_values(text, [value]) == masked
     assert mask_values("a" * 358 + text, [value], limit=300) == "a" * 300
+
+
+def test_a_limit_below_zero_is_taken_for_none_shown():
+    text = "token=SECRETVALUE and more " * 3
+
+    assert mask_values(text, ["SECRETVALUE"], limit=-5) == ""
+    assert mask_values(text, ["SECRETVALUE"], limit=0) == ""
