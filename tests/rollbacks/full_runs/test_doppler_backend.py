@@ -7,6 +7,8 @@ the timeline and no value of the secret anywhere the console wrote or exports.""
 
 from __future__ import annotations
 
+import json
+import urllib.parse
 from collections.abc import Iterator
 
 import pytest
@@ -22,6 +24,7 @@ from devinfra.hosted.doppler import (
     demo_url,
     seed_payments,
 )
+from devinfra.hosted.server import StandinError
 from executors.doppler import PREVIOUS_SUFFIX, digest_of
 from incidents.models import TimelineEntry
 from rollbacks.models import Run, RunState, StepState
@@ -129,3 +132,35 @@ def test_what_does_not_exist_is_refused_when_drafted(console, doppler, payments,
     no_project = console.draft_refused(opened, payments, "options", {})
     assert no_project == "payments-db-url: project: project payments not found in Doppler"
     assert not Run.objects.filter(incident=opened).exists()
+
+
+def test_a_refusal_repeating_the_values_fails_the_step_with_them_masked(
+    console, doppler, payments, incident, start_worker, monkeypatch
+):
+    def refuse(request):  # the value sent as upper-case escapes, the kept one as a query
+        sent = request.body["secrets"]
+        escaped = "".join(f"\\u{ord(char):04X}" for char in sent[DEMO_SECRET])
+        kept = urllib.parse.quote(sent[DEMO_SECRET + PREVIOUS_SUFFIX], safe="")
+        raise StandinError(400, f'see /v?kept={kept}; invalid value "{escaped}"')
+
+    monkeypatch.setattr(doppler, "set_secrets", refuse)
+    good = payments.releases.get(version="replica-a")
+    start_worker("doppler", **{TOKEN_ENV: doppler.token})
+
+    run = console.approve_and_run(console.draft(incident(payments), payments, str(good.pk), {}))
+
+    step = run.steps.get()
+    assert (run.state, step.state, step.error_retryable) == (RunState.FAILED, "failed", False)
+    # The escaped value runs past the 300 characters quoted: masked whole before the cut.
+    assert step.error == (
+        'Doppler: update payments/prd: HTTP 400: see /v?kept=****; invalid value "****'
+    )
+    recorded = json.dumps(
+        [list(TimelineEntry.objects.filter(incident_id=run.incident_id).values("body", "payload"))]
+        + [step.error, run.failure_reason, [line.line for line in step.log_lines.all()]],
+        default=str,
+    )
+    for value in [*VALUES, json.dumps(GOOD)[1:-1], "payments:"]:
+        assert value not in recorded
+    assert_not_exported(console, run)
+    assert live(doppler) == BAD
