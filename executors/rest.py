@@ -110,7 +110,7 @@ def shown(item: Any) -> str:
 def _message(response: requests.Response) -> str:
     """The API's own explanation, on one line and not yet shortened: a JSON body's
     message/error field, or the body."""
-    text = _body_text(response)
+    text = answer_text(response)
     try:
         data = jsonlib.loads(text)
     except ValueError:
@@ -127,7 +127,7 @@ def _message(response: requests.Response) -> str:
     return " ".join(text.split()) or response.reason or ""
 
 
-def _body_text(response: requests.Response) -> str:
+def answer_text(response: requests.Response) -> str:
     """The body as text, never with a character replaced (a value with one would not be
     found to be masked): in the charset the answer names, else UTF-8, what APIs send (not
     the Latin-1 that HTTP/1.1 once made the default for text); Latin-1, which reads every

@@ -28,6 +28,7 @@ from django.db.models import F, Max, Q
 from django.dispatch import Signal
 from django.utils import timezone
 
+from executors.rest import answer_text
 from executors.value_masks import mask_values
 from incidents.errors import DomainError
 from incidents.models import Incident, IncidentStatus, TimelineEntry, TimelineKind
@@ -169,7 +170,7 @@ def _send_slack(notice: Notice) -> str:
     retryable = response.status_code == 429 or response.status_code >= 500
     path = urlsplit(url).path
     secrets = [url, path, path.rstrip("/").rpartition("/")[2]]
-    detail = mask_values(response.text.strip(), secrets, limit=WEBHOOK_ANSWER_LIMIT)
+    detail = mask_values(answer_text(response).strip(), secrets, limit=WEBHOOK_ANSWER_LIMIT)
     raise DeliveryError(
         f"the webhook answered HTTP {response.status_code}" + (f": {detail}" if detail else ""),
         retryable=retryable,

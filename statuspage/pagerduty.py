@@ -30,6 +30,7 @@ message, so it reaches no log, timeline entry or Delivery.last_error.
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,7 +41,7 @@ from django.db.models import Q
 from django.urls import reverse
 
 from executors.http_guard import BlockedAddress, guarded_session
-from executors.rest import retry_after_seconds, shown
+from executors.rest import answer_text, retry_after_seconds, shown
 from executors.value_masks import mask_values
 from incidents.models import Incident
 from rollbacks.models import RUN_FINISHED_STATES, Run, RunState
@@ -186,12 +187,13 @@ def _masked(text: str, routing_key: str) -> str:
 def _refusal(response: requests.Response) -> str:
     """PagerDuty's explanation of an error, on one line and not yet shortened: its message
     and the errors it lists."""
+    text = answer_text(response)
     try:
-        answer = response.json()
+        answer = json.loads(text)
     except ValueError:
         answer = None
     if not isinstance(answer, dict):
-        return " ".join(response.text.split())
+        return " ".join(text.split())
     parts = [shown(answer.get("message") or answer.get("status") or "")]
     errors = answer.get("errors")
     if isinstance(errors, list) and errors:

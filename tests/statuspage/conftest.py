@@ -42,6 +42,7 @@ class Webhook:
         self.answers: list[int] = []
         self.received: list[dict[str, Any]] = []
         self.echo_path = False  # an error answer quotes the path it was posted to
+        self.answer_body: bytes | None = None  # an error answer's body, else the default
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,6 +51,8 @@ class Webhook:
                 outer.received.append(json.loads(self.rfile.read(length) or b"{}"))
                 code = outer.answers.pop(0) if outer.answers else 200
                 body = b"ok" if code == 200 else b"upstream trouble"
+                if code != 200 and outer.answer_body is not None:
+                    body = outer.answer_body
                 if code != 200 and outer.echo_path:
                     body = f"no_service: {self.path} ({self.path.split('/')[-1]})".encode()
                 self.send_response(code)

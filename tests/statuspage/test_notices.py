@@ -113,6 +113,16 @@ def test_a_webhook_answer_quoting_its_secret_path_has_it_masked(
     assert "secret" not in recorded + delivery.last_error
 
 
+def test_a_webhook_answer_in_latin_1_is_quoted_as_written(
+    webhook, django_capture_on_commit_callbacks
+):
+    webhook.answers, webhook.answer_body = [400], "Kanal gelöscht".encode("latin-1")
+    incident = incident_open()
+    with django_capture_on_commit_callbacks(execute=True):
+        notice = _notice(incident)
+    assert notice.deliveries.get().last_error == "the webhook answered HTTP 400: Kanal gelöscht"
+
+
 def test_an_unreachable_webhook_fails_without_revealing_its_secret_url(
     settings, django_capture_on_commit_callbacks
 ):

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 import rollbacks.services
-from devinfra.hosted.server import StandinError
+from devinfra.hosted.server import Answer, StandinError
 from incidents.models import TimelineKind
 from rollbacks.models import RunState
 from statuspage import comms, pagerduty
@@ -291,6 +291,22 @@ def test_a_refusal_listing_objects_quotes_them_as_json_with_the_key_masked(
         '{"field": "routing_key", "got": "****", "note": "キー <無効>"}'
     )
     assert ROUTING_KEY not in _recorded(incident) + delivery.last_error
+
+
+def test_a_refusal_in_latin_1_is_quoted_as_written(
+    pagerduty, monkeypatch, django_capture_on_commit_callbacks
+):
+    # A body that is not UTF-8 is read as Latin-1, not with its letters replaced.
+    body = json.dumps({"message": "Schlüssel ungültig"}, ensure_ascii=False).encode("latin-1")
+    monkeypatch.setattr(
+        pagerduty,
+        "enqueue",
+        lambda request: Answer(400, body, {"Content-Type": "application/json"}),
+    )
+    delivery = _sent(django_capture_on_commit_callbacks, incident_open())
+    assert delivery.last_error == (
+        "PagerDuty refused the trigger as invalid (HTTP 400): Schlüssel ungültig"
+    )
 
 
 def test_the_routing_key_is_never_recorded_whatever_the_answer(
