@@ -77,27 +77,23 @@ def update_claimed(updates: Sequence[tuple[Claim, Mapping[str, Any]]]) -> set[in
     fields are written to its step's row (and onto its `step`) while that claim holds it.
     Returns the ids of the steps written; a step another worker took over is left as it is.
 
-    However many steps: one statement locks their rows in id order (as every transaction
-    that locks several steps does, so none deadlock), and one UPDATE per distinct set of
-    field names writes them. A statement per step cost a group's shared write more CPU,
-    in the worker and in PostgreSQL, than everything else it writes."""
+    However many steps: one UPDATE per distinct set of field names writes them, the first
+    of which locks every row of the batch in id order before writing (as every transaction
+    that locks several steps does, so none deadlock). A statement per step cost a group's
+    shared write more CPU, in the worker and in PostgreSQL, than everything else it writes;
+    a lock statement of its own cost a round trip and the ORM's query building per write."""
     if not updates:
         return set()
     if not all(fields for _, fields in updates):
         raise ValueError("update_claimed: every claim needs a field to write")
-    ids = sorted(claim.step.pk for claim, _ in updates)
-    list(
-        Step.objects.select_for_update(no_key=True)
-        .filter(pk__in=ids)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
+    ids: list[int] | None = sorted(claim.step.pk for claim, _ in updates)
     by_names: dict[tuple[str, ...], list[tuple[Claim, Mapping[str, Any]]]] = defaultdict(list)
     for claim, fields in updates:
         by_names[tuple(sorted(fields))].append((claim, fields))
     written: set[int] = set()
     for names, same in by_names.items():
-        written |= _update_fenced(names, same)
+        written |= _update_fenced(names, same, lock=ids)
+        ids = None  # locked by the first statement, until the transaction ends
     for claim, fields in updates:
         if claim.step.pk in written:
             for name, value in fields.items():
@@ -115,9 +111,13 @@ def _column(name: str) -> tuple[Field[Any, Any], str, str]:
 
 
 def _update_fenced(
-    names: tuple[str, ...], updates: list[tuple[Claim, Mapping[str, Any]]]
+    names: tuple[str, ...],
+    updates: list[tuple[Claim, Mapping[str, Any]]],
+    *,
+    lock: list[int] | None,
 ) -> set[int]:
-    """One UPDATE … FROM (VALUES …) writing `names` of each claimed row it still holds."""
+    """One UPDATE … FROM (VALUES …) writing `names` of each claimed row it still holds;
+    with `lock` (ids in ascending order), it first locks those rows in that order."""
     quote = connection.ops.quote_name
     columns = [_column(name) for name in names]
     # Each value is cast to its column's type without a length: a value too long for its
@@ -133,15 +133,27 @@ def _update_fenced(
     assignments = ", ".join(
         f"{quote(column)} = v.c{number}" for number, (_, column, _) in enumerate(columns)
     )
-    table = quote(Step._meta.db_table)
-    sql = (
-        f"UPDATE {table} AS s SET {assignments} "
-        f"FROM (VALUES {', '.join([row] * len(updates))}) AS v(step_id, token, {aliases}) "
-        f"WHERE s.{quote('id')} = v.step_id AND s.{quote('claim_token')} = v.token "
-        f"AND s.{quote('state')} = %s RETURNING s.{quote('id')}"
+    table, pk = quote(Step._meta.db_table), quote("id")
+    rows = f"(VALUES {', '.join([row] * len(updates))}) AS v(step_id, token, {aliases})"
+    prefix: list[Any] = []
+    if lock is None:
+        sql = f"UPDATE {table} AS s SET {assignments} FROM {rows} WHERE "
+    else:
+        # The CTE is materialized and every row written must come out of it, so each row
+        # is locked there, in id order, before the UPDATE touches it.
+        sql = (
+            f"WITH locked AS MATERIALIZED (SELECT {pk} FROM {table} "
+            f"WHERE {pk} = ANY(%s::bigint[]) ORDER BY {pk} FOR NO KEY UPDATE) "
+            f"UPDATE {table} AS s SET {assignments} FROM {rows}, locked "
+            f"WHERE locked.{pk} = v.step_id AND "
+        )
+        prefix = [lock]
+    sql += (
+        f"s.{pk} = v.step_id AND s.{quote('claim_token')} = v.token "
+        f"AND s.{quote('state')} = %s RETURNING s.{pk}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, StepState.RUNNING])
+        cursor.execute(sql, [*prefix, *params, StepState.RUNNING])
         return {step_id for (step_id,) in cursor.fetchall()}
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import DataError, connection, transaction
+from django.db import DataError, OperationalError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -136,12 +136,57 @@ def test_a_shared_transaction_locks_its_steps_in_id_order_and_writes_them_at_onc
 
     with transaction.atomic(), CaptureQueriesContext(connection) as queries:
         kept = fenced(endings, lambda ending: ending.fields({}))
+        locked_elsewhere = [_locked_to_others(step_id) for step_id in step_ids_of(executions)]
 
     assert [ending.execution.step.pk for ending in kept] == sorted(step_ids_of(executions))
-    lock, update = (query["sql"] for query in queries.captured_queries)
-    assert lock.endswith("ORDER BY 1 ASC FOR NO KEY UPDATE")  # 1: the id, all it selects
-    assert update.startswith(f'UPDATE "{Step._meta.db_table}"')
+    (update,) = (query["sql"] for query in queries.captured_queries)  # one round trip
+    assert update.startswith('WITH locked AS MATERIALIZED (SELECT "id" FROM')
+    assert 'ORDER BY "id" FOR NO KEY UPDATE) UPDATE' in update
+    assert locked_elsewhere == [True, True, True]
     assert set(Step.objects.values_list("state", flat=True)) == {StepState.SUCCEEDED}
+
+
+def test_steps_written_with_different_fields_are_all_locked_by_the_first_statement(
+    commander, kube
+) -> None:
+    first, second = _executions(commander, kube, "a", "b")
+    updates = [
+        (second.claim, {"apply_detail": "second"}),
+        (first.claim, {"apply_detail": "first", "reached_version": "v1"}),
+    ]
+
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        written = update_claimed(updates)
+        locked_elsewhere = [_locked_to_others(step_id) for step_id in step_ids_of([first, second])]
+
+    assert written == set(step_ids_of([first, second]))
+    statements = [query["sql"] for query in queries.captured_queries]
+    assert len(statements) == 2
+    assert statements[0].startswith("WITH locked AS MATERIALIZED")
+    assert statements[1].startswith(f'UPDATE "{Step._meta.db_table}"')
+    assert locked_elsewhere == [True, True]
+    assert Step.objects.get(pk=first.step.pk).reached_version == "v1"
+    assert Step.objects.get(pk=second.step.pk).apply_detail == "second"
+
+
+def _locked_to_others(step_id: int) -> bool:
+    """Whether another connection finds the step's row locked against another writer."""
+    outcome: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with transaction.atomic():
+                Step.objects.select_for_update(nowait=True, no_key=True).filter(pk=step_id).exists()
+            outcome.append(False)
+        except OperationalError:
+            outcome.append(True)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join(10)
+    return outcome == [True]
 
 
 def step_ids_of(executions: list[StepExecution]) -> list[int]:
