@@ -77,28 +77,45 @@ def update_claimed(updates: Sequence[tuple[Claim, Mapping[str, Any]]]) -> set[in
     fields are written to its step's row (and onto its `step`) while that claim holds it.
     Returns the ids of the steps written; a step another worker took over is left as it is.
 
-    However many steps: one UPDATE per distinct set of field names writes them, the first
-    of which locks every row of the batch in id order before writing (as every transaction
-    that locks several steps does, so none deadlock). A statement per step cost a group's
-    shared write more CPU, in the worker and in PostgreSQL, than everything else it writes;
-    a lock statement of its own cost a round trip and the ORM's query building per write."""
+    However many steps: one UPDATE per distinct set of field names writes them, each row
+    locked before it is written, in id order (as every transaction that locks several steps
+    does, so none deadlock). A statement per step cost a group's shared write more CPU, in
+    the worker and in PostgreSQL, than everything else it writes. With one set of names
+    (the usual batch) the UPDATE takes the locks itself; with several, one statement locks
+    every row first, since an UPDATE locks only the rows it reads and each of several would
+    otherwise lock in its own scan's order."""
     if not updates:
         return set()
     if not all(fields for _, fields in updates):
         raise ValueError("update_claimed: every claim needs a field to write")
-    ids: list[int] | None = sorted(claim.step.pk for claim, _ in updates)
+    ids = sorted(claim.step.pk for claim, _ in updates)
     by_names: dict[tuple[str, ...], list[tuple[Claim, Mapping[str, Any]]]] = defaultdict(list)
     for claim, fields in updates:
         by_names[tuple(sorted(fields))].append((claim, fields))
+    lock: list[int] | None = ids
+    if len(by_names) > 1:
+        _lock_in_id_order(ids)
+        lock = None
     written: set[int] = set()
     for names, same in by_names.items():
-        written |= _update_fenced(names, same, lock=ids)
-        ids = None  # locked by the first statement, until the transaction ends
+        written |= _update_fenced(names, same, lock=lock)
     for claim, fields in updates:
         if claim.step.pk in written:
             for name, value in fields.items():
                 setattr(claim.step, name, value)
     return written
+
+
+def _lock_in_id_order(ids: list[int]) -> None:
+    """Lock the steps' rows of `ids`, in id order, until the transaction ends."""
+    table, pk = connection.ops.quote_name(Step._meta.db_table), connection.ops.quote_name("id")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {pk} FROM {table} WHERE {pk} = ANY(%s::bigint[]) "
+            f"ORDER BY {pk} FOR NO KEY UPDATE",
+            [ids],
+        )
+        cursor.fetchall()
 
 
 def _column(name: str) -> tuple[Field[Any, Any], str, str]:
@@ -117,7 +134,8 @@ def _update_fenced(
     lock: list[int] | None,
 ) -> set[int]:
     """One UPDATE … FROM (VALUES …) writing `names` of each claimed row it still holds;
-    with `lock` (ids in ascending order), it first locks those rows in that order."""
+    with `lock` (ids in ascending order), each row it writes is locked first, in that order
+    (rows it does not write may stay unlocked)."""
     quote = connection.ops.quote_name
     columns = [_column(name) for name in names]
     # Each value is cast to its column's type without a length: a value too long for its
@@ -140,7 +158,8 @@ def _update_fenced(
         sql = f"UPDATE {table} AS s SET {assignments} FROM {rows} WHERE "
     else:
         # The CTE is materialized and every row written must come out of it, so each row
-        # is locked there, in id order, before the UPDATE touches it.
+        # is locked there, in id order, before the UPDATE touches it. PostgreSQL reads the
+        # CTE only as far as the UPDATE asks: rows it does not write may stay unlocked.
         sql = (
             f"WITH locked AS MATERIALIZED (SELECT {pk} FROM {table} "
             f"WHERE {pk} = ANY(%s::bigint[]) ORDER BY {pk} FOR NO KEY UPDATE) "

@@ -11,6 +11,7 @@ import pytest
 from django.db import DataError, OperationalError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from psycopg.errors import LockNotAvailable
 
 from incidents.models import TimelineEntry, TimelineKind
 from rollbacks.engine.backends import release_label, release_labels
@@ -146,27 +147,32 @@ def test_a_shared_transaction_locks_its_steps_in_id_order_and_writes_them_at_onc
     assert set(Step.objects.values_list("state", flat=True)) == {StepState.SUCCEEDED}
 
 
-def test_steps_written_with_different_fields_are_all_locked_by_the_first_statement(
+def test_steps_written_with_different_fields_are_all_locked_before_any_is_written(
     commander, kube
 ) -> None:
-    first, second = _executions(commander, kube, "a", "b")
+    """Even a step the write leaves alone (another worker took it over) is locked first:
+    each UPDATE locks only the rows it reads, in its own scan's order."""
+    lost, high, low = _executions(commander, kube, "lost", "high", "low")
+    Step.objects.filter(pk=lost.step.pk).update(claim_token="another-worker")
     updates = [
-        (second.claim, {"apply_detail": "second"}),
-        (first.claim, {"apply_detail": "first", "reached_version": "v1"}),
+        (lost.claim, {"error": "gone"}),
+        (high.claim, {"apply_detail": "high"}),
+        (low.claim, {"apply_detail": "low", "reached_version": "v1"}),
     ]
 
     with transaction.atomic(), CaptureQueriesContext(connection) as queries:
         written = update_claimed(updates)
-        locked_elsewhere = [_locked_to_others(step_id) for step_id in step_ids_of([first, second])]
+        locked_elsewhere = [_locked_to_others(step_id) for step_id in step_ids_of([lost])]
 
-    assert written == set(step_ids_of([first, second]))
-    statements = [query["sql"] for query in queries.captured_queries]
-    assert len(statements) == 2
-    assert statements[0].startswith("WITH locked AS MATERIALIZED")
-    assert statements[1].startswith(f'UPDATE "{Step._meta.db_table}"')
-    assert locked_elsewhere == [True, True]
-    assert Step.objects.get(pk=first.step.pk).reached_version == "v1"
-    assert Step.objects.get(pk=second.step.pk).apply_detail == "second"
+    assert written == set(step_ids_of([high, low]))
+    lock, *writes = (query["sql"] for query in queries.captured_queries)
+    assert lock.endswith('ORDER BY "id" FOR NO KEY UPDATE')
+    assert len(writes) == 3
+    assert all(write.startswith(f'UPDATE "{Step._meta.db_table}"') for write in writes)
+    assert locked_elsewhere == [True]
+    assert Step.objects.get(pk=lost.step.pk).error == ""
+    assert Step.objects.get(pk=low.step.pk).reached_version == "v1"
+    assert Step.objects.get(pk=high.step.pk).apply_detail == "high"
 
 
 def _locked_to_others(step_id: int) -> bool:
@@ -178,8 +184,8 @@ def _locked_to_others(step_id: int) -> bool:
             with transaction.atomic():
                 Step.objects.select_for_update(nowait=True, no_key=True).filter(pk=step_id).exists()
             outcome.append(False)
-        except OperationalError:
-            outcome.append(True)
+        except OperationalError as error:
+            outcome.append(isinstance(error.__cause__, LockNotAvailable))
         finally:
             connection.close()
 
