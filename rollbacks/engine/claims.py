@@ -77,13 +77,11 @@ def update_claimed(updates: Sequence[tuple[Claim, Mapping[str, Any]]]) -> set[in
     fields are written to its step's row (and onto its `step`) while that claim holds it.
     Returns the ids of the steps written; a step another worker took over is left as it is.
 
-    However many steps: one UPDATE per distinct set of field names writes them, each row
-    locked before it is written, in id order (as every transaction that locks several steps
-    does, so none deadlock). A statement per step cost a group's shared write more CPU, in
-    the worker and in PostgreSQL, than everything else it writes. With one set of names
-    (the usual batch) the UPDATE takes the locks itself; with several, one statement locks
-    every row first, since an UPDATE locks only the rows it reads and each of several would
-    otherwise lock in its own scan's order."""
+    However many steps: one statement locks their rows in id order (as every transaction
+    that locks several steps does, so none deadlock), and one UPDATE per distinct set of
+    field names writes them. A statement per step cost a group's shared write more CPU, in
+    the worker and in PostgreSQL, than everything else it writes; the lock is plain SQL, as
+    building it with the ORM cost more CPU than PostgreSQL took to run it."""
     if not updates:
         return set()
     if not all(fields for _, fields in updates):
@@ -92,13 +90,10 @@ def update_claimed(updates: Sequence[tuple[Claim, Mapping[str, Any]]]) -> set[in
     by_names: dict[tuple[str, ...], list[tuple[Claim, Mapping[str, Any]]]] = defaultdict(list)
     for claim, fields in updates:
         by_names[tuple(sorted(fields))].append((claim, fields))
-    lock: list[int] | None = ids
-    if len(by_names) > 1:
-        _lock_in_id_order(ids)
-        lock = None
+    _lock_in_id_order(ids)
     written: set[int] = set()
     for names, same in by_names.items():
-        written |= _update_fenced(names, same, lock=lock)
+        written |= _update_fenced(names, same)
     for claim, fields in updates:
         if claim.step.pk in written:
             for name, value in fields.items():
@@ -128,14 +123,9 @@ def _column(name: str) -> tuple[Field[Any, Any], str, str]:
 
 
 def _update_fenced(
-    names: tuple[str, ...],
-    updates: list[tuple[Claim, Mapping[str, Any]]],
-    *,
-    lock: list[int] | None,
+    names: tuple[str, ...], updates: list[tuple[Claim, Mapping[str, Any]]]
 ) -> set[int]:
-    """One UPDATE … FROM (VALUES …) writing `names` of each claimed row it still holds;
-    with `lock` (ids in ascending order), each row it writes is locked first, in that order
-    (rows it does not write may stay unlocked)."""
+    """One UPDATE … FROM (VALUES …) writing `names` of each claimed row it still holds."""
     quote = connection.ops.quote_name
     columns = [_column(name) for name in names]
     # Each value is cast to its column's type without a length: a value too long for its
@@ -151,28 +141,15 @@ def _update_fenced(
     assignments = ", ".join(
         f"{quote(column)} = v.c{number}" for number, (_, column, _) in enumerate(columns)
     )
-    table, pk = quote(Step._meta.db_table), quote("id")
-    rows = f"(VALUES {', '.join([row] * len(updates))}) AS v(step_id, token, {aliases})"
-    prefix: list[Any] = []
-    if lock is None:
-        sql = f"UPDATE {table} AS s SET {assignments} FROM {rows} WHERE "
-    else:
-        # The CTE is materialized and every row written must come out of it, so each row
-        # is locked there, in id order, before the UPDATE touches it. PostgreSQL reads the
-        # CTE only as far as the UPDATE asks: rows it does not write may stay unlocked.
-        sql = (
-            f"WITH locked AS MATERIALIZED (SELECT {pk} FROM {table} "
-            f"WHERE {pk} = ANY(%s::bigint[]) ORDER BY {pk} FOR NO KEY UPDATE) "
-            f"UPDATE {table} AS s SET {assignments} FROM {rows}, locked "
-            f"WHERE locked.{pk} = v.step_id AND "
-        )
-        prefix = [lock]
-    sql += (
-        f"s.{pk} = v.step_id AND s.{quote('claim_token')} = v.token "
-        f"AND s.{quote('state')} = %s RETURNING s.{pk}"
+    table = quote(Step._meta.db_table)
+    sql = (
+        f"UPDATE {table} AS s SET {assignments} "
+        f"FROM (VALUES {', '.join([row] * len(updates))}) AS v(step_id, token, {aliases}) "
+        f"WHERE s.{quote('id')} = v.step_id AND s.{quote('claim_token')} = v.token "
+        f"AND s.{quote('state')} = %s RETURNING s.{quote('id')}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*prefix, *params, StepState.RUNNING])
+        cursor.execute(sql, [*params, StepState.RUNNING])
         return {step_id for (step_id,) in cursor.fetchall()}
 
 

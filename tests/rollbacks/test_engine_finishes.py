@@ -132,19 +132,25 @@ def test_release_labels_name_the_newest_release_by_artifact_or_version_else_the_
 def test_a_shared_transaction_locks_its_steps_in_id_order_and_writes_them_at_once(
     commander, kube
 ) -> None:
-    executions = _executions(commander, kube, "a", "b", "c")
+    executions = _executions(commander, kube, "a", "b", "c", "lost")
+    *kept_ones, lost = executions
+    Step.objects.filter(pk=lost.step.pk).update(claim_token="another-worker")
     endings = [_ending(execution) for execution in reversed(executions)]
 
     with transaction.atomic(), CaptureQueriesContext(connection) as queries:
         kept = fenced(endings, lambda ending: ending.fields({}))
         locked_elsewhere = [_locked_to_others(step_id) for step_id in step_ids_of(executions)]
 
-    assert [ending.execution.step.pk for ending in kept] == sorted(step_ids_of(executions))
-    (update,) = (query["sql"] for query in queries.captured_queries)  # one round trip
-    assert update.startswith('WITH locked AS MATERIALIZED (SELECT "id" FROM')
-    assert 'ORDER BY "id" FOR NO KEY UPDATE) UPDATE' in update
-    assert locked_elsewhere == [True, True, True]
-    assert set(Step.objects.values_list("state", flat=True)) == {StepState.SUCCEEDED}
+    assert [ending.execution.step.pk for ending in kept] == sorted(step_ids_of(kept_ones))
+    lock, update = (query["sql"] for query in queries.captured_queries)
+    assert lock.endswith('ORDER BY "id" FOR NO KEY UPDATE')
+    assert update.startswith(f'UPDATE "{Step._meta.db_table}"')
+    # Every step of the batch, the one it leaves alone too, is locked before any is written.
+    assert locked_elsewhere == [True, True, True, True]
+    assert Step.objects.get(pk=lost.step.pk).state == StepState.RUNNING
+    assert {step.state for step in Step.objects.filter(pk__in=step_ids_of(kept_ones))} == {
+        StepState.SUCCEEDED
+    }
 
 
 def test_steps_written_with_different_fields_are_all_locked_before_any_is_written(
